@@ -4,7 +4,7 @@
  * always msat, so the conversions here are exact both ways and refuse what is not whole msat.
  */
 import type { Network } from '../backend.js';
-import { MSAT_MAX, type Msat } from '../../money/msat.js';
+import type { Msat } from '../../money/msat.js';
 
 export type Bolt11Prefix = 'lnbc' | 'lntb' | 'lntbs' | 'lnbcrt';
 
@@ -34,6 +34,13 @@ const MSAT_PER_MILLI = 100_000_000n;
 const MSAT_PER_MICRO = 100_000n;
 const MSAT_PER_NANO = 100n;
 
+/**
+ * 21 million BTC: no invoice can ask for more bitcoin than will ever exist, and other
+ * decoders (bolt11, light-bolt11-decoder) refuse such amounts too. Below 2^63-1, so every
+ * accepted amount is a valid Msat.
+ */
+export const BOLT11_AMOUNT_MAX_MSAT = 21_000_000n * 100_000_000_000n;
+
 /** 2^63 msat is at most 20 digits of pico-BTC; longer digit strings are refused before BigInt. */
 const AMOUNT_DIGITS_MAX = 21;
 
@@ -42,7 +49,7 @@ export type HrpAmountResult = { ok: true; amountMsat: Msat | null } | { ok: fals
 /**
  * Reads the amount of the human-readable part ("" for no amount, "2500u", "9678785340p").
  * Refused: a zero or leading-zero number (writers MUST NOT), an unknown multiplier, a `p`
- * amount that is not whole msat (the last digit must be 0), and amounts above 2^63-1 msat.
+ * amount that is not whole msat (the last digit must be 0), and amounts above 21 million BTC.
  */
 export function parseHrpAmount(text: string): HrpAmountResult {
   if (text.length === 0) return { ok: true, amountMsat: null };
@@ -72,7 +79,7 @@ export function parseHrpAmount(text: string): HrpAmountResult {
       amount = value / 10n;
       break;
   }
-  if (amount > MSAT_MAX) return { ok: false, detail: `amount ${JSON.stringify(text)} exceeds 2^63-1 msat` };
+  if (amount > BOLT11_AMOUNT_MAX_MSAT) return { ok: false, detail: `amount ${JSON.stringify(text)} exceeds 21 million BTC` };
   return { ok: true, amountMsat: amount as Msat };
 }
 
@@ -82,7 +89,7 @@ export function parseHrpAmount(text: string): HrpAmountResult {
  */
 export function hrpAmountFromMsat(amountMsat: Msat): string {
   if (amountMsat <= 0n) throw new RangeError(`an invoice amount must be positive, got ${amountMsat} msat`);
-  if (amountMsat > MSAT_MAX) throw new RangeError(`invoice amount exceeds 2^63-1 msat: ${amountMsat}`);
+  if (amountMsat > BOLT11_AMOUNT_MAX_MSAT) throw new RangeError(`invoice amount exceeds 21 million BTC: ${amountMsat} msat`);
   if (amountMsat % MSAT_PER_BTC === 0n) return (amountMsat / MSAT_PER_BTC).toString();
   if (amountMsat % MSAT_PER_MILLI === 0n) return `${amountMsat / MSAT_PER_MILLI}m`;
   if (amountMsat % MSAT_PER_MICRO === 0n) return `${amountMsat / MSAT_PER_MICRO}u`;

@@ -10,6 +10,7 @@ export {
   parseHrpAmount,
   hrpAmountFromMsat,
   parseHrp,
+  BOLT11_AMOUNT_MAX_MSAT,
   type Bolt11Prefix,
   type HrpAmountResult,
 } from './amount.js';

@@ -13,7 +13,7 @@ export type Bolt11Error =
   | 'BadChecksum'
   /** Not lnbc, lntb, lntbs or lnbcrt. */
   | 'UnknownPrefix'
-  /** Amount not digits + multiplier, zero, leading zero, sub-msat, or above 2^63-1 msat. */
+  /** Amount not digits + multiplier, zero, leading zero, sub-msat, or above 21 million BTC. */
   | 'BadAmount'
   /** Data too short for a timestamp and a signature. */
   | 'TooShort'
