@@ -1,0 +1,194 @@
+/**
+ * The composition root: the one place that knows the whole graph. It opens the store and
+ * the Lightning backend, builds the services, reconciles what an earlier run left in
+ * flight, and only then serves HTTP.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { openSqlite, type SqliteDatabase } from './db/sqlite.js';
+import { connectPostgres, type PostgresSql } from './db/postgres.js';
+import { createAppService, type AppService } from './apps/service.js';
+import { registerAppRoutes } from './apps/routes.js';
+import { createInvoiceService, type InvoiceService } from './invoices/service.js';
+import { registerInvoiceRoutes } from './invoices/routes.js';
+import { createPaymentService, type PaymentService } from './payments/service.js';
+import { registerPaymentRoutes } from './payments/routes.js';
+import { createHttpServer, type SluiceFastify } from './http/server.js';
+import { registerHealthRoutes } from './http/health-routes.js';
+import { registerDevnetRoutes } from './http/devnet-routes.js';
+import { SYSTEM_ACCOUNTS } from './ledger/accounts.js';
+import { createLedger, type Ledger } from './ledger/group-commit.js';
+import type { LedgerStore } from './ledger/store.js';
+import { applyOpsInTransaction as applySqliteOps, createSqliteLedgerStore, migrateSqliteLedger } from './ledger/sqlite/store.js';
+import { applyOpsInTransaction as applyPostgresOps, createPostgresLedgerStore } from './ledger/postgres/store.js';
+import type { LightningBackend, NodeInfo } from './lightning/backend.js';
+import { openDevnet, type Devnet } from './lightning/devnet/index.js';
+import { createLndBackendFromFiles } from './lightning/lnd/index.js';
+import type { RecordStore } from './records/model.js';
+import { createSqliteRecordStore } from './records/sqlite.js';
+import { createPostgresRecordStore } from './records/postgres.js';
+import { createLogger } from './logger.js';
+
+export const VERSION = '0.1.0';
+
+export interface Sluice {
+  readonly config: Config;
+  readonly http: SluiceFastify;
+  readonly nodeInfo: NodeInfo;
+  readonly store: 'sqlite' | 'postgres';
+  readonly ledger: Ledger;
+  readonly records: RecordStore;
+  readonly backend: LightningBackend;
+  readonly devnet: Devnet | null;
+  readonly apps: AppService;
+  readonly invoices: InvoiceService;
+  readonly payments: PaymentService;
+  /** The admin key when this start generated it (to print once); otherwise null. */
+  readonly generatedAdminKey: string | null;
+  listen(): Promise<string>;
+  /** Graceful: stop accepting, drain requests, stop watchers, flush the ledger, close. */
+  close(): Promise<void>;
+}
+
+export interface SluiceOptions {
+  logger?: Logger;
+  clock?: Clock;
+}
+
+interface Stores {
+  dialect: 'sqlite' | 'postgres';
+  ledgerStore: LedgerStore;
+  records: RecordStore;
+  close(): Promise<void>;
+}
+
+async function openStores(config: Config, clock: Clock): Promise<Stores> {
+  if (config.databaseUrl !== null) {
+    const sql: PostgresSql = connectPostgres({ url: config.databaseUrl });
+    const ledgerStore = await createPostgresLedgerStore(sql, { clock });
+    const records = await createPostgresRecordStore(sql, applyPostgresOps);
+    return { dialect: 'postgres', ledgerStore, records, close: () => sql.end({ timeout: 5 }) };
+  }
+  const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
+  migrateSqliteLedger(db);
+  const ledgerStore = createSqliteLedgerStore(db, { clock });
+  const records = createSqliteRecordStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
+  return { dialect: 'sqlite', ledgerStore, records, close: async () => void db.close() };
+}
+
+async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {
+  if (config.lightning === 'lnd') {
+    const backend = await createLndBackendFromFiles({
+      restUrl: config.lnd.restUrl as string,
+      macaroonPath: config.lnd.macaroonPath as string,
+      tlsCertPath: config.lnd.tlsCertPath as string,
+      logger,
+    });
+    return { backend, devnet: null };
+  }
+  const devnet = await openDevnet({
+    dataDir: config.dataDir,
+    clock,
+    ...(config.devnet.seed === null ? {} : { seed: config.devnet.seed }),
+    faults: {
+      latencyMs: config.devnet.latencyMs,
+      ...(config.devnet.crashAfterPaymentSettles ? { killAfterSettle: { afterSettledPayments: 1, payer: 'sluice' } } : {}),
+    },
+  });
+  return { backend: devnet.backendFor('sluice'), devnet };
+}
+
+export async function createSluice(config: Config, options: SluiceOptions = {}): Promise<Sluice> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const clock = options.clock ?? systemClock;
+  fs.mkdirSync(config.dataDir, { recursive: true });
+
+  const stores = await openStores(config, clock);
+  const { ledgerStore, records } = stores;
+  for (const spec of SYSTEM_ACCOUNTS) {
+    const created = await ledgerStore.createAccount(spec);
+    if (!created.ok) throw new Error(`system account ${spec.id} exists with another spec`);
+  }
+  const ledger = createLedger({ store: ledgerStore, maxBatch: config.groupCommitMaxBatch });
+
+  const { backend, devnet } = await openBackend(config, clock, logger);
+  const nodeInfo = await backend.getInfo();
+  if (devnet) logger.warn({ pubkey: nodeInfo.pubkey }, 'Lightning backend: devnet — a simulated network with FAKE MONEY');
+
+  const apps = createAppService({ records, ledger: ledgerStore, clock });
+  const { generatedKey } = await apps.ensureAdminKey(config.adminKey);
+  const invoices = createInvoiceService({ records, backend, clock, logger });
+  const payments = createPaymentService({
+    records,
+    backend,
+    nodeInfo: () => nodeInfo,
+    clock,
+    logger,
+    paymentTimeoutS: config.paymentTimeoutS,
+    notFoundFinalAfterMs: stores.dialect === 'sqlite' ? 0 : 2 * config.paymentTimeoutS * 1000 + 60_000,
+  });
+
+  // Settle the past before taking new requests.
+  await payments.start();
+  await invoices.start();
+
+  const http = await createHttpServer({
+    logger,
+    apps,
+    bodyLimitBytes: config.bodyLimitBytes,
+    rateLimitPerMinute: config.rateLimitPerMinute,
+    version: VERSION,
+  });
+  registerHealthRoutes(http, { nodeInfo: () => nodeInfo, store: stores.dialect });
+  registerAppRoutes(http, { apps, ledger: ledgerStore });
+  registerInvoiceRoutes(http, { invoices, defaultExpiryS: config.invoiceExpiryS });
+  registerPaymentRoutes(http, { payments });
+  registerDevnetRoutes(http, {
+    wallets: devnet
+      ? { names: () => devnet.nodeNames(), backendFor: (name) => devnet.backendFor(name), balanceMsat: (name) => devnet.nodeBalanceMsat(name) }
+      : null,
+    afterWalletPaid: async (paymentHash) => {
+      const invoice = await backend.lookupInvoice(paymentHash);
+      if (invoice?.state === 'settled' && invoice.settleIndex !== null && invoice.settledAt !== null && invoice.amountPaidMsat !== null) {
+        await invoices.handleSettled({ ...invoice, state: 'settled', settleIndex: invoice.settleIndex, settledAt: invoice.settledAt, amountPaidMsat: invoice.amountPaidMsat });
+      }
+    },
+  });
+  await http.ready();
+
+  let closing: Promise<void> | null = null;
+  const close = async (): Promise<void> => {
+    await http.close();
+    await invoices.stop();
+    await payments.stop();
+    await ledger.close();
+    await backend.close();
+    await devnet?.close();
+    await stores.close();
+  };
+
+  return {
+    config,
+    http,
+    nodeInfo,
+    store: stores.dialect,
+    ledger,
+    records,
+    backend,
+    devnet,
+    apps,
+    invoices,
+    payments,
+    generatedAdminKey: generatedKey,
+    async listen() {
+      return http.listen({ port: config.port, host: config.host });
+    },
+    close() {
+      closing ??= close();
+      return closing;
+    },
+  };
+}

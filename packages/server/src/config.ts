@@ -1,0 +1,124 @@
+/**
+ * Settings, read once from the environment at start-up. Every setting is listed with its
+ * unit and default in docs/config.md (a test keeps that page in sync with SETTINGS).
+ * A bad value stops the start with a message naming the variable; nothing guesses.
+ */
+import path from 'node:path';
+
+export type LightningChoice = 'devnet' | 'lnd';
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string | null;
+  lightning: LightningChoice;
+  lnd: { restUrl: string | null; macaroonPath: string | null; tlsCertPath: string | null };
+  adminKey: string | null;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  bodyLimitBytes: number;
+  rateLimitPerMinute: number;
+  paymentTimeoutS: number;
+  invoiceExpiryS: number;
+  shutdownTimeoutMs: number;
+  groupCommitMaxBatch: number;
+  devnet: { latencyMs: number; seed: string | null; crashAfterPaymentSettles: boolean };
+}
+
+export interface SettingDoc {
+  name: string;
+  unit: string;
+  default: string;
+  meaning: string;
+}
+
+/** The documentation of every setting; docs/config.md must list exactly these names. */
+export const SETTINGS: readonly SettingDoc[] = [
+  { name: 'PORT', unit: 'TCP port', default: '8402', meaning: 'Port of the HTTP API.' },
+  { name: 'HOST', unit: 'address', default: '127.0.0.1', meaning: 'Address the HTTP API listens on (0.0.0.0 for every interface).' },
+  { name: 'SLUICE_DATA_DIR', unit: 'path', default: './data', meaning: 'Where the SQLite database, the devnet state and generated secrets live.' },
+  { name: 'SLUICE_DATABASE_URL', unit: 'URL', default: '(unset: SQLite in the data dir)', meaning: 'postgres://... selects PostgreSQL.' },
+  { name: 'SLUICE_LIGHTNING', unit: 'devnet | lnd', default: 'devnet', meaning: 'Lightning backend. devnet is an in-process simulated network with fake money.' },
+  { name: 'LND_REST_URL', unit: 'URL', default: '(required for lnd)', meaning: "LND's REST address, e.g. https://127.0.0.1:8080." },
+  { name: 'LND_MACAROON_PATH', unit: 'path', default: '(required for lnd)', meaning: 'Macaroon file (admin.macaroon or one baked for invoices and payments).' },
+  { name: 'LND_TLS_CERT_PATH', unit: 'path', default: '(required for lnd)', meaning: "LND's tls.cert; the connection is pinned to exactly this certificate." },
+  { name: 'SLUICE_ADMIN_KEY', unit: 'secret', default: '(generated on first start, printed once, stored hashed)', meaning: 'Admin API key, used to manage apps.' },
+  { name: 'LOG_LEVEL', unit: 'fatal | error | warn | info | debug | trace | silent', default: 'info', meaning: 'pino log level.' },
+  { name: 'SLUICE_BODY_LIMIT_BYTES', unit: 'bytes', default: '65536', meaning: 'Largest accepted request body.' },
+  { name: 'SLUICE_RATE_LIMIT_PER_MINUTE', unit: 'requests per minute per key', default: '6000', meaning: 'Rate limit per API key (per address for requests without a key).' },
+  { name: 'SLUICE_PAYMENT_TIMEOUT_S', unit: 'seconds', default: '60', meaning: 'How long an outgoing payment may try before the API answers "pending".' },
+  { name: 'SLUICE_INVOICE_EXPIRY_S', unit: 'seconds', default: '3600', meaning: 'Default expiry of invoices created without expiry_s.' },
+  { name: 'SLUICE_SHUTDOWN_TIMEOUT_MS', unit: 'milliseconds', default: '10000', meaning: 'How long a graceful shutdown waits for requests to drain.' },
+  { name: 'SLUICE_GROUP_COMMIT_MAX_BATCH', unit: 'transfers', default: '4096', meaning: 'Most ledger operations committed in one transaction.' },
+  { name: 'SLUICE_DEVNET_LATENCY_MS', unit: 'milliseconds', default: '0', meaning: 'devnet only: simulated time each payment takes.' },
+  { name: 'SLUICE_DEVNET_SEED', unit: 'text', default: '(random, stored in the data dir)', meaning: 'devnet only: makes node keys deterministic (tests, demos).' },
+  { name: 'SLUICE_DEVNET_CRASH_AFTER_PAYMENT', unit: '0 | 1', default: '0', meaning: 'devnet only, for crash tests: SIGKILL the process right after a payment settles, before Sluice records it.' },
+];
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; errors: string[] };
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigResult {
+  const errors: string[] = [];
+  const text = (name: string): string | null => {
+    const value = env[name];
+    return value === undefined || value === '' ? null : value;
+  };
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const value = text(name);
+    if (value === null) return fallback;
+    if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+      errors.push(`${name} must be an integer between ${min} and ${max}, got ${JSON.stringify(value)}`);
+      return fallback;
+    }
+    return Number(value);
+  };
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const value = text(name);
+    if (value === null) return fallback;
+    if (!(allowed as readonly string[]).includes(value)) {
+      errors.push(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+      return fallback;
+    }
+    return value as T;
+  };
+  const flag = (name: string): boolean => oneOf(name, ['0', '1'] as const, '0') === '1';
+
+  const databaseUrl = text('SLUICE_DATABASE_URL');
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    errors.push(`SLUICE_DATABASE_URL must start with postgres:// or postgresql://`);
+  }
+  const lightning = oneOf('SLUICE_LIGHTNING', ['devnet', 'lnd'] as const, 'devnet');
+  const lnd = { restUrl: text('LND_REST_URL'), macaroonPath: text('LND_MACAROON_PATH'), tlsCertPath: text('LND_TLS_CERT_PATH') };
+  if (lightning === 'lnd') {
+    for (const [name, value] of [['LND_REST_URL', lnd.restUrl], ['LND_MACAROON_PATH', lnd.macaroonPath], ['LND_TLS_CERT_PATH', lnd.tlsCertPath]] as const) {
+      if (value === null) errors.push(`${name} is required when SLUICE_LIGHTNING=lnd`);
+    }
+  }
+  const adminKey = text('SLUICE_ADMIN_KEY');
+  if (adminKey !== null && adminKey.length < 16) errors.push('SLUICE_ADMIN_KEY must be at least 16 characters');
+
+  const config: Config = {
+    port: integer('PORT', 8402, 0, 65535),
+    host: text('HOST') ?? '127.0.0.1',
+    dataDir: path.resolve(cwd, text('SLUICE_DATA_DIR') ?? './data'),
+    databaseUrl,
+    lightning,
+    lnd,
+    adminKey,
+    logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    bodyLimitBytes: integer('SLUICE_BODY_LIMIT_BYTES', 65_536, 1024, 16 * 1024 * 1024),
+    rateLimitPerMinute: integer('SLUICE_RATE_LIMIT_PER_MINUTE', 6000, 1, 10_000_000),
+    paymentTimeoutS: integer('SLUICE_PAYMENT_TIMEOUT_S', 60, 1, 3600),
+    invoiceExpiryS: integer('SLUICE_INVOICE_EXPIRY_S', 3600, 60, 31_536_000),
+    shutdownTimeoutMs: integer('SLUICE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    groupCommitMaxBatch: integer('SLUICE_GROUP_COMMIT_MAX_BATCH', 4096, 1, 65_536),
+    devnet: {
+      latencyMs: integer('SLUICE_DEVNET_LATENCY_MS', 0, 0, 600_000),
+      seed: text('SLUICE_DEVNET_SEED'),
+      crashAfterPaymentSettles: flag('SLUICE_DEVNET_CRASH_AFTER_PAYMENT'),
+    },
+  };
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+}

@@ -1,0 +1,83 @@
+/**
+ * Every error code a client of Sluice can see: the stable `code`, its HTTP status and a
+ * one-line meaning. `docs/errors.md` lists exactly these (a test keeps the two in sync),
+ * and the SDK exports the same union.
+ *
+ * Codes are part of the API: never rename one; add a new code instead.
+ */
+export const ERROR_CODES = {
+  // Request shape
+  invalid_json: { status: 400, meaning: 'The body is not valid JSON.' },
+  invalid_request: { status: 400, meaning: 'The request does not match the schema (missing or mistyped field).' },
+  unknown_field: { status: 400, meaning: 'The body has a field this endpoint does not accept.' },
+  invalid_amount: { status: 400, meaning: 'An amount is not a decimal string of digits between 0 and 2^63-1 msat (or is zero where zero is not allowed).' },
+  body_too_large: { status: 413, meaning: 'The body exceeds the configured size limit.' },
+  unsupported_media_type: { status: 415, meaning: 'The body is not application/json.' },
+  not_found: { status: 404, meaning: 'No such route, or no such object visible to this key.' },
+  rate_limited: { status: 429, meaning: 'Too many requests for this key; retry after the Retry-After header.' },
+
+  // Auth
+  unauthorized: { status: 401, meaning: 'No API key was sent (Authorization: Bearer <key>).' },
+  invalid_api_key: { status: 401, meaning: 'The API key is unknown or has been revoked.' },
+  forbidden: { status: 403, meaning: 'This key may not use this route (admin-only, or devnet-only on another backend).' },
+
+  // Idempotency
+  idempotency_key_reused: { status: 409, meaning: 'This idempotency key was already used with different arguments.' },
+  idempotency_key_invalid: { status: 400, meaning: 'The idempotency key is empty, too long or has characters outside [A-Za-z0-9._:-].' },
+
+  // Invoices (incoming)
+  invoice_invalid: { status: 400, meaning: 'The payment request is not a valid BOLT 11 invoice (bad encoding, checksum or signature).' },
+  invoice_wrong_network: { status: 400, meaning: 'The invoice is for another network than this node.' },
+  invoice_expired: { status: 409, meaning: 'The invoice has expired.' },
+  invoice_already_paid: { status: 409, meaning: 'The invoice has already been paid.' },
+  invoice_amount_required: { status: 400, meaning: 'The invoice has no amount: send amount_msat.' },
+  invoice_amount_mismatch: { status: 400, meaning: 'amount_msat was sent but the invoice already names an amount.' },
+  description_too_long: { status: 400, meaning: 'The description is longer than 639 bytes (the BOLT 11 limit).' },
+  expiry_out_of_range: { status: 400, meaning: 'expiry_s is outside 60 .. 31536000 seconds.' },
+
+  // Payments (outgoing)
+  insufficient_balance: { status: 409, meaning: 'The account cannot cover the amount plus the maximum fee.' },
+  payment_to_self: { status: 400, meaning: 'The invoice or keysend destination is this node itself.' },
+  payment_in_flight: { status: 409, meaning: 'A payment for this payment hash is already in flight.' },
+  invalid_pubkey: { status: 400, meaning: 'A node public key is not 33 bytes of compressed secp256k1 in hex.' },
+  payment_target_required: { status: 400, meaning: 'Send exactly one of payment_request and keysend.' },
+  keysend_amount_required: { status: 400, meaning: 'A keysend needs amount_msat.' },
+
+  // Apps
+  app_not_found: { status: 404, meaning: 'No app with this id.' },
+  api_key_not_found: { status: 404, meaning: 'No API key with this id for this app.' },
+
+  // Lightning and server
+  lightning_unavailable: { status: 503, meaning: 'The Lightning backend did not answer; nothing was changed.' },
+  devnet_only: { status: 404, meaning: 'This route exists only on the devnet backend.' },
+  devnet_payment_failed: { status: 409, meaning: 'The devnet wallet could not pay the invoice (the message says why).' },
+  shutting_down: { status: 503, meaning: 'The server is draining for shutdown; retry on another instance or later.' },
+  internal_error: { status: 500, meaning: 'A bug or an unexpected failure; nothing acknowledged was lost. The log has details.' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The error body every route returns: {"error":{"code","message"}}. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/**
+ * An error meant for the client. Thrown by route handlers and turned into the JSON body
+ * by the server's error handler; anything else thrown is an internal_error.
+ */
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message?: string) {
+    super(message ?? ERROR_CODES[code].meaning);
+    this.name = 'ApiError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+  }
+}
+
+export function errorBody(code: ErrorCode, message?: string): ErrorBody {
+  return { error: { code, message: message ?? ERROR_CODES[code].meaning } };
+}

@@ -1,0 +1,119 @@
+/**
+ * /v1/devnet/*: the devnet's wallets, to pay Sluice invoices and to issue invoices that
+ * Sluice pays out to. FAKE MONEY: these routes exist only when SLUICE_LIGHTNING=devnet.
+ */
+import { Type } from 'typebox';
+import { ApiError } from '../errors/codes.js';
+import type { LightningBackend } from '../lightning/backend.js';
+import { AmountSchema, errorResponses, parseAmount } from './wire.js';
+import type { SluiceFastify } from './server.js';
+import { msat } from '../money/msat.js';
+
+export interface DevnetWallets {
+  names(): string[];
+  backendFor(name: string): LightningBackend;
+  balanceMsat(name: string): bigint;
+}
+
+export const DEFAULT_DEVNET_WALLET = 'alice';
+
+export function registerDevnetRoutes(
+  app: SluiceFastify,
+  deps: { wallets: DevnetWallets | null; afterWalletPaid: (paymentHash: string) => Promise<void> },
+): void {
+  const walletOf = (name: string | undefined): LightningBackend => {
+    if (!deps.wallets) throw new ApiError('devnet_only');
+    const wallet = name ?? DEFAULT_DEVNET_WALLET;
+    if (!deps.wallets.names().includes(wallet) || wallet === 'sluice') {
+      throw new ApiError('invalid_request', `wallet must be one of ${deps.wallets.names().filter((n) => n !== 'sluice').join(', ')}`);
+    }
+    return deps.wallets.backendFor(wallet);
+  };
+  const WalletField = Type.Optional(Type.String({ maxLength: 32, description: `A devnet wallet name (default ${DEFAULT_DEVNET_WALLET}).` }));
+
+  app.get('/v1/devnet/wallets', {
+    config: { auth: 'any' },
+    schema: {
+      summary: 'Devnet wallets and their balances (fake money)',
+      tags: ['devnet'],
+      response: { 200: Type.Object({ fake_money: Type.Literal(true), wallets: Type.Array(Type.Object({ name: Type.String(), balance_msat: Type.String() })) }), ...errorResponses(401, 404) },
+    },
+  }, async () => {
+    if (!deps.wallets) throw new ApiError('devnet_only');
+    const wallets = deps.wallets;
+    return { fake_money: true as const, wallets: wallets.names().map((name) => ({ name, balance_msat: wallets.balanceMsat(name).toString() })) };
+  });
+
+  app.post('/v1/devnet/pay', {
+    config: { auth: 'any' },
+    schema: {
+      summary: 'A devnet wallet pays an invoice (fake money)',
+      tags: ['devnet'],
+      body: Type.Object({ payment_request: Type.String({ maxLength: 8192 }), wallet: WalletField, amount_msat: Type.Optional(AmountSchema) }, { additionalProperties: false }),
+      response: {
+        200: Type.Object({ payment_hash: Type.String(), preimage: Type.String(), amount_msat: Type.String(), fee_msat: Type.String(), wallet: Type.String() }),
+        ...errorResponses(400, 401, 404, 409),
+      },
+    },
+  }, async (request) => {
+    const wallet = walletOf(request.body.wallet);
+    const amountMsat = request.body.amount_msat === undefined ? undefined : parseAmount(request.body.amount_msat, 'amount_msat');
+    const outcome = await wallet.payInvoice({
+      paymentRequest: request.body.payment_request.trim(),
+      ...(amountMsat === undefined ? {} : { amountMsat }),
+      feeLimitMsat: msat(1_000_000_000n),
+      timeoutS: 60,
+    });
+    if (outcome.status !== 'succeeded') {
+      const detail = outcome.status === 'failed' ? `${outcome.reason}: ${outcome.detail}` : outcome.detail;
+      if (outcome.status === 'failed' && outcome.reason === 'incorrect_payment_details' && /decode|invalid|bech32|checksum/i.test(outcome.detail)) {
+        throw new ApiError('invoice_invalid', detail);
+      }
+      if (outcome.status === 'failed' && outcome.reason === 'already_paid') throw new ApiError('invoice_already_paid', detail);
+      if (outcome.status === 'failed' && outcome.reason === 'invoice_expired') throw new ApiError('invoice_expired', detail);
+      throw new ApiError('devnet_payment_failed', detail);
+    }
+    // Credit the Sluice invoice before answering, so a script that pays and then asks for
+    // its balance sees the money (the watcher would credit it a moment later anyway).
+    await deps.afterWalletPaid(outcome.paymentHash);
+    return {
+      payment_hash: outcome.paymentHash,
+      preimage: outcome.preimage,
+      amount_msat: outcome.amountMsat.toString(),
+      fee_msat: outcome.feeMsat.toString(),
+      wallet: request.body.wallet ?? DEFAULT_DEVNET_WALLET,
+    };
+  });
+
+  app.post('/v1/devnet/invoices', {
+    config: { auth: 'any' },
+    schema: {
+      summary: 'A devnet wallet issues an invoice, e.g. to test payouts (fake money)',
+      tags: ['devnet'],
+      body: Type.Object({
+        amount_msat: AmountSchema,
+        description: Type.Optional(Type.String({ maxLength: 639 })),
+        expiry_s: Type.Optional(Type.Integer({ minimum: 60, maximum: 31_536_000 })),
+        wallet: WalletField,
+      }, { additionalProperties: false }),
+      response: {
+        201: Type.Object({ payment_hash: Type.String(), payment_request: Type.String(), amount_msat: Type.String(), expires_at: Type.String(), wallet: Type.String() }),
+        ...errorResponses(400, 401, 404),
+      },
+    },
+  }, async (request, reply) => {
+    const wallet = walletOf(request.body.wallet);
+    const created = await wallet.createInvoice({
+      amountMsat: parseAmount(request.body.amount_msat, 'amount_msat'),
+      description: request.body.description ?? 'devnet invoice (fake money)',
+      expiryS: request.body.expiry_s ?? 3600,
+    });
+    return reply.code(201).send({
+      payment_hash: created.paymentHash,
+      payment_request: created.paymentRequest,
+      amount_msat: created.amountMsat.toString(),
+      expires_at: new Date(created.expiresAt).toISOString(),
+      wallet: request.body.wallet ?? DEFAULT_DEVNET_WALLET,
+    });
+  });
+}

@@ -1,0 +1,35 @@
+/**
+ * Request fingerprints for idempotency: the same key must come with the same arguments.
+ * Canonical JSON (sorted keys, bigints as decimal strings) hashed with SHA-256.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+
+function canonical(value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString(10);
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.keys(value as Record<string, unknown>)
+        .sort()
+        .filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+        .map((key) => [key, canonical((value as Record<string, unknown>)[key])]),
+    );
+  }
+  return value;
+}
+
+export function fingerprint(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(canonical(value))).digest('hex');
+}
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+export function randomHex(byteLength: number): string {
+  return randomBytes(byteLength).toString('hex');
+}
+
+export function randomId(prefix: string): string {
+  return prefix + randomBytes(12).toString('base64url');
+}
