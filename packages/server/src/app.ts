@@ -23,7 +23,7 @@ import { SYSTEM_ACCOUNTS } from './ledger/accounts.js';
 import { createLedger, type Ledger } from './ledger/group-commit.js';
 import type { LedgerStore } from './ledger/store.js';
 import { applyOpsInTransaction as applySqliteOps, createSqliteLedgerStore, migrateSqliteLedger } from './ledger/sqlite/store.js';
-import { applyOpsInTransaction as applyPostgresOps, createPostgresLedgerStore } from './ledger/postgres/store.js';
+import { applyOpsInTransaction as applyPostgresOps, createPostgresLedgerStore, migratePostgresLedger } from './ledger/postgres/store.js';
 import type { LightningBackend, NodeInfo } from './lightning/backend.js';
 import { openDevnet, type Devnet } from './lightning/devnet/index.js';
 import { createLndBackendFromFiles } from './lightning/lnd/index.js';
@@ -68,8 +68,9 @@ interface Stores {
 async function openStores(config: Config, clock: Clock): Promise<Stores> {
   if (config.databaseUrl !== null) {
     const sql: PostgresSql = connectPostgres({ url: config.databaseUrl });
-    const ledgerStore = await createPostgresLedgerStore(sql, { clock });
-    const records = await createPostgresRecordStore(sql, applyPostgresOps);
+    await migratePostgresLedger(sql);
+    const ledgerStore = createPostgresLedgerStore(sql, { clock });
+    const records = await createPostgresRecordStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
     return { dialect: 'postgres', ledgerStore, records, close: () => sql.end({ timeout: 5 }) };
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });

@@ -85,6 +85,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Slui
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as SluiceFastify;
 
   app.decorateRequest('principal', null);
+  // JSON only: a text/plain body is refused with unsupported_media_type, not half-parsed.
+  app.removeContentTypeParser('text/plain');
 
   let closing = false;
   app.addHook('preClose', async () => {

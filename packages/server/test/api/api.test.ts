@@ -6,23 +6,32 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { ERROR_CODES } from '../../src/errors/codes.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 
 const bolt11Spec = fs.readFileSync(path.resolve(__dirname, '../../../../../shared/reference/bolts/11-payment-encoding.md'), 'utf8');
 /** A mainnet invoice from BOLT 11 "Examples" (wrong network for the devnet). */
 const MAINNET_INVOICE = (/\b(lnbc[0-9a-z]{100,})\b/.exec(bolt11Spec) as RegExpExecArray)[1] as string;
 
-describe('HTTP API on SQLite and the devnet', () => {
+const usePostgres = await postgresAvailable();
+
+for (const store of ['sqlite', 'postgres'] as const) {
+describe.skipIf(store === 'postgres' && !usePostgres)(`HTTP API on ${store} and the devnet`, () => {
   const clock = createManualClock(Date.now());
   let t: TestSluice;
+  let database: TestDatabase | null = null;
   let app: { id: string; apiKey: string };
   let other: { id: string; apiKey: string };
 
   beforeAll(async () => {
-    t = await startTestSluice({ clock });
+    database = store === 'postgres' ? await createTestDatabase('sluice_api') : null;
+    t = await startTestSluice({ clock, env: database ? { SLUICE_DATABASE_URL: database.url } : {} });
     app = await t.createApp('game');
     other = await t.createApp('other');
   });
-  afterAll(async () => t?.close());
+  afterAll(async () => {
+    await t?.close();
+    await database?.drop();
+  });
 
   const asApp = (method: string, url: string, body?: unknown) => t.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
   const balance = async () => (await asApp('GET', '/v1/balance')).body;
@@ -38,7 +47,7 @@ describe('HTTP API on SQLite and the devnet', () => {
     expect(health.body).toEqual({
       status: 'ok',
       lightning: { backend: 'devnet', network: 'regtest', pubkey: t.sluice.nodeInfo.pubkey, fake_money: true },
-      store: 'sqlite',
+      store,
     });
     expect(health.body.lightning.pubkey).toMatch(/^0[23][0-9a-f]{64}$/);
   });
@@ -243,6 +252,7 @@ describe('HTTP API on SQLite and the devnet', () => {
     });
   });
 });
+}
 
 describe('rate limits', () => {
   it('answers 429 rate_limited past the per-key limit', async () => {
