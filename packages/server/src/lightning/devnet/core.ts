@@ -28,6 +28,8 @@ export interface DevnetCore {
   /** Watchers to stop on close. */
   readonly watchers: Set<{ stop(): Promise<void> }>;
   isClosed(): boolean;
+  /** Aborted when the devnet starts closing: injected latency ends early. */
+  readonly closing: AbortSignal;
 }
 
 export function createDevnetCore(parts: {
@@ -41,6 +43,7 @@ export function createDevnetCore(parts: {
   const byPubkey = new Map(parts.nodes.map((node) => [node.pubkey, node]));
   const listeners = new Map<string, Set<() => void>>();
   let closed = false;
+  const closing = new AbortController();
   return {
     store: parts.store,
     clock: parts.clock,
@@ -68,8 +71,10 @@ export function createDevnetCore(parts: {
     paymentsInProgress: new Map(),
     watchers: new Set(),
     isClosed: () => closed,
+    closing: closing.signal,
     markClosed() {
       closed = true;
+      closing.abort();
     },
   };
 }

@@ -133,6 +133,7 @@ export async function keysend(core: DevnetCore, payerName: string, request: Keys
 
 async function execute(core: DevnetCore, plan: PaymentPlan): Promise<PaymentOutcome> {
   const { payer, payee, paymentHash } = plan;
+  if (core.isClosed()) return failed(paymentHash, 'error', 'the devnet is closed');
   if (payer.name === payee.name) return failed(paymentHash, 'no_route', 'the devnet refuses self-payments');
   const key = `${payer.name}:${paymentHash}`;
   // Synchronous from here to beginPayment: no other payment can slip in between the checks and the record.
@@ -143,7 +144,6 @@ async function execute(core: DevnetCore, plan: PaymentPlan): Promise<PaymentOutc
   if (previous?.status === 'succeeded') return failed(paymentHash, 'already_paid', 'this node has already paid this payment hash');
   const payeeInvoice = core.store.invoice(payee.name, paymentHash);
   if (payeeInvoice?.state === 'settled') return failed(paymentHash, 'already_paid', 'the payee has already been paid for this hash');
-  if (core.isClosed()) return failed(paymentHash, 'error', 'the devnet is closed');
 
   core.store.beginPayment({
     node: payer.name,
@@ -168,11 +168,14 @@ async function run(core: DevnetCore, plan: PaymentPlan): Promise<PaymentOutcome>
   try {
     const latencyMs = core.faults.latencyMs();
     const timeoutMs = plan.timeoutS * 1000;
-    if (latencyMs >= timeoutMs) {
-      await sleep(timeoutMs);
+    const timesOut = latencyMs >= timeoutMs;
+    if (latencyMs > 0) await sleep(timesOut ? timeoutMs : latencyMs, core.closing);
+    if (core.isClosed()) {
+      // Closing cut the wait short; nothing moved yet, so this is a plain failure.
+      outcome = recordFailure(core, plan, 'error', 'the devnet closed before the payment was sent');
+    } else if (timesOut) {
       outcome = recordFailure(core, plan, 'timeout', `no answer within ${plan.timeoutS} s (devnet latency ${latencyMs} ms)`);
     } else {
-      if (latencyMs > 0) await sleep(latencyMs);
       outcome = settleNow(core, plan);
     }
   } catch (error) {
@@ -309,6 +312,16 @@ export function lookupPayment(core: DevnetCore, payerName: string, paymentHash: 
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
 }
