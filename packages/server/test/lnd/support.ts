@@ -1,0 +1,64 @@
+/** Shared set-up for the LND tests: the lnd backend -> the LND stand-in -> a devnet node. */
+import { expect } from 'vitest';
+import { createManualClock, type ManualClock } from '../../src/clock.js';
+import type { LightningBackend } from '../../src/lightning/backend.js';
+import { openDevnet, type Devnet } from '../../src/lightning/devnet/index.js';
+import { createLndBackend } from '../../src/lightning/lnd/index.js';
+import type { LndBackendOptions } from '../../src/lightning/lnd/index.js';
+import { startLndStandin, type LndStandin } from '../support/lnd-standin.js';
+
+export const START_MS = Date.UTC(2026, 0, 1);
+
+export interface LndOverDevnet {
+  devnet: Devnet;
+  clock: ManualClock;
+  standin: LndStandin;
+  /** The lnd backend under test, talking to the stand-in, which is the devnet node `sluice`. */
+  lnd: LightningBackend;
+  /** Another lnd client for the same stand-in, with other options. */
+  connect(overrides?: Partial<LndBackendOptions>): LightningBackend;
+  close(): Promise<void>;
+}
+
+export async function openLndOverDevnet(seed = 'lnd-tests'): Promise<LndOverDevnet> {
+  const clock = createManualClock(START_MS);
+  const devnet = await openDevnet({ dataDir: null, clock, seed });
+  const standin = await startLndStandin({ backend: devnet.backendFor('sluice'), clock });
+  const clients: LightningBackend[] = [];
+  const connect = (overrides: Partial<LndBackendOptions> = {}): LightningBackend => {
+    const client = createLndBackend({
+      restUrl: standin.url,
+      macaroonHex: standin.macaroonHex,
+      tlsCert: standin.certPem,
+      clock,
+      timeoutMs: 5_000,
+      watchRetry: { initialDelayMs: 20, maxDelayMs: 200 },
+      ...overrides,
+    });
+    clients.push(client);
+    return client;
+  };
+  const lnd = connect();
+  return {
+    devnet,
+    clock,
+    standin,
+    lnd,
+    connect,
+    async close() {
+      await Promise.all(clients.map((client) => client.close()));
+      await standin.close();
+      await devnet.close();
+      expect(standin.violations).toEqual([]);
+    },
+  };
+}
+
+/** Waits until `condition` holds, checking every few ms; bounded so a broken watcher fails the test. */
+export async function eventually(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
