@@ -1,0 +1,47 @@
+/**
+ * @sluice/client: the typed client of Sluice's HTTP API, for browsers and Node 20+.
+ *
+ * Conventions: amounts are `bigint` millisatoshis (decimal strings on the wire; a number is
+ * refused with a TypeError), times are `Date` objects (ISO 8601 on the wire), field names
+ * are the wire's snake_case names, and every failed request rejects with a `SluiceError`
+ * whose `code` is stable.
+ *
+ * @example
+ * ```ts
+ * import { SluiceClient, newIdempotencyKey } from '@sluice/client';
+ * const client = new SluiceClient({ baseUrl: 'http://127.0.0.1:8402', apiKey: 'sk_...' });
+ * console.log((await client.balance()).available_msat);
+ * ```
+ */
+export { SluiceClient, newIdempotencyKey, stringifyJson, type FetchFunction, type SluiceClientOptions } from './client.js';
+export {
+  SluiceError,
+  SLUICE_ERROR_CODES,
+  SLUICE_CLIENT_ERROR_CODES,
+  isSluiceError,
+  isSluiceServerErrorCode,
+  type SluiceErrorCode,
+  type SluiceServerErrorCode,
+  type SluiceClientErrorCode,
+} from './errors.js';
+export type {
+  ApiKey,
+  App,
+  Balance,
+  CreatedApiKey,
+  CreatedApp,
+  CreateInvoiceRequest,
+  DevnetInvoice,
+  DevnetInvoiceRequest,
+  DevnetPayment,
+  DevnetPayRequest,
+  DevnetWallet,
+  DevnetWallets,
+  Health,
+  Invoice,
+  ListOptions,
+  Payment,
+  PayInvoiceRequest,
+  PayKeysendRequest,
+  PayRequest,
+} from './types.js';
