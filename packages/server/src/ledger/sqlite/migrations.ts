@@ -1,0 +1,57 @@
+/**
+ * The ledger's SQLite schema, module "ledger" in schema_migrations.
+ *
+ * STRICT tables so an amount column can only hold a 64-bit integer. CHECK constraints are
+ * the second line of defence behind the planner: counters never negative, a transfer
+ * never between one account and itself, and an account with a limit never below it
+ * (pending debits included). Transfers and idempotency records are WITHOUT ROWID tables
+ * keyed by their text id, so each row lives in one B-tree instead of two.
+ */
+import type { ModuleMigrations } from '../../db/migrate.js';
+
+const CREATE_ACCOUNTS = `
+CREATE TABLE ledger_accounts (
+  id TEXT PRIMARY KEY,
+  owner_id TEXT NOT NULL,
+  code TEXT NOT NULL,
+  limit_msat INTEGER CHECK (limit_msat IS NULL OR limit_msat >= 0),
+  debits_pending_msat INTEGER NOT NULL DEFAULT 0 CHECK (debits_pending_msat >= 0),
+  debits_posted_msat INTEGER NOT NULL DEFAULT 0 CHECK (debits_posted_msat >= 0),
+  credits_pending_msat INTEGER NOT NULL DEFAULT 0 CHECK (credits_pending_msat >= 0),
+  credits_posted_msat INTEGER NOT NULL DEFAULT 0 CHECK (credits_posted_msat >= 0),
+  created_at INTEGER NOT NULL,
+  CHECK (limit_msat IS NULL OR credits_posted_msat - debits_posted_msat - debits_pending_msat + limit_msat >= 0)
+) STRICT;
+CREATE INDEX ledger_accounts_owner ON ledger_accounts (owner_id, id);
+
+CREATE TABLE ledger_transfers (
+  id TEXT PRIMARY KEY,
+  debit_account_id TEXT NOT NULL REFERENCES ledger_accounts (id),
+  credit_account_id TEXT NOT NULL REFERENCES ledger_accounts (id),
+  amount_msat INTEGER NOT NULL CHECK (amount_msat > 0),
+  state TEXT NOT NULL CHECK (state IN ('pending', 'posted', 'voided')),
+  code TEXT NOT NULL,
+  reference TEXT NOT NULL,
+  idempotency_key TEXT,
+  created_at INTEGER NOT NULL,
+  resolved_at INTEGER,
+  CHECK (debit_account_id <> credit_account_id),
+  CHECK ((state = 'pending') = (resolved_at IS NULL))
+) STRICT, WITHOUT ROWID;
+CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit_account_id, id);
+CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit_account_id, id);
+
+CREATE TABLE ledger_idempotency (
+  key TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  transfer_id TEXT REFERENCES ledger_transfers (id),
+  error TEXT,
+  created_at INTEGER NOT NULL,
+  CHECK ((transfer_id IS NULL) <> (error IS NULL))
+) STRICT, WITHOUT ROWID;
+`;
+
+export const sqliteLedgerMigrations: ModuleMigrations = {
+  module: 'ledger',
+  migrations: [{ version: 1, name: 'accounts, transfers, idempotency', sql: CREATE_ACCOUNTS }],
+};

@@ -1,0 +1,335 @@
+/**
+ * LedgerStore on SQLite (better-sqlite3: synchronous, one connection, WAL, synchronous=FULL).
+ *
+ * better-sqlite3 runs a whole `db.transaction(...)` synchronously: no other statement can
+ * run on the connection between its reads and its writes, so the planner's checks and the
+ * writes that follow are atomic without row locks. Another process writing the same file
+ * waits for the write lock (BEGIN IMMEDIATE, busy_timeout).
+ *
+ * Speed: one batch of ops costs one commit (one fsync). Inside it, the rows the batch
+ * needs are loaded with one query per kind (json_each over the ids), each touched account
+ * is written once, and every statement is prepared once per connection.
+ *
+ * Migrations are not run by the factory: call `migrateSqliteLedger(db)` once at startup
+ * (the composition root runs every module's migrations before serving).
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Clock } from '../../clock.js';
+import { systemClock } from '../../clock.js';
+import { migrateSqlite } from '../../db/migrate.js';
+import type { SqliteDatabase } from '../../db/sqlite.js';
+import { createTransferIdGenerator, type TransferIdGenerator } from '../ids.js';
+import { assertValidAccountSpec, assertValidOp, needsOf, planOps, type IdempotencyRecord, type LedgerPlan, type LedgerView } from '../planner.js';
+import {
+  ACCOUNT_COLUMNS,
+  accountFromRow,
+  IDEMPOTENCY_COLUMNS,
+  idempotencyFromRow,
+  sameSpec,
+  TRANSFER_COLUMNS,
+  transferFromRow,
+  type AccountRow,
+  type IdempotencyRow,
+  type TransferRow,
+} from '../rows.js';
+import type {
+  Account,
+  AccountId,
+  AccountSpec,
+  CreateAccountResult,
+  LedgerOp,
+  LedgerResult,
+  LedgerStore,
+  ListTransfersQuery,
+  Transfer,
+  TransferId,
+} from '../store.js';
+import { sqliteLedgerMigrations } from './migrations.js';
+
+type Statement = BetterSqlite3.Statement<unknown[], unknown>;
+
+interface Statements {
+  selectAccount: Statement;
+  selectAccounts: Statement;
+  selectTransfer: Statement;
+  selectTransfers: Statement;
+  selectIdempotency: Statement;
+  selectIdempotencies: Statement;
+  insertAccount: Statement;
+  updateAccount: Statement;
+  insertTransfer: Statement;
+  updateTransfer: Statement;
+  insertIdempotency: Statement;
+  listAccounts: Statement;
+  listTransfers: Statement;
+  listTransfersBefore: Statement;
+  sumOfBalances: Statement;
+}
+
+// Prepared statements and the id generator belong to a connection; these maps only
+// remember them per connection (no shared state between databases).
+const statementsByDb = new WeakMap<SqliteDatabase, Statements>();
+const idsByDb = new WeakMap<SqliteDatabase, TransferIdGenerator>();
+
+function statementsFor(db: SqliteDatabase): Statements {
+  let statements = statementsByDb.get(db);
+  if (!statements) {
+    statements = prepareStatements(db);
+    statementsByDb.set(db, statements);
+  }
+  return statements;
+}
+
+function idsFor(db: SqliteDatabase): TransferIdGenerator {
+  let ids = idsByDb.get(db);
+  if (!ids) {
+    ids = createTransferIdGenerator();
+    idsByDb.set(db, ids);
+  }
+  return ids;
+}
+
+function prepareStatements(db: SqliteDatabase): Statements {
+  const listOne = (column: string, before: boolean): string =>
+    `SELECT * FROM (SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE ${column} = @accountId` +
+    (before ? ' AND id < @beforeId' : '') +
+    ' ORDER BY id DESC LIMIT @limit)';
+  const list = (before: boolean): string =>
+    `${listOne('debit_account_id', before)} UNION ALL ${listOne('credit_account_id', before)} ORDER BY id DESC LIMIT @limit`;
+  return {
+    selectAccount: db.prepare(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ?`),
+    selectAccounts: db.prepare(
+      `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id IN (SELECT value FROM json_each(?))`,
+    ),
+    selectTransfer: db.prepare(`SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ?`),
+    selectTransfers: db.prepare(
+      `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN (SELECT value FROM json_each(?))`,
+    ),
+    selectIdempotency: db.prepare(`SELECT ${IDEMPOTENCY_COLUMNS} FROM ledger_idempotency WHERE key = ?`),
+    selectIdempotencies: db.prepare(
+      `SELECT ${IDEMPOTENCY_COLUMNS} FROM ledger_idempotency WHERE key IN (SELECT value FROM json_each(?))`,
+    ),
+    insertAccount: db.prepare(
+      `INSERT INTO ledger_accounts (id, owner_id, code, limit_msat, created_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO NOTHING`,
+    ),
+    updateAccount: db.prepare(
+      `UPDATE ledger_accounts SET debits_pending_msat = ?, debits_posted_msat = ?, credits_pending_msat = ?,
+       credits_posted_msat = ? WHERE id = ?`,
+    ),
+    insertTransfer: db.prepare(
+      `INSERT INTO ledger_transfers (${TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    updateTransfer: db.prepare(
+      `UPDATE ledger_transfers SET state = ?, amount_msat = ?, resolved_at = ? WHERE id = ? AND state = 'pending'`,
+    ),
+    insertIdempotency: db.prepare(`INSERT INTO ledger_idempotency (${IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?)`),
+    listAccounts: db.prepare(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE owner_id = ? ORDER BY id`),
+    listTransfers: db.prepare(list(false)),
+    listTransfersBefore: db.prepare(list(true)),
+    // Summed in JavaScript: SQLite's SUM fails on 64-bit overflow, and partial sums of
+    // balances near 2^63 can overflow even when the total is zero.
+    sumOfBalances: db.prepare('SELECT credits_posted_msat - debits_posted_msat FROM ledger_accounts').raw(),
+  };
+}
+
+/** Runs the ledger's migrations (module "ledger"); idempotent. */
+export function migrateSqliteLedger(db: SqliteDatabase): void {
+  migrateSqlite(db, sqliteLedgerMigrations);
+}
+
+export interface ApplyOpsOptions {
+  /** Where new transfer ids come from; default: one time-ordered generator per connection. */
+  ids?: TransferIdGenerator;
+}
+
+/**
+ * Applies `ops` inside the transaction the caller has already opened on `db` (call it from
+ * within `db.transaction(...)`), so ledger ops and the caller's own rows commit or roll
+ * back together. Synchronous; `now` (Unix ms) stamps the transfers. Refusals are results;
+ * a thrown error (a bug, a CHECK backstop firing) must abort the caller's transaction.
+ *
+ * @example
+ * db.transaction(() => {
+ *   const [hold] = applyOpsInTransaction(db, [{ kind: 'transfer', pending: true, ... }], clock.now());
+ *   if (hold?.ok) insertPaymentRow(db, hold.transfer.id);
+ * }).immediate();
+ */
+export function applyOpsInTransaction(
+  db: SqliteDatabase,
+  ops: readonly LedgerOp[],
+  now: number,
+  options: ApplyOpsOptions = {},
+): LedgerResult[] {
+  if (!db.inTransaction) throw new Error('applyOpsInTransaction must run inside db.transaction(...)');
+  if (!Number.isSafeInteger(now) || now < 0) throw new RangeError(`bad timestamp ${now}`);
+  if (ops.length === 0) return [];
+  // Malformed ops are caller bugs: refuse the whole call before reading anything.
+  for (const op of ops) assertValidOp(op);
+  const statements = statementsFor(db);
+  const ids = options.ids ?? idsFor(db);
+  const view = loadView(statements, ops);
+  const plan = planOps(ops, view, now, () => ids.next(now));
+  writePlan(statements, plan);
+  return plan.results;
+}
+
+/**
+ * Loads every row the batch names in one query per table (accounts, pending transfers,
+ * idempotency records). Rows it could not know in advance (the accounts of a referenced
+ * transfer, the transfer of a replayed key) are fetched one by one when asked for.
+ */
+function loadView(statements: Statements, ops: readonly LedgerOp[]): LedgerView {
+  const needs = needsOf(ops);
+  const accounts = new Map<AccountId, Account | null>();
+  const transfers = new Map<TransferId, Transfer | null>();
+  const keys = new Map<string, IdempotencyRecord | null>();
+  if (needs.accountIds.size > 0) {
+    for (const id of needs.accountIds) accounts.set(id, null);
+    for (const row of statements.selectAccounts.all(JSON.stringify([...needs.accountIds])) as AccountRow[]) {
+      accounts.set(row.id, accountFromRow(row));
+    }
+  }
+  if (needs.pendingIds.size > 0) {
+    for (const id of needs.pendingIds) transfers.set(id, null);
+    for (const row of statements.selectTransfers.all(JSON.stringify([...needs.pendingIds])) as TransferRow[]) {
+      transfers.set(row.id, transferFromRow(row));
+    }
+  }
+  if (needs.keys.size > 0) {
+    for (const key of needs.keys) keys.set(key, null);
+    for (const row of statements.selectIdempotencies.all(JSON.stringify([...needs.keys])) as IdempotencyRow[]) {
+      keys.set(row.key, idempotencyFromRow(row));
+    }
+  }
+  return {
+    account(id) {
+      const known = accounts.get(id);
+      if (known !== undefined) return known;
+      const row = statements.selectAccount.get(id) as AccountRow | undefined;
+      return row ? accountFromRow(row) : null;
+    },
+    transfer(id) {
+      const known = transfers.get(id);
+      if (known !== undefined) return known;
+      const row = statements.selectTransfer.get(id) as TransferRow | undefined;
+      return row ? transferFromRow(row) : null;
+    },
+    idempotency(key) {
+      const known = keys.get(key);
+      if (known !== undefined) return known;
+      const row = statements.selectIdempotency.get(key) as IdempotencyRow | undefined;
+      return row ? idempotencyFromRow(row) : null;
+    },
+  };
+}
+
+function writePlan(statements: Statements, plan: LedgerPlan): void {
+  for (const t of plan.insertTransfers) {
+    statements.insertTransfer.run(
+      t.id,
+      t.debitAccountId,
+      t.creditAccountId,
+      t.amountMsat,
+      t.state,
+      t.code,
+      t.reference,
+      t.idempotencyKey,
+      t.createdAt,
+      t.resolvedAt,
+    );
+  }
+  for (const t of plan.updateTransfers) {
+    const changes = statements.updateTransfer.run(t.state, t.amountMsat, t.resolvedAt, t.id).changes;
+    if (changes !== 1) throw new Error(`transfer ${t.id} was not pending when resolving it`);
+  }
+  for (const r of plan.insertIdempotency) {
+    statements.insertIdempotency.run(r.key, r.fingerprint, r.transferId, r.error, r.createdAt);
+  }
+  for (const a of plan.updateAccounts) {
+    const changes = statements.updateAccount.run(
+      a.debitsPendingMsat,
+      a.debitsPostedMsat,
+      a.creditsPendingMsat,
+      a.creditsPostedMsat,
+      a.id,
+    ).changes;
+    if (changes !== 1) throw new Error(`account ${a.id} vanished during a batch`);
+  }
+}
+
+/**
+ * Creates an account inside the caller's open transaction. The same spec again returns the
+ * existing account (created: false); another spec under the same id is AccountExists.
+ */
+export function createAccountInTransaction(db: SqliteDatabase, spec: AccountSpec, now: number): CreateAccountResult {
+  if (!db.inTransaction) throw new Error('createAccountInTransaction must run inside db.transaction(...)');
+  assertValidAccountSpec(spec);
+  const statements = statementsFor(db);
+  const inserted = statements.insertAccount.run(spec.id, spec.ownerId, spec.code, spec.limitMsat, now).changes === 1;
+  const row = statements.selectAccount.get(spec.id) as AccountRow | undefined;
+  if (!row) throw new Error(`account ${spec.id} missing right after insert`);
+  const account = accountFromRow(row);
+  if (inserted) return { ok: true, account, created: true };
+  return sameSpec(account, spec) ? { ok: true, account, created: false } : { ok: false, error: 'AccountExists' };
+}
+
+export interface SqliteLedgerStoreOptions {
+  clock?: Clock;
+  ids?: TransferIdGenerator;
+}
+
+export const MAX_LIST_LIMIT = 1000;
+
+export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedgerStoreOptions = {}): LedgerStore {
+  const clock = options.clock ?? systemClock;
+  const ids = options.ids ?? idsFor(db);
+  const applyBatch = db.transaction((ops: readonly LedgerOp[], now: number) =>
+    applyOpsInTransaction(db, ops, now, { ids }),
+  );
+  const createAccount = db.transaction((spec: AccountSpec, now: number) => createAccountInTransaction(db, spec, now));
+
+  return {
+    dialect: 'sqlite',
+    async createAccount(spec) {
+      return createAccount.immediate(spec, clock.now());
+    },
+    async getAccount(id) {
+      const row = statementsFor(db).selectAccount.get(id) as AccountRow | undefined;
+      return row ? accountFromRow(row) : null;
+    },
+    async listAccounts(ownerId) {
+      return (statementsFor(db).listAccounts.all(ownerId) as AccountRow[]).map(accountFromRow);
+    },
+    async applyOps(ops) {
+      if (ops.length === 0) return [];
+      // BEGIN IMMEDIATE takes the write lock up front, so a second process cannot make
+      // this transaction fail halfway with SQLITE_BUSY on its first write.
+      return applyBatch.immediate(ops, clock.now());
+    },
+    async getTransfer(id) {
+      const row = statementsFor(db).selectTransfer.get(id) as TransferRow | undefined;
+      return row ? transferFromRow(row) : null;
+    },
+    async listTransfers(query: ListTransfersQuery) {
+      assertListLimit(query.limit);
+      const statements = statementsFor(db);
+      const rows =
+        query.beforeId === undefined
+          ? statements.listTransfers.all({ accountId: query.accountId, limit: query.limit })
+          : statements.listTransfersBefore.all({ accountId: query.accountId, limit: query.limit, beforeId: query.beforeId });
+      return (rows as TransferRow[]).map(transferFromRow);
+    },
+    async sumOfBalances() {
+      let sum = 0n;
+      for (const row of statementsFor(db).sumOfBalances.iterate() as IterableIterator<[bigint]>) sum += row[0];
+      return sum;
+    },
+  };
+}
+
+export function assertListLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
+    throw new RangeError(`list limit must be 1..${MAX_LIST_LIMIT}, got ${limit}`);
+  }
+}
