@@ -193,7 +193,7 @@ export class SluiceClient {
     this.#timeoutMs = timeoutMs;
   }
 
-  async #request(method: 'GET' | 'POST', path: string, body?: Record<string, unknown>): Promise<unknown> {
+  async #request<T>(method: 'GET' | 'POST', path: string, decode: (json: unknown) => T, body?: Record<string, unknown>): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.#apiKey !== undefined) headers.authorization = `Bearer ${this.#apiKey}`;
     const init: RequestInit = { method, headers };
@@ -228,7 +228,13 @@ export class SluiceClient {
     }
     if (status < 200 || status > 299) throw errorFromAnswer(status, isJson ? json : undefined);
     if (!isJson) throw new SluiceError('invalid_response', `the server answered HTTP ${status} with a body that is not JSON`, { status });
-    return json;
+    try {
+      return decode(json);
+    } catch (error) {
+      // The mappers do not know the status; the caller should.
+      if (error instanceof SluiceError) throw new SluiceError(error.code, error.message, { status });
+      throw error;
+    }
   }
 
   /**
@@ -241,7 +247,7 @@ export class SluiceClient {
    * ```
    */
   async health(): Promise<Health> {
-    return healthFromWire(await this.#request('GET', '/v1/health'));
+    return this.#request('GET', '/v1/health', healthFromWire);
   }
 
   /**
@@ -256,7 +262,7 @@ export class SluiceClient {
    */
   async createApp(options: { name?: string } = {}): Promise<CreatedApp> {
     const body = options.name === undefined ? {} : { name: options.name };
-    return createdAppFromWire(await this.#request('POST', '/v1/apps', body));
+    return this.#request('POST', '/v1/apps', createdAppFromWire, body);
   }
 
   /**
@@ -268,7 +274,7 @@ export class SluiceClient {
    * ```
    */
   async listApps(): Promise<App[]> {
-    return appsFromWire(await this.#request('GET', '/v1/apps'));
+    return this.#request('GET', '/v1/apps', appsFromWire);
   }
 
   /**
@@ -281,7 +287,7 @@ export class SluiceClient {
    * ```
    */
   async revokeApp(appId: string): Promise<App> {
-    return appFromWire(await this.#request('POST', `/v1/apps/${segment(appId, 'appId')}/revoke`));
+    return this.#request('POST', `/v1/apps/${segment(appId, 'appId')}/revoke`, appFromWire);
   }
 
   /**
@@ -294,7 +300,7 @@ export class SluiceClient {
    * ```
    */
   async createApiKey(appId: string): Promise<CreatedApiKey> {
-    return createdApiKeyFromWire(await this.#request('POST', `/v1/apps/${segment(appId, 'appId')}/keys`));
+    return this.#request('POST', `/v1/apps/${segment(appId, 'appId')}/keys`, createdApiKeyFromWire);
   }
 
   /**
@@ -307,7 +313,7 @@ export class SluiceClient {
    * ```
    */
   async listApiKeys(appId: string): Promise<ApiKey[]> {
-    return apiKeysFromWire(await this.#request('GET', `/v1/apps/${segment(appId, 'appId')}/keys`));
+    return this.#request('GET', `/v1/apps/${segment(appId, 'appId')}/keys`, apiKeysFromWire);
   }
 
   /**
@@ -319,7 +325,7 @@ export class SluiceClient {
    * ```
    */
   async revokeApiKey(appId: string, keyId: string): Promise<ApiKey> {
-    return apiKeyFromWire(await this.#request('POST', `/v1/apps/${segment(appId, 'appId')}/keys/${segment(keyId, 'keyId')}/revoke`));
+    return this.#request('POST', `/v1/apps/${segment(appId, 'appId')}/keys/${segment(keyId, 'keyId')}/revoke`, apiKeyFromWire);
   }
 
   /**
@@ -332,7 +338,7 @@ export class SluiceClient {
    * ```
    */
   async balance(): Promise<Balance> {
-    return balanceFromWire(await this.#request('GET', '/v1/balance'));
+    return this.#request('GET', '/v1/balance', balanceFromWire);
   }
 
   /**
@@ -349,7 +355,7 @@ export class SluiceClient {
     if (request.description !== undefined) body.description = request.description;
     if (request.expiry_s !== undefined) body.expiry_s = request.expiry_s;
     if (request.idempotency_key !== undefined) body.idempotency_key = request.idempotency_key;
-    return invoiceFromWire(await this.#request('POST', '/v1/invoices', body));
+    return this.#request('POST', '/v1/invoices', invoiceFromWire, body);
   }
 
   /**
@@ -362,7 +368,7 @@ export class SluiceClient {
    * ```
    */
   async getInvoice(paymentHash: string): Promise<Invoice> {
-    return invoiceFromWire(await this.#request('GET', `/v1/invoices/${segment(paymentHash, 'paymentHash')}`));
+    return this.#request('GET', `/v1/invoices/${segment(paymentHash, 'paymentHash')}`, invoiceFromWire);
   }
 
   /**
@@ -374,7 +380,7 @@ export class SluiceClient {
    * ```
    */
   async listInvoices(options: ListOptions = {}): Promise<Invoice[]> {
-    return invoicesFromWire(await this.#request('GET', `/v1/invoices${checkLimit(options)}`));
+    return this.#request('GET', `/v1/invoices${checkLimit(options)}`, invoicesFromWire);
   }
 
   /**
@@ -396,7 +402,7 @@ export class SluiceClient {
     if ('payment_request' in request && request.payment_request !== undefined) body.payment_request = request.payment_request;
     if (request.amount_msat !== undefined) body.amount_msat = amountToWire(request.amount_msat, 'amount_msat');
     if (request.max_fee_msat !== undefined) body.max_fee_msat = amountToWire(request.max_fee_msat, 'max_fee_msat');
-    return paymentFromWire(await this.#request('POST', '/v1/payments', body));
+    return this.#request('POST', '/v1/payments', paymentFromWire, body);
   }
 
   /**
@@ -409,7 +415,7 @@ export class SluiceClient {
    * ```
    */
   async getPayment(paymentHash: string): Promise<Payment> {
-    return paymentFromWire(await this.#request('GET', `/v1/payments/${segment(paymentHash, 'paymentHash')}`));
+    return this.#request('GET', `/v1/payments/${segment(paymentHash, 'paymentHash')}`, paymentFromWire);
   }
 
   /**
@@ -421,7 +427,7 @@ export class SluiceClient {
    * ```
    */
   async listPayments(options: ListOptions = {}): Promise<Payment[]> {
-    return paymentsFromWire(await this.#request('GET', `/v1/payments${checkLimit(options)}`));
+    return this.#request('GET', `/v1/payments${checkLimit(options)}`, paymentsFromWire);
   }
 
   /**
@@ -435,7 +441,7 @@ export class SluiceClient {
    * ```
    */
   async devnetWallets(): Promise<DevnetWallets> {
-    return devnetWalletsFromWire(await this.#request('GET', '/v1/devnet/wallets'));
+    return this.#request('GET', '/v1/devnet/wallets', devnetWalletsFromWire);
   }
 
   /**
@@ -452,7 +458,7 @@ export class SluiceClient {
     const body: Record<string, unknown> = { payment_request: request.payment_request };
     if (request.wallet !== undefined) body.wallet = request.wallet;
     if (request.amount_msat !== undefined) body.amount_msat = amountToWire(request.amount_msat, 'amount_msat');
-    return devnetPaymentFromWire(await this.#request('POST', '/v1/devnet/pay', body));
+    return this.#request('POST', '/v1/devnet/pay', devnetPaymentFromWire, body);
   }
 
   /**
@@ -470,6 +476,6 @@ export class SluiceClient {
     if (request.description !== undefined) body.description = request.description;
     if (request.expiry_s !== undefined) body.expiry_s = request.expiry_s;
     if (request.wallet !== undefined) body.wallet = request.wallet;
-    return devnetInvoiceFromWire(await this.#request('POST', '/v1/devnet/invoices', body));
+    return this.#request('POST', '/v1/devnet/invoices', devnetInvoiceFromWire, body);
   }
 }

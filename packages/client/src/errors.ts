@@ -23,7 +23,6 @@ export const SLUICE_ERROR_CODES = [
   'body_too_large',
   'unsupported_media_type',
   'not_found',
-  'method_not_allowed',
   'rate_limited',
   'unauthorized',
   'invalid_api_key',

@@ -24,7 +24,7 @@ const AMOUNT = /^(0|[1-9][0-9]*)$/;
 const AMOUNT_MAX = (1n << 63n) - 1n;
 
 function bad(what: string): SluiceError {
-  return new SluiceError('invalid_response', `the server's answer is malformed: ${what}`, { status: 0 });
+  return new SluiceError('invalid_response', `the server's answer is malformed: ${what}`);
 }
 
 function object(value: unknown, what: string): Json {
