@@ -2,11 +2,7 @@
  * The LedgerStore contract and the in-transaction API on SQLite: a temporary file with
  * WAL and synchronous=FULL, as in production (not :memory:).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSqlite, type SqliteDatabase } from '../../src/db/sqlite.js';
 import {
   applyOpsInTransaction,
   createAccountInTransaction,
@@ -14,20 +10,9 @@ import {
   migrateSqliteLedger,
 } from '../../src/ledger/sqlite/store.js';
 import { createFixture, describeLedgerStoreContract, transfer } from './contract.js';
-
-export function openTempSqlite(): { db: SqliteDatabase; path: string; remove(): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-ledger-'));
-  const path = join(dir, 'ledger.db');
-  const db = openSqlite({ path });
-  return {
-    db,
-    path,
-    remove() {
-      if (db.open) db.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { openTempSqlite, type TempSqlite } from './temp-sqlite.js';
+import { ledgerPropertyTests } from './properties.js';
+import type { LedgerStore } from '../../src/ledger/store.js';
 
 describeLedgerStoreContract('sqlite', async (clock) => {
   const temp = openTempSqlite();
@@ -36,7 +21,7 @@ describeLedgerStoreContract('sqlite', async (clock) => {
 });
 
 describe('SQLite ledger inside a caller transaction', () => {
-  let temp: ReturnType<typeof openTempSqlite>;
+  let temp: TempSqlite;
   beforeAll(() => {
     temp = openTempSqlite();
     migrateSqliteLedger(temp.db);
@@ -80,4 +65,16 @@ describe('SQLite ledger inside a caller transaction', () => {
   it('refuses to run outside a transaction', () => {
     expect(() => applyOpsInTransaction(temp.db, [], 1)).toThrow(/inside db.transaction/);
   });
+});
+
+describe('SQLite ledger properties', () => {
+  let temp: TempSqlite;
+  let store: LedgerStore;
+  beforeAll(() => {
+    temp = openTempSqlite();
+    migrateSqliteLedger(temp.db);
+    store = createSqliteLedgerStore(temp.db);
+  });
+  afterAll(() => temp.remove());
+  ledgerPropertyTests(() => store, 100);
 });
