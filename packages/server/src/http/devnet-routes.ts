@@ -16,6 +16,8 @@ export interface DevnetWallets {
 }
 
 export const DEFAULT_DEVNET_WALLET = 'alice';
+/** Devnet nodes that are not wallets: Sluice's own node and the routing hub. */
+const NOT_WALLETS = new Set(['sluice', 'hub']);
 
 export function registerDevnetRoutes(
   app: SluiceFastify,
@@ -24,8 +26,9 @@ export function registerDevnetRoutes(
   const walletOf = (name: string | undefined): LightningBackend => {
     if (!deps.wallets) throw new ApiError('devnet_only');
     const wallet = name ?? DEFAULT_DEVNET_WALLET;
-    if (!deps.wallets.names().includes(wallet) || wallet === 'sluice') {
-      throw new ApiError('invalid_request', `wallet must be one of ${deps.wallets.names().filter((n) => n !== 'sluice').join(', ')}`);
+    const names = deps.wallets.names().filter((name) => !NOT_WALLETS.has(name));
+    if (!names.includes(wallet)) {
+      throw new ApiError('invalid_request', `wallet must be one of ${names.join(', ')}`);
     }
     return deps.wallets.backendFor(wallet);
   };
@@ -41,7 +44,10 @@ export function registerDevnetRoutes(
   }, async () => {
     if (!deps.wallets) throw new ApiError('devnet_only');
     const wallets = deps.wallets;
-    return { fake_money: true as const, wallets: wallets.names().map((name) => ({ name, balance_msat: wallets.balanceMsat(name).toString() })) };
+    return {
+      fake_money: true as const,
+      wallets: wallets.names().filter((name) => !NOT_WALLETS.has(name)).map((name) => ({ name, balance_msat: wallets.balanceMsat(name).toString() })),
+    };
   });
 
   app.post('/v1/devnet/pay', {

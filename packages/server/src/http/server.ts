@@ -92,6 +92,12 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Slui
   app.addHook('preClose', async () => {
     closing = true;
   });
+  // Responses finished while draining close their connection, so a kept-alive client
+  // cannot hold the shutdown open until its keep-alive timeout.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
   app.addHook('onRequest', async (_request, reply) => {
     // Requests already in progress finish; new ones arriving on kept-alive connections
     // while we drain are told to go elsewhere.

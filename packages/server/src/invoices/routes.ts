@@ -32,6 +32,7 @@ export const invoiceJson = (invoice: InvoiceView) => ({
 const ERROR_FOR: Record<Exclude<CreateInvoiceResult, { ok: true }>['error'], ErrorCode> = {
   IdempotencyConflict: 'idempotency_key_reused',
   DescriptionTooLong: 'description_too_long',
+  AmountTooLarge: 'invalid_amount',
   LightningUnavailable: 'lightning_unavailable',
 };
 

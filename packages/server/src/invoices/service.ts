@@ -17,6 +17,7 @@ import type { InvoiceRow, RecordStore } from '../records/model.js';
 import { appAccountId } from '../apps/service.js';
 import { fingerprint, randomHex, sha256Hex } from '../util/fingerprint.js';
 import { LIGHTNING_ACCOUNT_ID } from '../ledger/accounts.js';
+import { BOLT11_AMOUNT_MAX_MSAT } from '../lightning/bolt11/index.js';
 
 export const SETTLE_INDEX_META = 'invoices.settle_index';
 /** BOLT 11 `d` fields hold at most 639 bytes. */
@@ -45,7 +46,7 @@ export interface CreateInvoiceInput {
 
 export type CreateInvoiceResult =
   | { ok: true; invoice: InvoiceView; replayed: boolean }
-  | { ok: false; error: 'IdempotencyConflict' | 'DescriptionTooLong' | 'LightningUnavailable'; detail?: string };
+  | { ok: false; error: 'IdempotencyConflict' | 'DescriptionTooLong' | 'AmountTooLarge' | 'LightningUnavailable'; detail?: string };
 
 export interface InvoiceService {
   createInvoice(appId: string, input: CreateInvoiceInput): Promise<CreateInvoiceResult>;
@@ -126,6 +127,9 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
   return {
     async createInvoice(appId, input) {
       if (Buffer.byteLength(input.description, 'utf8') > DESCRIPTION_MAX_BYTES) return { ok: false, error: 'DescriptionTooLong' };
+      if (input.amountMsat > BOLT11_AMOUNT_MAX_MSAT) {
+        return { ok: false, error: 'AmountTooLarge', detail: `an invoice may ask for at most ${BOLT11_AMOUNT_MAX_MSAT} msat (21 million BTC)` };
+      }
       const requestFingerprint = fingerprint({ amountMsat: input.amountMsat, description: input.description, expiryS: input.expiryS });
       const replay = async (): Promise<CreateInvoiceResult | null> => {
         if (input.idempotencyKey === null) return null;

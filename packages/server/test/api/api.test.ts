@@ -207,6 +207,8 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`HTTP API on ${store} and 
       { description: 'empty amount', url: '/v1/invoices', body: { amount_msat: '' }, code: 'invalid_amount' },
       { description: 'amount over 2^63-1', url: '/v1/invoices', body: { amount_msat: '9223372036854775808' }, code: 'invalid_amount' },
       { description: 'zero amount', url: '/v1/invoices', body: { amount_msat: '0' }, code: 'invalid_amount' },
+      { description: 'amount above 21 million BTC', url: '/v1/invoices', body: { amount_msat: '2100000000000000001' }, code: 'invalid_amount' },
+      { description: 'devnet pay from the hub (not a wallet)', url: '/v1/devnet/pay', body: { payment_request: 'x', wallet: 'hub' }, code: 'invalid_request' },
       { description: 'unsafe JSON number', url: '/v1/invoices', rawBody: '{"amount_msat": 9007199254740993}', code: 'invalid_amount' },
       { description: 'fractional JSON number', url: '/v1/invoices', rawBody: '{"amount_msat": 1.5}', code: 'invalid_amount' },
       { description: 'amount as boolean', url: '/v1/invoices', body: { amount_msat: true }, code: 'invalid_amount' },
