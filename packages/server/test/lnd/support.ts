@@ -1,4 +1,5 @@
 /** Shared set-up for the LND tests: the lnd backend -> the LND stand-in -> a devnet node. */
+import https from 'node:https';
 import { expect } from 'vitest';
 import { createManualClock, type ManualClock } from '../../src/clock.js';
 import type { LightningBackend } from '../../src/lightning/backend.js';
@@ -61,4 +62,36 @@ export async function eventually(condition: () => boolean, timeoutMs = 5_000): P
     if (Date.now() > deadline) throw new Error('condition not reached in time');
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** A request to the stand-in without the lnd client (to test the stand-in itself). */
+export function rawRequest(
+  standin: LndStandin,
+  method: string,
+  path: string,
+  options: { body?: unknown; macaroonHex?: string | null } = {},
+): Promise<{ status: number; text: string }> {
+  const macaroonHex = options.macaroonHex === undefined ? standin.macaroonHex : options.macaroonHex;
+  const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      new URL(path, standin.url),
+      {
+        method,
+        ca: standin.certPem,
+        headers: {
+          ...(macaroonHex === null ? {} : { 'Grpc-Metadata-macaroon': macaroonHex }),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
 }

@@ -77,9 +77,19 @@ export interface SelfSignedTls {
   keyPem: string;
 }
 
-/** A certificate like LND's tls.cert: self-signed ECDSA P-256, a CA, for localhost and 127.0.0.1. */
-export async function generateSelfSignedTls(commonName = 'sluice lnd stand-in', signer?: SelfSignedTls): Promise<SelfSignedTls> {
-  const pems = await generate([{ name: 'commonName', value: commonName }], {
+/**
+ * A certificate like LND's tls.cert: self-signed ECDSA P-256, a CA, for localhost and
+ * 127.0.0.1 unless other names are given. With `signer`, issued by that certificate instead.
+ */
+export async function generateSelfSignedTls(
+  options: { commonName?: string; signer?: SelfSignedTls; dnsNames?: string[]; ipAddresses?: string[] } = {},
+): Promise<SelfSignedTls> {
+  const signer = options.signer;
+  const altNames = [
+    ...(options.dnsNames ?? ['localhost']).map((value) => ({ type: 2 as const, value })),
+    ...(options.ipAddresses ?? ['127.0.0.1']).map((ip) => ({ type: 7 as const, ip })),
+  ];
+  const pems = await generate([{ name: 'commonName', value: options.commonName ?? 'sluice lnd stand-in' }], {
     keyType: 'ec',
     curve: 'P-256',
     algorithm: 'sha256',
@@ -87,7 +97,7 @@ export async function generateSelfSignedTls(commonName = 'sluice lnd stand-in', 
       { name: 'basicConstraints', cA: signer === undefined },
       { name: 'keyUsage', digitalSignature: true, keyCertSign: signer === undefined, keyEncipherment: true },
       { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
+      { name: 'subjectAltName', altNames },
     ],
     ...(signer === undefined ? {} : { ca: { key: signer.keyPem, cert: signer.certPem } }),
   });
