@@ -46,29 +46,8 @@ export async function runStart(deps: StartDeps): Promise<void> {
     return;
   }
 
-  let url: string;
-  try {
-    url = await sluice.listen();
-  } catch (error) {
-    io.stderr(`error start_failed: ${describeStartError(error, config.port)}\n`);
-    await sluice.close().catch(() => undefined);
-    deps.exit(EXIT.error);
-    return;
-  }
-
-  const devnet = sluice.nodeInfo.backend === 'devnet';
-  const store = sluice.store === 'sqlite' ? `sqlite (${path.join(config.dataDir, 'sluice.sqlite')})` : 'postgres';
-  let banner = `Sluice ${VERSION} listening on ${url}\n`;
-  banner += formatRows([
-    ['lightning', `${sluice.nodeInfo.backend} (${sluice.nodeInfo.network})${devnet ? ' — FAKE MONEY: a simulated network, nothing here is real bitcoin' : ''}`],
-    ['node', sluice.nodeInfo.pubkey],
-    ['store', store],
-    ['data dir', config.dataDir],
-    ['admin key', sluice.generatedAdminKey],
-    ['', sluice.generatedAdminKey === null ? null : 'save this now, it will not be shown again (only its hash is stored)'],
-  ]);
-  io.stdout(banner);
-
+  // Before listen and before the banner: a script that signals as soon as it sees the banner
+  // must find the handlers installed, not the default action (an abrupt kill).
   let stopping = false;
   const stop = (signal: 'SIGINT' | 'SIGTERM'): void => {
     if (stopping) {
@@ -97,4 +76,29 @@ export async function runStart(deps: StartDeps): Promise<void> {
   };
   deps.onSignal('SIGINT', () => stop('SIGINT'));
   deps.onSignal('SIGTERM', () => stop('SIGTERM'));
+
+  let url: string;
+  try {
+    url = await sluice.listen();
+  } catch (error) {
+    if (stopping) return; // a signal came during listen; stop() is closing and will exit
+    io.stderr(`error start_failed: ${describeStartError(error, config.port)}\n`);
+    await sluice.close().catch(() => undefined);
+    deps.exit(EXIT.error);
+    return;
+  }
+
+  if (stopping) return;
+  const devnet = sluice.nodeInfo.backend === 'devnet';
+  const store = sluice.store === 'sqlite' ? `sqlite (${path.join(config.dataDir, 'sluice.sqlite')})` : 'postgres';
+  let banner = `Sluice ${VERSION} listening on ${url}\n`;
+  banner += formatRows([
+    ['lightning', `${sluice.nodeInfo.backend} (${sluice.nodeInfo.network})${devnet ? ' — FAKE MONEY: a simulated network, nothing here is real bitcoin' : ''}`],
+    ['node', sluice.nodeInfo.pubkey],
+    ['store', store],
+    ['data dir', config.dataDir],
+    ['admin key', sluice.generatedAdminKey],
+    ['', sluice.generatedAdminKey === null ? null : 'save this now, it will not be shown again (only its hash is stored)'],
+  ]);
+  io.stdout(banner);
 }
