@@ -162,7 +162,16 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
 
   let closing: Promise<void> | null = null;
   const close = async (): Promise<void> => {
+    // Drain: requests in progress may finish for up to SLUICE_SHUTDOWN_TIMEOUT_MS; after
+    // that their connections are cut. Whatever they had made durable stays; a payment cut
+    // off mid-flight is reconciled by payment hash at the next start.
+    const drainTimer = setTimeout(() => {
+      logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timeout: closing connections still open');
+      http.server.closeAllConnections();
+    }, config.shutdownTimeoutMs);
+    drainTimer.unref();
     await http.close();
+    clearTimeout(drainTimer);
     await invoices.stop();
     await payments.stop();
     await ledger.close();
