@@ -23,7 +23,8 @@
  *
  * Faults for tests: `dropStreams()` (cut every streamed connection), `setOutage(true)`
  * (refuse every connection), `dropNextPaymentAfterDispatch()` (send the payment, then cut
- * the connection before answering).
+ * the connection before answering), `holdNextPaymentStream()` (send the payment, then
+ * say nothing until the client gives up).
  */
 import { randomBytes, createHash } from 'node:crypto';
 import https from 'node:https';
@@ -65,10 +66,14 @@ export interface LndStandin {
   readonly requests: ReadonlyArray<{ method: string; path: string; operationId: string | null }>;
   /** Cuts every open streamed connection (invoice subscriptions, payment streams). */
   dropStreams(): void;
+  /** How many invoice subscriptions are open now. */
+  openSubscriptionCount(): number;
   /** While on, every connection is cut as soon as it opens, and open ones are cut now. */
   setOutage(on: boolean): void;
   /** The next SendPaymentV2 is handed to the backend, then its connection is cut unanswered. */
   dropNextPaymentAfterDispatch(): void;
+  /** The next SendPaymentV2 is handed to the backend and its stream stays silent until the client leaves. */
+  holdNextPaymentStream(): void;
   close(): Promise<void>;
 }
 
@@ -147,6 +152,7 @@ export async function startLndStandin(options: LndStandinOptions): Promise<LndSt
   const dispatched: Promise<unknown>[] = [];
   let outage = false;
   let dropNextPayment = false;
+  let holdNextPayment = false;
 
   // The stand-in's own books, as LND keeps them: add indexes for invoices, and the
   // settlements in settle order, learnt from one watch over the backend.
@@ -349,6 +355,12 @@ export async function startLndStandin(options: LndStandinOptions): Promise<LndSt
         dropNextPayment = false;
         dispatched.push(plan.send().catch(() => undefined));
         socket.destroy();
+        return;
+      }
+      if (holdNextPayment) {
+        holdNextPayment = false;
+        dispatched.push(plan.send().catch(() => undefined));
+        await stream.closed;
         return;
       }
       const noInflight = fields['no_inflight_updates'] === true;
@@ -674,12 +686,16 @@ export async function startLndStandin(options: LndStandinOptions): Promise<LndSt
       for (const socket of streamSockets) socket.destroy();
       streamSockets.clear();
     },
+    openSubscriptionCount: () => subscribers.size,
     setOutage(on) {
       outage = on;
       if (on) for (const socket of sockets) socket.destroy();
     },
     dropNextPaymentAfterDispatch() {
       dropNextPayment = true;
+    },
+    holdNextPaymentStream() {
+      holdNextPayment = true;
     },
     async close() {
       for (const socket of sockets) socket.destroy();
