@@ -171,6 +171,22 @@ describe('lnd backend when the link to LND breaks', () => {
     expect(await settledLookup(invoice.paymentHash)).toMatchObject({ status: 'succeeded', amountMsat: 7_000n });
   });
 
+  it('closing the backend during a payment answers unknown, and another client later learns the truth', async () => {
+    const closing = setup.connect();
+    const invoice = await bobInvoice(7_500);
+    setup.standin.holdNextPaymentStream();
+    const pending = closing.payInvoice({ paymentRequest: invoice.paymentRequest, feeLimitMsat: FEE_LIMIT, timeoutS: 30 });
+    // Wait until the payment has reached the node, so the close cuts a payment in progress.
+    const node = setup.devnet.backendFor('sluice');
+    for (let attempt = 0; (await node.lookupPayment(invoice.paymentHash)).status === 'not_found'; attempt += 1) {
+      if (attempt > 500) throw new Error('the payment never reached the node');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await closing.close();
+    expect(await pending).toMatchObject({ status: 'unknown', paymentHash: invoice.paymentHash, detail: 'the LND backend is closed' });
+    expect(await settledLookup(invoice.paymentHash)).toMatchObject({ status: 'succeeded', amountMsat: 7_500n });
+  });
+
   it('an outcome the node itself does not know yet is unknown, and lookupPayment later tells the truth', async () => {
     const invoice = await bobInvoice(8_000);
     setup.devnet.faults.withholdOutcomeNext(1);

@@ -105,7 +105,7 @@ export function createLndBackend(options: LndBackendOptions): LightningBackend {
         logger,
         retry: options.watchRetry ?? { initialDelayMs: 250, maxDelayMs: 10_000 },
         listPageSize: 1000,
-        listMaxPages: 10_000,
+        listMaxPages: 1_000,
       },
       watchOptions,
     );

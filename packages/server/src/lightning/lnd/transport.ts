@@ -63,6 +63,8 @@ export function createLndTransport(config: LndTransportConfig): LndTransport {
     checkServerIdentity: (_host: string, certificate: PeerCertificate) => checkPinnedCertificate(certificate, pinnedFingerprint),
   });
   const closing = new AbortController();
+  // Requests in progress, so close() can end them (payments then answer `unknown`).
+  const active = new Set<ReturnType<typeof https.request>>();
 
   function send(request: LndRequest, signal: AbortSignal): Promise<IncomingMessage> {
     if (closing.signal.aborted) return Promise.reject(new LndError('closed', 'the LND backend is closed'));
@@ -75,7 +77,9 @@ export function createLndTransport(config: LndTransportConfig): LndTransport {
       headers['content-length'] = String(Buffer.byteLength(body));
     }
     return new Promise((resolve, reject) => {
-      const outgoing = https.request(url, { method: request.method, agent, headers, signal: AbortSignal.any([signal, closing.signal]) }, resolve);
+      const outgoing = https.request(url, { method: request.method, agent, headers, signal }, resolve);
+      active.add(outgoing);
+      outgoing.on('close', () => active.delete(outgoing));
       outgoing.on('error', (error) => reject(transportError(error, signal, closing.signal)));
       outgoing.end(body);
     });
@@ -133,6 +137,8 @@ export function createLndTransport(config: LndTransportConfig): LndTransport {
     stream,
     close() {
       closing.abort();
+      for (const outgoing of active) outgoing.destroy(new LndError('closed', 'the LND backend is closed'));
+      active.clear();
       agent.destroy();
     },
   };
