@@ -18,7 +18,8 @@
  * already belongs to another request.
  */
 import { MSAT_MAX, type Msat } from '../money/msat.js';
-import type { Account, AccountId, AccountSpec, LedgerError, LedgerOp, LedgerResult, Transfer, TransferId } from './store.js';
+import { publicTransfer, type AccountState, type TransferRecord } from './rows.js';
+import type { AccountId, AccountSpec, LedgerError, LedgerOp, LedgerResult, TransferId } from './store.js';
 
 /** What a store keeps per idempotency key: the request's fingerprint and its first outcome. */
 export interface IdempotencyRecord {
@@ -32,19 +33,19 @@ export interface IdempotencyRecord {
 
 /** Rows as they were in the database before the batch; null when absent. */
 export interface LedgerView {
-  account(id: AccountId): Account | null;
-  transfer(id: TransferId): Transfer | null;
+  account(id: AccountId): AccountState | null;
+  transfer(id: TransferId): TransferRecord | null;
   idempotency(key: string): IdempotencyRecord | null;
 }
 
 export interface LedgerPlan {
   results: LedgerResult[];
   /** Final state of every account whose counters changed, once each. */
-  updateAccounts: Account[];
+  updateAccounts: AccountState[];
   /** Transfers created by the batch, in their final state (one created and posted in the same batch is inserted posted). */
-  insertTransfers: Transfer[];
+  insertTransfers: TransferRecord[];
   /** Transfers that existed before the batch and were posted or voided by it. */
-  updateTransfers: Transfer[];
+  updateTransfers: TransferRecord[];
   insertIdempotency: IdempotencyRecord[];
 }
 
@@ -143,11 +144,11 @@ interface Working {
   view: LedgerView;
   now: number;
   newId: () => TransferId;
-  accounts: Map<AccountId, Account | null>;
+  accounts: Map<AccountId, AccountState | null>;
   changedAccounts: Set<AccountId>;
-  transfers: Map<TransferId, Transfer | null>;
-  newTransfers: Map<TransferId, Transfer>;
-  resolvedTransfers: Map<TransferId, Transfer>;
+  transfers: Map<TransferId, TransferRecord | null>;
+  newTransfers: Map<TransferId, TransferRecord>;
+  resolvedTransfers: Map<TransferId, TransferRecord>;
   keys: Map<string, IdempotencyRecord | null>;
   insertIdempotency: IdempotencyRecord[];
 }
@@ -172,7 +173,7 @@ export function planOps(
     insertIdempotency: [],
   };
   const results = ops.map((op) => planOne(working, op));
-  const updateAccounts: Account[] = [];
+  const updateAccounts: AccountState[] = [];
   for (const id of working.changedAccounts) {
     const account = working.accounts.get(id);
     if (!account) throw new Error(`changed account ${id} missing from the working set`);
@@ -215,7 +216,7 @@ function replay(working: Working, op: LedgerOp, record: IdempotencyRecord, finge
   if (!current) throw new Error(`idempotency record ${record.key} points at missing transfer ${record.transferId}`);
   if (op.kind !== 'transfer') {
     // A post or void leaves the transfer final, so its current state is the first result.
-    return { ok: true, transfer: { ...current }, replayed: true };
+    return { ok: true, transfer: publicTransfer(current), replayed: true };
   }
   // A transfer may have been posted or voided since it was created; the first result was the
   // transfer as created, which the (equal) arguments describe exactly.
@@ -223,7 +224,7 @@ function replay(working: Working, op: LedgerOp, record: IdempotencyRecord, finge
   return {
     ok: true,
     transfer: {
-      ...current,
+      ...publicTransfer(current),
       amountMsat: op.amountMsat,
       state: pending ? 'pending' : 'posted',
       resolvedAt: pending ? null : current.createdAt,
@@ -271,7 +272,7 @@ function applyTransfer(working: Working, op: Extract<LedgerOp, { kind: 'transfer
   credit.creditsPostedMsat = creditsPosted as Msat;
   working.changedAccounts.add(debit.id);
   working.changedAccounts.add(credit.id);
-  const transfer: Transfer = {
+  const transfer: TransferRecord = {
     id: working.newId(),
     debitAccountId: debit.id,
     creditAccountId: credit.id,
@@ -282,16 +283,20 @@ function applyTransfer(working: Working, op: Extract<LedgerOp, { kind: 'transfer
     idempotencyKey: op.idempotencyKey ?? null,
     createdAt: working.now,
     resolvedAt: pending ? null : working.now,
+    debitPreviousId: debit.lastTransferId,
+    creditPreviousId: credit.lastTransferId,
   };
+  debit.lastTransferId = transfer.id;
+  credit.lastTransferId = transfer.id;
   if (working.transfers.has(transfer.id) || working.newTransfers.has(transfer.id)) {
     throw new Error(`transfer id ${transfer.id} generated twice`);
   }
   working.transfers.set(transfer.id, transfer);
   working.newTransfers.set(transfer.id, transfer);
-  return { ok: true, transfer: { ...transfer }, replayed: false };
+  return { ok: true, transfer: publicTransfer(transfer), replayed: false };
 }
 
-function pendingTransfer(working: Working, id: TransferId): Transfer | LedgerError {
+function pendingTransfer(working: Working, id: TransferId): TransferRecord | LedgerError {
   const transfer = transferById(working, id);
   if (!transfer) return 'TransferNotFound';
   if (transfer.state !== 'pending') return 'TransferNotPending';
@@ -325,7 +330,7 @@ function applyVoid(working: Working, pendingId: TransferId): LedgerResult {
   return resolve(working, transfer, 'voided', transfer.amountMsat, debit, credit);
 }
 
-function releaseHold(debit: Account, credit: Account, held: Msat): void {
+function releaseHold(debit: AccountState, credit: AccountState, held: Msat): void {
   if (debit.debitsPendingMsat < held) throw new Error(`account ${debit.id} holds less than pending transfer amount ${held}`);
   if (credit.creditsPendingMsat < held) throw new Error(`account ${credit.id} holds less than pending transfer amount ${held}`);
   debit.debitsPendingMsat = (debit.debitsPendingMsat - held) as Msat;
@@ -334,11 +339,11 @@ function releaseHold(debit: Account, credit: Account, held: Msat): void {
 
 function resolve(
   working: Working,
-  transfer: Transfer,
+  transfer: TransferRecord,
   state: 'posted' | 'voided',
   amount: Msat,
-  debit: Account,
-  credit: Account,
+  debit: AccountState,
+  credit: AccountState,
 ): LedgerResult {
   transfer.state = state;
   transfer.amountMsat = amount;
@@ -346,10 +351,10 @@ function resolve(
   working.changedAccounts.add(debit.id);
   working.changedAccounts.add(credit.id);
   if (!working.newTransfers.has(transfer.id)) working.resolvedTransfers.set(transfer.id, transfer);
-  return { ok: true, transfer: { ...transfer }, replayed: false };
+  return { ok: true, transfer: publicTransfer(transfer), replayed: false };
 }
 
-function accountsOf(working: Working, transfer: Transfer): { debit: Account; credit: Account } {
+function accountsOf(working: Working, transfer: TransferRecord): { debit: AccountState; credit: AccountState } {
   const debit = accountById(working, transfer.debitAccountId);
   const credit = accountById(working, transfer.creditAccountId);
   // Foreign keys guarantee both exist; a missing one means the view was not loaded right.
@@ -358,7 +363,7 @@ function accountsOf(working: Working, transfer: Transfer): { debit: Account; cre
   return { debit, credit };
 }
 
-function accountById(working: Working, id: AccountId): Account | null {
+function accountById(working: Working, id: AccountId): AccountState | null {
   let account = working.accounts.get(id);
   if (account === undefined) {
     const loaded = working.view.account(id);
@@ -368,7 +373,7 @@ function accountById(working: Working, id: AccountId): Account | null {
   return account;
 }
 
-function transferById(working: Working, id: TransferId): Transfer | null {
+function transferById(working: Working, id: TransferId): TransferRecord | null {
   let transfer = working.transfers.get(id);
   if (transfer === undefined) {
     const loaded = working.view.transfer(id);

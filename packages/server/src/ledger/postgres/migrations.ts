@@ -19,6 +19,7 @@ CREATE TABLE ledger_accounts (
   credits_pending_msat BIGINT NOT NULL DEFAULT 0 CHECK (credits_pending_msat >= 0),
   credits_posted_msat BIGINT NOT NULL DEFAULT 0 CHECK (credits_posted_msat >= 0),
   created_at BIGINT NOT NULL,
+  last_transfer_id TEXT COLLATE "C",
   CONSTRAINT ledger_accounts_limit CHECK (
     limit_msat IS NULL
     OR credits_posted_msat::numeric - debits_posted_msat - debits_pending_msat + limit_msat >= 0)
@@ -36,11 +37,11 @@ CREATE TABLE ledger_transfers (
   idempotency_key TEXT,
   created_at BIGINT NOT NULL,
   resolved_at BIGINT,
+  debit_previous_id TEXT COLLATE "C",
+  credit_previous_id TEXT COLLATE "C",
   CHECK (debit_account_id <> credit_account_id),
   CHECK ((state = 'pending') = (resolved_at IS NULL))
 );
-CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit_account_id, id);
-CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit_account_id, id);
 
 CREATE TABLE ledger_idempotency (
   key TEXT COLLATE "C" PRIMARY KEY,

@@ -24,7 +24,13 @@ import type { PostgresSql, PostgresTransaction } from '../../db/postgres.js';
 import { createTransferIdGenerator, type TransferIdGenerator } from '../ids.js';
 import { assertValidAccountSpec, assertValidOp, needsOf, planOps, type IdempotencyRecord, type LedgerPlan } from '../planner.js';
 import {
+  ACCOUNT_COLUMNS,
   accountFromRow,
+  publicAccount,
+  publicTransfer,
+  TRANSFER_COLUMNS,
+  type AccountState,
+  type TransferRecord,
   idempotencyFromRow,
   sameSpec,
   transferFromRow,
@@ -33,14 +39,12 @@ import {
   type TransferRow,
 } from '../rows.js';
 import type {
-  Account,
   AccountId,
   AccountSpec,
   CreateAccountResult,
   LedgerOp,
   LedgerResult,
   LedgerStore,
-  Transfer,
   TransferId,
 } from '../store.js';
 import { postgresLedgerMigrations } from './migrations.js';
@@ -95,13 +99,12 @@ export async function applyOpsInTransaction(
   // Stage 2: transfers named by post/void ops or by replayed keys.
   const transferIds = new Set(needs.pendingIds);
   for (const record of keys.values()) if (record?.transferId) transferIds.add(record.transferId);
-  const transfers = new Map<TransferId, Transfer | null>();
+  const transfers = new Map<TransferId, TransferRecord | null>();
   if (transferIds.size > 0) {
     const idList = [...transferIds];
     for (const id of idList) transfers.set(id, null);
     const rows = await tx<TransferRow[]>`
-      SELECT id, debit_account_id, credit_account_id, amount_msat, state, code, reference, idempotency_key,
-             created_at, resolved_at
+      SELECT ${tx.unsafe(TRANSFER_SELECT)}
       FROM ledger_transfers WHERE id = ANY(${idList}::text[]) ORDER BY id FOR UPDATE`;
     for (const row of rows) transfers.set(row.id, transferFromRow(row));
   }
@@ -114,13 +117,12 @@ export async function applyOpsInTransaction(
       accountIds.add(transfer.creditAccountId);
     }
   }
-  const accounts = new Map<AccountId, Account | null>();
+  const accounts = new Map<AccountId, AccountState | null>();
   if (accountIds.size > 0) {
     const idList = [...accountIds];
     for (const id of idList) accounts.set(id, null);
     const rows = await tx<AccountRow[]>`
-      SELECT id, owner_id, code, limit_msat, debits_pending_msat, debits_posted_msat, credits_pending_msat,
-             credits_posted_msat, created_at
+      SELECT ${tx.unsafe(ACCOUNT_SELECT)}
       FROM ledger_accounts WHERE id = ANY(${idList}::text[]) ORDER BY id FOR UPDATE`;
     for (const row of rows) accounts.set(row.id, accountFromRow(row));
   }
@@ -151,13 +153,14 @@ async function writePlan(tx: PostgresTransaction, plan: LedgerPlan): Promise<voi
   if (inserts.length > 0) {
     await tx`
       INSERT INTO ledger_transfers (id, debit_account_id, credit_account_id, amount_msat, state, code, reference,
-                                    idempotency_key, created_at, resolved_at)
+                                    idempotency_key, created_at, resolved_at, debit_previous_id, credit_previous_id)
       SELECT * FROM unnest(
         ${inserts.map((t) => t.id)}::text[], ${inserts.map((t) => t.debitAccountId)}::text[],
         ${inserts.map((t) => t.creditAccountId)}::text[], ${inserts.map((t) => text(t.amountMsat))}::int8[],
         ${inserts.map((t) => t.state)}::text[], ${inserts.map((t) => t.code)}::text[],
         ${inserts.map((t) => t.reference)}::text[], ${inserts.map((t) => t.idempotencyKey)}::text[],
-        ${inserts.map((t) => text(t.createdAt))}::int8[], ${inserts.map((t) => text(t.resolvedAt))}::int8[])`;
+        ${inserts.map((t) => text(t.createdAt))}::int8[], ${inserts.map((t) => text(t.resolvedAt))}::int8[],
+        ${inserts.map((t) => t.debitPreviousId)}::text[], ${inserts.map((t) => t.creditPreviousId)}::text[])`;
   }
   const updates = plan.updateTransfers;
   if (updates.length > 0) {
@@ -185,11 +188,13 @@ async function writePlan(tx: PostgresTransaction, plan: LedgerPlan): Promise<voi
   if (accounts.length > 0) {
     const changed = await tx`
       UPDATE ledger_accounts AS a SET debits_pending_msat = u.dp, debits_posted_msat = u.dpo,
-                                      credits_pending_msat = u.cp, credits_posted_msat = u.cpo
+                                      credits_pending_msat = u.cp, credits_posted_msat = u.cpo,
+                                      last_transfer_id = u.last
       FROM unnest(${accounts.map((a) => a.id)}::text[], ${accounts.map((a) => text(a.debitsPendingMsat))}::int8[],
                   ${accounts.map((a) => text(a.debitsPostedMsat))}::int8[],
                   ${accounts.map((a) => text(a.creditsPendingMsat))}::int8[],
-                  ${accounts.map((a) => text(a.creditsPostedMsat))}::int8[]) AS u(id, dp, dpo, cp, cpo)
+                  ${accounts.map((a) => text(a.creditsPostedMsat))}::int8[],
+                  ${accounts.map((a) => a.lastTransferId)}::text[]) AS u(id, dp, dpo, cp, cpo, last)
       WHERE a.id = u.id`;
     if (changed.count !== accounts.length) throw new Error(`updated ${changed.count} of ${accounts.length} accounts`);
   }
@@ -219,18 +224,16 @@ export async function createAccountInTransaction(
     ON CONFLICT (id) DO NOTHING
     RETURNING ${tx.unsafe(ACCOUNT_SELECT)}`;
   const created = inserted[0];
-  if (created) return { ok: true, account: accountFromRow(created), created: true };
+  if (created) return { ok: true, account: publicAccount(accountFromRow(created)), created: true };
   const rows = await tx<AccountRow[]>`SELECT ${tx.unsafe(ACCOUNT_SELECT)} FROM ledger_accounts WHERE id = ${spec.id}`;
   const row = rows[0];
   if (!row) throw new Error(`account ${spec.id} neither inserted nor found`);
-  const account = accountFromRow(row);
+  const account = publicAccount(accountFromRow(row));
   return sameSpec(account, spec) ? { ok: true, account, created: false } : { ok: false, error: 'AccountExists' };
 }
 
-const ACCOUNT_SELECT =
-  'id, owner_id, code, limit_msat, debits_pending_msat, debits_posted_msat, credits_pending_msat, credits_posted_msat, created_at';
-const TRANSFER_SELECT =
-  'id, debit_account_id, credit_account_id, amount_msat, state, code, reference, idempotency_key, created_at, resolved_at';
+const ACCOUNT_SELECT = ACCOUNT_COLUMNS;
+const TRANSFER_SELECT = TRANSFER_COLUMNS;
 
 /** PostgreSQL errors after which the whole batch may simply be tried again. */
 const RETRYABLE_CODES = new Set(['40001', '40P01', '23505']);
@@ -261,12 +264,12 @@ export function createPostgresLedgerStore(sql: PostgresSql, options: PostgresLed
     },
     async getAccount(id) {
       const rows = await sql<AccountRow[]>`SELECT ${sql.unsafe(ACCOUNT_SELECT)} FROM ledger_accounts WHERE id = ${id}`;
-      return rows[0] ? accountFromRow(rows[0]) : null;
+      return rows[0] ? publicAccount(accountFromRow(rows[0])) : null;
     },
     async listAccounts(ownerId) {
       const rows = await sql<AccountRow[]>`
         SELECT ${sql.unsafe(ACCOUNT_SELECT)} FROM ledger_accounts WHERE owner_id = ${ownerId} ORDER BY id`;
-      return rows.map(accountFromRow);
+      return rows.map((row) => publicAccount(accountFromRow(row)));
     },
     async applyOps(ops) {
       if (ops.length === 0) return [];
@@ -281,21 +284,33 @@ export function createPostgresLedgerStore(sql: PostgresSql, options: PostgresLed
     },
     async getTransfer(id) {
       const rows = await sql<TransferRow[]>`SELECT ${sql.unsafe(TRANSFER_SELECT)} FROM ledger_transfers WHERE id = ${id}`;
-      return rows[0] ? transferFromRow(rows[0]) : null;
+      return rows[0] ? publicTransfer(transferFromRow(rows[0])) : null;
     },
     async listTransfers(query) {
       if (!Number.isSafeInteger(query.limit) || query.limit < 1 || query.limit > MAX_LIST_LIMIT) {
         throw new RangeError(`list limit must be 1..${MAX_LIST_LIMIT}, got ${query.limit}`);
       }
-      const before = query.beforeId === undefined ? sql`` : sql`AND id < ${query.beforeId}`;
+      const account = query.accountId;
+      // The newest transfer of the account, or the one before `beforeId` in its chain.
+      const start =
+        query.beforeId === undefined
+          ? sql`SELECT last_transfer_id FROM ledger_accounts WHERE id = ${account}`
+          : sql`SELECT CASE WHEN debit_account_id = ${account} THEN debit_previous_id
+                            WHEN credit_account_id = ${account} THEN credit_previous_id END
+                FROM ledger_transfers WHERE id = ${query.beforeId}`;
       const rows = await sql<TransferRow[]>`
-        (SELECT ${sql.unsafe(TRANSFER_SELECT)} FROM ledger_transfers WHERE debit_account_id = ${query.accountId} ${before}
-         ORDER BY id DESC LIMIT ${query.limit})
-        UNION ALL
-        (SELECT ${sql.unsafe(TRANSFER_SELECT)} FROM ledger_transfers WHERE credit_account_id = ${query.accountId} ${before}
-         ORDER BY id DESC LIMIT ${query.limit})
-        ORDER BY id DESC LIMIT ${query.limit}`;
-      return rows.map(transferFromRow);
+        WITH RECURSIVE chain (id, depth) AS (
+          SELECT (${start}), 1
+          UNION ALL
+          SELECT CASE WHEN t.debit_account_id = ${account} THEN t.debit_previous_id ELSE t.credit_previous_id END,
+                 chain.depth + 1
+          FROM chain JOIN ledger_transfers AS t ON t.id = chain.id
+          WHERE chain.depth < ${query.limit}
+        )
+        SELECT ${sql.unsafe(TRANSFER_SELECT.split(', ').map((c) => `t.${c}`).join(', '))}
+        FROM chain JOIN ledger_transfers AS t ON t.id = chain.id
+        ORDER BY chain.depth`;
+      return rows.map((row) => publicTransfer(transferFromRow(row)));
     },
     async sumOfBalances() {
       const rows = await sql<{ sum: string }[]>`

@@ -20,6 +20,7 @@ CREATE TABLE ledger_accounts (
   credits_pending_msat INTEGER NOT NULL DEFAULT 0 CHECK (credits_pending_msat >= 0),
   credits_posted_msat INTEGER NOT NULL DEFAULT 0 CHECK (credits_posted_msat >= 0),
   created_at INTEGER NOT NULL,
+  last_transfer_id TEXT,
   CHECK (limit_msat IS NULL OR credits_posted_msat - debits_posted_msat - debits_pending_msat + limit_msat >= 0)
 ) STRICT;
 CREATE INDEX ledger_accounts_owner ON ledger_accounts (owner_id, id);
@@ -35,11 +36,11 @@ CREATE TABLE ledger_transfers (
   idempotency_key TEXT,
   created_at INTEGER NOT NULL,
   resolved_at INTEGER,
+  debit_previous_id TEXT,
+  credit_previous_id TEXT,
   CHECK (debit_account_id <> credit_account_id),
   CHECK ((state = 'pending') = (resolved_at IS NULL))
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX ledger_transfers_debit ON ledger_transfers (debit_account_id, id);
-CREATE INDEX ledger_transfers_credit ON ledger_transfers (credit_account_id, id);
 
 CREATE TABLE ledger_idempotency (
   key TEXT PRIMARY KEY,

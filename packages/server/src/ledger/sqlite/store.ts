@@ -24,6 +24,11 @@ import {
   ACCOUNT_COLUMNS,
   accountFromRow,
   IDEMPOTENCY_COLUMNS,
+  previousOf,
+  publicAccount,
+  publicTransfer,
+  type AccountState,
+  type TransferRecord,
   idempotencyFromRow,
   sameSpec,
   TRANSFER_COLUMNS,
@@ -33,7 +38,6 @@ import {
   type TransferRow,
 } from '../rows.js';
 import type {
-  Account,
   AccountId,
   AccountSpec,
   CreateAccountResult,
@@ -61,8 +65,6 @@ interface Statements {
   updateTransfer: Statement;
   insertIdempotency: Statement;
   listAccounts: Statement;
-  listTransfers: Statement;
-  listTransfersBefore: Statement;
   sumOfBalances: Statement;
 }
 
@@ -90,12 +92,6 @@ function idsFor(db: SqliteDatabase): TransferIdGenerator {
 }
 
 function prepareStatements(db: SqliteDatabase): Statements {
-  const listOne = (column: string, before: boolean): string =>
-    `SELECT * FROM (SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE ${column} = @accountId` +
-    (before ? ' AND id < @beforeId' : '') +
-    ' ORDER BY id DESC LIMIT @limit)';
-  const list = (before: boolean): string =>
-    `${listOne('debit_account_id', before)} UNION ALL ${listOne('credit_account_id', before)} ORDER BY id DESC LIMIT @limit`;
   return {
     selectAccount: db.prepare(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ?`),
     selectAccounts: db.prepare(
@@ -115,18 +111,16 @@ function prepareStatements(db: SqliteDatabase): Statements {
     ),
     updateAccount: db.prepare(
       `UPDATE ledger_accounts SET debits_pending_msat = ?, debits_posted_msat = ?, credits_pending_msat = ?,
-       credits_posted_msat = ? WHERE id = ?`,
+       credits_posted_msat = ?, last_transfer_id = ? WHERE id = ?`,
     ),
     insertTransfer: db.prepare(
-      `INSERT INTO ledger_transfers (${TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO ledger_transfers (${TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     updateTransfer: db.prepare(
       `UPDATE ledger_transfers SET state = ?, amount_msat = ?, resolved_at = ? WHERE id = ? AND state = 'pending'`,
     ),
     insertIdempotency: db.prepare(`INSERT INTO ledger_idempotency (${IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?)`),
     listAccounts: db.prepare(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE owner_id = ? ORDER BY id`),
-    listTransfers: db.prepare(list(false)),
-    listTransfersBefore: db.prepare(list(true)),
     // Summed in JavaScript: SQLite's SUM fails on 64-bit overflow, and partial sums of
     // balances near 2^63 can overflow even when the total is zero.
     sumOfBalances: db.prepare('SELECT credits_posted_msat - debits_posted_msat FROM ledger_accounts').raw(),
@@ -181,8 +175,8 @@ export function applyOpsInTransaction(
  */
 function loadView(statements: Statements, ops: readonly LedgerOp[]): LedgerView {
   const needs = needsOf(ops);
-  const accounts = new Map<AccountId, Account | null>();
-  const transfers = new Map<TransferId, Transfer | null>();
+  const accounts = new Map<AccountId, AccountState | null>();
+  const transfers = new Map<TransferId, TransferRecord | null>();
   const keys = new Map<string, IdempotencyRecord | null>();
   if (needs.accountIds.size > 0) {
     for (const id of needs.accountIds) accounts.set(id, null);
@@ -237,6 +231,8 @@ function writePlan(statements: Statements, plan: LedgerPlan): void {
       t.idempotencyKey,
       t.createdAt,
       t.resolvedAt,
+      t.debitPreviousId,
+      t.creditPreviousId,
     );
   }
   for (const t of plan.updateTransfers) {
@@ -252,6 +248,7 @@ function writePlan(statements: Statements, plan: LedgerPlan): void {
       a.debitsPostedMsat,
       a.creditsPendingMsat,
       a.creditsPostedMsat,
+      a.lastTransferId,
       a.id,
     ).changes;
     if (changes !== 1) throw new Error(`account ${a.id} vanished during a batch`);
@@ -269,7 +266,7 @@ export function createAccountInTransaction(db: SqliteDatabase, spec: AccountSpec
   const inserted = statements.insertAccount.run(spec.id, spec.ownerId, spec.code, spec.limitMsat, now).changes === 1;
   const row = statements.selectAccount.get(spec.id) as AccountRow | undefined;
   if (!row) throw new Error(`account ${spec.id} missing right after insert`);
-  const account = accountFromRow(row);
+  const account = publicAccount(accountFromRow(row));
   if (inserted) return { ok: true, account, created: true };
   return sameSpec(account, spec) ? { ok: true, account, created: false } : { ok: false, error: 'AccountExists' };
 }
@@ -296,10 +293,10 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     },
     async getAccount(id) {
       const row = statementsFor(db).selectAccount.get(id) as AccountRow | undefined;
-      return row ? accountFromRow(row) : null;
+      return row ? publicAccount(accountFromRow(row)) : null;
     },
     async listAccounts(ownerId) {
-      return (statementsFor(db).listAccounts.all(ownerId) as AccountRow[]).map(accountFromRow);
+      return (statementsFor(db).listAccounts.all(ownerId) as AccountRow[]).map((row) => publicAccount(accountFromRow(row)));
     },
     async applyOps(ops) {
       if (ops.length === 0) return [];
@@ -309,16 +306,11 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     },
     async getTransfer(id) {
       const row = statementsFor(db).selectTransfer.get(id) as TransferRow | undefined;
-      return row ? transferFromRow(row) : null;
+      return row ? publicTransfer(transferFromRow(row)) : null;
     },
     async listTransfers(query: ListTransfersQuery) {
       assertListLimit(query.limit);
-      const statements = statementsFor(db);
-      const rows =
-        query.beforeId === undefined
-          ? statements.listTransfers.all({ accountId: query.accountId, limit: query.limit })
-          : statements.listTransfersBefore.all({ accountId: query.accountId, limit: query.limit, beforeId: query.beforeId });
-      return (rows as TransferRow[]).map(transferFromRow);
+      return db.transaction(() => listTransfersByChain(statementsFor(db), query))();
     },
     async sumOfBalances() {
       let sum = 0n;
@@ -326,6 +318,31 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
       return sum;
     },
   };
+}
+
+/** Walks the account's transfer chain newest-first (one primary-key lookup per transfer). */
+function listTransfersByChain(statements: Statements, query: ListTransfersQuery): Transfer[] {
+  const load = (id: TransferId): TransferRecord | null => {
+    const row = statements.selectTransfer.get(id) as TransferRow | undefined;
+    return row ? transferFromRow(row) : null;
+  };
+  let next: TransferId | null;
+  if (query.beforeId === undefined) {
+    const row = statements.selectAccount.get(query.accountId) as AccountRow | undefined;
+    next = row ? row.last_transfer_id : null;
+  } else {
+    const before = load(query.beforeId);
+    const involved = before && (before.debitAccountId === query.accountId || before.creditAccountId === query.accountId);
+    next = involved ? previousOf(before, query.accountId) : null;
+  }
+  const transfers: Transfer[] = [];
+  while (next !== null && transfers.length < query.limit) {
+    const record = load(next);
+    if (!record) throw new Error(`transfer chain of ${query.accountId} points at missing transfer ${next}`);
+    transfers.push(publicTransfer(record));
+    next = previousOf(record, query.accountId);
+  }
+  return transfers;
 }
 
 export function assertListLimit(limit: number): void {
