@@ -34,7 +34,7 @@ const makers: { name: string; enabled: boolean; make(): Promise<Fixture> }[] = [
       migrateSqliteLedger(db);
       const ledger = createSqliteLedgerStore(db);
       const records = createSqliteRecordStore(db, (tx, ops, now) => applySqlite(tx, ops, now));
-      return { records, ledger, close: async () => db.close() };
+      return { records, ledger, close: async () => void db.close() };
     },
   },
   {
