@@ -14,6 +14,10 @@
  * each run the app accounts' credits are checked against the count and the sum of
  * balances against zero, so a run that lost or invented transfers fails loudly.
  *
+ * BENCH_SQLITE_PRAGMAS="wal_autocheckpoint=10000;cache_size=-65536" applies extra pragmas to the
+ * benchmark's SQLite connection, to try settings before proposing them for src/db/sqlite.ts;
+ * published numbers are taken without it (the production settings).
+ *
  * PostgreSQL: SLUICE_BENCH_DATABASE_URL (default: SLUICE_TEST_DATABASE_URL, then
  * postgres://postgres@127.0.0.1:5432/test) names an admin database; the benchmark creates
  * and drops its own database next to it.

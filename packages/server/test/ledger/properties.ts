@@ -73,7 +73,10 @@ export function ledgerPropertyTests(getStore: () => LedgerStore, numRuns: number
           const created = await store.createAccount({ id: ids[i] as string, ownerId: 'prop', limitMsat: limit === null ? null : m(limit), code: 'test' });
           expect(created.ok).toBe(true);
         }
-        await store.applyOps(ids.slice(1).map((id) => ({ kind: 'transfer', debitAccountId: ids[0] as string, creditAccountId: id, amountMsat: m(700), code: 'fund' })));
+        const funding = await store.applyOps(ids.slice(1).map((id) => ({ kind: 'transfer', debitAccountId: ids[0] as string, creditAccountId: id, amountMsat: m(700), code: 'fund' })));
+        /** Every transfer created so far, oldest first (what listTransfers must return, reversed). */
+        const created: { id: string; debit: string; credit: string }[] = [];
+        for (const r of funding) if (r.ok) created.push({ id: r.transfer.id, debit: r.transfer.debitAccountId, credit: r.transfer.creditAccountId });
         const pendingIds: string[] = [];
         const keyed: { op: LedgerOp; first: LedgerResult }[] = [];
         let keyCounter = 0;
@@ -130,10 +133,25 @@ export function ledgerPropertyTests(getStore: () => LedgerStore, numRuns: number
               keyed.push({ op, first: result });
             }
             if (result.ok && result.transfer.state === 'pending' && !result.replayed) pendingIds.push(result.transfer.id);
+            if (result.ok && !result.replayed && op.kind === 'transfer') {
+              created.push({ id: result.transfer.id, debit: result.transfer.debitAccountId, credit: result.transfer.creditAccountId });
+            }
           });
           const after = await loadAll(store, ids);
           assertInvariants(after, await store.sumOfBalances());
           if (results.every((r) => !r.ok || r.replayed)) expect(after).toEqual(before);
+        }
+
+        // Each account lists exactly its transfers, newest first, also when paged.
+        for (const id of ids) {
+          const expected = created.filter((t) => t.debit === id || t.credit === id).map((t) => t.id).reverse();
+          expect((await store.listTransfers({ accountId: id, limit: 1000 })).map((t) => t.id)).toEqual(expected);
+          const firstPage = await store.listTransfers({ accountId: id, limit: 2 });
+          const lastOfPage = firstPage[firstPage.length - 1];
+          if (lastOfPage) {
+            const rest = await store.listTransfers({ accountId: id, limit: 1000, beforeId: lastOfPage.id });
+            expect([...firstPage, ...rest].map((t) => t.id)).toEqual(expected);
+          }
         }
 
         // Replaying every keyed request, in one batch, changes nothing.
