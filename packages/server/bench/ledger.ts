@@ -5,10 +5,11 @@
  * synchronous_commit as configured, printed below).
  *
  *   npx tsx packages/server/bench/ledger.ts [--seconds 3] [--json out.json] [--no-postgres]
+ *     [--callers 1,16,256] [--workloads random-keys,no-keys] [--modes per-transfer,group-commit]
  *
  * Workload (what Sluice does most): every caller is one metered stream, a payer account
- * with a prepaid balance paying one of 4 app accounts 1000 msat per event, each transfer
- * with its own idempotency key (`<run>:<stream>:<seq>`). A caller sends its next transfer only
+ * with a prepaid balance paying one of 4 app accounts 1000 msat per event; two workloads:
+ * every transfer with its own random idempotency key (a UUID), and no keys. A caller sends its next transfer only
  * after the previous one was answered, and a transfer is counted only when its promise
  * resolved, which the ledger does after the commit holding it returned (fsync done). After
  * each run the app accounts' credits are checked against the count and the sum of
@@ -22,7 +23,7 @@
  * postgres://postgres@127.0.0.1:5432/test) names an admin database; the benchmark creates
  * and drops its own database next to it.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,9 +38,16 @@ import type { LedgerOp, LedgerStore } from '../src/ledger/store.js';
 import type { Msat } from '../src/money/msat.js';
 
 export type BenchMode = 'per-transfer' | 'group-commit';
+/**
+ * `random-keys`: every transfer carries its own random idempotency key (a UUID, as clients
+ * send them), the worst case for the key index since consecutive keys land anywhere in it.
+ * `no-keys`: transfers without a key.
+ */
+export type BenchWorkload = 'random-keys' | 'no-keys';
 
 export interface LedgerBenchRow {
   store: 'sqlite' | 'postgres';
+  workload: BenchWorkload;
   mode: BenchMode;
   callers: number;
   transfers: number;
@@ -61,6 +69,8 @@ export interface LedgerBenchReport {
 export interface LedgerBenchOptions {
   secondsPerRun?: number;
   callers?: readonly number[];
+  workloads?: readonly BenchWorkload[];
+  modes?: readonly BenchMode[];
   postgres?: boolean;
   postgresAdminUrl?: string;
 }
@@ -159,7 +169,13 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] as number;
 }
 
-async function runOne(backend: Backend, mode: BenchMode, callers: number, seconds: number): Promise<LedgerBenchRow> {
+async function runOne(
+  backend: Backend,
+  workload: BenchWorkload,
+  mode: BenchMode,
+  callers: number,
+  seconds: number,
+): Promise<LedgerBenchRow> {
   const run = randomBytes(4).toString('hex');
   const store = backend.store;
   const accounts = await createAccounts(store, run, callers);
@@ -181,7 +197,7 @@ async function runOne(backend: Backend, mode: BenchMode, callers: number, second
   await Promise.all(
     accounts.payers.map(async (payer, stream) => {
       const app = accounts.apps[stream % APPS] as string;
-      for (let seq = 0; performance.now() < deadline; seq++) {
+      while (performance.now() < deadline) {
         const begun = performance.now();
         const result = await apply({
           kind: 'transfer',
@@ -189,7 +205,7 @@ async function runOne(backend: Backend, mode: BenchMode, callers: number, second
           creditAccountId: app,
           amountMsat: AMOUNT,
           code: 'charge',
-          idempotencyKey: `${run}:${stream}:${seq}`,
+          ...(workload === 'random-keys' ? { idempotencyKey: randomUUID() } : {}),
         });
         if (!result.ok) throw new Error(`transfer refused: ${result.error}`);
         latencies.push(performance.now() - begun);
@@ -209,6 +225,7 @@ async function runOne(backend: Backend, mode: BenchMode, callers: number, second
   latencies.sort((a, b) => a - b);
   return {
     store: backend.name,
+    workload,
     mode,
     callers,
     transfers,
@@ -224,6 +241,8 @@ async function runOne(backend: Backend, mode: BenchMode, callers: number, second
 export async function runLedgerBenchmark(options: LedgerBenchOptions = {}): Promise<LedgerBenchReport> {
   const seconds = options.secondsPerRun ?? 3;
   const callerCounts = options.callers ?? [1, 16, 256];
+  const workloads = options.workloads ?? ['random-keys', 'no-keys'];
+  const modes = options.modes ?? ['per-transfer', 'group-commit'];
   const report: LedgerBenchReport = {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     settings: {},
@@ -244,11 +263,13 @@ export async function runLedgerBenchmark(options: LedgerBenchOptions = {}): Prom
   try {
     for (const backend of backends) {
       Object.assign(report.settings, backend.settings);
-      for (const mode of ['per-transfer', 'group-commit'] as const) {
-        for (const callers of callerCounts) {
-          const row = await runOne(backend, mode, callers, seconds);
-          report.rows.push(row);
-          process.stderr.write(`${row.store} ${row.mode} ${row.callers} callers: ${row.transfersPerSecond}/s\n`);
+      for (const workload of workloads) {
+        for (const mode of modes) {
+          for (const callers of callerCounts) {
+            const row = await runOne(backend, workload, mode, callers, seconds);
+            report.rows.push(row);
+            process.stderr.write(`${row.store} ${row.workload} ${row.mode} ${row.callers} callers: ${row.transfersPerSecond}/s\n`);
+          }
         }
       }
     }
@@ -256,13 +277,18 @@ export async function runLedgerBenchmark(options: LedgerBenchOptions = {}): Prom
     for (const backend of backends) await backend.close();
   }
   for (const backend of backends) {
-    const rate = (mode: BenchMode, callers: number) =>
-      report.rows.find((r) => r.store === backend.name && r.mode === mode && r.callers === callers)?.transfersPerSecond;
-    const top = Math.max(...callerCounts);
-    const group = rate('group-commit', top);
-    const single = rate('per-transfer', top);
-    if (group !== undefined && single !== undefined) {
-      report.notes.push(`${backend.name}: group commit at ${top} callers is ${(group / single).toFixed(1)}x one transaction per transfer`);
+    for (const workload of workloads) {
+      const rate = (mode: BenchMode, callers: number) =>
+        report.rows.find((r) => r.store === backend.name && r.workload === workload && r.mode === mode && r.callers === callers)
+          ?.transfersPerSecond;
+      const top = Math.max(...callerCounts);
+      const group = rate('group-commit', top);
+      const single = rate('per-transfer', top);
+      if (group !== undefined && single !== undefined) {
+        report.notes.push(
+          `${backend.name}, ${workload}: group commit at ${top} callers is ${(group / single).toFixed(1)}x one transaction per transfer`,
+        );
+      }
     }
   }
   return report;
@@ -270,11 +296,11 @@ export async function runLedgerBenchmark(options: LedgerBenchOptions = {}): Prom
 
 export function markdownTable(report: LedgerBenchReport): string {
   const lines = [
-    '| store | mode | callers | transfers/s | transfers | commits | mean batch | p50 ms | p99 ms |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| store | idempotency keys | mode | callers | transfers/s | transfers | commits | mean batch | p50 ms | p99 ms |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...report.rows.map(
       (r) =>
-        `| ${r.store} | ${r.mode} | ${r.callers} | ${r.transfersPerSecond.toLocaleString('en-US')} | ${r.transfers} | ${r.commits} | ${r.meanBatch} | ${r.p50LatencyMs} | ${r.p99LatencyMs} |`,
+        `| ${r.store} | ${r.workload === 'random-keys' ? 'random, one per transfer' : 'none'} | ${r.mode} | ${r.callers} | ${r.transfersPerSecond.toLocaleString('en-US')} | ${r.transfers} | ${r.commits} | ${r.meanBatch} | ${r.p50LatencyMs} | ${r.p99LatencyMs} |`,
     ),
   ];
   const settings = Object.entries(report.settings).map(([k, v]) => `- ${k}: ${v}`);
@@ -290,7 +316,14 @@ function argValue(args: string[], name: string): string | undefined {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const seconds = Number(argValue(args, '--seconds') ?? 3);
-  const report = await runLedgerBenchmark({ secondsPerRun: seconds, postgres: !args.includes('--no-postgres') });
+  const list = (name: string) => argValue(args, name)?.split(',');
+  const report = await runLedgerBenchmark({
+    secondsPerRun: seconds,
+    postgres: !args.includes('--no-postgres'),
+    ...(list('--callers') ? { callers: (list('--callers') as string[]).map(Number) } : {}),
+    ...(list('--workloads') ? { workloads: list('--workloads') as BenchWorkload[] } : {}),
+    ...(list('--modes') ? { modes: list('--modes') as BenchMode[] } : {}),
+  });
   process.stdout.write(`${markdownTable(report)}\n\n\`\`\`json\n${JSON.stringify(report, null, 2)}\n\`\`\`\n`);
   const jsonPath = argValue(args, '--json');
   if (jsonPath) writeFileSync(jsonPath, JSON.stringify(report, null, 2));

@@ -5,7 +5,9 @@
  * the second line of defence behind the planner: counters never negative, a transfer
  * never between one account and itself, and an account with a limit never below it
  * (pending debits included). Transfers and idempotency records are WITHOUT ROWID tables
- * keyed by their text id, so each row lives in one B-tree instead of two.
+ * keyed by their text id (accounts too), so each row lives in one B-tree instead of two: one
+ * seek per update and per foreign-key check. New idempotency
+ * records go to ledger_idempotency_recent first (see idempotency.ts for why).
  */
 import type { ModuleMigrations } from '../../db/migrate.js';
 
@@ -22,7 +24,7 @@ CREATE TABLE ledger_accounts (
   created_at INTEGER NOT NULL,
   last_transfer_id TEXT,
   CHECK (limit_msat IS NULL OR credits_posted_msat - debits_posted_msat - debits_pending_msat + limit_msat >= 0)
-) STRICT;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX ledger_accounts_owner ON ledger_accounts (owner_id, id);
 
 CREATE TABLE ledger_transfers (
@@ -50,6 +52,17 @@ CREATE TABLE ledger_idempotency (
   created_at INTEGER NOT NULL,
   CHECK ((transfer_id IS NULL) <> (error IS NULL))
 ) STRICT, WITHOUT ROWID;
+
+-- The recent tier of the idempotency index (see sqlite/idempotency.ts): appended in rowid
+-- order, found through memory, merged into ledger_idempotency with its keys sorted.
+CREATE TABLE ledger_idempotency_recent (
+  key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  transfer_id TEXT,
+  error TEXT,
+  created_at INTEGER NOT NULL,
+  CHECK ((transfer_id IS NULL) <> (error IS NULL))
+) STRICT;
 `;
 
 export const sqliteLedgerMigrations: ModuleMigrations = {

@@ -23,18 +23,15 @@ import { assertValidAccountSpec, assertValidOp, needsOf, planOps, type Idempoten
 import {
   ACCOUNT_COLUMNS,
   accountFromRow,
-  IDEMPOTENCY_COLUMNS,
   previousOf,
   publicAccount,
   publicTransfer,
   type AccountState,
   type TransferRecord,
-  idempotencyFromRow,
   sameSpec,
   TRANSFER_COLUMNS,
   transferFromRow,
   type AccountRow,
-  type IdempotencyRow,
   type TransferRow,
 } from '../rows.js';
 import type {
@@ -48,7 +45,12 @@ import type {
   Transfer,
   TransferId,
 } from '../store.js';
+import { idempotencyIndexFor, type IdempotencyIndex } from './idempotency.js';
 import { sqliteLedgerMigrations } from './migrations.js';
+import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
+
+/** Rows per multi-row INSERT or UPDATE (12 columns x 64 rows = 768 parameters). */
+const ROWS_PER_STATEMENT = 64;
 
 type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 
@@ -57,13 +59,10 @@ interface Statements {
   selectAccounts: Statement;
   selectTransfer: Statement;
   selectTransfers: Statement;
-  selectIdempotency: Statement;
-  selectIdempotencies: Statement;
   insertAccount: Statement;
-  updateAccount: Statement;
-  insertTransfer: Statement;
+  updateAccounts: MultiRowStatement;
+  insertTransfers: MultiRowStatement;
   updateTransfer: Statement;
-  insertIdempotency: Statement;
   listAccounts: Statement;
   sumOfBalances: Statement;
 }
@@ -101,25 +100,28 @@ function prepareStatements(db: SqliteDatabase): Statements {
     selectTransfers: db.prepare(
       `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN (SELECT value FROM json_each(?))`,
     ),
-    selectIdempotency: db.prepare(`SELECT ${IDEMPOTENCY_COLUMNS} FROM ledger_idempotency WHERE key = ?`),
-    selectIdempotencies: db.prepare(
-      `SELECT ${IDEMPOTENCY_COLUMNS} FROM ledger_idempotency WHERE key IN (SELECT value FROM json_each(?))`,
-    ),
     insertAccount: db.prepare(
       `INSERT INTO ledger_accounts (id, owner_id, code, limit_msat, created_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (id) DO NOTHING`,
     ),
-    updateAccount: db.prepare(
-      `UPDATE ledger_accounts SET debits_pending_msat = ?, debits_posted_msat = ?, credits_pending_msat = ?,
-       credits_posted_msat = ?, last_transfer_id = ? WHERE id = ?`,
+    updateAccounts: multiRowStatement(
+      db,
+      6,
+      ROWS_PER_STATEMENT,
+      (values) =>
+        `UPDATE ledger_accounts AS a SET debits_pending_msat = u.column2, debits_posted_msat = u.column3,
+         credits_pending_msat = u.column4, credits_posted_msat = u.column5, last_transfer_id = u.column6
+         FROM (VALUES ${values}) AS u WHERE a.id = u.column1`,
     ),
-    insertTransfer: db.prepare(
-      `INSERT INTO ledger_transfers (${TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    insertTransfers: multiRowStatement(
+      db,
+      12,
+      ROWS_PER_STATEMENT,
+      (values) => `INSERT INTO ledger_transfers (${TRANSFER_COLUMNS}) VALUES ${values}`,
     ),
     updateTransfer: db.prepare(
       `UPDATE ledger_transfers SET state = ?, amount_msat = ?, resolved_at = ? WHERE id = ? AND state = 'pending'`,
     ),
-    insertIdempotency: db.prepare(`INSERT INTO ledger_idempotency (${IDEMPOTENCY_COLUMNS}) VALUES (?, ?, ?, ?, ?)`),
     listAccounts: db.prepare(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE owner_id = ? ORDER BY id`),
     // Summed in JavaScript: SQLite's SUM fails on 64-bit overflow, and partial sums of
     // balances near 2^63 can overflow even when the total is zero.
@@ -155,16 +157,31 @@ export function applyOpsInTransaction(
   now: number,
   options: ApplyOpsOptions = {},
 ): LedgerResult[] {
+  return applyInTransaction(db, ops, now, options.ids ?? idsFor(db), null);
+}
+
+/**
+ * `writtenKeys`: the store's own batches collect the idempotency keys they wrote here and
+ * confirm them after their commit; null for a caller's transaction, whose outcome we
+ * cannot see (its keys are confirmed later, see idempotency.ts).
+ */
+function applyInTransaction(
+  db: SqliteDatabase,
+  ops: readonly LedgerOp[],
+  now: number,
+  ids: TransferIdGenerator,
+  writtenKeys: string[] | null,
+): LedgerResult[] {
   if (!db.inTransaction) throw new Error('applyOpsInTransaction must run inside db.transaction(...)');
   if (!Number.isSafeInteger(now) || now < 0) throw new RangeError(`bad timestamp ${now}`);
   if (ops.length === 0) return [];
   // Malformed ops are caller bugs: refuse the whole call before reading anything.
   for (const op of ops) assertValidOp(op);
   const statements = statementsFor(db);
-  const ids = options.ids ?? idsFor(db);
-  const view = loadView(statements, ops);
+  const index = idempotencyIndexFor(db);
+  const view = loadView(statements, index, ops);
   const plan = planOps(ops, view, now, () => ids.next(now));
-  writePlan(statements, plan);
+  writePlan(statements, index, plan, writtenKeys);
   return plan.results;
 }
 
@@ -173,11 +190,11 @@ export function applyOpsInTransaction(
  * idempotency records). Rows it could not know in advance (the accounts of a referenced
  * transfer, the transfer of a replayed key) are fetched one by one when asked for.
  */
-function loadView(statements: Statements, ops: readonly LedgerOp[]): LedgerView {
+function loadView(statements: Statements, index: IdempotencyIndex, ops: readonly LedgerOp[]): LedgerView {
   const needs = needsOf(ops);
   const accounts = new Map<AccountId, AccountState | null>();
   const transfers = new Map<TransferId, TransferRecord | null>();
-  const keys = new Map<string, IdempotencyRecord | null>();
+  const keys = needs.keys.size > 0 ? index.lookup(needs.keys) : new Map<string, IdempotencyRecord | null>();
   if (needs.accountIds.size > 0) {
     for (const id of needs.accountIds) accounts.set(id, null);
     for (const row of statements.selectAccounts.all(JSON.stringify([...needs.accountIds])) as AccountRow[]) {
@@ -188,12 +205,6 @@ function loadView(statements: Statements, ops: readonly LedgerOp[]): LedgerView 
     for (const id of needs.pendingIds) transfers.set(id, null);
     for (const row of statements.selectTransfers.all(JSON.stringify([...needs.pendingIds])) as TransferRow[]) {
       transfers.set(row.id, transferFromRow(row));
-    }
-  }
-  if (needs.keys.size > 0) {
-    for (const key of needs.keys) keys.set(key, null);
-    for (const row of statements.selectIdempotencies.all(JSON.stringify([...needs.keys])) as IdempotencyRow[]) {
-      keys.set(row.key, idempotencyFromRow(row));
     }
   }
   return {
@@ -212,46 +223,46 @@ function loadView(statements: Statements, ops: readonly LedgerOp[]): LedgerView 
     idempotency(key) {
       const known = keys.get(key);
       if (known !== undefined) return known;
-      const row = statements.selectIdempotency.get(key) as IdempotencyRow | undefined;
-      return row ? idempotencyFromRow(row) : null;
+      return index.lookup([key]).get(key) ?? null;
     },
   };
 }
 
-function writePlan(statements: Statements, plan: LedgerPlan): void {
-  for (const t of plan.insertTransfers) {
-    statements.insertTransfer.run(
-      t.id,
-      t.debitAccountId,
-      t.creditAccountId,
-      t.amountMsat,
-      t.state,
-      t.code,
-      t.reference,
-      t.idempotencyKey,
-      t.createdAt,
-      t.resolvedAt,
-      t.debitPreviousId,
-      t.creditPreviousId,
-    );
+function writePlan(statements: Statements, index: IdempotencyIndex, plan: LedgerPlan, writtenKeys: string[] | null): void {
+  const inserts = plan.insertTransfers;
+  if (inserts.length > 0) {
+    const values: unknown[] = [];
+    for (const t of inserts) {
+      values.push(
+        t.id,
+        t.debitAccountId,
+        t.creditAccountId,
+        t.amountMsat,
+        t.state,
+        t.code,
+        t.reference,
+        t.idempotencyKey,
+        t.createdAt,
+        t.resolvedAt,
+        t.debitPreviousId,
+        t.creditPreviousId,
+      );
+    }
+    statements.insertTransfers.run(values, inserts.length);
   }
   for (const t of plan.updateTransfers) {
     const changes = statements.updateTransfer.run(t.state, t.amountMsat, t.resolvedAt, t.id).changes;
     if (changes !== 1) throw new Error(`transfer ${t.id} was not pending when resolving it`);
   }
-  for (const r of plan.insertIdempotency) {
-    statements.insertIdempotency.run(r.key, r.fingerprint, r.transferId, r.error, r.createdAt);
-  }
-  for (const a of plan.updateAccounts) {
-    const changes = statements.updateAccount.run(
-      a.debitsPendingMsat,
-      a.debitsPostedMsat,
-      a.creditsPendingMsat,
-      a.creditsPostedMsat,
-      a.lastTransferId,
-      a.id,
-    ).changes;
-    if (changes !== 1) throw new Error(`account ${a.id} vanished during a batch`);
+  index.insert(plan.insertIdempotency, writtenKeys);
+  const accounts = plan.updateAccounts;
+  if (accounts.length > 0) {
+    const values: unknown[] = [];
+    for (const a of accounts) {
+      values.push(a.id, a.debitsPendingMsat, a.debitsPostedMsat, a.creditsPendingMsat, a.creditsPostedMsat, a.lastTransferId);
+    }
+    const changes = statements.updateAccounts.run(values, accounts.length);
+    if (changes !== accounts.length) throw new Error(`updated ${changes} of ${accounts.length} accounts: one vanished during a batch`);
   }
 }
 
@@ -274,6 +285,11 @@ export function createAccountInTransaction(db: SqliteDatabase, spec: AccountSpec
 export interface SqliteLedgerStoreOptions {
   clock?: Clock;
   ids?: TransferIdGenerator;
+  /**
+   * Idempotency records kept in the recent tier before they are merged into the key-ordered
+   * table (default DEFAULT_COMPACT_AT); the first user of a connection decides. Tests set it low.
+   */
+  idempotencyCompactAt?: number;
 }
 
 export const MAX_LIST_LIMIT = 1000;
@@ -281,8 +297,9 @@ export const MAX_LIST_LIMIT = 1000;
 export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedgerStoreOptions = {}): LedgerStore {
   const clock = options.clock ?? systemClock;
   const ids = options.ids ?? idsFor(db);
-  const applyBatch = db.transaction((ops: readonly LedgerOp[], now: number) =>
-    applyOpsInTransaction(db, ops, now, { ids }),
+  const index = idempotencyIndexFor(db, options.idempotencyCompactAt);
+  const applyBatch = db.transaction((ops: readonly LedgerOp[], now: number, writtenKeys: string[] | null) =>
+    applyInTransaction(db, ops, now, ids, writtenKeys),
   );
   const createAccount = db.transaction((spec: AccountSpec, now: number) => createAccountInTransaction(db, spec, now));
 
@@ -300,9 +317,15 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     },
     async applyOps(ops) {
       if (ops.length === 0) return [];
+      // Called inside a caller's transaction (a savepoint), our commit is not the commit.
+      const own = !db.inTransaction;
+      if (own) index.maintain();
+      const writtenKeys: string[] | null = own ? [] : null;
       // BEGIN IMMEDIATE takes the write lock up front, so a second process cannot make
       // this transaction fail halfway with SQLITE_BUSY on its first write.
-      return applyBatch.immediate(ops, clock.now());
+      const results = applyBatch.immediate(ops, clock.now(), writtenKeys);
+      if (writtenKeys && writtenKeys.length > 0) index.confirm(writtenKeys);
+      return results;
     },
     async getTransfer(id) {
       const row = statementsFor(db).selectTransfer.get(id) as TransferRow | undefined;
