@@ -42,7 +42,12 @@ export interface CreateInvoiceInput {
   description: string;
   expiryS: number;
   idempotencyKey: string | null;
+  /** The account credited when paid; default the app's own. Streams use their payer account. */
+  creditAccountId?: string;
 }
+
+/** Told after an invoice has been credited (durably); listeners must not throw. */
+export type InvoicePaidListener = (invoice: InvoiceRow) => void;
 
 export type CreateInvoiceResult =
   | { ok: true; invoice: InvoiceView; replayed: boolean }
@@ -58,6 +63,7 @@ export interface InvoiceService {
   stop(): Promise<void>;
   /** Credits one settlement (idempotent); exposed for the watcher and tests. */
   handleSettled(invoice: SettledInvoice): Promise<void>;
+  onPaid(listener: InvoicePaidListener): () => void;
 }
 
 export interface InvoiceServiceDeps {
@@ -70,6 +76,7 @@ export interface InvoiceServiceDeps {
 export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
   const { records, backend, clock, logger } = deps;
   let watch: InvoiceWatch | null = null;
+  const paidListeners = new Set<InvoicePaidListener>();
 
   const view = (row: InvoiceRow): InvoiceView => ({
     paymentHash: row.paymentHash,
@@ -111,7 +118,7 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
       {
         kind: 'transfer',
         debitAccountId: LIGHTNING_ACCOUNT_ID,
-        creditAccountId: appAccountId(row.appId),
+        creditAccountId: row.creditAccountId,
         amountMsat: settled.amountPaidMsat,
         code: 'invoice',
         reference: settled.paymentHash,
@@ -121,7 +128,16 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
     if (!result.ok && result.error !== 'AlreadyPaid') {
       throw new Error(`could not credit invoice ${settled.paymentHash}: ${result.error}`);
     }
-    if (result.ok) logger.info({ paymentHash: settled.paymentHash, appId: row.appId, amountMsat: settled.amountPaidMsat.toString() }, 'invoice paid');
+    if (result.ok) {
+      logger.info({ paymentHash: settled.paymentHash, appId: row.appId, amountMsat: settled.amountPaidMsat.toString() }, 'invoice paid');
+      for (const listener of paidListeners) {
+        try {
+          listener(result.invoice);
+        } catch (error) {
+          logger.error({ err: error }, 'an invoice-paid listener threw');
+        }
+      }
+    }
   };
 
   return {
@@ -130,7 +146,8 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
       if (input.amountMsat > BOLT11_AMOUNT_MAX_MSAT) {
         return { ok: false, error: 'AmountTooLarge', detail: `an invoice may ask for at most ${BOLT11_AMOUNT_MAX_MSAT} msat (21 million BTC)` };
       }
-      const requestFingerprint = fingerprint({ amountMsat: input.amountMsat, description: input.description, expiryS: input.expiryS });
+      const creditAccountId = input.creditAccountId ?? appAccountId(appId);
+      const requestFingerprint = fingerprint({ amountMsat: input.amountMsat, description: input.description, expiryS: input.expiryS, creditAccountId });
       const replay = async (): Promise<CreateInvoiceResult | null> => {
         if (input.idempotencyKey === null) return null;
         const existing = await records.findInvoiceByKey(appId, input.idempotencyKey);
@@ -147,6 +164,7 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
         const row: InvoiceRow = {
           paymentHash: sha256Hex(Buffer.from(preimage, 'hex')),
           appId,
+          creditAccountId,
           preimage,
           paymentRequest: null,
           amountMsat: input.amountMsat,
@@ -213,5 +231,10 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
     },
 
     handleSettled,
+
+    onPaid(listener) {
+      paidListeners.add(listener);
+      return () => paidListeners.delete(listener);
+    },
   };
 }

@@ -30,7 +30,12 @@ export interface PayInput {
   target: PaymentTarget;
   maxFeeMsat: Msat | null;
   idempotencyKey: string;
+  /** The account that pays; default the app's own. Stream payouts pay from the stream's payer account. */
+  debitAccountId?: string;
 }
+
+/** Told after a payment reached a final state (durably); listeners must not throw. */
+export type PaymentResolvedListener = (payment: PaymentView & { appId: string; debitAccountId: string }) => void;
 
 export type PaymentStatus = 'pending' | 'succeeded' | 'failed';
 
@@ -74,6 +79,7 @@ export interface PaymentService {
   stop(): Promise<void>;
   /** One pass over in-flight payments (the background loop calls this; tests may too). */
   reconcileInFlight(): Promise<{ resolved: number; stillUnknown: number }>;
+  onResolved(listener: PaymentResolvedListener): () => void;
 }
 
 export interface PaymentServiceDeps {
@@ -104,6 +110,7 @@ const FAILURE_FOR_NOT_FOUND = 'never_sent';
 export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
   const { records, backend, clock, logger } = deps;
   const sending = new Set<string>();
+  const resolvedListeners = new Set<PaymentResolvedListener>();
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
   let reconcileDelayMs = deps.reconcileIntervalMs ?? 2000;
@@ -153,7 +160,17 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
         ledgerOp: { kind: 'void', pendingId: row.holdTransferId },
       });
     }
-    return (await records.getPayment(row.id)) ?? row;
+    const final = (await records.getPayment(row.id)) ?? row;
+    if (final.status !== 'in_flight') {
+      for (const listener of resolvedListeners) {
+        try {
+          listener({ ...view(final), appId: final.appId, debitAccountId: final.debitAccountId });
+        } catch (error) {
+          logger.error({ err: error }, 'a payment-resolved listener threw');
+        }
+      }
+    }
+    return final;
   };
 
   const send = async (row: PaymentRow, amountForZeroInvoiceMsat: Msat | null): Promise<PaymentOutcome> => {
@@ -239,7 +256,8 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
 
   return {
     async pay(appId, input) {
-      const requestFingerprint = fingerprint({ target: input.target, maxFeeMsat: input.maxFeeMsat });
+      const debitAccountId = input.debitAccountId ?? appAccountId(appId);
+      const requestFingerprint = fingerprint({ target: input.target, maxFeeMsat: input.maxFeeMsat, debitAccountId });
       const replayed = await replayOrConflict(appId, input.idempotencyKey, requestFingerprint);
       if (replayed) return replayed;
 
@@ -272,6 +290,7 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
         {
           id: randomId('pay_'),
           appId,
+          debitAccountId,
           kind: input.target.kind,
           paymentHash,
           paymentRequest: input.target.kind === 'invoice' ? input.target.paymentRequest : null,
@@ -289,7 +308,7 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
         },
         {
           kind: 'transfer',
-          debitAccountId: appAccountId(appId),
+          debitAccountId,
           creditAccountId: LIGHTNING_ACCOUNT_ID,
           amountMsat: holdMsat,
           pending: true,
@@ -347,5 +366,10 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
     },
 
     reconcileInFlight,
+
+    onResolved(listener) {
+      resolvedListeners.add(listener);
+      return () => resolvedListeners.delete(listener);
+    },
   };
 }

@@ -28,6 +28,7 @@ CREATE INDEX api_keys_app ON api_keys(app_id);
 CREATE TABLE invoices (
   payment_hash TEXT PRIMARY KEY,
   app_id TEXT NOT NULL REFERENCES apps(id),
+  credit_account_id TEXT NOT NULL,
   preimage TEXT NOT NULL,
   payment_request TEXT,
   amount_msat ${int8} NOT NULL CHECK (amount_msat > 0),
@@ -47,6 +48,7 @@ CREATE INDEX invoices_creating ON invoices(status) WHERE status = 'creating';
 CREATE TABLE payments (
   id TEXT PRIMARY KEY,
   app_id TEXT NOT NULL REFERENCES apps(id),
+  debit_account_id TEXT NOT NULL,
   kind TEXT NOT NULL CHECK (kind IN ('invoice', 'keysend')),
   payment_hash TEXT NOT NULL,
   payment_request TEXT,

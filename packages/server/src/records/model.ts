@@ -34,6 +34,8 @@ export type InvoiceRowStatus = 'creating' | 'open' | 'paid';
 export interface InvoiceRow {
   paymentHash: string;
   appId: string;
+  /** The ledger account credited when the invoice is paid: the app's, or a stream's. */
+  creditAccountId: string;
   /** Secret until paid; never logged. Kept so a creation interrupted by a crash can be completed. */
   preimage: string;
   paymentRequest: string | null;
@@ -55,6 +57,8 @@ export type PaymentRowStatus = 'in_flight' | 'succeeded' | 'failed';
 export interface PaymentRow {
   id: string;
   appId: string;
+  /** The ledger account that pays (amount + fee): the app's, or a stream's for payouts to a payer. */
+  debitAccountId: string;
   kind: PaymentKind;
   paymentHash: string;
   paymentRequest: string | null;

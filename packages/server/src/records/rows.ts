@@ -53,6 +53,7 @@ export function invoiceFromRow(row: Row): InvoiceRow {
   return {
     paymentHash: str(row, 'payment_hash'),
     appId: str(row, 'app_id'),
+    creditAccountId: str(row, 'credit_account_id'),
     preimage: str(row, 'preimage'),
     paymentRequest: strOrNull(row, 'payment_request'),
     amountMsat: amount(row, 'amount_msat'),
@@ -72,6 +73,7 @@ export function paymentFromRow(row: Row): PaymentRow {
   return {
     id: str(row, 'id'),
     appId: str(row, 'app_id'),
+    debitAccountId: str(row, 'debit_account_id'),
     kind: str(row, 'kind') as PaymentRow['kind'],
     paymentHash: str(row, 'payment_hash'),
     paymentRequest: strOrNull(row, 'payment_request'),
@@ -92,27 +94,27 @@ export function paymentFromRow(row: Row): PaymentRow {
 
 /** Column order shared by both dialects' INSERT statements. */
 export const INVOICE_COLUMNS = [
-  'payment_hash', 'app_id', 'preimage', 'payment_request', 'amount_msat', 'description', 'description_hash',
+  'payment_hash', 'app_id', 'credit_account_id', 'preimage', 'payment_request', 'amount_msat', 'description', 'description_hash',
   'created_at', 'expires_at', 'status', 'amount_paid_msat', 'paid_at', 'idempotency_key', 'request_fingerprint',
 ] as const;
 
 export function invoiceValues(invoice: InvoiceRow): unknown[] {
   return [
-    invoice.paymentHash, invoice.appId, invoice.preimage, invoice.paymentRequest, invoice.amountMsat,
+    invoice.paymentHash, invoice.appId, invoice.creditAccountId, invoice.preimage, invoice.paymentRequest, invoice.amountMsat,
     invoice.description, invoice.descriptionHash, invoice.createdAt, invoice.expiresAt, invoice.status,
     invoice.amountPaidMsat, invoice.paidAt, invoice.idempotencyKey, invoice.requestFingerprint,
   ];
 }
 
 export const PAYMENT_COLUMNS = [
-  'id', 'app_id', 'kind', 'payment_hash', 'payment_request', 'destination', 'amount_msat', 'max_fee_msat',
+  'id', 'app_id', 'debit_account_id', 'kind', 'payment_hash', 'payment_request', 'destination', 'amount_msat', 'max_fee_msat',
   'fee_msat', 'status', 'failure_reason', 'preimage', 'hold_transfer_id', 'idempotency_key',
   'request_fingerprint', 'created_at', 'resolved_at',
 ] as const;
 
 export function paymentValues(payment: PaymentRow): unknown[] {
   return [
-    payment.id, payment.appId, payment.kind, payment.paymentHash, payment.paymentRequest, payment.destination,
+    payment.id, payment.appId, payment.debitAccountId, payment.kind, payment.paymentHash, payment.paymentRequest, payment.destination,
     payment.amountMsat, payment.maxFeeMsat, payment.feeMsat, payment.status, payment.failureReason,
     payment.preimage, payment.holdTransferId, payment.idempotencyKey, payment.requestFingerprint,
     payment.createdAt, payment.resolvedAt,

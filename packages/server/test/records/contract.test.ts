@@ -75,7 +75,7 @@ for (const maker of makers) {
     async function fund(amount: bigint): Promise<void> {
       const hash = randomHex(32);
       await f.records.insertInvoice({
-        paymentHash: hash, appId, preimage: randomHex(32), paymentRequest: null, amountMsat: msat(amount), description: '',
+        paymentHash: hash, appId, creditAccountId: account(), preimage: randomHex(32), paymentRequest: null, amountMsat: msat(amount), description: '',
         descriptionHash: null, createdAt: Date.now(), expiresAt: Date.now() + 3600_000, status: 'creating',
         amountPaidMsat: null, paidAt: null, idempotencyKey: null, requestFingerprint: null,
       });
@@ -88,8 +88,8 @@ for (const maker of makers) {
       kind: 'transfer', debitAccountId: LIGHTNING_ACCOUNT_ID, creditAccountId: account(), amountMsat: msat(amount), code: 'invoice', reference: hash, idempotencyKey: `invoice:${hash}`,
     });
 
-    const paymentRow = (overrides: Partial<PaymentRow> = {}): Omit<PaymentRow, 'holdTransferId'> => ({
-      id: `pay_${randomHex(6)}`, appId, kind: 'invoice', paymentHash: randomHex(32), paymentRequest: 'lnbcrt-x', destination: '02' + '11'.repeat(32),
+    const paymentRow = (overrides: Partial<Omit<PaymentRow, 'debitAccountId'>> = {}): Omit<PaymentRow, 'holdTransferId'> => ({
+      id: `pay_${randomHex(6)}`, appId, debitAccountId: account(), kind: 'invoice', paymentHash: randomHex(32), paymentRequest: 'lnbcrt-x', destination: '02' + '11'.repeat(32),
       amountMsat: msat(1000n), maxFeeMsat: msat(100n), feeMsat: null, status: 'in_flight', failureReason: null, preimage: null,
       idempotencyKey: `k-${randomHex(4)}`, requestFingerprint: 'fp', createdAt: Date.now(), resolvedAt: null, ...overrides,
     });
@@ -128,7 +128,7 @@ for (const maker of makers) {
 
     it('refuses a second invoice with the same idempotency key', async () => {
       const base = {
-        appId, preimage: randomHex(32), paymentRequest: null, amountMsat: msat(5n), description: '', descriptionHash: null,
+        appId, creditAccountId: account(), preimage: randomHex(32), paymentRequest: null, amountMsat: msat(5n), description: '', descriptionHash: null,
         createdAt: 1, expiresAt: 2, status: 'creating' as const, amountPaidMsat: null, paidAt: null, idempotencyKey: 'inv-key', requestFingerprint: 'a',
       };
       expect(await f.records.insertInvoice({ ...base, paymentHash: randomHex(32) })).toBe('ok');
