@@ -34,6 +34,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { SqliteDatabase } from '../../db/sqlite.js';
 import type { IdempotencyRecord } from '../planner.js';
 import { idempotencyFromRow, type IdempotencyRow } from '../rows.js';
+import { idListQuery, type IdListQuery } from './id-list.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
 
 type Statement = BetterSqlite3.Statement<unknown[], unknown>;
@@ -72,7 +73,7 @@ export interface IdempotencyIndex {
 
 interface Statements {
   selectMain: Statement;
-  selectMainMany: Statement;
+  selectMainMany: IdListQuery;
   selectRecentAll: Statement;
   selectRecentKey: Statement;
   insertRecent: MultiRowStatement;
@@ -86,9 +87,7 @@ const COLUMNS = 'key, fingerprint, transfer_id, error, created_at';
 function prepare(db: SqliteDatabase): Statements {
   return {
     selectMain: db.prepare(`SELECT ${COLUMNS} FROM ledger_idempotency WHERE key = ?`),
-    selectMainMany: db.prepare(
-      `SELECT ${COLUMNS} FROM ledger_idempotency WHERE key IN (SELECT value FROM json_each(?))`,
-    ),
+    selectMainMany: idListQuery(db, (keys) => `SELECT ${COLUMNS} FROM ledger_idempotency WHERE key IN (${keys})`),
     selectRecentAll: db.prepare(`SELECT rowid, ${COLUMNS} FROM ledger_idempotency_recent ORDER BY rowid`),
     selectRecentKey: db.prepare('SELECT key FROM ledger_idempotency_recent WHERE rowid = ?').pluck(),
     insertRecent: multiRowStatement(db, 6, 64, (values) => `INSERT INTO ledger_idempotency_recent (rowid, ${COLUMNS}) VALUES ${values}`),
@@ -172,7 +171,7 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
         const row = statements.selectMain.get(missing[0]) as IdempotencyRow | undefined;
         if (row) found.set(row.key, idempotencyFromRow(row));
       } else if (missing.length > 1) {
-        for (const row of statements.selectMainMany.all(JSON.stringify(missing)) as IdempotencyRow[]) {
+        for (const row of statements.selectMainMany.all(missing) as IdempotencyRow[]) {
           found.set(row.key, idempotencyFromRow(row));
         }
       }

@@ -7,8 +7,9 @@
  * waits for the write lock (BEGIN IMMEDIATE, busy_timeout).
  *
  * Speed: one batch of ops costs one commit (one fsync). Inside it, the rows the batch
- * needs are loaded with one query per kind (json_each over the ids), each touched account
- * is written once, and every statement is prepared once per connection.
+ * needs are loaded with one query per kind (`IN (?, ...)` over the ids), new rows go out in
+ * multi-row INSERTs, each touched account is written once (one multi-row UPDATE), and every
+ * statement is prepared once per connection. Idempotency records: see idempotency.ts.
  *
  * Migrations are not run by the factory: call `migrateSqliteLedger(db)` once at startup
  * (the composition root runs every module's migrations before serving).
@@ -48,6 +49,7 @@ import type {
 import { idempotencyIndexFor, type IdempotencyIndex } from './idempotency.js';
 import { sqliteLedgerMigrations } from './migrations.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
+import { idListQuery, type IdListQuery } from './id-list.js';
 
 /** Rows per multi-row INSERT or UPDATE (12 columns x 64 rows = 768 parameters). */
 const ROWS_PER_STATEMENT = 64;
@@ -56,9 +58,9 @@ type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 
 interface Statements {
   selectAccount: Statement;
-  selectAccounts: Statement;
+  selectAccounts: IdListQuery;
   selectTransfer: Statement;
-  selectTransfers: Statement;
+  selectTransfers: IdListQuery;
   insertAccount: Statement;
   updateAccounts: MultiRowStatement;
   insertTransfers: MultiRowStatement;
@@ -93,13 +95,9 @@ function idsFor(db: SqliteDatabase): TransferIdGenerator {
 function prepareStatements(db: SqliteDatabase): Statements {
   return {
     selectAccount: db.prepare(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id = ?`),
-    selectAccounts: db.prepare(
-      `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id IN (SELECT value FROM json_each(?))`,
-    ),
+    selectAccounts: idListQuery(db, (ids) => `SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id IN (${ids})`),
     selectTransfer: db.prepare(`SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id = ?`),
-    selectTransfers: db.prepare(
-      `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN (SELECT value FROM json_each(?))`,
-    ),
+    selectTransfers: idListQuery(db, (ids) => `SELECT ${TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN (${ids})`),
     insertAccount: db.prepare(
       `INSERT INTO ledger_accounts (id, owner_id, code, limit_msat, created_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (id) DO NOTHING`,
@@ -197,13 +195,13 @@ function loadView(statements: Statements, index: IdempotencyIndex, ops: readonly
   const keys = needs.keys.size > 0 ? index.lookup(needs.keys) : new Map<string, IdempotencyRecord | null>();
   if (needs.accountIds.size > 0) {
     for (const id of needs.accountIds) accounts.set(id, null);
-    for (const row of statements.selectAccounts.all(JSON.stringify([...needs.accountIds])) as AccountRow[]) {
+    for (const row of statements.selectAccounts.all([...needs.accountIds]) as AccountRow[]) {
       accounts.set(row.id, accountFromRow(row));
     }
   }
   if (needs.pendingIds.size > 0) {
     for (const id of needs.pendingIds) transfers.set(id, null);
-    for (const row of statements.selectTransfers.all(JSON.stringify([...needs.pendingIds])) as TransferRow[]) {
+    for (const row of statements.selectTransfers.all([...needs.pendingIds]) as TransferRow[]) {
       transfers.set(row.id, transferFromRow(row));
     }
   }

@@ -1,0 +1,231 @@
+/**
+ * The SQLite idempotency index in two tiers (src/ledger/sqlite/idempotency.ts): records in
+ * the recent tier (memory + an append-only table), records merged into the key-ordered
+ * table, and restarts (a new connection to the same file) before, during and after merges.
+ * Every replay must return the first result, whichever tier holds it; a key written by a
+ * caller transaction that rolled back must not count.
+ */
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openSqlite, type SqliteDatabase } from '../../src/db/sqlite.js';
+import { idempotencyIndexFor } from '../../src/ledger/sqlite/idempotency.js';
+import { applyOpsInTransaction, createSqliteLedgerStore, migrateSqliteLedger } from '../../src/ledger/sqlite/store.js';
+import type { LedgerOp, LedgerResult, LedgerStore } from '../../src/ledger/store.js';
+import { m, transfer } from './contract.js';
+import { openTempSqlite, type TempSqlite } from './temp-sqlite.js';
+
+const COMPACT_AT = 4;
+
+interface Harness {
+  temp: TempSqlite;
+  db: SqliteDatabase;
+  store: LedgerStore;
+  /** Closes the connection and opens a new one on the same file, as a process restart does. */
+  restart(): void;
+  recentSize(): number;
+  mainSize(): number;
+  recentTableSize(): number;
+}
+
+const harnesses: Harness[] = [];
+afterEach(() => {
+  for (const h of harnesses.splice(0)) {
+    if (h.db.open) h.db.close();
+    h.temp.remove();
+  }
+});
+
+async function open(): Promise<Harness> {
+  const temp = openTempSqlite();
+  migrateSqliteLedger(temp.db);
+  const h: Harness = {
+    temp,
+    db: temp.db,
+    store: createSqliteLedgerStore(temp.db, { idempotencyCompactAt: COMPACT_AT }),
+    restart() {
+      h.db.close();
+      h.db = openSqlite({ path: temp.path });
+      migrateSqliteLedger(h.db);
+      h.store = createSqliteLedgerStore(h.db, { idempotencyCompactAt: COMPACT_AT });
+    },
+    recentSize: () => idempotencyIndexFor(h.db).recentSize,
+    mainSize: () => Number(h.db.prepare('SELECT COUNT(*) FROM ledger_idempotency').pluck().get()),
+    recentTableSize: () => Number(h.db.prepare('SELECT COUNT(*) FROM ledger_idempotency_recent').pluck().get()),
+  };
+  harnesses.push(h);
+  for (const [id, limitMsat] of [['system', null], ['alice', m(0)], ['bob', m(0)]] as const) {
+    const created = await h.store.createAccount({ id, ownerId: id, limitMsat, code: 'test' });
+    if (!created.ok) throw new Error(`account ${id} not created`);
+  }
+  const [funded] = await h.store.applyOps([transfer('system', 'alice', 1_000_000)]);
+  if (!funded?.ok) throw new Error('funding refused');
+  return h;
+}
+
+async function applyOne(store: LedgerStore, op: LedgerOp): Promise<LedgerResult> {
+  const [result] = await store.applyOps([op]);
+  if (!result) throw new Error('no result');
+  return result;
+}
+
+/** What a replay of `first` must return: the same outcome, marked replayed. */
+function asReplay(first: LedgerResult): LedgerResult {
+  return { ...first, replayed: true };
+}
+
+const keyed = (key: string, amount: number, extra: Partial<Extract<LedgerOp, { kind: 'transfer' }>> = {}): LedgerOp =>
+  transfer('alice', 'bob', amount, { idempotencyKey: key, ...extra });
+
+describe('SQLite idempotency tiers', () => {
+  it('replays from the recent tier, then from the key-ordered table after a merge', async () => {
+    const h = await open();
+    const first = await applyOne(h.store, keyed('k-1', 10));
+    expect(h.recentSize()).toBe(1);
+    expect(await applyOne(h.store, keyed('k-1', 10))).toEqual(asReplay(first));
+    expect(await applyOne(h.store, keyed('k-1', 11))).toEqual({ ok: false, error: 'IdempotencyConflict', replayed: false });
+
+    // Fill the recent tier to COMPACT_AT records; the next batch merges it before it runs.
+    for (let i = 2; i <= COMPACT_AT; i++) await applyOne(h.store, keyed(`k-${i}`, 10));
+    expect(h.recentSize()).toBe(COMPACT_AT);
+    await applyOne(h.store, transfer('alice', 'bob', 1));
+    expect(h.recentSize()).toBe(0);
+    expect(h.recentTableSize()).toBe(0);
+    expect(h.mainSize()).toBe(COMPACT_AT);
+    expect(await applyOne(h.store, keyed('k-1', 10))).toEqual(asReplay(first));
+    expect(await applyOne(h.store, keyed('k-1', 11))).toEqual({ ok: false, error: 'IdempotencyConflict', replayed: false });
+    expect((await h.store.getAccount('bob'))?.creditsPostedMsat).toBe(m(10 * COMPACT_AT + 1));
+  });
+
+  it('replays refusals from both tiers and across a restart', async () => {
+    const h = await open();
+    const refused = await applyOne(h.store, keyed('too-much', 2_000_000));
+    expect(refused).toEqual({ ok: false, error: 'LimitExceeded', replayed: false });
+    h.restart();
+    expect(await applyOne(h.store, keyed('too-much', 2_000_000))).toEqual(asReplay(refused));
+    for (let i = 1; i < COMPACT_AT; i++) await applyOne(h.store, keyed(`fill-${i}`, 1));
+    await h.store.applyOps([transfer('alice', 'bob', 1)]);
+    expect(h.recentSize()).toBe(0);
+    expect(h.mainSize()).toBe(COMPACT_AT);
+    h.restart();
+    expect(await applyOne(h.store, keyed('too-much', 2_000_000))).toEqual(asReplay(refused));
+  });
+
+  it('keeps records of the recent tier across a restart (read back into memory)', async () => {
+    const h = await open();
+    const first = await applyOne(h.store, keyed('before-restart', 7, { pending: true }));
+    expect(h.recentTableSize()).toBe(1);
+    h.restart();
+    expect(h.recentSize()).toBe(1);
+    expect(await applyOne(h.store, keyed('before-restart', 7, { pending: true }))).toEqual(asReplay(first));
+    expect((await h.store.getAccount('alice'))?.debitsPendingMsat).toBe(m(7));
+  });
+
+  it('answers every key after restarts straddling a merge', async () => {
+    const h = await open();
+    const firsts = new Map<string, LedgerResult>();
+    // Two keys, restart (recent tier read back), two more (tier full), one whose batch
+    // merges a-d first, two more, restart: a-d in the key-ordered table, e-g in the recent tier.
+    for (const key of ['a', 'b']) firsts.set(key, await applyOne(h.store, keyed(key, 3)));
+    h.restart();
+    expect(h.recentSize()).toBe(2);
+    for (const key of ['c', 'd', 'e']) firsts.set(key, await applyOne(h.store, keyed(key, 3)));
+    expect(h.mainSize()).toBe(4);
+    for (const key of ['f', 'g']) firsts.set(key, await applyOne(h.store, keyed(key, 3)));
+    h.restart();
+    expect(h.recentSize()).toBe(3);
+    for (const [key, first] of firsts) expect(await applyOne(h.store, keyed(key, 3))).toEqual(asReplay(first));
+    expect((await h.store.getAccount('bob'))?.creditsPostedMsat).toBe(m(3 * firsts.size));
+    expect(await h.store.sumOfBalances()).toBe(0n);
+  });
+
+  it('does not count a key written by a caller transaction that rolled back', async () => {
+    const h = await open();
+    expect(() =>
+      h.db.transaction(() => {
+        const [result] = applyOpsInTransaction(h.db, [keyed('rolled-back', 5)], Date.now());
+        expect(result?.ok).toBe(true);
+        throw new Error('caller failed');
+      })(),
+    ).toThrow('caller failed');
+    // Another caller transaction, before any store batch: the key is still unknown.
+    const again = h.db.transaction(() => applyOpsInTransaction(h.db, [keyed('rolled-back', 4)], Date.now())[0])();
+    expect(again).toMatchObject({ ok: true, replayed: false, transfer: { amountMsat: m(4) } });
+    expect(() =>
+      h.db.transaction(() => {
+        applyOpsInTransaction(h.db, [keyed('rolled-back-twice', 5)], Date.now());
+        throw new Error('caller failed again');
+      })(),
+    ).toThrow('caller failed again');
+    // Same key, other arguments: a new request, not a conflict, since nothing was kept.
+    const fresh = await applyOne(h.store, keyed('rolled-back-twice', 6));
+    expect(fresh).toMatchObject({ ok: true, replayed: false, transfer: { amountMsat: m(6) } });
+    expect(await applyOne(h.store, keyed('rolled-back-twice', 6))).toEqual(asReplay(fresh));
+    expect(await applyOne(h.store, keyed('rolled-back', 4))).toEqual(asReplay(again as LedgerResult));
+    expect((await h.store.getAccount('bob'))?.creditsPostedMsat).toBe(m(10));
+  });
+
+  it('keeps a key written by a caller transaction that committed, through a merge and a restart', async () => {
+    const h = await open();
+    const first = h.db.transaction(() => applyOpsInTransaction(h.db, [keyed('committed', 5)], Date.now())[0]).immediate();
+    expect(first?.ok).toBe(true);
+    expect(await applyOne(h.store, keyed('committed', 5))).toEqual(asReplay(first as LedgerResult));
+    for (let i = 1; i < COMPACT_AT; i++) await applyOne(h.store, keyed(`fill-${i}`, 1));
+    await h.store.applyOps([transfer('alice', 'bob', 1)]);
+    expect(h.recentSize()).toBe(0);
+    expect(h.mainSize()).toBe(COMPACT_AT);
+    expect(await applyOne(h.store, keyed('committed', 5))).toEqual(asReplay(first as LedgerResult));
+    h.restart();
+    expect(await applyOne(h.store, keyed('committed', 5))).toEqual(asReplay(first as LedgerResult));
+  });
+
+  it('matches a model of first results under random batches, merges and restarts', async () => {
+    type Step = { type: 'batch'; ops: { key: number; amount: number }[] } | { type: 'restart' };
+    const stepArb: fc.Arbitrary<Step> = fc.oneof(
+      {
+        weight: 6,
+        arbitrary: fc.record({
+          type: fc.constant('batch' as const),
+          ops: fc.array(fc.record({ key: fc.integer({ min: 0, max: 11 }), amount: fc.integer({ min: 1, max: 3 }) }), {
+            minLength: 1,
+            maxLength: 5,
+          }),
+        }),
+      },
+      { weight: 1, arbitrary: fc.constant({ type: 'restart' as const }) },
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(stepArb, { minLength: 1, maxLength: 14 }), async (steps) => {
+        const h = await open();
+        const firsts = new Map<number, { amount: number; result: LedgerResult }>();
+        let moved = 0n;
+        for (const step of steps) {
+          if (step.type === 'restart') {
+            h.restart();
+            continue;
+          }
+          const results = await h.store.applyOps(step.ops.map((op) => keyed(`key-${op.key}`, op.amount)));
+          step.ops.forEach((op, i) => {
+            const result = results[i] as LedgerResult;
+            const first = firsts.get(op.key);
+            if (!first) {
+              expect(result).toMatchObject({ ok: true, replayed: false });
+              firsts.set(op.key, { amount: op.amount, result });
+              moved += BigInt(op.amount);
+            } else if (first.amount === op.amount) {
+              expect(result).toEqual(asReplay(first.result));
+            } else {
+              expect(result).toEqual({ ok: false, error: 'IdempotencyConflict', replayed: false });
+            }
+          });
+        }
+        expect((await h.store.getAccount('bob'))?.creditsPostedMsat).toBe(moved);
+        expect(h.recentSize() + h.mainSize()).toBe(firsts.size);
+        expect(h.recentTableSize()).toBe(h.recentSize());
+        h.db.close();
+        h.temp.remove();
+        harnesses.splice(harnesses.indexOf(h), 1);
+      }),
+      { numRuns: 40 },
+    );
+  });
+});
