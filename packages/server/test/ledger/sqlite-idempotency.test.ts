@@ -3,13 +3,19 @@
  * the recent tier (memory + an append-only table), records merged into the key-ordered
  * table, and restarts (a new connection to the same file) before, during and after merges.
  * Every replay must return the first result, whichever tier holds it; a key written by a
- * caller transaction that rolled back must not count.
+ * caller transaction that rolled back must not count. Also the account cache
+ * (src/ledger/sqlite/account-cache.ts): it must never hold a row a caller's transaction wrote.
  */
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSqlite, type SqliteDatabase } from '../../src/db/sqlite.js';
 import { idempotencyIndexFor } from '../../src/ledger/sqlite/idempotency.js';
-import { applyOpsInTransaction, createSqliteLedgerStore, migrateSqliteLedger } from '../../src/ledger/sqlite/store.js';
+import {
+  applyOpsInTransaction,
+  createAccountInTransaction,
+  createSqliteLedgerStore,
+  migrateSqliteLedger,
+} from '../../src/ledger/sqlite/store.js';
 import type { LedgerOp, LedgerResult, LedgerStore } from '../../src/ledger/store.js';
 import { m, transfer } from './contract.js';
 import { openTempSqlite, type TempSqlite } from './temp-sqlite.js';
@@ -227,5 +233,44 @@ describe('SQLite idempotency tiers', () => {
       }),
       { numRuns: 40 },
     );
+  });
+});
+
+describe('SQLite account cache', () => {
+  it('sees balances changed by a committed caller transaction', async () => {
+    const h = await open();
+    // The store's batch caches alice; a caller transaction then spends most of her balance.
+    expect(await applyOne(h.store, transfer('alice', 'bob', 1))).toMatchObject({ ok: true });
+    const spent = h.db.transaction(() => applyOpsInTransaction(h.db, [transfer('alice', 'bob', 999_000)], Date.now())[0]).immediate();
+    expect(spent?.ok).toBe(true);
+    expect(await applyOne(h.store, transfer('alice', 'bob', 1000))).toEqual({ ok: false, error: 'LimitExceeded', replayed: false });
+    expect(await applyOne(h.store, transfer('alice', 'bob', 999))).toMatchObject({ ok: true });
+    expect((await h.store.getAccount('alice'))?.creditsPostedMsat).toBe(m(1_000_000));
+    expect((await h.store.getAccount('bob'))?.creditsPostedMsat).toBe(m(1_000_000));
+  });
+
+  it('does not keep balances of a caller transaction that rolled back', async () => {
+    const h = await open();
+    expect(() =>
+      h.db.transaction(() => {
+        applyOpsInTransaction(h.db, [transfer('alice', 'bob', 1_000_000)], Date.now());
+        throw new Error('caller failed');
+      })(),
+    ).toThrow('caller failed');
+    expect(await applyOne(h.store, transfer('alice', 'bob', 1_000_000))).toMatchObject({ ok: true });
+    expect(await h.store.sumOfBalances()).toBe(0n);
+  });
+
+  it('does not keep an account that a rolled-back caller transaction created and read', async () => {
+    const h = await open();
+    expect(() =>
+      h.db.transaction(() => {
+        createAccountInTransaction(h.db, { id: 'ghost', ownerId: 'ghost', limitMsat: m(0), code: 'test' }, Date.now());
+        const [refused] = applyOpsInTransaction(h.db, [transfer('ghost', 'bob', 1)], Date.now());
+        expect(refused).toEqual({ ok: false, error: 'LimitExceeded', replayed: false });
+        throw new Error('caller failed');
+      })(),
+    ).toThrow('caller failed');
+    expect(await applyOne(h.store, transfer('ghost', 'bob', 1))).toEqual({ ok: false, error: 'AccountNotFound', replayed: false });
   });
 });

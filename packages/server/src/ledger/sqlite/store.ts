@@ -46,6 +46,7 @@ import type {
   Transfer,
   TransferId,
 } from '../store.js';
+import { accountCacheFor, type AccountCache } from './account-cache.js';
 import { idempotencyIndexFor, type IdempotencyIndex } from './idempotency.js';
 import { sqliteLedgerMigrations } from './migrations.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
@@ -159,16 +160,24 @@ export function applyOpsInTransaction(
 }
 
 /**
- * `writtenKeys`: the store's own batches collect the idempotency keys they wrote here and
- * confirm them after their commit; null for a caller's transaction, whose outcome we
- * cannot see (its keys are confirmed later, see idempotency.ts).
+ * What one of the store's own batches wrote, to be made known to memory (idempotency index,
+ * account cache) once its commit has returned.
+ */
+interface OwnBatch {
+  keys: string[];
+  accounts: AccountState[];
+}
+
+/**
+ * `own`: set for the store's own batches, which see their commit; null for a caller's
+ * transaction, whose outcome we cannot see (see idempotency.ts and account-cache.ts).
  */
 function applyInTransaction(
   db: SqliteDatabase,
   ops: readonly LedgerOp[],
   now: number,
   ids: TransferIdGenerator,
-  writtenKeys: string[] | null,
+  own: OwnBatch | null,
 ): LedgerResult[] {
   if (!db.inTransaction) throw new Error('applyOpsInTransaction must run inside db.transaction(...)');
   if (!Number.isSafeInteger(now) || now < 0) throw new RangeError(`bad timestamp ${now}`);
@@ -177,9 +186,12 @@ function applyInTransaction(
   for (const op of ops) assertValidOp(op);
   const statements = statementsFor(db);
   const index = idempotencyIndexFor(db);
-  const view = loadView(statements, index, ops);
+  const cache = accountCacheFor(db);
+  const view = loadView(statements, index, cache, own !== null, ops);
   const plan = planOps(ops, view, now, () => ids.next(now));
-  writePlan(statements, index, plan, writtenKeys);
+  writePlan(statements, index, plan, own ? own.keys : null);
+  if (own) own.accounts.push(...plan.updateAccounts);
+  else for (const account of plan.updateAccounts) cache.forget(account.id);
   return plan.results;
 }
 
@@ -188,15 +200,32 @@ function applyInTransaction(
  * idempotency records). Rows it could not know in advance (the accounts of a referenced
  * transfer, the transfer of a replayed key) are fetched one by one when asked for.
  */
-function loadView(statements: Statements, index: IdempotencyIndex, ops: readonly LedgerOp[]): LedgerView {
+function loadView(
+  statements: Statements,
+  index: IdempotencyIndex,
+  cache: AccountCache,
+  committedReads: boolean,
+  ops: readonly LedgerOp[],
+): LedgerView {
   const needs = needsOf(ops);
   const accounts = new Map<AccountId, AccountState | null>();
   const transfers = new Map<TransferId, TransferRecord | null>();
   const keys = needs.keys.size > 0 ? index.lookup(needs.keys) : new Map<string, IdempotencyRecord | null>();
-  if (needs.accountIds.size > 0) {
-    for (const id of needs.accountIds) accounts.set(id, null);
-    for (const row of statements.selectAccounts.all([...needs.accountIds]) as AccountRow[]) {
-      accounts.set(row.id, accountFromRow(row));
+  const uncached: AccountId[] = [];
+  for (const id of needs.accountIds) {
+    const cached = cache.get(id);
+    if (cached) {
+      accounts.set(id, cached);
+    } else {
+      accounts.set(id, null);
+      uncached.push(id);
+    }
+  }
+  if (uncached.length > 0) {
+    for (const row of statements.selectAccounts.all(uncached) as AccountRow[]) {
+      const account = accountFromRow(row);
+      accounts.set(row.id, account);
+      if (committedReads) cache.remember(account);
     }
   }
   if (needs.pendingIds.size > 0) {
@@ -296,8 +325,9 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
   const clock = options.clock ?? systemClock;
   const ids = options.ids ?? idsFor(db);
   const index = idempotencyIndexFor(db, options.idempotencyCompactAt);
-  const applyBatch = db.transaction((ops: readonly LedgerOp[], now: number, writtenKeys: string[] | null) =>
-    applyInTransaction(db, ops, now, ids, writtenKeys),
+  const cache = accountCacheFor(db);
+  const applyBatch = db.transaction((ops: readonly LedgerOp[], now: number, own: OwnBatch | null) =>
+    applyInTransaction(db, ops, now, ids, own),
   );
   const createAccount = db.transaction((spec: AccountSpec, now: number) => createAccountInTransaction(db, spec, now));
 
@@ -318,11 +348,15 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
       // Called inside a caller's transaction (a savepoint), our commit is not the commit.
       const own = !db.inTransaction;
       if (own) index.maintain();
-      const writtenKeys: string[] | null = own ? [] : null;
+      const batch: OwnBatch | null = own ? { keys: [], accounts: [] } : null;
       // BEGIN IMMEDIATE takes the write lock up front, so a second process cannot make
       // this transaction fail halfway with SQLITE_BUSY on its first write.
-      const results = applyBatch.immediate(ops, clock.now(), writtenKeys);
-      if (writtenKeys && writtenKeys.length > 0) index.confirm(writtenKeys);
+      const results = applyBatch.immediate(ops, clock.now(), batch);
+      // Committed: memory may now know what the batch wrote.
+      if (batch) {
+        index.confirm(batch.keys);
+        for (const account of batch.accounts) cache.remember(account);
+      }
       return results;
     },
     async getTransfer(id) {
