@@ -31,6 +31,9 @@ import type { RecordStore } from './records/model.js';
 import { createSqliteRecordStore } from './records/sqlite.js';
 import { createPostgresRecordStore } from './records/postgres.js';
 import { createLogger } from './logger.js';
+import { createStreamService, type StreamService } from './streams/service.js';
+import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from './streams/store.js';
+import { registerStreamRoutes } from './streams/routes.js';
 
 export const VERSION = '0.1.0';
 
@@ -46,6 +49,7 @@ export interface Sluice {
   readonly apps: AppService;
   readonly invoices: InvoiceService;
   readonly payments: PaymentService;
+  readonly streams: StreamService;
   /** The admin key when this start generated it (to print once); otherwise null. */
   readonly generatedAdminKey: string | null;
   listen(): Promise<string>;
@@ -62,6 +66,7 @@ interface Stores {
   dialect: 'sqlite' | 'postgres';
   ledgerStore: LedgerStore;
   records: RecordStore;
+  streamStore: StreamStore;
   close(): Promise<void>;
 }
 
@@ -71,13 +76,15 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
     await migratePostgresLedger(sql);
     const ledgerStore = createPostgresLedgerStore(sql, { clock });
     const records = await createPostgresRecordStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
-    return { dialect: 'postgres', ledgerStore, records, close: () => sql.end({ timeout: 5 }) };
+    const streamStore = await createPostgresStreamStore(sql);
+    return { dialect: 'postgres', ledgerStore, records, streamStore, close: () => sql.end({ timeout: 5 }) };
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
   const ledgerStore = createSqliteLedgerStore(db, { clock });
   const records = createSqliteRecordStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
-  return { dialect: 'sqlite', ledgerStore, records, close: async () => void db.close() };
+  const streamStore = createSqliteStreamStore(db);
+  return { dialect: 'sqlite', ledgerStore, records, streamStore, close: async () => void db.close() };
 }
 
 async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {
@@ -132,8 +139,11 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     notFoundFinalAfterMs: stores.dialect === 'sqlite' ? 0 : 2 * config.paymentTimeoutS * 1000 + 60_000,
   });
 
+  const streams = createStreamService({ store: stores.streamStore, ledger, invoices, payments, clock, logger });
+
   // Settle the past before taking new requests.
   await payments.start();
+  await streams.start();
   await invoices.start();
 
   const http = await createHttpServer({
@@ -142,11 +152,16 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     bodyLimitBytes: config.bodyLimitBytes,
     rateLimitPerMinute: config.rateLimitPerMinute,
     version: VERSION,
+    authenticatePayer: async (token) => {
+      const stream = await streams.authenticatePayer(token);
+      return stream ? { streamId: stream.id } : null;
+    },
   });
   registerHealthRoutes(http, { nodeInfo: () => nodeInfo, store: stores.dialect });
   registerAppRoutes(http, { apps, ledger: ledgerStore });
   registerInvoiceRoutes(http, { invoices, defaultExpiryS: config.invoiceExpiryS });
   registerPaymentRoutes(http, { payments });
+  registerStreamRoutes(http, { streams, now: () => clock.now() });
   registerDevnetRoutes(http, {
     wallets: devnet
       ? { names: () => devnet.nodeNames(), backendFor: (name) => devnet.backendFor(name), balanceMsat: (name) => devnet.nodeBalanceMsat(name) }
@@ -173,6 +188,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     await http.close();
     clearTimeout(drainTimer);
     await invoices.stop();
+    await streams.stop();
     await payments.stop();
     await ledger.close();
     await backend.close();
@@ -192,6 +208,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     apps,
     invoices,
     payments,
+    streams,
     generatedAdminKey: generatedKey,
     async listen() {
       return http.listen({ port: config.port, host: config.host });

@@ -17,7 +17,7 @@ export const APP_KEY_PREFIX = 'sk_';
 export const ADMIN_KEY_PREFIX = 'sa_';
 const ADMIN_KEY_HASH_META = 'admin_key_hash';
 
-export type Principal = { kind: 'admin' } | { kind: 'app'; app: AppRow; keyId: string };
+export type Principal = { kind: 'admin' } | { kind: 'app'; app: AppRow; keyId: string } | { kind: 'payer'; streamId: string };
 
 export type AuthenticateResult = { ok: true; principal: Principal } | { ok: false; error: 'InvalidKey' };
 

@@ -43,6 +43,21 @@ export const ERROR_CODES = {
   payment_target_required: { status: 400, meaning: 'Send exactly one of payment_request and keysend.' },
   keysend_amount_required: { status: 400, meaning: 'A keysend needs amount_msat.' },
 
+  // Streams
+  stream_not_found: { status: 404, meaning: 'No stream with this id visible to this key or payer token.' },
+  stream_closed: { status: 409, meaning: 'The stream is closed: no more charges, rewards or meter changes.' },
+  invalid_terms: { status: 400, meaning: 'The stream terms are inconsistent (the message says which).' },
+  unknown_event: { status: 400, meaning: 'The charge names an event that has no price on this stream.' },
+  charge_amount_required: { status: 400, meaning: 'A charge needs an event name or amount_msat.' },
+  charge_too_large: { status: 400, meaning: "The charge or reward is above the stream's max_charge_msat." },
+  stream_limit_exceeded: { status: 409, meaning: "The charge would take the payer past the stream's maximum_msat; the payer must top up." },
+  app_insufficient_balance: { status: 409, meaning: "The app's balance cannot cover the reward." },
+  meter_not_configured: { status: 400, meaning: 'The stream has no rate_msat_per_s, so it has no meter.' },
+  meter_state: { status: 409, meaning: 'The meter cannot do that from its current state (e.g. resume a running meter).' },
+  no_payout_requested: { status: 409, meaning: 'No payout invoice was asked for on this stream.' },
+  payout_amount_mismatch: { status: 400, meaning: 'The payout invoice does not ask for exactly the amount Sluice asked for.' },
+  overloaded: { status: 503, meaning: 'The ledger queue is full; nothing was applied. Retry with the same ref.' },
+
   // Apps
   app_not_found: { status: 404, meaning: 'No app with this id.' },
   api_key_not_found: { status: 404, meaning: 'No API key with this id for this app.' },

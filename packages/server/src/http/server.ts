@@ -13,7 +13,8 @@ import { createHash } from 'node:crypto';
 import { ApiError, errorBody, type ErrorCode } from '../errors/codes.js';
 import type { AppService, Principal } from '../apps/service.js';
 
-export type AuthLevel = 'none' | 'admin' | 'app' | 'any';
+/** 'stream': an app key, or the payer token of the stream named in the route. */
+export type AuthLevel = 'none' | 'admin' | 'app' | 'any' | 'stream';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -35,6 +36,8 @@ export type SluiceFastify = FastifyInstance<
 export interface HttpServerOptions {
   logger: Logger;
   apps: AppService;
+  /** Resolves a payer token to the stream it opens (streams module). */
+  authenticatePayer?: (payerToken: string) => Promise<{ streamId: string } | null>;
   bodyLimitBytes: number;
   rateLimitPerMinute: number;
   version: string;
@@ -154,11 +157,18 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Slui
     if (level === 'none') return;
     const key = bearerKey(request);
     if (key === null) throw new ApiError('unauthorized');
+    if (key.startsWith('pt_') && options.authenticatePayer) {
+      const payer = await options.authenticatePayer(key);
+      if (!payer) throw new ApiError('invalid_api_key', 'the payer token is unknown');
+      if (level !== 'stream' && level !== 'any') throw new ApiError('forbidden', 'a payer token cannot use this route');
+      request.principal = { kind: 'payer', streamId: payer.streamId };
+      return;
+    }
     const result = key === '' ? ({ ok: false } as const) : await options.apps.authenticate(key);
     if (!result.ok) throw new ApiError('invalid_api_key');
     const principal = result.principal;
     if (level === 'admin' && principal.kind !== 'admin') throw new ApiError('forbidden', 'this route needs the admin key');
-    if (level === 'app' && principal.kind !== 'app') throw new ApiError('forbidden', 'this route needs an app API key');
+    if ((level === 'app' || level === 'stream') && principal.kind !== 'app') throw new ApiError('forbidden', 'this route needs an app API key');
     request.principal = principal;
   });
 

@@ -1,0 +1,48 @@
+/** Tables for streams and their non-money events (module "streams"), both dialects. */
+import type { ModuleMigrations } from '../db/migrate.js';
+
+const tables = (int8: string) => `
+CREATE TABLE streams (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  account_id TEXT NOT NULL UNIQUE,
+  payer_token_hash TEXT NOT NULL UNIQUE,
+  prices TEXT NOT NULL,
+  rate_msat_per_s ${int8} NOT NULL CHECK (rate_msat_per_s >= 0),
+  maximum_msat ${int8} NOT NULL CHECK (maximum_msat >= 0),
+  settle_threshold_msat ${int8} NOT NULL CHECK (settle_threshold_msat >= 0),
+  settle_to_msat ${int8} NOT NULL CHECK (settle_to_msat >= settle_threshold_msat),
+  max_charge_msat ${int8} NOT NULL CHECK (max_charge_msat > 0),
+  payout_threshold_msat ${int8} NOT NULL CHECK (payout_threshold_msat >= 0),
+  expires_at ${int8},
+  payout_destination TEXT,
+  status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+  meter TEXT NOT NULL CHECK (meter IN ('stopped', 'running', 'paused')),
+  meter_segment ${int8} NOT NULL,
+  meter_segment_started_at ${int8},
+  meter_seconds_charged ${int8} NOT NULL,
+  metadata TEXT NOT NULL,
+  created_at ${int8} NOT NULL,
+  closed_at ${int8}
+);
+CREATE INDEX streams_app ON streams(app_id, created_at);
+CREATE INDEX streams_open ON streams(status) WHERE status = 'open';
+CREATE TABLE stream_events (
+  stream_id TEXT NOT NULL REFERENCES streams(id),
+  seq ${int8} NOT NULL,
+  type TEXT NOT NULL,
+  data TEXT NOT NULL,
+  at ${int8} NOT NULL,
+  PRIMARY KEY (stream_id, seq)
+);
+`;
+
+export const sqliteStreamMigrations: ModuleMigrations = {
+  module: 'streams',
+  migrations: [{ version: 1, name: 'streams and stream events', sql: tables('INTEGER') }],
+};
+
+export const postgresStreamMigrations: ModuleMigrations = {
+  module: 'streams',
+  migrations: [{ version: 1, name: 'streams and stream events', sql: tables('BIGINT') }],
+};

@@ -1,0 +1,673 @@
+/**
+ * The stream service: create streams, move value both ways, meter by the second, ask the
+ * payer for top-ups and pay the payer out, all through the ledger's group commit.
+ *
+ * Threat model: the app (API key) and the payer (payer token) are different parties.
+ * The app may charge only up to the terms it set (price list, max charge, the payer's
+ * debt limit `maximum_msat`); the payer may pause, close and choose where payouts go,
+ * never charge. A charge or reward is acknowledged only after its ledger transfer is
+ * durable; a retry with the same ref returns the first result (idempotency key per
+ * stream and ref). One process owns a stream's live state (seq counter, cached balance):
+ * with SQLite that is the only process; the cached balance is re-read from the ledger
+ * when the stream is loaded.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { appAccountId } from '../apps/service.js';
+import type { InvoiceService } from '../invoices/service.js';
+import type { Ledger } from '../ledger/group-commit.js';
+import { balanceOf } from '../ledger/store.js';
+import { msat, type Msat } from '../money/msat.js';
+import { defaultMaxFeeMsat, type PaymentService } from '../payments/service.js';
+import { randomId } from '../util/fingerprint.js';
+import type { PayoutDestination, StreamEvent, StreamEventType, StreamRow, StreamTerms, StreamView } from './model.js';
+import type { StreamStore } from './store.js';
+
+export const PAYER_TOKEN_PREFIX = 'pt_';
+/** Limits that keep one stream or one client from exhausting the server. */
+export const MAX_PRICES = 64;
+export const MAX_EVENT_NAME_LENGTH = 64;
+export const MAX_REF_LENGTH = 128;
+export const MAX_METADATA_LENGTH = 1024;
+export const MAX_CHARGE_COUNT = 1_000_000;
+const RESUME_EVENTS_MAX = 10_000;
+
+export type StreamError =
+  | 'StreamNotFound'
+  | 'StreamClosed'
+  | 'UnknownEvent'
+  | 'AmountRequired'
+  | 'ChargeTooLarge'
+  | 'ZeroAmount'
+  | 'LimitExceeded'
+  | 'AppInsufficientBalance'
+  | 'IdempotencyConflict'
+  | 'Overloaded'
+  | 'InvalidTerms'
+  | 'NoMeter'
+  | 'MeterState'
+  | 'NoPayoutRequested'
+  | 'PayoutAmountMismatch'
+  | 'InvalidPayoutInvoice';
+
+export type Fail = { ok: false; error: StreamError; detail?: string };
+
+export interface CreateStreamInput extends StreamTerms {
+  payoutDestination: PayoutDestination | null;
+  metadata: string;
+}
+
+export interface MoneyAck {
+  ok: true;
+  seq: number;
+  amountMsat: Msat;
+  balanceMsat: bigint;
+  replayed: boolean;
+}
+
+export type MeterAction = 'start' | 'pause' | 'resume' | 'stop';
+export type Actor = 'app' | 'payer';
+export type StreamListener = (event: StreamEvent) => void;
+
+export interface StreamService {
+  create(appId: string, input: CreateStreamInput): Promise<{ ok: true; stream: StreamView; payerToken: string } | Fail>;
+  /** The stream if it belongs to this app (or to anyone when appId is null). */
+  get(streamId: string, appId: string | null): Promise<StreamView | null>;
+  list(appId: string, limit: number): Promise<StreamView[]>;
+  /** The stream a payer token opens, or null. */
+  authenticatePayer(payerToken: string): Promise<StreamView | null>;
+  charge(streamId: string, input: { event?: string; amountMsat?: Msat; count?: number; ref: string }): Promise<MoneyAck | Fail>;
+  reward(streamId: string, input: { amountMsat: Msat; ref: string }): Promise<MoneyAck | Fail>;
+  meter(streamId: string, action: MeterAction, actor: Actor): Promise<{ ok: true; seq: number; stream: StreamView } | Fail>;
+  close(streamId: string, actor: Actor): Promise<{ ok: true; seq: number; stream: StreamView } | Fail>;
+  setPayoutDestination(streamId: string, destination: PayoutDestination): Promise<{ ok: true; stream: StreamView } | Fail>;
+  /** The payer's answer to payout_invoice_needed: an invoice for exactly the amount asked. */
+  providePayoutInvoice(streamId: string, paymentRequest: string): Promise<{ ok: true } | Fail>;
+  /** Events after a seq, in order (money events included), at most RESUME_EVENTS_MAX. */
+  eventsAfter(streamId: string, afterSeq: number): Promise<StreamEvent[]>;
+  subscribe(streamId: string, listener: StreamListener): () => void;
+  /** Loads open streams, restarts their meters, starts the clock. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** One metering pass (the clock calls it each tick; tests call it directly). */
+  tick(): Promise<void>;
+}
+
+export interface StreamServiceDeps {
+  store: StreamStore;
+  ledger: Ledger;
+  invoices: InvoiceService;
+  payments: PaymentService;
+  clock: Clock;
+  logger: Logger;
+  tickMs?: number;
+  topUpExpiryS?: number;
+}
+
+interface LiveStream {
+  row: StreamRow;
+  seq: number;
+  balance: bigint;
+  held: bigint;
+  pendingOps: number;
+  topUp: { paymentHash: string; expiresAt: number } | null;
+  topUps: number;
+  payouts: number;
+  payoutBusy: boolean;
+  /** Asked of the payer (destination kind "invoice"): the exact amount and the fee budget. */
+  payoutAsked: { amountMsat: Msat; maxFeeMsat: Msat } | null;
+  listeners: Set<StreamListener>;
+}
+
+export function streamAccountId(streamId: string): string {
+  return `stream:${streamId}`;
+}
+
+export function hashPayerToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** Money transfers carry `<stream id>/<seq>/<event>` in their reference. */
+function referenceFor(streamId: string, seq: number, name: string): string {
+  return `${streamId}/${seq}/${name}`;
+}
+
+function seqFromReference(streamId: string, reference: string): number | null {
+  const parts = reference.split('/');
+  if (parts.length < 2 || parts[0] !== streamId) return null;
+  const seq = Number(parts[1]);
+  return Number.isSafeInteger(seq) ? seq : null;
+}
+
+export function validateTerms(terms: StreamTerms): string | null {
+  if (Object.keys(terms.prices).length > MAX_PRICES) return `at most ${MAX_PRICES} prices`;
+  for (const [name, price] of Object.entries(terms.prices)) {
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(name)) return `price name ${JSON.stringify(name)} must be 1-64 characters of [A-Za-z0-9_.:-]`;
+    if (price === 0n) return `price ${name} must be at least 1 msat`;
+    if (price > terms.maxChargeMsat) return `price ${name} is above max_charge_msat`;
+  }
+  if (terms.maxChargeMsat === 0n) return 'max_charge_msat must be at least 1 msat';
+  if (terms.settleToMsat < terms.settleThresholdMsat) return 'settle_to_msat must be at least settle_threshold_msat';
+  if (terms.rateMsatPerS > terms.maxChargeMsat) return 'rate_msat_per_s is above max_charge_msat';
+  return null;
+}
+
+export function createStreamService(deps: StreamServiceDeps): StreamService {
+  const { store, ledger, invoices, payments, clock, logger } = deps;
+  const live = new Map<string, LiveStream>();
+  const byAccount = new Map<string, string>();
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let ticking = false;
+
+  const view = (state: LiveStream): StreamView => ({
+    id: state.row.id,
+    appId: state.row.appId,
+    status: state.row.status,
+    meter: state.row.meter,
+    terms: {
+      prices: state.row.prices,
+      rateMsatPerS: state.row.rateMsatPerS,
+      maximumMsat: state.row.maximumMsat,
+      settleThresholdMsat: state.row.settleThresholdMsat,
+      settleToMsat: state.row.settleToMsat,
+      maxChargeMsat: state.row.maxChargeMsat,
+      payoutThresholdMsat: state.row.payoutThresholdMsat,
+      expiresAt: state.row.expiresAt,
+    },
+    balanceMsat: state.balance,
+    heldMsat: msat(state.held),
+    seq: state.seq,
+    payoutDestination: state.row.payoutDestination,
+    metadata: state.row.metadata,
+    createdAt: state.row.createdAt,
+    closedAt: state.row.closedAt,
+  });
+
+  const emit = (state: LiveStream, event: StreamEvent): void => {
+    for (const listener of state.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        logger.error({ err: error, streamId: state.row.id }, 'a stream listener threw');
+      }
+    }
+  };
+
+  const event = (state: LiveStream, type: StreamEventType, data: Record<string, unknown>, seq = ++state.seq): StreamEvent => ({
+    streamId: state.row.id,
+    seq,
+    type,
+    data,
+    at: clock.now(),
+    balanceMsat: state.balance,
+  });
+
+  /** Appends a non-money event durably, then tells subscribers. */
+  const record = async (state: LiveStream, type: StreamEventType, data: Record<string, unknown>, saveRow = false): Promise<StreamEvent> => {
+    const created = event(state, type, { ...data, balance_msat: state.balance.toString() });
+    if (saveRow) await store.saveWithEvent(state.row, created);
+    else await store.appendEvent(created);
+    emit(state, created);
+    return created;
+  };
+
+  const load = async (streamId: string): Promise<LiveStream | null> => {
+    const cached = live.get(streamId);
+    if (cached) return cached;
+    const row = await store.getStream(streamId);
+    if (!row) return null;
+    const account = await ledger.getAccount(row.accountId);
+    if (!account) throw new Error(`stream ${streamId} has no ledger account`);
+    let seq = await store.maxEventSeq(streamId);
+    for (const transfer of await ledger.listTransfers({ accountId: row.accountId, limit: 100 })) {
+      const fromReference = seqFromReference(streamId, transfer.reference);
+      if (fromReference !== null) {
+        seq = Math.max(seq, fromReference);
+        break;
+      }
+    }
+    const again = live.get(streamId);
+    if (again) return again;
+    const state: LiveStream = {
+      row, seq, balance: balanceOf(account), held: account.debitsPendingMsat, pendingOps: 0, topUp: null,
+      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(),
+    };
+    live.set(streamId, state);
+    byAccount.set(row.accountId, streamId);
+    return state;
+  };
+
+  const maybeTopUp = async (state: LiveStream): Promise<void> => {
+    const row = state.row;
+    if (row.status !== 'open' || row.settleToMsat === 0n) return;
+    if (state.topUp && state.topUp.expiresAt > clock.now()) return;
+    if (state.balance >= row.settleThresholdMsat && !(state.topUps === 0 && state.balance < row.settleToMsat)) return;
+    const amountMsat = msat(row.settleToMsat - state.balance);
+    if (amountMsat === 0n) return;
+    state.topUps += 1;
+    const created = await invoices.createInvoice(row.appId, {
+      amountMsat,
+      description: `Top-up for stream ${row.id}`,
+      expiryS: deps.topUpExpiryS ?? 3600,
+      idempotencyKey: `st:${row.id}:topup:${state.seq}:${amountMsat}`,
+      creditAccountId: row.accountId,
+    });
+    if (!created.ok) {
+      logger.warn({ streamId: row.id, error: created.error }, 'could not create a top-up invoice');
+      return;
+    }
+    state.topUp = { paymentHash: created.invoice.paymentHash, expiresAt: created.invoice.expiresAt };
+    await record(state, 'invoice', {
+      payment_request: created.invoice.paymentRequest,
+      payment_hash: created.invoice.paymentHash,
+      amount_msat: amountMsat.toString(),
+      expires_at: new Date(created.invoice.expiresAt).toISOString(),
+    });
+  };
+
+  const sendPayout = async (state: LiveStream, amountMsat: Msat, maxFeeMsat: Msat, target: Parameters<PaymentService['pay']>[1]['target']): Promise<void> => {
+    state.payouts += 1;
+    const result = await payments.pay(state.row.appId, {
+      target,
+      maxFeeMsat,
+      idempotencyKey: `st:${state.row.id}:payout:${state.payouts}:${amountMsat}`,
+      debitAccountId: state.row.accountId,
+    });
+    if (!result.ok) {
+      await record(state, 'payout_failed', { amount_msat: amountMsat.toString(), reason: result.error });
+    } else if (result.payment.status === 'pending') {
+      await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: result.payment.paymentHash });
+    }
+    // succeeded and failed outcomes arrive through the payments listener below.
+  };
+
+  const maybePayout = async (state: LiveStream, closing: boolean): Promise<void> => {
+    const row = state.row;
+    if (state.payoutBusy || state.payoutAsked || state.held > 0n) return;
+    const excess = closing || row.status === 'closed' ? state.balance : state.balance - row.settleToMsat;
+    if (excess <= 0n) return;
+    if (!closing && row.status === 'open' && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return;
+    const maxFeeMsat = defaultMaxFeeMsat(msat(excess));
+    if (excess <= maxFeeMsat) return; // dust: paying it out would cost more than it is worth
+    const amountMsat = msat(excess - maxFeeMsat);
+    const destination = row.payoutDestination;
+    if (destination === null || destination.kind === 'invoice') {
+      state.payoutAsked = { amountMsat, maxFeeMsat };
+      await record(state, 'payout_invoice_needed', { amount_msat: amountMsat.toString() });
+      return;
+    }
+    if (destination.kind === 'lightning_address') {
+      await record(state, 'payout_failed', { amount_msat: amountMsat.toString(), reason: 'lightning_address_unsupported' });
+      return;
+    }
+    state.payoutBusy = true;
+    try {
+      await sendPayout(state, amountMsat, maxFeeMsat, { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat });
+    } finally {
+      state.payoutBusy = false;
+    }
+  };
+
+  const afterMoney = (state: LiveStream): void => {
+    void maybeTopUp(state).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'top-up failed'));
+    void maybePayout(state, false).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'payout failed'));
+  };
+
+  /** Applies one money op for the stream; seq is taken before the commit so acks are ordered. */
+  const applyMoney = async (
+    state: LiveStream,
+    name: string,
+    type: 'charged' | 'rewarded' | 'metered',
+    amountMsat: Msat,
+    direction: 'charge' | 'reward',
+    idempotencyKey: string | undefined,
+  ): Promise<MoneyAck | Fail> => {
+    const row = state.row;
+    const seq = ++state.seq;
+    state.pendingOps += 1;
+    try {
+      const result = await ledger.apply({
+        kind: 'transfer',
+        debitAccountId: direction === 'charge' ? row.accountId : appAccountId(row.appId),
+        creditAccountId: direction === 'charge' ? appAccountId(row.appId) : row.accountId,
+        amountMsat,
+        code: direction,
+        reference: referenceFor(row.id, seq, name),
+        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+      });
+      if (!result.ok) {
+        if (result.error === 'LimitExceeded') return { ok: false, error: direction === 'charge' ? 'LimitExceeded' : 'AppInsufficientBalance' };
+        if (result.error === 'IdempotencyConflict' || result.error === 'Overloaded') return { ok: false, error: result.error };
+        throw new Error(`ledger refused a stream ${direction}: ${result.error}`);
+      }
+      if (result.replayed) {
+        const firstSeq = seqFromReference(row.id, result.transfer.reference) ?? seq;
+        return { ok: true, seq: firstSeq, amountMsat: result.transfer.amountMsat, balanceMsat: state.balance, replayed: true };
+      }
+      state.balance += direction === 'charge' ? -amountMsat : amountMsat;
+      const created = event(state, type, { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
+      emit(state, created);
+      afterMoney(state);
+      return { ok: true, seq, amountMsat, balanceMsat: state.balance, replayed: false };
+    } finally {
+      state.pendingOps -= 1;
+    }
+  };
+
+  const openStream = async (streamId: string): Promise<LiveStream | Fail> => {
+    const state = await load(streamId);
+    if (!state) return { ok: false, error: 'StreamNotFound' };
+    if (state.row.status !== 'open') return { ok: false, error: 'StreamClosed' };
+    return state;
+  };
+
+  /** Charges the whole seconds of the running segment not yet charged (and, when `final`, the part second). */
+  const chargeMeter = async (state: LiveStream, final: boolean): Promise<boolean> => {
+    const row = state.row;
+    if (row.meter !== 'running' || row.meterSegmentStartedAt === null || row.rateMsatPerS === 0n) return true;
+    const elapsedMs = Math.max(0, clock.now() - row.meterSegmentStartedAt);
+    const wholeSeconds = Math.floor(elapsedMs / 1000);
+    let amount = BigInt(wholeSeconds - row.meterSecondsCharged) * row.rateMsatPerS;
+    let chargedSeconds = wholeSeconds;
+    if (final) {
+      // The part second, pro rata and rounded down: the payer never pays for time not used.
+      amount += (row.rateMsatPerS * BigInt(elapsedMs - wholeSeconds * 1000)) / 1000n;
+    }
+    if (amount <= 0n) return true;
+    const key = `st:${row.id}:m:${row.meterSegment}:${row.meterSecondsCharged}:${final ? 'final' : chargedSeconds}`;
+    const result = await applyMoney(state, 'meter', 'metered', msat(amount), 'charge', key);
+    if (!result.ok) return false;
+    row.meterSecondsCharged = chargedSeconds;
+    return true;
+  };
+
+  const setMeter = async (state: LiveStream, meter: StreamRow['meter'], type: StreamEventType, reason: string): Promise<StreamEvent> => {
+    const row = state.row;
+    row.meter = meter;
+    if (meter === 'running') {
+      row.meterSegment += 1;
+      row.meterSegmentStartedAt = clock.now();
+      row.meterSecondsCharged = 0;
+    } else {
+      row.meterSegmentStartedAt = null;
+    }
+    return record(state, type, { reason }, true);
+  };
+
+  const closeStream = async (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent> => {
+    const row = state.row;
+    if (row.meter === 'running') await chargeMeter(state, true);
+    row.status = 'closed';
+    row.closedAt = clock.now();
+    if (row.meter !== 'stopped') {
+      row.meter = 'stopped';
+      row.meterSegmentStartedAt = null;
+    }
+    // Charges already submitted finish before the stream is declared closed.
+    while (state.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
+    const closed = await record(state, 'closed', { by: actor }, true);
+    void maybePayout(state, true).catch((error) => logger.error({ err: error, streamId: row.id }, 'refund payout failed'));
+    return closed;
+  };
+
+  const onInvoicePaid = (invoice: { creditAccountId: string; paymentHash: string; amountPaidMsat: Msat | null }): void => {
+    const streamId = byAccount.get(invoice.creditAccountId);
+    if (!streamId) return;
+    const state = live.get(streamId);
+    if (!state || invoice.amountPaidMsat === null) return;
+    state.balance += invoice.amountPaidMsat;
+    if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
+    void record(state, 'funded', { amount_msat: invoice.amountPaidMsat.toString(), payment_hash: invoice.paymentHash })
+      .then(() => afterMoney(state))
+      .catch((error) => logger.error({ err: error, streamId }, 'could not record a funding event'));
+  };
+
+  const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }): void => {
+    const streamId = byAccount.get(payment.debitAccountId);
+    if (!streamId) return;
+    const state = live.get(streamId);
+    if (!state) return;
+    void (async () => {
+      const account = await ledger.getAccount(state.row.accountId);
+      if (account) {
+        state.balance = balanceOf(account);
+        state.held = account.debitsPendingMsat;
+      }
+      if (payment.status === 'succeeded') {
+        await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });
+      } else {
+        await record(state, 'payout_failed', { amount_msat: payment.amountMsat.toString(), reason: payment.failureReason ?? 'failed', payment_hash: payment.paymentHash });
+      }
+    })().catch((error) => logger.error({ err: error, streamId }, 'could not record a payout outcome'));
+  };
+
+  const unsubscribers: (() => void)[] = [];
+
+  return {
+    async create(appId, input) {
+      const problem = validateTerms(input);
+      if (problem) return { ok: false, error: 'InvalidTerms', detail: problem };
+      const id = randomId('st_');
+      const payerToken = PAYER_TOKEN_PREFIX + randomBytes(32).toString('base64url');
+      const accountId = streamAccountId(id);
+      const account = await ledger.createAccount({ id: accountId, ownerId: appId, limitMsat: input.maximumMsat, code: 'stream' });
+      if (!account.ok) throw new Error(`stream account ${accountId} exists with another spec`);
+      const now = clock.now();
+      const row: StreamRow = {
+        ...input,
+        id, appId, accountId, payerTokenHash: hashPayerToken(payerToken), status: 'open', meter: 'stopped',
+        meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0, createdAt: now, closedAt: null,
+      };
+      const state: LiveStream = {
+        row, seq: 1, balance: 0n, held: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false,
+        payoutAsked: null, listeners: new Set(),
+      };
+      await store.insertStream(row, event(state, 'created', { balance_msat: '0' }, 1));
+      live.set(id, state);
+      byAccount.set(accountId, id);
+      await maybeTopUp(state).catch((error) => logger.error({ err: error, streamId: id }, 'initial funding invoice failed'));
+      return { ok: true, stream: view(state), payerToken };
+    },
+
+    async get(streamId, appId) {
+      const state = await load(streamId);
+      if (!state || (appId !== null && state.row.appId !== appId)) return null;
+      return view(state);
+    },
+
+    async list(appId, limit) {
+      const rows = await store.listStreams(appId, limit);
+      const views: StreamView[] = [];
+      for (const row of rows) {
+        const state = await load(row.id);
+        if (state) views.push(view(state));
+      }
+      return views;
+    },
+
+    async authenticatePayer(payerToken) {
+      const row = await store.findStreamByTokenHash(hashPayerToken(payerToken));
+      if (!row) return null;
+      const state = await load(row.id);
+      return state ? view(state) : null;
+    },
+
+    async charge(streamId, input) {
+      const state = await openStream(streamId);
+      if ('ok' in state) return state;
+      const count = input.count ?? 1;
+      let amountMsat: Msat;
+      let name: string;
+      if (input.event !== undefined) {
+        const price = state.row.prices[input.event];
+        if (price === undefined) return { ok: false, error: 'UnknownEvent', detail: `no price for event ${JSON.stringify(input.event)}` };
+        amountMsat = msat(price * BigInt(count));
+        name = input.event;
+      } else if (input.amountMsat !== undefined) {
+        amountMsat = input.amountMsat;
+        name = 'amount';
+      } else {
+        return { ok: false, error: 'AmountRequired' };
+      }
+      if (amountMsat === 0n) return { ok: false, error: 'ZeroAmount' };
+      if (amountMsat > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
+      return applyMoney(state, name, 'charged', amountMsat, 'charge', `st:${streamId}:c:${input.ref}`);
+    },
+
+    async reward(streamId, input) {
+      const state = await openStream(streamId);
+      if ('ok' in state) return state;
+      if (input.amountMsat === 0n) return { ok: false, error: 'ZeroAmount' };
+      if (input.amountMsat > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
+      return applyMoney(state, 'reward', 'rewarded', input.amountMsat, 'reward', `st:${streamId}:r:${input.ref}`);
+    },
+
+    async meter(streamId, action, actor) {
+      const state = await openStream(streamId);
+      if ('ok' in state) return state;
+      const row = state.row;
+      if (row.rateMsatPerS === 0n) return { ok: false, error: 'NoMeter', detail: 'this stream has no rate_msat_per_s' };
+      const allowed: Record<MeterAction, StreamRow['meter'][]> = { start: ['stopped'], pause: ['running'], resume: ['paused'], stop: ['running', 'paused'] };
+      if (!allowed[action].includes(row.meter)) return { ok: false, error: 'MeterState', detail: `cannot ${action} a meter that is ${row.meter}` };
+      if (action === 'start' && actor === 'payer') return { ok: false, error: 'MeterState', detail: 'only the app starts the meter' };
+      if (row.meter === 'running') await chargeMeter(state, true);
+      const next = { start: 'running', pause: 'paused', resume: 'running', stop: 'stopped' } as const;
+      const type = { start: 'meter_started', pause: 'paused', resume: 'resumed', stop: 'meter_stopped' } as const;
+      const recorded = await setMeter(state, next[action], type[action], `by ${actor}`);
+      return { ok: true, seq: recorded.seq, stream: view(state) };
+    },
+
+    async close(streamId, actor) {
+      const state = await openStream(streamId);
+      if ('ok' in state) return state;
+      const closed = await closeStream(state, actor);
+      return { ok: true, seq: closed.seq, stream: view(state) };
+    },
+
+    async setPayoutDestination(streamId, destination) {
+      const state = await load(streamId);
+      if (!state) return { ok: false, error: 'StreamNotFound' };
+      state.row.payoutDestination = destination;
+      await record(state, 'payout_requested', { destination: destination.kind }, true);
+      if (state.payoutAsked && destination.kind !== 'invoice') state.payoutAsked = null;
+      void maybePayout(state, state.row.status === 'closed').catch((error) => logger.error({ err: error, streamId }, 'payout failed'));
+      return { ok: true, stream: view(state) };
+    },
+
+    async providePayoutInvoice(streamId, paymentRequest) {
+      const state = await load(streamId);
+      if (!state) return { ok: false, error: 'StreamNotFound' };
+      const asked = state.payoutAsked;
+      if (!asked) return { ok: false, error: 'NoPayoutRequested' };
+      const { decodeBolt11 } = await import('../lightning/bolt11/index.js');
+      const decoded = decodeBolt11(paymentRequest);
+      if (!decoded.ok) return { ok: false, error: 'InvalidPayoutInvoice', detail: decoded.detail };
+      if (decoded.invoice.amountMsat !== asked.amountMsat) {
+        return { ok: false, error: 'PayoutAmountMismatch', detail: `the invoice must ask for exactly ${asked.amountMsat} msat` };
+      }
+      state.payoutAsked = null;
+      state.payoutBusy = true;
+      try {
+        await sendPayout(state, asked.amountMsat, asked.maxFeeMsat, { kind: 'invoice', paymentRequest, amountMsat: null });
+      } finally {
+        state.payoutBusy = false;
+      }
+      return { ok: true };
+    },
+
+    async eventsAfter(streamId, afterSeq) {
+      const state = await load(streamId);
+      if (!state) return [];
+      const stored = await store.listEventsAfter(streamId, afterSeq, RESUME_EVENTS_MAX);
+      const money: StreamEvent[] = [];
+      let beforeId: string | undefined;
+      // Walk the account's transfers newest first until we pass afterSeq.
+      for (let page = 0; page < 100 && money.length < RESUME_EVENTS_MAX; page += 1) {
+        const transfers = await ledger.listTransfers({ accountId: state.row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
+        if (transfers.length === 0) break;
+        let passed = false;
+        for (const transfer of transfers) {
+          const seq = seqFromReference(streamId, transfer.reference);
+          if (seq === null) continue;
+          if (seq <= afterSeq) {
+            passed = true;
+            break;
+          }
+          const name = transfer.reference.split('/').slice(2).join('/');
+          const type: StreamEventType = transfer.code === 'reward' ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
+          money.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
+        }
+        if (passed) break;
+        beforeId = transfers[transfers.length - 1]?.id;
+      }
+      return [...stored, ...money].sort((a, b) => a.seq - b.seq).slice(0, RESUME_EVENTS_MAX);
+    },
+
+    subscribe(streamId, listener) {
+      let state = live.get(streamId);
+      let cancelled = false;
+      if (state) state.listeners.add(listener);
+      else {
+        void load(streamId).then((loaded) => {
+          state = loaded ?? undefined;
+          if (state && !cancelled) state.listeners.add(listener);
+        });
+      }
+      return () => {
+        cancelled = true;
+        state?.listeners.delete(listener);
+      };
+    },
+
+    async start() {
+      stopped = false;
+      unsubscribers.push(invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
+      for (const row of await store.listOpenStreams()) {
+        const state = await load(row.id);
+        // Time while the server was down is not billed: a running meter starts a new segment now.
+        if (state && state.row.meter === 'running') await setMeter(state, 'running', 'resumed', 'server_restart');
+      }
+      const tickMs = deps.tickMs ?? 1000;
+      const loop = (): void => {
+        if (stopped) return;
+        timer = setTimeout(() => {
+          void this.tick().finally(loop);
+        }, tickMs);
+        timer.unref();
+      };
+      loop();
+    },
+
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      for (const unsubscribe of unsubscribers.splice(0)) unsubscribe();
+      while (ticking) await new Promise((resolve) => setTimeout(resolve, 5));
+    },
+
+    async tick() {
+      if (ticking) return;
+      ticking = true;
+      try {
+        const now = clock.now();
+        await Promise.all([...live.values()].map(async (state) => {
+          if (state.row.status !== 'open') return;
+          if (state.row.expiresAt !== null && now >= state.row.expiresAt) {
+            await closeStream(state, 'expiry');
+            return;
+          }
+          if (state.row.meter === 'running' && !(await chargeMeter(state, false))) {
+            // The payer cannot cover the next second: pause, and the top-up invoice asks for more.
+            await setMeter(state, 'paused', 'paused', 'insufficient_funds');
+          }
+        }));
+      } catch (error) {
+        logger.error({ err: error }, 'stream tick failed');
+      } finally {
+        ticking = false;
+      }
+    },
+  };
+}
