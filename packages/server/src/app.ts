@@ -164,7 +164,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   registerStreamRoutes(http, { streams, now: () => clock.now() });
   registerDevnetRoutes(http, {
     wallets: devnet
-      ? { names: () => devnet.nodeNames(), backendFor: (name) => devnet.backendFor(name), balanceMsat: (name) => devnet.nodeBalanceMsat(name) }
+      ? { names: () => devnet.nodeNames(), backendFor: (name) => devnet.backendFor(name), balanceMsat: (name) => devnet.nodeBalanceMsat(name), pubkey: (name) => devnet.nodePubkey(name) }
       : null,
     afterWalletPaid: async (paymentHash) => {
       const invoice = await backend.lookupInvoice(paymentHash);

@@ -13,6 +13,7 @@ export interface DevnetWallets {
   names(): string[];
   backendFor(name: string): LightningBackend;
   balanceMsat(name: string): bigint;
+  pubkey(name: string): string;
 }
 
 export const DEFAULT_DEVNET_WALLET = 'alice';
@@ -39,14 +40,14 @@ export function registerDevnetRoutes(
     schema: {
       summary: 'Devnet wallets and their balances (fake money)',
       tags: ['devnet'],
-      response: { 200: Type.Object({ fake_money: Type.Literal(true), wallets: Type.Array(Type.Object({ name: Type.String(), balance_msat: Type.String() })) }), ...errorResponses(401, 404) },
+      response: { 200: Type.Object({ fake_money: Type.Literal(true), wallets: Type.Array(Type.Object({ name: Type.String(), pubkey: Type.String(), balance_msat: Type.String() })) }), ...errorResponses(401, 404) },
     },
   }, async () => {
     if (!deps.wallets) throw new ApiError('devnet_only');
     const wallets = deps.wallets;
     return {
       fake_money: true as const,
-      wallets: wallets.names().filter((name) => !NOT_WALLETS.has(name)).map((name) => ({ name, balance_msat: wallets.balanceMsat(name).toString() })),
+      wallets: wallets.names().filter((name) => !NOT_WALLETS.has(name)).map((name) => ({ name, pubkey: wallets.pubkey(name), balance_msat: wallets.balanceMsat(name).toString() })),
     };
   });
 
