@@ -14,8 +14,13 @@
  * - when the recent tier passes `compactAt` records, it is merged into the key-ordered
  *   `ledger_idempotency` table in ONE transaction with the keys sorted, so each leaf page
  *   of that table is written at most once per merge instead of once per key;
- * - a lookup checks the memory first, then the key-ordered table; on open the recent table
- *   is read back into memory, so nothing is lost across a restart.
+ * - a lookup checks the memory first, then the key-ordered table, but only when a Bloom
+ *   filter over that table's keys says the key may be there (a new key, the common case,
+ *   costs no B-tree probe); on open the recent table is read back into memory and the
+ *   filter is built from the table's keys, so nothing is lost across a restart.
+ *
+ * Cost that stays: keys are random, so each merge rewrites most leaf pages of the
+ * key-ordered table; a merge's cost grows with that table (see docs in the bench report).
  *
  * Every record is durable in the same commit as the transfer it belongs to; memory only
  * mirrors the recent table. A record enters memory when it is written inside a transaction;
@@ -35,12 +40,13 @@ import type { SqliteDatabase } from '../../db/sqlite.js';
 import type { IdempotencyRecord } from '../planner.js';
 import { idempotencyFromRow, type IdempotencyRow } from '../rows.js';
 import { idListQuery, type IdListQuery } from './id-list.js';
+import { createKeyFilter, type KeyFilter } from './key-filter.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
 
 type Statement = BetterSqlite3.Statement<unknown[], unknown>;
 
 /** Records kept in the recent tier before a merge (about 300 bytes of memory each). */
-export const DEFAULT_COMPACT_AT = 65_536;
+export const DEFAULT_COMPACT_AT = 131_072;
 
 interface Entry {
   record: IdempotencyRecord;
@@ -68,6 +74,8 @@ export interface IdempotencyIndex {
   compact(): void;
   /** Records in the recent tier (memory), for tests and metrics. */
   readonly recentSize: number;
+  /** Merges run by this connection, for benchmarks and metrics. */
+  readonly merges: number;
   readonly compactAt: number;
 }
 
@@ -79,6 +87,7 @@ interface Statements {
   insertRecent: MultiRowStatement;
   maxRecentRowid: Statement;
   mergeRecent: Statement;
+  mainKeys: Statement;
   clearRecent: Statement;
 }
 
@@ -96,6 +105,7 @@ function prepare(db: SqliteDatabase): Statements {
       `INSERT INTO ledger_idempotency (${COLUMNS}) SELECT ${COLUMNS} FROM ledger_idempotency_recent ORDER BY key`,
     ),
     clearRecent: db.prepare('DELETE FROM ledger_idempotency_recent'),
+    mainKeys: db.prepare('SELECT key FROM ledger_idempotency').pluck(),
   };
 }
 
@@ -120,12 +130,22 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
   if (!Number.isSafeInteger(compactAt) || compactAt < 1) throw new RangeError(`compactAt must be >= 1, got ${compactAt}`);
   const statements = prepare(db);
   const entries = new Map<string, Entry>();
+  let merges = 0;
   /** Keys whose entries were written by a transaction not known to have committed. */
   const unconfirmed = new Set<string>();
 
   // Rowids are handed out here, never reused while this connection lives (a rolled-back
   // transaction leaves a gap), so an entry's rowid names its row or no row at all.
   let lastRowid = BigInt(statements.maxRecentRowid.get() as bigint | number);
+  /** Every key of the key-ordered table (rebuilt twice as big when it fills up). */
+  let filter: KeyFilter = buildFilter(0);
+  function buildFilter(atLeast: number): KeyFilter {
+    const keys = statements.mainKeys.iterate() as IterableIterator<string>;
+    const built = createKeyFilter(atLeast);
+    for (const key of keys) built.add(key);
+    return built.size > built.capacity ? buildFilter(built.size * 2) : built;
+  }
+
   // Read back what earlier runs left in the recent tier: all of it is committed.
   for (const row of statements.selectRecentAll.all() as (IdempotencyRow & { rowid: bigint })[]) {
     entries.set(row.key, { record: idempotencyFromRow(row), rowid: row.rowid, confirmed: true });
@@ -141,11 +161,17 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
 
   function compact(): void {
     if (db.inTransaction) throw new Error('the idempotency index merges only outside a transaction');
-    db.transaction(() => {
-      statements.mergeRecent.run();
+    const merged = db.transaction(() => {
+      const count = statements.mergeRecent.run().changes;
       statements.clearRecent.run();
+      return count;
     }).immediate();
-    // Only now, after the merge committed: every record is in the key-ordered table.
+    merges++;
+    // Only now, after the merge committed: every record is in the key-ordered table. Entries
+    // of rolled-back transactions may still be in memory; adding their keys to the filter
+    // only costs a probe.
+    if (filter.size + entries.size > filter.capacity) filter = buildFilter((filter.size + merged) * 2);
+    else for (const key of entries.keys()) filter.add(key);
     entries.clear();
     unconfirmed.clear();
   }
@@ -154,6 +180,9 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
     compactAt,
     get recentSize() {
       return entries.size;
+    },
+    get merges() {
+      return merges;
     },
     lookup(keys) {
       const found = new Map<string, IdempotencyRecord | null>();
@@ -164,7 +193,7 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
           found.set(key, entry.record);
         } else {
           found.set(key, null);
-          missing.push(key);
+          if (filter.mightContain(key)) missing.push(key);
         }
       }
       if (missing.length === 1) {

@@ -1,0 +1,67 @@
+/**
+ * A Bloom filter over the keys of the key-ordered idempotency table, so that looking up a
+ * new key (the common case: almost every request is new) costs no B-tree probe. It answers
+ * "certainly absent" or "maybe present"; it never misses a key that was added, so a
+ * "maybe" is checked against the table and an "absent" is exact.
+ *
+ * About 10 bits and 7 probes per key: ~1% of new keys still get probed.
+ */
+
+const BITS_PER_KEY = 10;
+const PROBES = 7;
+const MIN_CAPACITY = 1 << 16;
+
+export interface KeyFilter {
+  add(key: string): void;
+  mightContain(key: string): boolean;
+  readonly size: number;
+  /** Keys it was sized for; past it the false-positive rate climbs, so its owner rebuilds it bigger. */
+  readonly capacity: number;
+}
+
+export function createKeyFilter(expectedKeys: number): KeyFilter {
+  let capacity = MIN_CAPACITY;
+  while (capacity < expectedKeys) capacity *= 2;
+  const bitCount = capacity * BITS_PER_KEY;
+  const words = new Uint32Array(Math.ceil(bitCount / 32));
+  let size = 0;
+  const probe = (key: string, set: boolean): boolean => {
+    const [h1, h2] = hashes(key);
+    for (let i = 0; i < PROBES; i++) {
+      const bit = ((h1 + Math.imul(i, h2)) >>> 0) % bitCount;
+      const word = bit >>> 5;
+      const mask = 1 << (bit & 31);
+      if (set) words[word] = (words[word] as number) | mask;
+      else if (((words[word] as number) & mask) === 0) return false;
+    }
+    return true;
+  };
+  return {
+    capacity,
+    get size() {
+      return size;
+    },
+    add(key) {
+      probe(key, true);
+      size++;
+    },
+    mightContain: (key) => probe(key, false),
+  };
+}
+
+/** Two independent 32-bit hashes of the key's UTF-16 code units (FNV-1a and a murmur-style mix). */
+function hashes(key: string): [number, number] {
+  let a = 0x811c9dc5;
+  let b = 0x9747b28c;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  }
+  a ^= a >>> 16;
+  b = Math.imul(b ^ (b >>> 13), 0xc2b2ae35);
+  b ^= b >>> 16;
+  // An odd step visits distinct bits for every probe.
+  return [a >>> 0, (b | 1) >>> 0];
+}

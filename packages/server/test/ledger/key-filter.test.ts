@@ -1,0 +1,26 @@
+/** The Bloom filter in front of the key-ordered idempotency table: it must never miss a key it was given. */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { createKeyFilter } from '../../src/ledger/sqlite/key-filter.js';
+
+describe('key filter', () => {
+  it('finds every key it was given', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string({ minLength: 1, maxLength: 256, unit: 'grapheme' }), { maxLength: 300 }), (keys) => {
+        const filter = createKeyFilter(keys.length);
+        for (const key of keys) filter.add(key);
+        for (const key of keys) expect(filter.mightContain(key)).toBe(true);
+        expect(filter.size).toBe(keys.length);
+      }),
+    );
+  });
+
+  it('says "absent" for most keys it was not given, at capacity', () => {
+    const filter = createKeyFilter(1 << 16);
+    for (let i = 0; i < filter.capacity; i++) filter.add(`present-${i}`);
+    let maybe = 0;
+    for (let i = 0; i < 10_000; i++) if (filter.mightContain(`absent-${i}`)) maybe++;
+    // ~1% expected at 10 bits per key; 3% leaves room for the hash's unevenness.
+    expect(maybe).toBeLessThan(300);
+  });
+});
