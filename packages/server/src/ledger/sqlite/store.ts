@@ -3,13 +3,17 @@
  *
  * better-sqlite3 runs a whole `db.transaction(...)` synchronously: no other statement can
  * run on the connection between its reads and its writes, so the planner's checks and the
- * writes that follow are atomic without row locks. Another process writing the same file
- * waits for the write lock (BEGIN IMMEDIATE, busy_timeout).
+ * writes that follow are atomic without row locks. Batches take the write lock up front
+ * (BEGIN IMMEDIATE), so a reader elsewhere never makes one fail halfway.
  *
  * Speed: one batch of ops costs one commit (one fsync). Inside it, the rows the batch
  * needs are loaded with one query per kind (`IN (?, ...)` over the ids), new rows go out in
  * multi-row INSERTs, each touched account is written once (one multi-row UPDATE), and every
  * statement is prepared once per connection. Idempotency records: see idempotency.ts.
+ *
+ * Limit: ONE writing connection per database file. The idempotency index's recent tier
+ * (idempotency.ts) and the account cache (account-cache.ts) live in this connection's
+ * memory; another writer would go unseen. Other connections may read.
  *
  * Migrations are not run by the factory: call `migrateSqliteLedger(db)` once at startup
  * (the composition root runs every module's migrations before serving).
@@ -349,8 +353,8 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
       const own = !db.inTransaction;
       if (own) index.maintain();
       const batch: OwnBatch | null = own ? { keys: [], accounts: [] } : null;
-      // BEGIN IMMEDIATE takes the write lock up front, so a second process cannot make
-      // this transaction fail halfway with SQLITE_BUSY on its first write.
+      // BEGIN IMMEDIATE takes the write lock up front, so this transaction cannot fail
+      // halfway with SQLITE_BUSY on its first write.
       const results = applyBatch.immediate(ops, clock.now(), batch);
       // Committed: memory may now know what the batch wrote.
       if (batch) {
