@@ -22,6 +22,8 @@ export const SLUICE_ERROR_CODES = [
   'invalid_amount',
   'body_too_large',
   'unsupported_media_type',
+  'message_too_large',
+  'unknown_type',
   'not_found',
   'rate_limited',
   'unauthorized',

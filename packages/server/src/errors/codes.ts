@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   invalid_amount: { status: 400, meaning: 'An amount is not a decimal string of digits between 0 and 2^63-1 msat (or is zero where zero is not allowed).' },
   body_too_large: { status: 413, meaning: 'The body exceeds the configured size limit.' },
   unsupported_media_type: { status: 415, meaning: 'The body is not application/json.' },
+  message_too_large: { status: 413, meaning: 'A WebSocket message exceeds max_message_bytes; it was not read (the connection stays open).' },
+  unknown_type: { status: 400, meaning: 'A WebSocket message has a type this server does not know (see docs/protocol.md).' },
   not_found: { status: 404, meaning: 'No such route, or no such object visible to this key.' },
   rate_limited: { status: 429, meaning: 'Too many requests for this key; retry after the Retry-After header.' },
 
