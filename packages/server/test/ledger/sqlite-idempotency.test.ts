@@ -54,7 +54,7 @@ async function open(): Promise<Harness> {
       migrateSqliteLedger(h.db);
       h.store = createSqliteLedgerStore(h.db, { idempotencyCompactAt: COMPACT_AT });
     },
-    recentSize: () => idempotencyIndexFor(h.db).recentSize,
+    recentSize: () => idempotencyIndexFor(h.db, COMPACT_AT).recentSize,
     mainSize: () => Number(h.db.prepare('SELECT COUNT(*) FROM ledger_idempotency').pluck().get()),
     recentTableSize: () => Number(h.db.prepare('SELECT COUNT(*) FROM ledger_idempotency_recent').pluck().get()),
   };

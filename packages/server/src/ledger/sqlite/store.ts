@@ -328,7 +328,8 @@ export const MAX_LIST_LIMIT = 1000;
 export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedgerStoreOptions = {}): LedgerStore {
   const clock = options.clock ?? systemClock;
   const ids = options.ids ?? idsFor(db);
-  const index = idempotencyIndexFor(db, options.idempotencyCompactAt);
+  // Built on first use (it reads the ledger's tables), so the store may be created before migrating.
+  const indexOf = (): IdempotencyIndex => idempotencyIndexFor(db, options.idempotencyCompactAt);
   const cache = accountCacheFor(db);
   const applyBatch = db.transaction((ops: readonly LedgerOp[], now: number, own: OwnBatch | null) =>
     applyInTransaction(db, ops, now, ids, own),
@@ -351,14 +352,14 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
       if (ops.length === 0) return [];
       // Called inside a caller's transaction (a savepoint), our commit is not the commit.
       const own = !db.inTransaction;
-      if (own) index.maintain();
+      if (own) indexOf().maintain();
       const batch: OwnBatch | null = own ? { keys: [], accounts: [] } : null;
       // BEGIN IMMEDIATE takes the write lock up front, so this transaction cannot fail
       // halfway with SQLITE_BUSY on its first write.
       const results = applyBatch.immediate(ops, clock.now(), batch);
       // Committed: memory may now know what the batch wrote.
       if (batch) {
-        index.confirm(batch.keys);
+        indexOf().confirm(batch.keys);
         for (const account of batch.accounts) cache.remember(account);
       }
       return results;
