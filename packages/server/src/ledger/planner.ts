@@ -29,6 +29,13 @@ export interface IdempotencyRecord {
   transferId: TransferId | null;
   error: LedgerError | null;
   createdAt: number;
+  /**
+   * For a transfer op that succeeded: the amount and pending flag it asked for. With the
+   * transfer's own (immutable) accounts, code and reference they are the whole fingerprint,
+   * so a store may keep these instead of the fingerprint (SQLite does: smaller records).
+   * The amount is needed because posting less than a hold changes the transfer's amount.
+   */
+  transferRequest?: { amountMsat: Msat; pending: boolean };
 }
 
 /** Rows as they were in the database before the batch; null when absent. */
@@ -202,6 +209,7 @@ function planOne(working: Working, op: LedgerOp): LedgerResult {
     transferId: result.ok ? result.transfer.id : null,
     error: result.ok ? null : result.error,
     createdAt: working.now,
+    ...(op.kind === 'transfer' && result.ok ? { transferRequest: { amountMsat: op.amountMsat, pending: op.pending === true } } : {}),
   };
   working.keys.set(key, record);
   working.insertIdempotency.push(record);

@@ -144,6 +144,40 @@ describe('SQLite idempotency tiers', () => {
     expect(await h.store.sumOfBalances()).toBe(0n);
   });
 
+  it('rebuilds fingerprints of stored transfer requests: a hold posted for less replays as created, in every tier', async () => {
+    const h = await open();
+    const hold = keyed('hold', 500, { pending: true, reference: 'ref/1' });
+    const first = await applyOne(h.store, hold);
+    if (!first.ok) throw new Error('hold refused');
+    const post: LedgerOp = { kind: 'post', pendingId: first.transfer.id, amountMsat: m(200), idempotencyKey: 'post' };
+    const posted = await applyOne(h.store, post);
+    expect(posted).toMatchObject({ ok: true, transfer: { state: 'posted', amountMsat: m(200) } });
+    const check = async () => {
+      expect(await applyOne(h.store, hold)).toEqual(asReplay(first));
+      expect(await applyOne(h.store, post)).toEqual(asReplay(posted));
+      // Each argument of the request is part of the rebuilt fingerprint.
+      for (const other of [
+        keyed('hold', 200, { pending: true, reference: 'ref/1' }),
+        keyed('hold', 500, { reference: 'ref/1' }),
+        keyed('hold', 500, { pending: true, reference: 'ref/2' }),
+        keyed('hold', 500, { pending: true, reference: 'ref/1', code: 'other' }),
+        transfer('bob', 'alice', 500, { pending: true, reference: 'ref/1', idempotencyKey: 'hold' }),
+        { ...post, amountMsat: m(201) },
+      ]) {
+        expect(await applyOne(h.store, other)).toEqual({ ok: false, error: 'IdempotencyConflict', replayed: false });
+      }
+    };
+    await check();
+    h.restart();
+    await check();
+    for (let i = 2; i < COMPACT_AT; i++) await applyOne(h.store, keyed(`fill-${i}`, 1));
+    await h.store.applyOps([transfer('alice', 'bob', 1)]);
+    expect(h.mainSize()).toBe(COMPACT_AT);
+    await check();
+    h.restart();
+    await check();
+  });
+
   it('does not count a key written by a caller transaction that rolled back', async () => {
     const h = await open();
     expect(() =>

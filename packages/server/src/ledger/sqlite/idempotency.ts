@@ -42,8 +42,9 @@
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import type { SqliteDatabase } from '../../db/sqlite.js';
-import type { IdempotencyRecord } from '../planner.js';
-import { idempotencyFromRow, type IdempotencyRow } from '../rows.js';
+import type { Msat } from '../../money/msat.js';
+import { fingerprintOf, type IdempotencyRecord } from '../planner.js';
+import { idempotencyFromRow } from '../rows.js';
 import { idListQuery, type IdListQuery } from './id-list.js';
 import { createKeyFilter, type KeyFilter } from './key-filter.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
@@ -96,15 +97,62 @@ interface Statements {
   clearRecent: Statement;
 }
 
-const COLUMNS = 'key, fingerprint, transfer_id, error, created_at';
+const COLUMNS = 'key, fingerprint, transfer_id, error, request_amount_msat, request_pending, created_at';
+/** A stored record plus, for one without a fingerprint, the columns of its transfer that rebuild it. */
+const JOINED = (table: string) =>
+  `SELECT i.key, i.fingerprint, i.transfer_id, i.error, i.request_amount_msat, i.request_pending, i.created_at,
+          t.debit_account_id, t.credit_account_id, t.code, t.reference
+   FROM ${table} AS i LEFT JOIN ledger_transfers AS t ON i.fingerprint IS NULL AND t.id = i.transfer_id`;
+
+interface StoredRow {
+  key: string;
+  fingerprint: string | null;
+  transfer_id: string | null;
+  error: string | null;
+  request_amount_msat: bigint | null;
+  request_pending: bigint | null;
+  created_at: bigint;
+  debit_account_id: string | null;
+  credit_account_id: string | null;
+  code: string | null;
+  reference: string | null;
+}
+
+/**
+ * A successful transfer op is stored without its fingerprint (about 70 of its ~160 bytes):
+ * the transfer's accounts, code and reference never change, and the request's amount and
+ * pending flag are stored, so fingerprintOf rebuilds exactly the string the planner made.
+ */
+function recordFromStoredRow(row: StoredRow): IdempotencyRecord {
+  const base = idempotencyFromRow({ ...row, fingerprint: row.fingerprint ?? '' });
+  if (row.fingerprint !== null) return base;
+  const { request_amount_msat: amount, request_pending: pending } = row;
+  if (amount === null || pending === null) throw new Error(`idempotency key ${row.key} has neither fingerprint nor request`);
+  if (row.debit_account_id === null || row.credit_account_id === null || row.code === null || row.reference === null) {
+    throw new Error(`idempotency key ${row.key} points at missing transfer ${row.transfer_id}`);
+  }
+  const transferRequest = { amountMsat: amount as Msat, pending: Number(pending) === 1 };
+  const fingerprint = fingerprintOf({
+    kind: 'transfer',
+    debitAccountId: row.debit_account_id,
+    creditAccountId: row.credit_account_id,
+    amountMsat: transferRequest.amountMsat,
+    pending: transferRequest.pending,
+    code: row.code,
+    reference: row.reference,
+  });
+  return { ...base, fingerprint, transferRequest };
+}
 
 function prepare(db: SqliteDatabase): Statements {
   return {
-    selectMain: db.prepare(`SELECT ${COLUMNS} FROM ledger_idempotency WHERE key = ?`),
-    selectMainMany: idListQuery(db, (keys) => `SELECT ${COLUMNS} FROM ledger_idempotency WHERE key IN (${keys})`),
-    selectRecentAll: db.prepare(`SELECT rowid, ${COLUMNS} FROM ledger_idempotency_recent ORDER BY rowid`),
+    selectMain: db.prepare(`${JOINED('ledger_idempotency')} WHERE i.key = ?`),
+    selectMainMany: idListQuery(db, (keys) => `${JOINED('ledger_idempotency')} WHERE i.key IN (${keys})`),
+    selectRecentAll: db.prepare(
+      `${JOINED('ledger_idempotency_recent').replace('SELECT i.key', 'SELECT i.rowid, i.key')} ORDER BY i.rowid`,
+    ),
     selectRecentKey: db.prepare('SELECT key FROM ledger_idempotency_recent WHERE rowid = ?').pluck(),
-    insertRecent: multiRowStatement(db, 6, 64, (values) => `INSERT INTO ledger_idempotency_recent (rowid, ${COLUMNS}) VALUES ${values}`),
+    insertRecent: multiRowStatement(db, 8, 64, (values) => `INSERT INTO ledger_idempotency_recent (rowid, ${COLUMNS}) VALUES ${values}`),
     maxRecentRowid: db.prepare('SELECT COALESCE(MAX(rowid), 0) FROM ledger_idempotency_recent').pluck(),
     mergeRecent: db.prepare(
       `INSERT INTO ledger_idempotency (${COLUMNS}) SELECT ${COLUMNS} FROM ledger_idempotency_recent ORDER BY key`,
@@ -152,8 +200,8 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
   }
 
   // Read back what earlier runs left in the recent tier: all of it is committed.
-  for (const row of statements.selectRecentAll.all() as (IdempotencyRow & { rowid: bigint })[]) {
-    entries.set(row.key, { record: idempotencyFromRow(row), rowid: row.rowid, confirmed: true });
+  for (const row of statements.selectRecentAll.all() as (StoredRow & { rowid: bigint })[]) {
+    entries.set(row.key, { record: recordFromStoredRow(row), rowid: row.rowid, confirmed: true });
   }
 
   /** Is this entry's row in the table as this connection sees it now? Drops it from memory if not. */
@@ -202,11 +250,11 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
         }
       }
       if (missing.length === 1) {
-        const row = statements.selectMain.get(missing[0]) as IdempotencyRow | undefined;
-        if (row) found.set(row.key, idempotencyFromRow(row));
+        const row = statements.selectMain.get(missing[0]) as StoredRow | undefined;
+        if (row) found.set(row.key, recordFromStoredRow(row));
       } else if (missing.length > 1) {
-        for (const row of statements.selectMainMany.all(missing) as IdempotencyRow[]) {
-          found.set(row.key, idempotencyFromRow(row));
+        for (const row of statements.selectMainMany.all(missing) as StoredRow[]) {
+          found.set(row.key, recordFromStoredRow(row));
         }
       }
       return found;
@@ -215,7 +263,19 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number): Idempote
       if (records.length === 0) return;
       const values: unknown[] = [];
       const first = lastRowid + 1n;
-      for (const r of records) values.push(++lastRowid, r.key, r.fingerprint, r.transferId, r.error, r.createdAt);
+      for (const r of records) {
+        const request = r.transferId === null ? undefined : r.transferRequest;
+        values.push(
+          ++lastRowid,
+          r.key,
+          request ? null : r.fingerprint,
+          r.transferId,
+          r.error,
+          request ? request.amountMsat : null,
+          request ? (request.pending ? 1 : 0) : null,
+          r.createdAt,
+        );
+      }
       statements.insertRecent.run(values, records.length);
       let rowid = first;
       for (const r of records) {

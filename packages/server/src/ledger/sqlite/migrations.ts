@@ -44,27 +44,39 @@ CREATE TABLE ledger_transfers (
   CHECK ((state = 'pending') = (resolved_at IS NULL))
 ) STRICT, WITHOUT ROWID;
 
+-- A successful transfer op keeps no fingerprint: its transfer's accounts, code and reference
+-- plus the amount and pending flag it asked for (request_*) rebuild it (idempotency.ts).
 -- No foreign key on transfer_id: rows arrive here only by merging the recent tier, whose
 -- rows were written in the same transaction as their transfer; a check per merged row
 -- would cost a seek each and guard nothing.
 CREATE TABLE ledger_idempotency (
   key TEXT PRIMARY KEY,
-  fingerprint TEXT NOT NULL,
+  fingerprint TEXT,
   transfer_id TEXT,
   error TEXT,
+  request_amount_msat INTEGER,
+  request_pending INTEGER,
   created_at INTEGER NOT NULL,
-  CHECK ((transfer_id IS NULL) <> (error IS NULL))
+  CHECK ((transfer_id IS NULL) <> (error IS NULL)),
+  CHECK ((fingerprint IS NULL) = (request_amount_msat IS NOT NULL)),
+  CHECK ((request_amount_msat IS NULL) = (request_pending IS NULL)),
+  CHECK (fingerprint IS NOT NULL OR transfer_id IS NOT NULL)
 ) STRICT, WITHOUT ROWID;
 
 -- The recent tier of the idempotency index (see sqlite/idempotency.ts): appended in rowid
 -- order, found through memory, merged into ledger_idempotency with its keys sorted.
 CREATE TABLE ledger_idempotency_recent (
   key TEXT NOT NULL,
-  fingerprint TEXT NOT NULL,
+  fingerprint TEXT,
   transfer_id TEXT,
   error TEXT,
+  request_amount_msat INTEGER,
+  request_pending INTEGER,
   created_at INTEGER NOT NULL,
-  CHECK ((transfer_id IS NULL) <> (error IS NULL))
+  CHECK ((transfer_id IS NULL) <> (error IS NULL)),
+  CHECK ((fingerprint IS NULL) = (request_amount_msat IS NOT NULL)),
+  CHECK ((request_amount_msat IS NULL) = (request_pending IS NULL)),
+  CHECK (fingerprint IS NOT NULL OR transfer_id IS NOT NULL)
 ) STRICT;
 `;
 
