@@ -107,15 +107,16 @@ export class TestClient {
     for (const watcher of this.watchers.splice(0)) watcher();
   }
 
-  /** Resolves when the predicate holds (checked after every message and on close). */
-  async until(predicate: () => boolean, what = 'condition'): Promise<void> {
-    for (let i = 0; !predicate(); i += 1) {
-      if (this.closeInfo && !predicate()) throw new Error(`connection closed (${this.closeInfo.code} ${this.closeInfo.reason}) while waiting for ${what}`);
+  /** Resolves when the predicate holds (checked after every message and on close); gives up after timeoutMs. */
+  async until(predicate: () => boolean, what = 'condition', timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (this.closeInfo) throw new Error(`connection closed (${this.closeInfo.code} ${this.closeInfo.reason}) while waiting for ${what}`);
+      if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
       await new Promise<void>((resolve) => {
         this.watchers.push(resolve);
-        setTimeout(resolve, 1000);
+        setTimeout(resolve, 200);
       });
-      if (i > 30) throw new Error(`gave up waiting for ${what}`);
     }
   }
 
