@@ -9,11 +9,18 @@
  *
  * Workload (what Sluice does most): every caller is one metered stream, a payer account
  * with a prepaid balance paying one of 4 app accounts 1000 msat per event; two workloads:
- * every transfer with its own random idempotency key (a UUID), and no keys. A caller sends its next transfer only
- * after the previous one was answered, and a transfer is counted only when its promise
+ * every transfer with its own random idempotency key (a UUID: the worst case for a
+ * key-ordered index), and no keys. A caller sends its next transfer only after the
+ * previous one was answered, and a transfer is counted only when its promise
  * resolved, which the ledger does after the commit holding it returned (fsync done). After
  * each run the app accounts' credits are checked against the count and the sum of
  * balances against zero, so a run that lost or invented transfers fails loudly.
+ *
+ * All runs of one store share one database, in the order printed, so later runs meet a
+ * bigger idempotency table. "index merges" counts merges of the SQLite idempotency index's
+ * recent tier during a run (src/ledger/sqlite/idempotency.ts); their cost is in the rate.
+ * A run shorter than the time to fill the recent tier (131072 records) shows no merge, so
+ * for the steady state run longer: `--seconds 20 --no-postgres --modes group-commit --callers 256`.
  *
  * BENCH_SQLITE_PRAGMAS="wal_autocheckpoint=10000;cache_size=-65536" applies extra pragmas to the
  * benchmark's SQLite connection, to try settings before proposing them for src/db/sqlite.ts;
