@@ -45,3 +45,15 @@ export type {
   PayKeysendRequest,
   PayRequest,
 } from './types.js';
+export { SluiceApp, type ChargeRequest, type SluiceAppEvents, type SluiceAppOptions } from './streams/app.js';
+export {
+  SluicePayer,
+  type Allowance,
+  type AllowanceExceededReason,
+  type SluicePayerEvents,
+  type SluicePayerOptions,
+  type SpendRecord,
+} from './streams/payer.js';
+export { devnetWallet, lndRestWallet, weblnWallet, type LndRestWalletOptions, type WalletAdapter, type WebLnProvider } from './streams/wallets.js';
+export type { ConnectionOptions, WebSocketConstructor, WebSocketLike } from './streams/connection.js';
+export type { ConnectionState, InvoiceEvent, PayoutDestination, StepResult, Stream, StreamEvent, StreamTerms } from './streams/types.js';
