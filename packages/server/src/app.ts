@@ -34,6 +34,7 @@ import { createLogger } from './logger.js';
 import { createStreamService, type StreamService } from './streams/service.js';
 import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from './streams/store.js';
 import { registerStreamRoutes } from './streams/routes.js';
+import { registerStreamSocket, type StreamSocket, type StreamSocketLimits } from './streams/ws.js';
 
 export const VERSION = '0.1.0';
 
@@ -50,6 +51,8 @@ export interface Sluice {
   readonly invoices: InvoiceService;
   readonly payments: PaymentService;
   readonly streams: StreamService;
+  /** The sluice.v1 WebSocket endpoint (GET /v1/ws). */
+  readonly streamSocket: StreamSocket;
   /** The admin key when this start generated it (to print once); otherwise null. */
   readonly generatedAdminKey: string | null;
   listen(): Promise<string>;
@@ -60,6 +63,8 @@ export interface Sluice {
 export interface SluiceOptions {
   logger?: Logger;
   clock?: Clock;
+  /** Overrides of the WebSocket limits (tests). */
+  streamSocketLimits?: Partial<StreamSocketLimits>;
 }
 
 interface Stores {
@@ -162,6 +167,9 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   registerInvoiceRoutes(http, { invoices, defaultExpiryS: config.invoiceExpiryS });
   registerPaymentRoutes(http, { payments });
   registerStreamRoutes(http, { streams, now: () => clock.now() });
+  const streamSocket = registerStreamSocket(http, {
+    streams, apps, logger, now: () => clock.now(), ...(options.streamSocketLimits ? { limits: options.streamSocketLimits } : {}),
+  });
   registerDevnetRoutes(http, {
     wallets: devnet
       ? { names: () => devnet.nodeNames(), backendFor: (name) => devnet.backendFor(name), balanceMsat: (name) => devnet.nodeBalanceMsat(name), pubkey: (name) => devnet.nodePubkey(name) }
@@ -209,6 +217,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     invoices,
     payments,
     streams,
+    streamSocket,
     generatedAdminKey: generatedKey,
     async listen() {
       return http.listen({ port: config.port, host: config.host });

@@ -104,8 +104,13 @@ function assertAmount(name: string, value: unknown): void {
 
 /**
  * The canonical form of an op's arguments. Two requests under one key are "the same" when
- * their fingerprints are equal; defaults are filled in first (reference "" and pending
- * false), so omitting a default and passing it explicitly are the same request.
+ * their fingerprints are equal; defaults are filled in first (pending false), so omitting a
+ * default and passing it explicitly are the same request.
+ *
+ * The reference is NOT part of it: it is the caller's annotation of the transfer (a payment
+ * hash, a stream's sequence number) and may legitimately differ on a retry, whose answer is
+ * then the first transfer, first reference included. What the money does (accounts,
+ * amount, pending, code) must match.
  */
 export function fingerprintOf(op: LedgerOp): string {
   switch (op.kind) {
@@ -117,7 +122,6 @@ export function fingerprintOf(op: LedgerOp): string {
         op.amountMsat.toString(),
         op.pending === true,
         op.code,
-        op.reference ?? '',
       ]);
     case 'post':
       return JSON.stringify(['post', op.pendingId, op.amountMsat === undefined ? null : op.amountMsat.toString()]);

@@ -27,10 +27,12 @@ import type { StreamStore } from './store.js';
 export const PAYER_TOKEN_PREFIX = 'pt_';
 /** Limits that keep one stream or one client from exhausting the server. */
 export const MAX_PRICES = 64;
-export const MAX_EVENT_NAME_LENGTH = 64;
+export const MAX_EVENT_NAME_LENGTH = 56;
 export const MAX_REF_LENGTH = 128;
 export const MAX_METADATA_LENGTH = 1024;
 export const MAX_CHARGE_COUNT = 1_000_000;
+/** Names Sluice itself uses for charges by amount and by the meter. */
+const RESERVED_EVENT_NAMES = new Set(['amount', 'meter', 'reward']);
 const RESUME_EVENTS_MAX = 10_000;
 
 export type StreamError =
@@ -143,7 +145,8 @@ function seqFromReference(streamId: string, reference: string): number | null {
 export function validateTerms(terms: StreamTerms): string | null {
   if (Object.keys(terms.prices).length > MAX_PRICES) return `at most ${MAX_PRICES} prices`;
   for (const [name, price] of Object.entries(terms.prices)) {
-    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(name)) return `price name ${JSON.stringify(name)} must be 1-64 characters of [A-Za-z0-9_.:-]`;
+    if (!/^[A-Za-z0-9_.:-]{1,56}$/.test(name)) return `price name ${JSON.stringify(name)} must be 1-56 characters of [A-Za-z0-9_.:-]`;
+    if (RESERVED_EVENT_NAMES.has(name)) return `price name ${name} is reserved`;
     if (price === 0n) return `price ${name} must be at least 1 msat`;
     if (price > terms.maxChargeMsat) return `price ${name} is above max_charge_msat`;
   }
@@ -333,7 +336,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         debitAccountId: direction === 'charge' ? row.accountId : appAccountId(row.appId),
         creditAccountId: direction === 'charge' ? appAccountId(row.appId) : row.accountId,
         amountMsat,
-        code: direction,
+        // The event name is in the code, which the ledger's idempotency check compares; the
+        // reference carries the seq, which a retry cannot know (it gets the first one back).
+        code: `${direction}:${name}`,
         reference: referenceFor(row.id, seq, name),
         ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
       });
@@ -596,7 +601,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
             break;
           }
           const name = transfer.reference.split('/').slice(2).join('/');
-          const type: StreamEventType = transfer.code === 'reward' ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
+          const type: StreamEventType = transfer.code.startsWith('reward:') ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
           money.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
         }
         if (passed) break;

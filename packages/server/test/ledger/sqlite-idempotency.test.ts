@@ -155,11 +155,13 @@ describe('SQLite idempotency tiers', () => {
     const check = async () => {
       expect(await applyOne(h.store, hold)).toEqual(asReplay(first));
       expect(await applyOne(h.store, post)).toEqual(asReplay(posted));
+      // The reference is the caller's annotation, not an argument: a retry carrying another
+      // one replays the first transfer, first reference included.
+      expect(await applyOne(h.store, keyed('hold', 500, { pending: true, reference: 'ref/2' }))).toEqual(asReplay(first));
       // Each argument of the request is part of the rebuilt fingerprint.
       for (const other of [
         keyed('hold', 200, { pending: true, reference: 'ref/1' }),
         keyed('hold', 500, { reference: 'ref/1' }),
-        keyed('hold', 500, { pending: true, reference: 'ref/2' }),
         keyed('hold', 500, { pending: true, reference: 'ref/1', code: 'other' }),
         transfer('bob', 'alice', 500, { pending: true, reference: 'ref/1', idempotencyKey: 'hold' }),
         { ...post, amountMsat: m(201) },

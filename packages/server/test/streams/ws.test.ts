@@ -8,7 +8,7 @@
 // ws-support.ts).
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { registerStreamSocket, type StreamSocket, type StreamSocketLimits } from '../../src/streams/ws.js';
+import type { StreamSocket, StreamSocketLimits } from '../../src/streams/ws.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 import { TestClient, type Reply } from './ws-support.js';
 
@@ -21,8 +21,8 @@ interface Harness {
 }
 
 async function startHarness(limits: Partial<StreamSocketLimits> = {}): Promise<Harness> {
-  const t = await startTestSluice();
-  const socket = registerStreamSocket(t.sluice.http, { streams: t.sluice.streams, apps: t.sluice.apps, logger: t.sluice.http.log, limits });
+  const t = await startTestSluice({ streamSocketLimits: limits });
+  const socket = t.sluice.streamSocket;
   const address = await t.sluice.listen();
   return { t, socket, url: `${address.replace(/^http/, 'ws')}/v1/ws`, app: await t.createApp('game'), other: await t.createApp('other game') };
 }
@@ -139,10 +139,7 @@ describe('sluice.v1 over WebSocket', () => {
     expect(await h.t.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
 
-  // Known issue (reported to the lead): the ledger fingerprints the transfer reference,
-  // which holds the seq, so a replayed ref is refused with idempotency_key_reused. This
-  // test states the intended behaviour; it.fails marks it until the ledger is fixed.
-  it.fails('answers a charge sent again with the same ref with the first seq, and moves nothing', async () => {
+  it('answers a charge sent again with the same ref with the first seq, and moves nothing', async () => {
     const client = await authed(h.app.apiKey);
     const { streamId } = await fundedStream(client, { prices: { hit: '100' }, settle_to_msat: '10000' });
     const first = await client.ok('charge', { stream_id: streamId, event: 'hit', ref: 'once' });

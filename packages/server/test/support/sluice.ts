@@ -9,6 +9,7 @@ import { createSluice, type Sluice } from '../../src/app.js';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
+import type { StreamSocketLimits } from '../../src/streams/ws.js';
 
 export const ADMIN_KEY = 'sa_test-admin-key-0123456789';
 
@@ -21,7 +22,7 @@ export interface TestSluice {
   close(): Promise<void>;
 }
 
-export async function startTestSluice(options: { env?: Record<string, string>; clock?: Clock; dataDir?: string } = {}): Promise<TestSluice> {
+export async function startTestSluice(options: { env?: Record<string, string>; clock?: Clock; dataDir?: string; streamSocketLimits?: Partial<StreamSocketLimits> } = {}): Promise<TestSluice> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-test-'));
   const loaded = loadConfig({
     SLUICE_DATA_DIR: dataDir,
@@ -32,7 +33,11 @@ export async function startTestSluice(options: { env?: Record<string, string>; c
     ...options.env,
   });
   if (!loaded.ok) throw new Error(loaded.errors.join('; '));
-  const sluice = await createSluice(loaded.config, { logger: createLogger('silent'), ...(options.clock ? { clock: options.clock } : {}) });
+  const sluice = await createSluice(loaded.config, {
+    logger: createLogger('silent'),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.streamSocketLimits ? { streamSocketLimits: options.streamSocketLimits } : {}),
+  });
   const call: TestSluice['call'] = async (method, url, callOptions = {}) => {
     const key = callOptions.key === undefined ? ADMIN_KEY : callOptions.key;
     const headers: Record<string, string> = {};
