@@ -34,6 +34,8 @@ export const MAX_CHARGE_COUNT = 1_000_000;
 /** Names Sluice itself uses for charges by amount and by the meter. */
 const RESERVED_EVENT_NAMES = new Set(['amount', 'meter', 'reward']);
 const RESUME_EVENTS_MAX = 10_000;
+/** How far back (in pages of 1,000 transfers) a resume may walk: 200,000 money events. */
+const RESUME_WALK_PAGES_MAX = 200;
 
 export type StreamError =
   | 'StreamNotFound'
@@ -120,6 +122,13 @@ interface LiveStream {
   /** Asked of the payer (destination kind "invoice"): the exact amount and the fee budget. */
   payoutAsked: { amountMsat: Msat; maxFeeMsat: Msat } | null;
   listeners: Set<StreamListener>;
+  /**
+   * Events reach subscribers strictly in seq order: a seq is taken before its commit, so a
+   * later event (a pause) may be ready before an earlier one (a charge still committing).
+   * Each taken seq is delivered once, with its event or as released (refused, replayed).
+   */
+  nextDelivery: number;
+  waiting: Map<number, StreamEvent | null>;
 }
 
 export function streamAccountId(streamId: string): string {
@@ -188,6 +197,16 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     closedAt: state.row.closedAt,
   });
 
+  const deliver = (state: LiveStream, seq: number, ready: StreamEvent | null): void => {
+    state.waiting.set(seq, ready);
+    while (state.waiting.has(state.nextDelivery)) {
+      const next = state.waiting.get(state.nextDelivery) ?? null;
+      state.waiting.delete(state.nextDelivery);
+      state.nextDelivery += 1;
+      if (next) emit(state, next);
+    }
+  };
+
   const emit = (state: LiveStream, event: StreamEvent): void => {
     for (const listener of state.listeners) {
       try {
@@ -210,9 +229,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   /** Appends a non-money event durably, then tells subscribers. */
   const record = async (state: LiveStream, type: StreamEventType, data: Record<string, unknown>, saveRow = false): Promise<StreamEvent> => {
     const created = event(state, type, { ...data, balance_msat: state.balance.toString() });
-    if (saveRow) await store.saveWithEvent(state.row, created);
-    else await store.appendEvent(created);
-    emit(state, created);
+    try {
+      if (saveRow) await store.saveWithEvent(state.row, created);
+      else await store.appendEvent(created);
+    } catch (error) {
+      deliver(state, created.seq, null);
+      throw error;
+    }
+    deliver(state, created.seq, created);
     return created;
   };
 
@@ -235,7 +259,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (again) return again;
     const state: LiveStream = {
       row, seq, balance: balanceOf(account), held: account.debitsPendingMsat, pendingOps: 0, topUp: null,
-      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(),
+      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(), nextDelivery: seq + 1, waiting: new Map(),
     };
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
@@ -330,6 +354,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const row = state.row;
     const seq = ++state.seq;
     state.pendingOps += 1;
+    let delivered = false;
     try {
       const result = await ledger.apply({
         kind: 'transfer',
@@ -348,15 +373,19 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         throw new Error(`ledger refused a stream ${direction}: ${result.error}`);
       }
       if (result.replayed) {
+        deliver(state, seq, null);
+        delivered = true;
         const firstSeq = seqFromReference(row.id, result.transfer.reference) ?? seq;
         return { ok: true, seq: firstSeq, amountMsat: result.transfer.amountMsat, balanceMsat: state.balance, replayed: true };
       }
       state.balance += direction === 'charge' ? -amountMsat : amountMsat;
       const created = event(state, type, { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
-      emit(state, created);
+      deliver(state, seq, created);
+      delivered = true;
       afterMoney(state);
       return { ok: true, seq, amountMsat, balanceMsat: state.balance, replayed: false };
     } finally {
+      if (!delivered) deliver(state, seq, null);
       state.pendingOps -= 1;
     }
   };
@@ -467,7 +496,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       };
       const state: LiveStream = {
         row, seq: 1, balance: 0n, held: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false,
-        payoutAsked: null, listeners: new Set(),
+        payoutAsked: null, listeners: new Set(), nextDelivery: 2, waiting: new Map(),
       };
       await store.insertStream(row, event(state, 'created', { balance_msat: '0' }, 1));
       live.set(id, state);
@@ -588,8 +617,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       const stored = await store.listEventsAfter(streamId, afterSeq, RESUME_EVENTS_MAX);
       const money: StreamEvent[] = [];
       let beforeId: string | undefined;
-      // Walk the account's transfers newest first until we pass afterSeq.
-      for (let page = 0; page < 100 && money.length < RESUME_EVENTS_MAX; page += 1) {
+      // The account's transfers come newest first: walk back until we pass afterSeq, then
+      // answer the OLDEST events after it, so a caller can page forward without a gap.
+      for (let page = 0; page < RESUME_WALK_PAGES_MAX; page += 1) {
         const transfers = await ledger.listTransfers({ accountId: state.row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
         if (transfers.length === 0) break;
         let passed = false;
