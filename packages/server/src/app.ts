@@ -18,7 +18,8 @@ import { createPaymentService, type PaymentService } from './payments/service.js
 import { registerPaymentRoutes } from './payments/routes.js';
 import { createHttpServer, type SluiceFastify } from './http/server.js';
 import { registerHealthRoutes } from './http/health-routes.js';
-import { registerDevnetRoutes } from './http/devnet-routes.js';
+import { registerDevnetRoutes, type DevnetWallets } from './http/devnet-routes.js';
+import { registerDemoRoutes } from './demo/routes.js';
 import { SYSTEM_ACCOUNTS } from './ledger/accounts.js';
 import { createLedger, type Ledger } from './ledger/group-commit.js';
 import type { LedgerStore } from './ledger/store.js';
@@ -65,6 +66,8 @@ export interface SluiceOptions {
   clock?: Clock;
   /** Overrides of the WebSocket limits (tests). */
   streamSocketLimits?: Partial<StreamSocketLimits>;
+  /** Where the demo serves the SDK's ES modules from (default: @sluice/client's dist). */
+  sdkDir?: string;
 }
 
 interface Stores {
@@ -170,16 +173,26 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   const streamSocket = registerStreamSocket(http, {
     streams, apps, logger, now: () => clock.now(), ...(options.streamSocketLimits ? { limits: options.streamSocketLimits } : {}),
   });
-  registerDevnetRoutes(http, {
-    wallets: devnet
-      ? { names: () => devnet.nodeNames(), backendFor: (name) => devnet.backendFor(name), balanceMsat: (name) => devnet.nodeBalanceMsat(name), pubkey: (name) => devnet.nodePubkey(name) }
-      : null,
-    afterWalletPaid: async (paymentHash) => {
-      const invoice = await backend.lookupInvoice(paymentHash);
-      if (invoice?.state === 'settled' && invoice.settleIndex !== null && invoice.settledAt !== null && invoice.amountPaidMsat !== null) {
-        await invoices.handleSettled({ ...invoice, state: 'settled', settleIndex: invoice.settleIndex, settledAt: invoice.settledAt, amountPaidMsat: invoice.amountPaidMsat });
+  const devnetWallets: DevnetWallets | null = devnet
+    ? {
+        names: () => devnet.nodeNames(),
+        backendFor: (name) => devnet.backendFor(name),
+        balanceMsat: (name) => devnet.nodeBalanceMsat(name),
+        pubkey: (name) => devnet.nodePubkey(name),
       }
-    },
+    : null;
+  // Credits a Sluice invoice a devnet wallet just paid before answering, so a script that
+  // pays and then asks for its balance sees the money (the watcher would a moment later).
+  const afterWalletPaid = async (paymentHash: string): Promise<void> => {
+    const invoice = await backend.lookupInvoice(paymentHash);
+    if (invoice?.state === 'settled' && invoice.settleIndex !== null && invoice.settledAt !== null && invoice.amountPaidMsat !== null) {
+      await invoices.handleSettled({ ...invoice, state: 'settled', settleIndex: invoice.settleIndex, settledAt: invoice.settledAt, amountPaidMsat: invoice.amountPaidMsat });
+    }
+  };
+  registerDevnetRoutes(http, { wallets: devnetWallets, afterWalletPaid });
+  registerDemoRoutes(http, {
+    apps, streams, invoices, ledger, wallets: devnetWallets, afterWalletPaid, logger, now: () => clock.now(),
+    ...(options.sdkDir ? { sdkDir: options.sdkDir } : {}),
   });
   await http.ready();
 

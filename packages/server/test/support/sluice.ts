@@ -22,7 +22,7 @@ export interface TestSluice {
   close(): Promise<void>;
 }
 
-export async function startTestSluice(options: { env?: Record<string, string>; clock?: Clock; dataDir?: string; streamSocketLimits?: Partial<StreamSocketLimits> } = {}): Promise<TestSluice> {
+export async function startTestSluice(options: { env?: Record<string, string>; clock?: Clock; dataDir?: string; streamSocketLimits?: Partial<StreamSocketLimits>; sdkDir?: string } = {}): Promise<TestSluice> {
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-test-'));
   const loaded = loadConfig({
     SLUICE_DATA_DIR: dataDir,
@@ -37,6 +37,7 @@ export async function startTestSluice(options: { env?: Record<string, string>; c
     logger: createLogger('silent'),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.streamSocketLimits ? { streamSocketLimits: options.streamSocketLimits } : {}),
+    ...(options.sdkDir ? { sdkDir: options.sdkDir } : {}),
   });
   const call: TestSluice['call'] = async (method, url, callOptions = {}) => {
     const key = callOptions.key === undefined ? ADMIN_KEY : callOptions.key;
