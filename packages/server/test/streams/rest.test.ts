@@ -4,21 +4,30 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 
-describe('streams over REST', () => {
+const usePostgres = await postgresAvailable();
+
+for (const store of ['sqlite', 'postgres'] as const) {
+describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${store}`, () => {
   const clock = createManualClock(Date.now());
   let t: TestSluice;
+  let database: TestDatabase | null = null;
   let app: { id: string; apiKey: string };
   let other: { id: string; apiKey: string };
   let alicePubkey: string;
 
   beforeAll(async () => {
-    t = await startTestSluice({ clock });
+    database = store === 'postgres' ? await createTestDatabase('sluice_streams') : null;
+    t = await startTestSluice({ clock, env: database ? { SLUICE_DATABASE_URL: database.url } : {} });
     app = await t.createApp('game');
     other = await t.createApp('other');
     alicePubkey = t.sluice.devnet?.nodePubkey('alice') as string;
   });
-  afterAll(async () => t?.close());
+  afterAll(async () => {
+    await t?.close();
+    await database?.drop();
+  });
 
   const asApp = (method: string, url: string, body?: unknown) => t.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
   const as = (key: string, method: string, url: string, body?: unknown) => t.call(method, url, { key, ...(body === undefined ? {} : { body }) });
@@ -160,3 +169,4 @@ describe('streams over REST', () => {
     expect((await as(token, 'POST', `/v1/streams/${id}/payout`, { payment_request: right.body.payment_request })).body.error.code).toBe('no_payout_requested');
   });
 });
+}
