@@ -344,9 +344,9 @@ describe('SluicePayer', () => {
     await until(() => events.some((event) => event.type === 'settled'), 'the refund');
     const settled = events.find((event) => event.type === 'settled');
     if (settled?.type !== 'settled') throw new Error('no settled event');
-    // 40 000 on the stream; the payout keeps the fee reserve (10 sat minimum) back.
-    expect(settled.amount_msat).toBe(30_000n);
-    expect((await walletBalance('dave')) - before).toBe(30_000n);
+    // 40 000 on the stream, refunded to the msat: the app lends the routing-fee budget.
+    expect(settled.amount_msat).toBe(40_000n);
+    expect((await walletBalance('dave')) - before).toBe(40_000n);
     expect(events.map((event) => event.type).filter((type) => type !== 'payout_requested')).toEqual(['closed', 'payout_invoice_needed', 'settled']);
     payer.disconnect();
     app.close();

@@ -129,6 +129,8 @@ interface LiveStream {
    */
   nextDelivery: number;
   waiting: Map<number, StreamEvent | null>;
+  /** Routing-fee budget the app lent the stream for its refund; returned once the refund resolves. */
+  feeAdvance: bigint;
 }
 
 export function streamAccountId(streamId: string): string {
@@ -259,7 +261,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (again) return again;
     const state: LiveStream = {
       row, seq, balance: balanceOf(account), held: account.debitsPendingMsat, pendingOps: 0, topUp: null,
-      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(), nextDelivery: seq + 1, waiting: new Map(),
+      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(), nextDelivery: seq + 1, waiting: new Map(), feeAdvance: 0n,
     };
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
@@ -303,6 +305,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       debitAccountId: state.row.accountId,
     });
     if (!result.ok) {
+      if (state.feeAdvance > 0n) await returnFeeAdvance(state, 0n);
       await record(state, 'payout_failed', { amount_msat: amountMsat.toString(), reason: result.error });
     } else if (result.payment.status === 'pending') {
       await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: result.payment.paymentHash });
@@ -310,15 +313,63 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // succeeded and failed outcomes arrive through the payments listener below.
   };
 
+  /**
+   * For the refund at close, the app lends the stream the routing-fee budget, so the payer
+   * gets back every msat of their balance and nothing is left stranded on a closed stream;
+   * what the route did not use goes back to the app. False when the app cannot lend it.
+   */
+  const advanceRefundFee = async (state: LiveStream, maxFeeMsat: Msat): Promise<boolean> => {
+    const result = await ledger.apply({
+      kind: 'transfer',
+      debitAccountId: appAccountId(state.row.appId),
+      creditAccountId: state.row.accountId,
+      amountMsat: maxFeeMsat,
+      code: 'refund_fee_advance',
+      reference: `${state.row.id}/refund-fee`,
+      idempotencyKey: `st:${state.row.id}:refund-fee:${state.payouts + 1}`,
+    });
+    if (!result.ok) return false;
+    if (!result.replayed) state.balance += maxFeeMsat;
+    state.feeAdvance += maxFeeMsat;
+    return true;
+  };
+
+  const returnFeeAdvance = async (state: LiveStream, feeMsat: bigint): Promise<void> => {
+    const unused = state.feeAdvance - feeMsat;
+    state.feeAdvance = 0n;
+    if (unused <= 0n) return;
+    const result = await ledger.apply({
+      kind: 'transfer',
+      debitAccountId: state.row.accountId,
+      creditAccountId: appAccountId(state.row.appId),
+      amountMsat: msat(unused),
+      code: 'refund_fee_return',
+      reference: `${state.row.id}/refund-fee`,
+      idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.payouts}`,
+    });
+    if (result.ok && !result.replayed) state.balance -= unused;
+  };
+
   const maybePayout = async (state: LiveStream, closing: boolean): Promise<void> => {
     const row = state.row;
     if (state.payoutBusy || state.payoutAsked || state.held > 0n) return;
-    const excess = closing || row.status === 'closed' ? state.balance : state.balance - row.settleToMsat;
+    const refund = closing || row.status === 'closed';
+    const excess = refund ? state.balance - state.feeAdvance : state.balance - row.settleToMsat;
     if (excess <= 0n) return;
-    if (!closing && row.status === 'open' && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return;
+    if (!refund && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return;
     const maxFeeMsat = defaultMaxFeeMsat(msat(excess));
-    if (excess <= maxFeeMsat) return; // dust: paying it out would cost more than it is worth
-    const amountMsat = msat(excess - maxFeeMsat);
+    state.payoutBusy = true;
+    let amountMsat: Msat;
+    try {
+      if (refund && (state.feeAdvance >= maxFeeMsat || (await advanceRefundFee(state, maxFeeMsat)))) {
+        amountMsat = msat(excess);
+      } else {
+        if (excess <= maxFeeMsat) return; // dust: paying it out would cost more than it is worth
+        amountMsat = msat(excess - maxFeeMsat);
+      }
+    } finally {
+      state.payoutBusy = false;
+    }
     const destination = row.payoutDestination;
     if (destination === null || destination.kind === 'invoice') {
       state.payoutAsked = { amountMsat, maxFeeMsat };
@@ -469,6 +520,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         state.balance = balanceOf(account);
         state.held = account.debitsPendingMsat;
       }
+      if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' ? payment.feeMsat ?? 0n : 0n);
       if (payment.status === 'succeeded') {
         await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });
       } else {
@@ -496,7 +548,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       };
       const state: LiveStream = {
         row, seq: 1, balance: 0n, held: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false,
-        payoutAsked: null, listeners: new Set(), nextDelivery: 2, waiting: new Map(),
+        payoutAsked: null, listeners: new Set(), nextDelivery: 2, waiting: new Map(), feeAdvance: 0n,
       };
       await store.insertStream(row, event(state, 'created', { balance_msat: '0' }, 1));
       live.set(id, state);

@@ -138,6 +138,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${st
     });
     await asApp('POST', `/v1/streams/${id}/charge`, { event: 'hit', ref: 'one' });
     const aliceBefore = t.sluice.devnet?.nodeBalanceMsat('alice') as bigint;
+    const appBefore = BigInt((await asApp('GET', '/v1/balance')).body.balance_msat);
     const closed = await as(token, 'POST', `/v1/streams/${id}/close`);
     expect(closed.body.status).toBe('closed');
     for (let i = 0; i < 50 && t.sluice.devnet?.nodeBalanceMsat('alice') === aliceBefore; i += 1) await settle();
@@ -146,9 +147,11 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${st
     expect(settled).toBeDefined();
     const refunded = BigInt(settled.amount_msat);
     expect(t.sluice.devnet?.nodeBalanceMsat('alice')).toBe(aliceBefore + refunded);
-    const final = (await asApp('GET', `/v1/streams/${id}`)).body;
-    // What is left is the unused part of the routing-fee budget: below what a payout costs.
-    expect(BigInt(final.balance_msat)).toBe(190000n - refunded - BigInt(settled.fee_msat));
+    // The payer gets every msat back; the app lent the routing-fee budget and paid the fee.
+    expect(refunded).toBe(190000n);
+    for (let i = 0; i < 50 && (await asApp('GET', `/v1/streams/${id}`)).body.balance_msat !== '0'; i += 1) await settle();
+    expect((await asApp('GET', `/v1/streams/${id}`)).body.balance_msat).toBe('0');
+    expect(BigInt((await asApp('GET', '/v1/balance')).body.balance_msat)).toBe(appBefore - BigInt(settled.fee_msat));
     expect((await asApp('POST', `/v1/streams/${id}/charge`, { event: 'hit', ref: 'late' })).body.error.code).toBe('stream_closed');
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
