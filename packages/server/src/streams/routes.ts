@@ -10,6 +10,7 @@ import { ApiError, type ErrorCode } from '../errors/codes.js';
 import type { SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, isoTime, parseAmount } from '../http/wire.js';
 import { msat, type Msat } from '../money/msat.js';
+import { lightningAddressUrl } from '../lightning/lnurl.js';
 import type { PayoutDestination, StreamEvent, StreamView } from './model.js';
 import { MAX_CHARGE_COUNT, MAX_METADATA_LENGTH, MAX_REF_LENGTH, type Fail, type StreamError, type StreamService } from './service.js';
 
@@ -54,7 +55,7 @@ export function parseDestination(body: { keysend?: { pubkey: string }; lightning
     return { kind: 'keysend', pubkey };
   }
   if (body.lightning_address !== undefined) {
-    if (!/^[a-z0-9._+-]+@[a-z0-9.-]+\.[a-z]{2,}$/i.test(body.lightning_address)) throw new ApiError('invalid_request', 'lightning_address must look like name@example.com');
+    if (lightningAddressUrl(body.lightning_address) === null) throw new ApiError('invalid_request', 'lightning_address must look like name@example.com');
     return { kind: 'lightning_address', address: body.lightning_address.toLowerCase() };
   }
   return { kind: 'invoice' };

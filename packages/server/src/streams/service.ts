@@ -21,6 +21,7 @@ import { balanceOf } from '../ledger/store.js';
 import { msat, type Msat } from '../money/msat.js';
 import { defaultMaxFeeMsat, type PaymentService } from '../payments/service.js';
 import { randomId } from '../util/fingerprint.js';
+import { invoiceFromLightningAddress } from '../lightning/lnurl.js';
 import type { PayoutDestination, StreamEvent, StreamEventType, StreamRow, StreamTerms, StreamView } from './model.js';
 import type { StreamStore } from './store.js';
 
@@ -107,6 +108,8 @@ export interface StreamServiceDeps {
   logger: Logger;
   tickMs?: number;
   topUpExpiryS?: number;
+  /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
+  lightningAddress?: typeof invoiceFromLightningAddress;
 }
 
 interface LiveStream {
@@ -376,13 +379,19 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       await record(state, 'payout_invoice_needed', { amount_msat: amountMsat.toString() });
       return;
     }
-    if (destination.kind === 'lightning_address') {
-      await record(state, 'payout_failed', { amount_msat: amountMsat.toString(), reason: 'lightning_address_unsupported' });
-      return;
-    }
     state.payoutBusy = true;
     try {
-      await sendPayout(state, amountMsat, maxFeeMsat, { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat });
+      if (destination.kind === 'lightning_address') {
+        const invoice = await (deps.lightningAddress ?? invoiceFromLightningAddress)(destination.address, amountMsat);
+        if (!invoice.ok) {
+          if (state.feeAdvance > 0n) await returnFeeAdvance(state, 0n);
+          await record(state, 'payout_failed', { amount_msat: amountMsat.toString(), reason: `lightning_address: ${invoice.error}`, detail: invoice.detail });
+          return;
+        }
+        await sendPayout(state, amountMsat, maxFeeMsat, { kind: 'invoice', paymentRequest: invoice.paymentRequest, amountMsat: null });
+      } else {
+        await sendPayout(state, amountMsat, maxFeeMsat, { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat });
+      }
     } finally {
       state.payoutBusy = false;
     }

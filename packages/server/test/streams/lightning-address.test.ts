@@ -1,0 +1,84 @@
+// Payouts to a Lightning address (LUD-16 / LNURL-pay, LUD-06): a local LNURL-pay service
+// backed by a devnet wallet issues the invoices; Sluice checks amount and description hash
+// before paying, and a stream's refund reaches the address.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { invoiceFromLightningAddress, lightningAddressUrl } from '../../src/lightning/lnurl.js';
+import { msat } from '../../src/money/msat.js';
+import { startTestSluice, type TestSluice } from '../support/sluice.js';
+
+describe('Lightning address payouts', () => {
+  let t: TestSluice;
+  let server: http.Server;
+  let host: string;
+  let cheat: 'none' | 'amount' | 'hash' = 'none';
+  const metadata = JSON.stringify([['text/plain', 'Tips for erin (devnet)']]);
+
+  beforeAll(async () => {
+    t = await startTestSluice();
+    const erin = t.sluice.devnet!.backendFor('erin');
+    server = http.createServer(async (request, response) => {
+      const url = new URL(request.url ?? '/', 'http://x');
+      const send = (status: number, body: unknown) => {
+        response.writeHead(status, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(body));
+      };
+      if (url.pathname === '/.well-known/lnurlp/erin') {
+        send(200, { tag: 'payRequest', callback: `http://${host}/lnurlp/erin/callback`, minSendable: 1000, maxSendable: 1_000_000_000, metadata });
+      } else if (url.pathname === '/lnurlp/erin/callback') {
+        const amount = BigInt(url.searchParams.get('amount') ?? '0') + (cheat === 'amount' ? 1000n : 0n);
+        const hashed = cheat === 'hash' ? 'other metadata' : metadata;
+        const invoice = await erin.createInvoice({ amountMsat: msat(amount), descriptionHash: createHash('sha256').update(hashed).digest('hex'), expiryS: 600 });
+        send(200, { pr: invoice.paymentRequest, routes: [] });
+      } else {
+        send(404, { status: 'ERROR', reason: 'no such user' });
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await t?.close();
+    await new Promise((resolve) => server?.close(resolve));
+  });
+
+  it('builds the LUD-16 URL: https, plain http only on loopback', () => {
+    expect(lightningAddressUrl('Alice@Example.com')).toBe('https://example.com/.well-known/lnurlp/alice');
+    expect(lightningAddressUrl('bob@127.0.0.1:8080')).toBe('http://127.0.0.1:8080/.well-known/lnurlp/bob');
+    expect(lightningAddressUrl('not an address')).toBeNull();
+    expect(lightningAddressUrl('a@b@c')).toBeNull();
+  });
+
+  it('fetches an invoice for the exact amount and checks what comes back', async () => {
+    cheat = 'none';
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n))).toMatchObject({ ok: true });
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(10n))).toMatchObject({ ok: false, error: 'AmountOutOfRange' });
+    expect(await invoiceFromLightningAddress(`nobody@${host}`, msat(5000n))).toMatchObject({ ok: false, error: 'BadResponse' });
+    expect(await invoiceFromLightningAddress('erin@127.0.0.1:1', msat(5000n))).toMatchObject({ ok: false, error: 'Unreachable' });
+    cheat = 'amount';
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n))).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
+    cheat = 'hash';
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n))).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
+    cheat = 'none';
+  });
+
+  it("pays a stream's refund to the payer's Lightning address", async () => {
+    const app = await t.createApp();
+    const created = await t.call('POST', '/v1/streams', { key: app.apiKey, body: { prices: { hit: '1000' }, settle_to_msat: '80000', payout: { lightning_address: `erin@${host}` } } });
+    const token = created.body.payer_token as string;
+    const funding = (await t.call('GET', `/v1/streams/${created.body.id}/events`, { key: token })).body.events.find((e: { type: string }) => e.type === 'invoice');
+    await t.call('POST', '/v1/devnet/pay', { key: token, body: { payment_request: funding.payment_request, wallet: 'alice' } });
+    await t.call('POST', `/v1/streams/${created.body.id}/charge`, { key: app.apiKey, body: { event: 'hit', count: 20, ref: 'h1' } });
+    const erinBefore = t.sluice.devnet!.nodeBalanceMsat('erin');
+    await t.call('POST', `/v1/streams/${created.body.id}/close`, { key: token });
+    let settled: { amount_msat: string } | undefined;
+    for (let i = 0; i < 100 && !settled; i += 1) {
+      settled = (await t.call('GET', `/v1/streams/${created.body.id}/events`, { key: token })).body.events.find((e: { type: string }) => e.type === 'settled');
+      if (!settled) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(settled?.amount_msat).toBe('60000');
+    expect(t.sluice.devnet!.nodeBalanceMsat('erin')).toBe(erinBefore + 60000n);
+  });
+});
