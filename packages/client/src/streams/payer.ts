@@ -492,6 +492,7 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
       case 'settled':
       case 'payout_failed':
       case 'payout_requested':
+      case 'payout_destination_set':
         this.#payoutAsked = null;
         break;
       case 'closed':

@@ -103,8 +103,11 @@ export function eventFromWire(value: unknown): StreamEvent | null {
   const type = string(body, 'type');
   switch (type) {
     case 'created':
-    case 'payout_requested':
       return { ...base, type, balance_msat: signed(body, 'balance_msat') };
+    case 'payout_requested':
+      return { ...base, type, amount_msat: amount(body, 'amount_msat'), payment_hash: string(body, 'payment_hash'), balance_msat: signed(body, 'balance_msat') };
+    case 'payout_destination_set':
+      return { ...base, type, destination: string(body, 'destination'), balance_msat: signed(body, 'balance_msat') };
     case 'invoice':
       return {
         ...base, type, payment_request: string(body, 'payment_request'), payment_hash: string(body, 'payment_hash'),

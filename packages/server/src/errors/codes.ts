@@ -58,7 +58,7 @@ export const ERROR_CODES = {
   meter_state: { status: 409, meaning: 'The meter cannot do that from its current state (e.g. resume a running meter).' },
   no_payout_requested: { status: 409, meaning: 'No payout invoice was asked for on this stream.' },
   payout_amount_mismatch: { status: 400, meaning: 'The payout invoice does not ask for exactly the amount Sluice asked for.' },
-  overloaded: { status: 503, meaning: 'The ledger queue is full; nothing was applied. Retry with the same ref.' },
+  overloaded: { status: 503, meaning: 'Too much in flight (the ledger queue, or requests on one WebSocket connection); nothing was applied. Retry with the same ref.' },
 
   // Apps
   app_not_found: { status: 404, meaning: 'No app with this id.' },

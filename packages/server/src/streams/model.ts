@@ -74,6 +74,7 @@ export type StreamEventType =
   | 'resumed'
   | 'meter_stopped'
   | 'payout_requested'
+  | 'payout_destination_set'
   | 'payout_invoice_needed'
   | 'settled'
   | 'payout_failed'

@@ -645,7 +645,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       const state = await load(streamId);
       if (!state) return { ok: false, error: 'StreamNotFound' };
       state.row.payoutDestination = destination;
-      await record(state, 'payout_requested', { destination: destination.kind }, true);
+      await record(state, 'payout_destination_set', { destination: destination.kind }, true);
       if (state.payoutAsked && destination.kind !== 'invoice') state.payoutAsked = null;
       void maybePayout(state, state.row.status === 'closed').catch((error) => logger.error({ err: error, streamId }, 'payout failed'));
       return { ok: true, stream: view(state) };
