@@ -12,7 +12,7 @@ import { AmountSchema, errorResponses, isoTime, parseAmount } from '../http/wire
 import { msat, type Msat } from '../money/msat.js';
 import { lightningAddressUrl } from '../lightning/lnurl.js';
 import type { PayoutDestination, StreamEvent, StreamView } from './model.js';
-import { MAX_CHARGE_COUNT, MAX_METADATA_LENGTH, MAX_REF_LENGTH, type Fail, type StreamError, type StreamService } from './service.js';
+import { MAX_CHARGE_COUNT, MAX_METADATA_LENGTH, MAX_REF_LENGTH, type Fail, type MoneyAck, type StreamError, type StreamService } from './service.js';
 
 export const STREAM_ERROR_CODES: Record<StreamError, ErrorCode> = {
   StreamNotFound: 'stream_not_found',
@@ -86,6 +86,14 @@ export const streamJson = (stream: StreamView) => ({
   metadata: stream.metadata,
   created_at: isoTime(stream.createdAt) as string,
   closed_at: isoTime(stream.closedAt),
+});
+
+/** The answer to a charge or reward: after its transfer is durable. */
+export const ackJson = (ack: MoneyAck) => ({
+  seq: ack.seq,
+  amount_msat: ack.amountMsat.toString(),
+  balance_msat: ack.balanceMsat.toString(),
+  replayed: ack.replayed,
 });
 
 export const eventJson = (event: StreamEvent) => ({
@@ -257,7 +265,7 @@ export function registerStreamRoutes(app: SluiceFastify, deps: { streams: Stream
       ref: body.ref,
     });
     if (!result.ok) throw streamError(result);
-    return { seq: result.seq, amount_msat: result.amountMsat.toString(), balance_msat: result.balanceMsat.toString(), replayed: result.replayed };
+    return ackJson(result);
   });
 
   app.post('/v1/streams/:stream_id/reward', {
@@ -273,7 +281,7 @@ export function registerStreamRoutes(app: SluiceFastify, deps: { streams: Stream
     await visible(request, request.params.stream_id);
     const result = await streams.reward(request.params.stream_id, { amountMsat: parseAmount(request.body.amount_msat, 'amount_msat'), ref: request.body.ref });
     if (!result.ok) throw streamError(result);
-    return { seq: result.seq, amount_msat: result.amountMsat.toString(), balance_msat: result.balanceMsat.toString(), replayed: result.replayed };
+    return ackJson(result);
   });
 
   app.post('/v1/streams/:stream_id/meter', {

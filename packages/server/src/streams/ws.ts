@@ -27,7 +27,7 @@ import { ApiError, errorBody, ERROR_CODES, type ErrorCode } from '../errors/code
 import type { SluiceFastify } from '../http/server.js';
 import { isoTime, parseAmount } from '../http/wire.js';
 import type { StreamEvent } from './model.js';
-import { createInputFromBody, eventJson, parseDestination, streamError, streamJson, type CreateStreamBody } from './routes.js';
+import { ackJson, createInputFromBody, eventJson, parseDestination, streamError, streamJson, type CreateStreamBody } from './routes.js';
 import type { StreamService } from './service.js';
 import { CLIENT_MESSAGES, SUBPROTOCOL, type ClientMessageType } from './ws-messages.js';
 
@@ -306,10 +306,6 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
 
   // ---- requests ----
 
-  const moneyAck = (result: { seq: number; amountMsat: bigint; balanceMsat: bigint; replayed: boolean }) => ({
-    seq: result.seq, amount_msat: result.amountMsat.toString(), balance_msat: result.balanceMsat.toString(), replayed: result.replayed,
-  });
-
   const handlers: { [T in ClientMessageType]: Handler<T> } = {
     auth: {
       roles: 'anyone',
@@ -364,7 +360,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
           ref: message.ref,
         });
         if (!result.ok) throw streamError(result);
-        return moneyAck(result);
+        return ackJson(result);
       },
     },
     reward: {
@@ -374,7 +370,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
         await gate(conn, message.stream_id);
         const result = await streams.reward(message.stream_id, { amountMsat, ref: message.ref });
         if (!result.ok) throw streamError(result);
-        return moneyAck(result);
+        return ackJson(result);
       },
     },
     meter: {
