@@ -1,11 +1,13 @@
 /**
  * `npm run bench`: every benchmark in one run, printed as the markdown that goes into
  * docs/benchmarks.md (machine, command, date, tables). Pass --seconds N to change the
- * length of each ledger run, --no-postgres to skip PostgreSQL.
+ * length of each ledger run, --no-postgres to skip PostgreSQL, --stream-seconds N the length
+ * of each streams run (streams.ts).
  */
 import os from 'node:os';
 import { benchDevnetInvoices, devnetInvoiceTable } from './devnet-invoices.js';
 import { markdownTable, runLedgerBenchmark } from './ledger.js';
+import { runStreamsBenchmark, streamsMarkdown } from './streams.js';
 
 function argValue(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -24,6 +26,7 @@ const ledger = await runLedgerBenchmark({
   postgres: !args.includes('--no-postgres'),
 });
 const invoices = await benchDevnetInvoices();
+const streams = await runStreamsBenchmark({ secondsPerRun: Number(argValue(args, '--stream-seconds') ?? 5) });
 
 process.stdout.write(
   [
@@ -37,5 +40,6 @@ process.stdout.write(
     '',
     devnetInvoiceTable(invoices),
     '',
+    streamsMarkdown(streams),
   ].join('\n'),
 );
