@@ -80,7 +80,22 @@ CREATE TABLE ledger_idempotency_recent (
 ) STRICT;
 `;
 
+// Where an incremental merge of the recent tier stands (see sqlite/idempotency.ts): rows of
+// ledger_idempotency_recent with rowid <= through_rowid and key < below_key (every key when
+// below_key is NULL) are already in ledger_idempotency and no longer count as recent.
+// At most one row; none when no merge is under way.
+const CREATE_MERGE_CURSOR = `
+CREATE TABLE ledger_idempotency_merge (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  through_rowid INTEGER NOT NULL,
+  below_key TEXT
+) STRICT;
+`;
+
 export const sqliteLedgerMigrations: ModuleMigrations = {
   module: 'ledger',
-  migrations: [{ version: 1, name: 'accounts, transfers, idempotency', sql: CREATE_ACCOUNTS }],
+  migrations: [
+    { version: 1, name: 'accounts, transfers, idempotency', sql: CREATE_ACCOUNTS },
+    { version: 2, name: 'idempotency merge cursor', sql: CREATE_MERGE_CURSOR },
+  ],
 };

@@ -194,6 +194,8 @@ function applyInTransaction(
   const view = loadView(statements, index, cache, own !== null, ops);
   const plan = planOps(ops, view, now, () => ids.next(now));
   writePlan(statements, index, plan, own ? own.keys : null);
+  // The store's own batch also carries the next step of a merge under way: it shares this commit.
+  if (own) index.mergeInTransaction();
   if (own) own.accounts.push(...plan.updateAccounts);
   else for (const account of plan.updateAccounts) cache.forget(account.id);
   return plan.results;
@@ -321,6 +323,11 @@ export interface SqliteLedgerStoreOptions {
    * table (default DEFAULT_COMPACT_AT); the first user of a connection decides. Tests set it low.
    */
   idempotencyCompactAt?: number;
+  /**
+   * Records merged per slice (default DEFAULT_MERGE_SLICE): a merge runs one slice before each
+   * of the store's batches, so this bounds the pause it adds. Tests set it low.
+   */
+  idempotencyMergeSlice?: number;
 }
 
 export const MAX_LIST_LIMIT = 1000;
@@ -329,7 +336,7 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
   const clock = options.clock ?? systemClock;
   const ids = options.ids ?? idsFor(db);
   // Built on first use (it reads the ledger's tables), so the store may be created before migrating.
-  const indexOf = (): IdempotencyIndex => idempotencyIndexFor(db, options.idempotencyCompactAt);
+  const indexOf = (): IdempotencyIndex => idempotencyIndexFor(db, options.idempotencyCompactAt, options.idempotencyMergeSlice);
   const cache = accountCacheFor(db);
   const applyBatch = db.transaction((ops: readonly LedgerOp[], now: number, own: OwnBatch | null) =>
     applyInTransaction(db, ops, now, ids, own),
