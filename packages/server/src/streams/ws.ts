@@ -123,7 +123,17 @@ interface Connection {
   /** Streams this connection may use: one shared promise per stream, so requests on a stream reach the service in the order received. */
   visible: Map<string, Promise<void>>;
   subscriptions: Map<string, Subscription>;
+  /** The socket is corked until the next tick (see `send`). */
+  corked: boolean;
 }
+
+/** ws keeps its socket private; corking it is the one use we make of it. */
+const socketOf = (ws: WebSocket): Duplex | undefined => (ws as unknown as { _socket?: Duplex })._socket;
+
+const uncork = (conn: Connection): void => {
+  conn.corked = false;
+  socketOf(conn.ws)?.uncork();
+};
 
 type Message<T extends ClientMessageType> = Static<(typeof CLIENT_MESSAGES)[T]>;
 type Role = WsPrincipal['kind'];
@@ -159,6 +169,16 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
     if (conn.closed || conn.ws.readyState !== WebSocket.OPEN) {
       written?.();
       return;
+    }
+    // One group commit resolves the acks of many requests in the same tick: cork the socket
+    // until the next tick so their frames leave in one writev instead of one syscall each.
+    if (!conn.corked) {
+      const socket = socketOf(conn.ws);
+      if (socket) {
+        socket.cork();
+        conn.corked = true;
+        process.nextTick(uncork, conn);
+      }
     }
     conn.ws.send(JSON.stringify(message), written);
     if (conn.ws.bufferedAmount > limits.maxBufferedBytes) {
@@ -505,7 +525,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
 
   const onConnection = (ws: WebSocket, principal: WsPrincipal | null): void => {
     const conn: Connection = {
-      ws, principal, inFlight: 0, authFailures: 0, alive: true, closed: false, authTimer: null, visible: new Map(), subscriptions: new Map(),
+      ws, principal, inFlight: 0, authFailures: 0, alive: true, closed: false, authTimer: null, visible: new Map(), subscriptions: new Map(), corked: false,
     };
     connections.add(conn);
     if (principal === null) {
