@@ -12,6 +12,7 @@ import type { Clock } from '../clock.js';
 import type { LedgerStore } from '../ledger/store.js';
 import type { ApiKeyRow, AppRow, RecordStore } from '../records/model.js';
 import { ZERO_MSAT } from '../money/msat.js';
+import { randomId } from '../util/fingerprint.js';
 
 export const APP_KEY_PREFIX = 'sk_';
 export const ADMIN_KEY_PREFIX = 'sa_';
@@ -46,10 +47,6 @@ export function appAccountId(appId: string): string {
 
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
-}
-
-function randomId(prefix: string): string {
-  return prefix + randomBytes(12).toString('base64url');
 }
 
 function newSecret(prefix: string): string {

@@ -22,6 +22,7 @@ import { msat, type Msat } from '../money/msat.js';
 import { defaultMaxFeeMsat, type PaymentService } from '../payments/service.js';
 import { randomId } from '../util/fingerprint.js';
 import { invoiceFromLightningAddress } from '../lightning/lnurl.js';
+import { decodeBolt11 } from '../lightning/bolt11/index.js';
 import type { PayoutDestination, StreamEvent, StreamEventType, StreamRow, StreamTerms, StreamView } from './model.js';
 import type { StreamStore } from './store.js';
 
@@ -271,11 +272,25 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     return state;
   };
 
+  /** Whether a top-up invoice is due (cheap, synchronous: asked after every charge). */
+  const topUpDue = (state: LiveStream): boolean => {
+    const row = state.row;
+    if (row.status !== 'open' || row.settleToMsat === 0n) return false;
+    if (state.topUp && state.topUp.expiresAt > clock.now()) return false;
+    return state.balance < row.settleThresholdMsat || (state.topUps === 0 && state.balance < row.settleToMsat);
+  };
+
+  /** Whether a payout is due (cheap, synchronous): over the threshold while open; anything left once closed (a late top-up). */
+  const payoutDue = (state: LiveStream): boolean => {
+    const row = state.row;
+    if (state.payoutBusy || state.payoutAsked || state.held > 0n) return false;
+    if (row.status === 'closed') return state.balance - state.feeAdvance > 0n;
+    return row.payoutThresholdMsat > 0n && state.balance - row.settleToMsat >= row.payoutThresholdMsat;
+  };
+
   const maybeTopUp = async (state: LiveStream): Promise<void> => {
     const row = state.row;
-    if (row.status !== 'open' || row.settleToMsat === 0n) return;
-    if (state.topUp && state.topUp.expiresAt > clock.now()) return;
-    if (state.balance >= row.settleThresholdMsat && !(state.topUps === 0 && state.balance < row.settleToMsat)) return;
+    if (!topUpDue(state)) return;
     const amountMsat = msat(row.settleToMsat - state.balance);
     if (amountMsat === 0n) return;
     state.topUps += 1;
@@ -397,9 +412,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     }
   };
 
+  /** After money moved: start settlement work only when some is due (this runs per charge). */
   const afterMoney = (state: LiveStream): void => {
-    void maybeTopUp(state).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'top-up failed'));
-    void maybePayout(state, false).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'payout failed'));
+    if (topUpDue(state)) void maybeTopUp(state).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'top-up failed'));
+    if (payoutDue(state)) void maybePayout(state, false).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'payout failed'));
   };
 
   /** Applies one money op for the stream; seq is taken before the commit so acks are ordered. */
@@ -593,22 +609,23 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       const state = await openStream(streamId);
       if ('ok' in state) return state;
       const count = input.count ?? 1;
-      let amountMsat: Msat;
+      let amount: bigint;
       let name: string;
       if (input.event !== undefined) {
         const price = state.row.prices[input.event];
         if (price === undefined) return { ok: false, error: 'UnknownEvent', detail: `no price for event ${JSON.stringify(input.event)}` };
-        amountMsat = msat(price * BigInt(count));
+        // Plain bigint until checked against max_charge: price x count may pass 2^63.
+        amount = price * BigInt(count);
         name = input.event;
       } else if (input.amountMsat !== undefined) {
-        amountMsat = input.amountMsat;
+        amount = input.amountMsat;
         name = 'amount';
       } else {
         return { ok: false, error: 'AmountRequired' };
       }
-      if (amountMsat === 0n) return { ok: false, error: 'ZeroAmount' };
-      if (amountMsat > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
-      return applyMoney(state, name, 'charged', amountMsat, 'charge', `st:${streamId}:c:${input.ref}`);
+      if (amount === 0n) return { ok: false, error: 'ZeroAmount' };
+      if (amount > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
+      return applyMoney(state, name, 'charged', msat(amount), 'charge', `st:${streamId}:c:${input.ref}`);
     },
 
     async reward(streamId, input) {
@@ -656,7 +673,6 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       if (!state) return { ok: false, error: 'StreamNotFound' };
       const asked = state.payoutAsked;
       if (!asked) return { ok: false, error: 'NoPayoutRequested' };
-      const { decodeBolt11 } = await import('../lightning/bolt11/index.js');
       const decoded = decodeBolt11(paymentRequest);
       if (!decoded.ok) return { ok: false, error: 'InvalidPayoutInvoice', detail: decoded.detail };
       if (decoded.invoice.amountMsat !== asked.amountMsat) {

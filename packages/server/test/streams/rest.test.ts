@@ -95,6 +95,9 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${st
     const after = (await asApp('GET', `/v1/streams/${id}`)).body;
     expect(after.balance_msat).toBe(String(BigInt(before.balance_msat) - 20000n));
     expect((await asApp('POST', '/v1/streams', { prices: { hit: '100' }, max_charge_msat: '10' })).body.error.code).toBe('invalid_terms');
+    // price x count beyond 2^63-1 is refused as too large, not a crash.
+    const huge = await asApp('POST', '/v1/streams', { prices: { big: '9223372036854775807' }, max_charge_msat: '9223372036854775807' });
+    expect((await asApp('POST', `/v1/streams/${huge.body.id}/charge`, { event: 'big', count: 2, ref: 'overflow' })).body.error?.code).toBe('charge_too_large');
     expect((await asApp('POST', '/v1/streams', { settle_to_msat: '1', settle_threshold_msat: '2' })).body.error.code).toBe('invalid_terms');
   });
 
