@@ -32,6 +32,8 @@ import type { RecordStore } from './records/model.js';
 import { createSqliteRecordStore } from './records/sqlite.js';
 import { createPostgresRecordStore } from './records/postgres.js';
 import { createLogger } from './logger.js';
+import { invoiceFromLightningAddress } from './lightning/lnurl.js';
+import type { Msat } from './money/msat.js';
 import { createStreamService, type StreamService } from './streams/service.js';
 import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from './streams/store.js';
 import { registerStreamRoutes } from './streams/routes.js';
@@ -147,7 +149,9 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     notFoundFinalAfterMs: stores.dialect === 'sqlite' ? 0 : 2 * config.paymentTimeoutS * 1000 + 60_000,
   });
 
-  const streams = createStreamService({ store: stores.streamStore, ledger, invoices, payments, clock, logger });
+  const lightningAddress = (address: string, amountMsat: Msat) =>
+    invoiceFromLightningAddress(address, amountMsat, { allowPrivateAddresses: config.lightningAddressAllowPrivate });
+  const streams = createStreamService({ store: stores.streamStore, ledger, invoices, payments, clock, logger, lightningAddress });
 
   // Settle the past before taking new requests.
   await payments.start();

@@ -22,6 +22,8 @@ export interface Config {
   invoiceExpiryS: number;
   shutdownTimeoutMs: number;
   groupCommitMaxBatch: number;
+  /** Whether payouts to Lightning addresses may reach loopback and private addresses. */
+  lightningAddressAllowPrivate: boolean;
   devnet: { latencyMs: number; seed: string | null; crashAfterPaymentSettles: boolean };
 }
 
@@ -50,6 +52,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   { name: 'SLUICE_INVOICE_EXPIRY_S', unit: 'seconds', default: '3600', meaning: 'Default expiry of invoices created without expiry_s.' },
   { name: 'SLUICE_SHUTDOWN_TIMEOUT_MS', unit: 'milliseconds', default: '10000', meaning: 'How long a graceful shutdown waits for requests to drain.' },
   { name: 'SLUICE_GROUP_COMMIT_MAX_BATCH', unit: 'transfers', default: '4096', meaning: 'Most ledger operations committed in one transaction.' },
+  { name: 'SLUICE_LIGHTNING_ADDRESS_PRIVATE', unit: 'allow | block', default: '(allow on devnet, block on lnd)', meaning: "Whether payouts to a payer's Lightning address may connect to loopback, private or link-local addresses. block stops a payer from pointing Sluice at the operator's own network." },
   { name: 'SLUICE_DEVNET_LATENCY_MS', unit: 'milliseconds', default: '0', meaning: 'devnet only: simulated time each payment takes.' },
   { name: 'SLUICE_DEVNET_SEED', unit: 'text', default: '(random, stored in the data dir)', meaning: 'devnet only: makes node keys deterministic (tests, demos).' },
   { name: 'SLUICE_DEVNET_CRASH_AFTER_PAYMENT', unit: '0 | 1', default: '0', meaning: 'devnet only, for crash tests: SIGKILL the process right after a payment settles, before Sluice records it.' },
@@ -114,6 +117,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     invoiceExpiryS: integer('SLUICE_INVOICE_EXPIRY_S', 3600, 60, 31_536_000),
     shutdownTimeoutMs: integer('SLUICE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     groupCommitMaxBatch: integer('SLUICE_GROUP_COMMIT_MAX_BATCH', 4096, 1, 65_536),
+    lightningAddressAllowPrivate: oneOf('SLUICE_LIGHTNING_ADDRESS_PRIVATE', ['allow', 'block'] as const, lightning === 'devnet' ? 'allow' : 'block') === 'allow',
     devnet: {
       latencyMs: integer('SLUICE_DEVNET_LATENCY_MS', 0, 0, 600_000),
       seed: text('SLUICE_DEVNET_SEED'),

@@ -4,12 +4,17 @@
  * the amount asked.
  *
  * Threat model: the address is chosen by a payer, so the domain is untrusted. Only https is
- * used (plain http only for loopback hosts, for local development and tests), responses are
+ * used (plain http only for loopback hosts, for local development and tests), loopback and
+ * private addresses are refused unless the operator allows them (devnet), responses are
  * size- and time-limited, and the invoice returned is checked before anyone pays it: the
  * exact amount asked, and a description hash equal to SHA-256 of the metadata the service
  * published (LUD-06), so the service cannot swap in an invoice for something else.
  */
 import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { isPublicAddress, publicOnlyLookup } from './public-address.js';
 import { decodeBolt11 } from './bolt11/index.js';
 import type { Msat } from '../money/msat.js';
 
@@ -20,8 +25,13 @@ export type LightningAddressResult =
   | { ok: false; error: LightningAddressError; detail: string };
 
 export interface LightningAddressOptions {
-  fetch?: typeof fetch;
   timeoutMs?: number;
+  /**
+   * Connect to loopback and private addresses too (default false). Only for development
+   * and tests on the devnet: a payer chooses the address, and must not be able to point
+   * Sluice at the operator's own network.
+   */
+  allowPrivateAddresses?: boolean;
 }
 
 const ADDRESS = /^([a-z0-9._+-]{1,64})@([a-z0-9.-]{1,253}(?::[0-9]{1,5})?)$/i;
@@ -36,26 +46,76 @@ export function lightningAddressUrl(address: string): string | null {
   return `${scheme}://${host.toLowerCase()}/.well-known/lnurlp/${name.toLowerCase()}`;
 }
 
-async function getJson(url: string, options: LightningAddressOptions): Promise<{ ok: true; body: Record<string, unknown> } | { ok: false; error: LightningAddressError; detail: string }> {
-  const doFetch = options.fetch ?? fetch;
-  let response: Response;
-  try {
-    response = await doFetch(url, { signal: AbortSignal.timeout(options.timeoutMs ?? 10_000), redirect: 'error', headers: { accept: 'application/json' } });
-  } catch (error) {
-    return { ok: false, error: 'Unreachable', detail: `${url}: ${error instanceof Error ? error.message : String(error)}` };
+type JsonResult = { ok: true; body: Record<string, unknown> } | { ok: false; error: LightningAddressError; detail: string };
+
+/**
+ * GETs a URL and parses its JSON body, refusing what a hostile service could abuse: bodies
+ * past RESPONSE_BYTES_MAX (counted while reading, not after), redirects, slow answers, and
+ * (unless private addresses are allowed) any host that is or resolves to a loopback,
+ * private, link-local or otherwise non-public address. The address check happens inside
+ * the connection's own DNS lookup, so a name cannot resolve to a public address when
+ * checked and to a private one when connected (DNS rebinding).
+ */
+async function getJson(url: string, options: LightningAddressOptions): Promise<JsonResult> {
+  const target = new URL(url);
+  const hostname = target.hostname.replace(/^\[|\]$/g, '');
+  const allowPrivate = options.allowPrivateAddresses ?? false;
+  if (!allowPrivate && isIP(hostname) !== 0 && !isPublicAddress(hostname)) {
+    return { ok: false, error: 'Unreachable', detail: `${target.host} is not a public address` };
   }
-  const text = await response.text();
-  if (text.length > RESPONSE_BYTES_MAX) return { ok: false, error: 'BadResponse', detail: `${url} answered more than ${RESPONSE_BYTES_MAX} bytes` };
+  const transport = target.protocol === 'https:' ? https : http;
+  return new Promise<JsonResult>((resolve) => {
+    let settled = false;
+    const finish = (result: JsonResult): void => {
+      if (settled) return;
+      settled = true;
+      resolve(result);
+    };
+    const request = transport.get(
+      target,
+      {
+        headers: { accept: 'application/json' },
+        timeout: options.timeoutMs ?? 10_000,
+        ...(allowPrivate ? {} : { lookup: publicOnlyLookup }),
+      },
+      (response) => {
+        const status = response.statusCode ?? 0;
+        if (status >= 300 && status < 400) {
+          response.resume();
+          finish({ ok: false, error: 'BadResponse', detail: `${url} redirects (HTTP ${status}); redirects are not followed` });
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let length = 0;
+        response.on('data', (chunk: Buffer) => {
+          length += chunk.length;
+          if (length > RESPONSE_BYTES_MAX) {
+            finish({ ok: false, error: 'BadResponse', detail: `${url} answered more than ${RESPONSE_BYTES_MAX} bytes` });
+            request.destroy();
+            return;
+          }
+          chunks.push(chunk);
+        });
+        response.on('error', (error) => finish({ ok: false, error: 'Unreachable', detail: `${url}: ${error.message}` }));
+        response.on('end', () => finish(parseJsonBody(url, status, Buffer.concat(chunks).toString('utf8'))));
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error(`no answer within ${options.timeoutMs ?? 10_000} ms`)));
+    request.on('error', (error) => finish({ ok: false, error: 'Unreachable', detail: `${url}: ${error.message}` }));
+  });
+}
+
+function parseJsonBody(url: string, status: number, text: string): JsonResult {
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
-    return { ok: false, error: 'BadResponse', detail: `${url} did not answer JSON (HTTP ${response.status})` };
+    return { ok: false, error: 'BadResponse', detail: `${url} did not answer JSON (HTTP ${status})` };
   }
   if (typeof body !== 'object' || body === null) return { ok: false, error: 'BadResponse', detail: `${url} answered ${typeof body}` };
   const record = body as Record<string, unknown>;
   if (record.status === 'ERROR') return { ok: false, error: 'BadResponse', detail: `${url}: ${String(record.reason ?? 'error')}` };
-  if (!response.ok) return { ok: false, error: 'BadResponse', detail: `${url} answered HTTP ${response.status}` };
+  if (status < 200 || status >= 300) return { ok: false, error: 'BadResponse', detail: `${url} answered HTTP ${status}` };
   return { ok: true, body: record };
 }
 

@@ -15,6 +15,8 @@ describe('Lightning address payouts', () => {
   let host: string;
   let cheat: 'none' | 'amount' | 'hash' = 'none';
   const metadata = JSON.stringify([['text/plain', 'Tips for erin (devnet)']]);
+  // The LNURL service of these tests runs on loopback, which production refuses.
+  const local = { allowPrivateAddresses: true };
 
   beforeAll(async () => {
     t = await startTestSluice();
@@ -27,6 +29,12 @@ describe('Lightning address payouts', () => {
       };
       if (url.pathname === '/.well-known/lnurlp/erin') {
         send(200, { tag: 'payRequest', callback: `http://${host}/lnurlp/erin/callback`, minSendable: 1000, maxSendable: 1_000_000_000, metadata });
+      } else if (url.pathname === '/.well-known/lnurlp/huge') {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(`{"padding":"${'x'.repeat(200_000)}"}`);
+      } else if (url.pathname === '/.well-known/lnurlp/moved') {
+        response.writeHead(302, { location: `http://${host}/.well-known/lnurlp/erin` });
+        response.end();
       } else if (url.pathname === '/lnurlp/erin/callback') {
         const amount = BigInt(url.searchParams.get('amount') ?? '0') + (cheat === 'amount' ? 1000n : 0n);
         const hashed = cheat === 'hash' ? 'other metadata' : metadata;
@@ -53,15 +61,29 @@ describe('Lightning address payouts', () => {
 
   it('fetches an invoice for the exact amount and checks what comes back', async () => {
     cheat = 'none';
-    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n))).toMatchObject({ ok: true });
-    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(10n))).toMatchObject({ ok: false, error: 'AmountOutOfRange' });
-    expect(await invoiceFromLightningAddress(`nobody@${host}`, msat(5000n))).toMatchObject({ ok: false, error: 'BadResponse' });
-    expect(await invoiceFromLightningAddress('erin@127.0.0.1:1', msat(5000n))).toMatchObject({ ok: false, error: 'Unreachable' });
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n), local)).toMatchObject({ ok: true });
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(10n), local)).toMatchObject({ ok: false, error: 'AmountOutOfRange' });
+    expect(await invoiceFromLightningAddress(`nobody@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'BadResponse' });
+    expect(await invoiceFromLightningAddress('erin@127.0.0.1:1', msat(5000n), local)).toMatchObject({ ok: false, error: 'Unreachable' });
     cheat = 'amount';
-    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n))).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
     cheat = 'hash';
-    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n))).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
+    expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
     cheat = 'none';
+  });
+
+  it('refuses loopback, private and link-local hosts unless allowed (SSRF)', async () => {
+    // Literal addresses are checked before connecting; names are checked at DNS lookup.
+    for (const address of [`erin@${host}`, 'erin@10.1.2.3', 'erin@169.254.169.254', `erin@localhost:${host.split(':')[1]}`]) {
+      const result = await invoiceFromLightningAddress(address, msat(5000n), { timeoutMs: 2000 });
+      expect(result, address).toMatchObject({ ok: false, error: 'Unreachable' });
+      if (!result.ok) expect(result.detail, address).toMatch(/not a public address/);
+    }
+  });
+
+  it('reads at most 64 KiB of an answer and follows no redirect', async () => {
+    expect(await invoiceFromLightningAddress(`huge@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'BadResponse', detail: expect.stringMatching(/more than 65536 bytes/) });
+    expect(await invoiceFromLightningAddress(`moved@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'BadResponse', detail: expect.stringMatching(/redirects/) });
   });
 
   it("pays a stream's refund to the payer's Lightning address", async () => {
