@@ -38,6 +38,7 @@ import { createStreamService, type StreamService } from './streams/service.js';
 import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from './streams/store.js';
 import { registerStreamRoutes } from './streams/routes.js';
 import { registerStreamSocket, type StreamSocket, type StreamSocketLimits } from './streams/ws.js';
+import { createChainService, createPostgresChainStore, createSqliteChainStore, registerChainRoutes, type ChainService, type ChainStore } from './paycall/chain/index.js';
 
 export const VERSION = '0.1.0';
 
@@ -54,6 +55,8 @@ export interface Sluice {
   readonly invoices: InvoiceService;
   readonly payments: PaymentService;
   readonly streams: StreamService;
+  /** Hash-chain tokens (pay per call). */
+  readonly chains: ChainService;
   /** The sluice.v1 WebSocket endpoint (GET /v1/ws). */
   readonly streamSocket: StreamSocket;
   /** The admin key when this start generated it (to print once); otherwise null. */
@@ -77,6 +80,7 @@ interface Stores {
   ledgerStore: LedgerStore;
   records: RecordStore;
   streamStore: StreamStore;
+  chainStore: ChainStore;
   close(): Promise<void>;
 }
 
@@ -87,14 +91,16 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
     const ledgerStore = createPostgresLedgerStore(sql, { clock });
     const records = await createPostgresRecordStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
     const streamStore = await createPostgresStreamStore(sql);
-    return { dialect: 'postgres', ledgerStore, records, streamStore, close: () => sql.end({ timeout: 5 }) };
+    const chainStore = await createPostgresChainStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    return { dialect: 'postgres', ledgerStore, records, streamStore, chainStore, close: () => sql.end({ timeout: 5 }) };
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
   const ledgerStore = createSqliteLedgerStore(db, { clock });
   const records = createSqliteRecordStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
   const streamStore = createSqliteStreamStore(db);
-  return { dialect: 'sqlite', ledgerStore, records, streamStore, close: async () => void db.close() };
+  const chainStore = createSqliteChainStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
+  return { dialect: 'sqlite', ledgerStore, records, streamStore, chainStore, close: async () => void db.close() };
 }
 
 async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {
@@ -152,10 +158,15 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   const lightningAddress = (address: string, amountMsat: Msat) =>
     invoiceFromLightningAddress(address, amountMsat, { allowPrivateAddresses: config.lightningAddressAllowPrivate });
   const streams = createStreamService({ store: stores.streamStore, ledger, invoices, payments, clock, logger, lightningAddress });
+  const chains = createChainService({
+    store: stores.chainStore, ledger, invoices, payments, records, apps, clock, logger, lightningAddress,
+    defaultStepMsat: config.chain.stepMsat, ttlS: config.chain.ttlS, invoiceExpiryS: config.invoiceExpiryS,
+  });
 
   // Settle the past before taking new requests.
   await payments.start();
   await streams.start();
+  await chains.start();
   await invoices.start();
 
   const http = await createHttpServer({
@@ -174,6 +185,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   registerInvoiceRoutes(http, { invoices, defaultExpiryS: config.invoiceExpiryS });
   registerPaymentRoutes(http, { payments });
   registerStreamRoutes(http, { streams, now: () => clock.now() });
+  registerChainRoutes(http, { chains });
   const streamSocket = registerStreamSocket(http, {
     streams, apps, logger, now: () => clock.now(), ...(options.streamSocketLimits ? { limits: options.streamSocketLimits } : {}),
   });
@@ -214,6 +226,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     clearTimeout(drainTimer);
     await invoices.stop();
     await streams.stop();
+    await chains.stop();
     await payments.stop();
     await ledger.close();
     await backend.close();
@@ -234,6 +247,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     invoices,
     payments,
     streams,
+    chains,
     streamSocket,
     generatedAdminKey: generatedKey,
     async listen() {

@@ -4,6 +4,7 @@
  * A bad value stops the start with a message naming the variable; nothing guesses.
  */
 import path from 'node:path';
+import { parseMsat, type Msat } from './money/msat.js';
 
 export type LightningChoice = 'devnet' | 'lnd';
 
@@ -22,6 +23,8 @@ export interface Config {
   invoiceExpiryS: number;
   shutdownTimeoutMs: number;
   groupCommitMaxBatch: number;
+  /** Hash-chain tokens (pay per call): default step price and lifetime of a chain. */
+  chain: { stepMsat: Msat; ttlS: number };
   /** Whether payouts to Lightning addresses may reach loopback and private addresses. */
   lightningAddressAllowPrivate: boolean;
   devnet: { latencyMs: number; seed: string | null; crashAfterPaymentSettles: boolean };
@@ -53,6 +56,8 @@ export const SETTINGS: readonly SettingDoc[] = [
   { name: 'SLUICE_SHUTDOWN_TIMEOUT_MS', unit: 'milliseconds', default: '10000', meaning: 'How long a graceful shutdown waits for requests to drain.' },
   { name: 'SLUICE_GROUP_COMMIT_MAX_BATCH', unit: 'transfers', default: '4096', meaning: 'Most ledger operations committed in one transaction.' },
   { name: 'SLUICE_LIGHTNING_ADDRESS_PRIVATE', unit: 'allow | block', default: '(allow on devnet, block on lnd)', meaning: "Whether payouts to a payer's Lightning address may connect to loopback, private or link-local addresses. block stops a payer from pointing Sluice at the operator's own network." },
+  { name: 'SLUICE_CHAIN_STEP_MSAT', unit: 'msat', default: '1000', meaning: 'Default price of one step of a hash-chain token (pay per call), when the gate sets none for the app; may be below one satoshi.' },
+  { name: 'SLUICE_CHAIN_TTL_S', unit: 'seconds', default: '2592000', meaning: 'Lifetime of a hash-chain token from its purchase; calls are refused after it, a refund is still allowed.' },
   { name: 'SLUICE_DEVNET_LATENCY_MS', unit: 'milliseconds', default: '0', meaning: 'devnet only: simulated time each payment takes.' },
   { name: 'SLUICE_DEVNET_SEED', unit: 'text', default: '(random, stored in the data dir)', meaning: 'devnet only: makes node keys deterministic (tests, demos).' },
   { name: 'SLUICE_DEVNET_CRASH_AFTER_PAYMENT', unit: '0 | 1', default: '0', meaning: 'devnet only, for crash tests: SIGKILL the process right after a payment settles, before Sluice records it.' },
@@ -117,6 +122,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     invoiceExpiryS: integer('SLUICE_INVOICE_EXPIRY_S', 3600, 60, 31_536_000),
     shutdownTimeoutMs: integer('SLUICE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     groupCommitMaxBatch: integer('SLUICE_GROUP_COMMIT_MAX_BATCH', 4096, 1, 65_536),
+    chain: { stepMsat: chainStepMsat(text('SLUICE_CHAIN_STEP_MSAT'), errors), ttlS: integer('SLUICE_CHAIN_TTL_S', 2_592_000, 60, 315_360_000) },
     lightningAddressAllowPrivate: oneOf('SLUICE_LIGHTNING_ADDRESS_PRIVATE', ['allow', 'block'] as const, lightning === 'devnet' ? 'allow' : 'block') === 'allow',
     devnet: {
       latencyMs: integer('SLUICE_DEVNET_LATENCY_MS', 0, 0, 600_000),
@@ -125,4 +131,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     },
   };
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+}
+
+function chainStepMsat(value: string | null, errors: string[]): Msat {
+  if (value === null) return 1000n as Msat;
+  const parsed = parseMsat(value);
+  if (!parsed.ok || parsed.value === 0n) {
+    errors.push(`SLUICE_CHAIN_STEP_MSAT must be a whole number of msat of at least 1, got ${JSON.stringify(value)}`);
+    return 1000n as Msat;
+  }
+  return parsed.value;
 }

@@ -64,6 +64,22 @@ export const ERROR_CODES = {
   app_not_found: { status: 404, meaning: 'No app with this id.' },
   api_key_not_found: { status: 404, meaning: 'No API key with this id for this app.' },
 
+  // Pay per call: hash-chain tokens (docs/paycall.md)
+  chain_malformed: { status: 401, meaning: 'The Sluice-Chain header is not "<chain_id> <index> <64 lowercase hex>".' },
+  chain_unknown: { status: 401, meaning: 'No chain with this id.' },
+  chain_unpaid: { status: 402, meaning: 'The chain\'s purchase invoice has not been paid yet.' },
+  chain_link_replayed: { status: 401, meaning: 'The index is not above the chain\'s current index: this link was already spent.' },
+  chain_link_skipped: { status: 401, meaning: 'The index is beyond current + the steps this call costs (the header names the index expected).' },
+  chain_link_short: { status: 402, meaning: 'The index is above the current one but pays fewer steps than this call costs (the message names the index expected).' },
+  chain_link_invalid: { status: 401, meaning: 'The link does not hash to the chain\'s last accepted link.' },
+  chain_exhausted: { status: 402, meaning: 'The chain has fewer steps left than this call costs; buy a new chain.' },
+  chain_expired: { status: 402, meaning: 'The chain is past its expires_at; calls are refused (a refund is still allowed).' },
+  chain_refunded: { status: 402, meaning: 'The chain was refunded (or a refund is under way): it pays for nothing more.' },
+  chain_call_too_costly: { status: 402, meaning: 'This call costs more than 65,536 steps at the chain\'s step price.' },
+  chain_nothing_to_refund: { status: 409, meaning: 'Every step of the chain was spent: there is nothing to refund.' },
+  chain_refund_unavailable: { status: 409, meaning: 'The app cannot lend the refund\'s routing-fee budget now; nothing changed, retry later.' },
+  refund_address_failed: { status: 409, meaning: 'The Lightning address did not give an invoice for the refund (the message says why); nothing changed.' },
+
   // Lightning and server
   lightning_unavailable: { status: 503, meaning: 'The Lightning backend did not answer; nothing was changed.' },
   devnet_only: { status: 404, meaning: 'This route exists only on the devnet backend.' },

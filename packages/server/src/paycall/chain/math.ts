@@ -1,0 +1,133 @@
+/**
+ * The arithmetic of hash-chain tokens, with no state: building a chain, checking a link,
+ * the Sluice-Chain header, and the price of a call in steps. docs/paycall.md states the
+ * same rules for client authors; test/paycall/chain/math.test.ts checks both.
+ *
+ * A chain is w_N -> ... -> w_0 with w_(i-1) = SHA-256(w_i), every link 32 bytes. The
+ * server knows only the anchor w_0 and the last link it accepted, w_current. A call that
+ * costs k steps reveals w_(current+k): hashing it k times must give w_current. SHA-256 is
+ * one-way, so knowing w_current tells nobody w_(current+1): only the holder of the seed
+ * can pay, and a revealed link is worth nothing once accepted (the index moved past it).
+ */
+import crypto from 'node:crypto';
+import type { Msat } from '../../money/msat.js';
+
+export const LINK_BYTES = 32;
+/** Steps one chain may hold (the contract's purchase limit). */
+export const MAX_CHAIN_STEPS = 10_000_000;
+/**
+ * Steps one call may cost: each step is one SHA-256 on the hot path (about 1 µs), so this
+ * bounds the time one request can hold the event loop (about 65 ms).
+ */
+export const MAX_STEPS_PER_CALL = 65_536;
+
+const sha256: (data: Uint8Array) => Buffer =
+  typeof crypto.hash === 'function'
+    // crypto.hash (Node >= 20.12) skips the Hash object: about 1.5x createHash for 32 bytes.
+    ? (data) => crypto.hash('sha256', data, 'buffer')
+    : (data) => crypto.createHash('sha256').update(data).digest();
+
+/** SHA-256 of one link. */
+export function hashLink(link: Uint8Array): Buffer {
+  return sha256(link);
+}
+
+/** SHA-256 applied `times` times (times >= 0). */
+export function hashLinkTimes(link: Uint8Array, times: number): Buffer {
+  if (!Number.isSafeInteger(times) || times < 0) throw new RangeError(`cannot hash ${times} times`);
+  let current: Buffer = Buffer.from(link);
+  for (let i = 0; i < times; i += 1) current = sha256(current);
+  return current;
+}
+
+/**
+ * The links w_0 .. w_count of the chain whose seed is w_N (clients and tests; the server
+ * never builds a chain). Index i of the result is w_i. Costs N hashes and N x 32 bytes.
+ */
+export function buildChain(seed: Uint8Array, steps: number, count = steps): Buffer[] {
+  if (seed.length !== LINK_BYTES) throw new RangeError(`a seed is ${LINK_BYTES} bytes`);
+  if (!Number.isSafeInteger(steps) || steps < 1) throw new RangeError(`steps must be >= 1, got ${steps}`);
+  const fromSeed: Buffer[] = [Buffer.from(seed)];
+  for (let i = steps; i > 0; i -= 1) fromSeed.push(sha256(fromSeed[fromSeed.length - 1] as Buffer));
+  // fromSeed[j] = w_(N-j); turn it around so that result[i] = w_i.
+  return fromSeed.reverse().slice(0, count + 1);
+}
+
+/** w_index of the chain with this seed, by hashing the seed N - index times. */
+export function linkAt(seed: Uint8Array, steps: number, index: number): Buffer {
+  if (index < 0 || index > steps) throw new RangeError(`index ${index} is outside 0..${steps}`);
+  return hashLinkTimes(seed, steps - index);
+}
+
+/**
+ * True when `link` is `k` steps beyond `current`: SHA-256^k(link) == current. k hashes,
+ * one comparison in constant time (a link is not a secret once sent, but it costs nothing).
+ */
+export function verifyLink(link: Uint8Array, current: Uint8Array, k: number): boolean {
+  if (link.length !== LINK_BYTES || current.length !== LINK_BYTES || k < 1) return false;
+  return crypto.timingSafeEqual(hashLinkTimes(link, k), current);
+}
+
+/** Steps a call of price P costs: ceil(P / step), rounded against the caller; 0 for a free call. */
+export function stepsForPrice(priceMsat: Msat, stepMsat: Msat): number {
+  if (stepMsat <= 0n) throw new RangeError('a step price is at least 1 msat');
+  const steps = (priceMsat + stepMsat - 1n) / stepMsat;
+  return steps > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(steps);
+}
+
+const LINK_HEX = /^[0-9a-f]{64}$/;
+const CHAIN_ID = /^ch_[A-Za-z0-9_-]{1,64}$/;
+/** A decimal index without sign or leading zeros, at most MAX_CHAIN_STEPS. */
+const INDEX = /^(0|[1-9][0-9]{0,7})$/;
+
+export function isLinkHex(text: unknown): text is string {
+  return typeof text === 'string' && LINK_HEX.test(text);
+}
+
+export function isChainId(text: unknown): text is string {
+  return typeof text === 'string' && CHAIN_ID.test(text);
+}
+
+export interface ChainCredential {
+  chainId: string;
+  /** The chain index after this call. */
+  index: number;
+  /** w_index, 32 bytes. */
+  link: Buffer;
+}
+
+/** The header the client sends: `Sluice-Chain: <chain_id> <index> <link hex>`. */
+export const CHAIN_HEADER = 'sluice-chain';
+/** The header a served response carries: `steps=<n>; msat=<n>; index=<n>`. */
+export const CHAIN_BALANCE_HEADER = 'sluice-chain-balance';
+/** The header of a 402 that says where and at what price to buy a chain. */
+export const CHAIN_OFFER_HEADER = 'sluice-chain-offer';
+
+/**
+ * Parses a Sluice-Chain header value strictly: three fields separated by single spaces
+ * (surrounding whitespace is ignored), an index of digits without leading zeros and a
+ * link of 64 lowercase hex digits. Null for anything else.
+ */
+export function parseChainHeader(value: string | string[] | undefined): ChainCredential | null {
+  if (typeof value !== 'string' || value.length > 256) return null;
+  const fields = value.trim().split(' ');
+  if (fields.length !== 3) return null;
+  const [chainId, indexText, linkHex] = fields as [string, string, string];
+  if (!CHAIN_ID.test(chainId) || !INDEX.test(indexText) || !LINK_HEX.test(linkHex)) return null;
+  const index = Number(indexText);
+  if (index < 1 || index > MAX_CHAIN_STEPS) return null;
+  return { chainId, index, link: Buffer.from(linkHex, 'hex') };
+}
+
+export function formatChainHeader(credential: { chainId: string; index: number; link: Uint8Array }): string {
+  return `${credential.chainId} ${credential.index} ${Buffer.from(credential.link).toString('hex')}`;
+}
+
+export function formatBalanceHeader(remainingSteps: number, stepMsat: Msat, index: number): string {
+  return `steps=${remainingSteps}; msat=${BigInt(remainingSteps) * stepMsat}; index=${index}`;
+}
+
+export function formatOfferHeader(offer: { buyUrl: string; appId: string; stepMsat: Msat; stepsPerCall: number }): string {
+  const quote = (text: string) => `"${text.replace(/["\\]/g, '')}"`;
+  return `buy=${quote(offer.buyUrl)}, app=${quote(offer.appId)}, step_msat="${offer.stepMsat}", steps_per_call="${offer.stepsPerCall}"`;
+}

@@ -1,0 +1,62 @@
+/**
+ * Hash-chain tokens: what the server keeps of a chain (one row, never the seed nor the
+ * links between the anchor and the last accepted one), and what a client sees of it.
+ *
+ * Money: the purchase invoice credits the chain's own ledger account (`chain:<id>`).
+ * Every accepted call moves its steps' value from that account to the app's account in
+ * the same transaction that makes the new index durable, so at every commit
+ *   chain account = (steps - index) x step_msat (+ anything paid above the invoice amount)
+ * and the app's revenue from the chain = index x step_msat, to the msat.
+ */
+import type { Msat } from '../../money/msat.js';
+
+/** Stored status. `exhausted` and `expired` are derived (index = steps; past expires_at). */
+export type ChainStoredStatus = 'pending' | 'active' | 'refunded';
+export type ChainStatus = 'pending' | 'active' | 'exhausted' | 'expired' | 'refunded';
+
+export interface ChainRow {
+  id: string;
+  appId: string;
+  /** w_0, 32 bytes as lowercase hex. */
+  anchor: string;
+  steps: number;
+  stepMsat: Msat;
+  /** The index of the last accepted link (0: nothing spent yet). */
+  index: number;
+  /** w_index as lowercase hex (the anchor while index = 0). */
+  link: string;
+  status: ChainStoredStatus;
+  /** Unix ms; calls are refused from then on (a refund is still allowed). */
+  expiresAt: number;
+  accountId: string;
+  /** Payment hash of the purchase invoice. */
+  invoiceHash: string;
+}
+
+/** What the durable write of one dirty chain changes. */
+export interface ChainWrite {
+  id: string;
+  /** The index the database holds now: the write applies only if it still does. */
+  fromIndex: number;
+  index: number;
+  link: string;
+}
+
+export interface ChainView {
+  id: string;
+  appId: string;
+  anchor: string;
+  steps: number;
+  stepMsat: Msat;
+  amountMsat: Msat;
+  status: ChainStatus;
+  index: number;
+  remainingSteps: number;
+  remainingMsat: Msat;
+  expiresAt: number;
+  invoiceHash: string;
+}
+
+export function chainAccountId(chainId: string): string {
+  return `chain:${chainId}`;
+}

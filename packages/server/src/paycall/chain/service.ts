@@ -1,0 +1,622 @@
+/**
+ * The chain service: sells hash-chain tokens, accepts their links on the hot path, and
+ * refunds what is left.
+ *
+ * Threat model: anyone may buy a chain and anyone may present a header. Only the holder
+ * of the seed can produce the next link; a link seen on the wire (a logged header, a
+ * replayed request) is worth nothing once accepted, because the index has moved past it.
+ * The server must therefore (1) never accept the same index twice, even across a crash,
+ * (2) never serve before the new index is durable, and (3) keep the money exact: the
+ * app is paid index x step_msat, the payer can get back the rest.
+ *
+ * The hot path (`spend`) reads no database and calls no Lightning node: live chains are
+ * in memory (loaded at start-up and when bought). The check and the advance of the index
+ * are one synchronous step, so of two racing requests with the same link exactly one
+ * wins. The winner then waits for the flusher: dirty chains are written as ONE
+ * transaction per batch (only each chain's latest index; group commit), together with one
+ * ledger transfer per chain that moves the newly spent steps' value to the app.
+ *
+ * One process owns a chain's live state. With SQLite there is one process; with a
+ * PostgreSQL database shared by several Sluices, the conditional write (see store.ts)
+ * refuses a batch that would move an index another process moved, so a link is still
+ * never accepted twice, but a chain should be used through one process.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../../clock.js';
+import { appAccountId } from '../../apps/service.js';
+import type { InvoiceService, InvoiceView } from '../../invoices/service.js';
+import type { Ledger } from '../../ledger/group-commit.js';
+import { balanceOf, type LedgerOp } from '../../ledger/store.js';
+import { decodeBolt11 } from '../../lightning/bolt11/index.js';
+import { invoiceFromLightningAddress } from '../../lightning/lnurl.js';
+import { MSAT_MAX, msat, type Msat } from '../../money/msat.js';
+import { defaultMaxFeeMsat, type PaymentService, type PaymentView } from '../../payments/service.js';
+import type { InvoiceRow, PaymentRow } from '../../records/model.js';
+import { randomId } from '../../util/fingerprint.js';
+import { hashLink, isLinkHex, MAX_CHAIN_STEPS, MAX_STEPS_PER_CALL, stepsForPrice, verifyLink } from './math.js';
+import { chainAccountId, type ChainRow, type ChainStatus, type ChainView, type ChainWrite } from './model.js';
+import type { ChainStore } from './store.js';
+
+export type ChainError =
+  | 'Unknown'
+  | 'Unpaid'
+  | 'Replayed'
+  | 'Skipped'
+  | 'Short'
+  | 'Invalid'
+  | 'Exhausted'
+  | 'Expired'
+  | 'Refunded'
+  | 'TooManySteps'
+  | 'AppNotFound'
+  | 'InvalidPurchase'
+  | 'LightningUnavailable'
+  | 'RefundUnavailable'
+  | 'RefundInvoiceInvalid'
+  | 'RefundAmountMismatch'
+  | 'RefundAddressFailed'
+  | 'NothingToRefund'
+  | 'Overloaded';
+
+export type ChainFail = { ok: false; error: ChainError; detail?: string };
+
+export interface SpendAck {
+  ok: true;
+  index: number;
+  /** Steps this call cost: ceil(price / step_msat). */
+  steps: number;
+  remainingSteps: number;
+  stepMsat: Msat;
+}
+
+/** What a call costs and who is paid: a chain pays only its own app. */
+export interface CallCost {
+  appId: string;
+  priceMsat: Msat;
+}
+
+export type RefundDestination = { kind: 'invoice'; paymentRequest: string } | { kind: 'lightning_address'; address: string };
+
+export interface PurchaseInput {
+  appId: string;
+  /** w_0 as 64 lowercase hex digits. */
+  anchor: string;
+  steps: number;
+}
+
+export interface ChainService {
+  /** Creates a pending chain and its purchase invoice (steps x the app's step price). */
+  purchase(input: PurchaseInput): Promise<{ ok: true; chain: ChainView; invoice: InvoiceView } | ChainFail>;
+  /** The chain, from memory when live (no database read), else from the store. */
+  get(chainId: string): Promise<ChainView | null>;
+  /**
+   * The hot path: accepts `link` as w_index for a call of this price (k = ceil(price /
+   * step_msat) steps), and resolves once the new index is durable. Never throws for bad input.
+   */
+  spend(chainId: string, index: number, link: Uint8Array, call: CallCost): Promise<SpendAck | ChainFail>;
+  /** Proves ownership with w_(index+1) and pays back every unused msat. */
+  refund(chainId: string, proof: { index: number; link: Uint8Array }, destination: RefundDestination): Promise<{ ok: true; chain: ChainView; payment: PaymentView | null; amountMsat: Msat } | ChainFail>;
+  /** The step price chains for this app are sold at (the gate's offer; default: the setting). */
+  stepMsatFor(appId: string): Msat;
+  setStepMsat(appId: string, stepMsat: Msat): void;
+  /** Loads live chains, activates chains paid while we were down, listens for payments. */
+  start(): Promise<void>;
+  /** Stops listening and waits until every accepted index is durable. */
+  stop(): Promise<void>;
+}
+
+export interface ChainServiceDeps {
+  store: ChainStore;
+  ledger: Ledger;
+  invoices: InvoiceService;
+  payments: PaymentService;
+  /** Reads the purchase invoice and earlier refund payments (cold paths only). */
+  records: { getInvoice(paymentHash: string): Promise<InvoiceRow | null>; findPaymentByKey(appId: string, key: string): Promise<PaymentRow | null> };
+  apps: { getApp(id: string): Promise<{ id: string; revokedAt: number | null } | null> };
+  clock: Clock;
+  logger: Logger;
+  defaultStepMsat: Msat;
+  ttlS: number;
+  /** Expiry of purchase invoices (capped by the chain's own lifetime). */
+  invoiceExpiryS: number;
+  /** Most chains written in one transaction. */
+  maxBatch?: number;
+  /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
+  lightningAddress?: typeof invoiceFromLightningAddress;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+interface LiveChain {
+  row: ChainRow;
+  /** w_index in bytes (row.link is its hex): what the next link must hash to. */
+  linkBytes: Buffer;
+  /** What the database holds: the flusher writes from here to row.index. */
+  durableIndex: number;
+  durableLink: string;
+  /** Callers waiting for the chain's next commit. */
+  waiters: Waiter[];
+  /** A refund is under way: calls are refused from the moment its proof is accepted. */
+  refunding: boolean;
+}
+
+const REFUND_ATTEMPTS_MAX = 100;
+
+export function createChainService(deps: ChainServiceDeps): ChainService {
+  const { store, ledger, invoices, payments, clock, logger } = deps;
+  const maxBatch = deps.maxBatch ?? 4096;
+  const live = new Map<string, LiveChain>();
+  const byAccount = new Map<string, LiveChain>();
+  const stepPrices = new Map<string, Msat>();
+  const dirty = new Set<LiveChain>();
+  const committing = new Set<LiveChain>();
+  const refundLocks = new Map<string, Promise<unknown>>();
+  let flushing = false;
+  let scheduled = false;
+  let drained: (() => void) | null = null;
+  const unsubscribers: (() => void)[] = [];
+
+  const statusOf = (row: ChainRow, refunding = false): ChainStatus => {
+    if (row.status === 'refunded' || refunding) return 'refunded';
+    if (clock.now() >= row.expiresAt) return 'expired';
+    if (row.status === 'pending') return 'pending';
+    return row.index >= row.steps ? 'exhausted' : 'active';
+  };
+
+  const viewOf = (row: ChainRow, refunding = false): ChainView => {
+    const status = statusOf(row, refunding);
+    const remainingSteps = status === 'refunded' ? 0 : row.steps - row.index;
+    return {
+      id: row.id,
+      appId: row.appId,
+      anchor: row.anchor,
+      steps: row.steps,
+      stepMsat: row.stepMsat,
+      amountMsat: msat(BigInt(row.steps) * row.stepMsat),
+      status,
+      index: row.index,
+      remainingSteps,
+      remainingMsat: msat(BigInt(remainingSteps) * row.stepMsat),
+      expiresAt: row.expiresAt,
+      invoiceHash: row.invoiceHash,
+    };
+  };
+
+  const remember = (row: ChainRow): LiveChain => {
+    const state: LiveChain = {
+      row, linkBytes: Buffer.from(row.link, 'hex'), durableIndex: row.index, durableLink: row.link, waiters: [], refunding: false,
+    };
+    live.set(row.id, state);
+    byAccount.set(row.accountId, state);
+    return state;
+  };
+
+  // ---- The flusher: group commit of dirty chains -------------------------------------
+
+  const schedule = (): void => {
+    if (scheduled || flushing) return;
+    scheduled = true;
+    // setImmediate: requests that arrive while this tick runs join the batch.
+    setImmediate(() => {
+      scheduled = false;
+      void flush();
+    });
+  };
+
+  /** Puts back what was not made durable and refuses everyone who counted on it. */
+  const revert = (state: LiveChain, error: unknown): void => {
+    state.row.index = state.durableIndex;
+    state.row.link = state.durableLink;
+    state.linkBytes = Buffer.from(state.durableLink, 'hex');
+    for (const waiter of state.waiters.splice(0)) waiter.reject(error);
+    dirty.delete(state);
+  };
+
+  const flush = async (): Promise<void> => {
+    flushing = true;
+    const batch: { state: LiveChain; write: ChainWrite; waiters: Waiter[] }[] = [];
+    try {
+      for (const state of dirty) {
+        if (batch.length >= maxBatch) break;
+        dirty.delete(state);
+        committing.add(state);
+        batch.push({
+          state,
+          write: { id: state.row.id, fromIndex: state.durableIndex, index: state.row.index, link: state.row.link },
+          waiters: state.waiters.splice(0),
+        });
+      }
+      if (batch.length === 0) return;
+      const ops: LedgerOp[] = [];
+      for (const { state, write } of batch) {
+        const spent = write.index - write.fromIndex;
+        if (spent <= 0) continue;
+        ops.push({
+          kind: 'transfer',
+          debitAccountId: state.row.accountId,
+          creditAccountId: appAccountId(state.row.appId),
+          amountMsat: msat(BigInt(spent) * state.row.stepMsat),
+          code: 'chain_spend',
+          reference: `${state.row.id}/${write.index}`,
+        });
+      }
+      let result: Awaited<ReturnType<ChainStore['commit']>>;
+      try {
+        result = await store.commit(batch.map((entry) => entry.write), ops, clock.now());
+      } catch (error) {
+        logger.error({ err: error, chains: batch.length }, 'chain commit failed; the batch was refused');
+        for (const { state, waiters } of batch) {
+          for (const waiter of waiters) waiter.reject(error);
+          revert(state, error);
+        }
+        return;
+      }
+      if (!result.ok) {
+        // Another writer moved these chains: forget our copy (a later request reloads it
+        // from the database) and retry the others in the next batch.
+        const conflicts = new Set(result.conflicts);
+        logger.warn({ chains: result.conflicts }, 'chain rows moved underneath this process; their pending calls are refused');
+        for (const { state, waiters } of batch) {
+          if (conflicts.has(state.row.id)) {
+            const error = new ChainConflictError(state.row.id);
+            for (const waiter of waiters) waiter.reject(error);
+            revert(state, error);
+            live.delete(state.row.id);
+            byAccount.delete(state.row.accountId);
+          } else {
+            state.waiters.unshift(...waiters);
+            dirty.add(state);
+          }
+        }
+        return;
+      }
+      for (const { state, write, waiters } of batch) {
+        state.durableIndex = write.index;
+        state.durableLink = write.link;
+        for (const waiter of waiters) waiter.resolve();
+      }
+    } finally {
+      for (const { state } of batch) committing.delete(state);
+      flushing = false;
+      if (dirty.size > 0) schedule();
+      else if (drained) drained();
+    }
+  };
+
+  const awaitCommit = (state: LiveChain): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      state.waiters.push({ resolve, reject });
+      dirty.add(state);
+      schedule();
+    });
+
+  /** Resolves once everything accepted on this chain so far is durable (or refused). Cold path: polls. */
+  const settled = async (state: LiveChain): Promise<void> => {
+    while (dirty.has(state) || committing.has(state)) await new Promise<void>((resolve) => setImmediate(resolve));
+  };
+
+  // ---- Activation --------------------------------------------------------------------
+
+  const activate = async (state: LiveChain): Promise<void> => {
+    if (state.row.status !== 'pending') return;
+    await store.setStatus(state.row.id, 'pending', 'active');
+    state.row.status = 'active';
+  };
+
+  const onInvoicePaid = (invoice: InvoiceRow): void => {
+    const state = byAccount.get(invoice.creditAccountId);
+    if (!state || state.row.invoiceHash !== invoice.paymentHash) return;
+    void activate(state).catch((error) => logger.error({ err: error, chainId: state.row.id }, 'could not activate a paid chain'));
+  };
+
+  // ---- Refunds -----------------------------------------------------------------------
+
+  const refundKey = (chainId: string, attempt: number): string => `ch:${chainId}:refund:${attempt}`;
+
+  /** The refund attempt to use: the first whose payment does not exist or did not fail. */
+  const currentRefund = async (row: ChainRow): Promise<{ attempt: number; payment: PaymentRow | null }> => {
+    for (let attempt = 1; attempt <= REFUND_ATTEMPTS_MAX; attempt += 1) {
+      const payment = await deps.records.findPaymentByKey(row.appId, refundKey(row.id, attempt));
+      if (!payment || payment.status !== 'failed') return { attempt, payment };
+    }
+    throw new Error(`chain ${row.id} has ${REFUND_ATTEMPTS_MAX} failed refunds`);
+  };
+
+  /**
+   * What the chain account should hold once no refund is in flight: nothing after a
+   * successful refund; otherwise the unused steps plus anything paid above the invoice.
+   * Anything above that is the routing-fee budget the app lent; it goes back to the app.
+   */
+  /** Unused steps plus anything paid above the invoice amount: what a refund pays back. */
+  const unusedMsat = async (row: ChainRow): Promise<Msat> => {
+    const invoice = await deps.records.getInvoice(row.invoiceHash);
+    const overpaid = invoice?.amountPaidMsat ? invoice.amountPaidMsat - invoice.amountMsat : 0n;
+    return msat(BigInt(row.steps - row.index) * row.stepMsat + overpaid);
+  };
+
+  const returnFeeAdvance = async (row: ChainRow): Promise<void> => {
+    const { payment } = await currentRefund(row);
+    if (payment?.status === 'in_flight') return;
+    const account = await ledger.getAccount(row.accountId);
+    if (!account) return;
+    const owed = payment?.status === 'succeeded' ? 0n : await unusedMsat(row);
+    const excess = balanceOf(account) - owed;
+    if (excess <= 0n) return;
+    const result = await ledger.apply({
+      kind: 'transfer',
+      debitAccountId: row.accountId,
+      creditAccountId: appAccountId(row.appId),
+      amountMsat: msat(excess),
+      code: 'chain_refund_fee_return',
+      reference: `${row.id}/refund-fee`,
+    });
+    if (!result.ok) logger.error({ chainId: row.id, error: result.error }, 'could not return the refund fee budget to the app');
+  };
+
+  const onPaymentResolved = (payment: { debitAccountId: string }): void => {
+    const state = byAccount.get(payment.debitAccountId);
+    if (!state) return;
+    void withRefundLock(state.row.id, () => returnFeeAdvance(state.row))
+      .catch((error) => logger.error({ err: error, chainId: state.row.id }, 'could not settle a chain refund'));
+  };
+
+  const withRefundLock = async <T>(chainId: string, work: () => Promise<T>): Promise<T> => {
+    while (refundLocks.has(chainId)) await refundLocks.get(chainId)?.catch(() => undefined);
+    const running = work();
+    refundLocks.set(chainId, running);
+    try {
+      return await running;
+    } finally {
+      refundLocks.delete(chainId);
+    }
+  };
+
+  /** The proof of ownership: w_(index+1), one hash above the last accepted link. */
+  const proofHolds = (row: ChainRow, proof: { index: number; link: Uint8Array }): ChainFail | null => {
+    if (row.index >= row.steps) return { ok: false, error: 'NothingToRefund', detail: 'every step was spent' };
+    if (proof.index <= row.index) return { ok: false, error: 'Replayed', detail: `the proof must be the link at index ${row.index + 1}` };
+    if (proof.index !== row.index + 1) return { ok: false, error: 'Skipped', detail: `the proof must be the link at index ${row.index + 1}` };
+    if (!hashLink(proof.link).equals(Buffer.from(row.link, 'hex'))) return { ok: false, error: 'Invalid' };
+    return null;
+  };
+
+  const resolveDestination = async (destination: RefundDestination, amountMsat: Msat): Promise<{ ok: true; paymentRequest: string; amountMsat: Msat | null } | ChainFail> => {
+    if (destination.kind === 'lightning_address') {
+      const resolved = await (deps.lightningAddress ?? invoiceFromLightningAddress)(destination.address, amountMsat);
+      if (!resolved.ok) return { ok: false, error: 'RefundAddressFailed', detail: `${resolved.error}${resolved.detail ? `: ${resolved.detail}` : ''}` };
+      return { ok: true, paymentRequest: resolved.paymentRequest, amountMsat: null };
+    }
+    const decoded = decodeBolt11(destination.paymentRequest);
+    if (!decoded.ok) return { ok: false, error: 'RefundInvoiceInvalid', detail: decoded.detail };
+    if (decoded.invoice.amountMsat === null) return { ok: true, paymentRequest: destination.paymentRequest, amountMsat };
+    if (decoded.invoice.amountMsat !== amountMsat) {
+      return { ok: false, error: 'RefundAmountMismatch', detail: `the invoice must ask for exactly ${amountMsat} msat (or no amount)` };
+    }
+    return { ok: true, paymentRequest: destination.paymentRequest, amountMsat: null };
+  };
+
+  const refundNow = async (
+    state: LiveChain | null,
+    row: ChainRow,
+    proof: { index: number; link: Uint8Array },
+    destination: RefundDestination,
+  ): Promise<{ ok: true; chain: ChainView; payment: PaymentView | null; amountMsat: Msat } | ChainFail> => {
+    if (row.status === 'pending') return { ok: false, error: 'Unpaid', detail: 'the chain was never paid: nothing to refund' };
+    const wrong = proofHolds(row, proof);
+    if (wrong) return wrong;
+    if (state) {
+      // From here on no call is accepted; then wait for the calls already accepted.
+      state.refunding = true;
+      await settled(state);
+    }
+    const finish = (payment: PaymentView | null, amountMsat: Msat) => ({ ok: true as const, chain: viewOf(row), payment, amountMsat });
+    try {
+      const { attempt, payment: earlier } = await currentRefund(row);
+      if (earlier) {
+        // Asked again: the refund is already in flight or done; answer with it.
+        const view = await payments.getPayment(row.appId, earlier.paymentHash);
+        return finish(view, earlier.amountMsat);
+      }
+      // A budget lent by an attempt that never reached the payments service goes back first.
+      await returnFeeAdvance(row);
+      const owed = await unusedMsat(row);
+      if (owed <= 0n) {
+        await markRefunded(state, row);
+        return finish(null, msat(0n));
+      }
+      const amountMsat = msat(owed);
+      const target = await resolveDestination(destination, amountMsat);
+      if (!target.ok) return target;
+      // The app lends the routing-fee budget, so the payer gets every msat back (as a
+      // stream's refund at close); what the route does not use returns to the app.
+      const maxFeeMsat = defaultMaxFeeMsat(amountMsat);
+      const lent = await ledger.apply({
+        kind: 'transfer',
+        debitAccountId: appAccountId(row.appId),
+        creditAccountId: row.accountId,
+        amountMsat: maxFeeMsat,
+        code: 'chain_refund_fee_advance',
+        reference: `${row.id}/refund-fee/${attempt}`,
+      });
+      if (!lent.ok) {
+        return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the routing-fee budget (${maxFeeMsat} msat) now; nothing changed, retry later` };
+      }
+      await markRefunded(state, row);
+      const paid = await payments.pay(row.appId, {
+        target: { kind: 'invoice', paymentRequest: target.paymentRequest, amountMsat: target.amountMsat },
+        maxFeeMsat,
+        idempotencyKey: refundKey(row.id, attempt),
+        debitAccountId: row.accountId,
+      });
+      if (!paid.ok) {
+        await returnFeeAdvance(row);
+        return { ok: false, error: 'RefundInvoiceInvalid', detail: `${paid.error}${paid.detail ? `: ${paid.detail}` : ''}` };
+      }
+      if (paid.payment.status !== 'pending') await returnFeeAdvance(row);
+      return finish(paid.payment, amountMsat);
+    } finally {
+      if (state && row.status !== 'refunded') state.refunding = false;
+    }
+  };
+
+  const markRefunded = async (state: LiveChain | null, row: ChainRow): Promise<void> => {
+    if (row.status === 'refunded') return;
+    const from = row.status;
+    await store.setStatus(row.id, from, 'refunded');
+    row.status = 'refunded';
+    if (state) state.refunding = false;
+  };
+
+  /**
+   * A chain this process does not hold: unknown, or refunded / expired before a restart,
+   * or dropped after a conflict. One read tells which; a live one is taken back.
+   */
+  const spendCold = async (chainId: string, index: number, link: Uint8Array, call: CallCost): Promise<SpendAck | ChainFail> => {
+    const row = await store.getChain(chainId);
+    if (!row || row.appId !== call.appId) return { ok: false, error: 'Unknown' };
+    if (row.status === 'refunded') return { ok: false, error: 'Refunded' };
+    if (row.status === 'pending') return { ok: false, error: clock.now() >= row.expiresAt ? 'Expired' : 'Unpaid' };
+    if (!live.has(chainId)) remember(row);
+    return service.spend(chainId, index, link, call);
+  };
+
+  // ---- The service -------------------------------------------------------------------
+
+  const service: ChainService = {
+    stepMsatFor(appId) {
+      return stepPrices.get(appId) ?? deps.defaultStepMsat;
+    },
+
+    setStepMsat(appId, stepMsat) {
+      if (stepMsat < 1n) throw new RangeError('a step price is at least 1 msat');
+      stepPrices.set(appId, stepMsat);
+    },
+
+    async purchase(input) {
+      if (!isLinkHex(input.anchor)) return { ok: false, error: 'InvalidPurchase', detail: 'anchor must be 64 lowercase hex digits' };
+      if (!Number.isSafeInteger(input.steps) || input.steps < 1 || input.steps > MAX_CHAIN_STEPS) {
+        return { ok: false, error: 'InvalidPurchase', detail: `steps must be an integer from 1 to ${MAX_CHAIN_STEPS}` };
+      }
+      const app = await deps.apps.getApp(input.appId);
+      if (!app || app.revokedAt !== null) return { ok: false, error: 'AppNotFound' };
+      const stepMsat = service.stepMsatFor(input.appId);
+      const amount = BigInt(input.steps) * stepMsat;
+      if (amount > MSAT_MAX) return { ok: false, error: 'InvalidPurchase', detail: 'steps x step_msat is too large' };
+      const id = randomId('ch_');
+      const accountId = chainAccountId(id);
+      const account = await ledger.createAccount({ id: accountId, ownerId: input.appId, limitMsat: msat(0n), code: 'chain' });
+      if (!account.ok) throw new Error(`chain account ${accountId} exists with another spec`);
+      const now = clock.now();
+      const expiresAt = now + deps.ttlS * 1000;
+      const created = await invoices.createInvoice(input.appId, {
+        amountMsat: msat(amount),
+        description: `Sluice chain ${id}: ${input.steps} steps of ${stepMsat} msat`,
+        expiryS: Math.max(60, Math.min(deps.invoiceExpiryS, deps.ttlS)),
+        idempotencyKey: null,
+        creditAccountId: accountId,
+      });
+      if (!created.ok) {
+        if (created.error === 'LightningUnavailable') return { ok: false, error: 'LightningUnavailable' };
+        return { ok: false, error: 'InvalidPurchase', detail: created.detail ?? created.error };
+      }
+      // Written after the invoice: a crash in between leaves an invoice nobody was shown.
+      const row: ChainRow = {
+        id, appId: input.appId, anchor: input.anchor, steps: input.steps, stepMsat, index: 0, link: input.anchor,
+        status: 'pending', expiresAt, accountId, invoiceHash: created.invoice.paymentHash,
+      };
+      await store.insertChain(row);
+      const state = remember(row);
+      // Paid between the invoice's creation and remember(): the listener did not know the chain.
+      if (created.invoice.status === 'paid') await activate(state);
+      return { ok: true, chain: viewOf(row), invoice: created.invoice };
+    },
+
+    async get(chainId) {
+      const state = live.get(chainId);
+      if (state) return viewOf(state.row, state.refunding);
+      const row = await store.getChain(chainId);
+      return row ? viewOf(row) : null;
+    },
+
+    spend(chainId, index, link, call) {
+      const state = live.get(chainId);
+      // Never on the hot path of a live chain: only ids this process does not hold.
+      if (!state) return spendCold(chainId, index, link, call);
+      const row = state.row;
+      if (row.appId !== call.appId) return Promise.resolve({ ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
+      const steps = stepsForPrice(call.priceMsat, row.stepMsat);
+      // Everything up to the advance is synchronous: no other request runs in between.
+      if (row.status === 'refunded' || state.refunding) return Promise.resolve({ ok: false, error: 'Refunded' });
+      if (row.status === 'pending') return Promise.resolve({ ok: false, error: 'Unpaid' });
+      if (clock.now() >= row.expiresAt) return Promise.resolve({ ok: false, error: 'Expired' });
+      if (!Number.isSafeInteger(steps) || steps < 1 || steps > MAX_STEPS_PER_CALL) {
+        return Promise.resolve({ ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` });
+      }
+      if (index <= row.index) return Promise.resolve({ ok: false, error: 'Replayed', detail: `the chain is at index ${row.index}` });
+      if (row.index + steps > row.steps) {
+        return Promise.resolve({ ok: false, error: 'Exhausted', detail: `${row.steps - row.index} steps left; this call costs ${steps}` });
+      }
+      const expected = row.index + steps;
+      if (index > expected) return Promise.resolve({ ok: false, error: 'Skipped', detail: `this call costs ${steps} steps: send index ${expected}` });
+      if (index < expected) return Promise.resolve({ ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` });
+      if (!verifyLink(link, state.linkBytes, steps)) return Promise.resolve({ ok: false, error: 'Invalid' });
+      row.index = index;
+      state.linkBytes = Buffer.from(link);
+      row.link = state.linkBytes.toString('hex');
+      const ack: SpendAck = { ok: true, index, steps, remainingSteps: row.steps - index, stepMsat: row.stepMsat };
+      return awaitCommit(state).then(
+        () => ack,
+        (error: unknown) => {
+          if (error instanceof ChainConflictError) return { ok: false, error: 'Replayed', detail: 'the chain moved in another process' } as ChainFail;
+          logger.error({ err: error, chainId }, 'a chain call could not be made durable');
+          return { ok: false, error: 'Overloaded', detail: 'the call could not be made durable; nothing was spent, retry with the same link' } as ChainFail;
+        },
+      );
+    },
+
+    async refund(chainId, proof, destination) {
+      return withRefundLock(chainId, async () => {
+        const state = live.get(chainId) ?? null;
+        const row = state?.row ?? (await store.getChain(chainId));
+        if (!row) return { ok: false, error: 'Unknown' } as ChainFail;
+        return refundNow(state, row, proof, destination);
+      });
+    },
+
+    async start() {
+      unsubscribers.push(invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
+      const now = clock.now();
+      for (const row of await store.listUnrefundedChains()) {
+        // A pending chain past its expiry can never be paid (its invoice expired first).
+        if (row.status === 'pending' && row.expiresAt <= now) continue;
+        const state = remember(row);
+        if (row.status === 'pending') {
+          // Paid while we were down, or credited before the status was written.
+          const invoice = await deps.records.getInvoice(row.invoiceHash);
+          if (invoice?.status === 'paid') await activate(state);
+        }
+      }
+    },
+
+    async stop() {
+      for (const unsubscribe of unsubscribers.splice(0)) unsubscribe();
+      if (dirty.size === 0 && !flushing && !scheduled) return;
+      await new Promise<void>((resolve) => {
+        drained = resolve;
+      });
+      drained = null;
+    },
+  };
+  return service;
+}
+
+/** Another writer moved the chain's row: this process's copy is stale. */
+export class ChainConflictError extends Error {
+  constructor(readonly chainId: string) {
+    super(`chain ${chainId} moved in the database underneath this process`);
+    this.name = 'ChainConflictError';
+  }
+}
