@@ -1,0 +1,265 @@
+// The chain service and its `chain` scheme on a real Sluice (devnet, manual clock), as a
+// contract suite run on SQLite AND PostgreSQL: purchase paid by a devnet wallet, calls of
+// 1 and k steps, every refusal of the wire contract (state unchanged), racing requests,
+// a restart on the same data, expiry, refunds exact to the msat, and the ledger
+// invariants (chain account = unused steps x step; app revenue = index x step; sum zero).
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createManualClock } from '../../../src/clock.js';
+import { msat, type Msat } from '../../../src/money/msat.js';
+import { buildChain, createChainScheme, formatChainHeader, type ChainService } from '../../../src/paycall/chain/index.js';
+import type { CallPrice, GateRequest } from '../../../src/paycall/gate.js';
+import { startTestSluice, type TestSluice } from '../../support/sluice.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../../support/postgres.js';
+
+const usePostgres = await postgresAvailable();
+const BUY_URL = 'http://sluice.test/v1/paycall/chains';
+
+for (const store of ['sqlite', 'postgres'] as const) {
+describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${store}`, () => {
+  const clock = createManualClock(Date.now());
+  let t: TestSluice;
+  let database: TestDatabase | null = null;
+  let app: { id: string; apiKey: string };
+  let other: { id: string; apiKey: string };
+
+  const start = async (dataDir?: string) => {
+    t = await startTestSluice({ clock, ...(dataDir ? { dataDir } : {}), env: database ? { SLUICE_DATABASE_URL: database.url } : {} });
+  };
+  beforeAll(async () => {
+    database = store === 'postgres' ? await createTestDatabase('sluice_chain') : null;
+    await start();
+    app = await t.createApp('api');
+    other = await t.createApp('other api');
+  });
+  afterAll(async () => {
+    await t?.close();
+    await database?.drop();
+  });
+
+  const chains = (): ChainService => t.sluice.chains;
+  const balance = async (accountId: string): Promise<bigint> => {
+    const account = await t.sluice.ledger.getAccount(accountId);
+    return account ? account.creditsPostedMsat - account.debitsPostedMsat : 0n;
+  };
+
+  /** Buys a chain over REST and has the devnet wallet alice pay it. */
+  async function buy(steps: number, options: { pay?: boolean; appId?: string } = {}) {
+    const seed = randomBytes(32);
+    const links = buildChain(seed, steps);
+    const bought = await t.call('POST', '/v1/paycall/chains', {
+      key: null,
+      body: { app_id: options.appId ?? app.id, anchor: (links[0] as Buffer).toString('hex'), steps },
+    });
+    expect(bought.status, JSON.stringify(bought.body)).toBe(201);
+    if (options.pay !== false) {
+      const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: bought.body.invoice.payment_request, wallet: 'alice' } });
+      expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+      for (let i = 0; i < 50 && (await chains().get(bought.body.chain_id))?.status === 'pending'; i += 1) await new Promise((r) => setTimeout(r, 10));
+    }
+    return { id: bought.body.chain_id as string, links, body: bought.body };
+  }
+
+  const price = (priceMsat: bigint, appId = app.id): CallPrice => ({ priceMsat: msat(priceMsat), appId, service: 'api' });
+  const request = (header: string | undefined): GateRequest => ({ method: 'GET', path: '/paid', headers: header === undefined ? {} : { 'sluice-chain': header } });
+  const spend = (id: string, index: number, link: Buffer, priceMsat = 1000n) => chains().spend(id, index, link, { appId: app.id, priceMsat: msat(priceMsat) });
+
+  it('sells a chain for steps x step price; it is pending until paid, then active with the money on its own account', async () => {
+    const appBefore = await balance(`app:${app.id}`);
+    const { id, links, body } = await buy(100, { pay: false });
+    expect(body).toMatchObject({
+      app_id: app.id, anchor: (links[0] as Buffer).toString('hex'), steps: 100, step_msat: '1000', amount_msat: '100000',
+      status: 'pending', index: 0, remaining_steps: 100, remaining_msat: '100000',
+    });
+    expect(body.chain_id).toMatch(/^ch_/);
+    expect(body.expires_at).toBe(Math.floor(clock.now() / 1000) + 2_592_000);
+    expect(body.invoice.payment_request).toMatch(/^lnbcrt1/);
+    expect(await spend(id, 1, links[1] as Buffer)).toMatchObject({ ok: false, error: 'Unpaid' });
+
+    const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: body.invoice.payment_request, wallet: 'alice' } });
+    expect(paid.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 20));
+    const got = await t.call('GET', `/v1/paycall/chains/${id}`, { key: null });
+    expect(got.body).toMatchObject({ status: 'active', index: 0, remaining_msat: '100000' });
+    expect(await balance(`chain:${id}`)).toBe(100_000n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore);
+  });
+
+  it('accepts each next link once, k steps for a pricier call, and pays the app exactly', async () => {
+    const { id, links } = await buy(50);
+    const appBefore = await balance(`app:${app.id}`);
+    const scheme = createChainScheme(chains(), { buyUrl: BUY_URL });
+    const one = await scheme.authorize(request(formatChainHeader({ chainId: id, index: 1, link: links[1] as Buffer })), price(1000n));
+    expect(one).toEqual({ kind: 'allowed', scheme: 'chain', chargedMsat: 1000n, responseHeaders: { 'sluice-chain-balance': 'steps=49; msat=49000; index=1' } });
+    // 2,500 msat at 1,000 a step: ceil = 3 steps, so the call reveals w_4.
+    const three = await scheme.authorize(request(formatChainHeader({ chainId: id, index: 4, link: links[4] as Buffer })), price(2500n));
+    expect(three).toMatchObject({ kind: 'allowed', chargedMsat: 3000n, responseHeaders: { 'sluice-chain-balance': 'steps=46; msat=46000; index=4' } });
+    expect(await balance(`chain:${id}`)).toBe(46_000n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 4000n);
+    expect((await chains().get(id))?.index).toBe(4);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
+  it('refuses forged, replayed, out-of-order, skipped, short, malformed and foreign links, changing nothing', async () => {
+    const { id, links } = await buy(10);
+    expect(await spend(id, 1, links[1] as Buffer)).toMatchObject({ ok: true, index: 1 });
+    const forged = Buffer.from(links[2] as Buffer);
+    forged[31] = (forged[31] as number) ^ 0x80;
+    const scheme = createChainScheme(chains(), { buyUrl: BUY_URL });
+    const rows: { description: string; header: string; price?: bigint; status: number; code: string }[] = [
+      { description: 'forged link', header: formatChainHeader({ chainId: id, index: 2, link: forged }), status: 401, code: 'chain_link_invalid' },
+      { description: 'a link of another chain', header: formatChainHeader({ chainId: id, index: 2, link: randomBytes(32) }), status: 401, code: 'chain_link_invalid' },
+      { description: 'replayed link', header: formatChainHeader({ chainId: id, index: 1, link: links[1] as Buffer }), status: 401, code: 'chain_link_replayed' },
+      { description: 'an older link', header: formatChainHeader({ chainId: id, index: 1, link: links[0] as Buffer }), status: 401, code: 'chain_link_replayed' },
+      { description: 'out of order (w_3 before w_2)', header: formatChainHeader({ chainId: id, index: 3, link: links[3] as Buffer }), status: 401, code: 'chain_link_skipped' },
+      { description: 'skipped ahead', header: formatChainHeader({ chainId: id, index: 9, link: links[9] as Buffer }), status: 401, code: 'chain_link_skipped' },
+      { description: 'short: 1 step for a 2-step call', header: formatChainHeader({ chainId: id, index: 2, link: links[2] as Buffer }), price: 2000n, status: 402, code: 'chain_link_short' },
+      { description: 'more steps than left', header: formatChainHeader({ chainId: id, index: 10, link: links[10] as Buffer }), price: 10_000n, status: 402, code: 'chain_exhausted' },
+      { description: 'malformed', header: `${id} 2 ${(links[2] as Buffer).toString('hex').toUpperCase()}`, status: 401, code: 'chain_malformed' },
+      { description: 'garbage', header: 'hello', status: 401, code: 'chain_malformed' },
+      { description: 'unknown chain', header: formatChainHeader({ chainId: 'ch_nosuchchain', index: 2, link: links[2] as Buffer }), status: 401, code: 'chain_unknown' },
+    ];
+    for (const row of rows) {
+      const outcome = await scheme.authorize(request(row.header), price(row.price ?? 1000n));
+      expect(outcome, row.description).toMatchObject({ kind: 'refused', status: row.status, code: row.code });
+      if (row.status === 402 && outcome.kind === 'refused') expect(outcome.responseHeaders['sluice-chain-offer'], row.description).toContain('buy="http://sluice.test');
+    }
+    // A chain pays only its own app.
+    expect(await scheme.authorize(request(formatChainHeader({ chainId: id, index: 2, link: links[2] as Buffer })), price(1000n, other.id)))
+      .toMatchObject({ kind: 'refused', code: 'chain_unknown' });
+    expect(await balance(`chain:${id}`)).toBe(9000n);
+    // Nothing moved: the honest next call still works, and the out-of-order one after it.
+    expect(await spend(id, 2, links[2] as Buffer)).toMatchObject({ ok: true, index: 2, remainingSteps: 8 });
+    expect(await spend(id, 3, links[3] as Buffer)).toMatchObject({ ok: true, index: 3 });
+  });
+
+  it('serves exactly one of two (or twenty) requests racing with the same link', async () => {
+    const { id, links } = await buy(10);
+    const results = await Promise.all(Array.from({ length: 20 }, () => spend(id, 1, links[1] as Buffer)));
+    expect(results.filter((r) => r.ok)).toHaveLength(1);
+    expect(results.filter((r) => !r.ok).every((r) => !r.ok && r.error === 'Replayed')).toBe(true);
+    // Racing distinct next links of many chains: all accepted, in one or a few commits.
+    const many = await Promise.all(Array.from({ length: 8 }, () => buy(5)));
+    const spent = await Promise.all(many.map(({ id: chainId, links: chainLinks }) => spend(chainId, 1, chainLinks[1] as Buffer)));
+    expect(spent.every((r) => r.ok)).toBe(true);
+    expect(await balance(`chain:${id}`)).toBe(9000n);
+  });
+
+  it('prices steps below one satoshi exactly', async () => {
+    chains().setStepMsat(other.id, msat(250n));
+    const { id, links, body } = await buy(7, { appId: other.id });
+    expect(body).toMatchObject({ step_msat: '250', amount_msat: '1750' });
+    const before = await balance(`app:${other.id}`);
+    // 600 msat at 250 a step: 3 steps (750 msat), rounded against the caller.
+    expect(await chains().spend(id, 3, links[3] as Buffer, { appId: other.id, priceMsat: msat(600n) })).toMatchObject({ ok: true, steps: 3, remainingSteps: 4 });
+    expect(await balance(`app:${other.id}`)).toBe(before + 750n);
+    expect(await balance(`chain:${id}`)).toBe(1000n);
+  });
+
+  it('refuses calls after expiry, but still refunds an expired chain exactly', async () => {
+    const { id, links } = await buy(20);
+    expect(await spend(id, 1, links[1] as Buffer)).toMatchObject({ ok: true });
+    clock.advanceMs(2_592_000 * 1000);
+    expect(await spend(id, 2, links[2] as Buffer)).toMatchObject({ ok: false, error: 'Expired' });
+    expect((await t.call('GET', `/v1/paycall/chains/${id}`, { key: null })).body).toMatchObject({ status: 'expired', index: 1, remaining_msat: '19000' });
+    const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '19000', wallet: 'carol' } });
+    const carolBefore = t.sluice.devnet?.nodeBalanceMsat('carol') as bigint;
+    const refunded = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { index: 2, link: (links[2] as Buffer).toString('hex'), invoice: invoice.body.payment_request } });
+    expect(refunded.status, JSON.stringify(refunded.body)).toBe(200);
+    expect(refunded.body).toMatchObject({ status: 'refunded', refund: { amount_msat: '19000' } });
+    expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore + 19_000n);
+  });
+
+  it('refunds unused steps exactly; the app lends the fee budget and pays only the routing fee; then the chain pays for nothing', async () => {
+    const { id, links } = await buy(100);
+    for (let i = 1; i <= 30; i += 1) expect(await spend(id, i, links[i] as Buffer)).toMatchObject({ ok: true });
+    const appBefore = await balance(`app:${app.id}`);
+    const wrongAmount = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '69999', wallet: 'carol' } });
+    const refusals: [string, Record<string, unknown>, number, string][] = [
+      ['a replayed proof', { index: 30, link: (links[30] as Buffer).toString('hex'), invoice: wrongAmount.body.payment_request }, 401, 'chain_link_replayed'],
+      ['a skipped proof', { index: 32, link: (links[32] as Buffer).toString('hex'), invoice: wrongAmount.body.payment_request }, 401, 'chain_link_skipped'],
+      ['a forged proof', { index: 31, link: randomBytes(32).toString('hex'), invoice: wrongAmount.body.payment_request }, 401, 'chain_link_invalid'],
+      ['an invoice for another amount', { index: 31, link: (links[31] as Buffer).toString('hex'), invoice: wrongAmount.body.payment_request }, 400, 'payout_amount_mismatch'],
+      ['no destination', { index: 31, link: (links[31] as Buffer).toString('hex') }, 400, 'invalid_request'],
+      ['a bad invoice', { index: 31, link: (links[31] as Buffer).toString('hex'), invoice: 'lnbcrt1garbage' }, 400, 'invoice_invalid'],
+    ];
+    for (const [description, body, status, code] of refusals) {
+      const refused = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body });
+      expect(refused.status, description).toBe(status);
+      expect(refused.body.error.code, description).toBe(code);
+    }
+    // Refusals changed nothing: the chain still pays.
+    expect(await spend(id, 31, links[31] as Buffer)).toMatchObject({ ok: true, remainingSteps: 69 });
+
+    const carolBefore = t.sluice.devnet?.nodeBalanceMsat('carol') as bigint;
+    const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '69000', wallet: 'carol' } });
+    const refunded = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { index: 32, link: (links[32] as Buffer).toString('hex'), invoice: invoice.body.payment_request } });
+    expect(refunded.status, JSON.stringify(refunded.body)).toBe(200);
+    expect(refunded.body).toMatchObject({ status: 'refunded', remaining_msat: '0', refund: { amount_msat: '69000', payment: { status: 'succeeded', amount_msat: '69000' } } });
+    expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore + 69_000n);
+    const fee = BigInt(refunded.body.refund.payment.fee_msat);
+    for (let i = 0; i < 50 && (await balance(`chain:${id}`)) !== 0n; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balance(`chain:${id}`)).toBe(0n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 1000n - fee);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+
+    expect(await spend(id, 32, links[32] as Buffer)).toMatchObject({ ok: false, error: 'Refunded' });
+    // Asked again: the same refund, not a second one.
+    const again = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { index: 32, link: (links[32] as Buffer).toString('hex'), invoice: invoice.body.payment_request } });
+    expect(again.body).toMatchObject({ status: 'refunded', refund: { amount_msat: '69000', payment: { status: 'succeeded' } } });
+    expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore + 69_000n);
+  });
+
+  it('refuses to refund a chain that was never paid or whose steps are all spent', async () => {
+    const unpaid = await buy(3, { pay: false });
+    const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '3000', wallet: 'carol' } });
+    const body = (index: number, link: Buffer) => ({ index, link: link.toString('hex'), invoice: invoice.body.payment_request });
+    expect((await t.call('POST', `/v1/paycall/chains/${unpaid.id}/refund`, { key: null, body: body(1, unpaid.links[1] as Buffer) })).body.error.code).toBe('chain_unpaid');
+    const spentOut = await buy(2);
+    expect(await spend(spentOut.id, 2, spentOut.links[2] as Buffer, 2000n)).toMatchObject({ ok: true, remainingSteps: 0 });
+    expect((await chains().get(spentOut.id))?.status).toBe('exhausted');
+    expect(await spend(spentOut.id, 3, randomBytes(32))).toMatchObject({ ok: false, error: 'Exhausted' });
+    expect((await t.call('POST', `/v1/paycall/chains/${spentOut.id}/refund`, { key: null, body: body(3, randomBytes(32)) })).body.error.code).toBe('chain_nothing_to_refund');
+    expect((await t.call('POST', '/v1/paycall/chains/ch_nosuch/refund', { key: null, body: body(1, randomBytes(32)) })).status).toBe(404);
+  });
+
+  it('refuses bad purchases with a code', async () => {
+    const anchor = randomBytes(32).toString('hex');
+    const rows: [string, Record<string, unknown>, number, string][] = [
+      ['unknown app', { app_id: 'app_nosuch', anchor, steps: 10 }, 404, 'app_not_found'],
+      ['uppercase anchor', { app_id: app.id, anchor: anchor.toUpperCase(), steps: 10 }, 400, 'invalid_request'],
+      ['short anchor', { app_id: app.id, anchor: anchor.slice(2), steps: 10 }, 400, 'invalid_request'],
+      ['zero steps', { app_id: app.id, anchor, steps: 0 }, 400, 'invalid_request'],
+      ['too many steps', { app_id: app.id, anchor, steps: 10_000_001 }, 400, 'invalid_request'],
+      ['extra field', { app_id: app.id, anchor, steps: 10, seed: anchor }, 400, 'unknown_field'],
+    ];
+    for (const [description, body, status, code] of rows) {
+      const refused = await t.call('POST', '/v1/paycall/chains', { key: null, body });
+      expect(refused.status, description).toBe(status);
+      expect(refused.body.error.code, description).toBe(code);
+    }
+    expect((await t.call('GET', '/v1/paycall/chains/ch_nosuch', { key: null })).status).toBe(404);
+  });
+
+  it('a restart on the same data cannot accept a spent link again', async () => {
+    const { id, links } = await buy(10);
+    for (let i = 1; i <= 4; i += 1) expect(await spend(id, i, links[i] as Buffer)).toMatchObject({ ok: true });
+    const pending = await buy(3, { pay: false });
+    const dataDir = t.dataDir;
+    await t.close();
+    await start(dataDir);
+    expect(await spend(id, 4, links[4] as Buffer)).toMatchObject({ ok: false, error: 'Replayed' });
+    expect(await spend(id, 3, links[3] as Buffer)).toMatchObject({ ok: false, error: 'Replayed' });
+    expect(await spend(id, 5, links[5] as Buffer)).toMatchObject({ ok: true, index: 5, remainingSteps: 5 });
+    expect(await balance(`chain:${id}`)).toBe(5000n);
+    // A chain bought before the restart can still be paid and used after it.
+    const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: pending.body.invoice.payment_request, wallet: 'alice' } });
+    expect(paid.status).toBe(200);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(await spend(pending.id, 1, pending.links[1] as Buffer)).toMatchObject({ ok: true });
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+});
+}
+
+export type { Msat };
