@@ -60,6 +60,11 @@ export const ERROR_CODES = {
   payout_amount_mismatch: { status: 400, meaning: 'The payout invoice does not ask for exactly the amount Sluice asked for.' },
   overloaded: { status: 503, meaning: 'Too much in flight (the ledger queue, or requests on one WebSocket connection); nothing was applied. Retry with the same ref.' },
 
+  // Pay per call: the gate, its middleware and the gateway
+  payment_required: { status: 402, meaning: 'This route has a price and the request carries no payment credential; the 402 carries every scheme\'s challenge (Sluice-Chain-Offer, WWW-Authenticate) and price_msat.' },
+  upstream_timeout: { status: 504, meaning: 'The gateway\'s upstream did not answer within the configured upstream timeout.' },
+  upstream_unavailable: { status: 502, meaning: 'The gateway could not reach its upstream (connection refused or reset) or the upstream answered something that is not HTTP.' },
+
   // Apps
   app_not_found: { status: 404, meaning: 'No app with this id.' },
   api_key_not_found: { status: 404, meaning: 'No API key with this id for this app.' },

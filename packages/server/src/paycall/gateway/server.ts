@@ -1,0 +1,218 @@
+/**
+ * The gateway: a reverse proxy that puts prices on an upstream HTTP API.
+ *
+ * For each request, in this order:
+ * 1. its own health check (`health_path`), answered here and never forwarded;
+ * 2. a path that an upstream could read differently from the price matcher ("..",
+ *    encoded slashes, encoded unreserved characters) is refused: 400 invalid_request;
+ * 3. the first route rule that matches prices it; no rule: 404 not_found (nothing is
+ *    forwarded that the config does not name, so a forgotten route is never free);
+ * 4. the gate judges it (free, a chain link, an L402 token); refused: status, challenge
+ *    headers and `{"error":{code,message},"price_msat"}`;
+ * 5. allowed: forwarded with the payment credentials removed and X-Forwarded-* set, bodies
+ *    streamed both ways; the gate's response headers (the chain balance) are added.
+ * Upstream failures: 504 upstream_timeout, 502 upstream_unavailable. A call the gate
+ * accepted is paid even when the upstream then fails (as in Aperture): the money moved
+ * before the upstream was asked.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import replyFrom from '@fastify/reply-from';
+import type { Logger } from 'pino';
+import { errorBody, type ErrorCode } from '../../errors/codes.js';
+import type { PayCallGate } from '../gate.js';
+import { createPayCallJudge, pathOf, type PayCallDecision, type PayCallJudge } from '../middleware/core.js';
+import { ambiguousPathReason, createRoutePrices } from '../route-prices.js';
+import type { GatewayConfig } from './config.js';
+import { forwardedHeaders, upstreamRequestHeaders } from './forwarded.js';
+import { probeUpstream, type UpstreamProbe } from './health.js';
+import { tunnelUpgrade, writeSocketResponse, type UpgradeRefusal } from './upgrade.js';
+
+export interface GatewayDeps {
+  config: GatewayConfig;
+  gate: PayCallGate;
+  /** The app that is paid (the config's app_id, or the gateway's own app). */
+  appId: string;
+  logger: Logger;
+  /** Extra fields for the health answer (e.g. the Lightning backend of the Sluice beside it). */
+  healthDetails?: () => Record<string, unknown>;
+}
+
+export interface Gateway {
+  readonly http: FastifyInstance;
+  /** Listens on the config's address; resolves with the base URL. */
+  listen(): Promise<string>;
+  /** Stops accepting, lets requests in progress finish, cuts WebSocket tunnels. */
+  close(): Promise<void>;
+}
+
+type Verdict =
+  | { kind: 'forward'; responseHeaders: Record<string, string>; stripHeaders: string[] }
+  | { kind: 'refuse'; status: number; headers: Record<string, string | string[]>; body: unknown };
+
+function refuse(status: number, code: ErrorCode, message: string): Verdict {
+  return { kind: 'refuse', status, headers: {}, body: errorBody(code, message) };
+}
+
+async function judgeRequest(judge: PayCallJudge, method: string, url: string, headers: http.IncomingHttpHeaders): Promise<Verdict> {
+  const path = pathOf(url);
+  const ambiguous = ambiguousPathReason(path);
+  if (ambiguous !== null) return refuse(400, 'invalid_request', `${ambiguous}; the gateway forwards only unambiguous paths`);
+  const decision: PayCallDecision = await judge.decide({ method, url, headers });
+  if (decision.kind === 'unpriced') return refuse(404, 'not_found', `no route of the gateway config matches ${method} ${path}`);
+  if (decision.kind === 'refused') return { kind: 'refuse', status: decision.status, headers: decision.responseHeaders, body: decision.body };
+  return { kind: 'forward', responseHeaders: decision.responseHeaders, stripHeaders: decision.stripHeaders };
+}
+
+function upstreamFailure(error: Error & { code?: string; statusCode?: number; cause?: unknown }): { status: number; code: ErrorCode; message: string } {
+  const causeCode = (error.cause as { code?: string } | undefined)?.code;
+  const timedOut = error.statusCode === 504 || error.code === 'UND_ERR_CONNECT_TIMEOUT' || causeCode === 'UND_ERR_HEADERS_TIMEOUT' || causeCode === 'UND_ERR_BODY_TIMEOUT';
+  if (timedOut) return { status: 504, code: 'upstream_timeout', message: 'the upstream did not answer in time' };
+  return { status: 502, code: 'upstream_unavailable', message: `the upstream could not be reached (${causeCode ?? error.code ?? error.message})` };
+}
+
+export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
+  const { config, logger } = deps;
+  const judge = createPayCallJudge({ gate: deps.gate, appId: deps.appId, routes: createRoutePrices(config.routes), service: config.service });
+  const upstreamUrl = (pathAndQuery: string): URL => new URL(config.upstreamBasePath + pathAndQuery, config.upstreamOrigin);
+
+  const app: FastifyInstance = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    exposeHeadRoutes: false,
+    // Uploads may be slow and large: the upstream decides; the gateway only streams.
+    requestTimeout: 0,
+  });
+
+  // Bodies are never parsed: the raw request stream goes upstream as it arrives.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+
+  await app.register(replyFrom, {
+    base: config.upstreamOrigin,
+    disableRequestLogging: true,
+    // A paid call is sent upstream once; retrying is the client's choice.
+    retryMethods: [],
+    undici: {
+      connections: config.upstreamConnections,
+      headersTimeout: config.upstreamTimeoutMs,
+      bodyTimeout: config.upstreamTimeoutMs,
+      // reply-from would otherwise skip certificate checks for https upstreams.
+      connect: { rejectUnauthorized: true },
+    },
+  });
+
+  let closing = false;
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) {
+      reply.header('connection', 'close');
+      return reply.code(503).send(errorBody('shutting_down'));
+    }
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const status = error.statusCode ?? 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, 'gateway error');
+      return reply.code(500).send(errorBody('internal_error', 'internal error'));
+    }
+    return reply.code(status === 413 ? 413 : 400).send(errorBody(status === 413 ? 'body_too_large' : 'invalid_request', error.message));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(errorBody('not_found', `no route ${request.method} ${pathOf(request.url)}`));
+  });
+
+  const health = async (): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const upstream: UpstreamProbe = await probeUpstream(upstreamUrl(config.upstreamHealthPath), Math.min(config.upstreamTimeoutMs, 5_000));
+    return {
+      status: upstream.reachable ? 200 : 503,
+      body: { status: upstream.reachable ? 'ok' : 'upstream_unreachable', gateway: 'ok', upstream, routes: config.routes.length, ...deps.healthDetails?.() },
+    };
+  };
+
+  app.all('*', async (request, reply) => {
+    const raw = request.raw;
+    if (pathOf(raw.url ?? '/') === config.healthPath) {
+      if (request.method !== 'GET' && request.method !== 'HEAD') return reply.code(405).header('allow', 'GET, HEAD').send(errorBody('not_found', 'the health check answers GET only'));
+      const answer = await health();
+      return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
+    }
+    const verdict = await judgeRequest(judge, request.method, raw.url ?? '/', request.headers);
+    if (verdict.kind === 'refuse') return reply.code(verdict.status).headers(verdict.headers).send(verdict.body);
+    const forwarded = forwardedHeaders(raw, config);
+    reply.headers(verdict.responseHeaders);
+    return reply.from(config.upstreamBasePath + (raw.url ?? '/'), {
+      rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, verdict.stripHeaders, forwarded),
+      rewriteHeaders: (headers) => ({ ...headers, ...verdict.responseHeaders }),
+      onError: (errorReply, { error }) => {
+        const failure = upstreamFailure(error);
+        logger.warn({ code: failure.code, err: error.message }, 'upstream request failed');
+        errorReply.code(failure.status).send(errorBody(failure.code, failure.message));
+      },
+    });
+  });
+
+  const tunnels = new Set<Duplex>();
+  const onUpgrade = (request: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => socket.destroy());
+    const method = request.method ?? 'GET';
+    const url = request.url ?? '/';
+    const answer = (refusal: UpgradeRefusal): void => writeSocketResponse(socket, refusal);
+    if (closing) return answer({ status: 503, headers: {}, body: errorBody('shutting_down') });
+    if (pathOf(url) === config.healthPath) return answer({ status: 404, headers: {}, body: errorBody('not_found', 'the health check is not a WebSocket') });
+    judgeRequest(judge, method, url, request.headers).then(
+      (verdict) => {
+        if (verdict.kind === 'refuse') return answer({ status: verdict.status, headers: verdict.headers, body: verdict.body });
+        const target = upstreamUrl(url);
+        tunnelUpgrade(request, socket, head, {
+          target,
+          method,
+          headers: { ...upstreamRequestHeaders(request.headers, verdict.stripHeaders, forwardedHeaders(request, config)), host: target.host },
+          responseHeaders: verdict.responseHeaders,
+          timeoutMs: config.upstreamTimeoutMs,
+          onUpstreamError: (kind, error) => {
+            logger.warn({ err: error.message }, 'upstream upgrade failed');
+            return kind === 'timeout'
+              ? { status: 504, headers: verdict.responseHeaders, body: errorBody('upstream_timeout', 'the upstream did not answer the upgrade in time') }
+              : { status: 502, headers: verdict.responseHeaders, body: errorBody('upstream_unavailable', `the upstream could not be reached (${(error as { code?: string }).code ?? error.message})`) };
+          },
+          track: (sockets) => {
+            for (const one of sockets) {
+              tunnels.add(one);
+              one.once('close', () => tunnels.delete(one));
+            }
+          },
+        });
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, 'gateway upgrade error');
+        answer({ status: 500, headers: {}, body: errorBody('internal_error', 'internal error') });
+      },
+    );
+  };
+  app.server.on('upgrade', onUpgrade);
+
+  await app.ready();
+  let closed: Promise<void> | null = null;
+  return {
+    http: app,
+    async listen() {
+      await app.listen({ host: config.listen.host, port: config.listen.port });
+      const address = app.server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      return `http://${host}:${address.port}`;
+    },
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        for (const socket of tunnels) socket.destroy();
+        await app.close();
+      })();
+      return closed;
+    },
+  };
+}
