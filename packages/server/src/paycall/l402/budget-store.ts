@@ -53,19 +53,19 @@ export interface L402BudgetStore {
 
 const upsert = (p: (index: number) => string) => `
 INSERT INTO l402_token_usage (token_id, calls_used, msat_used, first_used_at, last_used_at)
-VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(4)})
+VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)})
 ON CONFLICT (token_id) DO UPDATE SET
   calls_used = l402_token_usage.calls_used + excluded.calls_used,
   msat_used = l402_token_usage.msat_used + excluded.msat_used,
   last_used_at = excluded.last_used_at
-WHERE l402_token_usage.calls_used <= ${p(5)} AND l402_token_usage.msat_used <= ${p(6)}
+WHERE l402_token_usage.calls_used <= ${p(6)} AND l402_token_usage.msat_used <= ${p(7)}
 RETURNING calls_used, msat_used`;
 
 const select = (p: (index: number) => string) => `SELECT calls_used, msat_used FROM l402_token_usage WHERE token_id = ${p(1)}`;
 
 type Row = { calls_used: bigint | number; msat_used: bigint | number };
 
-const params = (use: BudgetUse) => [use.tokenId, use.calls, use.msat, use.at, use.callsLimit - use.calls, use.msatLimit - use.msat];
+const params = (use: BudgetUse) => [use.tokenId, use.calls, use.msat, use.at, use.at, use.callsLimit - use.calls, use.msatLimit - use.msat];
 
 export function createSqliteL402BudgetStore(db: SqliteDatabase): L402BudgetStore {
   migrateSqlite(db, sqliteL402Migrations);
