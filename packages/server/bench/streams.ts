@@ -5,7 +5,10 @@
  * ilp-protocol-stream between two in-process plugins. Prints a markdown section.
  *
  *   npm run build && npx tsx packages/server/bench/streams.ts [--seconds 5] [--json out.json]
- *     [--phases throughput,latency,lightning,ilp]
+ *     [--phases throughput,latency,lightning,ilp] [--streams 100] [--targets sluice]
+ *
+ * --streams and --targets narrow the throughput and latency runs (for A/B comparisons while
+ * working on the charge path; the recorded tables come from a full run).
  *
  * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the Sluice process.
  *
@@ -185,8 +188,18 @@ async function measure(server: Child, run: () => Promise<LoadResult>): Promise<{
 export type StreamsPhase = 'throughput' | 'latency' | 'lightning' | 'ilp';
 export const STREAMS_PHASES: readonly StreamsPhase[] = ['throughput', 'latency', 'lightning', 'ilp'];
 
-export async function runStreamsBenchmark(options: { secondsPerRun?: number; warmupS?: number; phases?: readonly StreamsPhase[]; log?: (line: string) => void } = {}): Promise<StreamsReport> {
+export async function runStreamsBenchmark(options: {
+  secondsPerRun?: number;
+  warmupS?: number;
+  phases?: readonly StreamsPhase[];
+  /** Only these stream counts in the throughput and latency runs (default: all). */
+  streamCounts?: readonly number[];
+  targets?: readonly Target[];
+  log?: (line: string) => void;
+} = {}): Promise<StreamsReport> {
   const phases = new Set(options.phases ?? STREAMS_PHASES);
+  const counts = (all: readonly number[]) => all.filter((count) => !options.streamCounts || options.streamCounts.includes(count));
+  const targets = (['echo', 'sluice'] as const).filter((target) => !options.targets || options.targets.includes(target));
   const seconds = options.secondsPerRun ?? 5;
   const warmupS = options.warmupS ?? 1;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -229,8 +242,8 @@ export async function runStreamsBenchmark(options: { secondsPerRun?: number; war
     const closeAll = (connections: LoadConnection[]) => connections.forEach((conn) => conn.ws.close());
 
     let runTag = 0;
-    for (const streams of phases.has('throughput') ? STREAM_COUNTS : []) {
-      for (const target of ['echo', 'sluice'] as const) {
+    for (const streams of phases.has('throughput') ? counts(STREAM_COUNTS) : []) {
+      for (const target of targets) {
         log(`closed loop: ${target}, ${streams} streams`);
         const connections = await connect(target, streams);
         const measured = await measure(server(target), () =>
@@ -240,8 +253,8 @@ export async function runStreamsBenchmark(options: { secondsPerRun?: number; war
       }
     }
 
-    for (const streams of phases.has('latency') ? [100, 1000] : []) {
-      for (const target of ['echo', 'sluice'] as const) {
+    for (const streams of phases.has('latency') ? counts([100, 1000]) : []) {
+      for (const target of targets) {
         log(`open loop at ${OFFERED_PER_S}/s: ${target}, ${streams} streams`);
         const connections = await connect(target, streams);
         const measured = await measure(server(target), () =>
@@ -293,6 +306,11 @@ const refusalText = (refusals: Record<string, number>) => {
   return entries.length === 0 ? '0' : entries.map(([code, count]) => `${count} ${code}`).join(', ');
 };
 const met = (ok: boolean) => (ok ? '**met**' : '**missed**');
+/**
+ * Server CPU time per acknowledged message (µs): less noisy than rates on a shared machine.
+ * The CPU share covers the warm-up too, so this slightly overstates it (same for every row).
+ */
+const cpuPerAck = (r: ThroughputRow) => (r.result.perSecond > 0 ? ((r.serverCpuPercent / 100 / r.result.perSecond) * 1e6).toFixed(1) : '—');
 
 export function streamsMarkdown(report: StreamsReport): string {
   const lines: string[] = [];
@@ -310,13 +328,13 @@ export function streamsMarkdown(report: StreamsReport): string {
     'and sends each back unread. CPU: share of one core, over the run.',
     '',
   );
-  row(['streams', 'connections', 'server', 'acked per second', 'p50 ms', 'p99 ms', 'refused', 'server CPU', 'client CPU', 'Sluice / echo']);
-  row(['---:', '---:', '---', '---:', '---:', '---:', '---', '---:', '---:', '---:']);
+  row(['streams', 'connections', 'server', 'acked per second', 'p50 ms', 'p99 ms', 'refused', 'server CPU', 'server CPU µs per ack', 'client CPU', 'Sluice / echo']);
+  row(['---:', '---:', '---', '---:', '---:', '---:', '---', '---:', '---:', '---:', '---:']);
   for (const r of report.throughput) {
     const echo = echoFor(r.streams);
     const ratio = r.target === 'sluice' && echo ? `${((r.result.perSecond / echo.result.perSecond) * 100).toFixed(0)}%` : '';
     row([int(r.streams), r.connections, r.target === 'sluice' ? 'Sluice' : 'bare ws echo', int(r.result.perSecond), ms(r.result.p50Ms), ms(r.result.p99Ms),
-      refusalText(r.result.refusals), `${r.serverCpuPercent.toFixed(0)}%`, `${r.result.clientCpuPercent.toFixed(0)}%`, ratio]);
+      refusalText(r.result.refusals), `${r.serverCpuPercent.toFixed(0)}%`, cpuPerAck(r), `${r.result.clientCpuPercent.toFixed(0)}%`, ratio]);
   }
 
   lines.push('', `### Streams: ack latency at an offered load of ${int(OFFERED_PER_S)} charges per second`, '');
@@ -326,11 +344,11 @@ export function streamsMarkdown(report: StreamsReport): string {
     'includes any delay of the client itself (its timer wakes every ~1 ms and sends what is due).',
     '',
   );
-  row(['streams', 'connections', 'server', 'offered per second', 'acked per second', 'p50 ms', 'p99 ms', 'max ms', 'refused', 'server CPU']);
-  row(['---:', '---:', '---', '---:', '---:', '---:', '---:', '---:', '---', '---:']);
+  row(['streams', 'connections', 'server', 'offered per second', 'acked per second', 'p50 ms', 'p99 ms', 'max ms', 'refused', 'server CPU', 'server CPU µs per ack']);
+  row(['---:', '---:', '---', '---:', '---:', '---:', '---:', '---:', '---', '---:', '---:']);
   for (const r of report.latency) {
     row([int(r.streams), r.connections, r.target === 'sluice' ? 'Sluice' : 'bare ws echo', int(r.result.offered / r.result.seconds), int(r.result.perSecond),
-      ms(r.result.p50Ms), ms(r.result.p99Ms), ms(r.result.maxMs), refusalText(r.result.refusals), `${r.serverCpuPercent.toFixed(0)}%`]);
+      ms(r.result.p50Ms), ms(r.result.p99Ms), ms(r.result.maxMs), refusalText(r.result.refusals), `${r.serverCpuPercent.toFixed(0)}%`, cpuPerAck(r)]);
   }
 
   lines.push('', '### Streams: Lightning payments per million charges', '');
@@ -404,7 +422,11 @@ function argValue(args: string[], name: string): string | undefined {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const args = process.argv.slice(2);
   const phases = argValue(args, '--phases')?.split(',') as StreamsPhase[] | undefined;
-  const report = await runStreamsBenchmark({ secondsPerRun: Number(argValue(args, '--seconds') ?? 5), ...(phases ? { phases } : {}) });
+  const streamCounts = argValue(args, '--streams')?.split(',').map(Number);
+  const targets = argValue(args, '--targets')?.split(',') as Target[] | undefined;
+  const report = await runStreamsBenchmark({
+    secondsPerRun: Number(argValue(args, '--seconds') ?? 5), ...(phases ? { phases } : {}), ...(streamCounts ? { streamCounts } : {}), ...(targets ? { targets } : {}),
+  });
   const json = argValue(args, '--json');
   if (json) fs.writeFileSync(json, JSON.stringify(report, (_, value) => (typeof value === 'bigint' ? value.toString() : value), 2));
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';

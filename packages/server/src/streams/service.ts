@@ -98,6 +98,8 @@ export interface StreamService {
   stop(): Promise<void>;
   /** One metering pass (the clock calls it each tick; tests call it directly). */
   tick(): Promise<void>;
+  /** Streams held in memory: open ones, and closed ones still settling or listened to (metrics, tests). */
+  liveStreams(): number;
 }
 
 export interface StreamServiceDeps {
@@ -126,6 +128,15 @@ interface LiveStream {
   /** Asked of the payer (destination kind "invoice"): the exact amount and the fee budget. */
   payoutAsked: { amountMsat: Msat; maxFeeMsat: Msat } | null;
   listeners: Set<StreamListener>;
+  /**
+   * Async steps that may still read or change this state (requests, background settlement
+   * work, the clock). A closed stream leaves memory only when this is 0 and nothing else ties
+   * it there (see `evictable`); every step takes the state through `acquire`, which counts it
+   * in the same tick as it finds it, so no step ever holds a state that was evicted.
+   */
+  busy: number;
+  /** Unique per loaded instance: payout idempotency keys include it, because the counters below restart at 0 after a reload. */
+  epoch: string;
   /**
    * Events reach subscribers strictly in seq order: a seq is taken before its commit, so a
    * later event (a pause) may be ready before an earlier one (a charge still committing).
@@ -246,9 +257,17 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     return created;
   };
 
-  const load = async (streamId: string): Promise<LiveStream | null> => {
+  /**
+   * The live state of a stream, loaded when not in memory, counted busy until `release`.
+   * The count is taken in the same tick as the state is found in (or put into) the map, so
+   * eviction, which runs only when the count is 0, can never pull it from under the caller.
+   */
+  const acquire = async (streamId: string): Promise<LiveStream | null> => {
     const cached = live.get(streamId);
-    if (cached) return cached;
+    if (cached) {
+      cached.busy += 1;
+      return cached;
+    }
     const row = await store.getStream(streamId);
     if (!row) return null;
     const account = await ledger.getAccount(row.accountId);
@@ -262,14 +281,56 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       }
     }
     const again = live.get(streamId);
-    if (again) return again;
+    if (again) {
+      again.busy += 1;
+      return again;
+    }
     const state: LiveStream = {
       row, seq, balance: balanceOf(account), held: account.debitsPendingMsat, pendingOps: 0, topUp: null,
-      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(), nextDelivery: seq + 1, waiting: new Map(), feeAdvance: 0n,
+      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'),
+      nextDelivery: seq + 1, waiting: new Map(), feeAdvance: 0n,
     };
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     return state;
+  };
+
+  /**
+   * A closed stream with nothing under way and nobody listening is dropped from memory, so
+   * memory holds open streams (and closed ones still settling), not every stream ever closed.
+   * A later request loads it again from the store (and is refused: stream_closed). Kept while
+   * a payout is being decided or asked of the payer, or the refund's fee advance is out: that
+   * state exists only in memory. A payout or top-up resolving later loads the stream again.
+   */
+  const evictable = (state: LiveStream): boolean =>
+    state.busy === 0 && state.row.status === 'closed' && state.listeners.size === 0 && state.pendingOps === 0 && state.waiting.size === 0
+    && !state.payoutBusy && state.payoutAsked === null && state.feeAdvance === 0n;
+
+  const release = (state: LiveStream): void => {
+    state.busy -= 1;
+    if (state.busy < 0) throw new Error(`stream ${state.row.id} released more often than acquired`);
+    if (evictable(state) && live.get(state.row.id) === state) {
+      live.delete(state.row.id);
+      byAccount.delete(state.row.accountId);
+    }
+  };
+
+  /** Runs `step` with the stream acquired (null: no such stream). */
+  const withStream = async <T>(streamId: string, step: (state: LiveStream | null) => Promise<T>): Promise<T> => {
+    const state = await acquire(streamId);
+    try {
+      return await step(state);
+    } finally {
+      if (state) release(state);
+    }
+  };
+
+  /** Settlement work that outlives the request that started it: the stream stays in memory until it ends. */
+  const background = (state: LiveStream, what: string, step: () => Promise<void>): void => {
+    state.busy += 1;
+    step()
+      .catch((error) => logger.error({ err: error, streamId: state.row.id }, `${what} failed`))
+      .finally(() => release(state));
   };
 
   /** Whether a top-up invoice is due (cheap, synchronous: asked after every charge). */
@@ -319,7 +380,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const result = await payments.pay(state.row.appId, {
       target,
       maxFeeMsat,
-      idempotencyKey: `st:${state.row.id}:payout:${state.payouts}:${amountMsat}`,
+      idempotencyKey: `st:${state.row.id}:payout:${state.epoch}.${state.payouts}:${amountMsat}`,
       debitAccountId: state.row.accountId,
     });
     if (!result.ok) {
@@ -344,7 +405,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       amountMsat: maxFeeMsat,
       code: 'refund_fee_advance',
       reference: `${state.row.id}/refund-fee`,
-      idempotencyKey: `st:${state.row.id}:refund-fee:${state.payouts + 1}`,
+      idempotencyKey: `st:${state.row.id}:refund-fee:${state.epoch}.${state.payouts + 1}`,
     });
     if (!result.ok) return false;
     if (!result.replayed) state.balance += maxFeeMsat;
@@ -363,7 +424,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       amountMsat: msat(unused),
       code: 'refund_fee_return',
       reference: `${state.row.id}/refund-fee`,
-      idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.payouts}`,
+      idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.epoch}.${state.payouts}`,
     });
     if (result.ok && !result.replayed) state.balance -= unused;
   };
@@ -414,8 +475,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
   /** After money moved: start settlement work only when some is due (this runs per charge). */
   const afterMoney = (state: LiveStream): void => {
-    if (topUpDue(state)) void maybeTopUp(state).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'top-up failed'));
-    if (payoutDue(state)) void maybePayout(state, false).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'payout failed'));
+    if (topUpDue(state)) background(state, 'top-up', () => maybeTopUp(state));
+    if (payoutDue(state)) background(state, 'payout', () => maybePayout(state, false));
   };
 
   /** Applies one money op for the stream; seq is taken before the commit so acks are ordered. */
@@ -466,12 +527,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     }
   };
 
-  const openStream = async (streamId: string): Promise<LiveStream | Fail> => {
-    const state = await load(streamId);
-    if (!state) return { ok: false, error: 'StreamNotFound' };
-    if (state.row.status !== 'open') return { ok: false, error: 'StreamClosed' };
-    return state;
-  };
+  /** Runs `step` on an open stream (acquired); StreamNotFound or StreamClosed otherwise. */
+  const withOpenStream = <T>(streamId: string, step: (state: LiveStream) => Promise<T | Fail>): Promise<T | Fail> =>
+    withStream(streamId, async (state) => {
+      if (!state) return { ok: false, error: 'StreamNotFound' } as Fail;
+      if (state.row.status !== 'open') return { ok: false, error: 'StreamClosed' } as Fail;
+      return step(state);
+    });
 
   /** Charges the whole seconds of the running segment not yet charged (and, when `final`, the part second). */
   const chargeMeter = async (state: LiveStream, final: boolean): Promise<boolean> => {
@@ -518,40 +580,61 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // Charges already submitted finish before the stream is declared closed.
     while (state.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
     const closed = await record(state, 'closed', { by: actor }, true);
-    void maybePayout(state, true).catch((error) => logger.error({ err: error, streamId: row.id }, 'refund payout failed'));
+    background(state, 'refund payout', () => maybePayout(state, true));
     return closed;
   };
 
+  /** The stream a ledger account belongs to, live or not (an evicted closed stream may still be paid or paid out). */
+  const streamOfAccount = (accountId: string): string | null =>
+    byAccount.get(accountId) ?? (accountId.startsWith('stream:') ? accountId.slice('stream:'.length) : null);
+
+  /** Re-reads balance and holds from the ledger (after a payout resolved, or a late payment of an evicted stream). */
+  const refreshBalance = async (state: LiveStream): Promise<void> => {
+    const account = await ledger.getAccount(state.row.accountId);
+    if (account) {
+      state.balance = balanceOf(account);
+      state.held = account.debitsPendingMsat;
+    }
+  };
+
   const onInvoicePaid = (invoice: { creditAccountId: string; paymentHash: string; amountPaidMsat: Msat | null }): void => {
-    const streamId = byAccount.get(invoice.creditAccountId);
-    if (!streamId) return;
+    const streamId = streamOfAccount(invoice.creditAccountId);
+    const amountPaidMsat = invoice.amountPaidMsat;
+    if (!streamId || amountPaidMsat === null) return;
+    const fundedEvent = (state: LiveStream) => record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
     const state = live.get(streamId);
-    if (!state || invoice.amountPaidMsat === null) return;
-    state.balance += invoice.amountPaidMsat;
-    if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
-    void record(state, 'funded', { amount_msat: invoice.amountPaidMsat.toString(), payment_hash: invoice.paymentHash })
-      .then(() => afterMoney(state))
-      .catch((error) => logger.error({ err: error, streamId }, 'could not record a funding event'));
+    if (state) {
+      state.balance += amountPaidMsat;
+      if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
+      background(state, 'recording a funding event', async () => {
+        await fundedEvent(state);
+        afterMoney(state);
+      });
+      return;
+    }
+    // Not in memory (an evicted closed stream, paid late): loaded now, after the credit
+    // committed, its balance already holds the payment.
+    void withStream(streamId, async (loaded) => {
+      if (!loaded) return;
+      await refreshBalance(loaded);
+      await fundedEvent(loaded);
+      afterMoney(loaded);
+    }).catch((error) => logger.error({ err: error, streamId }, 'could not record a funding event'));
   };
 
   const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }): void => {
-    const streamId = byAccount.get(payment.debitAccountId);
+    const streamId = streamOfAccount(payment.debitAccountId);
     if (!streamId) return;
-    const state = live.get(streamId);
-    if (!state) return;
-    void (async () => {
-      const account = await ledger.getAccount(state.row.accountId);
-      if (account) {
-        state.balance = balanceOf(account);
-        state.held = account.debitsPendingMsat;
-      }
+    void withStream(streamId, async (state) => {
+      if (!state) return;
+      await refreshBalance(state);
       if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' ? payment.feeMsat ?? 0n : 0n);
       if (payment.status === 'succeeded') {
         await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });
       } else {
         await record(state, 'payout_failed', { amount_msat: payment.amountMsat.toString(), reason: payment.failureReason ?? 'failed', payment_hash: payment.paymentHash });
       }
-    })().catch((error) => logger.error({ err: error, streamId }, 'could not record a payout outcome'));
+    }).catch((error) => logger.error({ err: error, streamId }, 'could not record a payout outcome'));
   };
 
   const unsubscribers: (() => void)[] = [];
@@ -573,27 +656,29 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       };
       const state: LiveStream = {
         row, seq: 1, balance: 0n, held: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false,
-        payoutAsked: null, listeners: new Set(), nextDelivery: 2, waiting: new Map(), feeAdvance: 0n,
+        payoutAsked: null, listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: 2, waiting: new Map(), feeAdvance: 0n,
       };
       await store.insertStream(row, event(state, 'created', { balance_msat: '0' }, 1));
       live.set(id, state);
       byAccount.set(accountId, id);
-      await maybeTopUp(state).catch((error) => logger.error({ err: error, streamId: id }, 'initial funding invoice failed'));
-      return { ok: true, stream: view(state), payerToken };
+      try {
+        await maybeTopUp(state).catch((error) => logger.error({ err: error, streamId: id }, 'initial funding invoice failed'));
+        return { ok: true, stream: view(state), payerToken };
+      } finally {
+        release(state);
+      }
     },
 
     async get(streamId, appId) {
-      const state = await load(streamId);
-      if (!state || (appId !== null && state.row.appId !== appId)) return null;
-      return view(state);
+      return withStream(streamId, async (state) => (!state || (appId !== null && state.row.appId !== appId) ? null : view(state)));
     },
 
     async list(appId, limit) {
       const rows = await store.listStreams(appId, limit);
       const views: StreamView[] = [];
       for (const row of rows) {
-        const state = await load(row.id);
-        if (state) views.push(view(state));
+        const found = await withStream(row.id, async (state) => (state ? view(state) : null));
+        if (found) views.push(found);
       }
       return views;
     },
@@ -601,135 +686,143 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     async authenticatePayer(payerToken) {
       const row = await store.findStreamByTokenHash(hashPayerToken(payerToken));
       if (!row) return null;
-      const state = await load(row.id);
-      return state ? view(state) : null;
+      return withStream(row.id, async (state) => (state ? view(state) : null));
     },
 
-    async charge(streamId, input) {
-      const state = await openStream(streamId);
-      if ('ok' in state) return state;
-      const count = input.count ?? 1;
-      let amount: bigint;
-      let name: string;
-      if (input.event !== undefined) {
-        const price = state.row.prices[input.event];
-        if (price === undefined) return { ok: false, error: 'UnknownEvent', detail: `no price for event ${JSON.stringify(input.event)}` };
-        // Plain bigint until checked against max_charge: price x count may pass 2^63.
-        amount = price * BigInt(count);
-        name = input.event;
-      } else if (input.amountMsat !== undefined) {
-        amount = input.amountMsat;
-        name = 'amount';
-      } else {
-        return { ok: false, error: 'AmountRequired' };
-      }
-      if (amount === 0n) return { ok: false, error: 'ZeroAmount' };
-      if (amount > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
-      return applyMoney(state, name, 'charged', msat(amount), 'charge', `st:${streamId}:c:${input.ref}`);
-    },
-
-    async reward(streamId, input) {
-      const state = await openStream(streamId);
-      if ('ok' in state) return state;
-      if (input.amountMsat === 0n) return { ok: false, error: 'ZeroAmount' };
-      if (input.amountMsat > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
-      return applyMoney(state, 'reward', 'rewarded', input.amountMsat, 'reward', `st:${streamId}:r:${input.ref}`);
-    },
-
-    async meter(streamId, action, actor) {
-      const state = await openStream(streamId);
-      if ('ok' in state) return state;
-      const row = state.row;
-      if (row.rateMsatPerS === 0n) return { ok: false, error: 'NoMeter', detail: 'this stream has no rate_msat_per_s' };
-      const allowed: Record<MeterAction, StreamRow['meter'][]> = { start: ['stopped'], pause: ['running'], resume: ['paused'], stop: ['running', 'paused'] };
-      if (!allowed[action].includes(row.meter)) return { ok: false, error: 'MeterState', detail: `cannot ${action} a meter that is ${row.meter}` };
-      if (action === 'start' && actor === 'payer') return { ok: false, error: 'MeterState', detail: 'only the app starts the meter' };
-      if (row.meter === 'running') await chargeMeter(state, true);
-      const next = { start: 'running', pause: 'paused', resume: 'running', stop: 'stopped' } as const;
-      const type = { start: 'meter_started', pause: 'paused', resume: 'resumed', stop: 'meter_stopped' } as const;
-      const recorded = await setMeter(state, next[action], type[action], `by ${actor}`);
-      return { ok: true, seq: recorded.seq, stream: view(state) };
-    },
-
-    async close(streamId, actor) {
-      const state = await openStream(streamId);
-      if ('ok' in state) return state;
-      const closed = await closeStream(state, actor);
-      return { ok: true, seq: closed.seq, stream: view(state) };
-    },
-
-    async setPayoutDestination(streamId, destination) {
-      const state = await load(streamId);
-      if (!state) return { ok: false, error: 'StreamNotFound' };
-      state.row.payoutDestination = destination;
-      await record(state, 'payout_destination_set', { destination: destination.kind }, true);
-      if (state.payoutAsked && destination.kind !== 'invoice') state.payoutAsked = null;
-      void maybePayout(state, state.row.status === 'closed').catch((error) => logger.error({ err: error, streamId }, 'payout failed'));
-      return { ok: true, stream: view(state) };
-    },
-
-    async providePayoutInvoice(streamId, paymentRequest) {
-      const state = await load(streamId);
-      if (!state) return { ok: false, error: 'StreamNotFound' };
-      const asked = state.payoutAsked;
-      if (!asked) return { ok: false, error: 'NoPayoutRequested' };
-      const decoded = decodeBolt11(paymentRequest);
-      if (!decoded.ok) return { ok: false, error: 'InvalidPayoutInvoice', detail: decoded.detail };
-      if (decoded.invoice.amountMsat !== asked.amountMsat) {
-        return { ok: false, error: 'PayoutAmountMismatch', detail: `the invoice must ask for exactly ${asked.amountMsat} msat` };
-      }
-      state.payoutAsked = null;
-      state.payoutBusy = true;
-      try {
-        await sendPayout(state, asked.amountMsat, asked.maxFeeMsat, { kind: 'invoice', paymentRequest, amountMsat: null });
-      } finally {
-        state.payoutBusy = false;
-      }
-      return { ok: true };
-    },
-
-    async eventsAfter(streamId, afterSeq) {
-      const state = await load(streamId);
-      if (!state) return [];
-      const stored = await store.listEventsAfter(streamId, afterSeq, RESUME_EVENTS_MAX);
-      const money: StreamEvent[] = [];
-      let beforeId: string | undefined;
-      // The account's transfers come newest first: walk back until we pass afterSeq, then
-      // answer the OLDEST events after it, so a caller can page forward without a gap.
-      for (let page = 0; page < RESUME_WALK_PAGES_MAX; page += 1) {
-        const transfers = await ledger.listTransfers({ accountId: state.row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
-        if (transfers.length === 0) break;
-        let passed = false;
-        for (const transfer of transfers) {
-          const seq = seqFromReference(streamId, transfer.reference);
-          if (seq === null) continue;
-          if (seq <= afterSeq) {
-            passed = true;
-            break;
-          }
-          const name = transfer.reference.split('/').slice(2).join('/');
-          const type: StreamEventType = transfer.code.startsWith('reward:') ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
-          money.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
+    charge(streamId, input) {
+      return withOpenStream<MoneyAck>(streamId, async (state) => {
+        const count = input.count ?? 1;
+        let amount: bigint;
+        let name: string;
+        if (input.event !== undefined) {
+          const price = state.row.prices[input.event];
+          if (price === undefined) return { ok: false, error: 'UnknownEvent', detail: `no price for event ${JSON.stringify(input.event)}` };
+          // Plain bigint until checked against max_charge: price x count may pass 2^63.
+          amount = price * BigInt(count);
+          name = input.event;
+        } else if (input.amountMsat !== undefined) {
+          amount = input.amountMsat;
+          name = 'amount';
+        } else {
+          return { ok: false, error: 'AmountRequired' };
         }
-        if (passed) break;
-        beforeId = transfers[transfers.length - 1]?.id;
-      }
-      return [...stored, ...money].sort((a, b) => a.seq - b.seq).slice(0, RESUME_EVENTS_MAX);
+        if (amount === 0n) return { ok: false, error: 'ZeroAmount' };
+        if (amount > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
+        return applyMoney(state, name, 'charged', msat(amount), 'charge', `st:${streamId}:c:${input.ref}`);
+      });
+    },
+
+    reward(streamId, input) {
+      return withOpenStream<MoneyAck>(streamId, async (state) => {
+        if (input.amountMsat === 0n) return { ok: false, error: 'ZeroAmount' };
+        if (input.amountMsat > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
+        return applyMoney(state, 'reward', 'rewarded', input.amountMsat, 'reward', `st:${streamId}:r:${input.ref}`);
+      });
+    },
+
+    meter(streamId, action, actor) {
+      return withOpenStream<{ ok: true; seq: number; stream: StreamView }>(streamId, async (state) => {
+        const row = state.row;
+        if (row.rateMsatPerS === 0n) return { ok: false, error: 'NoMeter', detail: 'this stream has no rate_msat_per_s' };
+        const allowed: Record<MeterAction, StreamRow['meter'][]> = { start: ['stopped'], pause: ['running'], resume: ['paused'], stop: ['running', 'paused'] };
+        if (!allowed[action].includes(row.meter)) return { ok: false, error: 'MeterState', detail: `cannot ${action} a meter that is ${row.meter}` };
+        if (action === 'start' && actor === 'payer') return { ok: false, error: 'MeterState', detail: 'only the app starts the meter' };
+        if (row.meter === 'running') await chargeMeter(state, true);
+        const next = { start: 'running', pause: 'paused', resume: 'running', stop: 'stopped' } as const;
+        const type = { start: 'meter_started', pause: 'paused', resume: 'resumed', stop: 'meter_stopped' } as const;
+        const recorded = await setMeter(state, next[action], type[action], `by ${actor}`);
+        return { ok: true, seq: recorded.seq, stream: view(state) };
+      });
+    },
+
+    close(streamId, actor) {
+      return withOpenStream<{ ok: true; seq: number; stream: StreamView }>(streamId, async (state) => {
+        const closed = await closeStream(state, actor);
+        return { ok: true, seq: closed.seq, stream: view(state) };
+      });
+    },
+
+    setPayoutDestination(streamId, destination) {
+      return withStream(streamId, async (state): Promise<{ ok: true; stream: StreamView } | Fail> => {
+        if (!state) return { ok: false, error: 'StreamNotFound' };
+        state.row.payoutDestination = destination;
+        await record(state, 'payout_destination_set', { destination: destination.kind }, true);
+        if (state.payoutAsked && destination.kind !== 'invoice') state.payoutAsked = null;
+        background(state, 'payout', () => maybePayout(state, state.row.status === 'closed'));
+        return { ok: true, stream: view(state) };
+      });
+    },
+
+    providePayoutInvoice(streamId, paymentRequest) {
+      return withStream(streamId, async (state): Promise<{ ok: true } | Fail> => {
+        if (!state) return { ok: false, error: 'StreamNotFound' };
+        const asked = state.payoutAsked;
+        if (!asked) return { ok: false, error: 'NoPayoutRequested' };
+        const decoded = decodeBolt11(paymentRequest);
+        if (!decoded.ok) return { ok: false, error: 'InvalidPayoutInvoice', detail: decoded.detail };
+        if (decoded.invoice.amountMsat !== asked.amountMsat) {
+          return { ok: false, error: 'PayoutAmountMismatch', detail: `the invoice must ask for exactly ${asked.amountMsat} msat` };
+        }
+        state.payoutAsked = null;
+        state.payoutBusy = true;
+        try {
+          await sendPayout(state, asked.amountMsat, asked.maxFeeMsat, { kind: 'invoice', paymentRequest, amountMsat: null });
+        } finally {
+          state.payoutBusy = false;
+        }
+        return { ok: true };
+      });
+    },
+
+    eventsAfter(streamId, afterSeq) {
+      return withStream(streamId, async (state) => {
+        if (!state) return [];
+        const stored = await store.listEventsAfter(streamId, afterSeq, RESUME_EVENTS_MAX);
+        const money: StreamEvent[] = [];
+        let beforeId: string | undefined;
+        // The account's transfers come newest first: walk back until we pass afterSeq, then
+        // answer the OLDEST events after it, so a caller can page forward without a gap.
+        for (let page = 0; page < RESUME_WALK_PAGES_MAX; page += 1) {
+          const transfers = await ledger.listTransfers({ accountId: state.row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
+          if (transfers.length === 0) break;
+          let passed = false;
+          for (const transfer of transfers) {
+            const seq = seqFromReference(streamId, transfer.reference);
+            if (seq === null) continue;
+            if (seq <= afterSeq) {
+              passed = true;
+              break;
+            }
+            const name = transfer.reference.split('/').slice(2).join('/');
+            const type: StreamEventType = transfer.code.startsWith('reward:') ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
+            money.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
+          }
+          if (passed) break;
+          beforeId = transfers[transfers.length - 1]?.id;
+        }
+        return [...stored, ...money].sort((a, b) => a.seq - b.seq).slice(0, RESUME_EVENTS_MAX);
+      });
     },
 
     subscribe(streamId, listener) {
       let state = live.get(streamId);
       let cancelled = false;
+      // A listener keeps the stream in memory (see evictable) until it unsubscribes.
       if (state) state.listeners.add(listener);
       else {
-        void load(streamId).then((loaded) => {
+        void withStream(streamId, async (loaded) => {
           state = loaded ?? undefined;
           if (state && !cancelled) state.listeners.add(listener);
-        });
+        }).catch((error) => logger.error({ err: error, streamId }, 'could not subscribe to a stream'));
       }
       return () => {
         cancelled = true;
-        state?.listeners.delete(listener);
+        const subscribed = state;
+        if (!subscribed || !subscribed.listeners.delete(listener)) return;
+        // Unsubscribing may leave a closed stream with nothing holding it: the acquire and
+        // release around nothing lets the usual rule decide.
+        subscribed.busy += 1;
+        release(subscribed);
       };
     },
 
@@ -737,9 +830,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       stopped = false;
       unsubscribers.push(invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
       for (const row of await store.listOpenStreams()) {
-        const state = await load(row.id);
-        // Time while the server was down is not billed: a running meter starts a new segment now.
-        if (state && state.row.meter === 'running') await setMeter(state, 'running', 'resumed', 'server_restart');
+        await withStream(row.id, async (state) => {
+          // Time while the server was down is not billed: a running meter starts a new segment now.
+          if (state && state.row.meter === 'running') await setMeter(state, 'running', 'resumed', 'server_restart');
+        });
       }
       const tickMs = deps.tickMs ?? 1000;
       const loop = (): void => {
@@ -759,6 +853,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       while (ticking) await new Promise((resolve) => setTimeout(resolve, 5));
     },
 
+    liveStreams: () => live.size,
+
     async tick() {
       if (ticking) return;
       ticking = true;
@@ -766,13 +862,18 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         const now = clock.now();
         await Promise.all([...live.values()].map(async (state) => {
           if (state.row.status !== 'open') return;
-          if (state.row.expiresAt !== null && now >= state.row.expiresAt) {
-            await closeStream(state, 'expiry');
-            return;
-          }
-          if (state.row.meter === 'running' && !(await chargeMeter(state, false))) {
-            // The payer cannot cover the next second: pause, and the top-up invoice asks for more.
-            await setMeter(state, 'paused', 'paused', 'insufficient_funds');
+          state.busy += 1;
+          try {
+            if (state.row.expiresAt !== null && now >= state.row.expiresAt) {
+              await closeStream(state, 'expiry');
+              return;
+            }
+            if (state.row.meter === 'running' && !(await chargeMeter(state, false))) {
+              // The payer cannot cover the next second: pause, and the top-up invoice asks for more.
+              await setMeter(state, 'paused', 'paused', 'insufficient_funds');
+            }
+          } finally {
+            release(state);
           }
         }));
       } catch (error) {
