@@ -38,6 +38,7 @@ import { createStreamService, type StreamService } from './streams/service.js';
 import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from './streams/store.js';
 import { registerStreamRoutes } from './streams/routes.js';
 import { registerStreamSocket, type StreamSocket, type StreamSocketLimits } from './streams/ws.js';
+import { createL402Service, createPostgresL402BudgetStore, createSqliteL402BudgetStore, type L402BudgetStore, type L402Service } from './paycall/l402/index.js';
 import { createChainService, createPostgresChainStore, createSqliteChainStore, registerChainRoutes, type ChainService, type ChainStore } from './paycall/chain/index.js';
 
 export const VERSION = '0.1.0';
@@ -59,6 +60,8 @@ export interface Sluice {
   readonly chains: ChainService;
   /** The sluice.v1 WebSocket endpoint (GET /v1/ws). */
   readonly streamSocket: StreamSocket;
+  /** L402 for pay per call: the `l402` payment scheme, its verifier and token budgets. */
+  readonly l402: L402Service;
   /** The admin key when this start generated it (to print once); otherwise null. */
   readonly generatedAdminKey: string | null;
   listen(): Promise<string>;
@@ -80,6 +83,7 @@ interface Stores {
   ledgerStore: LedgerStore;
   records: RecordStore;
   streamStore: StreamStore;
+  l402Budgets: L402BudgetStore;
   chainStore: ChainStore;
   close(): Promise<void>;
 }
@@ -91,16 +95,18 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
     const ledgerStore = createPostgresLedgerStore(sql, { clock });
     const records = await createPostgresRecordStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
     const streamStore = await createPostgresStreamStore(sql);
+    const l402Budgets = await createPostgresL402BudgetStore(sql);
     const chainStore = await createPostgresChainStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
-    return { dialect: 'postgres', ledgerStore, records, streamStore, chainStore, close: () => sql.end({ timeout: 5 }) };
+    return { dialect: 'postgres', ledgerStore, records, streamStore, l402Budgets, chainStore, close: () => sql.end({ timeout: 5 }) };
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
   const ledgerStore = createSqliteLedgerStore(db, { clock });
   const records = createSqliteRecordStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
   const streamStore = createSqliteStreamStore(db);
+  const l402Budgets = createSqliteL402BudgetStore(db);
   const chainStore = createSqliteChainStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
-  return { dialect: 'sqlite', ledgerStore, records, streamStore, chainStore, close: async () => void db.close() };
+  return { dialect: 'sqlite', ledgerStore, records, streamStore, l402Budgets, chainStore, close: async () => void db.close() };
 }
 
 async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {
@@ -158,6 +164,10 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   const lightningAddress = (address: string, amountMsat: Msat) =>
     invoiceFromLightningAddress(address, amountMsat, { allowPrivateAddresses: config.lightningAddressAllowPrivate });
   const streams = createStreamService({ store: stores.streamStore, ledger, invoices, payments, clock, logger, lightningAddress });
+  const l402 = await createL402Service({
+    records, store: stores.l402Budgets, invoices, clock, logger,
+    callsPerToken: config.l402.callsPerToken, tokenTtlS: config.l402.tokenTtlS, invoiceExpiryS: config.invoiceExpiryS,
+  });
   const chains = createChainService({
     store: stores.chainStore, ledger, invoices, payments, records, apps, clock, logger, lightningAddress,
     defaultStepMsat: config.chain.stepMsat, ttlS: config.chain.ttlS, invoiceExpiryS: config.invoiceExpiryS,
@@ -224,6 +234,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     drainTimer.unref();
     await http.close();
     clearTimeout(drainTimer);
+    await l402.close();
     await invoices.stop();
     await streams.stop();
     await chains.stop();
@@ -249,6 +260,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     streams,
     chains,
     streamSocket,
+    l402,
     generatedAdminKey: generatedKey,
     async listen() {
       return http.listen({ port: config.port, host: config.host });

@@ -25,6 +25,8 @@ export interface Config {
   groupCommitMaxBatch: number;
   /** Hash-chain tokens (pay per call): default step price and lifetime of a chain. */
   chain: { stepMsat: Msat; ttlS: number };
+  /** L402 tokens (pay per call): calls one token buys at the challenging route's price, and its lifetime. */
+  l402: { callsPerToken: number; tokenTtlS: number };
   /** Whether payouts to Lightning addresses may reach loopback and private addresses. */
   lightningAddressAllowPrivate: boolean;
   devnet: { latencyMs: number; seed: string | null; crashAfterPaymentSettles: boolean };
@@ -58,6 +60,8 @@ export const SETTINGS: readonly SettingDoc[] = [
   { name: 'SLUICE_LIGHTNING_ADDRESS_PRIVATE', unit: 'allow | block', default: '(allow on devnet, block on lnd)', meaning: "Whether payouts to a payer's Lightning address may connect to loopback, private or link-local addresses. block stops a payer from pointing Sluice at the operator's own network." },
   { name: 'SLUICE_CHAIN_STEP_MSAT', unit: 'msat', default: '1000', meaning: 'Default price of one step of a hash-chain token (pay per call), when the gate sets none for the app; may be below one satoshi.' },
   { name: 'SLUICE_CHAIN_TTL_S', unit: 'seconds', default: '2592000', meaning: 'Lifetime of a hash-chain token from its purchase; calls are refused after it, a refund is still allowed.' },
+  { name: 'SLUICE_L402_CALLS_PER_TOKEN', unit: 'calls', default: '1', meaning: "How many calls one L402 token buys: its invoice asks for the route's price times this, and the token may spend that many msat (caveat `<service>_budget_msat`)." },
+  { name: 'SLUICE_L402_TOKEN_TTL_S', unit: 'seconds', default: '2592000', meaning: 'Lifetime of an L402 token from its challenge (caveat `<service>_valid_until`); an expired token gets a 402 with a fresh challenge.' },
   { name: 'SLUICE_DEVNET_LATENCY_MS', unit: 'milliseconds', default: '0', meaning: 'devnet only: simulated time each payment takes.' },
   { name: 'SLUICE_DEVNET_SEED', unit: 'text', default: '(random, stored in the data dir)', meaning: 'devnet only: makes node keys deterministic (tests, demos).' },
   { name: 'SLUICE_DEVNET_CRASH_AFTER_PAYMENT', unit: '0 | 1', default: '0', meaning: 'devnet only, for crash tests: SIGKILL the process right after a payment settles, before Sluice records it.' },
@@ -123,6 +127,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     shutdownTimeoutMs: integer('SLUICE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     groupCommitMaxBatch: integer('SLUICE_GROUP_COMMIT_MAX_BATCH', 4096, 1, 65_536),
     chain: { stepMsat: chainStepMsat(text('SLUICE_CHAIN_STEP_MSAT'), errors), ttlS: integer('SLUICE_CHAIN_TTL_S', 2_592_000, 60, 315_360_000) },
+    l402: { callsPerToken: integer('SLUICE_L402_CALLS_PER_TOKEN', 1, 1, 1_000_000), tokenTtlS: integer('SLUICE_L402_TOKEN_TTL_S', 2_592_000, 60, 315_360_000) },
     lightningAddressAllowPrivate: oneOf('SLUICE_LIGHTNING_ADDRESS_PRIVATE', ['allow', 'block'] as const, lightning === 'devnet' ? 'allow' : 'block') === 'allow',
     devnet: {
       latencyMs: integer('SLUICE_DEVNET_LATENCY_MS', 0, 0, 600_000),

@@ -85,6 +85,14 @@ export const ERROR_CODES = {
   chain_refund_unavailable: { status: 409, meaning: 'The app cannot lend the refund\'s routing-fee budget now; nothing changed, retry later.' },
   refund_address_failed: { status: 409, meaning: 'The Lightning address did not give an invoice for the refund (the message says why); nothing changed.' },
 
+  // Pay per call: L402 (docs/l402.md)
+  l402_malformed: { status: 401, meaning: 'The Authorization header uses L402 or LSAT but is not "<base64 macaroon>:<64 hex preimage>" (one macaroon).' },
+  l402_invalid_macaroon: { status: 401, meaning: 'The macaroon cannot be read, is not a version 0 L402 macaroon, or its signature is not valid (tampered, or minted by another server).' },
+  l402_wrong_preimage: { status: 401, meaning: 'The preimage does not hash to the payment hash in the macaroon: the invoice was not paid, or this is another token\'s preimage.' },
+  l402_caveat_violated: { status: 401, meaning: 'A caveat of the macaroon does not allow this request (another service, a capability it lacks, an unreadable caveat).' },
+  l402_expired: { status: 402, meaning: 'The token is past its valid_until; the 402 carries a fresh challenge.' },
+  l402_budget_exhausted: { status: 402, meaning: 'The token has not enough budget (msat or calls) left for this call; the 402 carries a fresh challenge.' },
+
   // Lightning and server
   lightning_unavailable: { status: 503, meaning: 'The Lightning backend did not answer; nothing was changed.' },
   devnet_only: { status: 404, meaning: 'This route exists only on the devnet backend.' },

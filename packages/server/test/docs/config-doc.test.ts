@@ -7,7 +7,7 @@ import { loadConfig, SETTINGS } from '../../src/config.js';
 
 const doc = fs.readFileSync(path.resolve(__dirname, '../../../../docs/config.md'), 'utf8');
 const mainTable = doc.split('## Production on LND')[0] as string;
-const documented = [...mainTable.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((match) => match[1] as string);
+const documented = [...mainTable.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((match) => match[1] as string);
 const configSource = fs.readFileSync(path.resolve(__dirname, '../../src/config.ts'), 'utf8');
 
 describe('docs/config.md', () => {

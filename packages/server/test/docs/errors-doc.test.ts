@@ -7,7 +7,7 @@ import { ERROR_CODES } from '../../src/errors/codes.js';
 const doc = fs.readFileSync(path.resolve(__dirname, '../../../../docs/errors.md'), 'utf8');
 const serverSection = doc.split('## Client-side codes')[0] as string;
 const documented = new Map(
-  [...serverSection.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \|/gm)].map((match) => [match[1] as string, Number(match[2])]),
+  [...serverSection.matchAll(/^\| `([a-z0-9_]+)` \| (\d{3}) \|/gm)].map((match) => [match[1] as string, Number(match[2])]),
 );
 
 describe('docs/errors.md', () => {
