@@ -16,6 +16,8 @@ import { createManualClock } from '../../../src/clock.js';
 import { balanceOf } from '../../../src/ledger/store.js';
 import { msat } from '../../../src/money/msat.js';
 import type { GateOutcome, GateRequest } from '../../../src/paycall/gate.js';
+import { createPayCallGate } from '../../../src/paycall/gate-combined.js';
+import { payCallFastify } from '../../../src/paycall/middleware/fastify.js';
 import { startTestSluice, type TestSluice } from '../../support/sluice.js';
 
 const require = createRequire(import.meta.url);
@@ -147,7 +149,7 @@ describe('fetchWithL402 (@getalby/lightning-tools) against Sluice', () => {
     expect(unpaid.headers.get('www-authenticate')).toBeNull();
     const { preimage } = await wallet.payInvoice({ invoice });
     const bytes = Buffer.from(token, 'base64');
-    bytes[bytes.length - 40] ^= 1;
+    bytes[bytes.length - 40] = (bytes[bytes.length - 40] as number) ^ 1;
     const tampered = await fetch(harness.url, { headers: { authorization: `L402 ${bytes.toString('base64')}:${preimage}` } });
     expect(tampered.status).toBe(401);
     expect((await tampered.json()).error.code).toBe('l402_invalid_macaroon');
@@ -156,6 +158,24 @@ describe('fetchWithL402 (@getalby/lightning-tools) against Sluice', () => {
     expect((await malformed.json()).error.code).toBe('l402_malformed');
     // The genuine credential still works: the refusals consumed nothing.
     expect((await fetch(harness.url, { headers: { authorization: `LSAT ${token}:${preimage}` } })).status).toBe(200);
+  });
+  it('works the same through the pay-per-call Fastify middleware (the real delivery, not the harness)', async () => {
+    const server = Fastify();
+    await server.register(payCallFastify, { gate: createPayCallGate([test.sluice.l402.scheme]), appId, routes: [{ path: '/paid/*', price_msat: '5000' }] });
+    server.get('/paid/joke', async (request) => ({ joke: 'knock knock', paid_with: request.paycall?.scheme, authorization: request.headers.authorization ?? null }));
+    const address = await server.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const wallet = aliceWallet(test);
+      const response = await fetchWithL402(`${address}/paid/joke`, {}, { wallet });
+      expect(response.status).toBe(200);
+      // The credential was stripped before the handler ran.
+      expect(await response.json()).toEqual({ joke: 'knock knock', paid_with: 'l402', authorization: null });
+      const again = await fetchWithL402(`${address}/paid/joke`, {}, { wallet, credentials: response.payment!.credentials });
+      expect(again.status).toBe(402);
+      expect((await again.json()).error.code).toBe('l402_budget_exhausted');
+    } finally {
+      await server.close();
+    }
   });
 });
 

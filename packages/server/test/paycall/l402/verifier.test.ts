@@ -6,12 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { mintCaveats } from '../../../src/paycall/l402/caveats.js';
 import { claimsL402 } from '../../../src/paycall/l402/credential.js';
 import { encodeMacaroonV2, mintMacaroon } from '../../../src/paycall/l402/macaroon.js';
-import { createL402Verifier, type L402Verification } from '../../../src/paycall/l402/verifier.js';
+import { createL402Verifier, type L402RequestContext, type L402Verification } from '../../../src/paycall/l402/verifier.js';
 
 const NOW_S = 1_800_000_000;
 const secret = randomBytes(32);
 const verifier = createL402Verifier({ secret, nowMs: () => NOW_S * 1000 });
-const context = { service: 'api', capability: 'get' };
+const context: L402RequestContext = { service: 'api', capability: 'get' };
 
 function token(caveats: string[], options: { preimage?: Buffer; secret?: Buffer } = {}) {
   const preimage = options.preimage ?? randomBytes(32);
