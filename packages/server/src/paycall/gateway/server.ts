@@ -38,7 +38,16 @@ export interface GatewayDeps {
   logger: Logger;
   /** Extra fields for the health answer (e.g. the Lightning backend of the Sluice beside it). */
   healthDetails?: () => Record<string, unknown>;
+  /**
+   * Origin of the Sluice API beside the gateway: when set, `/v1/paycall/*` (buying and
+   * refunding chains) is forwarded there instead of upstream, so clients that reach only
+   * the gateway can buy what its 402s ask for.
+   */
+  paycallApiOrigin?: string;
 }
+
+/** The Sluice API paths the gateway serves itself when `paycallApiOrigin` is set. */
+export const PAYCALL_API_PREFIX = '/v1/paycall/';
 
 export interface Gateway {
   readonly http: FastifyInstance;
@@ -92,20 +101,6 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
-  await app.register(replyFrom, {
-    base: config.upstreamOrigin,
-    disableRequestLogging: true,
-    // A paid call is sent upstream once; retrying is the client's choice.
-    retryMethods: [],
-    undici: {
-      connections: config.upstreamConnections,
-      headersTimeout: config.upstreamTimeoutMs,
-      bodyTimeout: config.upstreamTimeoutMs,
-      // reply-from would otherwise skip certificate checks for https upstreams.
-      connect: { rejectUnauthorized: true },
-    },
-  });
-
   let closing = false;
   app.addHook('onRequest', async (_request, reply) => {
     if (closing) {
@@ -113,7 +108,6 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
       return reply.code(503).send(errorBody('shutting_down'));
     }
   });
-
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
     if (status >= 500) {
@@ -134,25 +128,59 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
     };
   };
 
-  app.all('*', async (request, reply) => {
-    const raw = request.raw;
-    if (pathOf(raw.url ?? '/') === config.healthPath) {
-      if (request.method !== 'GET' && request.method !== 'HEAD') return reply.code(405).header('allow', 'GET, HEAD').send(errorBody('not_found', 'the health check answers GET only'));
-      const answer = await health();
-      return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
-    }
-    const verdict = await judgeRequest(judge, request.method, raw.url ?? '/', request.headers);
-    if (verdict.kind === 'refuse') return reply.code(verdict.status).headers(verdict.headers).send(verdict.body);
-    const forwarded = forwardedHeaders(raw, config);
-    reply.headers(verdict.responseHeaders);
-    return reply.from(config.upstreamBasePath + (raw.url ?? '/'), {
-      rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, verdict.stripHeaders, forwarded),
-      rewriteHeaders: (headers) => ({ ...headers, ...verdict.responseHeaders }),
-      onError: (errorReply, { error }) => {
-        const failure = upstreamFailure(error);
-        logger.warn({ code: failure.code, err: error.message }, 'upstream request failed');
-        errorReply.code(failure.status).send(errorBody(failure.code, failure.message));
+  // Two sibling contexts, each with its own reply.from: the Sluice API and the upstream.
+  if (deps.paycallApiOrigin !== undefined) {
+    const origin = deps.paycallApiOrigin;
+    await app.register(async (sluiceApi) => {
+      await sluiceApi.register(replyFrom, { base: origin, disableRequestLogging: true, retryMethods: [] });
+      sluiceApi.all(PAYCALL_API_PREFIX + '*', async (request, reply) => {
+        const forwarded = forwardedHeaders(request.raw, config);
+        return reply.from(request.raw.url ?? '/', {
+          rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, [], forwarded),
+          onError: (errorReply, { error }) => {
+            logger.error({ err: error.message }, 'the Sluice API beside the gateway did not answer');
+            errorReply.code(503).send(errorBody('shutting_down', 'the Sluice API is not answering'));
+          },
+        });
+      });
+    });
+  }
+
+  await app.register(async (upstream) => {
+    await upstream.register(replyFrom, {
+      base: config.upstreamOrigin,
+      disableRequestLogging: true,
+      // A paid call is sent upstream once; retrying is the client's choice.
+      retryMethods: [],
+      undici: {
+        connections: config.upstreamConnections,
+        headersTimeout: config.upstreamTimeoutMs,
+        bodyTimeout: config.upstreamTimeoutMs,
+        // reply-from would otherwise skip certificate checks for https upstreams.
+        connect: { rejectUnauthorized: true },
       },
+    });
+
+    upstream.all('*', async (request, reply) => {
+      const raw = request.raw;
+      if (pathOf(raw.url ?? '/') === config.healthPath) {
+        if (request.method !== 'GET' && request.method !== 'HEAD') return reply.code(405).header('allow', 'GET, HEAD').send(errorBody('not_found', 'the health check answers GET only'));
+        const answer = await health();
+        return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
+      }
+      const verdict = await judgeRequest(judge, request.method, raw.url ?? '/', request.headers);
+      if (verdict.kind === 'refuse') return reply.code(verdict.status).headers(verdict.headers).send(verdict.body);
+      const forwarded = forwardedHeaders(raw, config);
+      reply.headers(verdict.responseHeaders);
+      return reply.from(config.upstreamBasePath + (raw.url ?? '/'), {
+        rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, verdict.stripHeaders, forwarded),
+        rewriteHeaders: (headers) => ({ ...headers, ...verdict.responseHeaders }),
+        onError: (errorReply, { error }) => {
+          const failure = upstreamFailure(error);
+          logger.warn({ code: failure.code, err: error.message }, 'upstream request failed');
+          errorReply.code(failure.status).send(errorBody(failure.code, failure.message));
+        },
+      });
     });
   });
 
