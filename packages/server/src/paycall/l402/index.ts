@@ -7,3 +7,4 @@ export { createSqliteL402BudgetStore, createPostgresL402BudgetStore, type L402Bu
 export { mintMacaroon, parseMacaroon, encodeIdentifier, decodeIdentifier, encodeMacaroonV2, deriveRootKey, signatureIsValid } from './macaroon.js';
 export { mintCaveats, checkCaveats, type Budget } from './caveats.js';
 export { parseCredential, challengeHeaders, claimsL402 } from './credential.js';
+export { mintSelfPaidCredential, type SelfPaidCredential } from './self-paid.js';
