@@ -57,6 +57,8 @@ export interface ChainView {
   invoiceHash: string;
 }
 
+export const CHAIN_ACCOUNT_PREFIX = 'chain:';
+
 export function chainAccountId(chainId: string): string {
-  return `chain:${chainId}`;
+  return `${CHAIN_ACCOUNT_PREFIX}${chainId}`;
 }

@@ -34,7 +34,7 @@ import { defaultMaxFeeMsat, type PaymentService, type PaymentView } from '../../
 import type { InvoiceRow, PaymentRow } from '../../records/model.js';
 import { randomId } from '../../util/fingerprint.js';
 import { hashLink, isLinkHex, MAX_CHAIN_STEPS, MAX_STEPS_PER_CALL, stepsForPrice, verifyLink } from './math.js';
-import { chainAccountId, type ChainRow, type ChainStatus, type ChainView, type ChainWrite } from './model.js';
+import { CHAIN_ACCOUNT_PREFIX, chainAccountId, type ChainRow, type ChainStatus, type ChainView, type ChainWrite } from './model.js';
 import type { ChainStore } from './store.js';
 
 export type ChainError =
@@ -157,7 +157,9 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   let flushing = false;
   let scheduled = false;
   let drained: (() => void) | null = null;
-  const unsubscribers: (() => void)[] = [];
+  // Subscribed now, not in start(): the payments service reconciles refunds left in flight
+  // by an earlier run when IT starts, which the composition root does before chains start.
+  const unsubscribers: (() => void)[] = [payments.onResolved((payment) => onPaymentResolved(payment))];
 
   const statusOf = (row: ChainRow, refunding = false): ChainStatus => {
     if (row.status === 'refunded' || refunding) return 'refunded';
@@ -357,10 +359,13 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   };
 
   const onPaymentResolved = (payment: { debitAccountId: string }): void => {
-    const state = byAccount.get(payment.debitAccountId);
-    if (!state) return;
-    void withRefundLock(state.row.id, () => returnFeeAdvance(state.row))
-      .catch((error) => logger.error({ err: error, chainId: state.row.id }, 'could not settle a chain refund'));
+    if (!payment.debitAccountId.startsWith(CHAIN_ACCOUNT_PREFIX)) return;
+    const chainId = payment.debitAccountId.slice(CHAIN_ACCOUNT_PREFIX.length);
+    void withRefundLock(chainId, async () => {
+      // A refunded chain is not held in memory after a restart: read it (cold path).
+      const row = live.get(chainId)?.row ?? (await store.getChain(chainId));
+      if (row) await returnFeeAdvance(row);
+    }).catch((error) => logger.error({ err: error, chainId }, 'could not settle a chain refund'));
   };
 
   const withRefundLock = async <T>(chainId: string, work: () => Promise<T>): Promise<T> => {
@@ -587,7 +592,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     },
 
     async start() {
-      unsubscribers.push(invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
+      unsubscribers.push(invoices.onPaid(onInvoicePaid));
       const now = clock.now();
       for (const row of await store.listUnrefundedChains()) {
         // A pending chain past its expiry can never be paid (its invoice expired first).
