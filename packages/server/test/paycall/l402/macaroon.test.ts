@@ -2,6 +2,7 @@
 // checked against the `macaroon` package itself and against lsat-js's identifier decoder.
 import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import fc from 'fast-check';
 import macaroonLib from 'macaroon';
 import { describe, expect, it } from 'vitest';
 import {
@@ -141,5 +142,44 @@ describe('signature', () => {
     ]);
     expect(macaroonLib.importMacaroon(withVid).caveats[0]?.vid).toBeDefined();
     expect(parseMacaroon(withVid)).toBeNull();
+  });
+});
+
+describe('V2 decoding agrees with the package', () => {
+  const macaroonArb = fc.record({
+    identifier: fc.uint8Array({ minLength: 1, maxLength: 300 }),
+    location: fc.option(fc.string({ minLength: 1, maxLength: 20 }), { nil: undefined }),
+    caveats: fc.array(fc.string({ minLength: 1, maxLength: 200 }), { maxLength: 8 }),
+    signature: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+  });
+
+  it('reads every well-formed macaroon exactly as the package does', () => {
+    fc.assert(fc.property(macaroonArb, (input) => {
+      const encoded = encodeMacaroonV2({ ...input, caveats: input.caveats.map((caveat) => Buffer.from(caveat, 'utf8')) });
+      const ours = parseMacaroon(encoded);
+      const theirs = macaroonLib.importMacaroon(encoded);
+      expect(ours).not.toBeNull();
+      expect(ours!.identifier.equals(Buffer.from(theirs.identifier))).toBe(true);
+      expect(ours!.signature.equals(Buffer.from(theirs.signature))).toBe(true);
+      expect(ours!.caveatBytes.map((caveat) => caveat.toString('hex'))).toEqual(theirs.caveats.map((caveat) => Buffer.from(caveat.identifier).toString('hex')));
+    }), { numRuns: 300 });
+  });
+
+  it('whatever it accepts from mangled bytes, the package reads the same way', () => {
+    const mangled = fc.tuple(macaroonArb, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }), fc.nat(), fc.boolean())
+      .map(([input, edits, cut, truncate]) => {
+        const bytes = Buffer.from(encodeMacaroonV2({ ...input, caveats: input.caveats.map((caveat) => Buffer.from(caveat, 'utf8')) }));
+        for (const [position, value] of edits) bytes[position % bytes.length] = value;
+        return truncate ? bytes.subarray(0, cut % bytes.length) : bytes;
+      });
+    fc.assert(fc.property(mangled, (bytes) => {
+      const ours = parseMacaroon(bytes);
+      if (ours === null) return;
+      const theirs = macaroonLib.importMacaroon(bytes);
+      expect(ours.identifier.equals(Buffer.from(theirs.identifier))).toBe(true);
+      expect(ours.signature.equals(Buffer.from(theirs.signature))).toBe(true);
+      expect(theirs.caveats.every((caveat) => caveat.vid === undefined)).toBe(true);
+      expect(ours.caveatBytes.map((caveat) => caveat.toString('hex'))).toEqual(theirs.caveats.map((caveat) => Buffer.from(caveat.identifier).toString('hex')));
+    }), { numRuns: 2000 });
   });
 });
