@@ -29,7 +29,7 @@ describe('docs/paycall.md worked example', () => {
     expect(k).toBe(2);
     const calls = headerLines('Sluice-Chain').map((value) => parseChainHeader(value));
     expect(calls).toHaveLength(4);
-    let current = Buffer.from(links[0] as string, 'hex');
+    let current: Buffer = Buffer.from(links[0] as string, 'hex');
     for (const call of calls.slice(0, 3)) {
       expect(call).not.toBeNull();
       expect(verifyLink(call?.link as Buffer, current, k)).toBe(true);
