@@ -39,6 +39,7 @@ import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } 
 import { registerStreamRoutes } from './streams/routes.js';
 import { registerStreamSocket, type StreamSocket, type StreamSocketLimits } from './streams/ws.js';
 import { createL402Service, createPostgresL402BudgetStore, createSqliteL402BudgetStore, type L402BudgetStore, type L402Service } from './paycall/l402/index.js';
+import { createPostgresWebhookStore, createSqliteWebhookStore, createWebhookService, observeStreamCloses, registerWebhookRoutes, type WebhookService, type WebhookStore } from './webhooks/index.js';
 import { createChainService, createPostgresChainStore, createSqliteChainStore, registerChainRoutes, type ChainService, type ChainStore } from './paycall/chain/index.js';
 
 export const VERSION = '0.1.0';
@@ -58,6 +59,8 @@ export interface Sluice {
   readonly streams: StreamService;
   /** Hash-chain tokens (pay per call). */
   readonly chains: ChainService;
+  /** Signed webhooks from a durable outbox; other modules emit through it. */
+  readonly webhooks: WebhookService;
   /** The sluice.v1 WebSocket endpoint (GET /v1/ws). */
   readonly streamSocket: StreamSocket;
   /** L402 for pay per call: the `l402` payment scheme, its verifier and token budgets. */
@@ -85,6 +88,7 @@ interface Stores {
   streamStore: StreamStore;
   l402Budgets: L402BudgetStore;
   chainStore: ChainStore;
+  webhookStore: WebhookStore;
   close(): Promise<void>;
 }
 
@@ -97,7 +101,8 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
     const streamStore = await createPostgresStreamStore(sql);
     const l402Budgets = await createPostgresL402BudgetStore(sql);
     const chainStore = await createPostgresChainStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
-    return { dialect: 'postgres', ledgerStore, records, streamStore, l402Budgets, chainStore, close: () => sql.end({ timeout: 5 }) };
+    const webhookStore = await createPostgresWebhookStore(sql);
+    return { dialect: 'postgres', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, close: () => sql.end({ timeout: 5 }) };
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
@@ -106,7 +111,8 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
   const streamStore = createSqliteStreamStore(db);
   const l402Budgets = createSqliteL402BudgetStore(db);
   const chainStore = createSqliteChainStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
-  return { dialect: 'sqlite', ledgerStore, records, streamStore, l402Budgets, chainStore, close: async () => void db.close() };
+  const webhookStore = createSqliteWebhookStore(db);
+  return { dialect: 'sqlite', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, close: async () => void db.close() };
 }
 
 async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {
@@ -163,7 +169,31 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
 
   const lightningAddress = (address: string, amountMsat: Msat) =>
     invoiceFromLightningAddress(address, amountMsat, { allowPrivateAddresses: config.lightningAddressAllowPrivate });
-  const streams = createStreamService({ store: stores.streamStore, ledger, invoices, payments, clock, logger, lightningAddress });
+  const webhooks = createWebhookService({
+    store: stores.webhookStore,
+    meta: records,
+    clock,
+    logger,
+    settings: {
+      timeoutMs: config.webhooks.timeoutMs,
+      retryWindowMs: config.webhooks.retryWindowS * 1000,
+      backoffBaseMs: 5000,
+      backoffMaxMs: config.webhooks.backoffMaxS * 1000,
+      concurrency: config.webhooks.concurrency,
+      endpointConcurrency: config.webhooks.endpointConcurrency,
+      disableAfterFailures: config.webhooks.disableAfterFailures,
+      disableAfterMs: config.webhooks.disableAfterS * 1000,
+      allowPrivateAddresses: config.webhooks.allowPrivate,
+      pollIntervalMs: 1000,
+    },
+  });
+  // Causes committed elsewhere become events here; a crash in between is the catch-up's (webhooks/service.ts).
+  invoices.onPaid((invoice) => webhooks.invoicePaid(invoice));
+  payments.onResolved((payment) => {
+    if (payment.status !== 'pending') webhooks.paymentResolved({ ...payment, status: payment.status });
+  });
+  const streamStore = observeStreamCloses(stores.streamStore, (stream) => webhooks.streamClosed(stream));
+  const streams = createStreamService({ store: streamStore, ledger, invoices, payments, clock, logger, lightningAddress });
   const l402 = await createL402Service({
     records, store: stores.l402Budgets, invoices, clock, logger,
     callsPerToken: config.l402.callsPerToken, tokenTtlS: config.l402.tokenTtlS, invoiceExpiryS: config.invoiceExpiryS,
@@ -178,6 +208,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   await streams.start();
   await chains.start();
   await invoices.start();
+  await webhooks.start();
 
   const http = await createHttpServer({
     logger,
@@ -196,6 +227,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   registerPaymentRoutes(http, { payments });
   registerStreamRoutes(http, { streams, now: () => clock.now() });
   registerChainRoutes(http, { chains });
+  registerWebhookRoutes(http, { webhooks, now: () => clock.now() });
   const streamSocket = registerStreamSocket(http, {
     streams, apps, logger, now: () => clock.now(), ...(options.streamSocketLimits ? { limits: options.streamSocketLimits } : {}),
   });
@@ -239,6 +271,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     await streams.stop();
     await chains.stop();
     await payments.stop();
+    await webhooks.stop();
     await ledger.close();
     await backend.close();
     await devnet?.close();
@@ -259,6 +292,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     payments,
     streams,
     chains,
+    webhooks,
     streamSocket,
     l402,
     generatedAdminKey: generatedKey,

@@ -29,6 +29,16 @@ export interface Config {
   l402: { callsPerToken: number; tokenTtlS: number };
   /** Whether payouts to Lightning addresses may reach loopback and private addresses. */
   lightningAddressAllowPrivate: boolean;
+  webhooks: {
+    allowPrivate: boolean;
+    timeoutMs: number;
+    retryWindowS: number;
+    backoffMaxS: number;
+    concurrency: number;
+    endpointConcurrency: number;
+    disableAfterFailures: number;
+    disableAfterS: number;
+  };
   devnet: { latencyMs: number; seed: string | null; crashAfterPaymentSettles: boolean };
 }
 
@@ -58,6 +68,14 @@ export const SETTINGS: readonly SettingDoc[] = [
   { name: 'SLUICE_SHUTDOWN_TIMEOUT_MS', unit: 'milliseconds', default: '10000', meaning: 'How long a graceful shutdown waits for requests to drain.' },
   { name: 'SLUICE_GROUP_COMMIT_MAX_BATCH', unit: 'transfers', default: '4096', meaning: 'Most ledger operations committed in one transaction.' },
   { name: 'SLUICE_LIGHTNING_ADDRESS_PRIVATE', unit: 'allow | block', default: '(allow on devnet, block on lnd)', meaning: "Whether payouts to a payer's Lightning address may connect to loopback, private or link-local addresses. block stops a payer from pointing Sluice at the operator's own network." },
+  { name: 'SLUICE_WEBHOOK_PRIVATE', unit: 'allow | block', default: '(allow on devnet, block on lnd)', meaning: "Whether webhook endpoints may be (or resolve to) loopback, private or link-local addresses. block stops an app from pointing Sluice at the operator's own network." },
+  { name: 'SLUICE_WEBHOOK_TIMEOUT_MS', unit: 'milliseconds', default: '10000', meaning: 'How long one webhook attempt (connect, send, answer) may take.' },
+  { name: 'SLUICE_WEBHOOK_RETRY_WINDOW_S', unit: 'seconds', default: '259200', meaning: 'How long a webhook delivery is retried (3 days); after that it is failed.' },
+  { name: 'SLUICE_WEBHOOK_BACKOFF_MAX_S', unit: 'seconds', default: '3600', meaning: 'Longest wait between two webhook attempts (retries double from 5 s up to this, with jitter).' },
+  { name: 'SLUICE_WEBHOOK_CONCURRENCY', unit: 'attempts', default: '64', meaning: 'Webhook attempts under way at once in one process.' },
+  { name: 'SLUICE_WEBHOOK_ENDPOINT_CONCURRENCY', unit: 'attempts', default: '4', meaning: 'Webhook attempts under way at once to one endpoint in one process.' },
+  { name: 'SLUICE_WEBHOOK_DISABLE_AFTER_FAILURES', unit: 'attempts', default: '20', meaning: 'An endpoint is disabled after this many failed attempts in a row...' },
+  { name: 'SLUICE_WEBHOOK_DISABLE_AFTER_S', unit: 'seconds', default: '432000', meaning: '...spanning at least this long (5 days). Its app can enable it again.' },
   { name: 'SLUICE_CHAIN_STEP_MSAT', unit: 'msat', default: '1000', meaning: 'Default price of one step of a hash-chain token (pay per call), when the gate sets none for the app; may be below one satoshi.' },
   { name: 'SLUICE_CHAIN_TTL_S', unit: 'seconds', default: '2592000', meaning: 'Lifetime of a hash-chain token from its purchase; calls are refused after it, a refund is still allowed.' },
   { name: 'SLUICE_L402_CALLS_PER_TOKEN', unit: 'calls', default: '1', meaning: "How many calls one L402 token buys: its invoice asks for the route's price times this, and the token may spend that many msat (caveat `<service>_budget_msat`)." },
@@ -129,6 +147,16 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     chain: { stepMsat: chainStepMsat(text('SLUICE_CHAIN_STEP_MSAT'), errors), ttlS: integer('SLUICE_CHAIN_TTL_S', 2_592_000, 60, 315_360_000) },
     l402: { callsPerToken: integer('SLUICE_L402_CALLS_PER_TOKEN', 1, 1, 1_000_000), tokenTtlS: integer('SLUICE_L402_TOKEN_TTL_S', 2_592_000, 60, 315_360_000) },
     lightningAddressAllowPrivate: oneOf('SLUICE_LIGHTNING_ADDRESS_PRIVATE', ['allow', 'block'] as const, lightning === 'devnet' ? 'allow' : 'block') === 'allow',
+    webhooks: {
+      allowPrivate: oneOf('SLUICE_WEBHOOK_PRIVATE', ['allow', 'block'] as const, lightning === 'devnet' ? 'allow' : 'block') === 'allow',
+      timeoutMs: integer('SLUICE_WEBHOOK_TIMEOUT_MS', 10_000, 100, 120_000),
+      retryWindowS: integer('SLUICE_WEBHOOK_RETRY_WINDOW_S', 259_200, 0, 30 * 86_400),
+      backoffMaxS: integer('SLUICE_WEBHOOK_BACKOFF_MAX_S', 3600, 5, 86_400),
+      concurrency: integer('SLUICE_WEBHOOK_CONCURRENCY', 64, 1, 4096),
+      endpointConcurrency: integer('SLUICE_WEBHOOK_ENDPOINT_CONCURRENCY', 4, 1, 256),
+      disableAfterFailures: integer('SLUICE_WEBHOOK_DISABLE_AFTER_FAILURES', 20, 1, 1_000_000),
+      disableAfterS: integer('SLUICE_WEBHOOK_DISABLE_AFTER_S', 432_000, 0, 365 * 86_400),
+    },
     devnet: {
       latencyMs: integer('SLUICE_DEVNET_LATENCY_MS', 0, 0, 600_000),
       seed: text('SLUICE_DEVNET_SEED'),

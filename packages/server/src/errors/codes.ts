@@ -65,6 +65,17 @@ export const ERROR_CODES = {
   upstream_timeout: { status: 504, meaning: 'The gateway\'s upstream did not answer within the configured upstream timeout.' },
   upstream_unavailable: { status: 502, meaning: 'The gateway could not reach its upstream (connection refused or reset) or the upstream answered something that is not HTTP.' },
 
+  // Webhooks
+  webhook_url_invalid: { status: 400, meaning: 'The webhook URL is not an absolute URL, is longer than 2048 characters, or carries credentials or a #fragment.' },
+  webhook_url_scheme: { status: 400, meaning: 'The webhook URL is not http or https.' },
+  webhook_url_not_public: { status: 400, meaning: 'The webhook URL names a loopback, private or link-local address, and SLUICE_WEBHOOK_PRIVATE is block.' },
+  webhook_event_type_unknown: { status: 400, meaning: 'event_types is empty or names a type Sluice does not send (see docs/webhooks.md).' },
+  webhook_endpoint_limit: { status: 409, meaning: 'The app already has the most webhook endpoints allowed (16).' },
+  webhook_endpoint_not_found: { status: 404, meaning: 'No webhook endpoint with this id for this app.' },
+  webhook_endpoint_disabled: { status: 409, meaning: 'The webhook endpoint is disabled; enable it first (PATCH with enabled: true).' },
+  webhook_event_not_found: { status: 404, meaning: 'No webhook event with this id for this app.' },
+  webhook_delivery_not_found: { status: 404, meaning: 'No delivery with this id for this endpoint.' },
+
   // Apps
   app_not_found: { status: 404, meaning: 'No app with this id.' },
   api_key_not_found: { status: 404, meaning: 'No API key with this id for this app.' },
