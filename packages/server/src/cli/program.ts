@@ -13,6 +13,7 @@ import { runDecode } from './decode.js';
 import { amount, formatRows, formatTable, time } from './format.js';
 import { CliError, CliExit, EXIT, type CliIo } from './io.js';
 import { runStart, type StartDeps } from './start.js';
+import { runGateway } from './gateway.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8402';
 
@@ -127,6 +128,15 @@ export function createProgram(deps: CliDeps, state: { keepsRunning: boolean } = 
     .action(async () => {
       state.keepsRunning = true;
       await runStart({ io, ...deps.start });
+    });
+
+  program
+    .command('gateway')
+    .description('run the server (as `start`) plus a pay-per-call reverse proxy in front of an HTTP API (see docs/gateway.md)')
+    .requiredOption('--config <file>', 'the gateway config, JSON or YAML')
+    .action(async (options: { config: string }) => {
+      state.keepsRunning = true;
+      await runGateway({ io, ...deps.start }, options.config);
     });
 
   program

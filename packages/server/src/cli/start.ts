@@ -7,12 +7,23 @@ import path from 'node:path';
 import { loadConfig } from '../config.js';
 import { formatRows } from './format.js';
 import { EXIT, type CliIo } from './io.js';
+import type { Sluice } from '../app.js';
 
 export interface StartDeps {
   io: CliIo;
   /** Ends the process; a test can replace it. */
   exit(code: number): void;
   onSignal(signal: 'SIGINT' | 'SIGTERM', handler: () => void): void;
+}
+
+/**
+ * Something that runs beside Sluice in the same process (`sluice gateway`): attached once
+ * Sluice listens, closed before Sluice closes. A failed attach stops the start (exit 1).
+ */
+export interface StartExtension {
+  /** The code printed as `error <code>: <message>` when attach throws. */
+  readonly failureCode: string;
+  attach(sluice: Sluice, url: string): Promise<{ banner: string; close(): Promise<void> }>;
 }
 
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -24,7 +35,7 @@ function describeStartError(error: unknown, port: number): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export async function runStart(deps: StartDeps): Promise<void> {
+export async function runStart(deps: StartDeps, extension?: StartExtension): Promise<void> {
   const { io } = deps;
   const loaded = loadConfig(deps.io.env);
   if (!loaded.ok) {
@@ -49,6 +60,7 @@ export async function runStart(deps: StartDeps): Promise<void> {
   // Before listen and before the banner: a script that signals as soon as it sees the banner
   // must find the handlers installed, not the default action (an abrupt kill).
   let stopping = false;
+  let closeExtension = async (): Promise<void> => undefined;
   const stop = (signal: 'SIGINT' | 'SIGTERM'): void => {
     if (stopping) {
       io.stderr(`${signal} again: exiting now\n`);
@@ -61,7 +73,7 @@ export async function runStart(deps: StartDeps): Promise<void> {
       io.stderr(`error shutdown_timeout: shutdown took longer than ${config.shutdownTimeoutMs} ms; exiting\n`);
       deps.exit(EXIT.error);
     }, config.shutdownTimeoutMs + 5_000);
-    sluice.close().then(
+    closeExtension().then(() => sluice.close()).then(
       () => {
         clearTimeout(timer);
         io.stderr('stopped\n');
@@ -89,6 +101,21 @@ export async function runStart(deps: StartDeps): Promise<void> {
   }
 
   if (stopping) return;
+  let extensionBanner = '';
+  if (extension !== undefined) {
+    try {
+      const attached = await extension.attach(sluice, url);
+      closeExtension = attached.close;
+      extensionBanner = attached.banner;
+    } catch (error) {
+      if (stopping) return;
+      io.stderr(`error ${extension.failureCode}: ${describeStartError(error, config.port)}\n`);
+      await sluice.close().catch(() => undefined);
+      deps.exit(EXIT.error);
+      return;
+    }
+    if (stopping) return;
+  }
   const devnet = sluice.nodeInfo.backend === 'devnet';
   const store = sluice.store === 'sqlite' ? `sqlite (${path.join(config.dataDir, 'sluice.sqlite')})` : 'postgres';
   let banner = `Sluice ${VERSION} listening on ${url}\n`;
@@ -100,5 +127,5 @@ export async function runStart(deps: StartDeps): Promise<void> {
     ['admin key', sluice.generatedAdminKey],
     ['', sluice.generatedAdminKey === null ? null : 'save this now, it will not be shown again (only its hash is stored)'],
   ]);
-  io.stdout(banner);
+  io.stdout(banner + extensionBanner);
 }

@@ -33,13 +33,18 @@ export interface GatewayConfig {
   trustForwardedHeaders: boolean;
   /** Most connections open to the upstream at once. */
   upstreamConnections: number;
+  /**
+   * The URL clients reach the gateway at (no trailing slash), for the absolute buy URL in
+   * chain offers; null: built from each request's Host header.
+   */
+  publicUrl: string | null;
 }
 
 export type GatewayConfigResult = { ok: true; config: GatewayConfig } | { ok: false; errors: string[] };
 
 const TOP_FIELDS = new Set([
   'listen', 'upstream', 'routes', 'app_id', 'service', 'chain_step_msat', 'upstream_timeout_ms', 'health_path',
-  'upstream_health_path', 'trust_forwarded_headers', 'upstream_connections',
+  'upstream_health_path', 'trust_forwarded_headers', 'upstream_connections', 'public_url',
 ]);
 const ROUTE_FIELDS = new Set(['path', 'price_msat', 'methods', 'service']);
 const LISTEN_FIELDS = new Set(['host', 'port']);
@@ -181,12 +186,25 @@ export function validateGatewayConfig(document: unknown): GatewayConfigResult {
     else trustForwardedHeaders = document.trust_forwarded_headers;
   }
 
+  let publicUrl: string | null = null;
+  if (document.public_url !== undefined) {
+    let url: URL | null = null;
+    try {
+      url = typeof document.public_url === 'string' ? new URL(document.public_url) : null;
+    } catch {
+      url = null;
+    }
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.search !== '' || url.hash !== '') {
+      errors.push(`public_url: must be the http(s) URL clients reach the gateway at, such as "https://api.example.com", got ${describe(document.public_url)}`);
+    } else publicUrl = url.origin + url.pathname.replace(/\/+$/, '');
+  }
+
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,
     config: {
       listen, upstreamOrigin, upstreamBasePath, routes, appId, service, chainStepMsat, upstreamTimeoutMs, healthPath,
-      upstreamHealthPath, trustForwardedHeaders, upstreamConnections,
+      upstreamHealthPath, trustForwardedHeaders, upstreamConnections, publicUrl,
     },
   };
 }

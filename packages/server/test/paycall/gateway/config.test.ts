@@ -27,6 +27,7 @@ describe('gateway config: valid files', () => {
         upstreamHealthPath: '/',
         trustForwardedHeaders: false,
         upstreamConnections: 128,
+        publicUrl: null,
       },
     });
   });
@@ -38,12 +39,14 @@ describe('gateway config: valid files', () => {
       routes: [{ path: '/write/*', price_msat: 7, methods: ['post', 'PUT'], service: 'writes' }],
       app_id: 'app_123', service: 'jokes', chain_step_msat: '250', upstream_timeout_ms: 1500, health_path: '/healthz',
       upstream_health_path: '/status', trust_forwarded_headers: true, upstream_connections: 16,
+      public_url: 'https://pay.example.com/gw/',
     });
     expect(result.ok && result.config).toMatchObject({
       upstreamOrigin: 'https://api.example.com', upstreamBasePath: '/v2',
       routes: [{ path: '/write/*', priceMsat: 7n, methods: ['POST', 'PUT'], service: 'writes' }],
       appId: 'app_123', service: 'jokes', chainStepMsat: 250n, upstreamTimeoutMs: 1500, healthPath: '/healthz',
       upstreamHealthPath: '/status', trustForwardedHeaders: true, upstreamConnections: 16,
+      publicUrl: 'https://pay.example.com/gw',
     });
   });
 
@@ -78,6 +81,7 @@ describe('gateway config: bad files get clear messages', () => {
     { description: 'a zero chain step', document: { ...minimal, chain_step_msat: '0' }, errors: [/^chain_step_msat: must be a whole number of millisatoshis above 0/] },
     { description: 'a timeout of zero', document: { ...minimal, upstream_timeout_ms: 0 }, errors: [/^upstream_timeout_ms: must be an integer from 1/] },
     { description: 'a relative health path', document: { ...minimal, health_path: 'health' }, errors: [/^health_path: must be a path starting with "\/"/] },
+    { description: 'a public URL that is not one', document: { ...minimal, public_url: 'pay.example.com' }, errors: [/^public_url: must be the http\(s\) URL/] },
     { description: 'trust as text', document: { ...minimal, trust_forwarded_headers: 'yes' }, errors: [/^trust_forwarded_headers: must be true or false/] },
   ];
   for (const row of rows) {
