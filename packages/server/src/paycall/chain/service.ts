@@ -144,6 +144,11 @@ interface LiveChain {
 }
 
 const REFUND_ATTEMPTS_MAX = 100;
+/**
+ * Unpaid chains held in memory (anyone may buy without a key): beyond this, chains whose
+ * invoice expired are dropped, and if that is not enough, purchases get `Overloaded`.
+ */
+export const MAX_PENDING_CHAINS = 100_000;
 
 export function createChainService(deps: ChainServiceDeps): ChainService {
   const { store, ledger, invoices, payments, clock, logger } = deps;
@@ -154,6 +159,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   const dirty = new Set<LiveChain>();
   const committing = new Set<LiveChain>();
   const refundLocks = new Map<string, Promise<unknown>>();
+  /** Unpaid chains in memory, with when their purchase invoice expires (Unix ms). */
+  const unpaid = new Map<LiveChain, number>();
   let flushing = false;
   let scheduled = false;
   let drained: (() => void) | null = null;
@@ -306,12 +313,32 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     if (state.row.status !== 'pending') return;
     await store.setStatus(state.row.id, 'pending', 'active');
     state.row.status = 'active';
+    unpaid.delete(state);
+  };
+
+  /** Drops unpaid chains whose invoice can no longer be paid (they stay in the store). */
+  const sweepUnpaid = (): void => {
+    const now = clock.now();
+    for (const [state, invoiceExpiresAt] of unpaid) {
+      if (invoiceExpiresAt > now) continue;
+      unpaid.delete(state);
+      live.delete(state.row.id);
+      byAccount.delete(state.row.accountId);
+    }
   };
 
   const onInvoicePaid = (invoice: InvoiceRow): void => {
-    const state = byAccount.get(invoice.creditAccountId);
-    if (!state || state.row.invoiceHash !== invoice.paymentHash) return;
-    void activate(state).catch((error) => logger.error({ err: error, chainId: state.row.id }, 'could not activate a paid chain'));
+    if (!invoice.creditAccountId.startsWith(CHAIN_ACCOUNT_PREFIX)) return;
+    void (async () => {
+      let state = byAccount.get(invoice.creditAccountId);
+      if (!state) {
+        // Swept from memory (or never loaded): a late settlement still activates it.
+        const row = await store.getChain(invoice.creditAccountId.slice(CHAIN_ACCOUNT_PREFIX.length));
+        if (!row || row.status !== 'pending') return;
+        state = live.get(row.id) ?? remember(row);
+      }
+      if (state.row.invoiceHash === invoice.paymentHash) await activate(state);
+    })().catch((error) => logger.error({ err: error, accountId: invoice.creditAccountId }, 'could not activate a paid chain'));
   };
 
   // ---- Refunds -----------------------------------------------------------------------
@@ -507,6 +534,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       }
       const app = await deps.apps.getApp(input.appId);
       if (!app || app.revokedAt !== null) return { ok: false, error: 'AppNotFound' };
+      if (unpaid.size >= MAX_PENDING_CHAINS) sweepUnpaid();
+      if (unpaid.size >= MAX_PENDING_CHAINS) return { ok: false, error: 'Overloaded', detail: 'too many unpaid chains; retry later' };
       const stepMsat = service.stepMsatFor(input.appId);
       const amount = BigInt(input.steps) * stepMsat;
       if (amount > MSAT_MAX) return { ok: false, error: 'InvalidPurchase', detail: 'steps x step_msat is too large' };
@@ -534,6 +563,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       };
       await store.insertChain(row);
       const state = remember(row);
+      unpaid.set(state, created.invoice.expiresAt);
       // Paid between the invoice's creation and remember(): the listener did not know the chain.
       if (created.invoice.status === 'paid') await activate(state);
       return { ok: true, chain: viewOf(row), invoice: created.invoice };
@@ -597,12 +627,14 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       for (const row of await store.listUnrefundedChains()) {
         // A pending chain past its expiry can never be paid (its invoice expired first).
         if (row.status === 'pending' && row.expiresAt <= now) continue;
-        const state = remember(row);
-        if (row.status === 'pending') {
-          // Paid while we were down, or credited before the status was written.
-          const invoice = await deps.records.getInvoice(row.invoiceHash);
-          if (invoice?.status === 'paid') await activate(state);
+        if (row.status !== 'pending') {
+          remember(row);
+          continue;
         }
+        // Paid while we were down, or credited before the status was written.
+        const invoice = await deps.records.getInvoice(row.invoiceHash);
+        if (invoice?.status === 'paid') await activate(remember(row));
+        else if (invoice && invoice.expiresAt > now) unpaid.set(remember(row), invoice.expiresAt);
       }
     },
 
