@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../../src/clock.js';
-import { msat, type Msat } from '../../../src/money/msat.js';
+import { msat } from '../../../src/money/msat.js';
 import { buildChain, createChainScheme, formatChainHeader, type ChainService } from '../../../src/paycall/chain/index.js';
 import type { CallPrice, GateRequest } from '../../../src/paycall/gate.js';
 import { startTestSluice, type TestSluice } from '../../support/sluice.js';
@@ -262,4 +262,40 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
 });
 }
 
-export type { Msat };
+
+
+describe.skipIf(!usePostgres)('two Sluices sharing one PostgreSQL database', () => {
+  let database: TestDatabase;
+  let first: TestSluice;
+  let second: TestSluice;
+  beforeAll(async () => {
+    database = await createTestDatabase('sluice_chain_two');
+    first = await startTestSluice({ env: { SLUICE_DATABASE_URL: database.url } });
+  });
+  afterAll(async () => {
+    await second?.close();
+    await first?.close();
+    await database?.drop();
+  });
+
+  it('never accepts the same link in both: the stale process refuses, then catches up from the database', async () => {
+    const app = await first.createApp('shared');
+    const links = buildChain(randomBytes(32), 10);
+    const bought = await first.call('POST', '/v1/paycall/chains', { key: null, body: { app_id: app.id, anchor: (links[0] as Buffer).toString('hex'), steps: 10 } });
+    expect((await first.call('POST', '/v1/devnet/pay', { body: { payment_request: bought.body.invoice.payment_request, wallet: 'alice' } })).status).toBe(200);
+    const id = bought.body.chain_id as string;
+    await new Promise((r) => setTimeout(r, 20));
+    // The second process loads the active chain at index 0.
+    second = await startTestSluice({ env: { SLUICE_DATABASE_URL: database.url } });
+    const call = (sluice: TestSluice, index: number) => sluice.sluice.chains.spend(id, index, links[index] as Buffer, { appId: app.id, priceMsat: msat(1000n) });
+    expect(await call(first, 1)).toMatchObject({ ok: true, index: 1 });
+    // Its copy is stale: its write is refused by the database, so the link is not accepted twice.
+    expect(await call(second, 1)).toMatchObject({ ok: false, error: 'Replayed' });
+    // It dropped its copy; the next call reads the chain back and goes on.
+    expect(await call(second, 2)).toMatchObject({ ok: true, index: 2 });
+    const account = await second.sluice.ledger.getAccount(`chain:${id}`);
+    expect((account?.creditsPostedMsat ?? 0n) - (account?.debitsPostedMsat ?? 0n)).toBe(8000n);
+    const revenue = await second.sluice.ledger.getAccount(`app:${app.id}`);
+    expect((revenue?.creditsPostedMsat ?? 0n) - (revenue?.debitsPostedMsat ?? 0n)).toBe(2000n);
+  });
+});
