@@ -219,7 +219,7 @@ export async function runGatewayBenchmark(options: { seconds?: number; connectio
       load(`${gatewayUrl}/paid/x`, connections, seconds, (connection) => {
         const chain = chains[connection] as { id: string; links: Buffer[] };
         let index = 0;
-        return () => {
+        return (): Record<string, string> => {
           index += 1;
           const link = chain.links[index];
           // Past the end the server refuses (chain_exhausted): counted as non-2xx, not hidden.
