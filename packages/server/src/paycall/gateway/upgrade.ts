@@ -30,8 +30,8 @@ export function writeSocketResponse(socket: Duplex, answer: UpgradeRefusal): voi
   socket.end(lines.join('\r\n') + '\r\n\r\n' + body);
 }
 
-function headerLines(rawHeaders: readonly string[], extra: Record<string, string>): string[] {
-  const extraNames = new Set(Object.keys(extra).map((name) => name.toLowerCase()));
+function headerLines(rawHeaders: readonly string[], extra: Record<string, string>, drop: readonly string[] = []): string[] {
+  const extraNames = new Set([...Object.keys(extra).map((name) => name.toLowerCase()), ...drop]);
   const lines: string[] = [];
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     if (!extraNames.has((rawHeaders[i] as string).toLowerCase())) lines.push(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
@@ -88,7 +88,9 @@ export function tunnelUpgrade(request: IncomingMessage, clientSocket: Duplex, he
     // The upstream did not switch protocols: relay its answer and close.
     if (answered) return response.resume();
     answered = true;
-    const lines = [`HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}`, ...headerLines(response.rawHeaders, { ...options.responseHeaders, connection: 'close' })];
+    const lines = [`HTTP/1.1 ${response.statusCode ?? 502} ${response.statusMessage ?? ''}`, ...headerLines(response.rawHeaders, { ...options.responseHeaders, connection: 'close' }, ['transfer-encoding'])];
+    // Node has already removed any chunked framing from `response`: the body is sent raw and
+    // ends when the connection closes.
     clientSocket.write(lines.join('\r\n') + '\r\n\r\n');
     response.pipe(clientSocket);
   });

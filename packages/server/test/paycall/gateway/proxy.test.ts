@@ -291,3 +291,30 @@ async function rawRequest(base: string, text: string): Promise<string> {
     socket.on('error', reject);
   });
 }
+
+describe('gateway proxy: upstream base path, HEAD and methods', () => {
+  it('puts the upstream path in front of every forwarded path, and prices by method', async () => {
+    const upstream = await startUpstream();
+    const config = validateGatewayConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: `${upstream.url}/base/`,
+      routes: [{ path: '/api/*', price_msat: '7', methods: ['POST'] }, { path: '/api/*', price_msat: '0' }],
+    });
+    if (!config.ok) throw new Error(config.errors.join('\n'));
+    const gateway = await createGateway({ config: config.config, gate: createPayCallGate([testTokenScheme()]), appId: 'app_gw', logger: createLogger('silent') });
+    const url = await gateway.listen();
+    try {
+      const get = await fetch(`${url}/api/items?page=2`);
+      expect(get.status).toBe(200);
+      expect((await get.json()).url).toBe('/base/api/items?page=2');
+      const head = await fetch(`${url}/api/items`, { method: 'HEAD' });
+      expect(head.status).toBe(200);
+      const post = await fetch(`${url}/api/items`, { method: 'POST', body: 'x' });
+      expect(post.status).toBe(402);
+      expect((await post.json()).price_msat).toBe('7');
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
