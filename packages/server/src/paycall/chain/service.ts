@@ -132,7 +132,10 @@ interface Waiter {
 
 interface LiveChain {
   row: ChainRow;
-  /** w_index in bytes (row.link is its hex): what the next link must hash to. */
+  /**
+   * w_index in bytes: what the next link must hash to. `row.link` (hex) follows it only at
+   * each commit, so the hot path does no hex encoding.
+   */
   linkBytes: Buffer;
   /** What the database holds: the flusher writes from here to row.index. */
   durableIndex: number;
@@ -168,15 +171,18 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   // by an earlier run when IT starts, which the composition root does before chains start.
   const unsubscribers: (() => void)[] = [payments.onResolved((payment) => onPaymentResolved(payment))];
 
-  const statusOf = (row: ChainRow, refunding = false): ChainStatus => {
+  /** `invoiceExpiresAt`: for an unpaid chain, when it stops being payable (expired from then on). */
+  const statusOf = (row: ChainRow, refunding = false, invoiceExpiresAt: number | null = null): ChainStatus => {
     if (row.status === 'refunded' || refunding) return 'refunded';
-    if (clock.now() >= row.expiresAt) return 'expired';
+    const now = clock.now();
+    if (now >= row.expiresAt) return 'expired';
+    if (row.status === 'pending' && invoiceExpiresAt !== null && now >= invoiceExpiresAt) return 'expired';
     if (row.status === 'pending') return 'pending';
     return row.index >= row.steps ? 'exhausted' : 'active';
   };
 
-  const viewOf = (row: ChainRow, refunding = false): ChainView => {
-    const status = statusOf(row, refunding);
+  const viewOf = (row: ChainRow, refunding = false, invoiceExpiresAt: number | null = null): ChainView => {
+    const status = statusOf(row, refunding, invoiceExpiresAt);
     const remainingSteps = status === 'refunded' ? 0 : row.steps - row.index;
     return {
       id: row.id,
@@ -234,7 +240,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         committing.add(state);
         batch.push({
           state,
-          write: { id: state.row.id, fromIndex: state.durableIndex, index: state.row.index, link: state.row.link },
+          write: { id: state.row.id, fromIndex: state.durableIndex, index: state.row.index, link: state.linkBytes.toString('hex') },
           waiters: state.waiters.splice(0),
         });
       }
@@ -285,6 +291,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       for (const { state, write, waiters } of batch) {
         state.durableIndex = write.index;
         state.durableLink = write.link;
+        state.row.link = write.link;
         for (const waiter of waiters) waiter.resolve();
       }
     } finally {
@@ -407,11 +414,11 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   };
 
   /** The proof of ownership: w_(index+1), one hash above the last accepted link. */
-  const proofHolds = (row: ChainRow, proof: { index: number; link: Uint8Array }): ChainFail | null => {
+  const proofHolds = (row: ChainRow, current: Buffer, proof: { index: number; link: Uint8Array }): ChainFail | null => {
     if (row.index >= row.steps) return { ok: false, error: 'NothingToRefund', detail: 'every step was spent' };
     if (proof.index <= row.index) return { ok: false, error: 'Replayed', detail: `the proof must be the link at index ${row.index + 1}` };
     if (proof.index !== row.index + 1) return { ok: false, error: 'Skipped', detail: `the proof must be the link at index ${row.index + 1}` };
-    if (!hashLink(proof.link).equals(Buffer.from(row.link, 'hex'))) return { ok: false, error: 'Invalid' };
+    if (!hashLink(proof.link).equals(current)) return { ok: false, error: 'Invalid' };
     return null;
   };
 
@@ -437,7 +444,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     destination: RefundDestination,
   ): Promise<{ ok: true; chain: ChainView; payment: PaymentView | null; amountMsat: Msat } | ChainFail> => {
     if (row.status === 'pending') return { ok: false, error: 'Unpaid', detail: 'the chain was never paid: nothing to refund' };
-    const wrong = proofHolds(row, proof);
+    const wrong = proofHolds(row, state?.linkBytes ?? Buffer.from(row.link, 'hex'), proof);
     if (wrong) return wrong;
     if (state) {
       // From here on no call is accepted; then wait for the calls already accepted.
@@ -571,9 +578,11 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
     async get(chainId) {
       const state = live.get(chainId);
-      if (state) return viewOf(state.row, state.refunding);
+      if (state) return viewOf(state.row, state.refunding, unpaid.get(state) ?? null);
       const row = await store.getChain(chainId);
-      return row ? viewOf(row) : null;
+      if (!row) return null;
+      const invoice = row.status === 'pending' ? await deps.records.getInvoice(row.invoiceHash) : null;
+      return viewOf(row, false, invoice?.status === 'paid' ? null : invoice?.expiresAt ?? null);
     },
 
     spend(chainId, index, link, call) {
@@ -585,7 +594,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       const steps = stepsForPrice(call.priceMsat, row.stepMsat);
       // Everything up to the advance is synchronous: no other request runs in between.
       if (row.status === 'refunded' || state.refunding) return Promise.resolve({ ok: false, error: 'Refunded' });
-      if (row.status === 'pending') return Promise.resolve({ ok: false, error: 'Unpaid' });
+      if (row.status === 'pending') return Promise.resolve({ ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' });
       if (clock.now() >= row.expiresAt) return Promise.resolve({ ok: false, error: 'Expired' });
       if (!Number.isSafeInteger(steps) || steps < 1 || steps > MAX_STEPS_PER_CALL) {
         return Promise.resolve({ ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` });
@@ -600,7 +609,6 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       if (!verifyLink(link, state.linkBytes, steps)) return Promise.resolve({ ok: false, error: 'Invalid' });
       row.index = index;
       state.linkBytes = Buffer.from(link);
-      row.link = state.linkBytes.toString('hex');
       const ack: SpendAck = { ok: true, index, steps, remainingSteps: row.steps - index, stepMsat: row.stepMsat };
       return awaitCommit(state).then(
         () => ack,

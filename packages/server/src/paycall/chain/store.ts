@@ -125,8 +125,11 @@ const MAX_ATTEMPTS = 5;
 export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): Promise<ChainStore> {
   await migratePostgres(sql, postgresChainMigrations);
   const insertSql = `INSERT INTO paycall_chains (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`;
-  const commitOnce = (writes: readonly ChainWrite[], ops: readonly LedgerOp[], now: number): Promise<LedgerResult[]> =>
+  const commitOnce = (unsorted: readonly ChainWrite[], ops: readonly LedgerOp[], now: number): Promise<LedgerResult[]> =>
     sql.begin(async (tx) => {
+      // Rows locked in id order: two processes writing the same chains cannot deadlock.
+      const writes = [...unsorted].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      await tx.unsafe('SELECT id FROM paycall_chains WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [writes.map((w) => w.id)] as never[]);
       // One statement for the whole batch; RETURNING names the rows that matched.
       const updated = (await tx.unsafe(
         `UPDATE paycall_chains AS c SET current_index = u.idx, current_link = u.link

@@ -223,6 +223,14 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     expect((await t.call('POST', '/v1/paycall/chains/ch_nosuch/refund', { key: null, body: body(1, randomBytes(32)) })).status).toBe(404);
   });
 
+  it('an unpaid chain whose invoice expired is expired, not pending', async () => {
+    const { id, links } = await buy(3, { pay: false });
+    expect((await t.call('GET', `/v1/paycall/chains/${id}`, { key: null })).body.status).toBe('pending');
+    clock.advanceMs(3601 * 1000);
+    expect((await t.call('GET', `/v1/paycall/chains/${id}`, { key: null })).body.status).toBe('expired');
+    expect(await spend(id, 1, links[1] as Buffer)).toMatchObject({ ok: false, error: 'Expired' });
+  });
+
   it('refuses bad purchases with a code', async () => {
     const anchor = randomBytes(32).toString('hex');
     const rows: [string, Record<string, unknown>, number, string][] = [
