@@ -6,6 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
+import { generate } from 'selfsigned';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -315,6 +317,34 @@ describe('gateway proxy: upstream base path, HEAD and methods', () => {
     } finally {
       await gateway.close();
       await upstream.close();
+    }
+  });
+});
+
+describe('gateway proxy: https upstream', () => {
+  it('checks the upstream certificate: a self-signed one is refused (502), never trusted silently', async () => {
+    const pems = await generate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keyType: 'ec', curve: 'P-256', algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    });
+    const server = https.createServer({ key: pems.private, cert: pems.cert }, (_request, response) => response.end('secret'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const config = validateGatewayConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      routes: [{ path: '/*', price_msat: '0' }],
+    });
+    if (!config.ok) throw new Error(config.errors.join('\n'));
+    const gateway = await createGateway({ config: config.config, gate: createPayCallGate([testTokenScheme()]), appId: 'app_gw', logger: createLogger('silent') });
+    const url = await gateway.listen();
+    try {
+      const response = await fetch(`${url}/x`);
+      expect(response.status).toBe(502);
+      expect((await response.json()).error.code).toBe('upstream_unavailable');
+    } finally {
+      await gateway.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });
