@@ -8,6 +8,14 @@
  * queue behind it, so under load batches grow by themselves and the cost of the fsync is
  * shared. At most one commit is in flight per ledger.
  *
+ * Pipelining: a store that can commit first and make durable after (`applyOpsStaged`, the
+ * SQLite store: its fsync runs off the event loop, see sqlite/wal-sync.ts) lets the next batch
+ * run its transaction while the previous batch's sync is on the disk. Callers are still
+ * answered only once their batch is durable, in commit order; a batch whose transaction ran
+ * after another's is durable only if that one is too (one log, synced in order). At most
+ * MAX_UNDURABLE_BATCHES batches wait for their sync; beyond that the queue waits (and grows,
+ * which makes the next batch cheaper per op).
+ *
  * Limits: the queue holds at most `maxQueue` ops. A request that would overflow it is
  * answered at once with `{ ok: false, error: 'Overloaded' }` (nothing was applied; the
  * caller may retry later with the same idempotency key); the HTTP edge maps that to 503.
@@ -69,6 +77,23 @@ export interface Ledger {
   readonly store: LedgerStore;
 }
 
+/**
+ * A store that commits a batch and makes it durable in two steps. `results` are final once
+ * the transaction committed (later batches see its effects); `durable` resolves once the
+ * commit is on disk (null: it already was) and rejects if it cannot be made so. Nothing of
+ * the batch may be acknowledged before `durable` resolves.
+ */
+export interface StagedLedgerStore extends LedgerStore {
+  applyOpsStaged(ops: readonly LedgerOp[]): Promise<{ results: LedgerResult[]; durable: Promise<void> | null }>;
+}
+
+function isStaged(store: LedgerStore): store is StagedLedgerStore {
+  return typeof (store as Partial<StagedLedgerStore>).applyOpsStaged === 'function';
+}
+
+/** Batches committed and waiting for their sync: one on the disk, one queued behind it. */
+export const MAX_UNDURABLE_BATCHES = 2;
+
 export const DEFAULT_MAX_BATCH = 1000;
 export const DEFAULT_MAX_QUEUE = 20_000;
 
@@ -101,10 +126,23 @@ export function createLedger(deps: LedgerDeps): Ledger {
   let flushing = false;
   let scheduled = false;
   let closed = false;
+  let undurable = 0;
+  /** Settles when the last batch waiting for its sync has been answered (never rejects). */
+  let lastAnswered: Promise<void> = Promise.resolve();
   let drained: (() => void) | null = null;
+  const staged = isStaged(store) ? store : null;
+
+  function idle(): boolean {
+    return queue.length === 0 && !flushing && !scheduled && undurable === 0;
+  }
+
+  function afterBatch(): void {
+    if (queue.length > 0) schedule();
+    else if (drained && idle()) drained();
+  }
 
   function schedule(): void {
-    if (scheduled || flushing) return;
+    if (scheduled || flushing || undurable >= MAX_UNDURABLE_BATCHES) return;
     scheduled = true;
     // setImmediate, not a microtask: callers answered by the previous commit run their
     // continuations (and queue their next ops) first, so they join this batch.
@@ -135,27 +173,49 @@ export function createLedger(deps: LedgerDeps): Ledger {
       if (batch.length === 0) return;
       const ops = batch.length === 1 ? (batch[0] as Request).ops : batch.flatMap((request) => request.ops);
       let results: LedgerResult[];
+      let durable: Promise<void> | null = null;
       try {
-        results = await store.applyOps(ops);
+        if (staged) ({ results, durable } = await staged.applyOpsStaged(ops));
+        else results = await store.applyOps(ops);
       } catch (error) {
         for (const request of batch) request.reject(error);
         return;
       }
       if (results.length !== ops.length) {
+        // Committed but malformed: a store bug. Nobody is answered with a result.
         const error = new Error(`store answered ${results.length} results for ${ops.length} ops`);
         for (const request of batch) request.reject(error);
         return;
       }
-      deps.onCommit?.({ ops: ops.length, requests: batch.length });
-      let offset = 0;
-      for (const request of batch) {
-        request.resolve(results.slice(offset, offset + request.ops.length));
-        offset += request.ops.length;
+      if (durable === null) {
+        answer(batch, ops.length, results);
+        return;
       }
+      undurable += 1;
+      const done = (): void => {
+        undurable -= 1;
+        afterBatch();
+      };
+      // Answered in commit order, whatever order the store's syncs return in.
+      const synced = durable;
+      lastAnswered = lastAnswered.then(() => synced).then(
+        () => answer(batch, ops.length, results),
+        (error: unknown) => {
+          for (const request of batch) request.reject(error);
+        },
+      ).then(done, done);
     } finally {
       flushing = false;
-      if (queue.length > 0) schedule();
-      else if (drained) drained();
+      afterBatch();
+    }
+  }
+
+  function answer(batch: Request[], ops: number, results: LedgerResult[]): void {
+    deps.onCommit?.({ ops, requests: batch.length });
+    let offset = 0;
+    for (const request of batch) {
+      request.resolve(results.slice(offset, offset + request.ops.length));
+      offset += request.ops.length;
     }
   }
 
@@ -185,7 +245,7 @@ export function createLedger(deps: LedgerDeps): Ledger {
     },
     async close() {
       closed = true;
-      if (queue.length === 0 && !flushing && !scheduled) return;
+      if (idle()) return;
       await new Promise<void>((resolve) => {
         drained = resolve;
       });

@@ -90,7 +90,7 @@ export interface StreamService {
   setPayoutDestination(streamId: string, destination: PayoutDestination): Promise<{ ok: true; stream: StreamView } | Fail>;
   /** The payer's answer to payout_invoice_needed: an invoice for exactly the amount asked. */
   providePayoutInvoice(streamId: string, paymentRequest: string): Promise<{ ok: true } | Fail>;
-  /** Events after a seq, in order (money events included), at most RESUME_EVENTS_MAX. */
+  /** Events after a seq, in order (money events included), at most RESUME_EVENTS_MAX; only those already delivered to subscribers (durable). */
   eventsAfter(streamId: string, afterSeq: number): Promise<StreamEvent[]>;
   subscribe(streamId: string, listener: StreamListener): () => void;
   /** Loads open streams, restarts their meters, starts the clock. */
@@ -777,6 +777,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     eventsAfter(streamId, afterSeq) {
       return withStream(streamId, async (state) => {
         if (!state) return [];
+        // Only events already delivered to listeners: a money step's transfer is visible in
+        // the ledger once committed, before its sync has made it durable and it is
+        // acknowledged (see ledger/sqlite/wal-sync.ts). Later ones reach listeners live.
+        const delivered = state.nextDelivery - 1;
         const stored = await store.listEventsAfter(streamId, afterSeq, RESUME_EVENTS_MAX);
         const money: StreamEvent[] = [];
         let beforeId: string | undefined;
@@ -800,7 +804,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           if (passed) break;
           beforeId = transfers[transfers.length - 1]?.id;
         }
-        return [...stored, ...money].sort((a, b) => a.seq - b.seq).slice(0, RESUME_EVENTS_MAX);
+        return [...stored, ...money].filter((event) => event.seq <= delivered).sort((a, b) => a.seq - b.seq).slice(0, RESUME_EVENTS_MAX);
       });
     },
 

@@ -1,9 +1,11 @@
 /**
  * Group commit: many callers share one commit, nobody is answered before that commit, and a
- * failed commit fails exactly the callers in it.
+ * failed commit fails exactly the callers in it. With a store that commits first and syncs
+ * after (SQLite), the next batch commits while the previous one syncs, and nobody is answered
+ * before the sync that covers their commit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLedger, LedgerClosedError } from '../../src/ledger/group-commit.js';
+import { createLedger, LedgerClosedError, MAX_UNDURABLE_BATCHES, type StagedLedgerStore } from '../../src/ledger/group-commit.js';
 import { createSqliteLedgerStore, migrateSqliteLedger } from '../../src/ledger/sqlite/store.js';
 import type { LedgerOp, LedgerResult, LedgerStore } from '../../src/ledger/store.js';
 import { createFixture, m, transfer, type Fixture } from './contract.js';
@@ -30,8 +32,10 @@ function instrument(inner: LedgerStore) {
     failNext: null as Error | null,
     committed: 0,
   };
+  // Without applyOpsStaged: the group commit goes through applyOps, one step per batch.
+  const { applyOpsStaged: _staged, ...plain } = inner as Partial<StagedLedgerStore> & LedgerStore;
   const store: LedgerStore = {
-    ...inner,
+    ...plain,
     async applyOps(ops: readonly LedgerOp[]): Promise<LedgerResult[]> {
       state.commits.push(ops.length);
       if (state.gate) await state.gate.promise;
@@ -167,6 +171,107 @@ describe('group commit', () => {
     const closing = ledger.close();
     await expect(ledger.apply(transfer(f.alice, f.bob, 1))).rejects.toThrow(LedgerClosedError);
     state.gate.resolve();
+    await closing;
+    expect((await pending).ok).toBe(true);
+  });
+});
+
+/** Wraps a staged store: records commits and holds each batch's sync until released. */
+function instrumentStaged(inner: StagedLedgerStore) {
+  const state = { commits: [] as number[], syncs: [] as Deferred[], failSync: null as Error | null };
+  const store: StagedLedgerStore = {
+    ...inner,
+    async applyOpsStaged(ops) {
+      const { results, durable } = await inner.applyOpsStaged(ops);
+      state.commits.push(ops.length);
+      const held = deferred();
+      state.syncs.push(held);
+      const failure = state.failSync;
+      state.failSync = null;
+      return {
+        results,
+        durable: held.promise.then(async () => {
+          await durable;
+          if (failure) throw failure;
+        }),
+      };
+    },
+  };
+  return { store, state };
+}
+
+describe('group commit, pipelined over a store that syncs after committing', () => {
+  let temp: TempSqlite;
+  let inner: StagedLedgerStore;
+  let f: Fixture;
+
+  beforeAll(async () => {
+    temp = openTempSqlite();
+    migrateSqliteLedger(temp.db);
+    inner = createSqliteLedgerStore(temp.db);
+    f = await createFixture(inner, 1_000_000n);
+  });
+  afterAll(() => temp.remove());
+
+  it('commits the next batch while one syncs, answers each batch only after its sync, in commit order', async () => {
+    const { store, state } = instrumentStaged(inner);
+    const ledger = createLedger({ store });
+    const answered: string[] = [];
+    const send = (tag: string, count: number) =>
+      Array.from({ length: count }, (_, i) => ledger.apply(transfer(f.alice, f.bob, 1)).then((r) => {
+        expect(r.ok).toBe(true);
+        answered.push(`${tag}${i}`);
+      }));
+    const first = send('a', 4);
+    await settled();
+    expect(state.commits).toEqual([4]);
+    const second = send('b', 3);
+    await settled();
+    // Committed while the first batch's sync is held: visible to later batches, answered to nobody.
+    expect(state.commits).toEqual([4, 3]);
+    expect(answered).toEqual([]);
+    const third = send('c', 2);
+    await settled();
+    // MAX_UNDURABLE_BATCHES batches wait for their sync: the third waits in the queue.
+    expect(MAX_UNDURABLE_BATCHES).toBe(2);
+    expect(state.commits).toEqual([4, 3]);
+    (state.syncs[1] as Deferred).resolve(); // the second's sync returns first: still nobody answered
+    await settled();
+    expect(answered).toEqual([]);
+    (state.syncs[0] as Deferred).resolve();
+    await Promise.all([...first, ...second]);
+    expect(answered).toEqual(['a0', 'a1', 'a2', 'a3', 'b0', 'b1', 'b2']);
+    await settled();
+    expect(state.commits).toEqual([4, 3, 2]);
+    (state.syncs[2] as Deferred).resolve();
+    await Promise.all(third);
+    expect(answered).toHaveLength(9);
+    await ledger.close();
+  });
+
+  it('rejects every caller of a batch whose sync failed, acknowledges none of them', async () => {
+    const { store, state } = instrumentStaged(inner);
+    const ledger = createLedger({ store });
+    state.failSync = new Error('EIO');
+    const batch = Array.from({ length: 5 }, () => ledger.apply(transfer(f.alice, f.bob, 1)));
+    await settled();
+    (state.syncs[0] as Deferred).resolve();
+    expect((await Promise.allSettled(batch)).map((r) => r.status)).toEqual(Array(5).fill('rejected'));
+    await ledger.close();
+  });
+
+  it('drains on close only after the last sync', async () => {
+    const { store, state } = instrumentStaged(inner);
+    const ledger = createLedger({ store });
+    const pending = ledger.apply(transfer(f.alice, f.bob, 1));
+    await settled();
+    let closed = false;
+    const closing = ledger.close().then(() => {
+      closed = true;
+    });
+    await settled();
+    expect(closed).toBe(false);
+    (state.syncs[0] as Deferred).resolve();
     await closing;
     expect((await pending).ok).toBe(true);
   });

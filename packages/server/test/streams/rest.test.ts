@@ -145,8 +145,10 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${st
     const closed = await as(token, 'POST', `/v1/streams/${id}/close`);
     expect(closed.body.status).toBe('closed');
     for (let i = 0; i < 50 && t.sluice.devnet?.nodeBalanceMsat('alice') === aliceBefore; i += 1) await settle();
-    const events = (await as(token, 'GET', `/v1/streams/${id}/events`)).body.events;
-    const settled = events.find((e: { type: string }) => e.type === 'settled');
+    // The settled event is recorded once the payment's outcome is back (after the fee advance returns).
+    const settledEvent = async () => (await as(token, 'GET', `/v1/streams/${id}/events`)).body.events.find((e: { type: string }) => e.type === 'settled');
+    for (let i = 0; i < 50 && (await settledEvent()) === undefined; i += 1) await settle();
+    const settled = await settledEvent();
     expect(settled).toBeDefined();
     const refunded = BigInt(settled.amount_msat);
     expect(t.sluice.devnet?.nodeBalanceMsat('alice')).toBe(aliceBefore + refunded);

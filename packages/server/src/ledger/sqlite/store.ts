@@ -6,7 +6,8 @@
  * writes that follow are atomic without row locks. Batches take the write lock up front
  * (BEGIN IMMEDIATE), so a reader elsewhere never makes one fail halfway.
  *
- * Speed: one batch of ops costs one commit (one fsync). Inside it, the rows the batch
+ * Speed: one batch of ops costs one commit (one fsync, which the store's own batches take off
+ * the event loop: see wal-sync.ts and `applyOpsStaged`). Inside it, the rows the batch
  * needs are loaded with one query per kind (`IN (?, ...)` over the ids), new rows go out in
  * multi-row INSERTs, each touched account is written once (one multi-row UPDATE), and every
  * statement is prepared once per connection. Idempotency records: see idempotency.ts.
@@ -55,6 +56,8 @@ import { idempotencyIndexFor, type IdempotencyIndex } from './idempotency.js';
 import { sqliteLedgerMigrations } from './migrations.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
 import { idListQuery, type IdListQuery } from './id-list.js';
+import { createWalSync, type SyncFile, type WalSync } from './wal-sync.js';
+import type { StagedLedgerStore } from '../group-commit.js';
 
 /** Rows per multi-row INSERT or UPDATE (12 columns x 64 rows = 768 parameters). */
 const ROWS_PER_STATEMENT = 64;
@@ -328,11 +331,16 @@ export interface SqliteLedgerStoreOptions {
    * of the store's batches, so this bounds the pause it adds. Tests set it low.
    */
   idempotencyMergeSlice?: number;
+  /**
+   * How the WAL is synced after the store's own batches (default: fdatasync on the thread
+   * pool). Tests replace it to watch the order of commit, sync and answer.
+   */
+  syncFile?: SyncFile;
 }
 
 export const MAX_LIST_LIMIT = 1000;
 
-export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedgerStoreOptions = {}): LedgerStore {
+export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedgerStoreOptions = {}): StagedLedgerStore {
   const clock = options.clock ?? systemClock;
   const ids = options.ids ?? idsFor(db);
   // Built on first use (it reads the ledger's tables), so the store may be created before migrating.
@@ -342,6 +350,44 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     applyInTransaction(db, ops, now, ids, own),
   );
   const createAccount = db.transaction((spec: AccountSpec, now: number) => createAccountInTransaction(db, spec, now));
+  // Built on first use, after the caller configured the connection (journal mode).
+  let walSync: WalSync | null | undefined;
+  const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = createWalSync(db, options.syncFile)) : walSync);
+  let relaxSync: BetterSqlite3.Statement | null = null;
+  let strictSync: BetterSqlite3.Statement | null = null;
+
+  /**
+   * One of the store's own batches: one transaction, committed. With a WAL sync, the commit
+   * itself does not fsync (synchronous=NORMAL for this transaction only; FULL again right
+   * after, for every other transaction on the connection) and `durable` is the sync that
+   * follows; without one (in-memory database), the commit was durable as it returned.
+   */
+  const applyOwn = (ops: readonly LedgerOp[]): { results: LedgerResult[]; durable: Promise<void> | null } => {
+    const wal = walSyncOf();
+    if (wal?.failure) throw wal.failure;
+    indexOf().maintain();
+    const batch: OwnBatch = { keys: [], accounts: [] };
+    let results: LedgerResult[];
+    if (wal) {
+      relaxSync ??= db.prepare('PRAGMA synchronous = NORMAL');
+      strictSync ??= db.prepare('PRAGMA synchronous = FULL');
+      relaxSync.run();
+      try {
+        // BEGIN IMMEDIATE takes the write lock up front, so this transaction cannot fail
+        // halfway with SQLITE_BUSY on its first write.
+        results = applyBatch.immediate(ops, clock.now(), batch);
+      } finally {
+        strictSync.run();
+      }
+    } else {
+      results = applyBatch.immediate(ops, clock.now(), batch);
+    }
+    // Committed: memory may now know what the batch wrote (later batches read it; a crash
+    // before the sync loses memory and the batch together).
+    indexOf().confirm(batch.keys);
+    for (const account of batch.accounts) cache.remember(account);
+    return { results, durable: wal ? wal.afterCommit() : null };
+  };
 
   return {
     dialect: 'sqlite',
@@ -358,18 +404,15 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     async applyOps(ops) {
       if (ops.length === 0) return [];
       // Called inside a caller's transaction (a savepoint), our commit is not the commit.
-      const own = !db.inTransaction;
-      if (own) indexOf().maintain();
-      const batch: OwnBatch | null = own ? { keys: [], accounts: [] } : null;
-      // BEGIN IMMEDIATE takes the write lock up front, so this transaction cannot fail
-      // halfway with SQLITE_BUSY on its first write.
-      const results = applyBatch.immediate(ops, clock.now(), batch);
-      // Committed: memory may now know what the batch wrote.
-      if (batch) {
-        indexOf().confirm(batch.keys);
-        for (const account of batch.accounts) cache.remember(account);
-      }
+      if (db.inTransaction) return applyBatch.immediate(ops, clock.now(), null);
+      const { results, durable } = applyOwn(ops);
+      if (durable) await durable;
       return results;
+    },
+    async applyOpsStaged(ops) {
+      if (ops.length === 0) return { results: [], durable: null };
+      if (db.inTransaction) return { results: applyBatch.immediate(ops, clock.now(), null), durable: null };
+      return applyOwn(ops);
     },
     async getTransfer(id) {
       const row = statementsFor(db).selectTransfer.get(id) as TransferRow | undefined;
