@@ -18,7 +18,10 @@ import { msat } from '../../../src/money/msat.js';
 import { buildChain, formatChainHeader } from '../../../src/paycall/chain/index.js';
 import { validateGatewayConfig } from '../../../src/paycall/gateway/config.js';
 import { startGatewayBeside, type StartedGateway } from '../../../src/paycall/gateway/index.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../../support/postgres.js';
 import { ADMIN_KEY, startTestSluice, type TestSluice } from '../../support/sluice.js';
+
+const usePostgres = await postgresAvailable();
 
 const PRICE_MSAT = 5000n;
 const STEP_MSAT = 1000n;
@@ -59,14 +62,17 @@ function parseOffer(header: string | null): Record<string, string> {
   return offer;
 }
 
-describe('gateway end to end (real chain and L402 schemes, devnet)', () => {
+for (const store of ['sqlite', 'postgres'] as const) {
+describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${store} (real chain and L402 schemes, devnet)`, () => {
+  let database: TestDatabase | null = null;
   let test: TestSluice;
   let upstream: Upstream;
   let started: StartedGateway;
   let sluiceUrl: string;
 
   beforeAll(async () => {
-    test = await startTestSluice({ env: { HOST: '127.0.0.1' } });
+    database = store === 'postgres' ? await createTestDatabase('sluice_gateway') : null;
+    test = await startTestSluice({ env: { HOST: '127.0.0.1', ...(database ? { SLUICE_DATABASE_URL: database.url } : {}) } });
     sluiceUrl = await test.sluice.listen();
     upstream = await startUpstream();
     const config = validateGatewayConfig({
@@ -83,6 +89,7 @@ describe('gateway end to end (real chain and L402 schemes, devnet)', () => {
     await started?.gateway.close();
     await upstream?.close();
     await test?.close();
+    await database?.drop();
   });
 
   it('creates the gateway app on first start and reuses it after', async () => {
@@ -115,7 +122,13 @@ describe('gateway end to end (real chain and L402 schemes, devnet)', () => {
       body: JSON.stringify({ payment_request: chain.invoice.payment_request, wallet: 'alice' }),
     });
     expect(paid.status).toBe(200);
-    const status = await (await fetch(`${offer.buy}/${chain.chain_id}`)).json();
+    // The chain becomes active once its invoice is credited (a moment after the wallet paid).
+    const deadline = Date.now() + 10_000;
+    let status = await (await fetch(`${offer.buy}/${chain.chain_id}`)).json();
+    while (status.status === 'pending' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      status = await (await fetch(`${offer.buy}/${chain.chain_id}`)).json();
+    }
     expect(status.status).toBe('active');
 
     const appBefore = balanceOf((await test.sluice.ledger.getAccount(appAccountId(started.appId)))!);
@@ -192,3 +205,4 @@ describe('gateway end to end (real chain and L402 schemes, devnet)', () => {
     expect(health).toMatchObject({ status: 'ok', upstream: { reachable: true }, lightning: { backend: 'devnet' }, app_id: started.appId });
   });
 });
+}
