@@ -229,14 +229,18 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
   let started = false;
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
-  let pumping: Promise<void> | null = null;
-  let pumpAgain = false;
+  let cycling: Promise<void> | null = null;
+  let cycleAgain = false;
   let catchUpDue = false;
-  const inFlight = new Set<string>();
-  const perEndpoint = new Map<string, number>();
+  /** Every delivery this process holds a lease on: queued here, being attempted, or with its outcome not yet recorded. */
+  const held = new Set<string>();
+  /** Claimed, not yet attempted, per endpoint (first in, first out). */
+  const ready = new Map<string, ClaimedDelivery[]>();
+  let readyCount = 0;
+  /** Attempts under way, per endpoint. */
+  const running = new Map<string, number>();
   const attempts = new Set<Promise<void>>();
   let outcomes: AttemptOutcome[] = [];
-  let flushing: Promise<void> | null = null;
   let attemptsMade = 0;
 
   const buildEvent = (input: NewEvent): EventRow => {
@@ -253,7 +257,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
 
   const notify = (): void => {
     if (!started || stopped) return;
-    setImmediate(() => void pump());
+    scheduleCycle();
   };
 
   const emit = async (input: NewEvent): Promise<{ event: EventRow; inserted: boolean }> => {
@@ -272,8 +276,11 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
   };
 
   // ---- Dispatcher ----
-
-  const slotsFor = (endpointId: string): number => settings.endpointConcurrency - (perEndpoint.get(endpointId) ?? 0);
+  //
+  // One cycle at a time: record the outcomes of finished attempts and claim the next due
+  // deliveries in one transaction (one fsync per cycle, however many attempts it covers),
+  // then start attempts from the claimed queue while the limits allow. Attempts ending
+  // start the next queued one at once and ask for a cycle; cycles coalesce.
 
   const secretsFor = (claimed: ClaimedDelivery, now: number): string[] =>
     claimed.previousSecret !== null && claimed.previousSecretExpiresAt !== null && claimed.previousSecretExpiresAt > now
@@ -317,97 +324,129 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
     });
   };
 
-  const flush = async (): Promise<void> => {
-    while (flushing) await flushing;
-    if (outcomes.length === 0) return;
-    const batch = outcomes;
-    outcomes = [];
-    flushing = (async () => {
-      try {
-        const disabled = await store.recordOutcomes(batch, clock.now(), { failures: settings.disableAfterFailures, periodMs: settings.disableAfterMs });
-        for (const endpointId of disabled) logger.warn({ endpointId }, 'webhook endpoint disabled after repeated failures');
-      } catch (error) {
-        // Not recorded: the leases expire and the deliveries are attempted again (at least once).
-        logger.error({ err: error }, 'could not record webhook attempts');
-      } finally {
-        for (const outcome of batch) inFlight.delete(outcome.deliveryId);
+  const launchReady = (): void => {
+    let progress = true;
+    while (progress && attempts.size < settings.concurrency && readyCount > 0 && !stopped) {
+      progress = false;
+      for (const [endpointId, queue] of ready) {
+        if (attempts.size >= settings.concurrency) break;
+        if ((running.get(endpointId) ?? 0) >= settings.endpointConcurrency) continue;
+        const next = queue.shift();
+        if (queue.length === 0) ready.delete(endpointId);
+        if (!next) continue;
+        readyCount -= 1;
+        launch(next);
+        progress = true;
       }
-    })();
-    try {
-      await flushing;
-    } finally {
-      flushing = null;
     }
   };
 
   const launch = (claimed: ClaimedDelivery): void => {
     const { id, endpointId } = claimed.delivery;
-    inFlight.add(id);
-    perEndpoint.set(endpointId, (perEndpoint.get(endpointId) ?? 0) + 1);
+    running.set(endpointId, (running.get(endpointId) ?? 0) + 1);
     const run: Promise<void> = attempt(claimed)
       .catch((error) => {
-        inFlight.delete(id);
+        // Not recorded: the lease runs out and the delivery is attempted again.
+        held.delete(id);
         logger.error({ err: error, deliveryId: id }, 'webhook attempt failed unexpectedly');
       })
       .finally(() => {
-        const left = (perEndpoint.get(endpointId) ?? 1) - 1;
-        if (left <= 0) perEndpoint.delete(endpointId);
-        else perEndpoint.set(endpointId, left);
+        const left = (running.get(endpointId) ?? 1) - 1;
+        if (left <= 0) running.delete(endpointId);
+        else running.set(endpointId, left);
         attempts.delete(run);
-        void flush().then(() => pump());
+        launchReady();
+        scheduleCycle();
       });
     attempts.add(run);
   };
 
-  /** Claims and launches due deliveries while there is room; one pump at a time. */
-  const pump = async (): Promise<void> => {
-    if (stopped) return;
-    if (pumping) {
-      pumpAgain = true;
-      return pumping;
+  /** Endpoints with as much queued and under way here as one claim may bring (twice their concurrency). */
+  const fullEndpoints = (cap: number): string[] => {
+    const counts = new Map<string, number>(running);
+    for (const [endpointId, queue] of ready) counts.set(endpointId, (counts.get(endpointId) ?? 0) + queue.length);
+    return [...counts].filter(([, count]) => count >= cap).map(([endpointId]) => endpointId);
+  };
+
+  const cycleOnce = async (): Promise<boolean> => {
+    if (catchUpDue && !stopped) {
+      catchUpDue = false;
+      await catchUp().catch((error) => {
+        catchUpDue = true;
+        logger.error({ err: error }, 'webhook catch-up failed; will retry');
+      });
     }
-    pumping = (async () => {
+    const batch = outcomes;
+    outcomes = [];
+    // Claim ahead (up to twice the concurrency) so attempts do not wait for a cycle.
+    const room = stopped ? 0 : 2 * settings.concurrency - attempts.size - readyCount;
+    const perEndpointCap = 2 * settings.endpointConcurrency;
+    const now = clock.now();
+    let result: Awaited<ReturnType<WebhookStore['recordAndClaim']>>;
+    try {
+      result = await store.recordAndClaim({
+        outcomes: batch,
+        now,
+        policy: { failures: settings.disableAfterFailures, periodMs: settings.disableAfterMs },
+        // A queued delivery may wait for a few attempts of its endpoint before its own: the lease covers that.
+        claim: room > 0
+          ? { leaseUntil: now + 3 * settings.timeoutMs + LEASE_MARGIN_MS, limit: room, perEndpoint: perEndpointCap, skipEndpoints: fullEndpoints(perEndpointCap), skipIds: [...held] }
+          : null,
+      });
+    } catch (error) {
+      // Not recorded: the leases run out and these deliveries are attempted again (at least once).
+      for (const outcome of batch) held.delete(outcome.deliveryId);
+      logger.error({ err: error }, 'webhook dispatcher cycle failed; will retry');
+      return false;
+    }
+    for (const outcome of batch) held.delete(outcome.deliveryId);
+    for (const endpointId of result.disabled) logger.warn({ endpointId }, 'webhook endpoint disabled after repeated failures');
+    for (const claimed of result.claimed) {
+      held.add(claimed.delivery.id);
+      const queue = ready.get(claimed.delivery.endpointId) ?? [];
+      queue.push(claimed);
+      ready.set(claimed.delivery.endpointId, queue);
+      readyCount += 1;
+    }
+    launchReady();
+    return result.claimed.length > 0 && result.claimed.length >= room;
+  };
+
+  /** Runs cycles until nothing is left to record or claim; one runner at a time. */
+  const cycle = async (): Promise<void> => {
+    if (cycling) {
+      cycleAgain = true;
+      return cycling;
+    }
+    cycling = (async () => {
       try {
         do {
-          pumpAgain = false;
-          if (catchUpDue) {
-            catchUpDue = false;
-            await catchUp().catch((error) => {
-              catchUpDue = true;
-              logger.error({ err: error }, 'webhook catch-up failed; will retry');
-            });
-          }
-          for (;;) {
-            const free = settings.concurrency - attempts.size;
-            if (free <= 0 || stopped) break;
-            const now = clock.now();
-            const claimed = await store.claimDue({
-              now,
-              leaseUntil: now + settings.timeoutMs + LEASE_MARGIN_MS,
-              limit: free,
-              perEndpoint: settings.endpointConcurrency,
-              slotsFor,
-              skipIds: inFlight,
-            });
-            if (claimed.length === 0) break;
-            for (const delivery of claimed) launch(delivery);
-          }
-        } while (pumpAgain && !stopped);
-      } catch (error) {
-        logger.error({ err: error }, 'webhook dispatcher pass failed; will retry');
+          cycleAgain = false;
+          const full = await cycleOnce();
+          if (full || outcomes.length > 0) cycleAgain = true;
+        } while (cycleAgain);
+      } finally {
+        cycling = null;
       }
     })();
-    try {
-      await pumping;
-    } finally {
-      pumping = null;
-    }
+    return cycling;
+  };
+
+  let cycleScheduled = false;
+  /** Coalesces the requests of one tick (many attempts ending together) into one cycle. */
+  const scheduleCycle = (): void => {
+    if (cycleScheduled) return;
+    cycleScheduled = true;
+    setImmediate(() => {
+      cycleScheduled = false;
+      void cycle();
+    });
   };
 
   const schedule = (): void => {
     if (stopped) return;
     timer = setTimeout(() => {
-      void pump().finally(schedule);
+      void cycle().finally(schedule);
     }, settings.pollIntervalMs);
     timer.unref();
   };
@@ -604,7 +643,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
       await catchUp();
       started = true;
       stopped = false;
-      void pump();
+      void cycle();
       schedule();
     },
 
@@ -612,10 +651,13 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
       stopped = true;
       if (timer) clearTimeout(timer);
       timer = null;
-      await pumping;
+      await cycling;
+      // Queued deliveries were not attempted: their leases run out (SQLite forgets them at start).
+      ready.clear();
+      readyCount = 0;
       sender.close();
       await Promise.allSettled([...attempts]);
-      await flush();
+      await cycle();
     },
 
     catchUp,
@@ -626,12 +668,10 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
       stopped = false;
       try {
         for (;;) {
-          await pump();
-          if (attempts.size === 0) break;
+          await cycle();
+          if (attempts.size === 0 && readyCount === 0 && outcomes.length === 0) break;
           await Promise.allSettled([...attempts]);
-          await flush();
         }
-        await flush();
       } finally {
         stopped = wasStopped;
       }

@@ -53,6 +53,19 @@ export interface DisablePolicy {
   periodMs: number;
 }
 
+/**
+ * Which due deliveries to take: oldest due first, at most `perEndpoint` per endpoint (so
+ * one endpoint's backlog cannot starve the others), none of `skipEndpoints` (full here) or
+ * `skipIds` (already held here), at most `limit`; each leased until `leaseUntil`.
+ */
+export interface ClaimInput {
+  leaseUntil: number;
+  limit: number;
+  perEndpoint: number;
+  skipEndpoints: readonly string[];
+  skipIds: readonly string[];
+}
+
 export interface DeliveryFilter {
   status?: DeliveryStatus;
   eventId?: string;
@@ -92,12 +105,15 @@ export interface WebhookStore {
   listAttempts(deliveryIds: string[]): Promise<AttemptRow[]>;
 
   /**
-   * Takes up to `limit` due deliveries (at most `slotsFor(endpoint)` per endpoint, never
-   * more than `perEndpoint`, none in `skipIds`) by setting their lease; a delivery another
-   * process holds is skipped. Oldest due first.
+   * Records finished attempts and takes the next due deliveries, in ONE transaction (one
+   * fsync per dispatcher cycle, however many attempts it covers). An outcome whose delivery
+   * moved on meanwhile (a lost lease) is ignored. Returns the endpoints this disabled and
+   * the deliveries now leased to the caller.
    */
-  claimDue(input: { now: number; leaseUntil: number; limit: number; perEndpoint: number; slotsFor: (endpointId: string) => number; skipIds: ReadonlySet<string> }): Promise<ClaimedDelivery[]>;
-  /** Records attempts (one transaction); an outcome whose delivery moved on meanwhile is ignored. Returns the endpoints this disabled. */
+  recordAndClaim(input: { outcomes: AttemptOutcome[]; now: number; policy: DisablePolicy; claim: ClaimInput | null }): Promise<{ disabled: string[]; claimed: ClaimedDelivery[] }>;
+  /** recordAndClaim without outcomes. */
+  claimDue(claim: ClaimInput & { now: number }): Promise<ClaimedDelivery[]>;
+  /** recordAndClaim without claiming. */
   recordOutcomes(outcomes: AttemptOutcome[], now: number, policy: DisablePolicy): Promise<string[]>;
   /** Forgets every lease (SQLite at start: one process, so no lease can be held by anyone else). */
   clearLeases(): Promise<void>;
@@ -222,18 +238,110 @@ export function numbered(sql: string): string {
   return sql.replace(/\?/g, () => `$${++index}`);
 }
 
+/** The statements that record finished attempts, update failure streaks and disable endpoints failing for too long. */
+function outcomeStatements(outcomes: AttemptOutcome[], now: number, policy: DisablePolicy): Statement[] {
+  const statements: Statement[] = [];
+  const touched = new Set<string>();
+  for (const outcome of outcomes) {
+    const { attempt } = outcome;
+    // All three guarded by "the delivery is still pending at the attempt before this one":
+    // an attempt that lost its lease to another process is not counted twice.
+    const guard = "EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ? AND status = 'pending' AND attempts = ?)";
+    const guardParams = [attempt.deliveryId, attempt.attempt - 1];
+    statements.push(outcome.delivered
+      ? { sql: `UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL WHERE id = ? AND ${guard}`, params: [outcome.endpointId, ...guardParams] }
+      : {
+          sql: `UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1, failing_since = COALESCE(failing_since, ?) WHERE id = ? AND ${guard}`,
+          params: [attempt.at, outcome.endpointId, ...guardParams],
+        });
+    statements.push({
+      sql: `INSERT INTO webhook_attempts (delivery_id, attempt, at, duration_ms, status_code, error, response_excerpt)
+            SELECT CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT)
+            WHERE ${guard} ON CONFLICT DO NOTHING`,
+      params: [
+        attempt.deliveryId, attempt.attempt, attempt.at, attempt.durationMs, attempt.statusCode, attempt.error, attempt.responseExcerpt,
+        ...guardParams,
+      ],
+    });
+    const status = outcome.delivered ? 'delivered' : outcome.nextAttemptAt === null ? 'failed' : 'pending';
+    statements.push({
+      sql: `UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, leased_until = NULL, last_status_code = ?,
+            last_error = ?, updated_at = ?, delivered_at = ? WHERE id = ? AND status = 'pending' AND attempts = ?`,
+      params: [
+        status, attempt.attempt, outcome.nextAttemptAt ?? attempt.at, attempt.statusCode, attempt.error, now,
+        outcome.delivered ? attempt.at : null, ...guardParams,
+      ],
+    });
+    if (!outcome.delivered) touched.add(outcome.endpointId);
+  }
+  for (const endpointId of touched) {
+    statements.push({
+      sql: `UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', updated_at = ?
+            WHERE id = ? AND status = 'enabled' AND consecutive_failures >= ? AND failing_since <= ? RETURNING id`,
+      params: [now, endpointId, policy.failures, now - policy.periodMs],
+    });
+    // Park what is left of a disabled endpoint's queue (nothing when it was not disabled).
+    statements.push({
+      sql: `UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ?
+            WHERE endpoint_id = ? AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = ? AND status = 'disabled')`,
+      params: [PARKED_AT, now, endpointId, endpointId],
+    });
+  }
+  return statements;
+}
+
+/**
+ * One UPDATE that leases the due deliveries it picks. Without row locks in the pick (window
+ * functions forbid FOR UPDATE in PostgreSQL), two processes may pick the same row; the
+ * outer WHERE is re-checked on the locked row, so only one of them leases it.
+ */
+function claimStatement(claim: ClaimInput, now: number): Statement {
+  const skipEndpoints = claim.skipEndpoints.length > 0 ? `AND d.endpoint_id NOT IN (${marks(claim.skipEndpoints.length)})` : '';
+  const skipIds = claim.skipIds.length > 0 ? `AND d.id NOT IN (${marks(claim.skipIds.length)})` : '';
+  return {
+    sql: `UPDATE webhook_deliveries SET leased_until = ?
+          WHERE id IN (
+            SELECT c.id FROM (
+              SELECT d.id, d.next_attempt_at, ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS rn
+              FROM webhook_deliveries d
+              WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND (d.leased_until IS NULL OR d.leased_until <= ?) ${skipEndpoints} ${skipIds}
+            ) c WHERE c.rn <= ? ORDER BY c.next_attempt_at, c.id LIMIT ?
+          ) AND status = 'pending' AND (leased_until IS NULL OR leased_until <= ?)
+          RETURNING id`,
+    params: [claim.leaseUntil, now, now, ...claim.skipEndpoints, ...claim.skipIds, claim.perEndpoint, claim.limit, now],
+  };
+}
+
 function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): WebhookStore {
   const all = (sql: string, params: unknown[]) => runner.all(sql, params);
   const typeStatements = (row: EndpointRow): Statement[] => [
     { sql: 'DELETE FROM webhook_endpoint_types WHERE endpoint_id = ?', params: [row.id] },
     ...row.eventTypes.map((type) => ({ sql: 'INSERT INTO webhook_endpoint_types (endpoint_id, event_type) VALUES (?, ?)', params: [row.id, type] })),
   ];
+  const claimedDetails = async (ids: string[]): Promise<ClaimedDelivery[]> => {
+    if (ids.length === 0) return [];
+    const rows = await all(
+      `SELECT d.*, ev.payload AS ev_payload, ep.url AS ep_url, ep.secret AS ep_secret, ep.previous_secret AS ep_previous_secret,
+              ep.previous_secret_expires_at AS ep_previous_secret_expires_at
+       FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
+       WHERE d.id IN (${marks(ids.length)}) ORDER BY d.next_attempt_at, d.id`,
+      ids,
+    );
+    return rows.map((row) => ({
+      delivery: deliveryFromRow(row),
+      payload: row.ev_payload as string,
+      url: row.ep_url as string,
+      secret: row.ep_secret as string,
+      previousSecret: strOrNull(row.ep_previous_secret),
+      previousSecretExpiresAt: numOrNull(row.ep_previous_secret_expires_at),
+    }));
+  };
   const endpointValues = (row: EndpointRow): unknown[] => [
     row.id, row.appId, row.url, row.description, JSON.stringify(row.eventTypes), row.secret, row.previousSecret,
     row.previousSecretExpiresAt, row.status, row.disabledReason, row.consecutiveFailures, row.failingSince, row.createdAt, row.updatedAt,
   ];
 
-  return {
+  const store: WebhookStore = {
     dialect,
 
     async insertEndpoint(row) {
@@ -329,106 +437,22 @@ function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): WebhookSto
       return (await all(`SELECT * FROM webhook_attempts WHERE delivery_id IN (${marks(deliveryIds.length)}) ORDER BY delivery_id, attempt`, deliveryIds)).map(attemptFromRow);
     },
 
-    async claimDue({ now, leaseUntil, limit, perEndpoint, slotsFor, skipIds }) {
-      if (limit <= 0) return [];
-      // Oldest due first, at most perEndpoint per endpoint, so one endpoint's backlog cannot starve the others.
-      const candidates = await all(
-        `SELECT c.id, c.endpoint_id FROM (
-           SELECT d.id, d.endpoint_id, d.next_attempt_at, ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS rn
-           FROM webhook_deliveries d
-           WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND (d.leased_until IS NULL OR d.leased_until <= ?)
-         ) c WHERE c.rn <= ? ORDER BY c.next_attempt_at, c.id LIMIT ?`,
-        [now, now, perEndpoint + skipIds.size, limit + skipIds.size],
-      );
-      const taken = new Map<string, number>();
-      const ids: string[] = [];
-      for (const row of candidates) {
-        const id = row.id as string;
-        const endpointId = row.endpoint_id as string;
-        if (skipIds.has(id) || ids.length >= limit) continue;
-        const count = taken.get(endpointId) ?? 0;
-        if (count >= slotsFor(endpointId)) continue;
-        taken.set(endpointId, count + 1);
-        ids.push(id);
-      }
-      if (ids.length === 0) return [];
-      const [claimed] = await runner.transaction([{
-        sql: `UPDATE webhook_deliveries SET leased_until = ?
-              WHERE id IN (${marks(ids.length)}) AND status = 'pending' AND (leased_until IS NULL OR leased_until <= ?)
-              RETURNING id`,
-        params: [leaseUntil, ...ids, now],
-      }]);
-      const claimedIds = (claimed?.rows ?? []).map((row) => row.id as string);
-      if (claimedIds.length === 0) return [];
-      const rows = await all(
-        `SELECT d.*, ev.payload AS ev_payload, ep.url AS ep_url, ep.secret AS ep_secret, ep.previous_secret AS ep_previous_secret,
-                ep.previous_secret_expires_at AS ep_previous_secret_expires_at, ep.status AS ep_status, ep.deleted_at AS ep_deleted_at
-         FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id JOIN webhook_endpoints ep ON ep.id = d.endpoint_id
-         WHERE d.id IN (${marks(claimedIds.length)}) ORDER BY d.next_attempt_at, d.id`,
-        claimedIds,
-      );
-      return rows.map((row) => ({
-        delivery: deliveryFromRow(row),
-        payload: row.ev_payload as string,
-        url: row.ep_url as string,
-        secret: row.ep_secret as string,
-        previousSecret: strOrNull(row.ep_previous_secret),
-        previousSecretExpiresAt: numOrNull(row.ep_previous_secret_expires_at),
-      }));
-    },
-
-    async recordOutcomes(outcomes, now, policy) {
-      if (outcomes.length === 0) return [];
-      const statements: Statement[] = [];
-      const touched = new Set<string>();
-      for (const outcome of outcomes) {
-        const { attempt } = outcome;
-        // All three guarded by "the delivery is still pending at the attempt before this one":
-        // an attempt that lost its lease to another process is not counted twice.
-        const guard = "EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = ? AND status = 'pending' AND attempts = ?)";
-        const guardParams = [attempt.deliveryId, attempt.attempt - 1];
-        statements.push(outcome.delivered
-          ? { sql: `UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL WHERE id = ? AND ${guard}`, params: [outcome.endpointId, ...guardParams] }
-          : {
-              sql: `UPDATE webhook_endpoints SET consecutive_failures = consecutive_failures + 1, failing_since = COALESCE(failing_since, ?) WHERE id = ? AND ${guard}`,
-              params: [attempt.at, outcome.endpointId, ...guardParams],
-            });
-        statements.push({
-          sql: `INSERT INTO webhook_attempts (delivery_id, attempt, at, duration_ms, status_code, error, response_excerpt)
-                SELECT CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS BIGINT), CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT)
-                WHERE ${guard} ON CONFLICT DO NOTHING`,
-          params: [
-            attempt.deliveryId, attempt.attempt, attempt.at, attempt.durationMs, attempt.statusCode, attempt.error, attempt.responseExcerpt,
-            attempt.deliveryId, attempt.attempt - 1,
-          ],
-        });
-        const status = outcome.delivered ? 'delivered' : outcome.nextAttemptAt === null ? 'failed' : 'pending';
-        statements.push({
-          sql: `UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, leased_until = NULL, last_status_code = ?,
-                last_error = ?, updated_at = ?, delivered_at = ? WHERE id = ? AND status = 'pending' AND attempts = ?`,
-          params: [
-            status, attempt.attempt, outcome.nextAttemptAt ?? attempt.at, attempt.statusCode, attempt.error, now,
-            outcome.delivered ? attempt.at : null, attempt.deliveryId, attempt.attempt - 1,
-          ],
-        });
-        if (!outcome.delivered) touched.add(outcome.endpointId);
-      }
+    async recordAndClaim({ outcomes, now, policy, claim }) {
+      const statements = outcomeStatements(outcomes, now, policy);
       const disableFrom = statements.length;
-      for (const endpointId of touched) {
-        statements.push({
-          sql: `UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'failing', updated_at = ?
-                WHERE id = ? AND status = 'enabled' AND consecutive_failures >= ? AND failing_since <= ? RETURNING id`,
-          params: [now, endpointId, policy.failures, now - policy.periodMs],
-        });
-        // Park what is left of a disabled endpoint's queue (nothing when it was not disabled).
-        statements.push({
-          sql: `UPDATE webhook_deliveries SET next_attempt_at = ?, updated_at = ?
-                WHERE endpoint_id = ? AND status = 'pending' AND EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = ? AND status = 'disabled')`,
-          params: [PARKED_AT, now, endpointId, endpointId],
-        });
-      }
+      if (claim !== null && claim.limit > 0) statements.push(claimStatement(claim, now));
+      if (statements.length === 0) return { disabled: [], claimed: [] };
       const results = await runner.transaction(statements);
-      return results.slice(disableFrom).flatMap((result) => result.rows.map((row) => row.id as string));
+      const disabled = results.slice(0, disableFrom).filter((_, index) => statements[index]?.sql.includes('RETURNING id'))
+        .flatMap((result) => result.rows.map((row) => row.id as string));
+      const claimedIds = claim !== null && claim.limit > 0 ? (results.at(-1)?.rows ?? []).map((row) => row.id as string) : [];
+      return { disabled, claimed: await claimedDetails(claimedIds) };
+    },
+    async claimDue(claim) {
+      return (await store.recordAndClaim({ outcomes: [], now: claim.now, policy: { failures: 1, periodMs: 0 }, claim })).claimed;
+    },
+    async recordOutcomes(outcomes, now, policy) {
+      return (await store.recordAndClaim({ outcomes, now, policy, claim: null })).disabled;
     },
 
     async clearLeases() {
@@ -465,6 +489,7 @@ function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): WebhookSto
       return { invoices, payments, streams };
     },
   };
+  return store;
 }
 
 export function createSqliteWebhookStore(db: SqliteDatabase): WebhookStore {

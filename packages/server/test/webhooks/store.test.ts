@@ -103,9 +103,8 @@ function failure(deliveryId: string, endpointId: string, attempt: number, at: nu
   };
 }
 
-const all = new Set<string>();
 const claimAll = (store: WebhookStore, now: number, perEndpoint = 100) =>
-  store.claimDue({ now, leaseUntil: now + 70_000, limit: 100, perEndpoint, slotsFor: () => perEndpoint, skipIds: all });
+  store.claimDue({ now, leaseUntil: now + 70_000, limit: 100, perEndpoint, skipEndpoints: [], skipIds: [] });
 
 for (const maker of makers) {
   describe.skipIf(!maker.enabled)(`webhook store on ${maker.name}`, () => {
