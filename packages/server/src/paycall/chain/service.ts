@@ -30,7 +30,7 @@ import { balanceOf, type LedgerOp } from '../../ledger/store.js';
 import { decodeBolt11 } from '../../lightning/bolt11/index.js';
 import { invoiceFromLightningAddress } from '../../lightning/lnurl.js';
 import { MSAT_MAX, msat, type Msat } from '../../money/msat.js';
-import { defaultMaxFeeMsat, type PaymentService, type PaymentView } from '../../payments/service.js';
+import { defaultMaxFeeMsat, type PayError, type PaymentService, type PaymentView } from '../../payments/service.js';
 import type { InvoiceRow, PaymentRow } from '../../records/model.js';
 import { randomId } from '../../util/fingerprint.js';
 import { hashLink, isLinkHex, MAX_CHAIN_STEPS, MAX_STEPS_PER_CALL, stepsForPrice, verifyLink } from './math.js';
@@ -53,6 +53,10 @@ export type ChainError =
   | 'LightningUnavailable'
   | 'RefundUnavailable'
   | 'RefundInvoiceInvalid'
+  | 'RefundInvoiceExpired'
+  | 'RefundInvoiceWrongNetwork'
+  | 'RefundInvoiceAlreadyPaid'
+  | 'RefundToSelf'
   | 'RefundAmountMismatch'
   | 'RefundAddressFailed'
   | 'NothingToRefund'
@@ -152,6 +156,15 @@ const REFUND_ATTEMPTS_MAX = 100;
  * invoice expired are dropped, and if that is not enough, purchases get `Overloaded`.
  */
 export const MAX_PENDING_CHAINS = 100_000;
+
+/** How a refund's payment refusal reads to the payer (anything else: invoice_invalid). */
+const REFUND_PAY_ERRORS: Partial<Record<PayError, ChainError>> = {
+  InvoiceExpired: 'RefundInvoiceExpired',
+  InvoiceWrongNetwork: 'RefundInvoiceWrongNetwork',
+  InvoiceAlreadyPaid: 'RefundInvoiceAlreadyPaid',
+  PaymentToSelf: 'RefundToSelf',
+  InvoiceAmountMismatch: 'RefundAmountMismatch',
+};
 
 export function createChainService(deps: ChainServiceDeps): ChainService {
   const { store, ledger, invoices, payments, clock, logger } = deps;
@@ -316,11 +329,16 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
   // ---- Activation --------------------------------------------------------------------
 
+  /**
+   * Called once the purchase is credited (durably, by the invoices service), so calls may be
+   * accepted at once; the status row follows. Should that write be lost, start-up finds the
+   * paid invoice and activates the chain again.
+   */
   const activate = async (state: LiveChain): Promise<void> => {
     if (state.row.status !== 'pending') return;
-    await store.setStatus(state.row.id, 'pending', 'active');
     state.row.status = 'active';
     unpaid.delete(state);
+    await store.setStatus(state.row.id, 'pending', 'active');
   };
 
   /** Drops unpaid chains whose invoice can no longer be paid (they stay in the store). */
@@ -483,6 +501,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       if (!lent.ok) {
         return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the routing-fee budget (${maxFeeMsat} msat) now; nothing changed, retry later` };
       }
+      const statusBefore = row.status;
       await markRefunded(state, row);
       const paid = await payments.pay(row.appId, {
         target: { kind: 'invoice', paymentRequest: target.paymentRequest, amountMsat: target.amountMsat },
@@ -491,8 +510,10 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         debitAccountId: row.accountId,
       });
       if (!paid.ok) {
+        // Nothing was sent: the chain is as it was before this request (calls work again).
         await returnFeeAdvance(row);
-        return { ok: false, error: 'RefundInvoiceInvalid', detail: `${paid.error}${paid.detail ? `: ${paid.detail}` : ''}` };
+        if (statusBefore !== 'refunded' && (await store.setStatus(row.id, 'refunded', statusBefore))) row.status = statusBefore;
+        return { ok: false, error: REFUND_PAY_ERRORS[paid.error] ?? 'RefundInvoiceInvalid', detail: `${paid.error}${paid.detail ? `: ${paid.detail}` : ''}` };
       }
       if (paid.payment.status !== 'pending') await returnFeeAdvance(row);
       return finish(paid.payment, amountMsat);

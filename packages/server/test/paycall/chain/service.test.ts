@@ -43,6 +43,11 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     return account ? account.creditsPostedMsat - account.debitsPostedMsat : 0n;
   };
 
+  /** Activation follows the invoice's settlement asynchronously (one status write). */
+  const waitActive = async (id: string) => {
+    for (let i = 0; i < 200 && (await chains().get(id))?.status === 'pending'; i += 1) await new Promise((r) => setTimeout(r, 5));
+  };
+
   /** Buys a chain over REST and has the devnet wallet alice pay it. */
   async function buy(steps: number, options: { pay?: boolean; appId?: string } = {}) {
     const seed = randomBytes(32);
@@ -55,7 +60,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     if (options.pay !== false) {
       const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: bought.body.invoice.payment_request, wallet: 'alice' } });
       expect(paid.status, JSON.stringify(paid.body)).toBe(200);
-      for (let i = 0; i < 50 && (await chains().get(bought.body.chain_id))?.status === 'pending'; i += 1) await new Promise((r) => setTimeout(r, 10));
+      await waitActive(bought.body.chain_id);
     }
     return { id: bought.body.chain_id as string, links, body: bought.body };
   }
@@ -78,7 +83,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
 
     const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: body.invoice.payment_request, wallet: 'alice' } });
     expect(paid.status).toBe(200);
-    await new Promise((r) => setTimeout(r, 20));
+    await waitActive(id);
     const got = await t.call('GET', `/v1/paycall/chains/${id}`, { key: null });
     expect(got.body).toMatchObject({ status: 'active', index: 0, remaining_msat: '100000' });
     expect(await balance(`chain:${id}`)).toBe(100_000n);
@@ -191,6 +196,16 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     // Refusals changed nothing: the chain still pays.
     expect(await spend(id, 31, links[31] as Buffer)).toMatchObject({ ok: true, remainingSteps: 69 });
 
+    // A payment the payments service refuses (an expired invoice) leaves the chain as it was.
+    const stale = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '69000', wallet: 'carol', expiry_s: 60 } });
+    clock.advanceMs(61_000);
+    const expired = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { index: 32, link: (links[32] as Buffer).toString('hex'), invoice: stale.body.payment_request } });
+    expect(expired.status, JSON.stringify(expired.body)).toBe(409);
+    expect(expired.body.error.code).toBe('invoice_expired');
+    expect((await t.call('GET', `/v1/paycall/chains/${id}`, { key: null })).body).toMatchObject({ status: 'active', index: 31, remaining_msat: '69000' });
+    expect(await balance(`chain:${id}`)).toBe(69_000n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 1000n);
+
     const carolBefore = t.sluice.devnet?.nodeBalanceMsat('carol') as bigint;
     const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '69000', wallet: 'carol' } });
     const refunded = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { index: 32, link: (links[32] as Buffer).toString('hex'), invoice: invoice.body.payment_request } });
@@ -263,7 +278,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     // A chain bought before the restart can still be paid and used after it.
     const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: pending.body.invoice.payment_request, wallet: 'alice' } });
     expect(paid.status).toBe(200);
-    await new Promise((r) => setTimeout(r, 20));
+    await waitActive(pending.id);
     expect(await spend(pending.id, 1, pending.links[1] as Buffer)).toMatchObject({ ok: true });
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
