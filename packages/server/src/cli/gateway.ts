@@ -29,7 +29,16 @@ export async function runGateway(deps: StartDeps, configFile: string): Promise<v
     failureCode: 'gateway_start_failed',
     async attach(sluice, sluiceUrl) {
       const logger = createLogger(sluice.config.logLevel);
-      const started = await startGatewayBeside(sluice, config, { sluiceUrl, logger });
+      let started: Awaited<ReturnType<typeof startGatewayBeside>>;
+      try {
+        started = await startGatewayBeside(sluice, config, { sluiceUrl, logger });
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        const where = `${config.listen.host}:${config.listen.port}`;
+        if (code === 'EADDRINUSE') throw new Error(`the gateway's listen address ${where} is already in use (change listen.port in ${configFile})`);
+        if (code === 'EACCES') throw new Error(`no permission to listen on ${where} (listen in ${configFile})`);
+        throw error;
+      }
       const stepMsat = sluice.chains.stepMsatFor(started.appId);
       const banner =
         `Gateway listening on ${started.url} -> ${config.upstreamOrigin}${config.upstreamBasePath}\n` +

@@ -125,5 +125,16 @@ describe('sluice gateway (child process)', () => {
     const run = runCli(['gateway', '--config', config], { PORT: String(await freePort()), SLUICE_DATA_DIR: path.join(dir, 'unknown-app-data') });
     expect((await run.exited).code).toBe(1);
     expect(run.output()).toContain('error gateway_start_failed: app_id app_nope is not an app of this Sluice');
+
+    // The gateway's port taken: said as such, and Sluice is closed again.
+    const blocker = http.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const takenPort = (blocker.address() as AddressInfo).port;
+    const taken = path.join(dir, 'taken.json');
+    fs.writeFileSync(taken, JSON.stringify({ listen: { port: takenPort }, upstream: upstreamUrl, routes: [{ path: '/*', price_msat: '0' }] }));
+    const busy = runCli(['gateway', '--config', taken], { PORT: String(await freePort()), SLUICE_DATA_DIR: path.join(dir, 'taken-data') });
+    expect((await busy.exited).code).toBe(1);
+    expect(busy.output()).toContain(`error gateway_start_failed: the gateway's listen address 127.0.0.1:${takenPort} is already in use`);
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
   });
 });
