@@ -222,6 +222,12 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     return state;
   };
 
+  const forget = (state: LiveChain): void => {
+    if (live.get(state.row.id) === state) live.delete(state.row.id);
+    if (byAccount.get(state.row.accountId) === state) byAccount.delete(state.row.accountId);
+    unpaid.delete(state);
+  };
+
   // ---- The flusher: group commit of dirty chains -------------------------------------
 
   const schedule = (): void => {
@@ -292,8 +298,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
             const error = new ChainConflictError(state.row.id);
             for (const waiter of waiters) waiter.reject(error);
             revert(state, error);
-            live.delete(state.row.id);
-            byAccount.delete(state.row.accountId);
+            forget(state);
           } else {
             state.waiters.unshift(...waiters);
             dirty.add(state);
@@ -306,6 +311,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         state.durableLink = write.link;
         state.row.link = write.link;
         for (const waiter of waiters) waiter.resolve();
+        // A spent-out chain can pay for nothing more: it leaves memory (reads go to the store).
+        if (state.row.index >= state.row.steps && !dirty.has(state) && !state.refunding) forget(state);
       }
     } finally {
       for (const { state } of batch) committing.delete(state);
@@ -346,9 +353,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     const now = clock.now();
     for (const [state, invoiceExpiresAt] of unpaid) {
       if (invoiceExpiresAt > now) continue;
-      unpaid.delete(state);
-      live.delete(state.row.id);
-      byAccount.delete(state.row.accountId);
+      forget(state);
     }
   };
 
@@ -538,7 +543,9 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     const row = await store.getChain(chainId);
     if (!row || row.appId !== call.appId) return { ok: false, error: 'Unknown' };
     if (row.status === 'refunded') return { ok: false, error: 'Refunded' };
-    if (row.status === 'pending') return { ok: false, error: clock.now() >= row.expiresAt ? 'Expired' : 'Unpaid' };
+    // Unpaid and not in memory: its invoice expired (a late settlement brings it back).
+    if (row.status === 'pending' || clock.now() >= row.expiresAt) return { ok: false, error: 'Expired' };
+    if (row.index >= row.steps) return { ok: false, error: 'Exhausted', detail: 'every step was spent' };
     if (!live.has(chainId)) remember(row);
     return service.spend(chainId, index, link, call);
   };
@@ -646,7 +653,10 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         const state = live.get(chainId) ?? null;
         const row = state?.row ?? (await store.getChain(chainId));
         if (!row) return { ok: false, error: 'Unknown' } as ChainFail;
-        return refundNow(state, row, proof, destination);
+        const result = await refundNow(state, row, proof, destination);
+        // A refunded chain pays for nothing more: it leaves memory (reads go to the store).
+        if (state && row.status === 'refunded' && !dirty.has(state) && !committing.has(state)) forget(state);
+        return result;
       });
     },
 
@@ -657,7 +667,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         // A pending chain past its expiry can never be paid (its invoice expired first).
         if (row.status === 'pending' && row.expiresAt <= now) continue;
         if (row.status !== 'pending') {
-          remember(row);
+          // Expired or spent-out chains pay for nothing: they are read from the store when asked.
+          if (row.expiresAt > now && row.index < row.steps) remember(row);
           continue;
         }
         // Paid while we were down, or credited before the status was written.
