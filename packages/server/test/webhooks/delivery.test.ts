@@ -32,7 +32,7 @@ for (const store of ['sqlite', 'postgres'] as const) {
     let database: TestDatabase | null = null;
     let app: { id: string; apiKey: string };
     let receiver: Receiver;
-    const env = () => (database ? { SLUICE_DATABASE_URL: database.url } : {});
+    const env = (): Record<string, string> => (database ? { SLUICE_DATABASE_URL: database.url } : {});
     const start = async (dataDir?: string) => startTestSluice({ clock, env: env(), ...(dataDir ? { dataDir } : {}) });
 
     beforeAll(async () => {
