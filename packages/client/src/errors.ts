@@ -111,6 +111,8 @@ export const SLUICE_ERROR_CODES = [
  *   HTML page, a malformed amount, a missing field).
  * - `unknown_error`: the server answered an error code this version of the SDK does not know
  *   (a newer server); `serverCode` holds it.
+ * - `budget_exceeded`: the paying fetch (`createPayingFetch`) refused to pay an invoice
+ *   because it would pass the budget the caller set; nothing was paid.
  *
  * @example
  * ```ts
@@ -118,7 +120,7 @@ export const SLUICE_ERROR_CODES = [
  * SLUICE_CLIENT_ERROR_CODES.includes('network_error'); // true
  * ```
  */
-export const SLUICE_CLIENT_ERROR_CODES = ['network_error', 'timeout', 'invalid_response', 'unknown_error'] as const;
+export const SLUICE_CLIENT_ERROR_CODES = ['network_error', 'timeout', 'invalid_response', 'unknown_error', 'budget_exceeded'] as const;
 
 /**
  * A code a Sluice server sends (see `SLUICE_ERROR_CODES`).

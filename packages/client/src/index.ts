@@ -56,4 +56,20 @@ export {
 } from './streams/payer.js';
 export { devnetWallet, lndRestWallet, weblnWallet, type LndRestWalletOptions, type WalletAdapter, type WebLnProvider } from './streams/wallets.js';
 export type { ConnectionOptions, WebSocketConstructor, WebSocketLike } from './streams/connection.js';
+export {
+  createPayingFetch,
+  CHAIN_STORAGE_KEY,
+  type ChainStorage,
+  type HeldChainInfo,
+  type PaidCallReceipt,
+  type PayCallBaseFetch,
+  type PayCallChainOptions,
+  type PayCallPayment,
+  type PayCallRefund,
+  type PayCallRefundOptions,
+  type PayCallSpending,
+  type PayingFetch,
+  type PayingFetchEvents,
+  type PayingFetchOptions,
+} from './paycall/index.js';
 export type { ConnectionState, InvoiceEvent, PayoutDestination, StepResult, Stream, StreamEvent, StreamTerms } from './streams/types.js';
