@@ -4,6 +4,8 @@
 // a restart on the same data, expiry, refunds exact to the msat, and the ledger
 // invariants (chain account = unused steps x step; app revenue = index x step; sum zero).
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../../src/clock.js';
 import { msat } from '../../../src/money/msat.js';
@@ -148,6 +150,35 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     const spent = await Promise.all(many.map(({ id: chainId, links: chainLinks }) => spend(chainId, 1, chainLinks[1] as Buffer)));
     expect(spent.every((r) => r.ok)).toBe(true);
     expect(await balance(`chain:${id}`)).toBe(9000n);
+  });
+
+  it('a commit that fails refuses its calls, spends nothing, and the same link works afterwards', async () => {
+    const { id, links } = await buy(10);
+    expect(await spend(id, 2, links[2] as Buffer, 2000n)).toMatchObject({ ok: true });
+    // Make the database refuse index 3 and beyond (a stand-in for a full disk).
+    const inject = store === 'sqlite'
+      ? (() => {
+          const db = new Database(path.join(t.dataDir, 'sluice.sqlite'));
+          db.exec("CREATE TRIGGER chain_fault BEFORE UPDATE ON paycall_chains WHEN NEW.current_index >= 3 BEGIN SELECT RAISE(ABORT, 'injected fault'); END");
+          return async () => {
+            db.exec('DROP TRIGGER chain_fault');
+            db.close();
+          };
+        })()
+      : await (async () => {
+          const sql = (database as TestDatabase).sql;
+          await sql.unsafe('ALTER TABLE paycall_chains ADD CONSTRAINT chain_fault CHECK (current_index < 3)');
+          return async () => void (await sql.unsafe('ALTER TABLE paycall_chains DROP CONSTRAINT chain_fault'));
+        })();
+    const [first, second] = await Promise.all([spend(id, 3, links[3] as Buffer), spend(id, 4, links[4] as Buffer)]);
+    expect(first).toMatchObject({ ok: false, error: 'Overloaded' });
+    // The second call built on the first, which never became durable: refused too.
+    expect(second.ok).toBe(false);
+    expect(await balance(`chain:${id}`)).toBe(8000n);
+    expect((await chains().get(id))?.index).toBe(2);
+    await inject();
+    expect(await spend(id, 3, links[3] as Buffer)).toMatchObject({ ok: true, index: 3, remainingSteps: 7 });
+    expect(await balance(`chain:${id}`)).toBe(7000n);
   });
 
   it('prices steps below one satoshi exactly', async () => {
