@@ -204,9 +204,10 @@ const marks = (count: number): string => Array.from({ length: count }, () => '?'
 
 /**
  * The two statements that write an event and fan it out, shared by the store and by the
- * in-transaction emit of other modules (see outbox.ts). The fan-out reaches every enabled
- * endpoint of the app that asked for the type (or "*") and existed when the event
- * happened; delivery ids derive from (event, endpoint), so replaying the pair is a no-op.
+ * in-transaction emit of other modules (WebhookService.prepareEvent). The fan-out reaches
+ * every enabled endpoint of the app that asked for the type (or "*") when the event is
+ * written; delivery ids derive from (event, endpoint), so writing the same event again
+ * adds nothing for endpoints that already have it.
  */
 export function eventStatements(event: EventRow, fanOut: FanOut): [Statement, Statement] {
   return [
@@ -225,8 +226,8 @@ export function eventStatements(event: EventRow, fanOut: FanOut): [Statement, St
           AND EXISTS (SELECT 1 FROM webhook_events ev WHERE ev.id = ? AND ev.app_id = ?)
         ON CONFLICT DO NOTHING`,
       params: [
-        event.id, event.id, fanOut.nextAttemptAt, fanOut.deadlineAt, event.createdAt, event.createdAt,
-        event.appId, event.createdAt, event.type, event.id, event.appId,
+        event.id, event.id, fanOut.nextAttemptAt, fanOut.deadlineAt, fanOut.nextAttemptAt, fanOut.nextAttemptAt,
+        event.appId, fanOut.nextAttemptAt, event.type, event.id, event.appId,
       ],
     },
   ];
@@ -525,12 +526,10 @@ export function createSqliteWebhookStore(db: SqliteDatabase): WebhookStore {
 
 /** Runs statements on a PostgreSQL transaction (the store's own, or another module's). */
 export async function runPostgresStatements(tx: PostgresTransaction, statements: Statement[]): Promise<StatementResult[]> {
-  const results: StatementResult[] = [];
-  for (const statement of statements) {
-    const result = await tx.unsafe(numbered(statement.sql), statement.params as never[]);
-    results.push({ rows: result as unknown as Row[], changes: result.count ?? 0 });
-  }
-  return results;
+  // Sent together (the driver pipelines queries on the transaction's connection; they run in
+  // order), so a cycle of many outcomes costs about one round trip, not one per statement.
+  const results = await Promise.all(statements.map((statement) => tx.unsafe(numbered(statement.sql), statement.params as never[])));
+  return results.map((result) => ({ rows: result as unknown as Row[], changes: result.count ?? 0 }));
 }
 
 /** Runs statements inside another module's open SQLite transaction (synchronously). */

@@ -123,7 +123,7 @@ for (const maker of makers) {
       const star = endpoint(app, ['*']);
       const other = endpoint(app, ['payment.failed']);
       const disabled = endpoint(app, ['*'], { status: 'disabled', disabledReason: 'manual' });
-      const later = endpoint(app, ['*'], { createdAt: T0 + 5000 });
+      const later = endpoint(app, ['*'], { createdAt: T0 + 5000 }); // created after the event is written
       const foreign = endpoint('app_' + randomHex(4), ['*']);
       for (const row of [paid, star, other, disabled, later, foreign]) await store.insertEndpoint(row);
 
@@ -176,8 +176,9 @@ for (const maker of makers) {
       await store.insertEndpoint(busy);
       for (let i = 0; i < 5; i += 1) await store.insertEvent(event(app, 'payment.failed'), fanOut);
       await store.insertEndpoint({ ...quiet, createdAt: T0 + 2000 });
-      await store.insertEvent(event(app, 'payment.failed', T0 + 3000), fanOut);
-      const now = fanOut.nextAttemptAt;
+      // Written after the second endpoint exists, so both get it.
+      await store.insertEvent(event(app, 'payment.failed', T0 + 3000), { ...fanOut, nextAttemptAt: T0 + 3000 });
+      const now = T0 + 3000;
 
       const claimed = (await claimAll(store, now, 2)).filter((c) => c.delivery.appId === app);
       const perEndpoint = (id: string) => claimed.filter((c) => c.delivery.endpointId === id).length;
