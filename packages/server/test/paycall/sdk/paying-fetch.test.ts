@@ -1,0 +1,262 @@
+/**
+ * The SDK's paying fetch (`createPayingFetch` of @sluice/client) end to end: a real Sluice
+ * (SQLite, devnet) with `sluice gateway` beside it in front of a small upstream, and a
+ * Fastify server gated by L402 only. The fetch pays with the SDK's devnet wallet adapter
+ * (Sluice's `POST /v1/devnet/pay` as node 'alice'), so every msat it reports is checked
+ * against the devnet node balances and Sluice's ledger.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPayingFetch, devnetWallet, SluiceError, type ChainStorage, type FetchFunction, type PaidCallReceipt, type WalletAdapter } from '@sluice/client';
+import { appAccountId } from '../../../src/apps/service.js';
+import { balanceOf } from '../../../src/ledger/store.js';
+import { createLogger } from '../../../src/logger.js';
+import { chainAccountId } from '../../../src/paycall/chain/index.js';
+import { createPayCallGate } from '../../../src/paycall/gate-combined.js';
+import { validateGatewayConfig } from '../../../src/paycall/gateway/config.js';
+import { startGatewayBeside, type StartedGateway } from '../../../src/paycall/gateway/index.js';
+import { payCallFastify } from '../../../src/paycall/middleware/fastify.js';
+import { ADMIN_KEY, startTestSluice, type TestSluice } from '../../support/sluice.js';
+
+/** Calls one L402 token pays for (a Sluice setting): shows token reuse. */
+const L402_CALLS_PER_TOKEN = 3;
+
+interface Upstream {
+  url: string;
+  bodies: string[];
+  close(): Promise<void>;
+}
+
+async function startUpstream(): Promise<Upstream> {
+  const bodies: string[] = [];
+  const server = http.createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      bodies.push(body);
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ path: request.url, method: request.method, body }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bodies,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () => {
+  let t: TestSluice;
+  let sluiceUrl: string;
+  let upstream: Upstream;
+  let gateway: StartedGateway;
+  let l402Only: FastifyInstance;
+  let l402OnlyUrl: string;
+  /** Routing fees alice paid, read from the devnet pay answers the wallet adapter received. */
+  let feesMsat = 0n;
+  let wallet: WalletAdapter;
+
+  const alice = () => t.sluice.devnet!.nodeBalanceMsat('alice');
+  const ledgerBalance = async (accountId: string) => {
+    const account = await t.sluice.ledger.getAccount(accountId);
+    return account === null ? 0n : balanceOf(account);
+  };
+
+  beforeAll(async () => {
+    t = await startTestSluice({ env: { HOST: '127.0.0.1', SLUICE_L402_CALLS_PER_TOKEN: String(L402_CALLS_PER_TOKEN) } });
+    sluiceUrl = await t.sluice.listen();
+    upstream = await startUpstream();
+    const config = validateGatewayConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: upstream.url,
+      routes: [{ path: '/free/*', price_msat: '0' }, { path: '/cheap/*', price_msat: '1500' }, { path: '/paid/*', price_msat: '5000' }],
+      chain_step_msat: '1000',
+      service: 'jokes',
+    });
+    if (!config.ok) throw new Error(config.errors.join('\n'));
+    gateway = await startGatewayBeside(t.sluice, config.config, { sluiceUrl, logger: createLogger('silent') });
+
+    // A server of its own, gated by L402 alone (no chain offer in its 402s).
+    l402Only = Fastify();
+    await l402Only.register(payCallFastify, { gate: createPayCallGate([t.sluice.l402.scheme]), appId: gateway.appId, routes: [{ path: '/api/*', price_msat: '2000' }], service: 'weather' });
+    l402Only.get('/api/forecast', async () => ({ forecast: 'sunny' }));
+    l402OnlyUrl = (await l402Only.listen({ host: '127.0.0.1', port: 0 })).replace('localhost', '127.0.0.1');
+
+    const recordingFetch: FetchFunction = async (input, init) => {
+      const response = await fetch(input, init);
+      if (input.endsWith('/v1/devnet/pay') && response.ok) feesMsat += BigInt(((await response.clone().json()) as { fee_msat: string }).fee_msat);
+      return response;
+    };
+    wallet = devnetWallet({ baseUrl: sluiceUrl, key: ADMIN_KEY, wallet: 'alice', fetch: recordingFetch });
+  });
+  afterAll(async () => {
+    await l402Only?.close();
+    await gateway?.gateway.close();
+    await upstream?.close();
+    await t?.close();
+  });
+
+  it('buys a chain on the first 402, reuses it, sees the balance fall per call, buys another when spent; spent() is exact', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 100_000n, chain: { steps: 12 } });
+    const payments: bigint[] = [];
+    paidFetch.on('payment', (payment) => payments.push(payment.amountMsat));
+    const aliceBefore = alice();
+    const feesBefore = feesMsat;
+    const appBefore = await ledgerBalance(appAccountId(gateway.appId));
+
+    const receipts: PaidCallReceipt[] = [];
+    for (let call = 1; call <= 4; call += 1) {
+      // The first call is a POST with a body: sent plain, refused with a 402, then sent again paid.
+      const response = call === 1
+        ? await paidFetch(`${gateway.url}/paid/joke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ call }) })
+        : await paidFetch(`${gateway.url}/paid/joke?n=${call}`);
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as { path: string; body: string };
+      if (call === 1) expect(body.body).toBe('{"call":1}');
+      receipts.push(paidFetch.receipt(response)!);
+    }
+    // 12 steps at 1000 msat, 5 steps a call: two calls per chain, then a new chain.
+    expect(receipts.map((receipt) => receipt.scheme)).toEqual(['chain', 'chain', 'chain', 'chain']);
+    expect(receipts.map((receipt) => receipt.costMsat)).toEqual([5000n, 5000n, 5000n, 5000n]);
+    expect(receipts.map((receipt) => receipt.paidMsat)).toEqual([12_000n, 0n, 12_000n, 0n]);
+    expect(receipts.map((receipt) => receipt.chain?.remainingSteps)).toEqual([7, 2, 7, 2]);
+    expect(receipts.map((receipt) => receipt.chain?.remainingMsat)).toEqual([7000n, 2000n, 7000n, 2000n]);
+    const [first, , third] = receipts;
+    expect(first?.chain?.chainId).not.toBe(third?.chain?.chainId);
+    expect(payments).toEqual([12_000n, 12_000n]);
+
+    expect(paidFetch.spent()).toEqual({ budgetMsat: 100_000n, paidMsat: 24_000n, remainingBudgetMsat: 76_000n, usedMsat: 20_000n, refundedMsat: 0n, paidCalls: 4 });
+    // The wallet paid exactly what spent() says, plus the routing fees the devnet charged.
+    expect(aliceBefore - alice()).toBe(24_000n + (feesMsat - feesBefore));
+    // The ledger agrees: the app earned the steps spent; each chain keeps its unspent 2 steps.
+    expect((await ledgerBalance(appAccountId(gateway.appId))) - appBefore).toBe(20_000n);
+    for (const receipt of [first, third]) expect(await ledgerBalance(chainAccountId(receipt!.chain!.chainId))).toBe(2000n);
+    const held = paidFetch.chains();
+    expect(held.map((chain) => [chain.remainingSteps, chain.inUse])).toEqual([[2, false], [2, true]]);
+
+    // A free route costs nothing and sends no credential.
+    const free = await paidFetch(`${gateway.url}/free/joke`);
+    expect(free.status).toBe(200);
+    expect(paidFetch.receipt(free)).toMatchObject({ scheme: null, costMsat: 0n, paidMsat: 0n });
+  });
+
+  it('never pays past the budget: buys what fits, then refuses with budget_exceeded before the wallet is asked', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 11_000n, chain: { steps: 100 } });
+    // 100 steps do not fit: it buys the 11 that do (two calls of 5 steps).
+    for (let call = 0; call < 2; call += 1) expect((await paidFetch(`${gateway.url}/paid/budget`)).status).toBe(200);
+    expect(paidFetch.chains().map((chain) => chain.steps)).toEqual([11]);
+    const aliceBefore = alice();
+    const refused = await paidFetch(`${gateway.url}/paid/budget`).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(SluiceError);
+    expect((refused as SluiceError).code).toBe('budget_exceeded');
+    expect(alice()).toBe(aliceBefore);
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 11_000n, remainingBudgetMsat: 0n, usedMsat: 10_000n, paidCalls: 2 });
+  });
+
+  it('pays with L402 when chains are off, reusing a token while the server accepts it', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: false });
+    const aliceBefore = alice();
+    const feesBefore = feesMsat;
+    const receipts: PaidCallReceipt[] = [];
+    for (let call = 0; call < 4; call += 1) {
+      const response = await paidFetch(`${gateway.url}/paid/l402`);
+      expect(response.status).toBe(200);
+      receipts.push(paidFetch.receipt(response)!);
+    }
+    // One token pays for 3 calls of 5000 msat (a 15000 msat invoice); the fourth buys another.
+    expect(receipts.map((receipt) => receipt.scheme)).toEqual(['l402', 'l402', 'l402', 'l402']);
+    expect(receipts.map((receipt) => receipt.paidMsat)).toEqual([15_000n, 0n, 0n, 15_000n]);
+    expect(receipts.map((receipt) => receipt.costMsat)).toEqual([5000n, 5000n, 5000n, 5000n]);
+    expect(receipts.map((receipt) => receipt.l402RemainingMsat)).toEqual([10_000n, 5000n, 0n, 10_000n]);
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 30_000n, usedMsat: 20_000n, paidCalls: 4 });
+    expect(aliceBefore - alice()).toBe(30_000n + (feesMsat - feesBefore));
+    expect(paidFetch.chains()).toEqual([]);
+  });
+
+  it('pays with L402 a server that offers no chain (chains on)', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 50_000n });
+    const response = await paidFetch(`${l402OnlyUrl}/api/forecast`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ forecast: 'sunny' });
+    expect(paidFetch.receipt(response)).toMatchObject({ scheme: 'l402', paidMsat: 6000n, costMsat: 2000n, l402RemainingMsat: 4000n });
+    const again = await paidFetch(`${l402OnlyUrl}/api/forecast`);
+    expect(paidFetch.receipt(again)).toMatchObject({ scheme: 'l402', paidMsat: 0n, costMsat: 2000n });
+  });
+
+  it('concurrent calls on one chain take distinct indexes in order and are each served once', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 200_000n, chain: { steps: 60 } });
+    // /cheap costs 1500 msat: 2 steps a call. The first call learns the offer and buys.
+    expect((await paidFetch(`${gateway.url}/cheap/warm-up`)).status).toBe(200);
+    const responses = await Promise.all(Array.from({ length: 24 }, (_, i) => paidFetch(`${gateway.url}/cheap/${i}`, { method: 'POST', body: `call ${i}` })));
+    expect(responses.map((response) => response.status)).toEqual(responses.map(() => 200));
+    const indexes = responses.map((response) => paidFetch.receipt(response)!.chain!.index).sort((a, b) => a - b);
+    expect(indexes).toEqual(Array.from({ length: 24 }, (_, i) => 4 + 2 * i));
+    const bodies = await Promise.all(responses.map(async (response) => ((await response.json()) as { body: string }).body));
+    expect(bodies.sort()).toEqual(Array.from({ length: 24 }, (_, i) => `call ${i}`).sort());
+    const [chain] = paidFetch.chains();
+    expect(chain).toMatchObject({ index: 50, remainingSteps: 10 });
+    expect((await t.call('GET', `/v1/paycall/chains/${chain!.chainId}`, { key: null })).body).toMatchObject({ index: 50, status: 'active' });
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 60_000n, usedMsat: 50_000n, paidCalls: 25 });
+  });
+
+  it('two fetches sharing one stored chain: refused links (replayed) resync from the server, never corrupt the index', async () => {
+    const saved = new Map<string, string>();
+    const storage: ChainStorage = { getItem: (key) => saved.get(key) ?? null, setItem: (key, value) => void saved.set(key, value) };
+    const a = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: { steps: 30, storage } });
+    expect((await a(`${gateway.url}/paid/shared`)).status).toBe(200);
+    expect(JSON.parse(saved.values().next().value as string)).toHaveLength(1);
+
+    // Another session restores the same chain from storage and spends the next link.
+    const b = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: { steps: 30, storage } });
+    await b.restore();
+    expect(b.chains()).toMatchObject([{ index: 5, inUse: true }]);
+    const fromB = await b(`${gateway.url}/paid/shared`);
+    expect(b.receipt(fromB)).toMatchObject({ scheme: 'chain', paidMsat: 0n, chain: { index: 10 } });
+
+    // a still thinks the chain is at 5: its link 10 is refused as replayed, it resyncs and pays with 15.
+    const fromA = await a(`${gateway.url}/paid/shared`);
+    expect(fromA.status).toBe(200);
+    expect(a.receipt(fromA)).toMatchObject({ scheme: 'chain', paidMsat: 0n, costMsat: 5000n, chain: { index: 15, remainingSteps: 15 } });
+    const fromB2 = await b(`${gateway.url}/paid/shared`);
+    expect(b.receipt(fromB2)).toMatchObject({ chain: { index: 20 } });
+    expect(a.spent().paidMsat).toBe(30_000n);
+    expect(b.spent().paidMsat).toBe(0n);
+  });
+
+  it('refunds the unused steps of its chains to an invoice the wallet makes, then buys anew', async () => {
+    // The app lends the refund's routing-fee budget: give it a float first.
+    const appKey = gateway.createdAppKey as string;
+    const float = await t.call('POST', '/v1/invoices', { key: appKey, body: { amount_msat: '50000', description: 'float' } });
+    expect((await t.call('POST', '/v1/devnet/pay', { body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 100_000n, chain: { steps: 23 } });
+    for (let call = 0; call < 3; call += 1) expect((await paidFetch(`${gateway.url}/paid/refund`)).status).toBe(200);
+    const [chain] = paidFetch.chains();
+    expect(chain).toMatchObject({ index: 15, remainingSteps: 8, remainingMsat: 8000n });
+
+    const aliceBefore = alice();
+    const refunds = await paidFetch.refund();
+    expect(refunds).toEqual([{ chainId: chain!.chainId, amountMsat: 8000n, paymentHash: expect.stringMatching(/^[0-9a-f]{64}$/), status: 'succeeded' }]);
+    expect(alice() - aliceBefore).toBe(8000n);
+    expect(await ledgerBalance(chainAccountId(chain!.chainId))).toBe(0n);
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 23_000n, usedMsat: 15_000n, refundedMsat: 8000n });
+    expect(paidFetch.chains()).toMatchObject([{ chainId: chain!.chainId, status: 'refunded', remainingSteps: 0, inUse: false }]);
+    // Nothing left to refund; the next call buys a new chain.
+    expect(await paidFetch.refund()).toEqual([]);
+    const next = await paidFetch(`${gateway.url}/paid/refund`);
+    expect(paidFetch.receipt(next)).toMatchObject({ scheme: 'chain', paidMsat: 23_000n });
+  });
+
+  it('refuses a streamed body clearly, before anything is sent', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 10_000n });
+    const stream = new ReadableStream({ start: (controller) => controller.close() });
+    await expect(paidFetch(`${gateway.url}/paid/stream`, { method: 'POST', body: stream, duplex: 'half' } as RequestInit)).rejects.toThrow(/streamed body/);
+    expect(paidFetch.spent().paidMsat).toBe(0n);
+  });
+});
