@@ -25,7 +25,7 @@ const usePostgres = await postgresAvailable();
 
 const PRICE_MSAT = 5000n;
 const STEP_MSAT = 1000n;
-const STEPS = 20;
+const STEPS = 25;
 
 interface Upstream {
   url: string;
@@ -115,7 +115,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${s
     });
     expect(bought.status).toBe(201);
     const chain = await bought.json();
-    expect(chain).toMatchObject({ status: 'pending', amount_msat: '20000', step_msat: '1000' });
+    expect(chain).toMatchObject({ status: 'pending', amount_msat: '25000', step_msat: '1000' });
     const paid = await fetch(`${sluiceUrl}/v1/devnet/pay`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_KEY}` },
@@ -142,7 +142,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${s
       expect((await response.json()).path).toBe(`/paid/joke?n=${call}`);
       balances.push(response.headers.get('sluice-chain-balance') as string);
     }
-    expect(balances).toEqual(['steps=15; msat=15000; index=5', 'steps=10; msat=10000; index=10', 'steps=5; msat=5000; index=15']);
+    expect(balances).toEqual(['steps=20; msat=20000; index=5', 'steps=15; msat=15000; index=10', 'steps=10; msat=10000; index=15']);
     const appAfter = balanceOf((await test.sluice.ledger.getAccount(appAccountId(started.appId)))!);
     expect(appAfter - appBefore).toBe(15_000n);
     // The upstream never saw a chain link.
@@ -157,16 +157,23 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${s
     expect((await replay.json()).error.code).toBe('chain_link_replayed');
     expect(upstream.seen.length).toBe(seenBefore);
 
+    // Three requests racing with the same link through the gateway: exactly one is served.
+    const racing = await Promise.all([1, 2, 3].map(() => fetch(`${started.url}/paid/joke`, {
+      headers: { 'sluice-chain': formatChainHeader({ chainId: chain.chain_id, index: 20, link: links[20] as Buffer }) },
+    })));
+    expect(racing.map((response) => response.status).sort()).toEqual([200, 401, 401]);
+    expect(upstream.seen.length).toBe(seenBefore + 1);
+
     // The last 5 steps pay for a WebSocket upgrade; the 101 carries the balance.
     const ws = new WebSocket(`${started.url.replace('http', 'ws')}/paid/ws`, {
-      headers: { 'sluice-chain': formatChainHeader({ chainId: chain.chain_id, index: 20, link: links[20] as Buffer }) },
+      headers: { 'sluice-chain': formatChainHeader({ chainId: chain.chain_id, index: 25, link: links[25] as Buffer }) },
     });
     const upgraded = new Promise<string>((resolve, reject) => {
       ws.on('upgrade', (response) => resolve(response.headers['sluice-chain-balance'] as string));
       ws.on('error', reject);
     });
     const opened = new Promise((resolve) => ws.once('open', resolve));
-    expect(await upgraded).toBe('steps=0; msat=0; index=20');
+    expect(await upgraded).toBe('steps=0; msat=0; index=25');
     await opened;
     const echoed = await new Promise<string>((resolve) => {
       ws.once('message', (data) => resolve(data.toString()));
@@ -177,7 +184,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${s
 
     // Nothing left: the next call is refused as exhausted.
     const exhausted = await fetch(`${started.url}/paid/joke`, {
-      headers: { 'sluice-chain': formatChainHeader({ chainId: chain.chain_id, index: 20, link: links[20] as Buffer }) },
+      headers: { 'sluice-chain': formatChainHeader({ chainId: chain.chain_id, index: 25, link: links[25] as Buffer }) },
     });
     expect([401, 402]).toContain(exhausted.status);
   });
