@@ -205,6 +205,32 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(paidFetch.spent()).toMatchObject({ paidMsat: 60_000n, usedMsat: 50_000n, paidCalls: 25 });
   });
 
+  it('links that reach the server out of order are refused as skipped, resynced and sent again: each call served once', async () => {
+    // The network reorders: the call holding index 10 is held back 150 ms, so 15 and 20 arrive first.
+    const sent: { index: number; status: number; code: string | null }[] = [];
+    const reordering = async (input: string, init?: RequestInit): Promise<Response> => {
+      const header = new Headers(init?.headers).get('sluice-chain');
+      const index = header === null ? null : Number(header.split(' ')[1]);
+      if (index === 10 && !sent.some((entry) => entry.index === 10)) await new Promise((resolve) => setTimeout(resolve, 150));
+      const response = await fetch(input, init);
+      if (index !== null) {
+        const code = response.status === 200 ? null : ((await response.clone().json()) as { error: { code: string } }).error.code;
+        sent.push({ index, status: response.status, code });
+      }
+      return response;
+    };
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: { steps: 25 }, fetch: reordering });
+    expect((await paidFetch(`${gateway.url}/paid/order`)).status).toBe(200);
+    const responses = await Promise.all([0, 1, 2].map((i) => paidFetch(`${gateway.url}/paid/order/${i}`)));
+    expect(responses.map((response) => response.status)).toEqual([200, 200, 200]);
+    expect(responses.map((response) => paidFetch.receipt(response)!.chain!.index).sort((a, b) => a - b)).toEqual([10, 15, 20]);
+    // Refusals happened, and were skipped links, never double spends.
+    expect(sent.filter((entry) => entry.status !== 200).map((entry) => entry.code)).toContain('chain_link_skipped');
+    expect(sent.filter((entry) => entry.status === 200).map((entry) => entry.index).sort((a, b) => a - b)).toEqual([5, 10, 15, 20]);
+    expect(paidFetch.chains()).toMatchObject([{ index: 20, remainingSteps: 5 }]);
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 25_000n, usedMsat: 20_000n, paidCalls: 4 });
+  });
+
   it('two fetches sharing one stored chain: refused links (replayed) resync from the server, never corrupt the index', async () => {
     const saved = new Map<string, string>();
     const storage: ChainStorage = { getItem: (key) => saved.get(key) ?? null, setItem: (key, value) => void saved.set(key, value) };
