@@ -112,7 +112,7 @@ async function runRow(kind: 'sqlite' | 'postgres', events: number, endpoints: nu
     if (!created.ok) throw new Error(created.error);
   }
   const writeStarted = process.hrtime.bigint();
-  for (let i = 0; i < events; i += 1) await webhooks.emit({ appId, type: 'invoice.paid', data: { ...PAYLOAD, n: i } });
+  for (let i = 0; i < events; i += 1) await webhooks.emit(appId, 'invoice.paid', { ...PAYLOAD, n: i });
   const writeSeconds = Number(process.hrtime.bigint() - writeStarted) / 1e9;
   const deliveries = events * endpoints;
 

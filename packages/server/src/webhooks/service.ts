@@ -24,7 +24,7 @@ import { isPublicAddress } from '../lightning/public-address.js';
 import type { InvoiceRow } from '../records/model.js';
 import { invoiceFromRow, paymentFromRow } from '../records/rows.js';
 import { randomHex, sha256Hex } from '../util/fingerprint.js';
-import { ALL_EVENT_TYPES, isEventType, type AttemptOutcome, type AttemptRow, type DeliveryRow, type DeliveryStatus, type EndpointRow, type EventRow, type NewEvent } from './model.js';
+import { ALL_EVENT_TYPES, isEventType, type EventType, type AttemptOutcome, type AttemptRow, type DeliveryRow, type DeliveryStatus, type EndpointRow, type EventRow, type NewEvent } from './model.js';
 import { invoicePaidEvent, paymentFromRecord, paymentResolvedEvent, streamClosedEvent, type ClosedStream, type ResolvedPayment } from './payloads.js';
 import { createSender, type Sender } from './sender.js';
 import { ID_HEADER, newSecret, signatureHeader, TIMESTAMP_HEADER, SIGNATURE_HEADER } from './signing.js';
@@ -115,6 +115,16 @@ export interface MetaStore {
   setMeta(key: string, value: string): Promise<void>;
 }
 
+export interface EmitOptions {
+  /** The cause's identity, e.g. "subscription.renewed:<id>:<period>": one event per key, ever. */
+  key?: string;
+  /** When it happened (default now). */
+  createdAt?: number;
+}
+
+/** What other modules use to send events (subscriptions get this from app.ts). */
+export type WebhookEmitter = Pick<WebhookService, 'emit' | 'prepareEvent' | 'notify'>;
+
 /** What another module needs to write an event inside its own transaction. */
 export interface PreparedEvent {
   event: EventRow;
@@ -137,10 +147,13 @@ export interface WebhookService {
   listEvents(appId: string, limit: number, type?: string): Promise<EventRow[]>;
   getEvent(appId: string, eventId: string): Promise<EventRow | null>;
 
-  /** Writes an event and its deliveries (one transaction) and wakes the dispatcher. Same `key`, same event: a repeat is ignored. */
-  emit(input: NewEvent): Promise<{ event: EventRow; inserted: boolean }>;
-  /** The event and the statements that write it, for a caller's own transaction (then `notify()`). */
-  prepareEvent(input: NewEvent): PreparedEvent;
+  /**
+   * Writes an event and its deliveries (one transaction) and wakes the dispatcher.
+   * `options.key` names the cause: same key, same event id, and a repeat writes nothing.
+   */
+  emit(appId: string, type: EventType, data: Record<string, unknown>, options?: EmitOptions): Promise<{ event: EventRow; inserted: boolean }>;
+  /** The event and the statements that write it, for a caller's own transaction (run them there, then `notify()`). */
+  prepareEvent(appId: string, type: EventType, data: Record<string, unknown>, options?: EmitOptions): PreparedEvent;
   /** Wakes the dispatcher (after a caller committed prepared events). */
   notify(): void;
 
@@ -260,7 +273,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
     scheduleCycle();
   };
 
-  const emit = async (input: NewEvent): Promise<{ event: EventRow; inserted: boolean }> => {
+  const write = async (input: NewEvent): Promise<{ event: EventRow; inserted: boolean }> => {
     const event = buildEvent(input);
     const inserted = await store.insertEvent(event, fanOut());
     if (inserted) notify();
@@ -269,7 +282,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
 
   /** A listener's emit: errors are logged and leave the catch-up to find the cause. */
   const emitFromCause = (input: NewEvent): void => {
-    emit(input).catch((error) => {
+    write(input).catch((error) => {
       catchUpDue = true;
       logger.error({ err: error, type: input.type, key: input.key }, 'could not write a webhook event; the catch-up will');
     });
@@ -478,7 +491,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
         })),
       ];
       for (const event of events) {
-        if ((await emit(event)).inserted) written += 1;
+        if ((await write(event)).inserted) written += 1;
       }
       if (missing.invoices.length < CATCH_UP_PAGE && missing.payments.length < CATCH_UP_PAGE && missing.streams.length < CATCH_UP_PAGE) break;
     }
@@ -621,9 +634,9 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
     listEvents: (appId, limit, type) => store.listEvents(appId, limit, type),
     getEvent: (appId, eventId) => store.getEvent(appId, eventId),
 
-    emit,
-    prepareEvent(input) {
-      const event = buildEvent(input);
+    emit: (appId, type, data, options = {}) => write({ appId, type, data, ...options }),
+    prepareEvent(appId, type, data, options = {}) {
+      const event = buildEvent({ appId, type, data, ...options });
       return { event, statements: eventStatements(event, fanOut()) };
     },
     notify,

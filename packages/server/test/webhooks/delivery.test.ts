@@ -353,7 +353,7 @@ describe('webhook endpoints over REST: management and bad input', () => {
     const down = await startReceiver(500);
     const created = await asApp('POST', '/v1/webhooks', { url: down.url, event_types: ['stream.closed'] });
     const id = created.body.id;
-    const { event } = await t.sluice.webhooks.emit({ appId: app.id, type: 'stream.closed', data: { stream_id: 'st_test' } });
+    const { event } = await t.sluice.webhooks.emit(app.id, 'stream.closed', { stream_id: 'st_test' });
     await t.sluice.webhooks.dispatchDue();
     for (let i = 0; i < 12; i += 1) {
       clock.advanceMs(120_000);
@@ -382,7 +382,7 @@ describe('webhook endpoints over REST: management and bad input', () => {
   it('fails a delivery when the retry window closes', async () => {
     const down = await startReceiver(500);
     const created = await asApp('POST', '/v1/webhooks', { url: down.url, event_types: ['payment.failed'] });
-    await t.sluice.webhooks.emit({ appId: app.id, type: 'payment.failed', data: {} });
+    await t.sluice.webhooks.emit(app.id, 'payment.failed', {});
     await t.sluice.webhooks.dispatchDue();
     // The endpoint is re-enabled along the way so the disable rule does not stop the retries.
     for (let hours = 0; hours < 80; hours += 1) {
