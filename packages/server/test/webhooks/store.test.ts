@@ -252,3 +252,36 @@ for (const maker of makers) {
     });
   });
 }
+
+describe.skipIf(!usePostgres)('webhook store on postgres, two processes', () => {
+  it('never leases one delivery to two processes claiming at the same time', async () => {
+    const database = await createTestDatabase('sluice_webhooks_race');
+    const second = (await import('../../src/db/postgres.js')).connectPostgres({ url: database.url });
+    try {
+      const a = await createPostgresWebhookStore(database.sql);
+      const b = await createPostgresWebhookStore(second);
+      const app = 'app_race';
+      const hooks = [endpoint(app, ['*']), endpoint(app, ['*']), endpoint(app, ['*'])];
+      for (const hook of hooks) await a.insertEndpoint(hook);
+      for (let i = 0; i < 100; i += 1) await a.insertEvent(event(app, 'invoice.paid'), fanOut);
+      const now = fanOut.nextAttemptAt;
+      const taken: string[][] = [[], []];
+      // Both pick the oldest due rows, so one often loses the race for a pick (and claims
+      // nothing that round); it must never win a row the other one won.
+      let rounds = 0;
+      await Promise.all([a, b].map(async (store, index) => {
+        while (taken[0]!.length + taken[1]!.length < 300 && rounds < 2000) {
+          rounds += 1;
+          const claimed = await store.claimDue({ now, leaseUntil: now + 70_000, limit: 7, perEndpoint: 3, skipEndpoints: [], skipIds: [] });
+          taken[index]!.push(...claimed.map((c) => c.delivery.id));
+        }
+      }));
+      const all = [...taken[0]!, ...taken[1]!];
+      expect(all).toHaveLength(300);
+      expect(new Set(all).size).toBe(300);
+    } finally {
+      await second.end({ timeout: 5 });
+      await database.drop();
+    }
+  });
+});

@@ -1,0 +1,95 @@
+// Pure parts of webhooks, table-driven: the backoff schedule, URL and event-type checks,
+// and the signature header (Sluice's own verifier; the independent Python one runs against
+// real deliveries in delivery.test.ts).
+import { describe, expect, it } from 'vitest';
+import { backoffMs, checkEventTypes, checkUrl, DEFAULT_WEBHOOK_SETTINGS, eventIdFor } from '../../src/webhooks/service.js';
+import { newSecret, signatureHeader, signatureHex, verifySignature } from '../../src/webhooks/signing.js';
+
+describe('backoff', () => {
+  const settings = { backoffBaseMs: 5000, backoffMaxMs: 3_600_000 };
+  it('doubles from 5 s, is capped at the maximum, and jitters between half and all of it', () => {
+    expect([1, 2, 3, 4].map((attempt) => backoffMs(attempt, settings, 1))).toEqual([5000, 10_000, 20_000, 40_000]);
+    expect([1, 2, 3].map((attempt) => backoffMs(attempt, settings, 0))).toEqual([2500, 5000, 10_000]);
+    expect(backoffMs(11, settings, 1)).toBe(3_600_000);
+    expect(backoffMs(500, settings, 0.5)).toBe(2_700_000);
+  });
+  it('spans the three-day window in a bounded number of attempts', () => {
+    for (const random of [0, 0.5, 1]) {
+      let elapsed = 0;
+      let attempts = 1;
+      while (elapsed + backoffMs(attempts, settings, random) <= DEFAULT_WEBHOOK_SETTINGS.retryWindowMs) {
+        elapsed += backoffMs(attempts, settings, random);
+        attempts += 1;
+      }
+      expect(attempts).toBeGreaterThan(70);
+      expect(attempts).toBeLessThan(160);
+    }
+  });
+});
+
+describe('checkUrl', () => {
+  const rows: { url: string; allowPrivate: boolean; error?: string }[] = [
+    { url: 'https://example.com/hook', allowPrivate: false },
+    { url: 'http://127.0.0.1:9000/hook', allowPrivate: true },
+    { url: 'http://127.0.0.1:9000/hook', allowPrivate: false, error: 'UrlNotPublic' },
+    { url: 'http://[fe80::1]/hook', allowPrivate: false, error: 'UrlNotPublic' },
+    { url: 'http://192.168.1.10/hook', allowPrivate: false, error: 'UrlNotPublic' },
+    { url: 'http://LOCALHOST./hook', allowPrivate: false, error: 'UrlNotPublic' },
+    { url: 'http://8.8.8.8/hook', allowPrivate: false },
+    { url: 'ws://example.com/hook', allowPrivate: true, error: 'UrlScheme' },
+    { url: 'javascript:alert(1)', allowPrivate: true, error: 'UrlScheme' },
+    { url: '/relative', allowPrivate: true, error: 'UrlInvalid' },
+    { url: 'https://a:b@example.com/', allowPrivate: true, error: 'UrlInvalid' },
+    { url: 'https://example.com/#x', allowPrivate: true, error: 'UrlInvalid' },
+  ];
+  for (const row of rows) {
+    it(`${row.url} (${row.allowPrivate ? 'allow' : 'block'}) -> ${row.error ?? 'ok'}`, () => {
+      const result = checkUrl(row.url, row.allowPrivate);
+      if (row.error) expect(result).toMatchObject({ ok: false, error: row.error });
+      else expect(result.ok).toBe(true);
+    });
+  }
+});
+
+describe('checkEventTypes', () => {
+  it('sorts and deduplicates, lets "*" stand for all, refuses unknown and empty lists', () => {
+    expect(checkEventTypes(['stream.closed', 'invoice.paid', 'invoice.paid'])).toEqual({ ok: true, types: ['invoice.paid', 'stream.closed'] });
+    expect(checkEventTypes(['invoice.paid', '*'])).toEqual({ ok: true, types: ['*'] });
+    expect(checkEventTypes(['subscription.balance_low'])).toEqual({ ok: true, types: ['subscription.balance_low'] });
+    expect(checkEventTypes(['invoice.created'])).toMatchObject({ ok: false, error: 'EventTypeUnknown' });
+    expect(checkEventTypes([])).toMatchObject({ ok: false, error: 'EventTypeUnknown' });
+  });
+});
+
+describe('event ids', () => {
+  it('derive from the cause when there is one, and are random otherwise', () => {
+    expect(eventIdFor('invoice.paid:ab')).toBe(eventIdFor('invoice.paid:ab'));
+    expect(eventIdFor('invoice.paid:ab')).not.toBe(eventIdFor('invoice.paid:ac'));
+    expect(eventIdFor(undefined)).not.toBe(eventIdFor(undefined));
+    expect(eventIdFor(undefined)).toMatch(/^evt_[0-9a-f]{24}$/);
+  });
+});
+
+describe('signatures', () => {
+  const secret = newSecret();
+  const body = '{"id":"evt_1","type":"invoice.paid"}';
+  const header = signatureHeader([secret], 1_800_000_000, body);
+  const rows: { description: string; input: Parameters<typeof verifySignature>[0]; expected: ReturnType<typeof verifySignature> }[] = [
+    { description: 'valid', input: { secret, header, body, nowS: 1_800_000_010 }, expected: { ok: true, timestampS: 1_800_000_000 } },
+    { description: 'tampered body', input: { secret, header, body: body + ' ', nowS: 1_800_000_000 }, expected: { ok: false, reason: 'mismatch' } },
+    { description: 'other secret', input: { secret: newSecret(), header, body, nowS: 1_800_000_000 }, expected: { ok: false, reason: 'mismatch' } },
+    { description: 'replayed late', input: { secret, header, body, nowS: 1_800_000_301 }, expected: { ok: false, reason: 'too_old' } },
+    { description: 'from the future', input: { secret, header, body, nowS: 1_799_999_699 }, expected: { ok: false, reason: 'too_new' } },
+    { description: 'no timestamp', input: { secret, header: header.replace(/^t=\d+,/, ''), body, nowS: 1_800_000_000 }, expected: { ok: false, reason: 'malformed' } },
+    { description: 'timestamp changed', input: { secret, header: header.replace('t=1800000000', 't=1800000001'), body, nowS: 1_800_000_000 }, expected: { ok: false, reason: 'mismatch' } },
+  ];
+  for (const row of rows) {
+    it(row.description, () => expect(verifySignature(row.input)).toEqual(row.expected));
+  }
+  it('during a rotation carries one v1 per secret, each verifying on its own', () => {
+    const old = newSecret();
+    const both = signatureHeader([secret, old], 1_800_000_000, body);
+    expect(both).toBe(`t=1800000000,v1=${signatureHex(secret, 1_800_000_000, body)},v1=${signatureHex(old, 1_800_000_000, body)}`);
+    for (const key of [secret, old]) expect(verifySignature({ secret: key, header: both, body, nowS: 1_800_000_000 }).ok).toBe(true);
+  });
+});
