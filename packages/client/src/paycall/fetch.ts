@@ -310,6 +310,16 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       // Fewer than k steps left (what is left stays refundable): replace it.
       if (chain) await forget(chain);
       let buying = purchases.get(key);
+      // A chain paid earlier that had not turned active in time: look again before buying.
+      const paidPending = heldChains.find((held) => held.status === 'pending' && !held.retired && chainKey(held.buyUrl, held.appId) === key);
+      if (buying === undefined && paidPending !== undefined) {
+        const view = await getChain(baseFetch, paidPending.buyUrl, paidPending.id);
+        paidPending.applyView(view);
+        if (paidPending.usable) activeChains.set(key, paidPending);
+        else if (view.status === 'pending') throw new SluiceError('timeout', `chain ${paidPending.id} is paid but not active yet; try again shortly`);
+        else paidPending.retire();
+        continue;
+      }
       if (buying === undefined) {
         buying = purchase(offer, k, url).finally(() => purchases.delete(key));
         purchases.set(key, buying);
