@@ -148,6 +148,8 @@ interface LiveChain {
   waiters: Waiter[];
   /** A refund is under way: calls are refused from the moment its proof is accepted. */
   refunding: boolean;
+  /** The activation's status write, until it is durable (the chain must stay in memory). */
+  activating: Promise<void> | null;
 }
 
 const REFUND_ATTEMPTS_MAX = 100;
@@ -215,7 +217,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
   const remember = (row: ChainRow): LiveChain => {
     const state: LiveChain = {
-      row, linkBytes: Buffer.from(row.link, 'hex'), durableIndex: row.index, durableLink: row.link, waiters: [], refunding: false,
+      row, linkBytes: Buffer.from(row.link, 'hex'), durableIndex: row.index, durableLink: row.link, waiters: [], refunding: false, activating: null,
     };
     live.set(row.id, state);
     byAccount.set(row.accountId, state);
@@ -223,6 +225,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   };
 
   const forget = (state: LiveChain): void => {
+    // Until its status row says active, memory is the only place that knows it is paid.
+    if (state.activating) return;
     if (live.get(state.row.id) === state) live.delete(state.row.id);
     if (byAccount.get(state.row.accountId) === state) byAccount.delete(state.row.accountId);
     unpaid.delete(state);
@@ -345,7 +349,12 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     if (state.row.status !== 'pending') return;
     state.row.status = 'active';
     unpaid.delete(state);
-    await store.setStatus(state.row.id, 'pending', 'active');
+    state.activating = store.setStatus(state.row.id, 'pending', 'active').then(() => undefined);
+    try {
+      await state.activating;
+    } finally {
+      state.activating = null;
+    }
   };
 
   /** Drops unpaid chains whose invoice can no longer be paid (they stay in the store). */
