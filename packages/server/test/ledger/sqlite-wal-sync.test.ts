@@ -68,22 +68,24 @@ describe('SQLite ledger: WAL sync after the commit, off the event loop', () => {
     held.close();
   });
 
-  it('coalesces: commits made during a sync share the next one', async () => {
+  it('coalesces: commits made during a sync share the next one, started when it returns', async () => {
     let held!: ReturnType<typeof heldSync>;
-    const { f, ledger } = await setup((t) => (held = heldSync(t)).syncFile);
-    const first = ledger.apply(transfer(f.alice, f.bob, 1));
-    await settled();
-    const second = ledger.apply(transfer(f.alice, f.bob, 1));
-    await settled();
-    expect(held.calls).toHaveLength(1); // the second batch committed and waits for the next sync
+    const { f, store } = await setup((t) => (held = heldSync(t)).syncFile);
+    const first = await store.applyOpsStaged([transfer(f.alice, f.bob, 1)]);
+    const second = await store.applyOpsStaged([transfer(f.alice, f.bob, 1)]);
+    const third = await store.applyOpsStaged([transfer(f.alice, f.bob, 1)]);
+    expect(held.calls).toHaveLength(1);
+    let secondDurable = false;
+    void second.durable?.then(() => (secondDurable = true));
     held.calls[0]?.release();
-    expect((await first).ok).toBe(true);
+    await first.durable;
     await settled();
-    expect(held.calls).toHaveLength(2);
-    expect(held.calls[1]?.transfersVisible).toBe((held.calls[0]?.transfersVisible ?? 0) + 1);
+    expect(secondDurable).toBe(false); // its commit came after the running sync had started
+    expect(held.calls).toHaveLength(2); // one more sync for both later commits
+    expect(held.calls[1]?.transfersVisible).toBe((held.calls[0]?.transfersVisible ?? 0) + 2);
     held.calls[1]?.release();
-    expect((await second).ok).toBe(true);
-    await ledger.close();
+    await Promise.all([second.durable, third.durable]);
+    expect(held.calls).toHaveLength(2);
     held.close();
   });
 

@@ -238,8 +238,13 @@ interface Generation {
   deletedThrough: bigint | null;
 }
 
-/** Records merged per maintain call (one slice); the work of a call is about this many row writes. */
-export const DEFAULT_MERGE_SLICE = 512;
+/**
+ * Records merged per maintain call (one slice); the work of a call is about this many row
+ * writes, added to one group commit. 128, not 512: a 512-record slice made the commits that
+ * carried one the slowest 1% (measured: p99.9 of a 10-op batch 17 ms with 512, 8 ms with 128),
+ * and smaller slices cost the same in total (each is still a disjoint, sorted key range).
+ */
+export const DEFAULT_MERGE_SLICE = 128;
 /** Bucketing a key or deleting a merged row costs about this fraction of merging one. */
 const CHEAP_STEPS_PER_UNIT = 8;
 
