@@ -38,6 +38,8 @@ export interface GatewayConfig {
    * chain offers; null: built from each request's Host header.
    */
   publicUrl: string | null;
+  /** Most 402 challenges per client address per minute; 0 for no limit. */
+  challengesPerMinute: number;
 }
 
 export type GatewayConfigResult = { ok: true; config: GatewayConfig } | { ok: false; errors: string[] };
@@ -45,6 +47,7 @@ export type GatewayConfigResult = { ok: true; config: GatewayConfig } | { ok: fa
 const TOP_FIELDS = new Set([
   'listen', 'upstream', 'routes', 'app_id', 'service', 'chain_step_msat', 'upstream_timeout_ms', 'health_path',
   'upstream_health_path', 'trust_forwarded_headers', 'upstream_connections', 'public_url',
+  'challenges_per_minute',
 ]);
 const ROUTE_FIELDS = new Set(['path', 'price_msat', 'methods', 'service']);
 const LISTEN_FIELDS = new Set(['host', 'port']);
@@ -178,6 +181,7 @@ export function validateGatewayConfig(document: unknown): GatewayConfigResult {
   }
   const upstreamTimeoutMs = integer('upstream_timeout_ms', document.upstream_timeout_ms, 30_000, 1, 3_600_000);
   const upstreamConnections = integer('upstream_connections', document.upstream_connections, 128, 1, 65_536);
+  const challengesPerMinute = integer('challenges_per_minute', document.challenges_per_minute, 600, 0, 10_000_000);
   const healthPath = pathField('health_path', document.health_path, '/_sluice/health');
   const upstreamHealthPath = pathField('upstream_health_path', document.upstream_health_path, '/');
   let trustForwardedHeaders = false;
@@ -204,7 +208,7 @@ export function validateGatewayConfig(document: unknown): GatewayConfigResult {
     ok: true,
     config: {
       listen, upstreamOrigin, upstreamBasePath, routes, appId, service, chainStepMsat, upstreamTimeoutMs, healthPath,
-      upstreamHealthPath, trustForwardedHeaders, upstreamConnections, publicUrl,
+      upstreamHealthPath, trustForwardedHeaders, upstreamConnections, publicUrl, challengesPerMinute,
     },
   };
 }

@@ -23,7 +23,8 @@ import replyFrom from '@fastify/reply-from';
 import type { Logger } from 'pino';
 import { errorBody, type ErrorCode } from '../../errors/codes.js';
 import type { PayCallGate } from '../gate.js';
-import { createPayCallJudge, pathOf, type PayCallDecision, type PayCallJudge } from '../middleware/core.js';
+import { createPayCallJudge, credentialHeadersToStrip, pathOf, type PayCallDecision, type PayCallJudge } from '../middleware/core.js';
+import { createChallengeLimiter, type ChallengeLimiter } from './challenge-limit.js';
 import { ambiguousPathReason, createRoutePrices } from '../route-prices.js';
 import type { GatewayConfig } from './config.js';
 import { forwardedHeaders, upstreamRequestHeaders } from './forwarded.js';
@@ -65,10 +66,42 @@ function refuse(status: number, code: ErrorCode, message: string): Verdict {
   return { kind: 'refuse', status, headers: {}, body: errorBody(code, message) };
 }
 
-async function judgeRequest(judge: PayCallJudge, method: string, url: string, headers: http.IncomingHttpHeaders): Promise<Verdict> {
+interface Judging {
+  judge: PayCallJudge;
+  gate: PayCallGate;
+  limiter: ChallengeLimiter | null;
+  trustForwardedHeaders: boolean;
+}
+
+/** The client's address: the socket's, or behind a trusted proxy the one it appended last. */
+function clientAddress(request: http.IncomingMessage, trustForwardedHeaders: boolean): string {
+  const forwardedFor = request.headers['x-forwarded-for'];
+  if (trustForwardedHeaders && typeof forwardedFor === 'string' && forwardedFor.trim() !== '') {
+    return forwardedFor.split(',').pop()?.trim() ?? 'unknown';
+  }
+  return request.socket.remoteAddress ?? 'unknown';
+}
+
+async function judgeRequest(judging: Judging, request: http.IncomingMessage): Promise<Verdict> {
+  const { judge, gate, limiter } = judging;
+  const method = request.method ?? 'GET';
+  const url = request.url ?? '/';
+  const headers = request.headers;
   const path = pathOf(url);
   const ambiguous = ambiguousPathReason(path);
   if (ambiguous !== null) return refuse(400, 'invalid_request', `${ambiguous}; the gateway forwards only unambiguous paths`);
+  if (limiter !== null) {
+    // Only a priced request without a credential would be challenged (an invoice minted).
+    const priced = (judge.routes.match(method, path)?.rule.priceMsat ?? 0n) > 0n;
+    if (priced && credentialHeadersToStrip(gate, { method, path, headers }).length === 0 && !limiter.take(clientAddress(request, judging.trustForwardedHeaders))) {
+      return {
+        kind: 'refuse',
+        status: 429,
+        headers: { 'retry-after': String(limiter.retryAfterS()) },
+        body: errorBody('rate_limited', 'too many payment challenges for this address; retry after the Retry-After header'),
+      };
+    }
+  }
   const decision: PayCallDecision = await judge.decide({ method, url, headers });
   if (decision.kind === 'unpriced') return refuse(404, 'not_found', `no route of the gateway config matches ${method} ${path}`);
   if (decision.kind === 'refused') return { kind: 'refuse', status: decision.status, headers: decision.responseHeaders, body: decision.body };
@@ -85,6 +118,12 @@ function upstreamFailure(error: Error & { code?: string; statusCode?: number; ca
 export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
   const { config, logger } = deps;
   const judge = createPayCallJudge({ gate: deps.gate, appId: deps.appId, routes: createRoutePrices(config.routes), service: config.service });
+  const judging: Judging = {
+    judge,
+    gate: deps.gate,
+    limiter: config.challengesPerMinute === 0 ? null : createChallengeLimiter({ perMinute: config.challengesPerMinute }),
+    trustForwardedHeaders: config.trustForwardedHeaders,
+  };
   const upstreamUrl = (pathAndQuery: string): URL => new URL(config.upstreamBasePath + pathAndQuery, config.upstreamOrigin);
 
   const app: FastifyInstance = Fastify({
@@ -169,7 +208,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
         const answer = await health();
         return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
       }
-      const verdict = await judgeRequest(judge, request.method, raw.url ?? '/', request.headers);
+      const verdict = await judgeRequest(judging, raw);
       if (verdict.kind === 'refuse') return reply.code(verdict.status).headers(verdict.headers).send(verdict.body);
       const forwarded = forwardedHeaders(raw, config);
       reply.headers(verdict.responseHeaders);
@@ -193,7 +232,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
     const answer = (refusal: UpgradeRefusal): void => writeSocketResponse(socket, refusal);
     if (closing) return answer({ status: 503, headers: {}, body: errorBody('shutting_down') });
     if (pathOf(url) === config.healthPath) return answer({ status: 404, headers: {}, body: errorBody('not_found', 'the health check is not a WebSocket') });
-    judgeRequest(judge, method, url, request.headers).then(
+    judgeRequest(judging, request).then(
       (verdict) => {
         if (verdict.kind === 'refuse') return answer({ status: verdict.status, headers: verdict.headers, body: verdict.body });
         const target = upstreamUrl(url);

@@ -28,6 +28,7 @@ describe('gateway config: valid files', () => {
         trustForwardedHeaders: false,
         upstreamConnections: 128,
         publicUrl: null,
+        challengesPerMinute: 600,
       },
     });
   });
@@ -39,14 +40,14 @@ describe('gateway config: valid files', () => {
       routes: [{ path: '/write/*', price_msat: 7, methods: ['post', 'PUT'], service: 'writes' }],
       app_id: 'app_123', service: 'jokes', chain_step_msat: '250', upstream_timeout_ms: 1500, health_path: '/healthz',
       upstream_health_path: '/status', trust_forwarded_headers: true, upstream_connections: 16,
-      public_url: 'https://pay.example.com/gw/',
+      public_url: 'https://pay.example.com/gw/', challenges_per_minute: 0,
     });
     expect(result.ok && result.config).toMatchObject({
       upstreamOrigin: 'https://api.example.com', upstreamBasePath: '/v2',
       routes: [{ path: '/write/*', priceMsat: 7n, methods: ['POST', 'PUT'], service: 'writes' }],
       appId: 'app_123', service: 'jokes', chainStepMsat: 250n, upstreamTimeoutMs: 1500, healthPath: '/healthz',
       upstreamHealthPath: '/status', trustForwardedHeaders: true, upstreamConnections: 16,
-      publicUrl: 'https://pay.example.com/gw',
+      publicUrl: 'https://pay.example.com/gw', challengesPerMinute: 0,
     });
   });
 

@@ -15,6 +15,7 @@ import { createLogger } from '../../../src/logger.js';
 import { createPayCallGate } from '../../../src/paycall/gate-combined.js';
 import { validateGatewayConfig, type GatewayConfig } from '../../../src/paycall/gateway/config.js';
 import { createGateway, type Gateway } from '../../../src/paycall/gateway/server.js';
+import { createChallengeLimiter } from '../../../src/paycall/gateway/challenge-limit.js';
 import { testAuthorizationScheme, testTokenScheme } from '../middleware/test-scheme.js';
 
 const BIG_CHUNKS = 256;
@@ -345,6 +346,44 @@ describe('gateway proxy: https upstream', () => {
       await gateway.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('gateway: 402 challenges are limited per client address', () => {
+  it('counts only priced requests without a credential, per fixed minute window, with bounded memory', () => {
+    let now = 1_000_000;
+    const limiter = createChallengeLimiter({ perMinute: 2, maxAddresses: 2, nowMs: () => now });
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([true, true, false]);
+    expect(limiter.retryAfterS()).toBe(60);
+    expect(limiter.take('b')).toBe(true);
+    expect(limiter.take('c')).toBe(true); // 'a' is forgotten to keep two addresses
+    expect(limiter.take('a')).toBe(true);
+    now += 60_000;
+    expect([limiter.take('b'), limiter.take('b'), limiter.take('b')]).toEqual([true, true, false]);
+  });
+
+  it('answers 429 rate_limited with Retry-After past the limit; paid and free calls are not counted', async () => {
+    const upstream = await startUpstream();
+    const gateway = await createGateway({
+      config: gatewayConfig(upstream.url, { challenges_per_minute: 2 }),
+      gate: createPayCallGate([testTokenScheme()]),
+      appId: 'app_gw',
+      logger: createLogger('silent'),
+    });
+    const url = await gateway.listen();
+    try {
+      expect((await fetch(`${url}/paid/x`)).status).toBe(402);
+      expect((await fetch(`${url}/paid/x`)).status).toBe(402);
+      const limited = await fetch(`${url}/paid/x`);
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect((await limited.json()).error.code).toBe('rate_limited');
+      expect((await fetch(`${url}/paid/x`, { headers: { 'test-token': 'ok' } })).status).toBe(200);
+      expect((await fetch(`${url}/free/x`)).status).toBe(200);
+    } finally {
+      await gateway.close();
+      await upstream.close();
     }
   });
 });
