@@ -221,7 +221,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     chain.retire();
     const key = chainKey(chain.buyUrl, chain.appId);
     if (activeChains.get(key) === chain) activeChains.delete(key);
-    if (store && (chain.status === 'refunded' || chain.status === 'exhausted')) await store.remove(chain.id);
+    if (store && (chain.status === 'refunded' || chain.status === 'exhausted' || chain.confirmedIndex >= chain.steps)) await store.remove(chain.id);
   };
 
   const restore = (): Promise<void> => {
@@ -251,7 +251,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   };
 
   /** Buys a chain for `offer` that pays at least `k` steps a call, within the budget. */
-  const purchase = async (offer: ChainOffer, k: number, url: string): Promise<HeldChain> => {
+  const purchase = async (offer: ChainOffer, k: number, receipt: PaidCallReceipt): Promise<HeldChain> => {
     const left = budgetMsat - paidMsat;
     const affordable = left / offer.stepMsat;
     if (affordable < BigInt(k)) throw budgetError(BigInt(k) * offer.stepMsat, spending(), 'a chain for one call');
@@ -274,7 +274,8 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       paidMsat -= view.amountMsat;
       throw error;
     }
-    const payment: PayCallPayment = { kind: 'chain_purchase', amountMsat: view.amountMsat, paymentRequest: invoice.paymentRequest, url, chainId: view.chainId };
+    receipt.paidMsat += view.amountMsat;
+    const payment: PayCallPayment = { kind: 'chain_purchase', amountMsat: view.amountMsat, paymentRequest: invoice.paymentRequest, url: receipt.url, chainId: view.chainId };
     events.emit('payment', payment);
     try {
       await wallet.payInvoice(invoice.paymentRequest);
@@ -282,6 +283,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       if (!isUnknownOutcome(error)) {
         // Certainly not paid: free the budget; the pending chain is worth nothing.
         paidMsat -= view.amountMsat;
+        receipt.paidMsat -= view.amountMsat;
         await store?.remove(chain.id);
         throw error;
       }
@@ -302,7 +304,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   };
 
   /** The chain in use for `offer` with `k` steps left to hand out, bought if need be. */
-  const chainFor = async (offer: ChainOffer, k: number, url: string): Promise<HeldChain> => {
+  const chainFor = async (offer: ChainOffer, k: number, receipt: PaidCallReceipt): Promise<HeldChain> => {
     const key = chainKey(offer.buyUrl, offer.appId);
     for (let tries = 0; tries < 4; tries += 1) {
       const chain = activeChains.get(key);
@@ -321,7 +323,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
         continue;
       }
       if (buying === undefined) {
-        buying = purchase(offer, k, url).finally(() => purchases.delete(key));
+        buying = purchase(offer, k, receipt).finally(() => purchases.delete(key));
         purchases.set(key, buying);
       }
       await buying;
@@ -329,12 +331,12 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     throw new SluiceError('overloaded', 'other calls keep using up the new chains first; try again');
   };
 
-  const chooseCredential = async (request: PreparedRequest, url: URL, avoidChain: boolean): Promise<Credential> => {
+  const chooseCredential = async (request: PreparedRequest, url: URL, avoidChain: boolean, receipt: PaidCallReceipt): Promise<Credential> => {
     const key = routeKey(request.method, url);
     const offer = chainOptions && !avoidChain && !chainlessRoutes.has(key) ? routeOffers.get(key) : undefined;
     if (offer !== undefined) {
       for (let tries = 0; tries < 4; tries += 1) {
-        const chain = await chainFor(offer, offer.stepsPerCall, request.url);
+        const chain = await chainFor(offer, offer.stepsPerCall, receipt);
         const ticket = await chain.reserve(offer.stepsPerCall, baseFetch);
         if (ticket !== null) return { kind: 'chain', chain, ticket };
       }
@@ -348,16 +350,20 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     return { kind: 'none' };
   };
 
-  const payL402 = async (challenge: L402Challenge, scope: string, url: string): Promise<void> => {
+  const payL402 = async (challenge: L402Challenge, scope: string, receipt: PaidCallReceipt): Promise<void> => {
     const amount = invoiceAmountMsat(challenge.invoice);
     if (amount === null) throw new SluiceError('invoice_amount_required', 'the L402 invoice names no amount: the paying fetch pays only invoices it can check against the budget');
     claimBudget(amount, 'the L402 invoice');
-    events.emit('payment', { kind: 'l402_invoice', amountMsat: amount, paymentRequest: challenge.invoice, url });
+    receipt.paidMsat += amount;
+    events.emit('payment', { kind: 'l402_invoice', amountMsat: amount, paymentRequest: challenge.invoice, url: receipt.url });
     let preimage: string;
     try {
       ({ preimage } = await wallet.payInvoice(challenge.invoice));
     } catch (error) {
-      if (!isUnknownOutcome(error)) paidMsat -= amount;
+      if (!isUnknownOutcome(error)) {
+        paidMsat -= amount;
+        receipt.paidMsat -= amount;
+      }
       throw error;
     }
     if (!/^[0-9a-fA-F]{64}$/.test(preimage)) throw new SluiceError('invalid_response', 'the wallet paid but returned no 32-byte preimage');
@@ -377,7 +383,6 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     const url = new URL(request.url);
     if (chainOptions && store) await restore();
     const receipt: PaidCallReceipt = { url: request.url, method: request.method, scheme: null, costMsat: 0n, paidMsat: 0n, status: 0 };
-    const paidBefore = paidMsat;
     let avoidChain = false;
     let skippedInPlace = 0;
     let last: { response: Response; text: string } | null = null;
@@ -385,7 +390,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
       let credential: Credential;
       try {
-        credential = await chooseCredential(request, url, avoidChain);
+        credential = await chooseCredential(request, url, avoidChain, receipt);
       } catch (error) {
         // A chain the budget cannot pay: L402 may still fit (one call's invoice).
         if (!(error instanceof SluiceError && error.code === 'budget_exceeded' && l402Enabled) || avoidChain) throw error;
@@ -404,7 +409,6 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
         if (credential.kind === 'chain') credential.chain.settle({ kind: 'unknown' });
         throw error;
       }
-      receipt.paidMsat = paidMsat - paidBefore;
 
       const refusal = response.status === 401 || response.status === 402;
       const text = refusal ? await response.text() : '';
@@ -481,13 +485,12 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       if (chainOptions && offer !== null && !avoidChain && !chainlessRoutes.has(routeKey(request.method, url))) continue;
       const challenge = parseL402Challenge(response.headers.get('www-authenticate'));
       if (l402Enabled && challenge !== null && !request.headers.has('authorization')) {
-        await payL402(challenge, l402Scope(url), request.url);
+        await payL402(challenge, l402Scope(url), receipt);
         continue;
       }
       // Nothing this fetch may pay with: the caller gets the 402.
       return finish(rebuilt(response, text), receipt);
     }
-    receipt.paidMsat = paidMsat - paidBefore;
     if (last === null) throw new SluiceError('overloaded', 'the call could not be paid');
     return finish(rebuilt(last.response, last.text), receipt);
   };

@@ -205,6 +205,19 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(paidFetch.spent()).toMatchObject({ paidMsat: 60_000n, usedMsat: 50_000n, paidCalls: 25 });
   });
 
+  it('concurrent first calls share one chain purchase, charged to one receipt', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 100_000n, chain: { steps: 40 } });
+    const payments: string[] = [];
+    paidFetch.on('payment', (payment) => payments.push(payment.kind));
+    const responses = await Promise.all(Array.from({ length: 6 }, (_, i) => paidFetch(`${gateway.url}/paid/cold/${i}`)));
+    expect(responses.map((response) => response.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(payments).toEqual(['chain_purchase']);
+    const paid = responses.map((response) => paidFetch.receipt(response)!.paidMsat).sort((a, b) => Number(a - b));
+    expect(paid).toEqual([0n, 0n, 0n, 0n, 0n, 40_000n]);
+    expect(paidFetch.chains()).toMatchObject([{ index: 30, remainingSteps: 10 }]);
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 40_000n, usedMsat: 30_000n, paidCalls: 6 });
+  });
+
   it('links that reach the server out of order are refused as skipped, resynced and sent again: each call served once', async () => {
     // The network reorders: the call holding index 10 is held back 150 ms, so 15 and 20 arrive first.
     const sent: { index: number; status: number; code: string | null }[] = [];
