@@ -77,6 +77,12 @@ const LEASE_MARGIN_MS = 60_000;
 export const CATCH_UP_MARGIN_MS = 10 * 60_000;
 export const CATCH_UP_CURSOR_META = 'webhooks.catch_up_since';
 const CATCH_UP_PAGE = 500;
+/**
+ * On PostgreSQL several processes share the database, and one may crash and stay down:
+ * every process repeats the catch-up this often, so a cause another process committed
+ * without its event is found within this time (SQLite has one process: start is enough).
+ */
+export const CATCH_UP_INTERVAL_MS = 10 * 60_000;
 
 export type WebhookError =
   | 'UrlInvalid'
@@ -245,6 +251,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
   let cycling: Promise<void> | null = null;
   let cycleAgain = false;
   let catchUpDue = false;
+  let lastCatchUpAt = 0;
   /** Every delivery this process holds a lease on: queued here, being attempted, or with its outcome not yet recorded. */
   const held = new Set<string>();
   /** Claimed, not yet attempted, per endpoint (first in, first out). */
@@ -459,6 +466,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
   const schedule = (): void => {
     if (stopped) return;
     timer = setTimeout(() => {
+      if (store.dialect === 'postgres' && clock.now() - lastCatchUpAt >= CATCH_UP_INTERVAL_MS) catchUpDue = true;
       void cycle().finally(schedule);
     }, settings.pollIntervalMs);
     timer.unref();
@@ -468,6 +476,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
 
   const catchUp = async (): Promise<number> => {
     const startedAt = clock.now();
+    lastCatchUpAt = startedAt;
     const cursor = await meta.getMeta(CATCH_UP_CURSOR_META);
     if (cursor === null) {
       // First start with webhooks: nothing before now is owed to endpoints that did not exist.

@@ -260,6 +260,28 @@ for (const store of ['sqlite', 'postgres'] as const) {
       expect(await t.sluice.webhooks.catchUp()).toBe(0);
       await asApp('DELETE', `/v1/webhooks/${endpoint.id}`);
     });
+
+    it.skipIf(store !== 'postgres')('finds, every 10 minutes while running, an event another process lost (PostgreSQL)', async () => {
+      const endpoint = await createEndpoint(['invoice.paid']);
+      receiver.mode = 503;
+      const hash = await paidInvoice();
+      const lost = ((await asApp('GET', '/v1/webhooks/events?type=invoice.paid')).body.events as any[]).find((e) => e.data.payment_hash === hash);
+      // As if another process had committed the payment and died before writing the event.
+      await database!.sql.unsafe(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE event_id = '${lost.id}')`);
+      await database!.sql.unsafe(`DELETE FROM webhook_deliveries WHERE event_id = '${lost.id}'`);
+      await database!.sql.unsafe(`DELETE FROM webhook_events WHERE id = '${lost.id}'`);
+      expect((await asApp('GET', `/v1/webhooks/events/${lost.id}`)).status).toBe(404);
+      receiver.mode = 200;
+      clock.advanceMs(11 * 60_000);
+      const restored = await waitUntil(async () => {
+        const answer = await asApp('GET', `/v1/webhooks/events/${lost.id}`);
+        return answer.status === 200 ? answer.body : null;
+      }, 'the periodic catch-up', 5000);
+      expect(restored).toEqual(lost);
+      await t.sluice.webhooks.dispatchDue();
+      await waitUntil(async () => (await deliveries(endpoint.id)).find((d: any) => d.event_id === lost.id && d.status === 'delivered'), 'the delivery');
+      await asApp('DELETE', `/v1/webhooks/${endpoint.id}`);
+    });
   });
 }
 
