@@ -224,6 +224,10 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     return state;
   };
 
+  /** Whether the database moved the chain past this process's copy (another process). */
+  const isStale = (state: LiveChain, stored: ChainRow): boolean =>
+    stored.index !== state.durableIndex || (stored.status === 'refunded' && state.row.status !== 'refunded');
+
   const forget = (state: LiveChain): void => {
     // Until its status row says active, memory is the only place that knows it is paid.
     if (state.activating) return;
@@ -478,11 +482,6 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     if (row.status === 'pending') return { ok: false, error: 'Unpaid', detail: 'the chain was never paid: nothing to refund' };
     const wrong = proofHolds(row, state?.linkBytes ?? Buffer.from(row.link, 'hex'), proof);
     if (wrong) return wrong;
-    if (state) {
-      // From here on no call is accepted; then wait for the calls already accepted.
-      state.refunding = true;
-      await settled(state);
-    }
     const finish = (payment: PaymentView | null, amountMsat: Msat) => ({ ok: true as const, chain: viewOf(row), payment, amountMsat });
     try {
       const { attempt, payment: earlier } = await currentRefund(row);
@@ -658,14 +657,40 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     },
 
     async refund(chainId, proof, destination) {
-      return withRefundLock(chainId, async () => {
-        const state = live.get(chainId) ?? null;
-        const row = state?.row ?? (await store.getChain(chainId));
-        if (!row) return { ok: false, error: 'Unknown' } as ChainFail;
-        const result = await refundNow(state, row, proof, destination);
-        // A refunded chain pays for nothing more: it leaves memory (reads go to the store).
-        if (state && row.status === 'refunded' && !dirty.has(state) && !committing.has(state)) forget(state);
-        return result;
+      return withRefundLock(chainId, async (): Promise<Awaited<ReturnType<ChainService['refund']>>> => {
+        let state = live.get(chainId) ?? null;
+        if (state) {
+          // The proof first (one hash, no waiting), so a wrong one cannot hold up calls.
+          const wrong = state.row.status === 'pending' ? null : proofHolds(state.row, state.linkBytes, proof);
+          if (wrong) {
+            // Wrong for our copy; it is only right if another process moved the chain on.
+            const stored = await store.getChain(chainId);
+            if (!stored || !isStale(state, stored)) return wrong;
+            forget(state);
+            state = null;
+          } else {
+            // From here on no call is accepted; then wait for the calls already accepted.
+            state.refunding = true;
+            await settled(state);
+          }
+        }
+        try {
+          // The database decides: another process may have moved or refunded the chain.
+          const stored = await store.getChain(chainId);
+          if (!stored) return { ok: false, error: 'Unknown' };
+          if (state && isStale(state, stored)) {
+            state.refunding = false;
+            forget(state);
+            state = null;
+          }
+          const row = state?.row ?? stored;
+          const result = await refundNow(state, row, proof, destination);
+          // A refunded chain pays for nothing more: it leaves memory (reads go to the store).
+          if (state && row.status === 'refunded' && !dirty.has(state) && !committing.has(state)) forget(state);
+          return result;
+        } finally {
+          if (state && state.row.status !== 'refunded') state.refunding = false;
+        }
       });
     },
 

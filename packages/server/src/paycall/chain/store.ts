@@ -6,9 +6,9 @@
  * and the money can never disagree, even across a crash.
  *
  * Each write applies only if the row still holds the index the service last made durable
- * (`fromIndex`). If another process (PostgreSQL shared by two Sluices) or a stale copy
- * advanced it, the whole batch is rolled back and the conflicting chains are named, so no
- * link is ever accepted twice.
+ * (`fromIndex`) and is not refunded. If another process (PostgreSQL shared by two Sluices)
+ * advanced or refunded it, the whole batch is rolled back and the conflicting chains are
+ * named, so no link is ever accepted twice and a refunded chain never pays again.
  */
 import type { PostgresSql, PostgresTransaction } from '../../db/postgres.js';
 import type { SqliteDatabase } from '../../db/sqlite.js';
@@ -80,7 +80,7 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
   migrateSqlite(db, sqliteChainMigrations);
   const insert = db.prepare(`INSERT INTO paycall_chains (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`);
   const select = db.prepare('SELECT * FROM paycall_chains WHERE id = ?');
-  const update = db.prepare('UPDATE paycall_chains SET current_index = ?, current_link = ? WHERE id = ? AND current_index = ?');
+  const update = db.prepare("UPDATE paycall_chains SET current_index = ?, current_link = ? WHERE id = ? AND current_index = ? AND status <> 'refunded'");
   const commitBatch = db.transaction((writes: readonly ChainWrite[], ops: readonly LedgerOp[], now: number): LedgerResult[] => {
     const conflicts: string[] = [];
     for (const write of writes) {
@@ -134,7 +134,7 @@ export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps:
       const updated = (await tx.unsafe(
         `UPDATE paycall_chains AS c SET current_index = u.idx, current_link = u.link
          FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[]) AS u(id, idx, link, from_idx)
-         WHERE c.id = u.id AND c.current_index = u.from_idx RETURNING c.id`,
+         WHERE c.id = u.id AND c.current_index = u.from_idx AND c.status <> 'refunded' RETURNING c.id`,
         [writes.map((w) => w.id), writes.map((w) => String(w.index)), writes.map((w) => w.link), writes.map((w) => String(w.fromIndex))] as never[],
       )) as unknown as Row[];
       if (updated.length !== writes.length) {

@@ -351,5 +351,21 @@ describe.skipIf(!usePostgres)('two Sluices sharing one PostgreSQL database', () 
     expect((account?.creditsPostedMsat ?? 0n) - (account?.debitsPostedMsat ?? 0n)).toBe(8000n);
     const revenue = await second.sluice.ledger.getAccount(`app:${app.id}`);
     expect((revenue?.creditsPostedMsat ?? 0n) - (revenue?.debitsPostedMsat ?? 0n)).toBe(2000n);
+
+    // The first process catches up (its stale call is refused, the next reloads) and spends w_3.
+    expect(await call(first, 2)).toMatchObject({ ok: false, error: 'Replayed' });
+    expect(await call(first, 3)).toMatchObject({ ok: true, index: 3 });
+    // Now the second one is stale (it holds index 2): its refund must follow the database (index 3).
+    const float = await second.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '20000', description: 'float' } });
+    expect((await second.call('POST', '/v1/devnet/pay', { body: { payment_request: float.body.payment_request, wallet: 'alice' } })).status).toBe(200);
+    const invoice = await second.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '7000', wallet: 'carol' } });
+    const refunded = await second.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { index: 4, link: (links[4] as Buffer).toString('hex'), invoice: invoice.body.payment_request } });
+    expect(refunded.status, JSON.stringify(refunded.body)).toBe(200);
+    expect(refunded.body).toMatchObject({ status: 'refunded', index: 3, refund: { amount_msat: '7000', payment: { status: 'succeeded' } } });
+    // The first process still holds the chain as active at index 3: the database refuses its write.
+    expect(await call(first, 4)).toMatchObject({ ok: false, error: 'Replayed' });
+    expect(await call(first, 5)).toMatchObject({ ok: false, error: 'Refunded' });
+    const chainAccount = await first.sluice.ledger.getAccount(`chain:${id}`);
+    expect((chainAccount?.creditsPostedMsat ?? 0n) - (chainAccount?.debitsPostedMsat ?? 0n)).toBe(0n);
   });
 });
