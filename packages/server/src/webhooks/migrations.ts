@@ -67,12 +67,24 @@ CREATE TABLE webhook_attempts (
 );
 `;
 
+/** What retention prunes: finished deliveries by age, events by age. */
+const retentionIndexes = `
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries(updated_at) WHERE status <> 'pending';
+CREATE INDEX webhook_events_created ON webhook_events(created_at);
+`;
+
 export const sqliteWebhookMigrations: ModuleMigrations = {
   module: 'webhooks',
-  migrations: [{ version: 1, name: 'webhook endpoints, events, deliveries, attempts', sql: tables('INTEGER') }],
+  migrations: [
+    { version: 1, name: 'webhook endpoints, events, deliveries, attempts', sql: tables('INTEGER') },
+    { version: 2, name: 'indexes for retention', sql: retentionIndexes },
+  ],
 };
 
 export const postgresWebhookMigrations: ModuleMigrations = {
   module: 'webhooks',
-  migrations: [{ version: 1, name: 'webhook endpoints, events, deliveries, attempts', sql: tables('BIGINT') }],
+  migrations: [
+    { version: 1, name: 'webhook endpoints, events, deliveries, attempts', sql: tables('BIGINT') },
+    { version: 2, name: 'indexes for retention', sql: retentionIndexes },
+  ],
 };

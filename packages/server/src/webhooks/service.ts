@@ -83,6 +83,10 @@ const CATCH_UP_PAGE = 500;
  * without its event is found within this time (SQLite has one process: start is enough).
  */
 export const CATCH_UP_INTERVAL_MS = 10 * 60_000;
+/** Finished deliveries (with their attempts) and events nothing waits for are deleted after this. */
+export const RETENTION_MS = 30 * 86_400_000;
+const PRUNE_BATCH = 1000;
+const PRUNE_BATCHES_MAX = 100;
 
 export type WebhookError =
   | 'UrlInvalid'
@@ -252,6 +256,8 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
   let cycleAgain = false;
   let catchUpDue = false;
   let lastCatchUpAt = 0;
+  let lastMaintenanceAt = 0;
+  let maintaining: Promise<void> | null = null;
   /** Every delivery this process holds a lease on: queued here, being attempted, or with its outcome not yet recorded. */
   const held = new Set<string>();
   /** Claimed, not yet attempted, per endpoint (first in, first out). */
@@ -463,10 +469,40 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
     });
   };
 
+  /**
+   * Every CATCH_UP_INTERVAL_MS: on PostgreSQL, the catch-up (another process may have died
+   * between a cause and its event); on SQLite, only the cursor moves (this process is the
+   * only writer, and its listeners wrote every event older than the margin, or flagged a
+   * catch-up when one failed), so a restart after weeks does not rescan weeks. Then the
+   * retention: finished deliveries and unneeded events older than RETENTION_MS go.
+   */
+  const maintain = (): void => {
+    if (maintaining) return;
+    lastMaintenanceAt = clock.now();
+    maintaining = (async () => {
+      try {
+        if (store.dialect === 'postgres') catchUpDue = true;
+        else if (!catchUpDue && started) {
+          const cursor = Number((await meta.getMeta(CATCH_UP_CURSOR_META)) ?? '0');
+          await meta.setMeta(CATCH_UP_CURSOR_META, String(Math.max(cursor, lastMaintenanceAt - CATCH_UP_MARGIN_MS)));
+        }
+        for (let batch = 0; batch < PRUNE_BATCHES_MAX && !stopped; batch += 1) {
+          const pruned = await store.prune(clock.now() - RETENTION_MS, PRUNE_BATCH);
+          if (pruned.deliveries < PRUNE_BATCH && pruned.events < PRUNE_BATCH) break;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      } catch (error) {
+        logger.error({ err: error }, 'webhook maintenance failed; will retry');
+      } finally {
+        maintaining = null;
+      }
+    })();
+  };
+
   const schedule = (): void => {
     if (stopped) return;
     timer = setTimeout(() => {
-      if (store.dialect === 'postgres' && clock.now() - lastCatchUpAt >= CATCH_UP_INTERVAL_MS) catchUpDue = true;
+      if (clock.now() - lastMaintenanceAt >= CATCH_UP_INTERVAL_MS) maintain();
       void cycle().finally(schedule);
     }, settings.pollIntervalMs);
     timer.unref();
@@ -483,7 +519,8 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
       await meta.setMeta(CATCH_UP_CURSOR_META, String(startedAt - CATCH_UP_MARGIN_MS));
       return 0;
     }
-    const since = Number(cursor);
+    // Never further back than the retention (minus a day): older events may have been pruned, and must not come back.
+    const since = Math.max(Number(cursor), startedAt - RETENTION_MS + 86_400_000);
     let written = 0;
     for (;;) {
       const missing = await store.missingCauses(since, CATCH_UP_PAGE);
@@ -663,6 +700,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
     async start() {
       if (store.dialect === 'sqlite') await store.clearLeases();
       await catchUp();
+      lastMaintenanceAt = clock.now();
       started = true;
       stopped = false;
       void cycle();
@@ -674,6 +712,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
       if (timer) clearTimeout(timer);
       timer = null;
       await cycling;
+      await maintaining;
       // Queued deliveries were not attempted: their leases run out (SQLite forgets them at start).
       ready.clear();
       readyCount = 0;

@@ -120,6 +120,12 @@ export interface WebhookStore {
   /** Counts by status, for tests and the benchmark. */
   countDeliveries(status: DeliveryStatus): Promise<number>;
 
+  /**
+   * Deletes up to `limit` finished deliveries (with their attempts) last changed before
+   * `before`, and up to `limit` events older than `before` that no delivery refers to.
+   * Pending deliveries and their events are never pruned.
+   */
+  prune(before: number, limit: number): Promise<{ deliveries: number; events: number }>;
   /** Paid invoices, resolved payments and closed streams since `since` that have no event yet. */
   missingCauses(since: number, limit: number): Promise<MissingCauses>;
 }
@@ -462,6 +468,22 @@ function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): WebhookSto
     async countDeliveries(status) {
       const [row] = await all('SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = ?', [status]);
       return num(row?.n ?? 0);
+    },
+
+    async prune(before, limit) {
+      const finished = `SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ? ORDER BY updated_at, id LIMIT ?`;
+      const results = await runner.transaction([
+        { sql: `DELETE FROM webhook_attempts WHERE delivery_id IN (${finished})`, params: [before, limit] },
+        { sql: `DELETE FROM webhook_deliveries WHERE id IN (${finished})`, params: [before, limit] },
+        {
+          sql: `DELETE FROM webhook_events WHERE id IN (
+                  SELECT e.id FROM webhook_events e
+                  WHERE e.created_at < ? AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id)
+                  ORDER BY e.created_at, e.id LIMIT ?)`,
+          params: [before, limit],
+        },
+      ]);
+      return { deliveries: results[1]?.changes ?? 0, events: results[2]?.changes ?? 0 };
     },
 
     async missingCauses(since, limit) {

@@ -237,6 +237,39 @@ for (const maker of makers) {
       expect((await claimAll(store, now)).map((c) => c.delivery.id)).toContain(b!.id);
     });
 
+    it('prunes finished deliveries and their attempts, and events nothing waits for, never pending ones', async () => {
+      const { store } = fixture;
+      const app = 'app_' + randomHex(4);
+      const hook = endpoint(app, ['*']);
+      await store.insertEndpoint(hook);
+      const old = event(app, 'invoice.paid', T0 + 1000);
+      const waiting = event(app, 'invoice.paid', T0 + 1000);
+      const orphan = event(app, 'invoice.paid', T0 + 1000);
+      await store.insertEvent(old, fanOut);
+      await store.insertEvent(waiting, fanOut);
+      const [done] = await store.listDeliveries(hook.id, { limit: 10, eventId: old.id });
+      await store.recordOutcomes([{
+        deliveryId: done!.id, endpointId: hook.id, delivered: true, nextAttemptAt: null,
+        attempt: { deliveryId: done!.id, attempt: 1, at: T0 + 2000, durationMs: 1, statusCode: 200, error: null, responseExcerpt: null },
+      }], T0 + 2000, { failures: 100, periodMs: 0 });
+      await store.insertEvent(orphan, { ...fanOut, nextAttemptAt: T0 - 1 }); // before the endpoint existed: no delivery
+
+      let pruned = { deliveries: 0, events: 0 };
+      for (let round = 0; round < 10; round += 1) {
+        const step = await store.prune(T0 + 10_000, 1000);
+        pruned = { deliveries: pruned.deliveries + step.deliveries, events: pruned.events + step.events };
+        if (step.deliveries === 0 && step.events === 0) break;
+      }
+      expect(pruned.deliveries).toBeGreaterThanOrEqual(1);
+      expect(await store.getDelivery(app, done!.id)).toBeNull();
+      expect(await store.listAttempts([done!.id])).toEqual([]);
+      expect(await store.getEvent(app, old.id)).toBeNull();
+      expect(await store.getEvent(app, orphan.id)).toBeNull();
+      // Still pending: kept with its event.
+      expect(await store.listDeliveries(hook.id, { limit: 10, eventId: waiting.id })).toHaveLength(1);
+      expect(await store.getEvent(app, waiting.id)).not.toBeNull();
+    });
+
     it('deletes an endpoint softly and cancels its pending deliveries', async () => {
       const { store } = fixture;
       const app = 'app_' + randomHex(4);
