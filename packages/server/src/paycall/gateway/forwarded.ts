@@ -32,13 +32,42 @@ export function forwardedHeaders(request: IncomingMessage, options: ForwardedOpt
   };
 }
 
-/** A copy of `headers` without `strip`, with X-Forwarded-* from `forwarded`. */
-export function upstreamRequestHeaders(headers: IncomingHttpHeaders, strip: readonly string[], forwarded: Record<string, string>): IncomingHttpHeaders {
+/**
+ * Hop-by-hop headers (RFC 9110 section 7.6.1): they describe the client's connection to the
+ * gateway, not the request, and the upstream connection's own are set by the HTTP client
+ * (undici refuses some of them outright). `expect` was already answered to the client.
+ */
+const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
+
+/**
+ * A copy of `headers` without `strip`, the hop-by-hop headers and those `Connection`
+ * names, with X-Forwarded-* from `forwarded`. For a WebSocket upgrade (`upgrade: true`)
+ * `Connection: Upgrade` and `Upgrade` are kept: they are what is being forwarded.
+ */
+export function upstreamRequestHeaders(headers: IncomingHttpHeaders, strip: readonly string[], forwarded: Record<string, string>, options: { upgrade?: boolean } = {}): IncomingHttpHeaders {
   const copy: IncomingHttpHeaders = { ...headers };
+  const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((token) => token.trim()) : [];
+  for (const name of [...HOP_BY_HOP, ...connection, 'connection']) {
+    if (options.upgrade === true && (name === 'upgrade' || name === 'connection')) continue;
+    delete copy[name];
+  }
   for (const name of strip) delete copy[name];
   delete copy['x-forwarded-for'];
   delete copy['x-forwarded-proto'];
   delete copy['x-forwarded-host'];
   delete copy.forwarded;
   return { ...copy, ...forwarded };
+}
+
+/**
+ * The upstream's response headers for the client: its hop-by-hop headers (and those its
+ * `Connection` names) removed, so the gateway's own connection handling holds (a client's
+ * `Connection: close` is honoured; the upstream's keep-alive timeout is not advertised),
+ * then `extra` (the payment scheme's headers) on top.
+ */
+export function downstreamResponseHeaders(headers: IncomingHttpHeaders, extra: Record<string, string>): IncomingHttpHeaders {
+  const copy: IncomingHttpHeaders = { ...headers };
+  const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((token) => token.trim()) : [];
+  for (const name of [...HOP_BY_HOP, ...connection, 'connection']) delete copy[name];
+  return { ...copy, ...extra };
 }

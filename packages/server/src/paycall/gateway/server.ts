@@ -27,7 +27,7 @@ import { createPayCallJudge, credentialHeadersToStrip, pathOf, type PayCallDecis
 import { createChallengeLimiter, type ChallengeLimiter } from './challenge-limit.js';
 import { ambiguousPathReason, createRoutePrices } from '../route-prices.js';
 import type { GatewayConfig } from './config.js';
-import { forwardedHeaders, upstreamRequestHeaders } from './forwarded.js';
+import { downstreamResponseHeaders, forwardedHeaders, upstreamRequestHeaders } from './forwarded.js';
 import { probeUpstream, type UpstreamProbe } from './health.js';
 import { tunnelUpgrade, writeSocketResponse, type UpgradeRefusal } from './upgrade.js';
 
@@ -177,6 +177,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
         const forwarded = forwardedHeaders(request.raw, config);
         return reply.from(request.raw.url ?? '/', {
           rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, [], forwarded),
+          rewriteHeaders: (headers) => downstreamResponseHeaders(headers as http.IncomingHttpHeaders, {}),
           onError: (errorReply, { error }) => {
             logger.error({ err: error.message }, 'the Sluice API beside the gateway did not answer');
             errorReply.code(503).send(errorBody('shutting_down', 'the Sluice API is not answering'));
@@ -214,7 +215,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
       reply.headers(verdict.responseHeaders);
       return reply.from(config.upstreamBasePath + (raw.url ?? '/'), {
         rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, verdict.stripHeaders, forwarded),
-        rewriteHeaders: (headers) => ({ ...headers, ...verdict.responseHeaders }),
+        rewriteHeaders: (headers) => downstreamResponseHeaders(headers as http.IncomingHttpHeaders, verdict.responseHeaders),
         onError: (errorReply, { error }) => {
           const failure = upstreamFailure(error);
           logger.warn({ code: failure.code, err: error.message }, 'upstream request failed');
@@ -239,7 +240,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
         tunnelUpgrade(request, socket, head, {
           target,
           method,
-          headers: { ...upstreamRequestHeaders(request.headers, verdict.stripHeaders, forwardedHeaders(request, config)), host: target.host },
+          headers: { ...upstreamRequestHeaders(request.headers, verdict.stripHeaders, forwardedHeaders(request, config), { upgrade: true }), host: target.host },
           responseHeaders: verdict.responseHeaders,
           timeoutMs: config.upstreamTimeoutMs,
           onUpstreamError: (kind, error) => {

@@ -131,6 +131,21 @@ describe('gateway proxy (test schemes)', () => {
     expect(seen.headers['x-forwarded-host']).toBe(new URL(url).host);
   });
 
+  it('does not forward hop-by-hop headers, nor those Connection names', async () => {
+    const raw = await rawRequest(url, [
+      'GET /free/echo HTTP/1.1', 'host: gw', 'connection: close, x-hop', 'x-hop: 1', 'keep-alive: timeout=5', 'te: trailers',
+      'upgrade: foo', 'proxy-connection: keep-alive', 'proxy-authorization: Basic eA==', 'x-end-to-end: kept', '', '',
+    ].join('\r\n'));
+    expect(raw).toMatch(/^HTTP\/1\.1 200/);
+    // The body may come chunked: the JSON is between the first "{" and the last "}".
+    const seen = JSON.parse(raw.slice(raw.indexOf('{'), raw.lastIndexOf('}') + 1));
+    for (const name of ['x-hop', 'keep-alive', 'te', 'upgrade', 'proxy-connection', 'proxy-authorization']) expect(seen.headers[name], name).toBeUndefined();
+    expect(seen.headers['x-end-to-end']).toBe('kept');
+    // Nor back: the upstream's own keep-alive does not override the client's "close".
+    expect(raw).not.toMatch(/keep-alive: timeout=5/i);
+    expect(raw).toMatch(/\r\nconnection: close\r\n/i);
+  });
+
   it('answers a priced route without credential with 402, the challenges and price_msat, and forwards nothing', async () => {
     const response = await fetch(`${url}/paid/echo`);
     expect(response.status).toBe(402);
