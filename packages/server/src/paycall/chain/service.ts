@@ -397,11 +397,6 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     throw new Error(`chain ${row.id} has ${REFUND_ATTEMPTS_MAX} failed refunds`);
   };
 
-  /**
-   * What the chain account should hold once no refund is in flight: nothing after a
-   * successful refund; otherwise the unused steps plus anything paid above the invoice.
-   * Anything above that is the routing-fee budget the app lent; it goes back to the app.
-   */
   /** Unused steps plus anything paid above the invoice amount: what a refund pays back. */
   const unusedMsat = async (row: ChainRow): Promise<Msat> => {
     const invoice = await deps.records.getInvoice(row.invoiceHash);
@@ -409,6 +404,13 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     return msat(BigInt(row.steps - row.index) * row.stepMsat + overpaid);
   };
 
+  /**
+   * What the chain account should hold once no refund is in flight: nothing after a
+   * successful refund; otherwise the unused steps plus anything paid above the invoice.
+   * Anything above that is the routing-fee budget the app lent; it goes back to the app.
+   * Only for a chain no call can change (refunded, or held by its refund): `row.index` must
+   * be durable.
+   */
   const returnFeeAdvance = async (row: ChainRow): Promise<void> => {
     const { payment } = await currentRefund(row);
     if (payment?.status === 'in_flight') return;
@@ -434,18 +436,20 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     void withRefundLock(chainId, async () => {
       // A refunded chain is not held in memory after a restart: read it (cold path).
       const row = live.get(chainId)?.row ?? (await store.getChain(chainId));
-      if (row) await returnFeeAdvance(row);
+      // A refund payment exists only once the chain is refunded: no call can move its index.
+      if (row?.status === 'refunded') await returnFeeAdvance(row);
     }).catch((error) => logger.error({ err: error, chainId }, 'could not settle a chain refund'));
   };
 
+  /** One refund step per chain at a time: each waits for the one queued before it. */
   const withRefundLock = async <T>(chainId: string, work: () => Promise<T>): Promise<T> => {
-    while (refundLocks.has(chainId)) await refundLocks.get(chainId)?.catch(() => undefined);
-    const running = work();
+    const before = refundLocks.get(chainId) ?? Promise.resolve();
+    const running = before.catch(() => undefined).then(work);
     refundLocks.set(chainId, running);
     try {
       return await running;
     } finally {
-      refundLocks.delete(chainId);
+      if (refundLocks.get(chainId) === running) refundLocks.delete(chainId);
     }
   };
 

@@ -256,6 +256,23 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore + 69_000n);
   });
 
+  it('refunds once when asked several times at the same moment', async () => {
+    const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '50000', description: 'float' } });
+    expect((await t.call('POST', '/v1/devnet/pay', { body: { payment_request: float.body.payment_request, wallet: 'alice' } })).status).toBe(200);
+    const { id, links } = await buy(20);
+    expect(await spend(id, 5, links[5] as Buffer, 5000n)).toMatchObject({ ok: true });
+    const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '15000', wallet: 'carol' } });
+    const carolBefore = t.sluice.devnet?.nodeBalanceMsat('carol') as bigint;
+    const body = { index: 6, link: (links[6] as Buffer).toString('hex'), invoice: invoice.body.payment_request };
+    const answers = await Promise.all([1, 2, 3].map(() => t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body })));
+    for (const answer of answers) expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(new Set(answers.map((answer) => answer.body.refund.payment.payment_hash)).size).toBe(1);
+    expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore + 15_000n);
+    for (let i = 0; i < 50 && (await balance(`chain:${id}`)) !== 0n; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balance(`chain:${id}`)).toBe(0n);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
   it('refuses to refund a chain that was never paid or whose steps are all spent', async () => {
     const unpaid = await buy(3, { pay: false });
     const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '3000', wallet: 'carol' } });
