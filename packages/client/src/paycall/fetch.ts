@@ -89,7 +89,9 @@ async function prepareRequest(input: string | URL | Request, init: RequestInit |
     return { url: input.url, method: (merged.method ?? 'GET').toUpperCase(), headers: new Headers(init?.headers ?? input.headers), init: merged };
   }
   if (isStreamBody(init?.body)) throw new TypeError(streamRefusal);
-  const url = input instanceof URL ? input.href : String(input);
+  // A relative URL means the page's own origin, as with the browser's fetch.
+  const base = (globalThis as { location?: { href?: string } }).location?.href;
+  const url = new URL(input instanceof URL ? input.href : String(input), base).href;
   return { url, method: (init?.method ?? 'GET').toUpperCase(), headers: new Headers(init?.headers), init: { ...init } };
 }
 
