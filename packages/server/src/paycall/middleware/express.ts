@@ -1,5 +1,5 @@
 /**
- * Pay per call for Express (4 or 5): `app.use(payCallExpress({...}))` before the routes.
+ * Pay per call for Express (tested with 5): `app.use(payCallExpress({...}))` before the routes.
  * Written against a structural type of Express's middleware, so Sluice does not depend on
  * Express at run time. Routes are matched against the full path (`req.originalUrl`), so
  * patterns read the same wherever the middleware is mounted.
