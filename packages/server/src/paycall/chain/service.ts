@@ -541,8 +541,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
   const markRefunded = async (state: LiveChain | null, row: ChainRow): Promise<void> => {
     if (row.status === 'refunded') return;
-    const from = row.status;
-    await store.setStatus(row.id, from, 'refunded');
+    if (!(await store.setStatus(row.id, row.status, 'refunded'))) throw new Error(`chain ${row.id} was not ${row.status} in the store`);
     row.status = 'refunded';
     if (state) state.refunding = false;
   };
@@ -676,6 +675,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
             // From here on no call is accepted; then wait for the calls already accepted.
             state.refunding = true;
             await settled(state);
+            // The status row must say active before it can say refunded.
+            await state.activating?.catch(() => undefined);
           }
         }
         try {
