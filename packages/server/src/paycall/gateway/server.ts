@@ -191,8 +191,12 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
     await upstream.register(replyFrom, {
       base: config.upstreamOrigin,
       disableRequestLogging: true,
-      // A paid call is sent upstream once; retrying is the client's choice.
-      retryMethods: [],
+      // A request is sent upstream once, except that an idempotent one (no body) whose
+      // pooled connection turns out to be closed by the upstream (a keep-alive race, the
+      // socket error comes before any answer) is tried once more on a fresh connection: the
+      // caller has paid for an answer. reply-from also retries a GET answered 503 unless
+      // a retry count is set, which it is here, so a 503 is passed on as it is.
+      retryMethods: ['GET', 'HEAD', 'OPTIONS'],
       undici: {
         connections: config.upstreamConnections,
         headersTimeout: config.upstreamTimeoutMs,
@@ -214,6 +218,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
       const forwarded = forwardedHeaders(raw, config);
       reply.headers(verdict.responseHeaders);
       return reply.from(config.upstreamBasePath + (raw.url ?? '/'), {
+        retriesCount: 1,
         rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, verdict.stripHeaders, forwarded),
         rewriteHeaders: (headers) => downstreamResponseHeaders(headers as http.IncomingHttpHeaders, verdict.responseHeaders),
         onError: (errorReply, { error }) => {

@@ -26,11 +26,13 @@ interface Upstream {
   port: number;
   /** Headers of the last upgrade request the upstream saw. */
   lastUpgradeHeaders: http.IncomingHttpHeaders | null;
+  busyHits: number;
+  flakyHits: number;
   close(): Promise<void>;
 }
 
 async function startUpstream(): Promise<Upstream> {
-  const state = { lastUpgradeHeaders: null as http.IncomingHttpHeaders | null };
+  const state = { lastUpgradeHeaders: null as http.IncomingHttpHeaders | null, busyHits: 0, flakyHits: 0 };
   const server = http.createServer((request, response) => {
     const url = request.url ?? '/';
     if (url.startsWith('/free/big') || url.startsWith('/paid/big')) {
@@ -48,6 +50,18 @@ async function startUpstream(): Promise<Upstream> {
       return;
     }
     if (url.startsWith('/free/slow')) return; // never answers: the gateway times out
+    if (url.startsWith('/free/busy')) {
+      state.busyHits += 1;
+      response.writeHead(503, { 'retry-after': '0' }).end('busy');
+      return;
+    }
+    if (url.startsWith('/free/flaky')) {
+      // Every other request: the connection is cut before any answer (a keep-alive race).
+      state.flakyHits += 1;
+      if (state.flakyHits % 2 === 1) return void request.socket.destroy();
+      response.writeHead(200).end('second try');
+      return;
+    }
     const hash = createHash('sha256');
     let length = 0;
     request.on('data', (chunk: Buffer) => {
@@ -75,6 +89,12 @@ async function startUpstream(): Promise<Upstream> {
     port,
     get lastUpgradeHeaders() {
       return state.lastUpgradeHeaders;
+    },
+    get busyHits() {
+      return state.busyHits;
+    },
+    get flakyHits() {
+      return state.flakyHits;
     },
     close: async () => {
       for (const client of wss.clients) client.terminate();
@@ -215,6 +235,23 @@ describe('gateway proxy (test schemes)', () => {
     const seen = await response.json();
     expect(seen.body_length).toBe(total);
     expect(seen.body_sha256).toBe(expected.digest('hex'));
+  });
+
+  it('passes an upstream 503 on as it is, asked once', async () => {
+    const before = upstream.busyHits;
+    const response = await fetch(`${url}/free/busy`);
+    expect(response.status).toBe(503);
+    expect(await response.text()).toBe('busy');
+    expect(upstream.busyHits - before).toBe(1);
+  });
+
+  it('tries an idempotent request once more when the upstream cuts the connection before answering; not a POST', async () => {
+    const get = await fetch(`${url}/free/flaky`);
+    expect(get.status).toBe(200);
+    expect(await get.text()).toBe('second try');
+    const post = await fetch(`${url}/free/flaky`, { method: 'POST', body: 'x' });
+    expect(post.status).toBe(502);
+    expect((await post.json()).error.code).toBe('upstream_unavailable');
   });
 
   it('answers 504 upstream_timeout when the upstream is too slow', async () => {
