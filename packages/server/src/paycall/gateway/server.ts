@@ -174,6 +174,9 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
     await app.register(async (sluiceApi) => {
       await sluiceApi.register(replyFrom, { base: origin, disableRequestLogging: true, retryMethods: [] });
       sluiceApi.all(PAYCALL_API_PREFIX + '*', async (request, reply) => {
+        // Only the pay-per-call routes go to the Sluice API: "/v1/paycall/../apps" must not.
+        const ambiguous = ambiguousPathReason(pathOf(request.raw.url ?? '/'));
+        if (ambiguous !== null) return reply.code(400).send(errorBody('invalid_request', ambiguous));
         const forwarded = forwardedHeaders(request.raw, config);
         return reply.from(request.raw.url ?? '/', {
           rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, [], forwarded),

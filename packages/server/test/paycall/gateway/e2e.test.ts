@@ -206,6 +206,20 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${s
     expect(last['x-forwarded-for']).toBe('127.0.0.1');
   });
 
+  it('forwards only /v1/paycall/* to the Sluice API, never a path that climbs out of it', async () => {
+    const { port } = new URL(started.url);
+    const net = await import('node:net');
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.write('GET /v1/paycall/%2e%2e/apps HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n'));
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString()));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    expect((await fetch(`${started.url}/v1/apps`)).status).toBe(404); // not a gateway route, not forwarded
+  });
+
   it('free routes pass, and the health check reports the upstream and the Lightning backend', async () => {
     expect((await fetch(`${started.url}/free/joke`)).status).toBe(200);
     const health = await (await fetch(`${started.url}/_sluice/health`)).json();
