@@ -12,8 +12,8 @@ export interface ChainOffer {
   buyUrl: string;
   appId: string;
   stepMsat: bigint;
-  /** Steps one call of this route costs (k). */
-  stepsPerCall: number;
+  /** Steps one call of this route costs (k); null when the offer does not say (see `stepsForPrice`). */
+  stepsPerCall: number | null;
 }
 
 /** An L402 challenge from `WWW-Authenticate`. */
@@ -49,8 +49,9 @@ export function parseChainOffer(header: string | null): ChainOffer | null {
   const app = found.get('app');
   const step = found.get('step_msat');
   const perCall = found.get('steps_per_call');
-  if (buy === undefined || app === undefined || step === undefined || perCall === undefined) return null;
-  if (!DECIMAL.test(step) || !DECIMAL.test(perCall) || step === '0' || perCall === '0' || perCall.length > 9) return null;
+  if (buy === undefined || app === undefined || step === undefined) return null;
+  if (!DECIMAL.test(step) || step === '0') return null;
+  if (perCall !== undefined && (!DECIMAL.test(perCall) || perCall === '0' || perCall.length > 9)) return null;
   let url: URL;
   try {
     url = new URL(buy);
@@ -59,7 +60,7 @@ export function parseChainOffer(header: string | null): ChainOffer | null {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
   if (!/^[A-Za-z0-9_-]{1,100}$/.test(app)) return null;
-  return { buyUrl: url.toString().replace(/\/+$/, ''), appId: app, stepMsat: BigInt(step), stepsPerCall: Number(perCall) };
+  return { buyUrl: url.toString().replace(/\/+$/, ''), appId: app, stepMsat: BigInt(step), stepsPerCall: perCall === undefined ? null : Number(perCall) };
 }
 
 /**
@@ -115,5 +116,24 @@ export function invoiceAmountMsat(invoice: string): bigint | null {
       return amount % 10n === 0n ? amount / 10n : null;
     default:
       return amount * MSAT_PER_BTC;
+  }
+}
+
+/**
+ * Steps a call of `priceMsat` costs at `stepMsat` a step: ceil(price / step), rounded against
+ * the caller as the server rounds (docs/paycall.md section 4). For offers without
+ * `steps_per_call`, with the price from the 402 body's `price_msat`.
+ */
+export function stepsForPrice(priceMsat: bigint, stepMsat: bigint): number {
+  return Number((priceMsat + stepMsat - 1n) / stepMsat);
+}
+
+/** `price_msat` of a 402 body, or null. */
+export function priceFromBody(text: string): bigint | null {
+  try {
+    const price = (JSON.parse(text) as { price_msat?: unknown }).price_msat;
+    return typeof price === 'string' && DECIMAL.test(price) ? BigInt(price) : null;
+  } catch {
+    return null;
   }
 }

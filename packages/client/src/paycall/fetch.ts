@@ -15,7 +15,7 @@ import { SluiceError } from '../errors.js';
 import { Emitter } from '../streams/emitter.js';
 import { buyChain as postChain, getChain, refundChain as postRefund, type ChainView } from './chain-api.js';
 import { HeldChain, type ChainTicket } from './chain.js';
-import { invoiceAmountMsat, parseChainBalance, parseChainOffer, parseL402Challenge, type ChainOffer, type L402Challenge } from './challenges.js';
+import { invoiceAmountMsat, parseChainBalance, parseChainOffer, parseL402Challenge, priceFromBody, stepsForPrice, type ChainOffer, type L402Challenge } from './challenges.js';
 import { drawSeed, fromHex, HashChain, MAX_CHAIN_STEPS, toHex } from './hashchain.js';
 import { ChainStore } from './storage.js';
 import { sleep } from './sync.js';
@@ -48,6 +48,9 @@ interface PreparedRequest {
   headers: Headers;
   init: RequestInit;
 }
+
+/** A chain offer whose steps per call are known. */
+type PricedOffer = ChainOffer & { stepsPerCall: number };
 
 type Credential =
   | { kind: 'none' }
@@ -183,7 +186,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   const events = new Emitter<PayingFetchEvents>();
   const receipts = new WeakMap<Response, PaidCallReceipt>();
   /** Chain offers per route (method, origin, path), learned from 402 answers. */
-  const routeOffers = new Map<string, ChainOffer>();
+  const routeOffers = new Map<string, PricedOffer>();
   /** Routes whose chain offer cannot pay (a call costs too many steps): L402 only. */
   const chainlessRoutes = new Set<string>();
   const l402Tokens = new Map<string, L402Token>();
@@ -416,9 +419,12 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       const text = refusal ? await response.text() : '';
       const code = refusal ? refusalCode(text) : null;
       const offer = parseChainOffer(response.headers.get('sluice-chain-offer'));
-      if (offer !== null) {
-        routeOffers.set(routeKey(request.method, url), offer);
+      if (offer !== null && offer.stepsPerCall === null) {
+        // An offer without steps_per_call: k = ceil(price / step), from the body's price_msat.
+        const price = priceFromBody(text);
+        offer.stepsPerCall = price === null || price === 0n ? null : stepsForPrice(price, offer.stepMsat);
       }
+      if (offer !== null && offer.stepsPerCall !== null) routeOffers.set(routeKey(request.method, url), offer as PricedOffer);
 
       if (credential.kind === 'chain') {
         const { chain, ticket } = credential;
@@ -444,6 +450,9 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
           continue;
         }
         if (RETIRE_CODES.has(chainCode)) {
+          // What the refusal tells of the chain (a refund may still be due on an expired one).
+          if (chainCode === 'chain_expired') chain.status = 'expired';
+          if (chainCode === 'chain_refunded') chain.status = 'refunded';
           await forget(chain);
           continue;
         }
@@ -484,7 +493,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
 
       if (response.status !== 402) return finish(refusal ? rebuilt(response, text) : response, receipt);
       last = { response, text };
-      if (chainOptions && offer !== null && !avoidChain && !chainlessRoutes.has(routeKey(request.method, url))) continue;
+      if (chainOptions && offer !== null && offer.stepsPerCall !== null && !avoidChain && !chainlessRoutes.has(routeKey(request.method, url))) continue;
       const challenge = parseL402Challenge(response.headers.get('www-authenticate'));
       if (l402Enabled && challenge !== null && !request.headers.has('authorization')) {
         await payL402(challenge, l402Scope(url), receipt);

@@ -2,7 +2,7 @@
 // worked example, and the header and invoice readers against the wire texts the server sends.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { invoiceAmountMsat, parseChainBalance, parseChainOffer, parseL402Challenge } from '../../src/paycall/challenges.js';
+import { invoiceAmountMsat, parseChainBalance, parseChainOffer, parseL402Challenge, priceFromBody, stepsForPrice } from '../../src/paycall/challenges.js';
 import { fromHex, HashChain, toHex } from '../../src/paycall/hashchain.js';
 
 const sha = (bytes: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(bytes).digest());
@@ -41,6 +41,16 @@ describe('header readers', () => {
     expect(parseChainOffer('buy="ftp://x/", app="a", step_msat="1", steps_per_call="2"')).toBeNull();
     expect(parseChainOffer('app="a", step_msat="1", steps_per_call="2"')).toBeNull();
     expect(parseChainOffer(null)).toBeNull();
+  });
+
+  it('an offer without steps_per_call leaves k to ceil(price / step), rounded against the caller', () => {
+    expect(parseChainOffer('buy="http://x/v1/paycall/chains", app="a", step_msat="250"')).toMatchObject({ stepMsat: 250n, stepsPerCall: null });
+    expect(stepsForPrice(600n, 250n)).toBe(3);
+    expect(stepsForPrice(500n, 250n)).toBe(2);
+    expect(stepsForPrice(1n, 1000n)).toBe(1);
+    expect(priceFromBody('{"error":{"code":"payment_required"},"price_msat":"5000"}')).toBe(5000n);
+    expect(priceFromBody('{"price_msat":5000}')).toBeNull();
+    expect(priceFromBody('<html>')).toBeNull();
   });
 
   it('reads the L402 challenge from the joined WWW-Authenticate lines', () => {

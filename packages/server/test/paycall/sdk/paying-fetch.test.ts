@@ -11,6 +11,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPayingFetch, devnetWallet, SluiceError, type ChainStorage, type FetchFunction, type PaidCallReceipt, type WalletAdapter } from '@sluice/client';
 import { appAccountId } from '../../../src/apps/service.js';
+import { createManualClock } from '../../../src/clock.js';
 import { balanceOf } from '../../../src/ledger/store.js';
 import { createLogger } from '../../../src/logger.js';
 import { chainAccountId } from '../../../src/paycall/chain/index.js';
@@ -20,6 +21,8 @@ import { startGatewayBeside, type StartedGateway } from '../../../src/paycall/ga
 import { payCallFastify } from '../../../src/paycall/middleware/fastify.js';
 import { ADMIN_KEY, startTestSluice, type TestSluice } from '../../support/sluice.js';
 
+/** Sluice's clock: still unless a test moves it (chain expiry). */
+const clock = createManualClock(Date.now());
 /** Calls one L402 token pays for (a Sluice setting): shows token reuse. */
 const L402_CALLS_PER_TOKEN = 3;
 
@@ -69,7 +72,7 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
   };
 
   beforeAll(async () => {
-    t = await startTestSluice({ env: { HOST: '127.0.0.1', SLUICE_L402_CALLS_PER_TOKEN: String(L402_CALLS_PER_TOKEN) } });
+    t = await startTestSluice({ clock, env: { HOST: '127.0.0.1', SLUICE_L402_CALLS_PER_TOKEN: String(L402_CALLS_PER_TOKEN) } });
     sluiceUrl = await t.sluice.listen();
     upstream = await startUpstream();
     const config = validateGatewayConfig({
@@ -115,10 +118,13 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
       // The first call is a POST with a body: sent plain, refused with a 402, then sent again paid.
       const response = call === 1
         ? await paidFetch(`${gateway.url}/paid/joke`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ call }) })
-        : await paidFetch(`${gateway.url}/paid/joke?n=${call}`);
+        : call === 2
+          ? await paidFetch(new Request(`${gateway.url}/paid/joke?n=2`, { method: 'PUT', body: 'from a Request' }))
+          : await paidFetch(`${gateway.url}/paid/joke?n=${call}`);
       expect(response.status).toBe(200);
       const body = (await response.json()) as { path: string; body: string };
       if (call === 1) expect(body.body).toBe('{"call":1}');
+      if (call === 2) expect(body.body).toBe('from a Request');
       receipts.push(paidFetch.receipt(response)!);
     }
     // 12 steps at 1000 msat, 5 steps a call: two calls per chain, then a new chain.
@@ -290,6 +296,27 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(await paidFetch.refund()).toEqual([]);
     const next = await paidFetch(`${gateway.url}/paid/refund`);
     expect(paidFetch.receipt(next)).toMatchObject({ scheme: 'chain', paidMsat: 23_000n });
+  });
+
+  it('an expired chain is dropped for a new one, and its unused steps are still refunded (runs last: it moves the clock 30 days)', async () => {
+    const appKey = gateway.createdAppKey as string;
+    const float = await t.call('POST', '/v1/invoices', { key: appKey, body: { amount_msat: '30000', description: 'float' } });
+    expect((await t.call('POST', '/v1/devnet/pay', { body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 100_000n, chain: { steps: 20 } });
+    const before = await paidFetch(`${gateway.url}/paid/expiry`);
+    const old = paidFetch.receipt(before)!.chain!.chainId;
+    clock.advanceMs(30 * 24 * 3600 * 1000 + 1000);
+    const after = await paidFetch(`${gateway.url}/paid/expiry`);
+    expect(after.status).toBe(200);
+    expect(paidFetch.receipt(after)).toMatchObject({ scheme: 'chain', paidMsat: 20_000n, chain: { index: 5 } });
+    expect(paidFetch.receipt(after)!.chain!.chainId).not.toBe(old);
+    expect(paidFetch.chains().map((chain) => [chain.chainId === old, chain.status, chain.inUse])).toEqual([[true, 'expired', false], [false, 'active', true]]);
+    const aliceBefore = alice();
+    expect(await paidFetch.refund({ chainId: old })).toMatchObject([{ chainId: old, amountMsat: 15_000n, status: 'succeeded' }]);
+    expect(alice() - aliceBefore).toBe(15_000n);
+    // The chain in use was not touched.
+    expect((await paidFetch(`${gateway.url}/paid/expiry`)).status).toBe(200);
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 40_000n, usedMsat: 15_000n, refundedMsat: 15_000n });
   });
 
   it('refuses a streamed body clearly, before anything is sent', async () => {
