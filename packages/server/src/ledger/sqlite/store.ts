@@ -57,6 +57,7 @@ import { sqliteLedgerMigrations } from './migrations.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
 import { idListQuery, type IdListQuery } from './id-list.js';
 import { createWalSync, type SyncFile, type WalSync } from './wal-sync.js';
+import { checkpointerFor, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 import type { StagedLedgerStore } from '../group-commit.js';
 
 /** Rows per multi-row INSERT or UPDATE (12 columns x 64 rows = 768 parameters). */
@@ -336,6 +337,8 @@ export interface SqliteLedgerStoreOptions {
    * pool). Tests replace it to watch the order of commit, sync and answer.
    */
   syncFile?: SyncFile;
+  /** WAL checkpoints in a worker thread (checkpointer.ts); false keeps SQLite's own. The first store of a connection decides. */
+  checkpoints?: CheckpointerOptions | false;
 }
 
 export const MAX_LIST_LIMIT = 1000;
@@ -353,6 +356,9 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
   // Built on first use, after the caller configured the connection (journal mode).
   let walSync: WalSync | null | undefined;
   const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = createWalSync(db, options.syncFile)) : walSync);
+  let checkpointer: Checkpointer | null | undefined;
+  const checkpointerOf = (): Checkpointer | null =>
+    checkpointer === undefined ? (checkpointer = options.checkpoints === false ? null : checkpointerFor(db, options.checkpoints)) : checkpointer;
   let relaxSync: BetterSqlite3.Statement | null = null;
   let strictSync: BetterSqlite3.Statement | null = null;
 
@@ -386,7 +392,10 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     // before the sync loses memory and the batch together).
     indexOf().confirm(batch.keys);
     for (const account of batch.accounts) cache.remember(account);
-    return { results, durable: wal ? wal.afterCommit() : null };
+    const durable = wal ? wal.afterCommit() : null;
+    // Between two commits: the only place the main connection may checkpoint (see checkpointer.ts).
+    if (wal) checkpointerOf()?.afterCommit();
+    return { results, durable };
   };
 
   return {
