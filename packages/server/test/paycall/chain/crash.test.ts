@@ -18,11 +18,11 @@ afterEach(() => {
   for (const child of children.splice(0)) child.kill('SIGKILL');
 });
 
-async function start(dataDir: string, appId = ''): Promise<{ child: ChildProcess; sluice: string; api: string; exited: Promise<unknown> }> {
+async function start(dataDir: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; sluice: string; api: string; exited: Promise<unknown> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', SERVER], {
     env: {
       ...process.env, SLUICE_DATA_DIR: dataDir, SLUICE_ADMIN_KEY: ADMIN, SLUICE_DEVNET_SEED: 'chain-crash', PORT: '0', HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn', CRASH_APP_ID: appId,
+      LOG_LEVEL: 'warn', ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -115,6 +115,49 @@ describe('hash-chain tokens killed mid-traffic', () => {
     }
     const balance = (await json(`${second.sluice}/v1/balance`, { key: app.api_key })).body;
     expect(BigInt(balance.balance_msat)).toBe(revenue);
+    second.child.kill('SIGTERM');
+    await second.exited;
+  }, 120_000);
+
+  it('settles a refund whose process was killed right after the payment settled', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-chain-refund-crash-'));
+    // The devnet SIGKILLs the process right after the first payment Sluice sends settles,
+    // before Sluice records it: that payment is the refund.
+    const first = await start(dataDir, { SLUICE_DEVNET_CRASH_AFTER_PAYMENT: '1' });
+    const app = (await json(`${first.sluice}/v1/apps`, { method: 'POST', key: ADMIN, body: { name: 'refund crash' } })).body;
+    const float = await json(`${first.sluice}/v1/invoices`, { method: 'POST', key: app.api_key, body: { amount_msat: '50000', description: 'float' } });
+    expect((await json(`${first.sluice}/v1/devnet/pay`, { method: 'POST', key: ADMIN, body: { payment_request: float.body.payment_request, wallet: 'alice' } })).status).toBe(200);
+    const links = buildChain(randomBytes(32), 30);
+    const bought = await json(`${first.sluice}/v1/paycall/chains`, { method: 'POST', body: { app_id: app.id, anchor: (links[0] as Buffer).toString('hex'), steps: 30 } });
+    expect((await json(`${first.sluice}/v1/devnet/pay`, { method: 'POST', key: ADMIN, body: { payment_request: bought.body.invoice.payment_request, wallet: 'alice' } })).status).toBe(200);
+    const id = bought.body.chain_id as string;
+    for (const index of [2, 4, 6]) {
+      const call = await json(`${first.api}/${app.id}/call`, { headers: { 'sluice-chain': `${id} ${index} ${(links[index] as Buffer).toString('hex')}` } });
+      expect(call.status).toBe(200);
+    }
+    const invoice = await json(`${first.sluice}/v1/devnet/invoices`, { method: 'POST', key: ADMIN, body: { amount_msat: '24000', wallet: 'carol' } });
+    await json(`${first.sluice}/v1/paycall/chains/${id}/refund`, { method: 'POST', body: { index: 7, link: (links[7] as Buffer).toString('hex'), invoice: invoice.body.payment_request } })
+      .catch(() => undefined); // the connection dies with the process
+    await first.exited;
+
+    const second = await start(dataDir);
+    const wallets = (await json(`${second.sluice}/v1/devnet/wallets`, { key: ADMIN })).body;
+    expect(JSON.stringify(wallets)).toContain('carol');
+    // Reconciled at start-up: the refund succeeded, the chain is refunded, the fee budget is back with the app.
+    const chain = (await json(`${second.sluice}/v1/paycall/chains/${id}`)).body;
+    expect(chain).toMatchObject({ status: 'refunded', index: 6 });
+    const again = await json(`${second.sluice}/v1/paycall/chains/${id}/refund`, { method: 'POST', body: { index: 7, link: (links[7] as Buffer).toString('hex'), invoice: invoice.body.payment_request } });
+    expect(again.body).toMatchObject({ refund: { amount_msat: '24000', payment: { status: 'succeeded' } } });
+    const fee = BigInt(again.body.refund.payment.fee_msat);
+    let appBalance = 0n;
+    for (let i = 0; i < 100; i += 1) {
+      appBalance = BigInt((await json(`${second.sluice}/v1/balance`, { key: app.api_key })).body.balance_msat);
+      if (appBalance === 50_000n + 6000n - fee) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(appBalance).toBe(50_000n + 6000n - fee);
+    const refused = await json(`${second.api}/${app.id}/call`, { headers: { 'sluice-chain': `${id} 8 ${(links[8] as Buffer).toString('hex')}` } });
+    expect(refused.body.error.code).toBe('chain_refunded');
     second.child.kill('SIGTERM');
     await second.exited;
   }, 120_000);

@@ -273,6 +273,35 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 
+  it('a refund payment that fails on the way keeps the money on the chain; asking again pays it', async () => {
+    const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '50000', description: 'float' } });
+    expect((await t.call('POST', '/v1/devnet/pay', { body: { payment_request: float.body.payment_request, wallet: 'alice' } })).status).toBe(200);
+    const { id, links } = await buy(10);
+    expect(await spend(id, 4, links[4] as Buffer, 4000n)).toMatchObject({ ok: true });
+    const appBefore = await balance(`app:${app.id}`);
+    const proof = { index: 5, link: (links[5] as Buffer).toString('hex') };
+    t.sluice.devnet?.faults.failNextPayments(1, 'no_route');
+    const first = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '6000', wallet: 'carol' } });
+    const failed = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { ...proof, invoice: first.body.payment_request } });
+    expect(failed.status, JSON.stringify(failed.body)).toBe(200);
+    expect(failed.body).toMatchObject({ status: 'refunded', refund: { payment: { status: 'failed' } } });
+    // No call is accepted any more; the money (and nothing else) is still on the chain.
+    expect(await spend(id, 5, links[5] as Buffer)).toMatchObject({ ok: false, error: 'Refunded' });
+    for (let i = 0; i < 50 && (await balance(`app:${app.id}`)) !== appBefore; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balance(`chain:${id}`)).toBe(6000n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore);
+
+    const carolBefore = t.sluice.devnet?.nodeBalanceMsat('carol') as bigint;
+    const second = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '6000', wallet: 'carol' } });
+    const paid = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { ...proof, invoice: second.body.payment_request } });
+    expect(paid.body).toMatchObject({ status: 'refunded', refund: { amount_msat: '6000', payment: { status: 'succeeded' } } });
+    expect(paid.body.refund.payment.payment_hash).toBe(second.body.payment_hash);
+    expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore + 6000n);
+    for (let i = 0; i < 50 && (await balance(`chain:${id}`)) !== 0n; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balance(`chain:${id}`)).toBe(0n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore - BigInt(paid.body.refund.payment.fee_msat));
+  });
+
   it('refuses to refund a chain that was never paid or whose steps are all spent', async () => {
     const unpaid = await buy(3, { pay: false });
     const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '3000', wallet: 'carol' } });
