@@ -110,6 +110,20 @@ function l402Scope(url: URL): string {
   return url.origin + url.pathname.slice(0, url.pathname.lastIndexOf('/') + 1);
 }
 
+/** Where a route's chain offer is guessed for its neighbours: method, origin, path directory. */
+function scopeKey(method: string, url: URL): string {
+  return `${method} ${l402Scope(url)}`;
+}
+
+/** Most routes, scopes and tokens remembered; the oldest are forgotten first. */
+const MAX_REMEMBERED = 10_000;
+
+function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > MAX_REMEMBERED) map.delete(map.keys().next().value as K);
+}
+
 function chainKey(buyUrl: string, appId: string): string {
   return `${buyUrl} ${appId}`;
 }
@@ -187,8 +201,15 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   const receipts = new WeakMap<Response, PaidCallReceipt>();
   /** Chain offers per route (method, origin, path), learned from 402 answers. */
   const routeOffers = new Map<string, PricedOffer>();
+  /**
+   * The last offer seen per path directory, used for a route not seen yet (`/items/2` after
+   * `/items/1`): it saves the unpaid round trip. A wrong guess costs no money: too few steps
+   * is refused `chain_link_short` with the right offer; too many, `chain_link_skipped`, and
+   * the guess is dropped.
+   */
+  const scopeOffers = new Map<string, PricedOffer>();
   /** Routes whose chain offer cannot pay (a call costs too many steps): L402 only. */
-  const chainlessRoutes = new Set<string>();
+  const chainlessRoutes = new Map<string, true>();
   const l402Tokens = new Map<string, L402Token>();
   /** The chain in use per (buy URL, app), and every chain held. */
   const activeChains = new Map<string, HeldChain>();
@@ -338,7 +359,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
 
   const chooseCredential = async (request: PreparedRequest, url: URL, avoidChain: boolean, receipt: PaidCallReceipt): Promise<Credential> => {
     const key = routeKey(request.method, url);
-    const offer = chainOptions && !avoidChain && !chainlessRoutes.has(key) ? routeOffers.get(key) : undefined;
+    const offer = chainOptions && !avoidChain && !chainlessRoutes.has(key) ? (routeOffers.get(key) ?? scopeOffers.get(scopeKey(request.method, url))) : undefined;
     if (offer !== undefined) {
       for (let tries = 0; tries < 4; tries += 1) {
         const chain = await chainFor(offer, offer.stepsPerCall, receipt);
@@ -372,7 +393,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       throw error;
     }
     if (!/^[0-9a-fA-F]{64}$/.test(preimage)) throw new SluiceError('invalid_response', 'the wallet paid but returned no 32-byte preimage');
-    l402Tokens.set(scope, { authorization: `L402 ${challenge.token}:${preimage.toLowerCase()}`, remainingMsat: amount });
+    remember(l402Tokens, scope, { authorization: `L402 ${challenge.token}:${preimage.toLowerCase()}`, remainingMsat: amount });
   };
 
   const finish = (response: Response, receipt: PaidCallReceipt): Response => {
@@ -424,7 +445,10 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
         const price = priceFromBody(text);
         offer.stepsPerCall = price === null || price === 0n ? null : stepsForPrice(price, offer.stepMsat);
       }
-      if (offer !== null && offer.stepsPerCall !== null) routeOffers.set(routeKey(request.method, url), offer as PricedOffer);
+      if (offer !== null && offer.stepsPerCall !== null) {
+        remember(routeOffers, routeKey(request.method, url), offer as PricedOffer);
+        remember(scopeOffers, scopeKey(request.method, url), offer as PricedOffer);
+      }
 
       if (credential.kind === 'chain') {
         const { chain, ticket } = credential;
@@ -433,9 +457,13 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
           // Served (whatever the upstream said): the balance header confirms the index.
           const balance = parseChainBalance(response.headers.get('sluice-chain-balance'));
           chain.settle(balance === null ? { kind: 'unknown' } : { kind: 'accepted', index: balance.index });
-          receipt.scheme = 'chain';
-          receipt.costMsat = BigInt(ticket.steps) * chain.stepMsat;
-          if (balance !== null) receipt.chain = { chainId: chain.id, index: balance.index, remainingSteps: balance.steps, remainingMsat: balance.msat };
+          // No balance header: the route did not take the link (a free route). If it did, the
+          // next reservation's resync counts it in spent().usedMsat.
+          if (balance !== null) {
+            receipt.scheme = 'chain';
+            receipt.costMsat = BigInt(ticket.steps) * chain.stepMsat;
+            receipt.chain = { chainId: chain.id, index: balance.index, remainingSteps: balance.steps, remainingMsat: balance.msat };
+          }
           return finish(refusal ? rebuilt(response, text) : response, receipt);
         }
         chain.settle({ kind: 'refused' });
@@ -445,6 +473,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
           // Skipped again right where it should fit: the route's price changed. Ask anew.
           if (chainCode === 'chain_link_skipped' && view.index === ticket.index - ticket.steps && (skippedInPlace += 1) >= 2) {
             routeOffers.delete(routeKey(request.method, url));
+            scopeOffers.delete(scopeKey(request.method, url));
           }
           if (!chain.usable) await forget(chain);
           continue;
@@ -457,7 +486,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
           continue;
         }
         if (chainCode === 'chain_call_too_costly') {
-          chainlessRoutes.add(routeKey(request.method, url));
+          remember(chainlessRoutes, routeKey(request.method, url), true);
           continue;
         }
         if (chainCode === 'chain_unpaid') {

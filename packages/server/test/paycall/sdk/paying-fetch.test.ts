@@ -78,7 +78,14 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     const config = validateGatewayConfig({
       listen: { host: '127.0.0.1', port: 0 },
       upstream: upstream.url,
-      routes: [{ path: '/free/*', price_msat: '0' }, { path: '/cheap/*', price_msat: '1500' }, { path: '/paid/*', price_msat: '5000' }],
+      routes: [
+        { path: '/free/*', price_msat: '0' },
+        { path: '/cheap/*', price_msat: '1500' },
+        { path: '/paid/*', price_msat: '5000' },
+        { path: '/mixed/cheap', price_msat: '1000' },
+        { path: '/mixed/free', price_msat: '0' },
+        { path: '/mixed/*', price_msat: '3000' },
+      ],
       chain_step_msat: '1000',
       service: 'jokes',
     });
@@ -222,6 +229,38 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(paid).toEqual([0n, 0n, 0n, 0n, 0n, 40_000n]);
     expect(paidFetch.chains()).toMatchObject([{ index: 30, remainingSteps: 10 }]);
     expect(paidFetch.spent()).toMatchObject({ paidMsat: 40_000n, usedMsat: 30_000n, paidCalls: 6 });
+  });
+
+  it('guesses the price of a new route from its directory; a wrong guess costs a round trip, never money', async () => {
+    const sent: { path: string; chain: boolean; status: number }[] = [];
+    const counting = async (input: string, init?: RequestInit): Promise<Response> => {
+      const response = await fetch(input, init);
+      const path = new URL(input).pathname;
+      if (path.startsWith('/mixed/')) sent.push({ path, chain: new Headers(init?.headers).has('sluice-chain'), status: response.status });
+      return response;
+    };
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 100_000n, chain: { steps: 30 }, fetch: counting });
+    const costs: [string, number, string | null, bigint][] = [];
+    for (const path of ['/mixed/a', '/mixed/b', '/mixed/cheap', '/mixed/free', '/mixed/c', '/mixed/cheap']) {
+      const response = await paidFetch(`${gateway.url}${path}`);
+      const receipt = paidFetch.receipt(response)!;
+      costs.push([path, response.status, receipt.scheme, receipt.costMsat]);
+    }
+    expect(costs).toEqual([
+      ['/mixed/a', 200, 'chain', 3000n],
+      ['/mixed/b', 200, 'chain', 3000n],
+      ['/mixed/cheap', 200, 'chain', 1000n],
+      ['/mixed/free', 200, null, 0n],
+      ['/mixed/c', 200, 'chain', 3000n],
+      ['/mixed/cheap', 200, 'chain', 1000n],
+    ]);
+    // /mixed/b went paid at once (no 402); /mixed/cheap's guess of 3 steps was refused as
+    // skipped twice, then learned from a 402; the second /mixed/cheap went paid at once.
+    expect(sent.filter((entry) => entry.path === '/mixed/b').map((entry) => entry.status)).toEqual([200]);
+    expect(sent.filter((entry) => entry.path === '/mixed/cheap').map((entry) => entry.status)).toEqual([401, 401, 402, 200, 200]);
+    const [chain] = paidFetch.chains();
+    expect(chain).toMatchObject({ index: 3 + 3 + 1 + 3 + 1 });
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 30_000n, usedMsat: 11_000n, paidCalls: 5 });
   });
 
   it('links that reach the server out of order are refused as skipped, resynced and sent again: each call served once', async () => {
