@@ -337,6 +337,12 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       if (chain?.usable && chain.unreservedSteps >= k) return chain;
       // Fewer than k steps left (what is left stays refundable): replace it.
       if (chain) await forget(chain);
+      // Another chain held for this offer (restored from storage) goes first.
+      const spare = heldChains.find((held) => held.usable && held.unreservedSteps >= k && chainKey(held.buyUrl, held.appId) === key);
+      if (spare !== undefined) {
+        activeChains.set(key, spare);
+        continue;
+      }
       let buying = purchases.get(key);
       // A chain paid earlier that had not turned active in time: look again before buying.
       const paidPending = heldChains.find((held) => held.status === 'pending' && !held.retired && chainKey(held.buyUrl, held.appId) === key);

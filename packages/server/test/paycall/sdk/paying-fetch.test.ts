@@ -313,6 +313,24 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(b.spent().paidMsat).toBe(0n);
   });
 
+  it('a new session spends every stored chain with steps left before buying another', async () => {
+    const saved = new Map<string, string>();
+    const storage: ChainStorage = { getItem: (key) => saved.get(key) ?? null, setItem: (key, value) => void saved.set(key, value) };
+    const first = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: { steps: 7, storage } });
+    // 7 steps, 5 a call: each call leaves 2 steps on its chain and the next call buys another.
+    for (let call = 0; call < 2; call += 1) expect((await first(`${gateway.url}/paid/stored`)).status).toBe(200);
+    expect((JSON.parse(saved.get('sluice.paycall.chains') as string) as unknown[]).length).toBe(2);
+
+    // /cheap costs 2 steps: the next session pays two calls with the leftovers, then buys.
+    const next = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: { steps: 7, storage } });
+    const receipts: PaidCallReceipt[] = [];
+    for (let call = 0; call < 3; call += 1) receipts.push(next.receipt(await next(`${gateway.url}/cheap/stored`))!);
+    expect(receipts.map((receipt) => [receipt.paidMsat, receipt.chain?.remainingSteps])).toEqual([[0n, 0], [0n, 0], [7000n, 5]]);
+    expect(new Set(receipts.map((receipt) => receipt.chain?.chainId)).size).toBe(3);
+    // Spent chains leave the storage; the new one is in it.
+    expect((JSON.parse(saved.get('sluice.paycall.chains') as string) as { chain_id: string }[]).map((stored) => stored.chain_id)).toEqual([receipts[2]!.chain!.chainId]);
+  });
+
   it('refunds the unused steps of its chains to an invoice the wallet makes, then buys anew', async () => {
     // The app lends the refund's routing-fee budget: give it a float first.
     const appKey = gateway.createdAppKey as string;
