@@ -73,6 +73,8 @@ export const PREVIOUS_SECRET_TTL_MAX_S = 7 * 86_400;
 export const PREVIOUS_SECRET_TTL_DEFAULT_S = 86_400;
 /** A lease outlives the attempt it covers by this much, so a slow flush does not free it early. */
 const LEASE_MARGIN_MS = 60_000;
+/** Deliveries claimed ahead per endpoint, at least (twice the endpoint's concurrency when that is more). */
+const QUEUED_PER_ENDPOINT_MIN = 32;
 /** The catch-up looks this far behind its cursor: node and Sluice clocks, and causes committing while the cursor was saved. */
 export const CATCH_UP_MARGIN_MS = 10 * 60_000;
 export const CATCH_UP_CURSOR_META = 'webhooks.catch_up_since';
@@ -387,7 +389,7 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
     attempts.add(run);
   };
 
-  /** Endpoints with as much queued and under way here as one claim may bring (twice their concurrency). */
+  /** Endpoints with as much queued and under way here as one claim may bring. */
   const fullEndpoints = (cap: number): string[] => {
     const counts = new Map<string, number>(running);
     for (const [endpointId, queue] of ready) counts.set(endpointId, (counts.get(endpointId) ?? 0) + queue.length);
@@ -406,7 +408,8 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
     outcomes = [];
     // Claim ahead (up to twice the concurrency) so attempts do not wait for a cycle.
     const room = stopped ? 0 : 2 * settings.concurrency - attempts.size - readyCount;
-    const perEndpointCap = 2 * settings.endpointConcurrency;
+    // Per endpoint, enough queued that attempts keep going while a cycle commits.
+    const perEndpointCap = Math.max(2 * settings.endpointConcurrency, QUEUED_PER_ENDPOINT_MIN);
     const now = clock.now();
     let result: Awaited<ReturnType<WebhookStore['recordAndClaim']>>;
     try {
@@ -414,9 +417,10 @@ export function createWebhookService(deps: WebhookServiceDeps): WebhookService {
         outcomes: batch,
         now,
         policy: { failures: settings.disableAfterFailures, periodMs: settings.disableAfterMs },
-        // A queued delivery may wait for a few attempts of its endpoint before its own: the lease covers that.
+        // A queued delivery may wait for every attempt queued before it on its endpoint, each
+        // up to the timeout: the lease covers that.
         claim: room > 0
-          ? { leaseUntil: now + 3 * settings.timeoutMs + LEASE_MARGIN_MS, limit: room, perEndpoint: perEndpointCap, skipEndpoints: fullEndpoints(perEndpointCap), skipIds: [...held] }
+          ? { leaseUntil: now + (Math.ceil(perEndpointCap / settings.endpointConcurrency) + 1) * settings.timeoutMs + LEASE_MARGIN_MS, limit: room, perEndpoint: perEndpointCap, skipEndpoints: fullEndpoints(perEndpointCap), skipIds: [...held] }
           : null,
       });
     } catch (error) {
