@@ -106,13 +106,17 @@ for (const store of ['sqlite', 'postgres'] as const) {
       const target = await t.call('POST', '/v1/devnet/invoices', { key: app.apiKey, body: { amount_msat: '10000', wallet: 'bob' } });
       const paid = await asApp('POST', '/v1/payments', { payment_request: target.body.payment_request, idempotency_key: 'pay-1' });
       expect(paid.body.status).toBe('succeeded');
+      const nowhere = await asApp('POST', '/v1/payments', { keysend: { pubkey: '02' + 'ab'.repeat(32) }, amount_msat: '5000', idempotency_key: 'pay-2' });
+      expect(nowhere.body.status).toBe('failed');
       const stream = await asApp('POST', '/v1/streams', { prices: { hit: '10' }, maximum_msat: '1000', metadata: 'level 1' });
       expect(stream.status).toBe(201);
       expect((await asApp('POST', `/v1/streams/${stream.body.id}/close`)).status).toBe(200);
       const events = await waitUntil(async () => {
         const list = (await asApp('GET', '/v1/webhooks/events')).body.events as any[];
-        return list.some((e) => e.type === 'stream.closed') && list.some((e) => e.type === 'payment.succeeded') ? list : null;
+        return ['stream.closed', 'payment.succeeded', 'payment.failed'].every((type) => list.some((e) => e.type === type)) ? list : null;
       }, 'payment and stream events');
+      expect(events.find((e) => e.type === 'payment.failed').data).toMatchObject({ id: nowhere.body.id, status: 'failed', failure_reason: nowhere.body.failure_reason });
+      expect(events.find((e) => e.type === 'payment.failed').data.preimage).toBeUndefined();
       expect(events.find((e) => e.type === 'payment.succeeded').data).toMatchObject({ id: paid.body.id, amount_msat: '10000', status: 'succeeded', preimage: paid.body.preimage });
       expect(events.find((e) => e.type === 'stream.closed').data).toMatchObject({ stream_id: stream.body.id, closed_by: 'app', metadata: 'level 1' });
       await t.sluice.webhooks.dispatchDue();
