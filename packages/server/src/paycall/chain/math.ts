@@ -35,8 +35,10 @@ export function hashLink(link: Uint8Array): Buffer {
 /** SHA-256 applied `times` times (times >= 0). */
 export function hashLinkTimes(link: Uint8Array, times: number): Buffer {
   if (!Number.isSafeInteger(times) || times < 0) throw new RangeError(`cannot hash ${times} times`);
-  let current: Buffer = Buffer.from(link);
-  for (let i = 0; i < times; i += 1) current = sha256(current);
+  if (times === 0) return Buffer.from(link);
+  // Each hash returns a new buffer: the caller's link is never aliased or copied.
+  let current = sha256(link);
+  for (let i = 1; i < times; i += 1) current = sha256(current);
   return current;
 }
 
