@@ -50,7 +50,7 @@ export interface PayCallBenchReport {
 const oneShotHash: ((algorithm: string, data: Buffer, encoding: 'buffer') => Buffer) | undefined = (crypto as unknown as { hash?: (a: string, d: Buffer, e: 'buffer') => Buffer }).hash;
 
 function rawHashRate(seconds: number): PayCallBenchRow {
-  let link = randomBytes(32);
+  let link: Buffer = randomBytes(32);
   let operations = 0;
   const started = process.hrtime.bigint();
   const until = started + BigInt(Math.round(seconds * 1e9));
