@@ -21,8 +21,14 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Any Fastify instance, whatever its server, logger and type provider: the hook reads only
+ * the method, URL and headers.
+ */
+type AnyFastifyInstance = FastifyInstance<any, any, any, any, any>;
+
 /** Adds the gate to `app` directly (no plugin), for callers that prefer a function. */
-export function addPayCallHook(app: FastifyInstance, options: PayCallOptions): void {
+export function addPayCallHook(app: AnyFastifyInstance, options: PayCallOptions): void {
   const judge = createPayCallJudge(options);
   if (!app.hasRequestDecorator('paycall')) app.decorateRequest('paycall', null);
   app.addHook('onRequest', async (request, reply) => {
