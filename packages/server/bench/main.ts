@@ -2,12 +2,16 @@
  * `npm run bench`: every benchmark in one run, printed as the markdown that goes into
  * docs/benchmarks.md (machine, command, date, tables). Pass --seconds N to change the
  * length of each ledger run, --no-postgres to skip PostgreSQL, --stream-seconds N the length
- * of each streams run (streams.ts).
+ * of each streams run (streams.ts), --only a,b to run some sections (ledger, invoices,
+ * streams, paycall, gateway, webhooks).
  */
 import os from 'node:os';
 import { benchDevnetInvoices, devnetInvoiceTable } from './devnet-invoices.js';
 import { markdownTable, runLedgerBenchmark } from './ledger.js';
 import { runStreamsBenchmark, streamsMarkdown } from './streams.js';
+import { payCallMarkdown, runPayCallBenchmark } from './paycall.js';
+import { gatewayMarkdown, runGatewayBenchmark } from './gateway.js';
+import { runWebhooksBenchmark, webhooksMarkdown } from './webhooks.js';
 
 function argValue(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -21,25 +25,38 @@ const header = [
   `${os.type()} ${os.release()}, Node ${process.version}. Command: \`npm run bench${args.length ? ' -- ' + args.join(' ') : ''}\`.`,
 ].join('\n');
 
-const ledger = await runLedgerBenchmark({
-  secondsPerRun: Number(argValue(args, '--seconds') ?? 3),
-  postgres: !args.includes('--no-postgres'),
-});
-const invoices = await benchDevnetInvoices();
-const streams = await runStreamsBenchmark({ secondsPerRun: Number(argValue(args, '--stream-seconds') ?? 5) });
+const only = argValue(args, '--only')?.split(',') ?? null;
+const wanted = (section: string): boolean => only === null || only.includes(section);
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const sections: string[] = [header, ''];
 
-process.stdout.write(
-  [
-    header,
-    '',
-    '### Ledger: durable transfers per second',
-    '',
-    markdownTable(ledger),
-    '',
-    '### Devnet: invoices created per second',
-    '',
-    devnetInvoiceTable(invoices),
-    '',
-    streamsMarkdown(streams),
-  ].join('\n'),
-);
+if (wanted('ledger')) {
+  log('ledger');
+  const ledger = await runLedgerBenchmark({
+    secondsPerRun: Number(argValue(args, '--seconds') ?? 3),
+    postgres: !args.includes('--no-postgres'),
+  });
+  sections.push('### Ledger: durable transfers per second', '', markdownTable(ledger), '');
+}
+if (wanted('invoices')) {
+  log('devnet invoices');
+  sections.push('### Devnet: invoices created per second', '', devnetInvoiceTable(await benchDevnetInvoices()), '');
+}
+if (wanted('streams')) {
+  log('streams');
+  sections.push(streamsMarkdown(await runStreamsBenchmark({ secondsPerRun: Number(argValue(args, '--stream-seconds') ?? 5) })));
+}
+if (wanted('paycall')) {
+  log('pay per call: verifications');
+  sections.push(payCallMarkdown(await runPayCallBenchmark({ seconds: Number(argValue(args, '--seconds') ?? 3), log })));
+}
+if (wanted('gateway')) {
+  log('pay per call: gateway');
+  sections.push(gatewayMarkdown(await runGatewayBenchmark({ seconds: Number(argValue(args, '--seconds') ?? 5), log })));
+}
+if (wanted('webhooks')) {
+  log('webhooks');
+  sections.push(webhooksMarkdown(await runWebhooksBenchmark(args.includes('--no-postgres') ? { stores: ['sqlite'] } : {})));
+}
+
+process.stdout.write(sections.join('\n'));
