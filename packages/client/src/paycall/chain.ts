@@ -6,10 +6,12 @@
  * - Requests are sent at once (no waiting for the previous answer). If the network delivers
  *   them out of order, the later index is refused (`chain_link_skipped` or
  *   `chain_link_short`) and nothing is spent.
- * - A refused call (skipped, short, replayed) never patches the local index by guessing: it
- *   takes the lock, waits until no call of this chain is in flight, reads the server's index
- *   (`GET`), restarts handing out from there, and asks for a new index. Calls refused
- *   together are re-sent one after another in lock order, so each is served exactly once.
+ * - A refused call (skipped, short, replayed) never patches the local index by guessing: its
+ *   next attempt takes the lock, waits until no call of this chain is in flight, reads the
+ *   server's index (`GET`), takes the next index from there and KEEPS the lock until it is
+ *   answered. Being the only call in flight, it cannot be reordered, so it is served on that
+ *   attempt; calls refused together are repaired one after another.
+ * - Any other refused call marks the chain so the next reservation asks the server first.
  */
 import type { BaseFetch, ChainView } from './chain-api.js';
 import { getChain } from './chain-api.js';
@@ -32,6 +34,10 @@ export interface ChainTicket {
   index: number;
   steps: number;
   header: string;
+  /** Sent alone: the chain was resynced for it and no other call goes until it settles. */
+  alone: boolean;
+  /** Frees the chain for other calls (alone tickets); called by `settle`. */
+  release: () => void;
 }
 
 export class HeldChain {
@@ -83,25 +89,45 @@ export class HeldChain {
    * Hands out the next `k` steps: the index and header for one call, counted in flight until
    * `settle`. Null when fewer than `k` steps are left (buy another chain).
    */
-  async reserve(k: number, fetch: BaseFetch): Promise<ChainTicket | null> {
-    const index = await this.#lock.run(async () => {
-      if (this.#dirty) {
-        // A call's outcome is unknown (lost answer, served without a balance): ask first.
-        await this.#inFlight.drained();
-        this.#apply(await getChain(fetch, this.buyUrl, this.id));
-        this.#dirty = false;
-      }
-      if (!this.usable || this.#next + k > this.steps) return null;
-      this.#next += k;
-      this.#inFlight.enter();
-      return this.#next;
+  async reserve(k: number, fetch: BaseFetch, alone = false): Promise<ChainTicket | null> {
+    let release: () => void = () => undefined;
+    const held = alone ? new Promise<void>((resolve) => (release = resolve)) : null;
+    const index = await new Promise<number | null>((resolve, reject) => {
+      void this.#lock.run(async () => {
+        try {
+          if (this.#dirty || alone) {
+            // A call's outcome is unknown (lost answer, served without a balance), or a refused
+            // call is repairing: ask the server where the chain stands once nothing is in flight.
+            await this.#inFlight.drained();
+            this.#apply(await getChain(fetch, this.buyUrl, this.id));
+            this.#dirty = false;
+          }
+          if (!this.usable || this.#next + k > this.steps) {
+            resolve(null);
+            return;
+          }
+          this.#next += k;
+          this.#inFlight.enter();
+          resolve(this.#next);
+        } catch (error) {
+          reject(error);
+          return;
+        }
+        // A repairing call keeps the lock until it is answered: it is the only call in
+        // flight, so the network cannot reorder it and it is served on this attempt.
+        if (held) await held;
+      });
     });
-    if (index === null) return null;
+    if (index === null) {
+      release();
+      return null;
+    }
     try {
       const link = await this.links.linkAt(index);
-      return { index, steps: k, header: `${this.id} ${index} ${toHex(link)}` };
+      return { index, steps: k, header: `${this.id} ${index} ${toHex(link)}`, alone, release };
     } catch (error) {
       this.#inFlight.leave();
+      release();
       throw error;
     }
   }
@@ -110,10 +136,17 @@ export class HeldChain {
    * The call is answered or failed: `accepted` with the index the server confirmed, `refused`
    * (nothing spent), or `unknown` (the next reservation asks the server first).
    */
-  settle(outcome: { kind: 'accepted'; index: number } | { kind: 'refused' } | { kind: 'unknown' }): void {
+  settle(ticket: ChainTicket, outcome: { kind: 'accepted'; index: number } | { kind: 'refused' } | { kind: 'unknown' }): void {
     if (outcome.kind === 'accepted' && outcome.index > this.confirmedIndex) this.confirmedIndex = outcome.index;
     if (outcome.kind === 'unknown') this.#dirty = true;
+    if (outcome.kind === 'refused') {
+      // Refused: nothing was spent. A call that went alone knows where the server stands
+      // (where it was told before the call); any other leaves the next reservation to ask.
+      if (ticket.alone) this.#next = ticket.index - ticket.steps;
+      else this.#dirty = true;
+    }
     this.#inFlight.leave();
+    ticket.release();
   }
 
   /**

@@ -363,13 +363,13 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     throw new SluiceError('overloaded', 'other calls keep using up the new chains first; try again');
   };
 
-  const chooseCredential = async (request: PreparedRequest, url: URL, avoidChain: boolean, receipt: PaidCallReceipt): Promise<Credential> => {
+  const chooseCredential = async (request: PreparedRequest, url: URL, avoidChain: boolean, receipt: PaidCallReceipt, alone: boolean): Promise<Credential> => {
     const key = routeKey(request.method, url);
     const offer = chainOptions && !avoidChain && !chainlessRoutes.has(key) ? (routeOffers.get(key) ?? scopeOffers.get(scopeKey(request.method, url))) : undefined;
     if (offer !== undefined) {
       for (let tries = 0; tries < 4; tries += 1) {
         const chain = await chainFor(offer, offer.stepsPerCall, receipt);
-        const ticket = await chain.reserve(offer.stepsPerCall, baseFetch);
+        const ticket = await chain.reserve(offer.stepsPerCall, baseFetch, alone);
         if (ticket !== null) return { kind: 'chain', chain, ticket };
       }
       throw new SluiceError('overloaded', 'could not reserve steps on a chain; try again');
@@ -416,13 +416,14 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     if (chainOptions && store) await restore();
     const receipt: PaidCallReceipt = { url: request.url, method: request.method, scheme: null, costMsat: 0n, paidMsat: 0n, status: 0 };
     let avoidChain = false;
-    let skippedInPlace = 0;
+    /** Next chain attempt resyncs and goes alone (after a refused link). */
+    let repair = false;
     let last: { response: Response; text: string } | null = null;
 
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
       let credential: Credential;
       try {
-        credential = await chooseCredential(request, url, avoidChain, receipt);
+        credential = await chooseCredential(request, url, avoidChain, receipt, repair);
       } catch (error) {
         // A chain the budget cannot pay: L402 may still fit (one call's invoice).
         if (!(error instanceof SluiceError && error.code === 'budget_exceeded' && l402Enabled) || avoidChain) throw error;
@@ -438,12 +439,18 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       try {
         response = await baseFetch(request.url, { ...request.init, headers });
       } catch (error) {
-        if (credential.kind === 'chain') credential.chain.settle({ kind: 'unknown' });
+        if (credential.kind === 'chain') credential.chain.settle(credential.ticket, { kind: 'unknown' });
         throw error;
       }
 
       const refusal = response.status === 401 || response.status === 402;
-      const text = refusal ? await response.text() : '';
+      let text = '';
+      try {
+        if (refusal) text = await response.text();
+      } catch (error) {
+        if (credential.kind === 'chain') credential.chain.settle(credential.ticket, { kind: 'unknown' });
+        throw error;
+      }
       const code = refusal ? refusalCode(text) : null;
       const offer = parseChainOffer(response.headers.get('sluice-chain-offer'));
       if (offer !== null && offer.stepsPerCall === null) {
@@ -462,7 +469,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
         if (chainCode === null) {
           // Served (whatever the upstream said): the balance header confirms the index.
           const balance = parseChainBalance(response.headers.get('sluice-chain-balance'));
-          chain.settle(balance === null ? { kind: 'unknown' } : { kind: 'accepted', index: balance.index });
+          chain.settle(ticket, balance === null ? { kind: 'unknown' } : { kind: 'accepted', index: balance.index });
           // No balance header: the route did not take the link (a free route). If it did, the
           // next reservation's resync counts it in spent().usedMsat.
           if (balance !== null) {
@@ -472,16 +479,18 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
           }
           return finish(refusal ? rebuilt(response, text) : response, receipt);
         }
-        chain.settle({ kind: 'refused' });
+        chain.settle(ticket, { kind: 'refused' });
         last = { response, text };
         if (RESYNC_CODES.has(chainCode)) {
-          const view = await chain.resync(baseFetch);
-          // Skipped again right where it should fit: the route's price changed. Ask anew.
-          if (chainCode === 'chain_link_skipped' && view.index === ticket.index - ticket.steps && (skippedInPlace += 1) >= 2) {
+          if (chainCode === 'chain_link_skipped' && ticket.alone) {
+            // Skipped although it was the only call in flight, right after a resync: not a
+            // reordering, the route costs fewer steps than thought. Ask it plainly.
             routeOffers.delete(routeKey(request.method, url));
             scopeOffers.delete(scopeKey(request.method, url));
+            repair = false;
+          } else {
+            repair = true;
           }
-          if (!chain.usable) await forget(chain);
           continue;
         }
         if (RETIRE_CODES.has(chainCode)) {

@@ -289,6 +289,41 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(paidFetch.spent()).toMatchObject({ paidMsat: 25_000n, usedMsat: 20_000n, paidCalls: 4 });
   });
 
+  it('40 concurrent calls with random network delays: every call served once, the indexes a gapless sequence', async () => {
+    const reordering = async (input: string, init?: RequestInit): Promise<Response> => {
+      if (new Headers(init?.headers).has('sluice-chain')) await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 25)));
+      return fetch(input, init);
+    };
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 200_000n, chain: { steps: 100 }, fetch: reordering });
+    expect((await paidFetch(`${gateway.url}/cheap/random`)).status).toBe(200);
+    const responses = await Promise.all(Array.from({ length: 40 }, () => paidFetch(`${gateway.url}/cheap/random`)));
+    const failed = await Promise.all(responses.filter((response) => response.status !== 200).map(async (response) => `${response.status} ${await response.text()}`));
+    expect(failed).toEqual([]);
+    const indexes = responses.map((response) => paidFetch.receipt(response)!.chain!.index).sort((a, b) => a - b);
+    expect(indexes).toEqual(Array.from({ length: 40 }, (_, i) => 4 + 2 * i));
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 100_000n, usedMsat: 82_000n, paidCalls: 41 });
+  });
+
+  it('an answer lost after the server took the link: the call fails, the next one asks the server first and spent() counts the lost call', async () => {
+    let loseNext = false;
+    const lossy = async (input: string, init?: RequestInit): Promise<Response> => {
+      const response = await fetch(input, init);
+      if (loseNext && new Headers(init?.headers).has('sluice-chain')) {
+        loseNext = false;
+        await response.body?.cancel();
+        throw new TypeError('fetch failed (connection reset)');
+      }
+      return response;
+    };
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: { steps: 30 }, fetch: lossy });
+    expect((await paidFetch(`${gateway.url}/paid/lossy`)).status).toBe(200);
+    loseNext = true;
+    await expect(paidFetch(`${gateway.url}/paid/lossy`)).rejects.toThrow(/connection reset/);
+    const after = await paidFetch(`${gateway.url}/paid/lossy`);
+    expect(paidFetch.receipt(after)).toMatchObject({ scheme: 'chain', costMsat: 5000n, chain: { index: 15 } });
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 30_000n, usedMsat: 15_000n });
+  });
+
   it('two fetches sharing one stored chain: refused links (replayed) resync from the server, never corrupt the index', async () => {
     const saved = new Map<string, string>();
     const storage: ChainStorage = { getItem: (key) => saved.get(key) ?? null, setItem: (key, value) => void saved.set(key, value) };
