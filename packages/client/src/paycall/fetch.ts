@@ -443,7 +443,10 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
         throw error;
       }
 
-      const refusal = response.status === 401 || response.status === 402;
+      // Only an answer that may be the gate's refusal is read (to learn its code): a 402, or a
+      // 401 to a call that carried a credential and got no balance header (a served call has one).
+      const balanceHeader = credential.kind === 'chain' ? 'sluice-chain-balance' : 'sluice-l402-balance';
+      const refusal = response.status === 402 || (response.status === 401 && credential.kind !== 'none' && !response.headers.has(balanceHeader));
       let text = '';
       try {
         if (refusal) text = await response.text();
