@@ -222,11 +222,13 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   let paidMsat = 0n;
   let refundedMsat = 0n;
   let l402UsedMsat = 0n;
+  /** Steps x price of chains spent to the end and let go (a long-lived fetch buys many). */
+  let spentChainsUsedMsat = 0n;
   let paidCalls = 0;
   let restored: Promise<void> | null = null;
 
   const spending = (): PayCallSpending => {
-    let chainUsed = 0n;
+    let chainUsed = spentChainsUsedMsat;
     for (const chain of heldChains) chainUsed += BigInt(chain.confirmedIndex - (startIndex.get(chain) ?? 0)) * chain.stepMsat;
     return { budgetMsat, paidMsat, remainingBudgetMsat: budgetMsat - paidMsat, usedMsat: chainUsed + l402UsedMsat, refundedMsat, paidCalls };
   };
@@ -247,6 +249,15 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     chain.retire();
     const key = chainKey(chain.buyUrl, chain.appId);
     if (activeChains.get(key) === chain) activeChains.delete(key);
+    if (chain.confirmedIndex >= chain.steps) {
+      // Spent to the last step: nothing to spend or refund; keep only its total.
+      const at = heldChains.indexOf(chain);
+      if (at >= 0) {
+        heldChains.splice(at, 1);
+        spentChainsUsedMsat += BigInt(chain.confirmedIndex - (startIndex.get(chain) ?? 0)) * chain.stepMsat;
+        startIndex.delete(chain);
+      }
+    }
     if (store && (chain.status === 'refunded' || chain.status === 'exhausted' || chain.confirmedIndex >= chain.steps)) await store.remove(chain.id);
   };
 

@@ -388,6 +388,14 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(await paidFetch.refund()).toEqual([]);
     const next = await paidFetch(`${gateway.url}/paid/refund`);
     expect(paidFetch.receipt(next)).toMatchObject({ scheme: 'chain', paidMsat: 23_000n });
+
+    // The new chain's 18 unused steps, to an invoice someone else made for exactly that.
+    const newChain = paidFetch.receipt(next)!.chain!.chainId;
+    const invoice = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '18000', wallet: 'carol' } });
+    const carolBefore = t.sluice.devnet!.nodeBalanceMsat('carol');
+    expect(await paidFetch.refund({ chainId: newChain, invoice: invoice.body.payment_request })).toMatchObject([{ chainId: newChain, amountMsat: 18_000n, status: 'succeeded' }]);
+    expect(t.sluice.devnet!.nodeBalanceMsat('carol') - carolBefore).toBe(18_000n);
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 46_000n, usedMsat: 20_000n, refundedMsat: 26_000n });
   });
 
   it('an expired chain is dropped for a new one, and its unused steps are still refunded (runs last: it moves the clock 30 days)', async () => {
