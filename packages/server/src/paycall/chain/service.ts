@@ -129,9 +129,16 @@ export interface ChainServiceDeps {
   lightningAddress?: typeof invoiceFromLightningAddress;
 }
 
+/** A call accepted in memory, answered once its index is durable (or refused if that fails). */
 interface Waiter {
-  resolve: () => void;
-  reject: (error: unknown) => void;
+  ack: SpendAck;
+  resolve: (result: SpendAck | ChainFail) => void;
+}
+
+/** How a failed commit reads to the calls that counted on it (never thrown at them). */
+function refusalFor(error: unknown): ChainFail {
+  if (error instanceof ChainConflictError) return { ok: false, error: 'Replayed', detail: 'the chain moved in another process' };
+  return { ok: false, error: 'Overloaded', detail: 'the call could not be made durable; nothing was spent, retry with the same link' };
 }
 
 interface LiveChain {
@@ -228,6 +235,19 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   const isStale = (state: LiveChain, stored: ChainRow): boolean =>
     stored.index !== state.durableIndex || (stored.status === 'refunded' && state.row.status !== 'refunded');
 
+  /** ceil(price / step), remembered for the last pair: BigInt arithmetic allocates, and a route's price rarely changes. */
+  let lastPrice = -1n;
+  let lastStep = -1n;
+  let lastSteps = 0;
+  const stepsOf = (priceMsat: Msat, stepMsat: Msat): number => {
+    if (priceMsat !== lastPrice || stepMsat !== lastStep) {
+      lastSteps = stepsForPrice(priceMsat, stepMsat);
+      lastPrice = priceMsat;
+      lastStep = stepMsat;
+    }
+    return lastSteps;
+  };
+
   const forget = (state: LiveChain): void => {
     // Until its status row says active, memory is the only place that knows it is paid.
     if (state.activating) return;
@@ -253,7 +273,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     state.row.index = state.durableIndex;
     state.row.link = state.durableLink;
     state.linkBytes = Buffer.from(state.durableLink, 'hex');
-    for (const waiter of state.waiters.splice(0)) waiter.reject(error);
+    const refusal = refusalFor(error);
+    for (const waiter of state.waiters.splice(0)) waiter.resolve(refusal);
     dirty.delete(state);
   };
 
@@ -290,8 +311,9 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         result = await store.commit(batch.map((entry) => entry.write), ops, clock.now());
       } catch (error) {
         logger.error({ err: error, chains: batch.length }, 'chain commit failed; the batch was refused');
+        const refusal = refusalFor(error);
         for (const { state, waiters } of batch) {
-          for (const waiter of waiters) waiter.reject(error);
+          for (const waiter of waiters) waiter.resolve(refusal);
           revert(state, error);
         }
         return;
@@ -304,7 +326,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         for (const { state, waiters } of batch) {
           if (conflicts.has(state.row.id)) {
             const error = new ChainConflictError(state.row.id);
-            for (const waiter of waiters) waiter.reject(error);
+            for (const waiter of waiters) waiter.resolve(refusalFor(error));
             revert(state, error);
             forget(state);
           } else {
@@ -318,7 +340,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         state.durableIndex = write.index;
         state.durableLink = write.link;
         state.row.link = write.link;
-        for (const waiter of waiters) waiter.resolve();
+        for (const waiter of waiters) waiter.resolve(waiter.ack);
         // A spent-out chain can pay for nothing more: it leaves memory (reads go to the store).
         if (state.row.index >= state.row.steps && !dirty.has(state) && !state.refunding) forget(state);
       }
@@ -330,9 +352,9 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     }
   };
 
-  const awaitCommit = (state: LiveChain): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      state.waiters.push({ resolve, reject });
+  const awaitCommit = (state: LiveChain, ack: SpendAck): Promise<SpendAck | ChainFail> =>
+    new Promise((resolve) => {
+      state.waiters.push({ ack, resolve });
       dirty.add(state);
       schedule();
     });
@@ -630,7 +652,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       if (!state) return spendCold(chainId, index, link, call);
       const row = state.row;
       if (row.appId !== call.appId) return Promise.resolve({ ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
-      const steps = stepsForPrice(call.priceMsat, row.stepMsat);
+      const steps = stepsOf(call.priceMsat, row.stepMsat);
       // Everything up to the advance is synchronous: no other request runs in between.
       if (row.status === 'refunded' || state.refunding) return Promise.resolve({ ok: false, error: 'Refunded' });
       if (row.status === 'pending') return Promise.resolve({ ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' });
@@ -649,14 +671,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       row.index = index;
       state.linkBytes = Buffer.from(link);
       const ack: SpendAck = { ok: true, index, steps, remainingSteps: row.steps - index, stepMsat: row.stepMsat };
-      return awaitCommit(state).then(
-        () => ack,
-        (error: unknown) => {
-          if (error instanceof ChainConflictError) return { ok: false, error: 'Replayed', detail: 'the chain moved in another process' } as ChainFail;
-          logger.error({ err: error, chainId }, 'a chain call could not be made durable');
-          return { ok: false, error: 'Overloaded', detail: 'the call could not be made durable; nothing was spent, retry with the same link' } as ChainFail;
-        },
-      );
+      return awaitCommit(state, ack);
     },
 
     async refund(chainId, proof, destination) {
