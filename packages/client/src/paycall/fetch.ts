@@ -41,6 +41,29 @@ const RESYNC_CODES = new Set(['chain_link_skipped', 'chain_link_short', 'chain_l
 /** Chain refusals after which the chain is no use for new calls: buy another. */
 const RETIRE_CODES = new Set(['chain_exhausted', 'chain_expired', 'chain_refunded', 'chain_unknown', 'chain_link_invalid']);
 
+/** One call through the paying fetch, across its attempts. */
+interface CallState {
+  request: PreparedRequest;
+  url: URL;
+  receipt: PaidCallReceipt;
+  /** A chain would pass the budget: pay this call with L402 if at all. */
+  avoidChain: boolean;
+  /** The next chain attempt resyncs and goes alone (after a refused link). */
+  repair: boolean;
+}
+
+/** An answer as read by the paying fetch. */
+interface Answer {
+  response: Response;
+  /** The body, when it was read (`refusal`). */
+  text: string;
+  refusal: boolean;
+  /** The Sluice error code of a refusal. */
+  code: string | null;
+  /** A chain offer whose steps per call are known. */
+  offer: PricedOffer | null;
+}
+
 /** A request made re-sendable: its body is a value, never a stream. */
 interface PreparedRequest {
   url: string;
@@ -421,147 +444,161 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     return response;
   };
 
+  /** Reads what the paying fetch needs from an answer; a failed read settles the chain call. */
+  const readAnswer = async (credential: Credential, response: Response, call: CallState): Promise<Answer> => {
+    // Only an answer that may be the gate's refusal is read (to learn its code): a 402, or a
+    // 401 to a call that carried a credential and got no balance header (a served call has one).
+    const balanceHeader = credential.kind === 'chain' ? 'sluice-chain-balance' : 'sluice-l402-balance';
+    const refusal = response.status === 402 || (response.status === 401 && credential.kind !== 'none' && !response.headers.has(balanceHeader));
+    let text = '';
+    try {
+      if (refusal) text = await response.text();
+    } catch (error) {
+      if (credential.kind === 'chain') credential.chain.settle(credential.ticket, { kind: 'unknown' });
+      throw error;
+    }
+    const offer = parseChainOffer(response.headers.get('sluice-chain-offer'));
+    if (offer !== null && offer.stepsPerCall === null) {
+      // An offer without steps_per_call: k = ceil(price / step), from the body's price_msat.
+      const price = priceFromBody(text);
+      offer.stepsPerCall = price === null || price === 0n ? null : stepsForPrice(price, offer.stepMsat);
+    }
+    if (offer !== null && offer.stepsPerCall !== null) {
+      remember(routeOffers, routeKey(call.request.method, call.url), offer as PricedOffer);
+      remember(scopeOffers, scopeKey(call.request.method, call.url), offer as PricedOffer);
+    }
+    return { response, text, refusal, code: refusal ? refusalCode(text) : null, offer: offer?.stepsPerCall === null ? null : (offer as PricedOffer | null) };
+  };
+
+  /** The answer as the caller gets it (a body the fetch read is put back). */
+  const whole = (answer: Answer): Response => (answer.refusal ? rebuilt(answer.response, answer.text) : answer.response);
+
+  /** After a call paid with a chain link: served, or what to do next. */
+  const afterChainCall = async (credential: Extract<Credential, { kind: 'chain' }>, answer: Answer, call: CallState): Promise<Response | 'retry'> => {
+    const { chain, ticket } = credential;
+    const code = answer.code?.startsWith('chain_') ? answer.code : null;
+    if (code === null) {
+      // Served (whatever the upstream said): the balance header confirms the index.
+      const balance = parseChainBalance(answer.response.headers.get('sluice-chain-balance'));
+      chain.settle(ticket, balance === null ? { kind: 'unknown' } : { kind: 'accepted', index: balance.index });
+      // No balance header: the route did not take the link (a free route). If it did, the
+      // next reservation's resync counts it in spent().usedMsat.
+      if (balance !== null) {
+        call.receipt.scheme = 'chain';
+        call.receipt.costMsat = BigInt(ticket.steps) * chain.stepMsat;
+        call.receipt.chain = { chainId: chain.id, index: balance.index, remainingSteps: balance.steps, remainingMsat: balance.msat };
+      }
+      return whole(answer);
+    }
+    chain.settle(ticket, { kind: 'refused' });
+    const route = routeKey(call.request.method, call.url);
+    if (RESYNC_CODES.has(code)) {
+      call.repair = !(code === 'chain_link_skipped' && ticket.alone);
+      if (!call.repair) {
+        // Skipped although it was the only call in flight, right after a resync: not a
+        // reordering, the route costs fewer steps than thought. Ask it plainly.
+        routeOffers.delete(route);
+        scopeOffers.delete(scopeKey(call.request.method, call.url));
+      }
+      return 'retry';
+    }
+    if (RETIRE_CODES.has(code)) {
+      // What the refusal tells of the chain (a refund may still be due on an expired one).
+      if (code === 'chain_expired') chain.status = 'expired';
+      if (code === 'chain_refunded') chain.status = 'refunded';
+      await forget(chain);
+      return 'retry';
+    }
+    if (code === 'chain_call_too_costly') {
+      remember(chainlessRoutes, route, true);
+      return 'retry';
+    }
+    if (code === 'chain_unpaid') {
+      await chain.resync(baseFetch);
+      await sleep(50);
+      return 'retry';
+    }
+    // chain_malformed, or a code this SDK does not know: a bug to show, not to retry.
+    return whole(answer);
+  };
+
+  /** After a call paid with an L402 token: served, retried, or a 402 to handle as any other. */
+  const afterL402Call = (credential: Extract<Credential, { kind: 'l402' }>, answer: Answer, call: CallState): Response | 'retry' | 'challenge' => {
+    const { token, scope } = credential;
+    if (!answer.code?.startsWith('l402_')) {
+      const left = /msat=(\d+)/.exec(answer.response.headers.get('sluice-l402-balance') ?? '')?.[1];
+      const leftMsat = left === undefined ? null : BigInt(left);
+      const cost = token.remainingMsat !== null && leftMsat !== null ? token.remainingMsat - leftMsat : 0n;
+      call.receipt.scheme = 'l402';
+      call.receipt.costMsat = cost;
+      l402UsedMsat += cost;
+      if (leftMsat !== null) call.receipt.l402RemainingMsat = leftMsat;
+      token.remainingMsat = leftMsat ?? token.remainingMsat;
+      // A token with nothing left would only earn a 402: forget it now.
+      if (leftMsat === 0n && l402Tokens.get(scope) === token) l402Tokens.delete(scope);
+      return whole(answer);
+    }
+    if (l402Tokens.get(scope) === token) l402Tokens.delete(scope);
+    // A 401 carries no challenge: ask again without the token to get one.
+    return answer.response.status === 401 ? 'retry' : 'challenge';
+  };
+
+  /** A 402 without a usable credential: pay one of its challenges, or give it to the caller. */
+  const afterChallenge = async (answer: Answer, call: CallState): Promise<Response | 'retry'> => {
+    if (chainOptions && answer.offer !== null && !call.avoidChain && !chainlessRoutes.has(routeKey(call.request.method, call.url))) return 'retry';
+    const challenge = parseL402Challenge(answer.response.headers.get('www-authenticate'));
+    if (l402Enabled && challenge !== null && !call.request.headers.has('authorization')) {
+      await payL402(challenge, l402Scope(call.url), call.receipt);
+      return 'retry';
+    }
+    // Nothing this fetch may pay with: the caller gets the 402.
+    return whole(answer);
+  };
+
+  /** One send of the call with the credential chosen for it. */
+  const attempt = async (call: CallState): Promise<{ answer: Answer; next: Response | 'retry' }> => {
+    const credential = await chooseCredential(call.request, call.url, call.avoidChain, call.receipt, call.repair);
+    const headers = new Headers(call.request.headers);
+    if (credential.kind === 'chain') headers.set('sluice-chain', credential.ticket.header);
+    if (credential.kind === 'l402') headers.set('authorization', credential.token.authorization);
+    let response: Response;
+    try {
+      response = await baseFetch(call.request.url, { ...call.request.init, headers });
+    } catch (error) {
+      if (credential.kind === 'chain') credential.chain.settle(credential.ticket, { kind: 'unknown' });
+      throw error;
+    }
+    const answer = await readAnswer(credential, response, call);
+    if (credential.kind === 'chain') return { answer, next: await afterChainCall(credential, answer, call) };
+    if (credential.kind === 'l402') {
+      const next = afterL402Call(credential, answer, call);
+      if (next !== 'challenge') return { answer, next };
+    }
+    if (answer.response.status !== 402) return { answer, next: whole(answer) };
+    return { answer, next: await afterChallenge(answer, call) };
+  };
+
   const payingFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const request = await prepareRequest(input, init);
-    const url = new URL(request.url);
     if (chainOptions && store) await restore();
     const receipt: PaidCallReceipt = { url: request.url, method: request.method, scheme: null, costMsat: 0n, paidMsat: 0n, status: 0 };
-    let avoidChain = false;
-    /** Next chain attempt resyncs and goes alone (after a refused link). */
-    let repair = false;
-    let last: { response: Response; text: string } | null = null;
-
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt += 1) {
-      let credential: Credential;
+    const call: CallState = { request, url: new URL(request.url), receipt, avoidChain: false, repair: false };
+    let last: Answer | null = null;
+    for (let sent = 0; sent < MAX_ATTEMPTS; sent += 1) {
+      let outcome: { answer: Answer; next: Response | 'retry' };
       try {
-        credential = await chooseCredential(request, url, avoidChain, receipt, repair);
+        outcome = await attempt(call);
       } catch (error) {
         // A chain the budget cannot pay: L402 may still fit (one call's invoice).
-        if (!(error instanceof SluiceError && error.code === 'budget_exceeded' && l402Enabled) || avoidChain) throw error;
-        avoidChain = true;
-        attempt -= 1;
+        if (!(error instanceof SluiceError && error.code === 'budget_exceeded' && l402Enabled && !call.avoidChain)) throw error;
+        call.avoidChain = true;
         continue;
       }
-      const headers = new Headers(request.headers);
-      if (credential.kind === 'chain') headers.set('sluice-chain', credential.ticket.header);
-      if (credential.kind === 'l402') headers.set('authorization', credential.token.authorization);
-
-      let response: Response;
-      try {
-        response = await baseFetch(request.url, { ...request.init, headers });
-      } catch (error) {
-        if (credential.kind === 'chain') credential.chain.settle(credential.ticket, { kind: 'unknown' });
-        throw error;
-      }
-
-      // Only an answer that may be the gate's refusal is read (to learn its code): a 402, or a
-      // 401 to a call that carried a credential and got no balance header (a served call has one).
-      const balanceHeader = credential.kind === 'chain' ? 'sluice-chain-balance' : 'sluice-l402-balance';
-      const refusal = response.status === 402 || (response.status === 401 && credential.kind !== 'none' && !response.headers.has(balanceHeader));
-      let text = '';
-      try {
-        if (refusal) text = await response.text();
-      } catch (error) {
-        if (credential.kind === 'chain') credential.chain.settle(credential.ticket, { kind: 'unknown' });
-        throw error;
-      }
-      const code = refusal ? refusalCode(text) : null;
-      const offer = parseChainOffer(response.headers.get('sluice-chain-offer'));
-      if (offer !== null && offer.stepsPerCall === null) {
-        // An offer without steps_per_call: k = ceil(price / step), from the body's price_msat.
-        const price = priceFromBody(text);
-        offer.stepsPerCall = price === null || price === 0n ? null : stepsForPrice(price, offer.stepMsat);
-      }
-      if (offer !== null && offer.stepsPerCall !== null) {
-        remember(routeOffers, routeKey(request.method, url), offer as PricedOffer);
-        remember(scopeOffers, scopeKey(request.method, url), offer as PricedOffer);
-      }
-
-      if (credential.kind === 'chain') {
-        const { chain, ticket } = credential;
-        const chainCode = code !== null && code.startsWith('chain_') ? code : null;
-        if (chainCode === null) {
-          // Served (whatever the upstream said): the balance header confirms the index.
-          const balance = parseChainBalance(response.headers.get('sluice-chain-balance'));
-          chain.settle(ticket, balance === null ? { kind: 'unknown' } : { kind: 'accepted', index: balance.index });
-          // No balance header: the route did not take the link (a free route). If it did, the
-          // next reservation's resync counts it in spent().usedMsat.
-          if (balance !== null) {
-            receipt.scheme = 'chain';
-            receipt.costMsat = BigInt(ticket.steps) * chain.stepMsat;
-            receipt.chain = { chainId: chain.id, index: balance.index, remainingSteps: balance.steps, remainingMsat: balance.msat };
-          }
-          return finish(refusal ? rebuilt(response, text) : response, receipt);
-        }
-        chain.settle(ticket, { kind: 'refused' });
-        last = { response, text };
-        if (RESYNC_CODES.has(chainCode)) {
-          if (chainCode === 'chain_link_skipped' && ticket.alone) {
-            // Skipped although it was the only call in flight, right after a resync: not a
-            // reordering, the route costs fewer steps than thought. Ask it plainly.
-            routeOffers.delete(routeKey(request.method, url));
-            scopeOffers.delete(scopeKey(request.method, url));
-            repair = false;
-          } else {
-            repair = true;
-          }
-          continue;
-        }
-        if (RETIRE_CODES.has(chainCode)) {
-          // What the refusal tells of the chain (a refund may still be due on an expired one).
-          if (chainCode === 'chain_expired') chain.status = 'expired';
-          if (chainCode === 'chain_refunded') chain.status = 'refunded';
-          await forget(chain);
-          continue;
-        }
-        if (chainCode === 'chain_call_too_costly') {
-          remember(chainlessRoutes, routeKey(request.method, url), true);
-          continue;
-        }
-        if (chainCode === 'chain_unpaid') {
-          await chain.resync(baseFetch);
-          await sleep(50);
-          continue;
-        }
-        // chain_malformed, or a code this SDK does not know: a bug to show, not to retry.
-        return finish(rebuilt(response, text), receipt);
-      }
-
-      if (credential.kind === 'l402') {
-        const l402Code = code !== null && code.startsWith('l402_') ? code : null;
-        if (l402Code === null) {
-          const left = /msat=(\d+)/.exec(response.headers.get('sluice-l402-balance') ?? '')?.[1];
-          const leftMsat = left === undefined ? null : BigInt(left);
-          const { token } = credential;
-          const cost = token.remainingMsat !== null && leftMsat !== null ? token.remainingMsat - leftMsat : 0n;
-          receipt.scheme = 'l402';
-          receipt.costMsat = cost;
-          l402UsedMsat += cost;
-          if (leftMsat !== null) receipt.l402RemainingMsat = leftMsat;
-          token.remainingMsat = leftMsat ?? token.remainingMsat;
-          // A token with nothing left would only earn a 402: forget it now.
-          if (leftMsat === 0n && l402Tokens.get(credential.scope) === token) l402Tokens.delete(credential.scope);
-          return finish(refusal ? rebuilt(response, text) : response, receipt);
-        }
-        if (l402Tokens.get(credential.scope) === credential.token) l402Tokens.delete(credential.scope);
-        last = { response, text };
-        // A 401 carries no challenge: ask again without the token to get one.
-        if (response.status === 401) continue;
-      }
-
-      if (response.status !== 402) return finish(refusal ? rebuilt(response, text) : response, receipt);
-      last = { response, text };
-      if (chainOptions && offer !== null && offer.stepsPerCall !== null && !avoidChain && !chainlessRoutes.has(routeKey(request.method, url))) continue;
-      const challenge = parseL402Challenge(response.headers.get('www-authenticate'));
-      if (l402Enabled && challenge !== null && !request.headers.has('authorization')) {
-        await payL402(challenge, l402Scope(url), receipt);
-        continue;
-      }
-      // Nothing this fetch may pay with: the caller gets the 402.
-      return finish(rebuilt(response, text), receipt);
+      last = outcome.answer;
+      if (outcome.next !== 'retry') return finish(outcome.next, receipt);
     }
     if (last === null) throw new SluiceError('overloaded', 'the call could not be paid');
-    return finish(rebuilt(last.response, last.text), receipt);
+    return finish(whole(last), receipt);
   };
 
   const chains = (): HeldChainInfo[] =>

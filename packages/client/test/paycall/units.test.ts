@@ -66,7 +66,11 @@ describe('header readers', () => {
     expect(parseChainBalance('steps=8')).toBeNull();
   });
 
+  // Amount vectors from BOLT 11's examples (../shared/reference/bolts/11-payment-encoding.md):
+  // lnbc2500u, lnbc20m, lnbc9678785340p, and the invalid lnbc2500000001p (pico not a multiple of 10).
   it('reads BOLT 11 amounts exactly, sub-satoshi included', () => {
+    expect(invoiceAmountMsat('lnbc2500000001p1pvjluez')).toBeNull();
+    expect(invoiceAmountMsat('lnbc25m1pvjluez')).toBe(2_500_000_000n);
     expect(invoiceAmountMsat('lnbcrt50n1p4sx7s')).toBe(5000n);
     expect(invoiceAmountMsat('lnbc2500u1pvjluez')).toBe(250_000_000n);
     expect(invoiceAmountMsat('lnbc20m1pvjluez')).toBe(2_000_000_000n);
