@@ -419,6 +419,20 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(paidFetch.spent()).toMatchObject({ paidMsat: 40_000n, usedMsat: 15_000n, refundedMsat: 15_000n });
   });
 
+  it('a 402 it may not pay is handed back whole, and nothing is paid', async () => {
+    const nothing = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: false, l402: false });
+    const unpaid = await nothing(`${gateway.url}/paid/unpayable`);
+    expect(unpaid.status).toBe(402);
+    expect(await unpaid.json()).toMatchObject({ error: { code: 'payment_required' }, price_msat: '5000' });
+    expect(unpaid.headers.get('www-authenticate')).toMatch(/^L402 /);
+    expect(nothing.receipt(unpaid)).toMatchObject({ scheme: null, costMsat: 0n, paidMsat: 0n, status: 402 });
+    // A call with its own Authorization (meant for the API) is not paid with L402 either.
+    const ownAuthorization = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: false });
+    const bearer = await ownAuthorization(`${gateway.url}/paid/unpayable`, { headers: { authorization: 'Bearer api-key' } });
+    expect(bearer.status).toBe(402);
+    expect(nothing.spent().paidMsat + ownAuthorization.spent().paidMsat).toBe(0n);
+  });
+
   it('refuses a streamed body clearly, before anything is sent', async () => {
     const paidFetch = createPayingFetch({ wallet, budgetMsat: 10_000n });
     const stream = new ReadableStream({ start: (controller) => controller.close() });
