@@ -5,6 +5,7 @@
  * (Sluice's `POST /v1/devnet/pay` as node 'alice'), so every msat it reports is checked
  * against the devnet node balances and Sluice's ledger.
  */
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -12,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPayingFetch, devnetWallet, SluiceError, type ChainStorage, type FetchFunction, type PaidCallReceipt, type WalletAdapter } from '@sluice/client';
 import { appAccountId } from '../../../src/apps/service.js';
 import { createManualClock } from '../../../src/clock.js';
+import { msat } from '../../../src/money/msat.js';
 import { balanceOf } from '../../../src/ledger/store.js';
 import { createLogger } from '../../../src/logger.js';
 import { chainAccountId } from '../../../src/paycall/chain/index.js';
@@ -396,6 +398,35 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(await paidFetch.refund({ chainId: newChain, invoice: invoice.body.payment_request })).toMatchObject([{ chainId: newChain, amountMsat: 18_000n, status: 'succeeded' }]);
     expect(t.sluice.devnet!.nodeBalanceMsat('carol') - carolBefore).toBe(18_000n);
     expect(paidFetch.spent()).toMatchObject({ paidMsat: 46_000n, usedMsat: 20_000n, refundedMsat: 26_000n });
+  });
+
+  it('refunds to a Lightning address (LNURL-pay served on loopback, paid to devnet node erin)', async () => {
+    const erin = t.sluice.devnet!.backendFor('erin');
+    const metadata = JSON.stringify([['text/plain', 'Refunds for erin (devnet)']]);
+    let host = '';
+    const lnurl = http.createServer((request, response) => {
+      void (async () => {
+        const url = new URL(request.url ?? '/', 'http://x');
+        response.writeHead(200, { 'content-type': 'application/json' });
+        if (url.pathname === '/.well-known/lnurlp/erin') {
+          response.end(JSON.stringify({ tag: 'payRequest', callback: `http://${host}/lnurlp/erin/callback`, minSendable: 1000, maxSendable: 1_000_000_000, metadata }));
+        } else {
+          const invoice = await erin.createInvoice({ amountMsat: msat(BigInt(url.searchParams.get('amount') ?? '0')), descriptionHash: createHash('sha256').update(metadata).digest('hex'), expiryS: 600 });
+          response.end(JSON.stringify({ pr: invoice.paymentRequest, routes: [] }));
+        }
+      })();
+    });
+    await new Promise<void>((resolve) => lnurl.listen(0, '127.0.0.1', resolve));
+    host = `127.0.0.1:${(lnurl.address() as AddressInfo).port}`;
+    try {
+      const paidFetch = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: { steps: 16 } });
+      expect((await paidFetch(`${gateway.url}/cheap/address`)).status).toBe(200);
+      const erinBefore = t.sluice.devnet!.nodeBalanceMsat('erin');
+      expect(await paidFetch.refund({ lightningAddress: `erin@${host}` })).toMatchObject([{ amountMsat: 14_000n, status: 'succeeded' }]);
+      expect(t.sluice.devnet!.nodeBalanceMsat('erin') - erinBefore).toBe(14_000n);
+    } finally {
+      await new Promise((resolve) => lnurl.close(resolve));
+    }
   });
 
   it('an expired chain is dropped for a new one, and its unused steps are still refunded (runs last: it moves the clock 30 days)', async () => {
