@@ -112,24 +112,25 @@ export const CHAIN_OFFER_HEADER = 'sluice-chain-offer';
 export function parseChainHeader(value: string | string[] | undefined): ChainCredential | null {
   // Hand-written rather than split + regular expressions: this runs on every paid call.
   if (typeof value !== 'string' || value.length > 256) return null;
-  let start = 0;
-  let end = value.length;
-  while (start < end && isSpace(value.charCodeAt(start))) start += 1;
-  while (end > start && isSpace(value.charCodeAt(end - 1))) end -= 1;
-  const first = value.indexOf(' ', start);
-  if (first < 0 || first >= end) return null;
-  const second = value.indexOf(' ', first + 1);
-  if (second < 0 || second >= end || end - second - 1 !== LINK_BYTES * 2) return null;
-  const chainId = value.slice(start, first);
+  // HTTP parsers strip the spaces around a header value already; others may not.
+  const text = isSpace(value.charCodeAt(0)) || isSpace(value.charCodeAt(value.length - 1)) ? value.trim() : value;
+  const first = text.indexOf(' ');
+  if (first < 0) return null;
+  const second = text.indexOf(' ', first + 1);
+  if (second < 0 || text.length - second - 1 !== LINK_BYTES * 2) return null;
+  const chainId = text.slice(0, first);
   if (!CHAIN_ID.test(chainId)) return null;
-  const index = parseIndex(value, first + 1, second);
+  const index = parseIndex(text, first + 1, second);
   if (index === null) return null;
-  for (let i = second + 1; i < end; i += 1) if (!isLowerHex(value.charCodeAt(i))) return null;
-  return { chainId, index, link: Buffer.from(value.slice(second + 1, end), 'hex') };
+  const hex = text.slice(second + 1);
+  // Decoding stops at the first pair that is not hex, so a short result means a bad digit.
+  const link = Buffer.from(hex, 'hex');
+  if (link.length !== LINK_BYTES || UPPERCASE_HEX.test(hex)) return null;
+  return { chainId, index, link };
 }
 
-const isSpace = (code: number): boolean => code === 0x20 || code === 0x09;
-const isLowerHex = (code: number): boolean => (code >= 0x30 && code <= 0x39) || (code >= 0x61 && code <= 0x66);
+const UPPERCASE_HEX = /[A-F]/;
+const isSpace = (code: number): boolean => code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d;
 
 /** Digits from..to as an index of 1..MAX_CHAIN_STEPS, without sign or leading zeros. */
 function parseIndex(text: string, from: number, to: number): number | null {

@@ -41,31 +41,33 @@ export function createChainScheme(chains: ChainService, options: ChainSchemeOpti
       return request.headers[CHAIN_HEADER] !== undefined;
     },
 
-    async authorize(request, price): Promise<GateOutcome> {
+    authorize(request, price): Promise<GateOutcome> {
+      // Not an async function: the hot path makes one promise per call, the service's.
       const credential = parseChainHeader(request.headers[CHAIN_HEADER]);
       if (!credential) {
-        return { kind: 'refused', status: 401, code: 'chain_malformed', message: ERROR_CODES.chain_malformed.meaning, responseHeaders: {} };
+        return Promise.resolve({ kind: 'refused', status: 401, code: 'chain_malformed', message: ERROR_CODES.chain_malformed.meaning, responseHeaders: {} });
       }
-      if (price.priceMsat === 0n) return { kind: 'allowed', scheme: 'free', chargedMsat: price.priceMsat, responseHeaders: {} };
-      const spent = await chains.spend(credential.chainId, credential.index, credential.link, { appId: price.appId, priceMsat: price.priceMsat });
-      if (!spent.ok) {
-        const code = chainErrorCode(spent);
-        const status = ERROR_CODES[code].status as 400 | 401 | 402 | 429 | 503;
+      if (price.priceMsat === 0n) return Promise.resolve({ kind: 'allowed', scheme: 'free', chargedMsat: price.priceMsat, responseHeaders: {} });
+      return chains.spend(credential.chainId, credential.index, credential.link, { appId: price.appId, priceMsat: price.priceMsat }).then((spent): GateOutcome => {
+        if (!spent.ok) {
+          const code = chainErrorCode(spent);
+          const status = ERROR_CODES[code].status as 400 | 401 | 402 | 429 | 503;
+          return {
+            kind: 'refused',
+            status,
+            code,
+            message: spent.detail ?? ERROR_CODES[code].meaning,
+            // A 402 says where to buy a chain that can pay.
+            responseHeaders: status === 402 ? offer(request, price) : {},
+          };
+        }
         return {
-          kind: 'refused',
-          status,
-          code,
-          message: spent.detail ?? ERROR_CODES[code].meaning,
-          // A 402 says where to buy a chain that can pay.
-          responseHeaders: status === 402 ? offer(request, price) : {},
+          kind: 'allowed',
+          scheme: 'chain',
+          chargedMsat: (BigInt(spent.steps) * spent.stepMsat) as CallPrice['priceMsat'],
+          responseHeaders: { [CHAIN_BALANCE_HEADER]: formatBalanceHeader(spent.remainingSteps, spent.stepMsat, spent.index) },
         };
-      }
-      return {
-        kind: 'allowed',
-        scheme: 'chain',
-        chargedMsat: (BigInt(spent.steps) * spent.stepMsat) as CallPrice['priceMsat'],
-        responseHeaders: { [CHAIN_BALANCE_HEADER]: formatBalanceHeader(spent.remainingSteps, spent.stepMsat, spent.index) },
-      };
+      });
     },
 
     async challenge(request, price) {
