@@ -301,6 +301,8 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
           await store.remove(record.chain_id);
           continue;
         }
+        // Never paid, or paid and not yet credited: leave it stored for a later session.
+        if (view.status === 'pending') continue;
         const links = await HashChain.build(fromHex(record.seed), record.steps);
         const chain = new HeldChain(view, record.buy_url, links);
         const key = chainKey(record.buy_url, record.app_id);
@@ -383,8 +385,9 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
       if (buying === undefined && paidPending !== undefined) {
         const view = await getChain(baseFetch, paidPending.buyUrl, paidPending.id);
         paidPending.applyView(view);
+        // Still pending (its payment may never have gone through): let it go for new calls (it
+        // stays in chains() and the storage) and buy another, within the budget.
         if (paidPending.usable) activeChains.set(key, paidPending);
-        else if (view.status === 'pending') throw new SluiceError('timeout', `chain ${paidPending.id} is paid but not active yet; try again shortly`);
         else paidPending.retire();
         continue;
       }

@@ -450,6 +450,30 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(paidFetch.spent()).toMatchObject({ paidMsat: 40_000n, usedMsat: 15_000n, refundedMsat: 15_000n });
   });
 
+  it('a wallet that certainly failed frees the budget; one whose outcome is unknown keeps it counted and the chain is used once the server says it is paid', async () => {
+    const saved = new Map<string, string>();
+    const storage: ChainStorage = { getItem: (key) => saved.get(key) ?? null, setItem: (key, value) => void saved.set(key, value) };
+    const broke: WalletAdapter = { name: 'broke', payInvoice: async () => { throw new SluiceError('devnet_payment_failed', 'no route'); } };
+    const failing = createPayingFetch({ wallet: broke, budgetMsat: 50_000n, chain: { steps: 10, storage } });
+    await expect(failing(`${gateway.url}/paid/wallets`)).rejects.toMatchObject({ code: 'devnet_payment_failed' });
+    expect(failing.spent().paidMsat).toBe(0n);
+    expect(JSON.parse(saved.get('sluice.paycall.chains') as string)).toEqual([]);
+
+    // Pays, then loses the answer: the fetch cannot know, asks the server, and goes on.
+    const flaky: WalletAdapter = {
+      name: 'flaky',
+      async payInvoice(paymentRequest) {
+        await wallet.payInvoice(paymentRequest);
+        throw new SluiceError('network_error', 'the answer was lost');
+      },
+    };
+    const unknown = createPayingFetch({ wallet: flaky, budgetMsat: 50_000n, chain: { steps: 10 } });
+    const response = await unknown(`${gateway.url}/paid/wallets`);
+    expect(response.status).toBe(200);
+    expect(unknown.receipt(response)).toMatchObject({ scheme: 'chain', paidMsat: 10_000n, chain: { index: 5 } });
+    expect(unknown.spent().paidMsat).toBe(10_000n);
+  });
+
   it('a 402 it may not pay is handed back whole, and nothing is paid', async () => {
     const nothing = createPayingFetch({ wallet, budgetMsat: 50_000n, chain: false, l402: false });
     const unpaid = await nothing(`${gateway.url}/paid/unpayable`);
