@@ -116,6 +116,9 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
 
   it('buys a chain on the first 402, reuses it, sees the balance fall per call, buys another when spent; spent() is exact', async () => {
     const paidFetch = createPayingFetch({ wallet, budgetMsat: 100_000n, chain: { steps: 12 } });
+    // It can stand wherever a fetch is expected.
+    const asFetch: typeof fetch = paidFetch;
+    expect(asFetch).toBe(paidFetch);
     const payments: bigint[] = [];
     paidFetch.on('payment', (payment) => payments.push(payment.amountMsat));
     const aliceBefore = alice();
