@@ -96,6 +96,7 @@ export interface ChainService {
   /**
    * The hot path: accepts `link` as w_index for a call of this price (k = ceil(price /
    * step_msat) steps), and resolves once the new index is durable. Never throws for bad input.
+   * The service keeps `link` once accepted: the caller must not change it afterwards.
    */
   spend(chainId: string, index: number, link: Uint8Array, call: CallCost): Promise<SpendAck | ChainFail>;
   /** Proves ownership with w_(index+1) and pays back every unused msat. */
@@ -669,7 +670,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       if (index < expected) return Promise.resolve({ ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` });
       if (!verifyLink(link, state.linkBytes, steps)) return Promise.resolve({ ok: false, error: 'Invalid' });
       row.index = index;
-      state.linkBytes = Buffer.from(link);
+      // Kept as is, not copied (see the interface): it is the link the next call must hash to.
+      state.linkBytes = Buffer.isBuffer(link) ? link : Buffer.from(link);
       const ack: SpendAck = { ok: true, index, steps, remainingSteps: row.steps - index, stepMsat: row.stepMsat };
       return awaitCommit(state, ack);
     },
