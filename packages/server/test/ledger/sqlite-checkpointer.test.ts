@@ -4,7 +4,10 @@
  * database file, the WAL still starts over (bounded), nothing committed is lost, and the
  * worker stops when the connection closes.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSqlite } from '../../src/db/sqlite.js';
 import { createLedger } from '../../src/ledger/group-commit.js';
@@ -43,6 +46,7 @@ describe('SQLite ledger: checkpoints in a worker thread', () => {
       if (round % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 15));
     }
     expect(checkpointer?.running).toBe(true);
+    expect(checkpointer?.failure).toBeNull();
     // The main connection no longer checkpoints inside its commits.
     expect(temp.db.pragma('wal_autocheckpoint', { simple: true })).toBe(0n);
     await waitFor('the worker to checkpoint', () => (checkpointer?.workerCheckpoints ?? 0) > 0);
@@ -63,5 +67,32 @@ describe('SQLite ledger: checkpoints in a worker thread', () => {
     } finally {
       reopened.close();
     }
+  });
+
+  it('does not keep the process alive: a process whose database is still open exits when its work is done', () => {
+    const src = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src');
+    const script = `
+      import fs from 'node:fs';
+      import os from 'node:os';
+      import path from 'node:path';
+      import { openSqlite } from ${JSON.stringify(path.join(src, 'db/sqlite.ts'))};
+      import { createSqliteLedgerStore, migrateSqliteLedger } from ${JSON.stringify(path.join(src, 'ledger/sqlite/store.ts'))};
+      import { checkpointerFor } from ${JSON.stringify(path.join(src, 'ledger/sqlite/checkpointer.ts'))};
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-checkpointer-exit-'));
+      const db = openSqlite({ path: path.join(dir, 'l.db') });
+      migrateSqliteLedger(db);
+      const store = createSqliteLedgerStore(db, { checkpoints: { startAtBytes: 64 * 1024 } });
+      await store.createAccount({ id: 'a', ownerId: 'o', limitMsat: null, code: 'x' });
+      await store.createAccount({ id: 'b', ownerId: 'o', limitMsat: null, code: 'x' });
+      for (let i = 0; i < 300; i += 1) await store.applyOps([{ kind: 'transfer', debitAccountId: 'a', creditAccountId: 'b', amountMsat: 1n, code: 'c' }]);
+      process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const checkpointer = checkpointerFor(db);
+      console.log(checkpointer?.running && checkpointer.workerCheckpoints > 0 ? 'worker running' : 'no worker: ' + checkpointer?.failure);
+    `;
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(child.stderr).toBe('');
+    expect(child.stdout.trim()).toBe('worker running');
+    expect(child.status).toBe(0);
   });
 });

@@ -46,6 +46,8 @@ export interface Checkpointer {
   readonly mainCheckpoints: number;
   /** Checkpoints the worker has reported. */
   readonly workerCheckpoints: number;
+  /** Why the worker stopped working (SQLite's own checkpoints are back); null while fine. */
+  readonly failure: string | null;
 }
 
 export const DEFAULT_CHECKPOINT_START_BYTES = 4 * 1024 * 1024;
@@ -96,6 +98,7 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
   let worker: Worker | null = null;
   let watch: NodeJS.Timeout | null = null;
   let failed = false;
+  let failure: string | null = null;
   let commits = 0;
   let walFrames = 0;
   let mainCheckpoints = 0;
@@ -116,8 +119,8 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
 
   const start = (): void => {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    const started = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver, path: db.name, intervalMs } });
-    started.unref();
+    // execArgv: none of the parent's flags (a loader, --input-type=module) applies to this source.
+    const started = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { driver, path: db.name, intervalMs } });
     worker = started;
     autocheckpoint = db.pragma('wal_autocheckpoint', { simple: true });
     db.pragma('wal_autocheckpoint = 0');
@@ -125,16 +128,20 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
       if (typeof message.log === 'number') {
         walFrames = message.log;
         workerCheckpoints += 1;
-      }
+      } else if (message.error) failure = message.error;
     });
-    const fail = (): void => {
+    const fail = (error?: unknown): void => {
       if (worker !== started) return;
+      failure = error instanceof Error ? error.message : 'the checkpoint worker exited';
       // Back to SQLite's own checkpoints on this connection; no second attempt.
       failed = true;
       stop(true);
     };
     started.on('error', fail);
     started.on('exit', fail);
+    // After the listeners: adding a 'message' listener refs the worker again, and a ref'd
+    // worker would keep the process from exiting.
+    started.unref();
     watch = setInterval(() => {
       if (!db.open) stop(false);
     }, 1000);
@@ -150,6 +157,9 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
     },
     get workerCheckpoints() {
       return workerCheckpoints;
+    },
+    get failure() {
+      return failure;
     },
     afterCommit() {
       if (failed || db.inTransaction) return;
