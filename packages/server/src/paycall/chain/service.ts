@@ -26,7 +26,7 @@ import type { Clock } from '../../clock.js';
 import { appAccountId } from '../../apps/service.js';
 import type { InvoiceService, InvoiceView } from '../../invoices/service.js';
 import type { Ledger } from '../../ledger/group-commit.js';
-import { balanceOf, type LedgerOp } from '../../ledger/store.js';
+import { balanceOf } from '../../ledger/store.js';
 import { decodeBolt11 } from '../../lightning/bolt11/index.js';
 import { invoiceFromLightningAddress } from '../../lightning/lnurl.js';
 import { MSAT_MAX, msat, type Msat } from '../../money/msat.js';
@@ -34,8 +34,11 @@ import { defaultMaxFeeMsat, type PayError, type PaymentService, type PaymentView
 import type { InvoiceRow, PaymentRow } from '../../records/model.js';
 import { randomId } from '../../util/fingerprint.js';
 import { hashLink, isLinkHex, MAX_CHAIN_STEPS, MAX_STEPS_PER_CALL, stepsForPrice, verifyLink } from './math.js';
-import { CHAIN_ACCOUNT_PREFIX, chainAccountId, type ChainRow, type ChainStatus, type ChainView, type ChainWrite } from './model.js';
+import { CHAIN_ACCOUNT_PREFIX, chainAccountId, type ChainRow, type ChainStatus, type ChainView } from './model.js';
 import type { ChainStore } from './store.js';
+import { createChainFlusher, type LiveChain } from './flusher.js';
+
+export { ChainConflictError } from './flusher.js';
 
 export type ChainError =
   | 'Unknown'
@@ -130,36 +133,6 @@ export interface ChainServiceDeps {
   lightningAddress?: typeof invoiceFromLightningAddress;
 }
 
-/** A call accepted in memory, answered once its index is durable (or refused if that fails). */
-interface Waiter {
-  ack: SpendAck;
-  resolve: (result: SpendAck | ChainFail) => void;
-}
-
-/** How a failed commit reads to the calls that counted on it (never thrown at them). */
-function refusalFor(error: unknown): ChainFail {
-  if (error instanceof ChainConflictError) return { ok: false, error: 'Replayed', detail: 'the chain moved in another process' };
-  return { ok: false, error: 'Overloaded', detail: 'the call could not be made durable; nothing was spent, retry with the same link' };
-}
-
-interface LiveChain {
-  row: ChainRow;
-  /**
-   * w_index in bytes: what the next link must hash to. `row.link` (hex) follows it only at
-   * each commit, so the hot path does no hex encoding.
-   */
-  linkBytes: Buffer;
-  /** What the database holds: the flusher writes from here to row.index. */
-  durableIndex: number;
-  durableLink: string;
-  /** Callers waiting for the chain's next commit. */
-  waiters: Waiter[];
-  /** A refund is under way: calls are refused from the moment its proof is accepted. */
-  refunding: boolean;
-  /** The activation's status write, until it is durable (the chain must stay in memory). */
-  activating: Promise<void> | null;
-}
-
 const REFUND_ATTEMPTS_MAX = 100;
 /**
  * Unpaid chains held in memory (anyone may buy without a key): beyond this, chains whose
@@ -182,14 +155,9 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   const live = new Map<string, LiveChain>();
   const byAccount = new Map<string, LiveChain>();
   const stepPrices = new Map<string, Msat>();
-  const dirty = new Set<LiveChain>();
-  const committing = new Set<LiveChain>();
   const refundLocks = new Map<string, Promise<unknown>>();
   /** Unpaid chains in memory, with when their purchase invoice expires (Unix ms). */
   const unpaid = new Map<LiveChain, number>();
-  let flushing = false;
-  let scheduled = false;
-  let drained: (() => void) | null = null;
   // Subscribed now, not in start(): the payments service reconciles refunds left in flight
   // by an earlier run when IT starts, which the composition root does before chains start.
   const unsubscribers: (() => void)[] = [payments.onResolved((payment) => onPaymentResolved(payment))];
@@ -257,113 +225,14 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     unpaid.delete(state);
   };
 
-  // ---- The flusher: group commit of dirty chains -------------------------------------
-
-  const schedule = (): void => {
-    if (scheduled || flushing) return;
-    scheduled = true;
-    // setImmediate: requests that arrive while this tick runs join the batch.
-    setImmediate(() => {
-      scheduled = false;
-      void flush();
-    });
-  };
-
-  /** Puts back what was not made durable and refuses everyone who counted on it. */
-  const revert = (state: LiveChain, error: unknown): void => {
-    state.row.index = state.durableIndex;
-    state.row.link = state.durableLink;
-    state.linkBytes = Buffer.from(state.durableLink, 'hex');
-    const refusal = refusalFor(error);
-    for (const waiter of state.waiters.splice(0)) waiter.resolve(refusal);
-    dirty.delete(state);
-  };
-
-  const flush = async (): Promise<void> => {
-    flushing = true;
-    const batch: { state: LiveChain; write: ChainWrite; waiters: Waiter[] }[] = [];
-    try {
-      for (const state of dirty) {
-        if (batch.length >= maxBatch) break;
-        dirty.delete(state);
-        committing.add(state);
-        batch.push({
-          state,
-          write: { id: state.row.id, fromIndex: state.durableIndex, index: state.row.index, link: state.linkBytes.toString('hex') },
-          waiters: state.waiters.splice(0),
-        });
-      }
-      if (batch.length === 0) return;
-      const ops: LedgerOp[] = [];
-      for (const { state, write } of batch) {
-        const spent = write.index - write.fromIndex;
-        if (spent <= 0) continue;
-        ops.push({
-          kind: 'transfer',
-          debitAccountId: state.row.accountId,
-          creditAccountId: appAccountId(state.row.appId),
-          amountMsat: msat(BigInt(spent) * state.row.stepMsat),
-          code: 'chain_spend',
-          reference: `${state.row.id}/${write.index}`,
-        });
-      }
-      let result: Awaited<ReturnType<ChainStore['commit']>>;
-      try {
-        result = await store.commit(batch.map((entry) => entry.write), ops, clock.now());
-      } catch (error) {
-        logger.error({ err: error, chains: batch.length }, 'chain commit failed; the batch was refused');
-        const refusal = refusalFor(error);
-        for (const { state, waiters } of batch) {
-          for (const waiter of waiters) waiter.resolve(refusal);
-          revert(state, error);
-        }
-        return;
-      }
-      if (!result.ok) {
-        // Another writer moved these chains: forget our copy (a later request reloads it
-        // from the database) and retry the others in the next batch.
-        const conflicts = new Set(result.conflicts);
-        logger.warn({ chains: result.conflicts }, 'chain rows moved underneath this process; their pending calls are refused');
-        for (const { state, waiters } of batch) {
-          if (conflicts.has(state.row.id)) {
-            const error = new ChainConflictError(state.row.id);
-            for (const waiter of waiters) waiter.resolve(refusalFor(error));
-            revert(state, error);
-            forget(state);
-          } else {
-            state.waiters.unshift(...waiters);
-            dirty.add(state);
-          }
-        }
-        return;
-      }
-      for (const { state, write, waiters } of batch) {
-        state.durableIndex = write.index;
-        state.durableLink = write.link;
-        state.row.link = write.link;
-        for (const waiter of waiters) waiter.resolve(waiter.ack);
-        // A spent-out chain can pay for nothing more: it leaves memory (reads go to the store).
-        if (state.row.index >= state.row.steps && !dirty.has(state) && !state.refunding) forget(state);
-      }
-    } finally {
-      for (const { state } of batch) committing.delete(state);
-      flushing = false;
-      if (dirty.size > 0) schedule();
-      else if (drained) drained();
-    }
-  };
-
-  const awaitCommit = (state: LiveChain, ack: SpendAck): Promise<SpendAck | ChainFail> =>
-    new Promise((resolve) => {
-      state.waiters.push({ ack, resolve });
-      dirty.add(state);
-      schedule();
-    });
-
-  /** Resolves once everything accepted on this chain so far is durable (or refused). Cold path: polls. */
-  const settled = async (state: LiveChain): Promise<void> => {
-    while (dirty.has(state) || committing.has(state)) await new Promise<void>((resolve) => setImmediate(resolve));
-  };
+  const flusher = createChainFlusher({
+    store, clock, logger, maxBatch,
+    // A spent-out chain can pay for nothing more: it leaves memory (reads go to the store).
+    onSpentOut: (state) => {
+      if (!state.refunding) forget(state);
+    },
+    onConflict: forget,
+  });
 
   // ---- Activation --------------------------------------------------------------------
 
@@ -673,7 +542,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       // Kept as is, not copied (see the interface): it is the link the next call must hash to.
       state.linkBytes = Buffer.isBuffer(link) ? link : Buffer.from(link);
       const ack: SpendAck = { ok: true, index, steps, remainingSteps: row.steps - index, stepMsat: row.stepMsat };
-      return awaitCommit(state, ack);
+      return flusher.awaitCommit(state, ack);
     },
 
     async refund(chainId, proof, destination) {
@@ -691,7 +560,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
           } else {
             // From here on no call is accepted; then wait for the calls already accepted.
             state.refunding = true;
-            await settled(state);
+            await flusher.settled(state);
             // The status row must say active before it can say refunded.
             await state.activating?.catch(() => undefined);
           }
@@ -708,7 +577,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
           const row = state?.row ?? stored;
           const result = await refundNow(state, row, proof, destination);
           // A refunded chain pays for nothing more: it leaves memory (reads go to the store).
-          if (state && row.status === 'refunded' && !dirty.has(state) && !committing.has(state)) forget(state);
+          if (state && row.status === 'refunded' && !flusher.busy(state)) forget(state);
           return result;
         } finally {
           if (state && state.row.status !== 'refunded') state.refunding = false;
@@ -736,20 +605,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
     async stop() {
       for (const unsubscribe of unsubscribers.splice(0)) unsubscribe();
-      if (dirty.size === 0 && !flushing && !scheduled) return;
-      await new Promise<void>((resolve) => {
-        drained = resolve;
-      });
-      drained = null;
+      await flusher.drain();
     },
   };
   return service;
-}
-
-/** Another writer moved the chain's row: this process's copy is stale. */
-export class ChainConflictError extends Error {
-  constructor(readonly chainId: string) {
-    super(`chain ${chainId} moved in the database underneath this process`);
-    this.name = 'ChainConflictError';
-  }
 }

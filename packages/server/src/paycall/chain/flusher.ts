@@ -1,0 +1,207 @@
+/**
+ * Group commit for chains: calls accepted in memory wait here until their chain's new
+ * index is durable. Dirty chains are written by ONE flusher, one transaction per batch
+ * (only each chain's latest index), together with one ledger transfer per chain that pays
+ * the app for the steps spent since the last commit (see store.ts). While a commit is in
+ * flight new calls gather behind it, so batches grow with the load and share one fsync.
+ *
+ * Failure: a commit that throws refuses every call of its batch and every later call of
+ * those chains (they built on links that never became durable); the chains go back to
+ * their durable index, so the same links can be sent again. A conflict (another process
+ * moved a chain) refuses that chain's calls as replayed and drops it from memory.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../../clock.js';
+import { appAccountId } from '../../apps/service.js';
+import type { LedgerOp } from '../../ledger/store.js';
+import { msat } from '../../money/msat.js';
+import type { ChainRow, ChainWrite } from './model.js';
+import type { ChainFail, SpendAck } from './service.js';
+import type { ChainStore } from './store.js';
+
+/** A call accepted in memory, answered once its index is durable (or refused if that fails). */
+export interface Waiter {
+  ack: SpendAck;
+  resolve: (result: SpendAck | ChainFail) => void;
+}
+
+/** A chain this process holds in memory (live). */
+export interface LiveChain {
+  row: ChainRow;
+  /**
+   * w_index in bytes: what the next link must hash to. `row.link` (hex) follows it only at
+   * each commit, so the hot path does no hex encoding.
+   */
+  linkBytes: Buffer;
+  /** What the database holds: the flusher writes from here to row.index. */
+  durableIndex: number;
+  durableLink: string;
+  /** Callers waiting for the chain's next commit. */
+  waiters: Waiter[];
+  /** A refund is under way: calls are refused from the moment its proof is accepted. */
+  refunding: boolean;
+  /** The activation's status write, until it is durable (the chain must stay in memory). */
+  activating: Promise<void> | null;
+}
+
+/** Another writer moved the chain's row: this process's copy is stale. */
+export class ChainConflictError extends Error {
+  constructor(readonly chainId: string) {
+    super(`chain ${chainId} moved in the database underneath this process`);
+    this.name = 'ChainConflictError';
+  }
+}
+
+/** How a failed commit reads to the calls that counted on it (never thrown at them). */
+function refusalFor(error: unknown): ChainFail {
+  if (error instanceof ChainConflictError) return { ok: false, error: 'Replayed', detail: 'the chain moved in another process' };
+  return { ok: false, error: 'Overloaded', detail: 'the call could not be made durable; nothing was spent, retry with the same link' };
+}
+
+export interface ChainFlusher {
+  /** Queues the chain's write; resolves with `ack` once durable, or with a refusal. */
+  awaitCommit(state: LiveChain, ack: SpendAck): Promise<SpendAck | ChainFail>;
+  /** Resolves once everything accepted on this chain so far is durable (or refused). */
+  settled(state: LiveChain): Promise<void>;
+  /** Whether the chain has a write queued or in flight. */
+  busy(state: LiveChain): boolean;
+  /** Resolves once nothing is queued or in flight. */
+  drain(): Promise<void>;
+}
+
+export interface ChainFlusherDeps {
+  store: ChainStore;
+  clock: Clock;
+  logger: Logger;
+  maxBatch: number;
+  /** A chain whose every step is now durably spent (it may leave memory). */
+  onSpentOut(state: LiveChain): void;
+  /** A chain another process moved: this copy must leave memory. */
+  onConflict(state: LiveChain): void;
+}
+
+export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
+  const { store, clock, logger, maxBatch } = deps;
+  const dirty = new Set<LiveChain>();
+  const committing = new Set<LiveChain>();
+  let flushing = false;
+  let scheduled = false;
+  let drained: (() => void) | null = null;
+
+  const schedule = (): void => {
+    if (scheduled || flushing) return;
+    scheduled = true;
+    // setImmediate: requests that arrive while this tick runs join the batch.
+    setImmediate(() => {
+      scheduled = false;
+      void flush();
+    });
+  };
+
+  /** Puts back what was not made durable and refuses everyone who counted on it. */
+  const revert = (state: LiveChain, error: unknown): void => {
+    state.row.index = state.durableIndex;
+    state.row.link = state.durableLink;
+    state.linkBytes = Buffer.from(state.durableLink, 'hex');
+    const refusal = refusalFor(error);
+    for (const waiter of state.waiters.splice(0)) waiter.resolve(refusal);
+    dirty.delete(state);
+  };
+
+  const flush = async (): Promise<void> => {
+    flushing = true;
+    const batch: { state: LiveChain; write: ChainWrite; waiters: Waiter[] }[] = [];
+    try {
+      for (const state of dirty) {
+        if (batch.length >= maxBatch) break;
+        dirty.delete(state);
+        committing.add(state);
+        batch.push({
+          state,
+          write: { id: state.row.id, fromIndex: state.durableIndex, index: state.row.index, link: state.linkBytes.toString('hex') },
+          waiters: state.waiters.splice(0),
+        });
+      }
+      if (batch.length === 0) return;
+      const ops: LedgerOp[] = [];
+      for (const { state, write } of batch) {
+        const spent = write.index - write.fromIndex;
+        if (spent <= 0) continue;
+        ops.push({
+          kind: 'transfer',
+          debitAccountId: state.row.accountId,
+          creditAccountId: appAccountId(state.row.appId),
+          amountMsat: msat(BigInt(spent) * state.row.stepMsat),
+          code: 'chain_spend',
+          reference: `${state.row.id}/${write.index}`,
+        });
+      }
+      let result: Awaited<ReturnType<ChainStore['commit']>>;
+      try {
+        result = await store.commit(batch.map((entry) => entry.write), ops, clock.now());
+      } catch (error) {
+        logger.error({ err: error, chains: batch.length }, 'chain commit failed; the batch was refused');
+        const refusal = refusalFor(error);
+        for (const { state, waiters } of batch) {
+          for (const waiter of waiters) waiter.resolve(refusal);
+          revert(state, error);
+        }
+        return;
+      }
+      if (!result.ok) {
+        // Another writer moved these chains: drop our copy (a later request reloads it
+        // from the database) and retry the others in the next batch.
+        const conflicts = new Set(result.conflicts);
+        logger.warn({ chains: result.conflicts }, 'chain rows moved underneath this process; their pending calls are refused');
+        for (const { state, waiters } of batch) {
+          if (conflicts.has(state.row.id)) {
+            const error = new ChainConflictError(state.row.id);
+            for (const waiter of waiters) waiter.resolve(refusalFor(error));
+            revert(state, error);
+            deps.onConflict(state);
+          } else {
+            state.waiters.unshift(...waiters);
+            dirty.add(state);
+          }
+        }
+        return;
+      }
+      for (const { state, write, waiters } of batch) {
+        state.durableIndex = write.index;
+        state.durableLink = write.link;
+        state.row.link = write.link;
+        for (const waiter of waiters) waiter.resolve(waiter.ack);
+        if (state.row.index >= state.row.steps && !dirty.has(state)) deps.onSpentOut(state);
+      }
+    } finally {
+      for (const { state } of batch) committing.delete(state);
+      flushing = false;
+      if (dirty.size > 0) schedule();
+      else if (drained) drained();
+    }
+  };
+
+  return {
+    awaitCommit(state, ack) {
+      return new Promise((resolve) => {
+        state.waiters.push({ ack, resolve });
+        dirty.add(state);
+        schedule();
+      });
+    },
+    async settled(state) {
+      // Cold path (refunds): polls.
+      while (dirty.has(state) || committing.has(state)) await new Promise<void>((resolve) => setImmediate(resolve));
+    },
+    busy(state) {
+      return dirty.has(state) || committing.has(state);
+    },
+    async drain() {
+      if (dirty.size === 0 && !flushing && !scheduled) return;
+      await new Promise<void>((resolve) => {
+        drained = resolve;
+      });
+      drained = null;
+    },
+  };
+}
