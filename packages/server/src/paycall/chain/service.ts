@@ -12,7 +12,7 @@
  * The hot path (`spend`) reads no database and calls no Lightning node: live chains are
  * in memory (loaded at start-up and when bought). The check and the advance of the index
  * are one synchronous step, so of two racing requests with the same link exactly one
- * wins. The winner then waits for the flusher: dirty chains are written as ONE
+ * wins. The winner then waits for the flusher (flusher.ts): dirty chains are written as ONE
  * transaction per batch (only each chain's latest index; group commit), together with one
  * ledger transfer per chain that moves the newly spent steps' value to the app.
  *
