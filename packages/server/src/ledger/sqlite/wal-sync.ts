@@ -49,28 +49,36 @@ export type SyncFile = (path: string) => Promise<void>;
 
 /**
  * fdatasync through a descriptor kept open per path (opening and closing one per sync cost
- * three thread-pool round trips and ~3x the main-thread time). Before each sync the path's
- * inode is compared with the descriptor's, so a WAL file replaced under us (it should not
- * be, while our connection is open) is reopened instead of syncing a stale file.
+ * three thread-pool round trips and ~3x the main-thread time). Every INODE_CHECK_EVERY syncs
+ * (and on the first) the path's inode is compared with the descriptor's, so a WAL file
+ * replaced under us is reopened instead of syncing a stale file. SQLite replaces the WAL
+ * only when the last connection closes or the journal mode changes, neither of which
+ * happens while the ledger's connection is open; the check is a guard, not a mechanism.
  * Callbacks, not fs.promises: a FileHandle costs more on the main thread.
  */
+const INODE_CHECK_EVERY = 64;
+
 export function createFileSyncer(): SyncFile & { close(): void } {
   let open: { path: string; fd: number; ino: number } | null = null;
+  let syncs = 0;
   const closeOpen = (): void => {
     if (open) fs.close(open.fd, () => {});
     open = null;
   };
   const sync = (path: string): Promise<void> =>
     new Promise<void>((resolve, reject) => {
-      const current = fs.statSync(path, { throwIfNoEntry: false });
-      if (!current) {
-        closeOpen();
-        return reject(Object.assign(new Error(`ENOENT: no such file, ${path}`), { code: 'ENOENT' }));
-      }
-      if (!open || open.path !== path || open.ino !== current.ino) {
-        closeOpen();
-        const fd = fs.openSync(path, 'r');
-        open = { path, fd, ino: fs.fstatSync(fd).ino };
+      syncs += 1;
+      if (!open || open.path !== path || syncs % INODE_CHECK_EVERY === 0) {
+        const current = fs.statSync(path, { throwIfNoEntry: false });
+        if (!current) {
+          closeOpen();
+          return reject(Object.assign(new Error(`ENOENT: no such file, ${path}`), { code: 'ENOENT' }));
+        }
+        if (!open || open.path !== path || open.ino !== current.ino) {
+          closeOpen();
+          const fd = fs.openSync(path, 'r');
+          open = { path, fd, ino: fs.fstatSync(fd).ino };
+        }
       }
       fs.fdatasync(open.fd, (error) => (error ? reject(error) : resolve()));
     });
