@@ -129,6 +129,8 @@ export interface ChainServiceDeps {
   invoiceExpiryS: number;
   /** Most chains written in one transaction. */
   maxBatch?: number;
+  /** Most unpaid chains held in memory (default MAX_PENDING_CHAINS). */
+  maxUnpaidChains?: number;
   /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
   lightningAddress?: typeof invoiceFromLightningAddress;
 }
@@ -152,6 +154,7 @@ const REFUND_PAY_ERRORS: Partial<Record<PayError, ChainError>> = {
 export function createChainService(deps: ChainServiceDeps): ChainService {
   const { store, ledger, invoices, payments, clock, logger } = deps;
   const maxBatch = deps.maxBatch ?? 4096;
+  const maxUnpaid = deps.maxUnpaidChains ?? MAX_PENDING_CHAINS;
   const live = new Map<string, LiveChain>();
   const byAccount = new Map<string, LiveChain>();
   const stepPrices = new Map<string, Msat>();
@@ -472,8 +475,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       }
       const app = await deps.apps.getApp(input.appId);
       if (!app || app.revokedAt !== null) return { ok: false, error: 'AppNotFound' };
-      if (unpaid.size >= MAX_PENDING_CHAINS) sweepUnpaid();
-      if (unpaid.size >= MAX_PENDING_CHAINS) return { ok: false, error: 'Overloaded', detail: 'too many unpaid chains; retry later' };
+      if (unpaid.size >= maxUnpaid) sweepUnpaid();
+      if (unpaid.size >= maxUnpaid) return { ok: false, error: 'Overloaded', detail: 'too many unpaid chains; retry later' };
       const stepMsat = service.stepMsatFor(input.appId);
       const amount = BigInt(input.steps) * stepMsat;
       if (amount > MSAT_MAX) return { ok: false, error: 'InvalidPurchase', detail: 'steps x step_msat is too large' };

@@ -9,7 +9,9 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../../src/clock.js';
 import { msat } from '../../../src/money/msat.js';
-import { buildChain, createChainScheme, formatChainHeader, type ChainService } from '../../../src/paycall/chain/index.js';
+import { buildChain, createChainScheme, createChainService, createPostgresChainStore, formatChainHeader, type ChainService } from '../../../src/paycall/chain/index.js';
+import { applyOpsInTransaction as applyPostgresOps } from '../../../src/ledger/postgres/store.js';
+import { createLogger } from '../../../src/logger.js';
 import type { CallPrice, GateRequest } from '../../../src/paycall/gate.js';
 import { startTestSluice, type TestSluice } from '../../support/sluice.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../../support/postgres.js';
@@ -363,6 +365,41 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
 }
 
 
+
+describe.skipIf(!usePostgres)('unpaid chains are bounded', () => {
+  let database: TestDatabase;
+  let t: TestSluice;
+  const clock = createManualClock(Date.now());
+  beforeAll(async () => {
+    database = await createTestDatabase('sluice_chain_unpaid');
+    t = await startTestSluice({ clock, env: { SLUICE_DATABASE_URL: database.url } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await database?.drop();
+  });
+
+  it('refuses purchases past the limit until the unpaid ones can no longer be paid', async () => {
+    const app = await t.createApp('bounded');
+    // A second service on the same database with a limit of 2 (the Sluice's own holds 100,000).
+    const store = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    const s = t.sluice;
+    const service = createChainService({
+      store, ledger: s.ledger, invoices: s.invoices, payments: s.payments, records: s.records, apps: s.apps, clock, logger: createLogger('silent'),
+      defaultStepMsat: msat(1000n), ttlS: 86_400, invoiceExpiryS: 600, maxUnpaidChains: 2,
+    });
+    const buyOne = () => service.purchase({ appId: app.id, anchor: randomBytes(32).toString('hex'), steps: 5 });
+    expect(await buyOne()).toMatchObject({ ok: true });
+    const second = await buyOne();
+    expect(second).toMatchObject({ ok: true });
+    expect(await buyOne()).toMatchObject({ ok: false, error: 'Overloaded' });
+    clock.advanceMs(601_000);
+    // The first two invoices expired: they leave memory, the store still answers for them.
+    expect(await buyOne()).toMatchObject({ ok: true });
+    if (second.ok) expect((await service.get(second.chain.id))?.status).toBe('expired');
+    await service.stop();
+  });
+});
 
 describe.skipIf(!usePostgres)('two Sluices sharing one PostgreSQL database', () => {
   let database: TestDatabase;
