@@ -85,7 +85,7 @@ export const ERROR_CODES = {
   chain_unknown: { status: 401, meaning: 'No chain with this id.' },
   chain_unpaid: { status: 402, meaning: 'The chain\'s purchase invoice has not been paid yet.' },
   chain_link_replayed: { status: 401, meaning: 'The index is not above the chain\'s current index: this link was already spent.' },
-  chain_link_skipped: { status: 401, meaning: 'The index is beyond current + the steps this call costs (the header names the index expected).' },
+  chain_link_skipped: { status: 401, meaning: 'The index is beyond current + the steps this call costs (the message names the index expected).' },
   chain_link_short: { status: 402, meaning: 'The index is above the current one but pays fewer steps than this call costs (the message names the index expected).' },
   chain_link_invalid: { status: 401, meaning: 'The link does not hash to the chain\'s last accepted link.' },
   chain_exhausted: { status: 402, meaning: 'The chain has fewer steps left than this call costs; buy a new chain.' },
