@@ -495,7 +495,8 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
     conn.alive = true;
     if (conn.closed) return;
     if (isBinary) return replyError(conn, null, new ApiError('invalid_json', 'binary frames are not read: send JSON in text frames'));
-    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+    // A Buffer is read in place (Buffer.from would copy every message); an ArrayBuffer gets a view.
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (bytes.length > limits.maxMessageBytes) {
       return replyError(conn, null, new ApiError('message_too_large', `the message is ${bytes.length} bytes; the limit is ${limits.maxMessageBytes}`));
     }
