@@ -20,6 +20,7 @@ import { createHttpServer, type SluiceFastify } from './http/server.js';
 import { registerHealthRoutes } from './http/health-routes.js';
 import { registerDevnetRoutes, type DevnetWallets } from './http/devnet-routes.js';
 import { registerDemoRoutes } from './demo/routes.js';
+import { registerDashboardRoutes } from './dashboard/routes.js';
 import { SYSTEM_ACCOUNTS } from './ledger/accounts.js';
 import { createLedger, type Ledger } from './ledger/group-commit.js';
 import type { LedgerStore } from './ledger/store.js';
@@ -248,6 +249,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     }
   };
   registerDevnetRoutes(http, { wallets: devnetWallets, afterWalletPaid });
+  registerDashboardRoutes(http, { apps, streams, invoices, devnet: devnet !== null, topUpExpiryS: config.invoiceExpiryS });
   registerDemoRoutes(http, {
     apps, streams, invoices, ledger, wallets: devnetWallets, afterWalletPaid, logger, now: () => clock.now(),
     ...(options.sdkDir ? { sdkDir: options.sdkDir } : {}),

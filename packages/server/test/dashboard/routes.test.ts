@@ -1,0 +1,114 @@
+// The dashboards' server side: the pages and their CSP, the compiled modules, who a key is,
+// and a payer's own top-up invoice (paid on the devnet, it funds the stream).
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_KEY, startTestSluice, type TestSluice } from '../support/sluice.js';
+import { buildDashboard, REPO_ROOT } from './support.js';
+
+describe('dashboard routes', () => {
+  let t: TestSluice;
+  let app: { id: string; apiKey: string };
+  beforeAll(async () => {
+    buildDashboard();
+    t = await startTestSluice();
+    app = await t.createApp('Shop');
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const newStream = async () => {
+    const created = await t.call('POST', '/v1/streams', { key: app.apiKey, body: { prices: { hit: '1000' }, metadata: 'game 1' } });
+    expect(created.status).toBe(201);
+    return created.body as { id: string; payer_token: string };
+  };
+
+  it('serves both pages with a CSP that allows only this origin and no inline code', async () => {
+    for (const url of ['/dashboard/', '/me/']) {
+      const page = await t.call('GET', url, { key: null });
+      expect(page.status).toBe(200);
+      expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+      const csp = String(page.headers['content-security-policy']);
+      expect(csp).toContain("default-src 'none'");
+      expect(csp).toContain("script-src 'self'");
+      expect(csp).not.toContain('unsafe-inline');
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(page.headers['referrer-policy']).toBe('no-referrer');
+      expect(page.headers['x-content-type-options']).toBe('nosniff');
+      // No inline script or style for the CSP to have to allow.
+      expect(page.body).not.toMatch(/<script(?![^>]*\bsrc=)/);
+      expect(page.body).not.toMatch(/\sstyle=|<style/);
+    }
+    expect((await t.call('GET', '/dashboard', { key: null })).headers.location).toBe('/dashboard/');
+    expect((await t.call('GET', '/me', { key: null })).headers.location).toBe('/me/');
+  });
+
+  it('serves the compiled modules and nothing outside their folder', async () => {
+    for (const name of ['merchant.js', 'customer.js', 'dom.js', 'api.js']) {
+      const file = await t.call('GET', `/dashboard/assets/${name}`, { key: null });
+      expect(file.status, name).toBe(200);
+      expect(file.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    }
+    expect((await t.call('GET', '/dashboard/assets/style.css', { key: null })).headers['content-type']).toBe('text/css; charset=utf-8');
+    for (const name of ['..%2Froutes.js', 'tsconfig.tsbuildinfo', 'merchant.d.ts', 'nothing.js', '%2E%2E%2F%2E%2E%2Fpackage.json']) {
+      expect((await t.call('GET', `/dashboard/assets/${name}`, { key: null })).status, name).toBe(404);
+    }
+    const qr = await t.call('GET', '/dashboard/qr.svg?data=lightning%3Alnbcrt1', { key: null });
+    expect(qr.status).toBe(200);
+    expect(qr.body).toMatch(/^<svg/);
+  });
+
+  it('never builds HTML from strings in the browser code', () => {
+    const dir = path.join(REPO_ROOT, 'packages/server/src/dashboard/web');
+    for (const name of fs.readdirSync(dir).filter((file) => file.endsWith('.ts'))) {
+      const source = fs.readFileSync(path.join(dir, name), 'utf8');
+      expect(source, name).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function/);
+    }
+  });
+
+  it('tells who a key is', async () => {
+    const admin = await t.call('GET', '/dashboard/api/session', { key: ADMIN_KEY });
+    expect(admin.body).toEqual({ kind: 'admin', devnet: true, app: null, stream_id: null });
+    const asApp = await t.call('GET', '/dashboard/api/session', { key: app.apiKey });
+    expect(asApp.body).toEqual({ kind: 'app', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: null });
+    const stream = await newStream();
+    const payer = await t.call('GET', '/dashboard/api/session', { key: stream.payer_token });
+    expect(payer.body).toEqual({ kind: 'payer', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: stream.id });
+    expect((await t.call('GET', '/dashboard/api/session', { key: null })).body.error.code).toBe('unauthorized');
+    expect((await t.call('GET', '/dashboard/api/session', { key: 'sk_nope' })).body.error.code).toBe('invalid_api_key');
+    expect((await t.call('GET', '/dashboard/api/session', { key: 'pt_nope' })).body.error.code).toBe('invalid_api_key');
+  });
+
+  it("creates the payer's own top-up invoice, which funds the stream when paid", async () => {
+    const stream = await newStream();
+    const created = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '25500', idempotency_key: 'k1' } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ amount_msat: '25500', status: 'open', description: `Top-up for stream ${stream.id}` });
+    const replay = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '25500', idempotency_key: 'k1' } });
+    expect(replay.status).toBe(200);
+    expect(replay.body.payment_hash).toBe(created.body.payment_hash);
+    const paid = await t.call('POST', '/v1/devnet/pay', { key: stream.payer_token, body: { payment_request: created.body.payment_request } });
+    expect(paid.status).toBe(200);
+    await expect.poll(async () => (await t.call('GET', `/v1/streams/${stream.id}`, { key: stream.payer_token })).body.balance_msat).toBe('25500');
+    // The app's invoice list shows it; the app's own balance is untouched (the money is the payer's).
+    const invoice = await t.call('GET', `/v1/invoices/${created.body.payment_hash}`, { key: app.apiKey });
+    expect(invoice.body.status).toBe('paid');
+    expect((await t.call('GET', '/v1/balance', { key: app.apiKey })).body.balance_msat).toBe('0');
+  });
+
+  it('refuses top-ups that are not the payer\'s or not possible', async () => {
+    const stream = await newStream();
+    const asApp = await t.call('POST', '/dashboard/api/top-up', { key: app.apiKey, body: { amount_msat: '1000' } });
+    expect([asApp.status, asApp.body.error.code]).toEqual([403, 'forbidden']);
+    const zero = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '0' } });
+    expect(zero.body.error.code).toBe('invalid_amount');
+    const huge = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '1000000001' } });
+    expect(huge.body.error.code).toBe('invalid_amount');
+    const extra = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '1000', to: 'x' } });
+    expect(extra.body.error.code).toBe('unknown_field');
+    expect((await t.call('POST', `/v1/streams/${stream.id}/close`, { key: stream.payer_token })).status).toBe(200);
+    const closed = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '1000' } });
+    expect([closed.status, closed.body.error.code]).toEqual([409, 'stream_closed']);
+  });
+});
