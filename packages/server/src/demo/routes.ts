@@ -130,6 +130,7 @@ a{color:#0b57d0}</style></head>
 ${devnet ? '<p class="fake">devnet — fake money</p>' : ''}
 <ul>
 ${devnet ? '<li><a href="/demo/">Play the demo game</a>: every shot costs msat, every hit earns sats.</li>' : '<li>The demo game runs only on the devnet (SLUICE_LIGHTNING=devnet): its rewards would spend real sats.</li>'}
+<li><a href="/dashboard/">Merchant dashboard</a> (app or admin key) and the <a href="/me/">customer page</a> (payer token).</li>
 <li><a href="/openapi.json">The API (OpenAPI)</a></li>
 <li><a href="/v1/health">Health</a></li>
 </ul>

@@ -101,7 +101,11 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
   let appId = '';
 
   it('merchant: apps and keys, a stream funded and charged, webhooks with redelivery, a devnet wallet paying an invoice', async () => {
-    const { page, errors } = await openPage(browser, d.baseUrl + '/dashboard/');
+    // From the home page's link.
+    const { page, errors } = await openPage(browser, d.baseUrl + '/');
+    await page.click('a[href="/dashboard/"]');
+    await page.waitForURL(/\/dashboard\/$/);
+    await page.locator('#signin').waitFor();
     await page.screenshot({ path: path.join(SHOTS_DIR, '01-sign-in.png') });
 
     // Admin: sign in, create an app; its key is shown once.

@@ -41,6 +41,9 @@ describe('dashboard routes', () => {
       expect(page.body).not.toMatch(/\sstyle=|<style/);
     }
     expect((await t.call('GET', '/dashboard', { key: null })).headers.location).toBe('/dashboard/');
+    const home = await t.call('GET', '/', { key: null });
+    expect(home.body).toContain('href="/dashboard/"');
+    expect(home.body).toContain('href="/me/"');
     expect((await t.call('GET', '/me', { key: null })).headers.location).toBe('/me/');
   });
 
