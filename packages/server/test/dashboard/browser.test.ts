@@ -274,9 +274,39 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     expect((await d.t.sluice.streams.get(stream.body.id, null))?.status).toBe('closed');
     await page.screenshot({ path: path.join(SHOTS_DIR, '08-customer-refunded.png'), fullPage: true });
 
-    // The token stays in this tab only: a reload shows the stream again without asking.
+    // A second stream with the same merchant on the same page: its own top-up invoice (sent
+    // by the stream when it opened) is shown and paid; closed with no refund destination, the
+    // page asks for an invoice, and the refund pays the one pasted (from the wallet carol).
+    const second = await rest(appKey, 'POST', '/v1/streams', { prices: { song: '1200' }, settle_threshold_msat: '5000', settle_to_msat: '15000', metadata: 'radio 2' });
+    await page.fill('#payer-token', second.body.payer_token);
+    await page.click('#token-form button[type="submit"]');
+    const secondCard = page.locator(`section.item[data-id="${second.body.id}"]`);
+    await secondCard.locator('.top-up .pay-devnet').waitFor();
+    expect(await page.locator('section.item').count()).toBe(2);
+    expect(await secondCard.locator('.top-up-request').inputValue()).toMatch(/^lnbcrt150n/);
+    await secondCard.locator('.pay-devnet').click();
+    await page.waitForFunction((id) => document.querySelector(`section.item[data-id="${id}"] .balance`)?.getAttribute('data-msat') === '15000', second.body.id);
+    expect((await rest(appKey, 'POST', `/v1/streams/${second.body.id}/charge`, { event: 'song', ref: 'x1' })).status).toBe(200);
+    await page.waitForFunction((id) => document.querySelector(`section.item[data-id="${id}"] .balance`)?.getAttribute('data-msat') === '13800', second.body.id);
+    await page.selectOption('#refund-wallet', '');
+    await secondCard.locator('.close').click();
+    await secondCard.locator('.payout-invoice').waitFor({ state: 'visible', timeout: 15_000 });
+    expect(await secondCard.locator('.payout-invoice').getAttribute('data-msat')).toBe('13800');
+    const carolInvoice = await rest(token, 'POST', '/v1/devnet/invoices', { amount_msat: '13800', wallet: 'carol' });
+    const carolBefore = walletMsat('carol');
+    await secondCard.locator('.payout-request').fill(carolInvoice.body.payment_request);
+    await secondCard.locator('.payout-invoice button').click();
+    await secondCard.locator('.refund').waitFor({ state: 'visible', timeout: 15_000 });
+    expect(await msatAttr(page, `section.item[data-id="${second.body.id}"] .refund`)).toBe(13_800n);
+    expect(walletMsat('carol') - carolBefore).toBe(13_800n);
+    await secondCard.locator('.payout-invoice').waitFor({ state: 'hidden' });
+    await page.waitForFunction((id) => document.querySelector(`section.item[data-id="${id}"] .balance`)?.getAttribute('data-msat') === '0', second.body.id);
+    await page.screenshot({ path: path.join(SHOTS_DIR, '09-customer-two-streams.png'), fullPage: true });
+
+    // The tokens stay in this tab only: a reload shows both streams again without asking.
     await page.reload();
     await card.locator('[data-state="closed"]').waitFor();
+    await secondCard.locator('[data-state="closed"]').waitFor();
     expect(await page.evaluate(() => localStorage.length)).toBe(0);
     expect(errors).toEqual([]);
     await page.close();

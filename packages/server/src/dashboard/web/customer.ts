@@ -175,11 +175,9 @@ function openStream(token: string, who: Session): Item {
   };
 
   const refresh = async (): Promise<void> => {
-    const [current, { events: fresh }] = await Promise.all([
-      api<StreamJson>(token, 'GET', base),
-      api<{ events: StreamEvent[] }>(token, 'GET', `${base}/events?after_seq=${lastSeq}`),
-    ]);
-    stream = current;
+    // Events first, then the stream: the balance shown is never older than the events.
+    const { events: fresh } = await api<{ events: StreamEvent[] }>(token, 'GET', `${base}/events?after_seq=${lastSeq}`);
+    stream = await api<StreamJson>(token, 'GET', base);
     for (const event of fresh) fold(event);
     render();
   };
