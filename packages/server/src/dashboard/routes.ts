@@ -28,7 +28,7 @@ import type { SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, IdempotencyKeySchema, parseAmount, parseIdempotencyKey } from '../http/wire.js';
 import { invoiceJson, InvoiceSchema } from '../invoices/routes.js';
 import type { CreateInvoiceResult, InvoiceService } from '../invoices/service.js';
-import { streamAccountId, type StreamService } from '../streams/service.js';
+import { PAYER_TOKEN_PREFIX, streamAccountId, type StreamService } from '../streams/service.js';
 import { CUSTOMER_HTML, ICON_SVG, MERCHANT_HTML, STYLE_CSS } from './pages.js';
 
 /**
@@ -74,7 +74,12 @@ export interface DashboardDeps {
   /** Whether the backend is the devnet (the pages then offer the devnet wallets). */
   devnet: boolean;
   topUpExpiryS: number;
+  /** Subscriptions' payer tokens (spt_...), when the server has subscriptions. */
+  subscriptions?: { authenticatePayer(token: string): Promise<{ row: { id: string; appId: string } } | null> } | null;
 }
+
+/** The prefix of a subscription's payer token (subscriptions/service.ts). */
+const SUBSCRIPTION_TOKEN_PREFIX = 'spt_';
 
 function secure(reply: FastifyReply, contentType: string): FastifyReply {
   return reply
@@ -113,30 +118,50 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
     schema: { hide: true, querystring: Type.Object({ data: Type.String({ minLength: 1, maxLength: 2000 }) }) },
   }, async (request, reply) => secure(reply, 'image/svg+xml; charset=utf-8').send(qrSvg(request.query.data)));
 
+  // Resolves the key itself (auth 'none'): besides admin and app keys and streams' payer
+  // tokens (pt_), it knows subscriptions' payer tokens (spt_), which the shared hook does not.
   http.get('/dashboard/api/session', {
-    config: { auth: 'any' },
+    config: { auth: 'none' },
     schema: {
-      summary: 'Who the bearer key is: the admin, an app, or a payer (for the dashboards)',
+      summary: 'Who the bearer key is: the admin, an app, or a payer of a stream or subscription (for the dashboards)',
       tags: ['dashboard'],
+      security: [{ bearer: [] }],
       response: {
         200: Type.Object({
           kind: Type.Union([Type.Literal('admin'), Type.Literal('app'), Type.Literal('payer')]),
           devnet: Type.Boolean(),
           app: Type.Union([Type.Object({ id: Type.String(), name: Type.String() }), Type.Null()]),
           stream_id: Type.Union([Type.String(), Type.Null()]),
+          subscription_id: Type.Union([Type.String(), Type.Null()]),
         }),
         ...errorResponses(401),
       },
     },
   }, async (request) => {
-    const principal = request.principal;
-    if (principal?.kind === 'app') return { kind: 'app' as const, devnet: deps.devnet, app: { id: principal.app.id, name: principal.app.name }, stream_id: null };
-    if (principal?.kind === 'payer') {
-      const stream = await deps.streams.get(principal.streamId, null);
-      const app = stream ? await deps.apps.getApp(stream.appId) : null;
-      return { kind: 'payer' as const, devnet: deps.devnet, app: app ? { id: app.id, name: app.name } : null, stream_id: principal.streamId };
+    const header = request.headers.authorization;
+    if (header === undefined) throw new ApiError('unauthorized');
+    const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    if (key === undefined) throw new ApiError('invalid_api_key');
+    const appOf = async (appId: string) => {
+      const app = await deps.apps.getApp(appId);
+      return app ? { id: app.id, name: app.name } : null;
+    };
+    const base = { devnet: deps.devnet, stream_id: null, subscription_id: null };
+    if (key.startsWith(SUBSCRIPTION_TOKEN_PREFIX) && deps.subscriptions) {
+      const subscription = await deps.subscriptions.authenticatePayer(key);
+      if (!subscription) throw new ApiError('invalid_api_key', 'the payer token is unknown');
+      return { ...base, kind: 'payer' as const, app: await appOf(subscription.row.appId), subscription_id: subscription.row.id };
     }
-    return { kind: 'admin' as const, devnet: deps.devnet, app: null, stream_id: null };
+    if (key.startsWith(PAYER_TOKEN_PREFIX)) {
+      const stream = await deps.streams.authenticatePayer(key);
+      if (!stream) throw new ApiError('invalid_api_key', 'the payer token is unknown');
+      return { ...base, kind: 'payer' as const, app: await appOf(stream.appId), stream_id: stream.id };
+    }
+    const result = await deps.apps.authenticate(key);
+    if (!result.ok) throw new ApiError('invalid_api_key');
+    const principal = result.principal;
+    if (principal.kind === 'app') return { ...base, kind: 'app' as const, app: { id: principal.app.id, name: principal.app.name } };
+    return { ...base, kind: 'admin' as const, app: null };
   });
 
   http.post('/dashboard/api/top-up', {

@@ -72,15 +72,23 @@ describe('dashboard routes', () => {
 
   it('tells who a key is', async () => {
     const admin = await t.call('GET', '/dashboard/api/session', { key: ADMIN_KEY });
-    expect(admin.body).toEqual({ kind: 'admin', devnet: true, app: null, stream_id: null });
+    expect(admin.body).toEqual({ kind: 'admin', devnet: true, app: null, stream_id: null, subscription_id: null });
     const asApp = await t.call('GET', '/dashboard/api/session', { key: app.apiKey });
-    expect(asApp.body).toEqual({ kind: 'app', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: null });
+    expect(asApp.body).toEqual({ kind: 'app', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: null, subscription_id: null });
     const stream = await newStream();
     const payer = await t.call('GET', '/dashboard/api/session', { key: stream.payer_token });
-    expect(payer.body).toEqual({ kind: 'payer', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: stream.id });
+    expect(payer.body).toEqual({ kind: 'payer', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: stream.id, subscription_id: null });
     expect((await t.call('GET', '/dashboard/api/session', { key: null })).body.error.code).toBe('unauthorized');
     expect((await t.call('GET', '/dashboard/api/session', { key: 'sk_nope' })).body.error.code).toBe('invalid_api_key');
     expect((await t.call('GET', '/dashboard/api/session', { key: 'pt_nope' })).body.error.code).toBe('invalid_api_key');
+    expect((await t.call('GET', '/dashboard/api/session', { key: 'spt_nope' })).body.error.code).toBe('invalid_api_key');
+    const basic = await t.sluice.http.inject({ method: 'GET', url: '/dashboard/api/session', headers: { authorization: 'Basic abc' } });
+    expect(JSON.parse(basic.body).error.code).toBe('invalid_api_key');
+    // A revoked app's key is nobody.
+    const gone = await t.createApp('Gone');
+    expect((await t.call('POST', `/v1/apps/${gone.id}/revoke`)).status).toBe(200);
+    const revoked = await t.call('GET', '/dashboard/api/session', { key: gone.apiKey });
+    expect([revoked.status, revoked.body.error.code]).toEqual([401, 'invalid_api_key']);
   });
 
   it("creates the payer's own top-up invoice, which funds the stream when paid", async () => {

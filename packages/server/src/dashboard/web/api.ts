@@ -51,6 +51,7 @@ export interface Session {
   devnet: boolean;
   app: { id: string; name: string } | null;
   stream_id: string | null;
+  subscription_id: string | null;
 }
 
 export const session = (key: string): Promise<Session> => api<Session>(key, 'GET', '/dashboard/api/session');
