@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from './clock.js';
+import { createOffsetClock, isAdvanceable, systemClock, type AdvanceableClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { openSqlite, type SqliteDatabase } from './db/sqlite.js';
 import { connectPostgres, type PostgresSql } from './db/postgres.js';
@@ -42,8 +42,11 @@ import { registerStreamSocket, type StreamSocket, type StreamSocketLimits } from
 import { createL402Service, createPostgresL402BudgetStore, createSqliteL402BudgetStore, type L402BudgetStore, type L402Service } from './paycall/l402/index.js';
 import { createPostgresWebhookStore, createSqliteWebhookStore, createWebhookService, observeStreamCloses, registerWebhookRoutes, type WebhookService, type WebhookStore } from './webhooks/index.js';
 import { createChainService, createPostgresChainStore, createSqliteChainStore, registerChainRoutes, type ChainService, type ChainStore } from './paycall/chain/index.js';
+import { createPostgresSubscriptionStore, createSqliteSubscriptionStore, createSubscriptionService, registerSubscriptionRoutes, seedDemoBusinesses, type SubscriptionService, type SubscriptionStore } from './subscriptions/index.js';
 
 export const VERSION = '0.1.0';
+/** Where the devnet keeps how far its clock was advanced (records' meta table). */
+const CLOCK_OFFSET_META = 'devnet.clock_offset_ms';
 
 export interface Sluice {
   readonly config: Config;
@@ -62,6 +65,10 @@ export interface Sluice {
   readonly chains: ChainService;
   /** Signed webhooks from a durable outbox; other modules emit through it. */
   readonly webhooks: WebhookService;
+  /** Per-second plans with a prepaid buffer, grace and cancel at any time. */
+  readonly subscriptions: SubscriptionService;
+  /** The clock every service uses (on the devnet it can be advanced: POST /v1/devnet/clock/advance). */
+  readonly clock: Clock;
   /** The sluice.v1 WebSocket endpoint (GET /v1/ws). */
   readonly streamSocket: StreamSocket;
   /** L402 for pay per call: the `l402` payment scheme, its verifier and token budgets. */
@@ -80,6 +87,8 @@ export interface SluiceOptions {
   streamSocketLimits?: Partial<StreamSocketLimits>;
   /** Where the demo serves the SDK's ES modules from (default: @sluice/client's dist). */
   sdkDir?: string;
+  /** Seed the demo businesses' apps and plans (devnet only; `sluice start` asks for it). */
+  seedDemoBusinesses?: boolean;
 }
 
 interface Stores {
@@ -90,6 +99,7 @@ interface Stores {
   l402Budgets: L402BudgetStore;
   chainStore: ChainStore;
   webhookStore: WebhookStore;
+  subscriptionStore: SubscriptionStore;
   close(): Promise<void>;
 }
 
@@ -103,7 +113,8 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
     const l402Budgets = await createPostgresL402BudgetStore(sql);
     const chainStore = await createPostgresChainStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
     const webhookStore = await createPostgresWebhookStore(sql);
-    return { dialect: 'postgres', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, close: () => sql.end({ timeout: 5 }) };
+    const subscriptionStore = await createPostgresSubscriptionStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    return { dialect: 'postgres', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, subscriptionStore, close: () => sql.end({ timeout: 5 }) };
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
@@ -113,7 +124,8 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
   const l402Budgets = createSqliteL402BudgetStore(db);
   const chainStore = createSqliteChainStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
   const webhookStore = createSqliteWebhookStore(db);
-  return { dialect: 'sqlite', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, close: async () => void db.close() };
+  const subscriptionStore = createSqliteSubscriptionStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
+  return { dialect: 'sqlite', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, subscriptionStore, close: async () => void db.close() };
 }
 
 async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {
@@ -140,11 +152,21 @@ async function openBackend(config: Config, clock: Clock, logger: Logger): Promis
 
 export async function createSluice(config: Config, options: SluiceOptions = {}): Promise<Sluice> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const clock = options.clock ?? systemClock;
+  // On the devnet the clock can be moved forward (POST /v1/devnet/clock/advance): every
+  // service shares this one clock, so invoice expiry, billing and timeouts move together.
+  const baseClock = options.clock ?? systemClock;
+  const advanceableClock: AdvanceableClock | null = config.lightning === 'lnd' ? null : isAdvanceable(baseClock) ? baseClock : createOffsetClock(baseClock);
+  const clock: Clock = advanceableClock ?? baseClock;
+  // The devnet's own offset clock keeps its offset across restarts, so time never goes back.
+  const clockOffset = advanceableClock !== null && advanceableClock !== baseClock ? (advanceableClock as ReturnType<typeof createOffsetClock>) : null;
   fs.mkdirSync(config.dataDir, { recursive: true });
 
   const stores = await openStores(config, clock);
   const { ledgerStore, records } = stores;
+  if (clockOffset) {
+    const saved = Number(await records.getMeta(CLOCK_OFFSET_META) ?? '0');
+    if (Number.isSafeInteger(saved) && saved > clockOffset.offsetMs()) clockOffset.advanceMs(saved - clockOffset.offsetMs());
+  }
   for (const spec of SYSTEM_ACCOUNTS) {
     const created = await ledgerStore.createAccount(spec);
     if (!created.ok) throw new Error(`system account ${spec.id} exists with another spec`);
@@ -204,10 +226,15 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     defaultStepMsat: config.chain.stepMsat, ttlS: config.chain.ttlS, invoiceExpiryS: config.invoiceExpiryS,
   });
 
+  const subscriptions = createSubscriptionService({
+    store: stores.subscriptionStore, ledger, invoices, payments, webhooks, clock, logger, lightningAddress, invoiceExpiryS: config.invoiceExpiryS,
+  });
+
   // Settle the past before taking new requests.
   await payments.start();
   await streams.start();
   await chains.start();
+  await subscriptions.start();
   await invoices.start();
   await webhooks.start();
 
@@ -229,6 +256,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   registerStreamRoutes(http, { streams, now: () => clock.now() });
   registerChainRoutes(http, { chains });
   registerWebhookRoutes(http, { webhooks, now: () => clock.now() });
+  registerSubscriptionRoutes(http, { subscriptions, apps });
   const streamSocket = registerStreamSocket(http, {
     streams, apps, logger, now: () => clock.now(), ...(options.streamSocketLimits ? { limits: options.streamSocketLimits } : {}),
   });
@@ -248,7 +276,18 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
       await invoices.handleSettled({ ...invoice, state: 'settled', settleIndex: invoice.settleIndex, settledAt: invoice.settledAt, amountPaidMsat: invoice.amountPaidMsat });
     }
   };
-  registerDevnetRoutes(http, { wallets: devnetWallets, afterWalletPaid });
+  const advanceClock = devnet && advanceableClock
+    ? async (seconds: number): Promise<{ now: number }> => {
+        advanceableClock.advanceMs(seconds * 1000);
+        if (clockOffset) await records.setMeta(CLOCK_OFFSET_META, String(clockOffset.offsetMs()));
+        // Bill the jump at once, so a test or a demo sees its outcome in the answer.
+        await subscriptions.runBilling();
+        await subscriptions.idle();
+        return { now: clock.now() };
+      }
+    : null;
+  registerDevnetRoutes(http, { wallets: devnetWallets, afterWalletPaid, advanceClock });
+  if (devnet && options.seedDemoBusinesses) await seedDemoBusinesses({ apps, subscriptions });
   registerDashboardRoutes(http, { apps, streams, invoices, devnet: devnet !== null, topUpExpiryS: config.invoiceExpiryS });
   registerDemoRoutes(http, {
     apps, streams, invoices, ledger, wallets: devnetWallets, afterWalletPaid, logger, now: () => clock.now(),
@@ -272,6 +311,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     await invoices.stop();
     await streams.stop();
     await chains.stop();
+    await subscriptions.stop();
     await payments.stop();
     await webhooks.stop();
     await ledger.close();
@@ -295,6 +335,8 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     streams,
     chains,
     webhooks,
+    subscriptions,
+    clock,
     streamSocket,
     l402,
     generatedAdminKey: generatedKey,

@@ -28,3 +28,28 @@ export function createManualClock(startMs = Date.UTC(2026, 0, 1)): ManualClock {
     },
   };
 }
+
+/** A clock that can be moved forward (the devnet's clock advance). */
+export interface AdvanceableClock extends Clock {
+  advanceMs(ms: number): void;
+}
+
+export function isAdvanceable(clock: Clock): clock is AdvanceableClock {
+  return typeof (clock as Partial<AdvanceableClock>).advanceMs === 'function';
+}
+
+/**
+ * The devnet's clock: another clock (the system's) plus an offset that only grows, so a
+ * demo or a test can live a month in seconds while time keeps flowing in between.
+ */
+export function createOffsetClock(base: Clock = systemClock): AdvanceableClock & { offsetMs(): number } {
+  let offset = 0;
+  return {
+    now: () => base.now() + offset,
+    advanceMs(ms) {
+      if (!Number.isSafeInteger(ms) || ms < 0) throw new RangeError(`cannot move the clock by ${ms} ms`);
+      offset += ms;
+    },
+    offsetMs: () => offset,
+  };
+}

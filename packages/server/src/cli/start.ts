@@ -50,7 +50,7 @@ export async function runStart(deps: StartDeps, extension?: StartExtension): Pro
 
   let sluice: Awaited<ReturnType<typeof createSluice>>;
   try {
-    sluice = await createSluice(config);
+    sluice = await createSluice(config, { seedDemoBusinesses: true });
   } catch (error) {
     io.stderr(`error start_failed: ${describeStartError(error, config.port)}\n`);
     deps.exit(EXIT.error);

@@ -104,6 +104,22 @@ export const ERROR_CODES = {
   l402_expired: { status: 402, meaning: 'The token is past its valid_until; the 402 carries a fresh challenge.' },
   l402_budget_exhausted: { status: 402, meaning: 'The token has not enough budget (msat or calls) left for this call; the 402 carries a fresh challenge.' },
 
+  // Subscriptions (docs/subscriptions.md)
+  plan_invalid: { status: 400, meaning: 'The plan is inconsistent: a name, duration or minimum settlement out of range (the message says which).' },
+  plan_rate_invalid: { status: 400, meaning: "The plan's rate is zero, negative, not whole msat, given twice (rate_msat_per_s and rate_msat_per_increment) or so large that one prepayment exceeds any invoice." },
+  plan_increment_invalid: { status: 400, meaning: 'increment_s is not a whole number of seconds between 1 and 315360000.' },
+  plan_increment_exceeds_contract: { status: 400, meaning: 'increment_s is longer than contract_s, or contract_s is not a whole number of increments.' },
+  plan_prepayment_too_short: { status: 400, meaning: 'prepayment_s is shorter than one increment.' },
+  plan_limit: { status: 409, meaning: 'The app already has the most plans allowed (1000).' },
+  plan_not_found: { status: 404, meaning: 'No plan with this id for this app.' },
+  subscription_not_found: { status: 404, meaning: 'No subscription with this id visible to this key or payer token.' },
+  subscription_ended: { status: 409, meaning: 'The subscription is cancelled or expired (a second cancel, a payment for an ended subscription); nothing changed.' },
+  subscription_nothing_to_refund: { status: 409, meaning: 'The subscription has no unused balance to refund (or is not cancelled yet).' },
+  subscription_refund_in_flight: { status: 409, meaning: 'A refund payment of this subscription is in flight; wait for its outcome.' },
+  subscription_refund_amount_mismatch: { status: 400, meaning: 'The refund invoice names an amount other than the exact unused balance (send an invoice without amount, or for exactly that amount).' },
+  subscription_refund_destination_invalid: { status: 400, meaning: 'The refund destination is missing or unusable (an invalid, expired or already paid invoice).' },
+  subscription_refund_unavailable: { status: 409, meaning: 'The refund could not be sent now (the app cannot lend the routing-fee budget, or the payment was refused); the balance is held, retry later.' },
+
   // Lightning and server
   lightning_unavailable: { status: 503, meaning: 'The Lightning backend did not answer; nothing was changed.' },
   devnet_only: { status: 404, meaning: 'This route exists only on the devnet backend.' },

@@ -22,7 +22,12 @@ const NOT_WALLETS = new Set(['sluice', 'hub']);
 
 export function registerDevnetRoutes(
   app: SluiceFastify,
-  deps: { wallets: DevnetWallets | null; afterWalletPaid: (paymentHash: string) => Promise<void> },
+  deps: {
+    wallets: DevnetWallets | null;
+    afterWalletPaid: (paymentHash: string) => Promise<void>;
+    /** Moves Sluice's clock forward and runs what became due (billing); null: not on this backend. */
+    advanceClock?: ((seconds: number) => Promise<{ now: number }>) | null;
+  },
 ): void {
   const walletOf = (name: string | undefined): LightningBackend => {
     if (!deps.wallets) throw new ApiError('devnet_only');
@@ -122,5 +127,19 @@ export function registerDevnetRoutes(
       expires_at: new Date(created.expiresAt).toISOString(),
       wallet: request.body.wallet ?? DEFAULT_DEVNET_WALLET,
     });
+  });
+
+  app.post('/v1/devnet/clock/advance', {
+    config: { auth: 'admin' },
+    schema: {
+      summary: "Move Sluice's clock forward and bill what became due (devnet only; see docs/subscriptions.md for what moves)",
+      tags: ['devnet'],
+      body: Type.Object({ seconds: Type.Integer({ minimum: 1, maximum: 315_360_000 }) }, { additionalProperties: false }),
+      response: { 200: Type.Object({ now: Type.String(), advanced_s: Type.Integer() }), ...errorResponses(400, 401, 403, 404) },
+    },
+  }, async (request) => {
+    if (!deps.wallets || !deps.advanceClock) throw new ApiError('devnet_only');
+    const { now } = await deps.advanceClock(request.body.seconds);
+    return { now: new Date(now).toISOString(), advanced_s: request.body.seconds };
   });
 }

@@ -1,0 +1,233 @@
+// Subscriptions over REST on a real Sluice (devnet Lightning, SQLite and PostgreSQL): a month
+// of billing lived through the devnet clock advance with exact msat totals, past_due ->
+// suspended -> resumed on payment, cancel with an exact refund to a devnet wallet, double
+// cancel, cancel racing a billing pass, invalid plans, who may do what, and the webhook
+// events written for every transition.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createManualClock } from '../../src/clock.js';
+import { appAccountId } from '../../src/apps/service.js';
+import { balanceOf } from '../../src/ledger/store.js';
+import { startTestSluice, type TestSluice } from '../support/sluice.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
+
+const usePostgres = await postgresAvailable();
+const DAY = 86_400;
+
+for (const store of ['sqlite', 'postgres'] as const) {
+describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST on ${store}`, () => {
+  const clock = createManualClock(Date.now());
+  let t: TestSluice;
+  let database: TestDatabase | null = null;
+  let app: { id: string; apiKey: string };
+  let other: { id: string; apiKey: string };
+
+  beforeAll(async () => {
+    database = store === 'postgres' ? await createTestDatabase('sluice_subs') : null;
+    t = await startTestSluice({ clock, env: database ? { SLUICE_DATABASE_URL: database.url } : {} });
+    app = await t.createApp('echelon');
+    other = await t.createApp('other');
+  });
+  afterAll(async () => {
+    await t?.close();
+    await database?.drop();
+  });
+
+  const asApp = (method: string, url: string, body?: unknown) => t.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
+  const as = (key: string, method: string, url: string, body?: unknown) => t.call(method, url, { key, ...(body === undefined ? {} : { body }) });
+  const advance = async (seconds: number) => {
+    const moved = await t.call('POST', '/v1/devnet/clock/advance', { body: { seconds } });
+    expect(moved.status, JSON.stringify(moved.body)).toBe(200);
+  };
+  const settled = () => t.sluice.subscriptions.idle();
+  const accountBalance = async (id: string) => balanceOf((await t.sluice.ledger.getAccount(id))!);
+
+  async function createPlan(body: Record<string, unknown>) {
+    const created = await asApp('POST', '/v1/plans', { name: 'plan', ...body });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    return created.body as { id: string; price_msat_per_increment: string };
+  }
+
+  /** Pays the subscription's open invoice from a devnet wallet; returns the amount paid. */
+  async function payOpenInvoice(id: string, token: string): Promise<bigint> {
+    const sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub.invoice, JSON.stringify(sub)).not.toBeNull();
+    const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: sub.invoice.payment_request, wallet: 'alice' } });
+    expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+    await settled();
+    return BigInt(paid.body.amount_msat);
+  }
+
+  async function subscribe(planId: string, extra: Record<string, unknown> = {}) {
+    const created = await asApp('POST', '/v1/subscriptions', { plan_id: planId, ...extra });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    return { id: created.body.id as string, token: created.body.payer_token as string, body: created.body };
+  }
+
+  it('lives a month of an Echelon Mobile plan through the clock advance: exact totals, events in order, expiry', async () => {
+    const plan = await createPlan({ name: 'Echelon: 1 month, hourly', rate_msat_per_s: '20', increment_s: 3600, prepayment_s: DAY, grace_s: DAY, contract_s: 30 * DAY });
+    expect(plan.price_msat_per_increment).toBe('72000');
+    const revenueBefore = await accountBalance(appAccountId(app.id));
+    const { id, token, body } = await subscribe(plan.id);
+    expect(body).toMatchObject({ status: 'created', paid_through: null, invoice: { amount_msat: '1728000' } });
+
+    let paidTotal = await payOpenInvoice(id, token);
+    let sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub).toMatchObject({ status: 'active', charged_msat: '72000', balance_msat: '1656000', time_left_s: 24 * 3600 });
+    // An extra top-up of the customer's choosing, from the customer page.
+    const topUp = await as(token, 'POST', `/v1/subscriptions/${id}/pay`, { amount_msat: '500000' });
+    expect(topUp.body.invoice.amount_msat).toBe('500000');
+    paidTotal += await payOpenInvoice(id, token);
+
+    // 30 days in steps of 5 hours; the customer pays every prepayment invoice as it comes.
+    for (let hours = 0; hours < 30 * 24; hours += 5) {
+      await advance(5 * 3600);
+      sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+      if (sub.status === 'expired') break;
+      expect(sub.status, `after ${hours + 5} h: ${JSON.stringify(sub)}`).toBe('active');
+      if (sub.invoice) paidTotal += await payOpenInvoice(id, token);
+    }
+    sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub.status).toBe('expired');
+    expect(sub.charged_msat).toBe(String(720n * 72_000n));
+    const remaining = BigInt(sub.balance_msat);
+    expect(remaining).toBe(paidTotal - 720n * 72_000n);
+    expect(await accountBalance(`sub:${id}`)).toBe(remaining);
+    expect(await accountBalance(appAccountId(app.id)) - revenueBefore).toBe(720n * 72_000n);
+    // Invoices never ask for more than the contract's rest (the extra top-up paid for time
+    // too): the customer paid exactly the month, nothing is left to refund.
+    expect(remaining).toBe(0n);
+    expect(paidTotal).toBe(720n * 72_000n);
+    const refund = await as(token, 'POST', `/v1/subscriptions/${id}/refund`, { refund: { keysend_pubkey: t.sluice.devnet!.nodePubkey('bob') } });
+    expect(refund.body.error.code).toBe('subscription_nothing_to_refund');
+
+    const events = (await t.sluice.webhooks.listEvents(app.id, 1000)).filter((e) => JSON.parse(e.payload).data.subscription_id === id);
+    const types = events.map((e) => e.type);
+    expect(types).toContain('subscription.created');
+    expect(types).toContain('subscription.activated');
+    expect(types).toContain('subscription.payment_succeeded');
+    expect(types).toContain('subscription.balance_low');
+    expect(types).toContain('subscription.renewed');
+    expect(types).toContain('subscription.expired');
+    expect(types).not.toContain('subscription.past_due');
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+  });
+
+  it('past_due when the buffer runs out, suspended after the grace, resumed on payment (the grace is paid)', async () => {
+    const plan = await createPlan({ rate_msat_per_increment: '100000', increment_s: 3600, prepayment_s: 2 * 3600, grace_s: 3 * 3600, min_settlement_msat: '1000' });
+    const { id, token } = await subscribe(plan.id);
+    await payOpenInvoice(id, token);
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body).toMatchObject({ status: 'active', balance_msat: '100000' });
+    await advance(2 * 3600 + 60);
+    let sub = (await asApp('GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub).toMatchObject({ status: 'past_due', owed_msat: '100000' });
+    expect(sub.invoice).not.toBeNull();
+    await advance(3 * 3600);
+    sub = (await asApp('GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub).toMatchObject({ status: 'suspended', owed_msat: '300000' });
+    // The open invoice may have expired meanwhile: ask for a fresh one from the customer page.
+    const fresh = await as(token, 'POST', `/v1/subscriptions/${id}/pay`, {});
+    expect(fresh.status, JSON.stringify(fresh.body)).toBe(200);
+    expect(fresh.body.invoice).not.toBeNull();
+    await payOpenInvoice(id, token);
+    sub = (await asApp('GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub.status).toBe('active');
+    expect(sub.owed_msat).toBe('0');
+    expect(BigInt(sub.charged_msat)).toBe(2n * 100_000n + 3n * 100_000n + 100_000n);
+    const types = (await t.sluice.webhooks.listEvents(app.id, 1000))
+      .filter((e) => JSON.parse(e.payload).data.subscription_id === id)
+      .sort((a, b) => a.createdAt - b.createdAt)
+      .map((e) => e.type)
+      .filter((type) => ['subscription.past_due', 'subscription.suspended', 'subscription.resumed'].includes(type));
+    expect(types).toEqual(['subscription.past_due', 'subscription.suspended', 'subscription.resumed']);
+  });
+
+  it('cancel by the customer refunds the unused prepaid balance exactly to a devnet wallet; a second cancel is refused', async () => {
+    const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, grace_s: 600, min_settlement_msat: '1000' });
+    const { id, token } = await subscribe(plan.id);
+    const paid = await payOpenInvoice(id, token);
+    expect(paid).toBe(7n * 3600n);
+    await advance(10 * 60 + 30);
+    const devnet = t.sluice.devnet!;
+    const before = devnet.nodeBalanceMsat('bob');
+    const revenueBefore = await accountBalance(appAccountId(app.id));
+    const cancelled = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { keysend_pubkey: devnet.nodePubkey('bob') } });
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
+    await settled();
+    // 11 increments started (0 .. 10): the 11th is billed in full, the rest comes back.
+    const charged = 11n * 7n * 60n;
+    expect(cancelled.body).toMatchObject({ status: 'cancelled', ended_by: 'customer', charged_msat: String(charged), refund_error: null });
+    expect(devnet.nodeBalanceMsat('bob') - before).toBe(paid - charged);
+    expect(await accountBalance(`sub:${id}`)).toBe(0n);
+    // The app paid the routing fee of the refund out of its revenue (devnet keysend fees may be 0).
+    expect(await accountBalance(appAccountId(app.id))).toBeLessThanOrEqual(revenueBefore);
+
+    const again = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, {});
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe('subscription_ended');
+    const byMerchant = await asApp('POST', `/v1/subscriptions/${id}/cancel`, {});
+    expect(byMerchant.body.error.code).toBe('subscription_ended');
+    const refundAgain = await as(token, 'POST', `/v1/subscriptions/${id}/refund`, { refund: { keysend_pubkey: devnet.nodePubkey('bob') } });
+    expect(refundAgain.body.error.code).toBe('subscription_nothing_to_refund');
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund.status).toBe('succeeded');
+  });
+
+  it('a cancel racing a large billing pass: nothing charged after the cancel, refund paid once, totals exact', async () => {
+    const plan = await createPlan({ rate_msat_per_s: '3', increment_s: 1, prepayment_s: 3600, grace_s: 60, min_settlement_msat: '1000' });
+    const { id, token } = await subscribe(plan.id);
+    const paid = await payOpenInvoice(id, token);
+    const devnet = t.sluice.devnet!;
+    const before = devnet.nodeBalanceMsat('carol');
+    const [moved, cancelled] = await Promise.all([
+      t.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 600 } }),
+      asApp('POST', `/v1/subscriptions/${id}/cancel`, { refund: { keysend_pubkey: devnet.nodePubkey('carol') } }),
+    ]);
+    expect(moved.status).toBe(200);
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
+    await settled();
+    await advance(600);
+    const sub = (await asApp('GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub.status).toBe('cancelled');
+    const charged = BigInt(sub.charged_msat);
+    expect(charged === 3n || charged === 3n * 601n).toBe(true);
+    expect(devnet.nodeBalanceMsat('carol') - before).toBe(paid - charged);
+    expect(await accountBalance(`sub:${id}`)).toBe(0n);
+    const refunds = (await t.sluice.payments.listPayments(app.id, 1000)).filter((p) => p.destination === devnet.nodePubkey('carol') && p.status === 'succeeded');
+    expect(refunds.filter((p) => p.amountMsat === paid - charged)).toHaveLength(1);
+  });
+
+  it('refuses invalid plans with their codes and changes nothing', async () => {
+    const base = { name: 'x', rate_msat_per_s: '1', increment_s: 60, prepayment_s: 3600 };
+    const cases: [Record<string, unknown>, number, string][] = [
+      [{ rate_msat_per_s: '0' }, 400, 'plan_rate_invalid'],
+      [{ rate_msat_per_s: '-1' }, 400, 'plan_rate_invalid'],
+      [{ increment_s: 7200, contract_s: 3600, prepayment_s: 7200 }, 400, 'plan_increment_exceeds_contract'],
+      [{ prepayment_s: 30 }, 400, 'plan_prepayment_too_short'],
+      [{ increment_s: 0 }, 400, 'plan_increment_invalid'],
+      [{ grace_s: -5 }, 400, 'plan_invalid'],
+      [{ increment_s: 'sixty' }, 400, 'invalid_request'],
+      [{ color: 'red' }, 400, 'unknown_field'],
+    ];
+    const before = (await asApp('GET', '/v1/plans')).body.plans.length;
+    for (const [args, status, code] of cases) {
+      const refused = await asApp('POST', '/v1/plans', { ...base, ...args });
+      expect([refused.status, refused.body.error?.code], JSON.stringify(args)).toEqual([status, code]);
+    }
+    expect((await asApp('GET', '/v1/plans')).body.plans.length).toBe(before);
+  });
+
+  it('who may do what: payer tokens see one subscription, other apps see nothing', async () => {
+    const plan = await createPlan({ rate_msat_per_s: '1', increment_s: 60, prepayment_s: 3600 });
+    const { id, token } = await subscribe(plan.id);
+    expect((await as(other.apiKey, 'GET', `/v1/subscriptions/${id}`)).body.error.code).toBe('subscription_not_found');
+    expect((await as(other.apiKey, 'POST', '/v1/subscriptions', { plan_id: plan.id })).body.error.code).toBe('plan_not_found');
+    expect((await as(token, 'GET', '/v1/plans')).status).toBe(403);
+    expect((await as(token, 'GET', '/v1/subscriptions')).status).toBe(403);
+    expect((await as('spt_nope', 'GET', `/v1/subscriptions/${id}`)).body.error.code).toBe('invalid_api_key');
+    expect((await t.call('GET', `/v1/subscriptions/${id}`, { key: null })).body.error.code).toBe('unauthorized');
+    const list = (await asApp('GET', '/v1/subscriptions')).body.subscriptions;
+    expect(list.some((s: { id: string }) => s.id === id)).toBe(true);
+    expect((await asApp('GET', `/v1/plans/${plan.id}`)).body.id).toBe(plan.id);
+    expect((await as(app.apiKey, 'POST', '/v1/devnet/clock/advance', { seconds: 1 })).status).toBe(403);
+  });
+});
+}
