@@ -140,6 +140,14 @@ export const MERCHANT_HTML = `${head('Sluice dashboard', 'merchant.js')}
         <button type="submit">Pay from the devnet wallet</button>
       </form>
       <p id="devnet-pay-result" class="hint"></p>
+      <div id="devnet-clock" hidden>
+        <h3>Devnet clock</h3>
+        <form id="clock-form" class="row">
+          <label>Advance by (seconds) <input id="clock-seconds" inputmode="numeric" pattern="[0-9]+" value="3600" required></label>
+          <button type="submit">Advance the clock</button>
+        </form>
+        <p id="clock-result" class="hint">Lives a month of billing in seconds (devnet only).</p>
+      </div>
     </section>
   </div>
 </main>

@@ -210,6 +210,7 @@ async function add(token: string): Promise<void> {
   const who = await session(token);
   if (who.kind !== 'payer') throw new Error('this is not a payer token (pt_...)');
   shared.devnet = who.devnet;
+  if (who.stream_id === null && who.subscription_id === null) throw new Error('this payer token opens nothing this page can show');
   const item = who.stream_id !== null ? openStream(token, who) : await openSubscription(token, who);
   state.items.set(token, item);
   byId('items').append(item.element);
