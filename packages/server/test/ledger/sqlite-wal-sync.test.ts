@@ -104,11 +104,17 @@ describe('SQLite ledger: WAL sync after the commit, off the event loop', () => {
     held.close();
   });
 
-  it('syncs with fdatasync by default, and not at all for an in-memory database', async () => {
+  it('syncs with fdatasync by default, not at all with syncOffLoop false or for an in-memory database', async () => {
     const { f, ledger } = await setup();
     const results = await Promise.all(Array.from({ length: 50 }, () => ledger.apply(transfer(f.alice, f.bob, 1))));
     expect(results.every((r) => r.ok)).toBe(true);
     await ledger.close();
+
+    // syncOffLoop: false commits with synchronous=FULL, nothing left to sync.
+    const full = createSqliteLedgerStore(temp!.db, { syncOffLoop: false });
+    const committed = await full.applyOpsStaged([transfer(f.alice, f.bob, 1)]);
+    expect(committed.durable).toBeNull();
+    expect(committed.results[0]?.ok).toBe(true);
 
     const memory = openSqlite({ path: ':memory:' });
     migrateSqliteLedger(memory);

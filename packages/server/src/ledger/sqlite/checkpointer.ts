@@ -14,9 +14,10 @@
  *   committing (PASSIVE never blocks writers or readers) and reports how long the WAL is;
  * - the WAL restarts from its beginning only when every frame has been copied as a write
  *   begins, which a checkpoint racing the commits rarely achieves; so when the worker reports
- *   more than `limitFrames` frames, the main connection runs one PASSIVE checkpoint itself,
- *   between two commits: the worker has already copied nearly everything, so this one
- *   copies a few pages, and the next write starts the WAL over.
+ *   more than `limitFrames` frames, the main connection runs one PASSIVE checkpoint itself as
+ *   soon as that report arrives (between two commits, as everything on the event loop): the
+ *   worker has just copied everything up to its start, so this one copies only the pages
+ *   committed since, and the next write starts the WAL over.
  *
  * Durability does not depend on any of this: commits are durable in the WAL (wal-sync.ts and
  * synchronous=FULL); a checkpoint only copies them into the database file, and SQLite makes
@@ -38,7 +39,7 @@ export interface CheckpointerOptions {
 }
 
 export interface Checkpointer {
-  /** Call after each of the ledger's own commits, outside any transaction. */
+  /** Call after each of the ledger's own commits, outside any transaction (starts the worker when due). */
   afterCommit(): void;
   /** The worker runs (for tests and metrics). */
   readonly running: boolean;
@@ -100,7 +101,6 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
   let failed = false;
   let failure: string | null = null;
   let commits = 0;
-  let walFrames = 0;
   let mainCheckpoints = 0;
   let workerCheckpoints = 0;
   let autocheckpoint: unknown = 1000;
@@ -117,6 +117,16 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
     if (restoreAutocheckpoint && db.open) db.pragma(`wal_autocheckpoint = ${Number(autocheckpoint)}`);
   };
 
+  const checkpointHere = (): void => {
+    if (!db.open || db.inTransaction) return;
+    mainCheckpoints += 1;
+    try {
+      db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // Busy (the worker started its next one): its next report asks again.
+    }
+  };
+
   const start = (): void => {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
     // execArgv: none of the parent's flags (a loader, --input-type=module) applies to this source.
@@ -126,8 +136,8 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
     db.pragma('wal_autocheckpoint = 0');
     started.on('message', (message: { log?: number; error?: string }) => {
       if (typeof message.log === 'number') {
-        walFrames = message.log;
         workerCheckpoints += 1;
+        if (message.log > limitFrames) checkpointHere();
       } else if (message.error) failure = message.error;
     });
     const fail = (error?: unknown): void => {
@@ -162,19 +172,7 @@ function createCheckpointer(db: SqliteDatabase, options: CheckpointerOptions): C
       return failure;
     },
     afterCommit() {
-      if (failed || db.inTransaction) return;
-      if (worker) {
-        if (walFrames > limitFrames) {
-          walFrames = 0;
-          mainCheckpoints += 1;
-          try {
-            db.pragma('wal_checkpoint(PASSIVE)');
-          } catch {
-            // Busy (the worker is checkpointing): its next report asks again.
-          }
-        }
-        return;
-      }
+      if (failed || worker || db.inTransaction) return;
       commits += 1;
       if (commits % SIZE_CHECK_EVERY !== 0) return;
       const size = fs.statSync(walPath, { throwIfNoEntry: false })?.size ?? 0;
