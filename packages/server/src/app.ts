@@ -288,7 +288,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     : null;
   registerDevnetRoutes(http, { wallets: devnetWallets, afterWalletPaid, advanceClock });
   if (devnet && options.seedDemoBusinesses) await seedDemoBusinesses({ apps, subscriptions });
-  registerDashboardRoutes(http, { apps, streams, invoices, devnet: devnet !== null, topUpExpiryS: config.invoiceExpiryS });
+  registerDashboardRoutes(http, { apps, streams, subscriptions, invoices, wallets: devnetWallets, afterWalletPaid, topUpExpiryS: config.invoiceExpiryS });
   registerDemoRoutes(http, {
     apps, streams, invoices, ledger, wallets: devnetWallets, afterWalletPaid, logger, now: () => clock.now(),
     ...(options.sdkDir ? { sdkDir: options.sdkDir } : {}),

@@ -55,6 +55,14 @@ export const MERCHANT_HTML = `${head('Sluice dashboard', 'merchant.js')}
       <h3>Keys of <span id="keys-app"></span></h3>
       <table id="keys"><thead><tr><th>Prefix</th><th>Id</th><th>Created</th><th>Status</th><th></th></tr></thead><tbody></tbody></table>
     </div>
+    <div id="devnet-clock" hidden>
+      <h3>Devnet clock <small class="fake">fake money</small></h3>
+      <form id="clock-form" class="row">
+        <label>Advance by (seconds) <input id="clock-seconds" inputmode="numeric" pattern="[0-9]+" value="3600" required></label>
+        <button type="submit">Advance the clock</button>
+      </form>
+      <p id="clock-result" class="hint">Moves Sluice's clock forward and bills what became due: a month of billing in seconds.</p>
+    </div>
   </section>
 
   <div id="app" hidden>
@@ -140,14 +148,6 @@ export const MERCHANT_HTML = `${head('Sluice dashboard', 'merchant.js')}
         <button type="submit">Pay from the devnet wallet</button>
       </form>
       <p id="devnet-pay-result" class="hint"></p>
-      <div id="devnet-clock" hidden>
-        <h3>Devnet clock</h3>
-        <form id="clock-form" class="row">
-          <label>Advance by (seconds) <input id="clock-seconds" inputmode="numeric" pattern="[0-9]+" value="3600" required></label>
-          <button type="submit">Advance the clock</button>
-        </form>
-        <p id="clock-result" class="hint">Lives a month of billing in seconds (devnet only).</p>
-      </div>
     </section>
   </div>
 </main>
@@ -166,9 +166,9 @@ export const CUSTOMER_HTML = `${head('Your streams and subscriptions', 'customer
 <main>
   <section id="signin" class="card">
     <h2>Open with your payer token</h2>
-    <p class="hint">The merchant gave you a payer token (pt_...) for each stream or subscription. It stays in this tab only.</p>
+    <p class="hint">The merchant gave you a payer token (pt_... for a stream, spt_... for a subscription) for each one. Open as many as you have; they stay in this tab only.</p>
     <form id="token-form" class="row">
-      <label>Payer token <input id="payer-token" type="password" autocomplete="off" placeholder="pt_..." required></label>
+      <label>Payer token <input id="payer-token" type="password" autocomplete="off" placeholder="pt_... or spt_..." required></label>
       <button type="submit">Open</button>
     </form>
   </section>
@@ -190,6 +190,7 @@ export const ICON_SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16
 
 export const STYLE_CSS = `:root{--fg:#1b1f24;--muted:#5b6470;--line:#d8dde3;--accent:#0b57d0;--ok:#137333;--bad:#b3261e;--warn:#c99a00}
 *{box-sizing:border-box}
+[hidden]{display:none !important}
 body{font-family:system-ui,sans-serif;color:var(--fg);margin:0;background:#f6f8fa;line-height:1.4}
 header{display:flex;flex-wrap:wrap;align-items:center;gap:1rem;padding:.8rem 1.5rem;background:#fff;border-bottom:1px solid var(--line)}
 header h1{font-size:1.3rem;margin:0}

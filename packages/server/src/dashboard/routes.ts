@@ -19,16 +19,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AppService } from '../apps/service.js';
 import { qrSvg } from '../demo/routes.js';
 import { ApiError, errorBody, type ErrorCode } from '../errors/codes.js';
+import type { DevnetWallets } from '../http/devnet-routes.js';
 import type { SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, IdempotencyKeySchema, parseAmount, parseIdempotencyKey } from '../http/wire.js';
 import { invoiceJson, InvoiceSchema } from '../invoices/routes.js';
+import { msat } from '../money/msat.js';
 import type { CreateInvoiceResult, InvoiceService } from '../invoices/service.js';
 import { PAYER_TOKEN_PREFIX, streamAccountId, type StreamService } from '../streams/service.js';
+import { SUBSCRIPTION_TOKEN_PREFIX } from '../subscriptions/service.js';
 import { CUSTOMER_HTML, ICON_SVG, MERCHANT_HTML, STYLE_CSS } from './pages.js';
 
 /**
@@ -71,15 +74,25 @@ export interface DashboardDeps {
   apps: AppService;
   streams: StreamService;
   invoices: InvoiceService;
-  /** Whether the backend is the devnet (the pages then offer the devnet wallets). */
-  devnet: boolean;
+  /** The devnet's wallets, or null on a real backend (the pages then offer no wallets). */
+  wallets: DevnetWallets | null;
+  /** Credits a Sluice invoice a devnet wallet just paid (as /v1/devnet/pay does). */
+  afterWalletPaid: (paymentHash: string) => Promise<void>;
   topUpExpiryS: number;
   /** Subscriptions' payer tokens (spt_...), when the server has subscriptions. */
   subscriptions?: { authenticatePayer(token: string): Promise<{ row: { id: string; appId: string } } | null> } | null;
 }
 
-/** The prefix of a subscription's payer token (subscriptions/service.ts). */
-const SUBSCRIPTION_TOKEN_PREFIX = 'spt_';
+/** Who a bearer key is, for the pages: resolved here because the shared hook does not know subscriptions' payer tokens. */
+interface Identity {
+  kind: 'admin' | 'app' | 'payer';
+  app: { id: string; name: string } | null;
+  stream_id: string | null;
+  subscription_id: string | null;
+}
+
+/** Devnet nodes that are not wallets (as in http/devnet-routes.ts). */
+const NOT_WALLETS = new Set(['sluice', 'hub']);
 
 function secure(reply: FastifyReply, contentType: string): FastifyReply {
   return reply
@@ -118,12 +131,43 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
     schema: { hide: true, querystring: Type.Object({ data: Type.String({ minLength: 1, maxLength: 2000 }) }) },
   }, async (request, reply) => secure(reply, 'image/svg+xml; charset=utf-8').send(qrSvg(request.query.data)));
 
-  // Resolves the key itself (auth 'none'): besides admin and app keys and streams' payer
-  // tokens (pt_), it knows subscriptions' payer tokens (spt_), which the shared hook does not.
+  const identify = async (request: FastifyRequest): Promise<Identity> => {
+    const header = request.headers.authorization;
+    if (header === undefined) throw new ApiError('unauthorized');
+    const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
+    if (key === undefined) throw new ApiError('invalid_api_key');
+    const appOf = async (appId: string) => {
+      const app = await deps.apps.getApp(appId);
+      return app ? { id: app.id, name: app.name } : null;
+    };
+    if (key.startsWith(SUBSCRIPTION_TOKEN_PREFIX) && deps.subscriptions) {
+      const subscription = await deps.subscriptions.authenticatePayer(key);
+      if (!subscription) throw new ApiError('invalid_api_key', 'the payer token is unknown');
+      return { kind: 'payer', app: await appOf(subscription.row.appId), stream_id: null, subscription_id: subscription.row.id };
+    }
+    if (key.startsWith(PAYER_TOKEN_PREFIX)) {
+      const stream = await deps.streams.authenticatePayer(key);
+      if (!stream) throw new ApiError('invalid_api_key', 'the payer token is unknown');
+      return { kind: 'payer', app: await appOf(stream.appId), stream_id: stream.id, subscription_id: null };
+    }
+    const result = await deps.apps.authenticate(key);
+    if (!result.ok) throw new ApiError('invalid_api_key');
+    const principal = result.principal;
+    if (principal.kind === 'app') return { kind: 'app', app: { id: principal.app.id, name: principal.app.name }, stream_id: null, subscription_id: null };
+    return { kind: 'admin', app: null, stream_id: null, subscription_id: null };
+  };
+
+  const walletsJson = () => {
+    const wallets = deps.wallets;
+    if (!wallets) return [];
+    return wallets.names().filter((name) => !NOT_WALLETS.has(name)).map((name) => ({ name, pubkey: wallets.pubkey(name), balance_msat: wallets.balanceMsat(name).toString() }));
+  };
+
+  // auth 'none' for the shared hook: these routes resolve the key themselves (identify).
   http.get('/dashboard/api/session', {
     config: { auth: 'none' },
     schema: {
-      summary: 'Who the bearer key is: the admin, an app, or a payer of a stream or subscription (for the dashboards)',
+      summary: 'Who the bearer key is (admin, app, or the payer of a stream or subscription) and, on the devnet, its wallets',
       tags: ['dashboard'],
       security: [{ bearer: [] }],
       response: {
@@ -133,35 +177,41 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
           app: Type.Union([Type.Object({ id: Type.String(), name: Type.String() }), Type.Null()]),
           stream_id: Type.Union([Type.String(), Type.Null()]),
           subscription_id: Type.Union([Type.String(), Type.Null()]),
+          devnet_wallets: Type.Array(Type.Object({ name: Type.String(), pubkey: Type.String(), balance_msat: Type.String() })),
         }),
         ...errorResponses(401),
       },
     },
+  }, async (request) => ({ ...(await identify(request)), devnet: deps.wallets !== null, devnet_wallets: walletsJson() }));
+
+  http.post('/dashboard/api/devnet/pay', {
+    config: { auth: 'none' },
+    schema: {
+      summary: 'A devnet wallet pays an invoice, for any key the dashboards know, subscription payer tokens included (fake money)',
+      tags: ['dashboard'],
+      security: [{ bearer: [] }],
+      body: Type.Object({ payment_request: Type.String({ maxLength: 8192 }), wallet: Type.Optional(Type.String({ maxLength: 32 })) }, { additionalProperties: false }),
+      response: {
+        200: Type.Object({ payment_hash: Type.String(), amount_msat: Type.String(), fee_msat: Type.String(), wallet: Type.String() }),
+        ...errorResponses(400, 401, 404, 409),
+      },
+    },
   }, async (request) => {
-    const header = request.headers.authorization;
-    if (header === undefined) throw new ApiError('unauthorized');
-    const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-    if (key === undefined) throw new ApiError('invalid_api_key');
-    const appOf = async (appId: string) => {
-      const app = await deps.apps.getApp(appId);
-      return app ? { id: app.id, name: app.name } : null;
-    };
-    const base = { devnet: deps.devnet, stream_id: null, subscription_id: null };
-    if (key.startsWith(SUBSCRIPTION_TOKEN_PREFIX) && deps.subscriptions) {
-      const subscription = await deps.subscriptions.authenticatePayer(key);
-      if (!subscription) throw new ApiError('invalid_api_key', 'the payer token is unknown');
-      return { ...base, kind: 'payer' as const, app: await appOf(subscription.row.appId), subscription_id: subscription.row.id };
+    await identify(request);
+    const wallets = deps.wallets;
+    if (!wallets) throw new ApiError('devnet_only');
+    const name = request.body.wallet ?? 'alice';
+    if (!walletsJson().some((wallet) => wallet.name === name)) throw new ApiError('invalid_request', `wallet must be one of ${walletsJson().map((wallet) => wallet.name).join(', ')}`);
+    const outcome = await wallets.backendFor(name).payInvoice({ paymentRequest: request.body.payment_request.trim(), feeLimitMsat: msat(1_000_000_000n), timeoutS: 60 });
+    if (outcome.status !== 'succeeded') {
+      const detail = outcome.status === 'failed' ? `${outcome.reason}: ${outcome.detail}` : outcome.detail;
+      if (outcome.status === 'failed' && outcome.reason === 'already_paid') throw new ApiError('invoice_already_paid', detail);
+      if (outcome.status === 'failed' && outcome.reason === 'invoice_expired') throw new ApiError('invoice_expired', detail);
+      throw new ApiError('devnet_payment_failed', detail);
     }
-    if (key.startsWith(PAYER_TOKEN_PREFIX)) {
-      const stream = await deps.streams.authenticatePayer(key);
-      if (!stream) throw new ApiError('invalid_api_key', 'the payer token is unknown');
-      return { ...base, kind: 'payer' as const, app: await appOf(stream.appId), stream_id: stream.id };
-    }
-    const result = await deps.apps.authenticate(key);
-    if (!result.ok) throw new ApiError('invalid_api_key');
-    const principal = result.principal;
-    if (principal.kind === 'app') return { ...base, kind: 'app' as const, app: { id: principal.app.id, name: principal.app.name } };
-    return { ...base, kind: 'admin' as const, app: null };
+    // Credited before answering, so the page's next read shows the money.
+    await deps.afterWalletPaid(outcome.paymentHash);
+    return { payment_hash: outcome.paymentHash, amount_msat: outcome.amountMsat.toString(), fee_msat: outcome.feeMsat.toString(), wallet: name };
   });
 
   http.post('/dashboard/api/top-up', {

@@ -11,15 +11,13 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY } from '../support/sluice.js';
-import { REPO_ROOT, startDashboardSluice, type DashboardSluice } from './support.js';
+import { startDashboardSluice, type DashboardSluice } from './support.js';
+import { CHROMIUM, hasChromium, launchChromium, msatAttr, openPage, SHOTS_DIR } from './browser-support.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const hasChromium = fs.existsSync(CHROMIUM);
 if (!hasChromium) console.warn(`${CHROMIUM} is missing: the dashboard browser tests are skipped (apt-get install -y chromium)`);
-export const SHOTS_DIR = path.join(REPO_ROOT, 'test-results', 'dashboard');
 
 interface Received {
   id: string;
@@ -43,28 +41,6 @@ async function startReceiver(): Promise<{ url: string; received: Received[]; clo
   const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}/hook`, received, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }
-
-export async function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-}
-
-/** A page that records script errors and CSP violations (the test expects none). */
-export async function openPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  const errors: string[] = [];
-  page.on('pageerror', (error) => errors.push(error.message));
-  page.on('console', (message) => {
-    // A refused API call shows as a failed resource load in the console: those are asserted on the page instead.
-    if (message.type() === 'error' && !/Failed to load resource/.test(message.text())) errors.push(message.text());
-  });
-  await page.goto(url);
-  return { page, errors };
-}
-
-export const msatAttr = async (page: Page, selector: string): Promise<bigint> => BigInt((await page.locator(selector).first().getAttribute('data-msat')) ?? 'NaN');
 
 describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
   let d: DashboardSluice;
@@ -107,6 +83,8 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     await page.waitForURL(/\/dashboard\/$/);
     await page.locator('#signin').waitFor();
     await page.screenshot({ path: path.join(SHOTS_DIR, '01-sign-in.png') });
+    // Sections that wait for a key are not shown (the hidden attribute wins over the stylesheet).
+    for (const id of ['admin', 'app', 'new-key', 'invoice-created', 'devnet']) expect(await page.locator(`#${id}`).isVisible(), id).toBe(false);
 
     // Admin: sign in, create an app; its key is shown once.
     await page.fill('#admin-key', ADMIN_KEY);
@@ -246,7 +224,8 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     await card.locator('.pay-devnet').click();
     await page.waitForFunction((id) => document.querySelector(`section.item[data-id="${id}"] .balance`)?.getAttribute('data-msat') === '30000', stream.body.id);
     expect(aliceBefore - walletMsat('alice')).toBeGreaterThanOrEqual(30_000n);
-    await card.locator('.top-up').waitFor({ state: 'hidden' });
+    await page.waitForFunction((id) => (document.querySelector(`section.item[data-id="${id}"] .top-up`) as HTMLElement).hidden, stream.body.id);
+    expect(await card.locator('.top-up').isVisible()).toBe(false);
 
     // The app plays two songs and starts the meter; the payer sees the time left and pauses.
     for (const ref of ['s1', 's2']) expect((await rest(appKey, 'POST', `/v1/streams/${stream.body.id}/charge`, { event: 'song', ref })).status).toBe(200);

@@ -72,12 +72,14 @@ describe('dashboard routes', () => {
 
   it('tells who a key is', async () => {
     const admin = await t.call('GET', '/dashboard/api/session', { key: ADMIN_KEY });
-    expect(admin.body).toEqual({ kind: 'admin', devnet: true, app: null, stream_id: null, subscription_id: null });
+    expect(admin.body).toMatchObject({ kind: 'admin', devnet: true, app: null, stream_id: null, subscription_id: null });
     const asApp = await t.call('GET', '/dashboard/api/session', { key: app.apiKey });
-    expect(asApp.body).toEqual({ kind: 'app', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: null, subscription_id: null });
+    expect(asApp.body).toMatchObject({ kind: 'app', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: null, subscription_id: null });
     const stream = await newStream();
     const payer = await t.call('GET', '/dashboard/api/session', { key: stream.payer_token });
-    expect(payer.body).toEqual({ kind: 'payer', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: stream.id, subscription_id: null });
+    expect(payer.body).toMatchObject({ kind: 'payer', devnet: true, app: { id: app.id, name: 'Shop' }, stream_id: stream.id, subscription_id: null });
+    expect(admin.body.devnet_wallets.map((wallet: { name: string }) => wallet.name)).toEqual(['alice', 'bob', 'carol', 'dave', 'erin']);
+    expect(admin.body.devnet_wallets[0]).toMatchObject({ pubkey: t.sluice.devnet?.nodePubkey('alice'), balance_msat: String(t.sluice.devnet?.nodeBalanceMsat('alice')) });
     expect((await t.call('GET', '/dashboard/api/session', { key: null })).body.error.code).toBe('unauthorized');
     expect((await t.call('GET', '/dashboard/api/session', { key: 'sk_nope' })).body.error.code).toBe('invalid_api_key');
     expect((await t.call('GET', '/dashboard/api/session', { key: 'pt_nope' })).body.error.code).toBe('invalid_api_key');
@@ -91,8 +93,35 @@ describe('dashboard routes', () => {
     expect([revoked.status, revoked.body.error.code]).toEqual([401, 'invalid_api_key']);
   });
 
+  it("knows a subscription's payer token, and lets it pay from a devnet wallet", async () => {
+    const plan = await t.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'hourly', rate_msat_per_s: '30', increment_s: 3600, prepayment_s: 7200, grace_s: 600, min_settlement_msat: '1000' } });
+    expect(plan.status, JSON.stringify(plan.body)).toBe(201);
+    const subscription = await t.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.body.id } });
+    expect(subscription.status, JSON.stringify(subscription.body)).toBe(201);
+    const token = subscription.body.payer_token as string;
+    expect(token).toMatch(/^spt_/);
+    const who = await t.call('GET', '/dashboard/api/session', { key: token });
+    expect(who.body).toMatchObject({ kind: 'payer', app: { id: app.id, name: 'Shop' }, stream_id: null, subscription_id: subscription.body.id });
+    // The shared devnet route does not take this token; the dashboard's does.
+    expect((await t.call('POST', '/v1/devnet/pay', { key: token, body: { payment_request: subscription.body.invoice.payment_request } })).body.error.code).toBe('invalid_api_key');
+    const aliceBefore = t.sluice.devnet?.nodeBalanceMsat('alice') as bigint;
+    const paid = await t.call('POST', '/dashboard/api/devnet/pay', { key: token, body: { payment_request: subscription.body.invoice.payment_request } });
+    expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+    expect(paid.body).toMatchObject({ amount_msat: '216000', wallet: 'alice' });
+    expect(aliceBefore - (t.sluice.devnet?.nodeBalanceMsat('alice') as bigint)).toBe(216_000n + BigInt(paid.body.fee_msat));
+    await t.sluice.subscriptions.idle();
+    expect((await t.call('GET', `/v1/subscriptions/${subscription.body.id}`, { key: token })).body).toMatchObject({ status: 'active', balance_msat: '108000' });
+    const again = await t.call('POST', '/dashboard/api/devnet/pay', { key: token, body: { payment_request: subscription.body.invoice.payment_request } });
+    expect(again.body.error.code).toBe('invoice_already_paid');
+    const badWallet = await t.call('POST', '/dashboard/api/devnet/pay', { key: token, body: { payment_request: 'lnbcrt1', wallet: 'hub' } });
+    expect(badWallet.body.error.code).toBe('invalid_request');
+    expect((await t.call('POST', '/dashboard/api/devnet/pay', { key: null, body: { payment_request: 'lnbcrt1' } })).body.error.code).toBe('unauthorized');
+    expect((await t.call('POST', '/dashboard/api/devnet/pay', { key: 'spt_nope', body: { payment_request: 'lnbcrt1' } })).body.error.code).toBe('invalid_api_key');
+  });
+
   it("creates the payer's own top-up invoice, which funds the stream when paid", async () => {
     const stream = await newStream();
+    const appBalanceBefore = (await t.call('GET', '/v1/balance', { key: app.apiKey })).body.balance_msat;
     const created = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '25500', idempotency_key: 'k1' } });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ amount_msat: '25500', status: 'open', description: `Top-up for stream ${stream.id}` });
@@ -105,7 +134,7 @@ describe('dashboard routes', () => {
     // The app's invoice list shows it; the app's own balance is untouched (the money is the payer's).
     const invoice = await t.call('GET', `/v1/invoices/${created.body.payment_hash}`, { key: app.apiKey });
     expect(invoice.body.status).toBe('paid');
-    expect((await t.call('GET', '/v1/balance', { key: app.apiKey })).body.balance_msat).toBe('0');
+    expect((await t.call('GET', '/v1/balance', { key: app.apiKey })).body.balance_msat).toBe(appBalanceBefore);
   });
 
   it('refuses top-ups that are not the payer\'s or not possible', async () => {

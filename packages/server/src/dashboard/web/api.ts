@@ -52,6 +52,7 @@ export interface Session {
   app: { id: string; name: string } | null;
   stream_id: string | null;
   subscription_id: string | null;
+  devnet_wallets: { name: string; pubkey: string; balance_msat: string }[];
 }
 
 export const session = (key: string): Promise<Session> => api<Session>(key, 'GET', '/dashboard/api/session');

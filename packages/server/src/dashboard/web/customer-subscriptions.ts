@@ -81,7 +81,7 @@ export async function openSubscription(token: string, who: Session): Promise<Ite
     const payDevnet = h('button', { type: 'button', class: 'pay-devnet' }, 'Pay from the devnet wallet');
     payDevnet.addEventListener('click', () => void busy(payDevnet, async () => {
       const wallet = chosenWallet();
-      await api(token, 'POST', '/v1/devnet/pay', { payment_request: invoice.payment_request, wallet });
+      await api(token, 'POST', '/dashboard/api/devnet/pay', { payment_request: invoice.payment_request, wallet });
       say(`paid ${sats(invoice.amount_msat)} from ${wallet}`, 'ok');
       await refresh();
     }));

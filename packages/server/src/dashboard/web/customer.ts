@@ -9,7 +9,7 @@ import { api, freshKey, keyStore, session, type ApiCallError, type Session } fro
 import { busy, byId, h, inputValue, onSubmit, qrImage, say } from './dom.js';
 import { duration, sats, satsInput, when } from './format.js';
 import { openSubscription } from './customer-subscriptions.js';
-import { chosenWallet, refundChoice, shared, type Item, type Wallet } from './customer-item.js';
+import { chosenWallet, refundChoice, shared, type Item } from './customer-item.js';
 
 const TOKENS = 'payer-tokens';
 
@@ -112,7 +112,7 @@ function openStream(token: string, who: Session): Item {
     const payDevnet = h('button', { type: 'button', class: 'pay-devnet' }, 'Pay from the devnet wallet');
     payDevnet.addEventListener('click', () => void busy(payDevnet, async () => {
       const wallet = chosenWallet();
-      await api(token, 'POST', '/v1/devnet/pay', { payment_request: current.payment_request, wallet });
+      await api(token, 'POST', '/dashboard/api/devnet/pay', { payment_request: current.payment_request, wallet });
       say(`paid ${sats(current.amount_msat)} from ${wallet}`, 'ok');
       await refresh();
     }));
@@ -208,30 +208,29 @@ function openStream(token: string, who: Session): Item {
 async function add(token: string): Promise<void> {
   if (state.items.has(token)) return;
   const who = await session(token);
-  if (who.kind !== 'payer') throw new Error('this is not a payer token (pt_...)');
+  if (who.kind !== 'payer') throw new Error('this is not a payer token (pt_... or spt_...)');
   shared.devnet = who.devnet;
+  if (shared.wallets.length === 0) shared.wallets = who.devnet_wallets;
   if (who.stream_id === null && who.subscription_id === null) throw new Error('this payer token opens nothing this page can show');
   const item = who.stream_id !== null ? openStream(token, who) : await openSubscription(token, who);
   state.items.set(token, item);
   byId('items').append(item.element);
   storeTokens();
-  await layout();
+  layout();
   await item.refresh();
 }
 
-async function layout(): Promise<void> {
+function layout(): void {
   byId('sign-out').hidden = state.items.size === 0;
   byId('devnet-badge').hidden = !shared.devnet;
   byId('refund-to').hidden = state.items.size === 0;
   const walletLabel = byId('refund-wallet').parentElement as HTMLElement;
   walletLabel.hidden = !shared.devnet;
-  const first = state.items.keys().next();
-  if (shared.devnet && shared.wallets.length === 0 && !first.done) {
-    const { wallets } = await api<{ wallets: Wallet[] }>(first.value, 'GET', '/v1/devnet/wallets');
-    shared.wallets = wallets;
-    byId<HTMLSelectElement>('refund-wallet').replaceChildren(
+  const select = byId<HTMLSelectElement>('refund-wallet');
+  if (shared.devnet && select.options.length === 0) {
+    select.replaceChildren(
       h('option', { value: '' }, '(none: ask me)'),
-      ...wallets.map((wallet) => h('option', { value: wallet.name, selected: wallet.name === 'alice' }, wallet.name)),
+      ...shared.wallets.map((wallet) => h('option', { value: wallet.name, selected: wallet.name === 'alice' }, wallet.name)),
     );
   }
 }

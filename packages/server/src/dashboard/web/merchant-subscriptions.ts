@@ -2,8 +2,7 @@
  * Plans and subscriptions on the merchant dashboard, shown only when the server offers
  * them (GET /v1/plans answers): a server without the subscriptions module hides the section.
  * Create a plan, subscribe a customer to it (the payer token is shown once, to hand over),
- * list subscriptions with their status and paid-through time, cancel; on the devnet, move
- * the devnet's clock forward to watch a month of billing in seconds.
+ * list subscriptions with their status and paid-through time, cancel.
  */
 import { api, type ApiCallError } from './api.js';
 import { busy, byId, cell, fillTable, h, inputValue, onSubmit, say, stateCell } from './dom.js';
@@ -39,7 +38,6 @@ export async function initSubscriptions(key: string): Promise<void> {
     available = false;
   }
   byId('subscriptions-section').hidden = !available;
-  byId('devnet-clock').hidden = !available;
 }
 
 export async function refreshSubscriptions(key: string): Promise<void> {
@@ -117,12 +115,4 @@ onSubmit('plan-form', async () => {
   byId<HTMLInputElement>('plan-name').value = '';
   say(`plan ${plan.name} created`, 'ok');
   if (appKey) await refreshPlans(appKey);
-});
-
-onSubmit('clock-form', async () => {
-  const seconds = Number(inputValue('clock-seconds'));
-  const moved = await api<Record<string, unknown>>(appKey, 'POST', '/v1/devnet/clock/advance', { seconds });
-  const line = byId('clock-result');
-  line.textContent = `The devnet clock moved ${duration(seconds)} forward${typeof moved.now === 'string' ? `: it is now ${when(moved.now)}` : ''}.`;
-  if (appKey) await refreshSubscriptions(appKey);
 });

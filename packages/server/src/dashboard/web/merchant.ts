@@ -2,11 +2,12 @@
  * The merchant dashboard (/dashboard/). The admin key manages apps and keys; an app key
  * shows that app's balance, streams, invoices, payments, webhooks (with the delivery log
  * and redelivery), plans and subscriptions when the server has them, and on the devnet the
- * wallets that can pay its invoices. Both keys live in sessionStorage only.
+ * wallets that can pay its invoices (and, for the admin, the clock to move forward). Both
+ * keys live in sessionStorage only.
  */
 import { api, freshKey, keyStore, session, type ApiCallError } from './api.js';
 import { byId, cell, fillTable, h, inputValue, onSubmit, qrImage, say, stateCell, busy } from './dom.js';
-import { short, sats, when } from './format.js';
+import { duration, short, sats, when } from './format.js';
 import { initSubscriptions, refreshSubscriptions } from './merchant-subscriptions.js';
 
 const state = {
@@ -79,6 +80,7 @@ async function render(): Promise<void> {
   byId('admin').hidden = state.adminKey === null;
   byId('app').hidden = state.appKey === null;
   byId('devnet').hidden = !(devnet && state.appKey !== null);
+  byId('devnet-clock').hidden = !(devnet && state.adminKey !== null);
   if (state.adminKey) await refreshApps();
   if (state.appKey) {
     await initSubscriptions(state.appKey);
@@ -362,6 +364,14 @@ onSubmit('webhook-form', async () => {
   byId('webhook-secret').textContent = created.secret;
   state.endpoint = { id: created.id, url: created.url };
   byId<HTMLInputElement>('webhook-url').value = '';
+  await refreshAppData();
+});
+onSubmit('clock-form', async () => {
+  const seconds = Number(inputValue('clock-seconds'));
+  const moved = await api<{ now: string; advanced_s: number }>(state.adminKey, 'POST', '/v1/devnet/clock/advance', { seconds });
+  const line = byId('clock-result');
+  line.textContent = `Moved ${duration(moved.advanced_s)} forward: Sluice's clock now reads ${when(moved.now)}.`;
+  line.dataset.now = moved.now;
   await refreshAppData();
 });
 onSubmit('devnet-pay-form', async () => {
