@@ -73,3 +73,11 @@ export {
   type PayingFetchOptions,
 } from './paycall/index.js';
 export type { ConnectionState, InvoiceEvent, PayoutDestination, StepResult, Stream, StreamEvent, StreamTerms } from './streams/types.js';
+export {
+  SluiceSubscriber,
+  type Subscription,
+  type SubscriptionAllowance,
+  type SubscriptionRefund,
+  type SluiceSubscriberEvents,
+  type SluiceSubscriberOptions,
+} from './subscriptions/index.js';
