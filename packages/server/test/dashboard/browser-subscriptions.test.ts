@@ -34,7 +34,7 @@ describe.skipIf(!hasChromium)('subscriptions in the dashboards (Chromium)', () =
     return (await response.json()) as any;
   };
   const waitAttr = (page: Page, selector: string, name: string, value: string) =>
-    page.waitForFunction(([s, n, v]) => document.querySelector(s as string)?.getAttribute(n as string) === v, [selector, name, value] as const, { timeout: 15_000 });
+    page.waitForFunction(([s, n, v]) => document.querySelector(s as string)?.getAttribute(n as string) === v, [selector, name, value] as const, { timeout: 30_000 });
 
   it('plan, subscribe, fund, clock past the buffer and the grace, suspended, pay, active, cancel, refund', async () => {
     const { page: merchant, errors: merchantErrors } = await openPage(browser, d.baseUrl + '/dashboard/');
@@ -145,5 +145,5 @@ describe.skipIf(!hasChromium)('subscriptions in the dashboards (Chromium)', () =
     expect(customerErrors).toEqual([]);
     await customer.close();
     await merchant.close();
-  });
+  }, 120_000); // a browser on a busy 2-core CI machine: more than the default 30 s
 });

@@ -156,7 +156,7 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     await page.screenshot({ path: path.join(SHOTS_DIR, '03-stream-funded-and-charged.png'), fullPage: true });
 
     // The top-up's invoice.paid reached the receiver; the delivery log shows it; redeliver.
-    await expect.poll(() => receiver.received.filter((event) => event.type === 'invoice.paid').length, { timeout: 15_000 }).toBeGreaterThanOrEqual(1);
+    await expect.poll(() => receiver.received.filter((event) => event.type === 'invoice.paid').length, { timeout: 30_000 }).toBeGreaterThanOrEqual(1);
     const paidEvent = receiver.received.find((event) => event.type === 'invoice.paid') as Received;
     expect(paidEvent.signature).toMatch(/v1=/);
     await page.locator(`#webhooks tr[data-id="${endpointId}"] button[data-action="deliveries"]`).click();
@@ -164,7 +164,7 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     await firstDelivery.locator('[data-state="delivered"]').waitFor();
     await expect(firstDelivery.locator('td').nth(4).textContent()).resolves.toBe('HTTP 200');
     await firstDelivery.locator('button[data-action="redeliver"]').click();
-    await page.locator(`#deliveries tr[data-event="${paidEvent.id}"][data-manual="true"] [data-state="delivered"]`).waitFor({ timeout: 15_000 });
+    await page.locator(`#deliveries tr[data-event="${paidEvent.id}"][data-manual="true"] [data-state="delivered"]`).waitFor({ timeout: 30_000 });
     expect(receiver.received.filter((event) => event.id === paidEvent.id).length).toBe(2);
     await page.screenshot({ path: path.join(SHOTS_DIR, '04-webhook-redelivered.png'), fullPage: true });
 
@@ -196,7 +196,7 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     expect(await page.locator('#app').isHidden()).toBe(true);
     expect(errors).toEqual([]);
     await page.close();
-  });
+  }, 120_000); // a browser on a busy 2-core CI machine: more than the default 30 s
 
   it('customer: a stream with its balance, a top-up paid through the devnet, pause, close and the refund', async () => {
     expect(appKey).toMatch(/^sk_/);
@@ -233,8 +233,8 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     await card.locator('.pause').waitFor({ state: 'visible' });
     await expect(card.locator('.time-left').textContent()).resolves.toMatch(/at 0\.007 sat\/s/);
     await card.locator('.pause').click();
-    await expect.poll(async () => (await d.t.sluice.streams.get(stream.body.id, null))?.meter).toBe('paused');
-    await expect.poll(async () => card.locator('.pause').textContent()).toBe('Resume');
+    await expect.poll(async () => (await d.t.sluice.streams.get(stream.body.id, null))?.meter, { timeout: 30_000 }).toBe('paused');
+    await expect.poll(async () => card.locator('.pause').textContent(), { timeout: 30_000 }).toBe('Resume');
     await refreshed(page, 'customer');
     const balanceAtClose = (await d.t.sluice.streams.get(stream.body.id, null))?.balanceMsat as bigint;
     expect(balanceAtClose).toBeLessThanOrEqual(30_000n - 2_400n);
@@ -245,7 +245,7 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     // Close: the refund goes to alice (chosen at the top of the page), to the msat.
     const aliceBeforeRefund = walletMsat('alice');
     await card.locator('.close').click();
-    await card.locator('.refund').waitFor({ state: 'visible', timeout: 15_000 });
+    await card.locator('.refund').waitFor({ state: 'visible', timeout: 30_000 });
     const refund = await msatAttr(page, `section.item[data-id="${stream.body.id}"] .refund`);
     expect(refund).toBe(balanceAtClose);
     expect(walletMsat('alice') - aliceBeforeRefund).toBe(refund);
@@ -269,13 +269,13 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     await page.waitForFunction((id) => document.querySelector(`section.item[data-id="${id}"] .balance`)?.getAttribute('data-msat') === '13800', second.body.id);
     await page.selectOption('#refund-wallet', '');
     await secondCard.locator('.close').click();
-    await secondCard.locator('.payout-invoice').waitFor({ state: 'visible', timeout: 15_000 });
+    await secondCard.locator('.payout-invoice').waitFor({ state: 'visible', timeout: 30_000 });
     expect(await secondCard.locator('.payout-invoice').getAttribute('data-msat')).toBe('13800');
     const carolInvoice = await rest(token, 'POST', '/v1/devnet/invoices', { amount_msat: '13800', wallet: 'carol' });
     const carolBefore = walletMsat('carol');
     await secondCard.locator('.payout-request').fill(carolInvoice.body.payment_request);
     await secondCard.locator('.payout-invoice button').click();
-    await secondCard.locator('.refund').waitFor({ state: 'visible', timeout: 15_000 });
+    await secondCard.locator('.refund').waitFor({ state: 'visible', timeout: 30_000 });
     expect(await msatAttr(page, `section.item[data-id="${second.body.id}"] .refund`)).toBe(13_800n);
     expect(walletMsat('carol') - carolBefore).toBe(13_800n);
     await secondCard.locator('.payout-invoice').waitFor({ state: 'hidden' });
@@ -289,5 +289,5 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     expect(await page.evaluate(() => localStorage.length)).toBe(0);
     expect(errors).toEqual([]);
     await page.close();
-  });
+  }, 120_000); // a browser on a busy 2-core CI machine: more than the default 30 s
 });

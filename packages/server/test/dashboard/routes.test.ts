@@ -130,7 +130,7 @@ describe('dashboard routes', () => {
     expect(replay.body.payment_hash).toBe(created.body.payment_hash);
     const paid = await t.call('POST', '/v1/devnet/pay', { key: stream.payer_token, body: { payment_request: created.body.payment_request } });
     expect(paid.status).toBe(200);
-    await expect.poll(async () => (await t.call('GET', `/v1/streams/${stream.id}`, { key: stream.payer_token })).body.balance_msat).toBe('25500');
+    await expect.poll(async () => (await t.call('GET', `/v1/streams/${stream.id}`, { key: stream.payer_token })).body.balance_msat, { timeout: 30_000 }).toBe('25500');
     // The app's invoice list shows it; the app's own balance is untouched (the money is the payer's).
     const invoice = await t.call('GET', `/v1/invoices/${created.body.payment_hash}`, { key: app.apiKey });
     expect(invoice.body.status).toBe('paid');
