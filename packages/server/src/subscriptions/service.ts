@@ -117,6 +117,8 @@ interface LiveSubscription {
   balance: bigint;
   /** The lock: every step on this subscription chains after the previous one. */
   tail: Promise<void>;
+  /** Steps holding or waiting for the lock; a billing pass leaves busy subscriptions to the next pass. */
+  busy: number;
   due: number | null;
 }
 
@@ -149,6 +151,8 @@ function chargeOp(row: SubscriptionRow, charge: Charge): LedgerOp {
 export function createSubscriptionService(deps: SubscriptionServiceDeps): SubscriptionService {
   const { store, ledger, invoices, payments, clock, logger } = deps;
   const live = new Map<string, LiveSubscription>();
+  /** Payer token hash -> subscription id, for the subscriptions in memory (a read per request otherwise). */
+  const byToken = new Map<string, string>();
   const plans = new Map<string, PlanRow>();
   const background = new Set<Promise<void>>();
   let timer: NodeJS.Timeout | null = null;
@@ -166,8 +170,10 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
 
   /** Runs `step` alone on this subscription (after the steps queued before it). */
   const locked = <T>(state: LiveSubscription, step: () => Promise<T>): Promise<T> => {
+    state.busy += 1;
     const run = state.tail.then(step);
     state.tail = run.then(() => undefined, () => undefined);
+    void state.tail.then(() => { state.busy -= 1; });
     return run;
   };
 
@@ -243,8 +249,9 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     if (!plan || !account) throw new Error(`subscription ${row.id} has no plan or no ledger account`);
     const existing = live.get(row.id);
     if (existing) return existing;
-    const state: LiveSubscription = { row, plan, balance: balanceOf(account), tail: Promise.resolve(), due: nextDueAt(row, plan) };
+    const state: LiveSubscription = { row, plan, balance: balanceOf(account), tail: Promise.resolve(), busy: 0, due: nextDueAt(row, plan) };
     live.set(row.id, state);
+    byToken.set(row.payerTokenHash, row.id);
     return state;
   };
 
@@ -260,7 +267,10 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
   /** Forgets an ended subscription whose refund is settled: memory holds the ones still working. */
   const maybeForget = (state: LiveSubscription): void => {
     if (FINAL_STATUSES.has(state.row.status) && !['held', 'pending', 'failed'].includes(state.row.refundStatus)) {
-      if (live.get(state.row.id) === state) live.delete(state.row.id);
+      if (live.get(state.row.id) === state) {
+        live.delete(state.row.id);
+        byToken.delete(state.row.payerTokenHash);
+      }
     }
   };
 
@@ -465,7 +475,9 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
   /** One billing pass over the subscriptions due by now, in batches of one transaction each. */
   const billDue = async (): Promise<{ billed: number }> => {
     const now = clock.now();
-    const due = [...live.values()].filter((state) => state.due !== null && state.due <= now);
+    // A subscription busy with a cancel, a refund or a payment bills itself in that step or
+    // at the next pass (a second later); waiting for it would hold the whole batch.
+    const due = [...live.values()].filter((state) => state.due !== null && state.due <= now && state.busy === 0);
     const batchSize = deps.billingBatch ?? DEFAULT_BILLING_BATCH;
     let billed = 0;
     for (let start = 0; start < due.length; start += batchSize) {
@@ -572,8 +584,9 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       const created: SubscriptionOccurrence = { type: 'created', at: now, cause: id, data: { plan_name: plan.name, trial_ends_at: row.trialEndsAt === null ? null : new Date(row.trialEndsAt).toISOString() } };
       await store.insertSubscription(row, eventStatements(row, [created]));
       deps.webhooks?.notify();
-      const state: LiveSubscription = { row, plan, balance: 0n, tail: Promise.resolve(), due: nextDueAt(row, plan) };
+      const state: LiveSubscription = { row, plan, balance: 0n, tail: Promise.resolve(), busy: 0, due: nextDueAt(row, plan) };
       live.set(id, state);
+      byToken.set(row.payerTokenHash, id);
       await locked(state, () => issueInvoiceIfDue(state)).catch((error) => logger.error({ err: error, subscriptionId: id }, 'first prepayment invoice failed'));
       return { ok: true, subscription: view(state), payerToken };
     },
@@ -594,7 +607,10 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
 
     async authenticatePayer(token) {
       if (!token.startsWith(SUBSCRIPTION_TOKEN_PREFIX)) return null;
-      const row = await store.findByTokenHash(hashSubscriptionToken(token));
+      const hash = hashSubscriptionToken(token);
+      const known = byToken.get(hash);
+      if (known) return get(known, null);
+      const row = await store.findByTokenHash(hash);
       return row ? get(row.id, null) : null;
     },
 
