@@ -188,6 +188,20 @@ describe.skipIf(!hasChromium)('the dashboards in Chromium', () => {
     await page.waitForFunction((msat) => document.querySelector('#wallets tr[data-id="bob"]')?.getAttribute('data-msat') === msat, walletMsat('bob').toString());
     await page.screenshot({ path: path.join(SHOTS_DIR, '05-devnet-wallet-paid.png'), fullPage: true });
 
+    // An app made elsewhere (REST) shows after signing in again; the admin revokes it after
+    // confirming, and its key stops working at once.
+    page.once('dialog', (dialog) => void dialog.accept());
+    const doomed = await d.t.createApp('Closing down');
+    await page.click('#sign-out');
+    await page.waitForLoadState('load');
+    await page.fill('#admin-key', ADMIN_KEY);
+    await page.click('#admin-form button[type="submit"]');
+    const doomedRow = page.locator(`#apps tr[data-id="${doomed.id}"]`);
+    await doomedRow.locator('button[data-action="revoke"]').click();
+    await doomedRow.locator('[data-state="revoked"]').waitFor();
+    expect((await rest(doomed.apiKey, 'GET', '/v1/balance')).body.error.code).toBe('invalid_api_key');
+    expect((await rest(appKey, 'GET', '/v1/balance')).status).toBe(200);
+
     // Sign out: no key is left in the tab.
     await page.click('#sign-out');
     await page.locator('#signin').waitFor();
