@@ -48,7 +48,7 @@ const priceOf = (plan: PlanTerms): bigint => plan.priceMsat;
 
 /** One transition event; `cause` keeps its webhook key stable across retries and restarts. */
 function occurrence(row: SubscriptionRow, type: SubscriptionOccurrence['type'], at: number, data: Record<string, unknown> = {}): SubscriptionOccurrence {
-  return { type, at, cause: `${row.id}:${at}:${row.segment}`, data };
+  return { type, at, cause: `${row.id}:${at}:${row.segment}`, status: row.status, data };
 }
 
 function charge(row: SubscriptionRow, plan: PlanTerms, outcome: BillingOutcome, fromIndex: number, count: number, at: number): void {

@@ -96,5 +96,7 @@ export interface SubscriptionOccurrence {
   at: number;
   /** Unique per subscription and cause (the webhook key). */
   cause: string;
+  /** The status right after it (a catch-up may make several transitions in one commit); default the row's. */
+  status?: SubscriptionStatus;
   data: Record<string, unknown>;
 }

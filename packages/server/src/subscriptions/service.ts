@@ -203,7 +203,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       const data = {
         subscription_id: row.id,
         plan_id: row.planId,
-        status: row.status,
+        status: occurrence.status ?? row.status,
         at: new Date(occurrence.at).toISOString(),
         ...occurrence.data,
       };
