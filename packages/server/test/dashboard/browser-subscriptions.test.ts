@@ -141,6 +141,36 @@ describe.skipIf(!hasChromium)('subscriptions in the dashboards (Chromium)', () =
     await customer.screenshot({ path: path.join(SHOTS_DIR, '14-customer-cancelled-refunded.png'), fullPage: true });
     await merchant.screenshot({ path: path.join(SHOTS_DIR, '15-merchant-cancelled.png'), fullPage: true });
 
+    // The merchant cancels another subscription (after confirming): the unused balance is held
+    // for the customer, whose page asks where it goes; refunded to the wallet chosen there.
+    await planRow.locator('button[data-action="subscribe"]').click();
+    await merchant.waitForFunction((previous) => document.getElementById('new-subscription-id')?.textContent !== previous, id);
+    const secondId = (await merchant.locator('#new-subscription-id').textContent()) as string;
+    const secondToken = (await merchant.locator('#new-subscription-token').textContent()) as string;
+    await customer.fill('#payer-token', secondToken);
+    await customer.click('#token-form button[type="submit"]');
+    const second = `section.item[data-id="${secondId}"]`;
+    await customer.locator(`${second} .pay-devnet`).click();
+    await waitAttr(customer, `${second} [data-state]`, 'data-state', 'active');
+    await waitAttr(customer, `${second} .balance`, 'data-msat', '108000');
+    merchant.once('dialog', (dialog) => void dialog.accept());
+    await merchant.locator(`#subscriptions tr[data-id="${secondId}"] button[data-action="cancel"]`).click();
+    await waitAttr(merchant, `#subscriptions tr[data-id="${secondId}"]`, 'data-status', 'cancelled');
+    await waitAttr(customer, `${second} [data-state]`, 'data-state', 'cancelled');
+    await customer.locator(`${second} .payout-invoice`).waitFor({ state: 'visible', timeout: 30_000 });
+    const held = await subscriptionOf(secondId, secondToken);
+    expect(held.refund.status).toBe('held');
+    expect(held.ended_by).toBe('merchant');
+    expect(await customer.locator(`${second} .payout-invoice`).getAttribute('data-msat')).toBe(held.refund.amount_msat);
+    await customer.selectOption('#refund-wallet', 'carol');
+    const carolBefore = walletMsat('carol');
+    await customer.locator(`${second} .payout-invoice button.secondary`).click();
+    await waitAttr(customer, `${second} .refund`, 'data-state', 'succeeded');
+    expect(walletMsat('carol') - carolBefore).toBe(BigInt(held.refund.amount_msat));
+    expect(await msatAttr(customer, `${second} .refund`)).toBe(BigInt(held.refund.amount_msat));
+    await customer.locator(`${second} .payout-invoice`).waitFor({ state: 'hidden' });
+    await customer.screenshot({ path: path.join(SHOTS_DIR, '16-customer-refund-after-merchant-cancel.png'), fullPage: true });
+
     expect(merchantErrors).toEqual([]);
     expect(customerErrors).toEqual([]);
     await customer.close();

@@ -52,6 +52,7 @@ export async function openSubscription(token: string, who: Session): Promise<Ite
   const cancelButton = h('button', { type: 'button', class: 'danger cancel' }, 'Cancel and refund');
   const refundLine = h('p', { class: 'refund', hidden: true, 'data-msat': '0' });
   const refundAsk = h('div', { class: 'payout-invoice', hidden: true });
+  const payRow = h('div', { class: 'row pay' }, h('label', {}, 'Pay (sats)', amount), payButton);
 
   const element = h('section', { class: 'card item subscription', 'data-kind': 'subscription', 'data-id': id },
     h('h2', {}, title, ' ', h('small', { class: 'mono' }, id)),
@@ -62,7 +63,7 @@ export async function openSubscription(token: string, who: Session): Promise<Ite
       h('dt', {}, 'Time left'), left,
       h('dt', {}, 'Plan'), terms),
     invoiceBox,
-    h('div', { class: 'row pay' }, h('label', {}, 'Pay (sats)', amount), payButton),
+    payRow,
     refundAsk,
     refundLine,
     h('div', { class: 'controls' }, cancelButton),
@@ -141,8 +142,7 @@ export async function openSubscription(token: string, who: Session): Promise<Ite
     terms.textContent = `${plan.rate_kind === 'per_second' ? `${sats(plan.rate_msat_per_s)}/s` : `${sats(plan.price_msat_per_increment)} per ${duration(plan.increment_s)}`}, billed every ${duration(plan.increment_s)}, ${duration(plan.prepayment_s)} prepaid, ${duration(plan.grace_s)} grace${plan.contract_s === null ? '' : `, contract ${duration(plan.contract_s)}`}`;
     const open = !FINAL.has(subscription.status);
     cancelButton.hidden = !open;
-    payButton.disabled = !open;
-    amount.disabled = !open;
+    payRow.hidden = !open;
     renderInvoice();
     renderRefund();
   };

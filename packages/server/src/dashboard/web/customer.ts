@@ -63,6 +63,7 @@ function openStream(token: string, who: Session): Item {
   const pauseButton = h('button', { type: 'button', class: 'secondary pause' }, 'Pause');
   const closeButton = h('button', { type: 'button', class: 'danger close' }, 'Close and refund');
   const createTopUp = h('button', { type: 'button', class: 'secondary create-top-up' }, 'Create a top-up invoice');
+  const topUpRow = h('div', { class: 'row' }, h('label', {}, 'Top up (sats)', topUpAmount), createTopUp);
 
   const element = h('section', { class: 'card item stream', 'data-kind': 'stream', 'data-id': streamId },
     h('h2', {}, `Stream with ${who.app?.name ?? 'the merchant'}`, ' ', h('small', { class: 'mono' }, streamId)),
@@ -72,7 +73,7 @@ function openStream(token: string, who: Session): Item {
       h('dt', {}, 'Time left'), left,
       h('dt', {}, 'Prices'), terms),
     topUpBox,
-    h('div', { class: 'row' }, h('label', {}, 'Top up (sats)', topUpAmount), createTopUp),
+    topUpRow,
     payoutBox,
     refundLine,
     h('div', { class: 'controls' }, pauseButton, closeButton),
@@ -165,8 +166,7 @@ function openStream(token: string, who: Session): Item {
     pauseButton.hidden = !open || rate === 0n || stream.meter === 'stopped';
     pauseButton.textContent = stream.meter === 'paused' ? 'Resume' : 'Pause';
     closeButton.hidden = !open;
-    createTopUp.disabled = !open;
-    topUpAmount.disabled = !open;
+    topUpRow.hidden = !open;
     refundLine.hidden = refunded === 0n;
     refundLine.textContent = `Refund of ${sats(refunded)} paid to you.`;
     refundLine.dataset.msat = refunded.toString();
