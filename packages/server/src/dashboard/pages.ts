@@ -23,6 +23,16 @@ export const MERCHANT_HTML = `${head('Sluice dashboard', 'merchant.js')}
   <p class="fake" id="devnet-badge" hidden>devnet — fake money</p>
   <p id="who" class="who"></p>
   <button id="sign-out" type="button" hidden>Sign out</button>
+  <nav id="nav" class="nav" hidden>
+    <a href="#admin" data-for="admin">Apps and keys</a>
+    <a href="#balance-section" data-for="app">Balance</a>
+    <a href="#subscriptions-section" data-for="subscriptions">Plans and subscriptions</a>
+    <a href="#streams-section" data-for="app">Streams</a>
+    <a href="#invoices-section" data-for="app">Invoices</a>
+    <a href="#payments-section" data-for="app">Payments</a>
+    <a href="#webhooks-section" data-for="app">Webhooks</a>
+    <a href="#devnet" data-for="devnet">Devnet wallets</a>
+  </nav>
 </header>
 <p id="status" class="status" role="status" aria-live="polite"></p>
 <main>
@@ -66,7 +76,7 @@ export const MERCHANT_HTML = `${head('Sluice dashboard', 'merchant.js')}
   </section>
 
   <div id="app" hidden>
-    <section class="card">
+    <section class="card" id="balance-section">
       <h2>Balance</h2>
       <dl class="balances">
         <dt>Balance</dt><dd id="balance" data-msat="0"></dd>
@@ -97,12 +107,12 @@ export const MERCHANT_HTML = `${head('Sluice dashboard', 'merchant.js')}
       <table id="subscriptions"><thead><tr><th>Id</th><th>Plan</th><th>Status</th><th>Balance</th><th>Paid through</th><th>Created</th><th></th></tr></thead><tbody></tbody></table>
     </section>
 
-    <section class="card">
+    <section class="card" id="streams-section">
       <h2>Streams</h2>
       <table id="streams"><thead><tr><th>Id</th><th>Status</th><th>Meter</th><th>Balance</th><th>Rate</th><th>Metadata</th><th>Created</th></tr></thead><tbody></tbody></table>
     </section>
 
-    <section class="card">
+    <section class="card" id="invoices-section">
       <h2>Invoices</h2>
       <form id="invoice-form" class="row">
         <label>Amount (msat) <input id="invoice-amount" inputmode="numeric" pattern="[0-9]+" required></label>
@@ -116,12 +126,12 @@ export const MERCHANT_HTML = `${head('Sluice dashboard', 'merchant.js')}
       <table id="invoices"><thead><tr><th>Payment hash</th><th>Amount</th><th>Status</th><th>Description</th><th>Created</th><th></th></tr></thead><tbody></tbody></table>
     </section>
 
-    <section class="card">
+    <section class="card" id="payments-section">
       <h2>Payments</h2>
       <table id="payments"><thead><tr><th>Payment hash</th><th>Kind</th><th>Amount</th><th>Fee</th><th>Status</th><th>Created</th></tr></thead><tbody></tbody></table>
     </section>
 
-    <section class="card">
+    <section class="card" id="webhooks-section">
       <h2>Webhooks</h2>
       <form id="webhook-form" class="row">
         <label>URL <input id="webhook-url" type="url" maxlength="2048" placeholder="https://shop.example/sluice-hook" required></label>
@@ -201,6 +211,9 @@ main{max-width:78rem;margin:0 auto;padding:1rem 1.5rem}
 .card h3{font-size:1rem}
 .fake{background:#ffe08a;border:2px solid var(--warn);padding:.1rem .6rem;border-radius:.4rem;font-weight:600;font-size:.85rem;margin:0}
 .who{color:var(--muted);margin:0}
+.nav{display:flex;flex-wrap:wrap;gap:.3rem 1rem;width:100%;font-size:.9rem}
+.nav a{color:var(--accent);text-decoration:none}
+.nav a:hover{text-decoration:underline}
 .status{margin:.5rem 1.5rem;min-height:1.2em;color:var(--bad)}
 .status.ok{color:var(--ok)}
 .hint{color:var(--muted);font-size:.9rem}

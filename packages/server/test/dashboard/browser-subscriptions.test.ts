@@ -50,6 +50,10 @@ describe.skipIf(!hasChromium)('subscriptions in the dashboards (Chromium)', () =
     await merchant.click('#use-new-key');
     await merchant.locator('#subscriptions-section').waitFor({ state: 'visible' });
     await merchant.locator('#plans tr[data-name="Bike rental: 1 day, billed per minute"]').waitFor();
+    // The navigation lists what this session shows; its links are fragments, never keys.
+    expect(await merchant.locator('#nav a:visible').allTextContents()).toEqual(['Apps and keys', 'Balance', 'Plans and subscriptions', 'Streams', 'Invoices', 'Payments', 'Webhooks', 'Devnet wallets']);
+    await merchant.click('#nav a[href="#subscriptions-section"]');
+    expect(merchant.url()).toBe(`${d.baseUrl}/dashboard/#subscriptions-section`);
 
     // A plan from the form: 30 msat/s billed hourly (108 sat an increment), 2 hours prepaid, 3 hours' grace.
     await merchant.fill('#plan-name', 'Night rides: hourly');

@@ -14,19 +14,17 @@ export function when(iso: string | null): string {
   return Number.isNaN(date.getTime()) ? iso : date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
-/** Seconds as "3d 4h", "5m 12s"... */
+/** Seconds as "3d 4h", "5m 12s": the largest unit and the next one when it is not zero. */
 export function duration(totalSeconds: number): string {
   if (!Number.isFinite(totalSeconds)) return '∞';
-  let seconds = Math.max(0, Math.floor(totalSeconds));
-  const parts: string[] = [];
-  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
-    if (seconds >= size || (unit === 's' && parts.length === 0)) {
-      parts.push(`${Math.floor(seconds / size)}${unit}`);
-      seconds %= size;
-    }
-    if (parts.length === 2) break;
-  }
-  return parts.join(' ');
+  const seconds = Math.max(0, Math.floor(totalSeconds));
+  const units = [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const;
+  const index = units.findIndex(([, size]) => seconds >= size);
+  if (index === -1) return '0s';
+  const [unit, size] = units[index] as (typeof units)[number];
+  const next = units[index + 1];
+  const rest = next ? Math.floor((seconds % size) / next[1]) : 0;
+  return `${Math.floor(seconds / size)}${unit}${next && rest > 0 ? ` ${rest}${next[0]}` : ''}`;
 }
 
 export function short(id: string, keep = 14): string {

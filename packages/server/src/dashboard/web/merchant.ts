@@ -81,11 +81,26 @@ async function render(): Promise<void> {
   byId('app').hidden = state.appKey === null;
   byId('devnet').hidden = !(devnet && state.appKey !== null);
   byId('devnet-clock').hidden = !(devnet && state.adminKey !== null);
+  renderNav();
   if (state.adminKey) await refreshApps();
   if (state.appKey) {
     await initSubscriptions(state.appKey);
+    renderNav();
     await refreshAppData();
   }
+}
+
+/** Links to the sections shown now (a fragment only: nothing secret ever goes in the URL). */
+function renderNav(): void {
+  const shown: Record<string, boolean> = {
+    admin: state.adminKey !== null,
+    app: state.appKey !== null,
+    devnet: state.devnet && state.appKey !== null,
+    subscriptions: state.appKey !== null && !byId('subscriptions-section').hidden,
+  };
+  const nav = byId('nav');
+  nav.hidden = !shown.admin && !shown.app;
+  for (const link of Array.from(nav.querySelectorAll<HTMLAnchorElement>('a[data-for]'))) link.hidden = !shown[link.dataset.for ?? ''];
 }
 
 // ---- admin: apps and keys ----
