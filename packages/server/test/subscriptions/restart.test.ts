@@ -61,6 +61,39 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     t = null;
   });
 
+  it('a refund cut off by a crash before its payment was recorded is sent at the next start, exactly once', async () => {
+    const clock = createManualClock(Date.now());
+    let s = await start(clock);
+    const app = await s.createApp('refund crash');
+    const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'minutes', rate_msat_per_s: '10', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' } })).body;
+    const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id } })).body;
+    expect((await s.call('POST', '/v1/devnet/pay', { body: { payment_request: created.invoice.payment_request } })).status).toBe(200);
+    await s.sluice.subscriptions.idle();
+    await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 300 } });
+    // The process "dies" at the moment the refund would be sent: the payment is never begun.
+    const payments = s.sluice.payments as { pay: unknown };
+    payments.pay = async () => {
+      throw new Error('simulated crash before the refund payment');
+    };
+    const devnet = s.sluice.devnet!;
+    const bob = devnet.nodePubkey('bob');
+    const cancelled = await s.call('POST', `/v1/subscriptions/${created.id}/cancel`, { key: created.payer_token, body: { refund: { keysend_pubkey: bob } } });
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(500);
+    await s.close();
+    t = null;
+
+    s = await start(clock);
+    await s.sluice.subscriptions.idle();
+    const after = (await s.call('GET', `/v1/subscriptions/${created.id}`, { key: created.payer_token })).body;
+    const refund = 36_000n - 6n * 600n;
+    expect(after).toMatchObject({ status: 'cancelled', charged_msat: String(6n * 600n), refund: { status: 'succeeded', amount_msat: String(refund) } });
+    expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${created.id}`))!)).toBe(0n);
+    const sent = (await s.sluice.payments.listPayments(app.id, 100)).filter((payment) => payment.destination === bob);
+    expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', refund]]);
+    await s.close();
+    t = null;
+  });
+
   it('the devnet clock keeps its advance across a restart, and demo businesses are seeded once', async () => {
     let s = await start();
     const before = s.sluice.clock.now();
