@@ -76,6 +76,8 @@ async function render(): Promise<void> {
   state.devnet = devnet;
   byId('who').textContent = who.length > 0 ? `Signed in as ${who.join(' and ')}` : '';
   byId('sign-out').hidden = who.length === 0;
+  // Signed in both ways: nothing left to sign in with (Sign out starts over).
+  byId('signin').hidden = state.adminKey !== null && state.appKey !== null;
   byId('devnet-badge').hidden = !devnet;
   byId('admin').hidden = state.adminKey === null;
   byId('app').hidden = state.appKey === null;
