@@ -5,6 +5,11 @@
  * transaction on the connection keeps synchronous=FULL, syncs coalesce, and a failed sync
  * answers nobody and stops the store.
  */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSqlite } from '../../src/db/sqlite.js';
@@ -125,4 +130,40 @@ describe('SQLite ledger: WAL sync after the commit, off the event loop', () => {
     expect(staged.results[0]?.ok).toBe(true);
     memory.close();
   });
+
+  // The check that matters, seen from outside: the commits themselves do not fsync on the
+  // event loop's thread (synchronous=NORMAL really applies to them); one fdatasync per commit
+  // runs on another thread.
+  const strace = spawnSync('strace', ['-V'], { encoding: 'utf8' });
+  it.skipIf(strace.status !== 0)('fsyncs no commit on the main thread: the WAL syncs run on another thread (strace)', () => {
+    const src = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-wal-strace-'));
+    try {
+      const script = `
+        import { openSqlite } from ${JSON.stringify(path.join(src, 'db/sqlite.ts'))};
+        import { createLedger } from ${JSON.stringify(path.join(src, 'ledger/group-commit.ts'))};
+        import { createSqliteLedgerStore, migrateSqliteLedger } from ${JSON.stringify(path.join(src, 'ledger/sqlite/store.ts'))};
+        const db = openSqlite({ path: ${JSON.stringify(path.join(dir, 'l.db'))} });
+        migrateSqliteLedger(db);
+        const ledger = createLedger({ store: createSqliteLedgerStore(db) });
+        await ledger.createAccount({ id: 'a', ownerId: 'o', limitMsat: null, code: 'x' });
+        await ledger.createAccount({ id: 'b', ownerId: 'o', limitMsat: null, code: 'x' });
+        for (let i = 0; i < 200; i += 1) await ledger.apply({ kind: 'transfer', debitAccountId: 'a', creditAccountId: 'b', amountMsat: 1n, code: 'c' });
+        console.log(process.pid);
+      `;
+      const trace = path.join(dir, 'strace.txt');
+      const run = spawnSync('strace', ['-f', '-e', 'trace=fsync,fdatasync', '-o', trace, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+      if (run.status !== 0 && /ptrace|Operation not permitted/.test(run.stderr)) return; // tracing not allowed here
+      expect(run.status, run.stderr).toBe(0);
+      const mainThread = run.stdout.trim();
+      const syncs = fs.readFileSync(trace, 'utf8').split('\n').filter((line) => /\b(fsync|fdatasync)\(/.test(line));
+      const onMain = syncs.filter((line) => line.startsWith(`${mainThread} `)).length;
+      const elsewhere = syncs.length - onMain;
+      // Setup (migrations, two accounts) fsyncs on the main thread; the 200 commits do not.
+      expect(onMain).toBeLessThan(50);
+      expect(elsewhere).toBeGreaterThanOrEqual(200);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });

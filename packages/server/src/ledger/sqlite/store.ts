@@ -368,13 +368,19 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
   let checkpointer: Checkpointer | null | undefined;
   const checkpointerOf = (): Checkpointer | null =>
     checkpointer === undefined ? (checkpointer = options.checkpoints === false ? null : checkpointerFor(db, options.checkpoints)) : checkpointer;
-  let relaxSync: BetterSqlite3.Statement | null = null;
-  let strictSync: BetterSqlite3.Statement | null = null;
+  /**
+   * The connection's own synchronous level (FULL from openSqlite, or stricter), read once.
+   * Set with db.exec per batch (~1 µs for both): SQLite applies PRAGMA synchronous while it
+   * prepares the statement, so a statement prepared once and run again would act only through
+   * SQLite's automatic re-prepare (measured: not on its first run). Checked from outside with
+   * strace in sqlite-wal-sync.test.ts.
+   */
+  let ownSyncLevel: number | null = null;
 
   /**
    * One of the store's own batches: one transaction, committed. With a WAL sync, the commit
-   * itself does not fsync (synchronous=NORMAL for this transaction only; FULL again right
-   * after, for every other transaction on the connection) and `durable` is the sync that
+   * itself does not fsync (synchronous=NORMAL for this transaction only; the connection's own
+   * setting, FULL, again right after, for every other transaction on it) and `durable` is the sync that
    * follows; without one (in-memory database), the commit was durable as it returned.
    */
   const applyOwn = (ops: readonly LedgerOp[]): { results: LedgerResult[]; durable: Promise<void> | null } => {
@@ -384,15 +390,14 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     const batch: OwnBatch = { keys: [], accounts: [] };
     let results: LedgerResult[];
     if (wal) {
-      relaxSync ??= db.prepare('PRAGMA synchronous = NORMAL');
-      strictSync ??= db.prepare('PRAGMA synchronous = FULL');
-      relaxSync.run();
+      ownSyncLevel ??= Number(db.pragma('synchronous', { simple: true }));
+      db.exec('PRAGMA synchronous = NORMAL');
       try {
         // BEGIN IMMEDIATE takes the write lock up front, so this transaction cannot fail
         // halfway with SQLITE_BUSY on its first write.
         results = applyBatch.immediate(ops, clock.now(), batch);
       } finally {
-        strictSync.run();
+        db.exec(`PRAGMA synchronous = ${ownSyncLevel}`);
       }
     } else {
       results = applyBatch.immediate(ops, clock.now(), batch);
