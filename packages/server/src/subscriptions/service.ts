@@ -677,6 +677,11 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
           await commitOne(state, row, billed);
           return { ok: false, error: 'SubscriptionEnded', detail: `the subscription is already ${row.status}` };
         }
+        // A refund invoice that cannot pay out this exact refund is refused before anything changes.
+        if (destination?.kind === 'invoice' && billed.balance > 0n) {
+          const checked = await refundTarget(destination, msat(billed.balance));
+          if (!checked.ok) return checked;
+        }
         row.status = 'cancelled';
         row.endedAt = now;
         row.endedBy = by;

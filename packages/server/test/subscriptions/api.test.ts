@@ -171,6 +171,30 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund.status).toBe('succeeded');
   });
 
+  it('cancel with a refund invoice: a wrong amount is refused with nothing changed, the exact amount is paid', async () => {
+    const plan = await createPlan({ rate_msat_per_s: '5', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' });
+    const { id, token } = await subscribe(plan.id);
+    const paid = await payOpenInvoice(id, token);
+    await advance(90);
+    const refund = paid - 2n * 300n;
+    const wrong = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: String(refund + 1n), wallet: 'carol' } });
+    const refused = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { payment_request: wrong.body.payment_request } });
+    expect([refused.status, refused.body.error?.code]).toEqual([400, 'subscription_refund_amount_mismatch']);
+    const garbage = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { payment_request: 'lnbc1notaninvoice' } });
+    expect([garbage.status, garbage.body.error?.code]).toEqual([400, 'subscription_refund_destination_invalid']);
+    const twoDestinations = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { payment_request: wrong.body.payment_request, keysend_pubkey: t.sluice.devnet!.nodePubkey('bob') } });
+    expect(twoDestinations.body.error?.code).toBe('invalid_request');
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body).toMatchObject({ status: 'active', balance_msat: String(refund) });
+
+    const exact = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: String(refund), wallet: 'carol' } });
+    const before = t.sluice.devnet!.nodeBalanceMsat('carol');
+    const cancelled = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { payment_request: exact.body.payment_request } });
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
+    await settled();
+    expect(t.sluice.devnet!.nodeBalanceMsat('carol') - before).toBe(refund);
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund).toMatchObject({ status: 'succeeded', amount_msat: String(refund) });
+  });
+
   it('a cancel racing a large billing pass: nothing charged after the cancel, refund paid once, totals exact', async () => {
     const plan = await createPlan({ rate_msat_per_s: '3', increment_s: 1, prepayment_s: 3600, grace_s: 60, min_settlement_msat: '1000' });
     const { id, token } = await subscribe(plan.id);
