@@ -219,6 +219,18 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     expect(refunds.filter((p) => p.amountMsat === paid - charged)).toHaveLength(1);
   });
 
+  it('a trial: active without payment until the trial ends, then billed from the buffer paid meanwhile', async () => {
+    const plan = await createPlan({ rate_msat_per_increment: '40000', increment_s: 3600, prepayment_s: 3 * 3600, grace_s: 3600, trial_s: 2 * 3600, min_settlement_msat: '1000' });
+    const { id, token, body } = await subscribe(plan.id);
+    expect(body).toMatchObject({ status: 'trialing', invoice: { amount_msat: '120000' } });
+    await payOpenInvoice(id, token);
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body).toMatchObject({ status: 'trialing', balance_msat: '120000', charged_msat: '0' });
+    await advance(2 * 3600 + 30);
+    const sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+    expect(sub).toMatchObject({ status: 'active', balance_msat: '80000', charged_msat: '40000' });
+    expect(sub.activated_at).toBe(sub.trial_ends_at);
+  });
+
   it('refuses invalid plans with their codes and changes nothing', async () => {
     const base = { name: 'x', rate_msat_per_s: '1', increment_s: 60, prepayment_s: 3600 };
     const cases: [Record<string, unknown>, number, string][] = [

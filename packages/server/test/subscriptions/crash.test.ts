@@ -3,6 +3,7 @@
 // and the process is killed while it bills; the restarted Sluice (same data dir) bills on
 // from where the committed state stands. Nothing lost, nothing charged twice: for every
 // subscription paid = charged + balance, and the app's balance is the sum of the charges.
+// Also: the demo businesses that `sluice start` seeds on the devnet exist once each.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,6 +55,11 @@ describe('subscriptions across SIGKILL', () => {
       // Whole increments only: the first, plus the ten hours if the advance was saved before the kill.
       expect([72_000n, 11n * 72_000n]).toContain(BigInt(sub.charged_msat));
       charged += BigInt(sub.charged_msat);
+    }
+    // `sluice start` on the devnet seeds the demo businesses, once across restarts.
+    const names = (await second.request('GET', '/v1/apps', ADMIN)).body.apps.map((row: { name: string }) => row.name);
+    for (const business of ['Echelon Mobile', 'Webflix', 'Perpetual Insurance', 'Digital Sea', 'Pedal Bike Rental']) {
+      expect(names.filter((name: string) => name === business)).toHaveLength(1);
     }
     const balance = (await second.request('GET', '/v1/balance', app.api_key)).body;
     expect(BigInt(balance.balance_msat)).toBe(charged);
