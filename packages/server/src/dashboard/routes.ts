@@ -6,8 +6,9 @@
  *
  * The pages are static shells (pages.ts) and compiled ES modules (dashboard/web, built by
  * tsc into dist/dashboard/web); they talk to the public REST API with the key the person
- * typed, plus the two small routes below that the API lacks: who a key is, and a payer's
- * own top-up invoice.
+ * typed, plus three small routes below that the API lacks: who a key is (subscriptions'
+ * payer tokens included, which the shared auth hook does not take), a devnet wallet paying
+ * for any of those keys, and a stream payer's own top-up invoice.
  *
  * Threat model: keys are bearer secrets typed into the page; they stay in the tab
  * (sessionStorage) and travel only in the Authorization header, never in a URL (so never in
