@@ -101,6 +101,8 @@ export const SLUICE_ERROR_CODES = [
   'plan_not_found',
   'subscription_not_found',
   'subscription_ended',
+  'subscription_pause_not_allowed',
+  'subscription_not_paused',
   'subscription_nothing_to_refund',
   'subscription_refund_in_flight',
   'subscription_refund_amount_mismatch',

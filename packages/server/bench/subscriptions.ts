@@ -79,7 +79,7 @@ export async function runSubscriptionsBenchmark(options: { subscriptions?: numbe
   await ledgerStore.createAccount({ id: `app:${appId}`, ownerId: appId, limitMsat: msat(0n), code: 'app' });
   const plan: PlanRow = {
     id: 'plan_bench', appId, name: 'per minute', rateKind: 'per_increment', priceMsat: msat(PRICE_MSAT), incrementS: INCREMENT_S,
-    prepaymentS: 86_400, graceS: 600, contractS: null, minSettlementMsat: msat(1_000_000n), trialS: 60, createdAt: T0,
+    prepaymentS: 86_400, graceS: 600, contractS: null, minSettlementMsat: msat(1_000_000n), trialS: 60, maxPauseS: 0, createdAt: T0,
   };
   await store.insertPlan(plan);
   // Two groups: the burst group's trials all end at T0 + 60 s; the spread group's end evenly over the following minute.
@@ -91,7 +91,7 @@ export async function runSubscriptionsBenchmark(options: { subscriptions?: numbe
     return {
       id, appId, planId: plan.id, accountId: subscriptionAccountId(id), payerTokenHash: `bench-${index}`, status: 'trialing',
       refundDestination: null, metadata: '', createdAt: T0, trialEndsAt, activatedAt: null, contractEndsAt: null, segment: 0,
-      anchorAt: null, started: 0, owed: 0, pastDueSince: null, suspendedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n,
+      anchorAt: null, started: 0, owed: 0, pastDueSince: null, suspendedAt: null, pausedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n,
       invoiceHash: null, invoiceRequest: null, invoiceAmountMsat: null, invoiceExpiresAt: null, invoiceCount: 0,
       refundStatus: 'none', refundMsat: 0n, refundAttempts: 0, refundPaymentHash: null,
     };

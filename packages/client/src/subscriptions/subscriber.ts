@@ -41,7 +41,7 @@ export interface SubscriptionAllowance {
  */
 export interface Subscription {
   id: string;
-  status: 'created' | 'trialing' | 'active' | 'past_due' | 'suspended' | 'cancelled' | 'expired';
+  status: 'created' | 'trialing' | 'active' | 'past_due' | 'suspended' | 'paused' | 'cancelled' | 'expired';
   plan: { id: string; name: string; price_msat_per_increment: bigint; increment_s: number; prepayment_s: number; grace_s: number; contract_s: number | null };
   balance_msat: bigint;
   owed_msat: bigint;
@@ -245,6 +245,33 @@ export class SluiceSubscriber extends Emitter<SluiceSubscriberEvents> {
     const subscription = await this.#request('POST', '/cancel', refund === undefined ? {} : { refund });
     this.close();
     return subscription;
+  }
+
+  /**
+   * Pauses the subscription, if its plan allows it (`subscription_pause_not_allowed` otherwise).
+   *
+   * @example
+   * ```ts
+   * await subscriber.pause();   // away for the weekend
+   * await subscriber.resume();  // back: billing starts again now
+   * ```
+   */
+  async pause(): Promise<Subscription> {
+    return this.#request('POST', '/pause', {});
+  }
+
+  /**
+   * Resumes a paused subscription now.
+   *
+   * @example
+   * ```ts
+   * const s = await subscriber.resume();
+   * ```
+   */
+  async resume(): Promise<Subscription> {
+    const subscription = await this.#request('POST', '/resume', {});
+    await this.#maybePay(subscription);
+    return this.#subscription as Subscription;
   }
 
   /**

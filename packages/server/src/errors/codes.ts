@@ -114,6 +114,8 @@ export const ERROR_CODES = {
   plan_not_found: { status: 404, meaning: 'No plan with this id for this app.' },
   subscription_not_found: { status: 404, meaning: 'No subscription with this id visible to this key or payer token.' },
   subscription_ended: { status: 409, meaning: 'The subscription is cancelled or expired (a second cancel, a payment for an ended subscription); nothing changed.' },
+  subscription_pause_not_allowed: { status: 409, meaning: 'The plan does not allow pausing (max_pause_s is 0), or the subscription is not active.' },
+  subscription_not_paused: { status: 409, meaning: 'Only a paused subscription can be resumed.' },
   subscription_nothing_to_refund: { status: 409, meaning: 'The subscription has no unused balance to refund (or is not cancelled yet).' },
   subscription_refund_in_flight: { status: 409, meaning: 'A refund payment of this subscription is in flight; wait for its outcome.' },
   subscription_refund_amount_mismatch: { status: 400, meaning: 'The refund invoice names an amount other than the exact unused balance (send an invoice without amount, or for exactly that amount).' },

@@ -117,7 +117,7 @@ function runPastDue(row: SubscriptionRow, plan: PlanTerms, now: number, outcome:
   if (now >= graceEnd) {
     row.status = 'suspended';
     row.suspendedAt = graceEnd;
-    outcome.occurrences.push(occurrence(row, 'suspended', graceEnd, { owed_increments: row.owed, owed_msat: (priceOf(plan) * BigInt(row.owed)).toString() }));
+    outcome.occurrences.push(occurrence(row, 'suspended', graceEnd, { reason: 'grace_over', owed_increments: row.owed, owed_msat: (priceOf(plan) * BigInt(row.owed)).toString() }));
     return true;
   }
   return false;
@@ -156,12 +156,47 @@ export function advance(row: SubscriptionRow, plan: PlanTerms, balance: bigint, 
       case 'suspended':
         if (row.contractEndsAt !== null && now >= row.contractEndsAt) expire(row, outcome, Math.max(row.contractEndsAt, row.suspendedAt ?? 0));
         break;
+      case 'paused': {
+        const pauseEnd = (row.pausedAt as number) + plan.maxPauseS * 1000;
+        if (row.contractEndsAt !== null && row.contractEndsAt <= pauseEnd && now >= row.contractEndsAt) {
+          expire(row, outcome, Math.max(row.contractEndsAt, row.pausedAt as number));
+        } else if (now >= pauseEnd) {
+          // The longest pause the plan allows is over: billing resumes by itself.
+          resumeFromPause(row, pauseEnd, outcome, 'pause_limit');
+          again = true;
+        }
+        break;
+      }
       default:
         break;
     }
     if (!again) return outcome;
   }
   throw new Error(`subscription ${row.id}: billing did not settle`);
+}
+
+function resumeFromPause(row: SubscriptionRow, at: number, outcome: BillingOutcome, by: string): void {
+  startSegment(row, at);
+  row.status = 'active';
+  row.pausedAt = null;
+  outcome.occurrences.push(occurrence(row, 'resumed', at, { from: 'paused', by }));
+}
+
+/** Pauses an active subscription at `now` (after `advance` ran to `now`); the increment in progress stays paid. */
+export function pause(row: SubscriptionRow, balance: bigint, now: number, by: string): BillingOutcome {
+  if (row.status !== 'active') throw new Error(`cannot pause a subscription that is ${row.status}`);
+  row.status = 'paused';
+  row.pausedAt = now;
+  return { charges: [], occurrences: [occurrence(row, 'suspended', now, { reason: 'paused', by })], balance };
+}
+
+/** Resumes a paused subscription at `now`: a new segment starts, its first increment is billed at once. */
+export function unpause(row: SubscriptionRow, plan: PlanTerms, balance: bigint, now: number, by: string): BillingOutcome {
+  if (row.status !== 'paused') throw new Error(`cannot resume a subscription that is ${row.status}`);
+  const outcome: BillingOutcome = { charges: [], occurrences: [], balance };
+  resumeFromPause(row, now, outcome, by);
+  const rest = advance(row, plan, balance, now);
+  return { charges: rest.charges, occurrences: [...outcome.occurrences, ...rest.occurrences], balance: rest.balance };
 }
 
 /**
@@ -268,6 +303,7 @@ export function paidThrough(row: SubscriptionRow, plan: PlanTerms, balance: bigi
       break;
     case 'past_due':
     case 'suspended':
+    case 'paused':
       until = row.anchorAt === null ? null : row.anchorAt + (row.started - row.owed) * inc;
       break;
     default:
@@ -293,6 +329,10 @@ export function nextDueAt(row: SubscriptionRow, plan: PlanTerms): number | null 
     }
     case 'suspended':
       return row.contractEndsAt;
+    case 'paused': {
+      const pauseEnd = (row.pausedAt as number) + plan.maxPauseS * 1000;
+      return row.contractEndsAt === null ? pauseEnd : Math.min(pauseEnd, row.contractEndsAt);
+    }
     default:
       return null;
   }

@@ -16,7 +16,7 @@
  */
 import type { Msat } from '../money/msat.js';
 
-export type SubscriptionStatus = 'created' | 'trialing' | 'active' | 'past_due' | 'suspended' | 'cancelled' | 'expired';
+export type SubscriptionStatus = 'created' | 'trialing' | 'active' | 'past_due' | 'suspended' | 'paused' | 'cancelled' | 'expired';
 
 export const FINAL_STATUSES: ReadonlySet<SubscriptionStatus> = new Set(['cancelled', 'expired']);
 
@@ -33,6 +33,8 @@ export interface PlanTerms {
   /** No prepayment invoice asks for less (so routing fees stay small). */
   minSettlementMsat: Msat;
   trialS: number;
+  /** How long one pause may last (0: the plan does not allow pausing); billing resumes by itself after it. */
+  maxPauseS: number;
 }
 
 export interface PlanRow extends PlanTerms {
@@ -70,6 +72,8 @@ export interface SubscriptionRow {
   owed: number;
   pastDueSince: number | null;
   suspendedAt: number | null;
+  /** Paused by the customer or the merchant since then (no increments start); null otherwise. */
+  pausedAt: number | null;
   endedAt: number | null;
   endedBy: string | null;
   /** Total charged to the app over the subscription's life. */

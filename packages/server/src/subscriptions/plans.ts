@@ -23,6 +23,7 @@ export interface PlanInput {
   contract_s?: unknown;
   min_settlement_msat?: unknown;
   trial_s?: unknown;
+  max_pause_s?: unknown;
 }
 
 export type PlanProblem =
@@ -85,6 +86,8 @@ export function checkPlan(input: PlanInput): PlanCheck {
   if (!grace.ok) return fail('PlanInvalid', grace.detail);
   const trial = duration(input.trial_s ?? 0, 'trial_s', 0);
   if (!trial.ok) return fail('PlanInvalid', trial.detail);
+  const maxPause = duration(input.max_pause_s ?? 0, 'max_pause_s', 0);
+  if (!maxPause.ok) return fail('PlanInvalid', maxPause.detail);
 
   let minSettlementMsat = DEFAULT_MIN_SETTLEMENT_MSAT;
   if (input.min_settlement_msat !== undefined) {
@@ -113,6 +116,7 @@ export function checkPlan(input: PlanInput): PlanCheck {
       contractS,
       minSettlementMsat,
       trialS: trial.value,
+      maxPauseS: maxPause.value,
     },
   };
 }

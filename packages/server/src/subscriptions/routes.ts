@@ -26,6 +26,8 @@ export const SUBSCRIPTION_ERROR_CODES: Record<SubscriptionError, ErrorCode> = {
   PlanNotFound: 'plan_not_found',
   SubscriptionNotFound: 'subscription_not_found',
   SubscriptionEnded: 'subscription_ended',
+  PauseNotAllowed: 'subscription_pause_not_allowed',
+  NotPaused: 'subscription_not_paused',
   NothingToRefund: 'subscription_nothing_to_refund',
   RefundInFlight: 'subscription_refund_in_flight',
   RefundAmountMismatch: 'subscription_refund_amount_mismatch',
@@ -51,6 +53,7 @@ export const planJson = (plan: PlanRow) => ({
   contract_s: plan.contractS,
   min_settlement_msat: plan.minSettlementMsat.toString(),
   trial_s: plan.trialS,
+  max_pause_s: plan.maxPauseS,
   created_at: isoTime(plan.createdAt) as string,
 });
 
@@ -80,6 +83,8 @@ export const subscriptionJson = (view: SubscriptionView) => {
     past_due_since: isoTime(row.pastDueSince),
     grace_ends_at: isoTime(view.graceEndsAt),
     suspended_at: isoTime(row.suspendedAt),
+    paused_at: isoTime(row.pausedAt),
+    pause_ends_at: row.pausedAt === null ? null : isoTime(row.pausedAt + view.plan.maxPauseS * 1000),
     ended_at: isoTime(row.endedAt),
     ended_by: row.endedBy,
     invoice: invoiceOpen
@@ -129,6 +134,7 @@ const PlanBody = Type.Object({
   contract_s: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
   min_settlement_msat: Type.Optional(AmountSchema),
   trial_s: Type.Optional(Type.Integer()),
+  max_pause_s: Type.Optional(Type.Integer()),
 }, { additionalProperties: false });
 
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
@@ -266,6 +272,27 @@ export function registerSubscriptionRoutes(app: SluiceFastify, deps: { subscript
     const refundError = cancelled.refundError === null ? null : { code: SUBSCRIPTION_ERROR_CODES[cancelled.refundError.error], message: cancelled.refundError.detail ?? '' };
     return { ...subscriptionJson(cancelled.subscription), refund_error: refundError };
   });
+
+  for (const action of ['pause', 'resume'] as const) {
+    app.post(`/v1/subscriptions/:id/${action}`, {
+      config: { auth: 'none' },
+      schema: {
+        summary: action === 'pause'
+          ? 'Pause now (customer or merchant; the plan must allow it): no increments start until resumed or the longest pause is over'
+          : 'Resume a paused subscription now: a new increment starts and is billed at once',
+        tags: ['subscriptions'],
+        params: IdParams,
+        body: Type.Optional(Type.Object({}, { additionalProperties: false })),
+        response: { 200: Open, ...errorResponses(401, 403, 404, 409) },
+      },
+    }, async (request) => {
+      const { caller } = await visible(request, request.params.id);
+      const by = caller.kind === 'payer' ? 'customer' : 'merchant';
+      const result = action === 'pause' ? await subscriptions.pause(request.params.id, by) : await subscriptions.resume(request.params.id, by);
+      if (!result.ok) throw failure(result);
+      return subscriptionJson(result.subscription);
+    });
+  }
 
   app.post('/v1/subscriptions/:id/refund', {
     config: { auth: 'none' },

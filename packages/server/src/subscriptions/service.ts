@@ -26,7 +26,7 @@ import { decodeBolt11 } from '../lightning/bolt11/index.js';
 import type { invoiceFromLightningAddress } from '../lightning/lnurl.js';
 import { randomId } from '../util/fingerprint.js';
 import type { EventType, WebhookEmitter } from '../webhooks/index.js';
-import { advance, fund, nextDueAt, paidThrough, prepaymentDue, type BillingOutcome, type Charge } from './billing.js';
+import { advance, fund, nextDueAt, paidThrough, pause, prepaymentDue, unpause, type BillingOutcome, type Charge } from './billing.js';
 import { FINAL_STATUSES, type PlanRow, type RefundDestination, type SubscriptionOccurrence, type SubscriptionRow } from './model.js';
 import { checkPlan, MAX_PLANS_PER_APP, type PlanInput, type PlanProblem } from './plans.js';
 import type { Statement, SubscriptionStore } from './store.js';
@@ -42,6 +42,8 @@ export type SubscriptionError =
   | 'PlanLimit'
   | 'SubscriptionNotFound'
   | 'SubscriptionEnded'
+  | 'PauseNotAllowed'
+  | 'NotPaused'
   | 'NothingToRefund'
   | 'RefundInFlight'
   | 'RefundAmountMismatch'
@@ -82,6 +84,10 @@ export interface SubscriptionService {
   authenticatePayer(token: string): Promise<SubscriptionView | null>;
   /** Cancels now; the unused balance goes to `destination` (or the one kept), else it is held for a later refund. */
   cancel(subscriptionId: string, by: 'customer' | 'merchant', destination: RefundDestination | null): Promise<{ ok: true; subscription: SubscriptionView; refundError: Fail | null } | Fail>;
+  /** Pauses an active subscription whose plan allows it: no increments start until resumed (or the plan's longest pause is over). */
+  pause(subscriptionId: string, by: 'customer' | 'merchant'): Promise<{ ok: true; subscription: SubscriptionView } | Fail>;
+  /** Resumes a paused subscription now: a new increment starts and is billed at once. */
+  resume(subscriptionId: string, by: 'customer' | 'merchant'): Promise<{ ok: true; subscription: SubscriptionView } | Fail>;
   /** Pays out a held (or failed) refund of an ended subscription. */
   refund(subscriptionId: string, destination: RefundDestination | null): Promise<{ ok: true; subscription: SubscriptionView } | Fail>;
   /** The open prepayment invoice, or a new one (for `amountMsat`, else what is due, else one prepayment). */
@@ -626,7 +632,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         refundDestination: input.refundDestination?.kind === 'invoice' ? null : input.refundDestination,
         metadata: input.metadata, createdAt: now, trialEndsAt: plan.trialS > 0 ? now + plan.trialS * 1000 : null,
         activatedAt: null, contractEndsAt: null, segment: 0, anchorAt: null, started: 0, owed: 0, pastDueSince: null,
-        suspendedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n, invoiceHash: null, invoiceRequest: null,
+        suspendedAt: null, pausedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n, invoiceHash: null, invoiceRequest: null,
         invoiceAmountMsat: null, invoiceExpiresAt: null, invoiceCount: 0, refundStatus: 'none', refundMsat: 0n,
         refundAttempts: 0, refundPaymentHash: null,
       };
@@ -704,6 +710,39 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         const result = view(state);
         maybeForget(state);
         return { ok: true, subscription: result, refundError };
+      });
+    },
+
+    async pause(subscriptionId, by) {
+      const state = await stateOf(subscriptionId);
+      if (!state) return { ok: false, error: 'SubscriptionNotFound' };
+      return locked(state, async (): Promise<{ ok: true; subscription: SubscriptionView } | Fail> => {
+        if (FINAL_STATUSES.has(state.row.status)) return { ok: false, error: 'SubscriptionEnded', detail: `the subscription is ${state.row.status}` };
+        if (state.plan.maxPauseS === 0) return { ok: false, error: 'PauseNotAllowed', detail: 'the plan does not allow pausing (max_pause_s is 0)' };
+        const now = clock.now();
+        const row = cloneRow(state.row);
+        const billed = advance(row, state.plan, state.balance, now);
+        if (row.status !== 'active') return { ok: false, error: 'PauseNotAllowed', detail: `only an active subscription can be paused; this one is ${row.status}` };
+        await commitOne(state, row, merge(billed, pause(row, billed.balance, now, by)));
+        return { ok: true, subscription: view(state) };
+      });
+    },
+
+    async resume(subscriptionId, by) {
+      const state = await stateOf(subscriptionId);
+      if (!state) return { ok: false, error: 'SubscriptionNotFound' };
+      return locked(state, async (): Promise<{ ok: true; subscription: SubscriptionView } | Fail> => {
+        if (FINAL_STATUSES.has(state.row.status)) return { ok: false, error: 'SubscriptionEnded', detail: `the subscription is ${state.row.status}` };
+        const now = clock.now();
+        const row = cloneRow(state.row);
+        const billed = advance(row, state.plan, state.balance, now);
+        if (row.status !== 'paused') {
+          if (billed.charges.length > 0 || billed.occurrences.length > 0) await commitOne(state, row, billed);
+          return { ok: false, error: 'NotPaused', detail: `the subscription is ${row.status}` };
+        }
+        await commitOne(state, row, merge(billed, unpause(row, state.plan, billed.balance, now, by)));
+        await issueInvoiceIfDue(state);
+        return { ok: true, subscription: view(state) };
       });
     },
 

@@ -43,11 +43,11 @@ const num = (value: unknown): number => Number(value as bigint | number);
 const optionalNum = (value: unknown): number | null => (value === null || value === undefined ? null : num(value));
 const big = (value: unknown): bigint => BigInt(value as bigint | number);
 
-const PLAN_COLUMNS = ['id', 'app_id', 'name', 'rate_kind', 'price_msat', 'increment_s', 'prepayment_s', 'grace_s', 'contract_s', 'min_settlement_msat', 'trial_s', 'created_at'];
+const PLAN_COLUMNS = ['id', 'app_id', 'name', 'rate_kind', 'price_msat', 'increment_s', 'prepayment_s', 'grace_s', 'contract_s', 'min_settlement_msat', 'trial_s', 'created_at', 'max_pause_s'];
 
 const planValues = (plan: PlanRow): unknown[] => [
   plan.id, plan.appId, plan.name, plan.rateKind, plan.priceMsat, plan.incrementS, plan.prepaymentS, plan.graceS, plan.contractS,
-  plan.minSettlementMsat, plan.trialS, plan.createdAt,
+  plan.minSettlementMsat, plan.trialS, plan.createdAt, plan.maxPauseS,
 ];
 
 function planFromRow(row: Row): PlanRow {
@@ -63,6 +63,7 @@ function planFromRow(row: Row): PlanRow {
     contractS: optionalNum(row.contract_s),
     minSettlementMsat: msat(big(row.min_settlement_msat)),
     trialS: num(row.trial_s),
+    maxPauseS: num(row.max_pause_s),
     createdAt: num(row.created_at),
   };
 }
@@ -71,7 +72,7 @@ function planFromRow(row: Row): PlanRow {
 const MUTABLE = [
   'status', 'refund_destination', 'trial_ends_at', 'activated_at', 'contract_ends_at', 'segment', 'anchor_at', 'started', 'owed',
   'past_due_since', 'suspended_at', 'ended_at', 'ended_by', 'charged_msat', 'invoice_hash', 'invoice_request', 'invoice_amount_msat',
-  'invoice_expires_at', 'invoice_count', 'refund_status', 'refund_msat', 'refund_attempts', 'refund_payment_hash',
+  'invoice_expires_at', 'invoice_count', 'refund_status', 'refund_msat', 'refund_attempts', 'refund_payment_hash', 'paused_at',
 ];
 const IDENTITY = ['id', 'app_id', 'plan_id', 'account_id', 'payer_token_hash', 'metadata', 'created_at'];
 
@@ -80,7 +81,7 @@ function mutableValues(row: SubscriptionRow): unknown[] {
     row.status, row.refundDestination === null ? null : JSON.stringify(row.refundDestination), row.trialEndsAt, row.activatedAt,
     row.contractEndsAt, row.segment, row.anchorAt, row.started, row.owed, row.pastDueSince, row.suspendedAt, row.endedAt, row.endedBy,
     row.chargedMsat, row.invoiceHash, row.invoiceRequest, row.invoiceAmountMsat, row.invoiceExpiresAt, row.invoiceCount,
-    row.refundStatus, row.refundMsat, row.refundAttempts, row.refundPaymentHash,
+    row.refundStatus, row.refundMsat, row.refundAttempts, row.refundPaymentHash, row.pausedAt,
   ];
 }
 
@@ -106,6 +107,7 @@ function subscriptionFromRow(row: Row): SubscriptionRow {
     owed: num(row.owed),
     pastDueSince: optionalNum(row.past_due_since),
     suspendedAt: optionalNum(row.suspended_at),
+    pausedAt: optionalNum(row.paused_at),
     endedAt: optionalNum(row.ended_at),
     endedBy: (row.ended_by as string | null) ?? null,
     chargedMsat: big(row.charged_msat),

@@ -231,6 +231,32 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     expect(sub.activated_at).toBe(sub.trial_ends_at);
   });
 
+  it('pause and resume when the plan allows it: nothing billed while paused, a new increment at resume', async () => {
+    const noPause = await createPlan({ rate_msat_per_increment: '10000', increment_s: 3600, prepayment_s: 10 * 3600, min_settlement_msat: '1000' });
+    const fixed = await subscribe(noPause.id);
+    await payOpenInvoice(fixed.id, fixed.token);
+    const refused = await as(fixed.token, 'POST', `/v1/subscriptions/${fixed.id}/pause`, {});
+    expect([refused.status, refused.body.error?.code]).toEqual([409, 'subscription_pause_not_allowed']);
+
+    const plan = await createPlan({ rate_msat_per_increment: '10000', increment_s: 3600, prepayment_s: 10 * 3600, min_settlement_msat: '1000', max_pause_s: 7 * 24 * 3600 });
+    const { id, token } = await subscribe(plan.id);
+    await payOpenInvoice(id, token);
+    expect((await as(token, 'POST', `/v1/subscriptions/${id}/resume`, {})).body.error.code).toBe('subscription_not_paused');
+    const paused = await as(token, 'POST', `/v1/subscriptions/${id}/pause`, {});
+    expect(paused.status, JSON.stringify(paused.body)).toBe(200);
+    expect(paused.body).toMatchObject({ status: 'paused', charged_msat: '10000' });
+    await advance(2 * 24 * 3600);
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body).toMatchObject({ status: 'paused', charged_msat: '10000', balance_msat: '90000' });
+    const resumed = await asApp('POST', `/v1/subscriptions/${id}/resume`, {});
+    expect(resumed.body).toMatchObject({ status: 'active', charged_msat: '20000', balance_msat: '80000' });
+    const events = (await t.sluice.webhooks.listEvents(app.id, 1000))
+      .map((e) => JSON.parse(e.payload))
+      .filter((e) => e.data.subscription_id === id && ['subscription.suspended', 'subscription.resumed'].includes(e.type));
+    expect(events.map((e) => [e.type, e.data.reason ?? e.data.from, e.data.by]).sort()).toEqual([
+      ['subscription.resumed', 'paused', 'merchant'], ['subscription.suspended', 'paused', 'customer'],
+    ]);
+  });
+
   it('refuses invalid plans with their codes and changes nothing', async () => {
     const base = { name: 'x', rate_msat_per_s: '1', increment_s: 60, prepayment_s: 3600 };
     const cases: [Record<string, unknown>, number, string][] = [

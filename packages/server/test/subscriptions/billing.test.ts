@@ -10,14 +10,14 @@ const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 0, 1);
 
 function plan(overrides: Partial<PlanTerms> = {}): PlanTerms {
-  return { name: 'p', priceMsat: msat(72_000n), incrementS: 3600, prepaymentS: 86_400, graceS: 86_400, contractS: 30 * 86_400, minSettlementMsat: msat(1_000_000n), trialS: 0, ...overrides };
+  return { name: 'p', priceMsat: msat(72_000n), incrementS: 3600, prepaymentS: 86_400, graceS: 86_400, contractS: 30 * 86_400, minSettlementMsat: msat(1_000_000n), trialS: 0, maxPauseS: 0, ...overrides };
 }
 
 function row(overrides: Partial<SubscriptionRow> = {}): SubscriptionRow {
   return {
     id: 'sub_x', appId: 'app', planId: 'plan', accountId: 'sub:sub_x', payerTokenHash: 'h', status: 'created', refundDestination: null,
     metadata: '', createdAt: T0, trialEndsAt: null, activatedAt: null, contractEndsAt: null, segment: 0, anchorAt: null, started: 0,
-    owed: 0, pastDueSince: null, suspendedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n, invoiceHash: null,
+    owed: 0, pastDueSince: null, suspendedAt: null, pausedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n, invoiceHash: null,
     invoiceRequest: null, invoiceAmountMsat: null, invoiceExpiresAt: null, invoiceCount: 0, refundStatus: 'none', refundMsat: 0n,
     refundAttempts: 0, refundPaymentHash: null, ...overrides,
   };
@@ -124,4 +124,24 @@ describe('plan validation', () => {
       else expect(checked).toMatchObject({ ok: true, terms: { priceMsat: 72_000n } });
     });
   }
+});
+
+describe('pause', () => {
+  it('pauses with no increments starting, and resumes by itself at the longest pause', async () => {
+    const { pause, unpause } = await import('../../src/subscriptions/billing.js');
+    const p = plan({ contractS: null, maxPauseS: 3 * 3600 });
+    const r = row();
+    fund(r, p, 72_000n * 10n, T0);
+    const paused = pause(r, 72_000n * 9n, T0 + 30 * 60_000, 'customer');
+    expect(paused.occurrences.map((o) => [o.type, o.data.reason])).toEqual([['suspended', 'paused']]);
+    const out = advance(r, p, 72_000n * 9n, T0 + 3 * HOUR + 30 * 60_000 + 5);
+    // Nothing during the pause; at its end a new segment starts and is billed.
+    expect(out.occurrences.map((o) => [o.type, o.at])).toEqual([['resumed', T0 + 3 * HOUR + 30 * 60_000]]);
+    expect(out.charges).toEqual([{ segment: 2, fromIndex: 0, count: 1, amountMsat: 72_000n, at: T0 + 3 * HOUR + 30 * 60_000 }]);
+    pause(r, out.balance, T0 + 4 * HOUR, 'merchant');
+    const resumed = unpause(r, p, out.balance, T0 + 5 * HOUR, 'customer');
+    expect(r.status).toBe('active');
+    expect(resumed.charges).toHaveLength(1);
+    expect(resumed.balance).toBe(72_000n * 7n);
+  });
 });
