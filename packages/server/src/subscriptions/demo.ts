@@ -25,8 +25,9 @@ export const DEMO_BUSINESSES: readonly DemoBusiness[] = [
   },
   {
     app: 'Webflix',
-    // Per minute of viewing, no contract; prepayment of 6 hours (above the 1,000 sat minimum).
-    plans: [{ name: 'Webflix: per minute of viewing', rate_msat_per_s: '50', increment_s: 60, prepayment_s: 6 * HOUR, grace_s: 10 * 60 }],
+    // Per minute of viewing, no contract; prepayment of 6 hours (above the 1,000 sat minimum);
+    // paused while nobody watches, for up to a week at a time.
+    plans: [{ name: 'Webflix: per minute of viewing', rate_msat_per_s: '50', increment_s: 60, prepayment_s: 6 * HOUR, grace_s: 10 * 60, max_pause_s: 7 * DAY }],
   },
   {
     app: 'Perpetual Insurance',
