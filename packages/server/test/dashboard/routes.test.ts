@@ -1,9 +1,11 @@
 // The dashboards' server side: the pages and their CSP, the compiled modules, who a key is,
 // and a payer's own top-up invoice (paid on the devnet, it funds the stream).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, startTestSluice, type TestSluice } from '../support/sluice.js';
+import { openLndOverDevnet, type LndOverDevnet } from '../lnd/support.js';
 import { buildDashboard, REPO_ROOT } from './support.js';
 
 describe('dashboard routes', () => {
@@ -150,5 +152,37 @@ describe('dashboard routes', () => {
     expect((await t.call('POST', `/v1/streams/${stream.id}/close`, { key: stream.payer_token })).status).toBe(200);
     const closed = await t.call('POST', '/dashboard/api/top-up', { key: stream.payer_token, body: { amount_msat: '1000' } });
     expect([closed.status, closed.body.error.code]).toEqual([409, 'stream_closed']);
+  });
+});
+
+describe('dashboard routes off the devnet (Sluice on LND, through the LND stand-in)', () => {
+  let lnd: LndOverDevnet;
+  let t: TestSluice;
+  beforeAll(async () => {
+    lnd = await openLndOverDevnet('dashboard-lnd');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-dash-lnd-'));
+    fs.writeFileSync(path.join(dir, 'admin.macaroon'), Buffer.from(lnd.standin.macaroonHex, 'hex'));
+    fs.writeFileSync(path.join(dir, 'tls.cert'), lnd.standin.certPem);
+    t = await startTestSluice({
+      env: { SLUICE_LIGHTNING: 'lnd', LND_REST_URL: lnd.standin.url, LND_MACAROON_PATH: path.join(dir, 'admin.macaroon'), LND_TLS_CERT_PATH: path.join(dir, 'tls.cert') },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await lnd?.close();
+  });
+
+  it('offers no devnet wallets, refuses the devnet route, and still makes top-up invoices', async () => {
+    const app = await t.createApp('Real shop');
+    const session = await t.call('GET', '/dashboard/api/session', { key: app.apiKey });
+    expect(session.body).toMatchObject({ kind: 'app', devnet: false, devnet_wallets: [] });
+    const pay = await t.call('POST', '/dashboard/api/devnet/pay', { key: app.apiKey, body: { payment_request: 'lnbcrt1' } });
+    expect([pay.status, pay.body.error.code]).toEqual([404, 'devnet_only']);
+    const stream = await t.call('POST', '/v1/streams', { key: app.apiKey, body: { prices: { hit: '1000' } } });
+    const topUp = await t.call('POST', '/dashboard/api/top-up', { key: stream.body.payer_token, body: { amount_msat: '5000' } });
+    expect(topUp.status, JSON.stringify(topUp.body)).toBe(201);
+    expect(topUp.body).toMatchObject({ amount_msat: '5000', status: 'open' });
+    const home = await t.call('GET', '/me/', { key: null });
+    expect(home.status).toBe(200);
   });
 });
