@@ -1,0 +1,179 @@
+/**
+ * Refunds of a subscription's unused balance: to an invoice, a Lightning address or a
+ * keysend key, through the payments service (in flight before it is sent, reconciled by
+ * payment hash). The app lends the routing-fee budget so the customer gets every unused
+ * msat; what the route does not use goes back to the app. Each attempt is committed
+ * (destination, amount, budget) before its payment, so a start can finish one a crash cut
+ * off, under the same idempotency key. Every function here runs under the subscription's
+ * lock (service.ts).
+ */
+import type { Logger } from 'pino';
+import { appAccountId } from '../apps/service.js';
+import type { Ledger } from '../ledger/group-commit.js';
+import { balanceOf, type LedgerOp } from '../ledger/store.js';
+import { decodeBolt11 } from '../lightning/bolt11/index.js';
+import type { invoiceFromLightningAddress } from '../lightning/lnurl.js';
+import { msat, type Msat } from '../money/msat.js';
+import { defaultMaxFeeMsat, type PaymentService, type PaymentTarget } from '../payments/service.js';
+import type { BillingOutcome } from './billing.js';
+import { cloneRow, type LiveSubscription } from './live.js';
+import type { RefundDestination, SubscriptionRow } from './model.js';
+import type { Fail } from './service.js';
+
+export interface RefundDeps {
+  ledger: Ledger;
+  payments: PaymentService;
+  logger: Logger;
+  lightningAddress: typeof invoiceFromLightningAddress;
+  /** Commits the subscription's new row (with ledger ops) and makes it the live state. */
+  commit(state: LiveSubscription, row: SubscriptionRow, outcome: BillingOutcome, extraOps?: LedgerOp[]): Promise<void>;
+  /** Drops an ended subscription whose refund is settled from memory. */
+  forget(state: LiveSubscription): void;
+}
+
+export interface Refunds {
+  /** What to pay for a refund of `amountMsat` to `destination` (checks an invoice; asks a Lightning address). */
+  target(destination: RefundDestination, amountMsat: Msat): Promise<{ ok: true; target: PaymentTarget } | Fail>;
+  /** Pays the held balance to `destination`. */
+  send(state: LiveSubscription, destination: RefundDestination): Promise<{ ok: true } | Fail>;
+  /** At start: an attempt a crash cut off before its payment hash was recorded. */
+  resume(state: LiveSubscription): Promise<void>;
+  /** A refund payment reached a final state. */
+  resolve(state: LiveSubscription, payment: { paymentHash: string; status: string; feeMsat: bigint | null }): Promise<void>;
+}
+
+export function createRefunds(deps: RefundDeps): Refunds {
+  const { ledger, payments, logger } = deps;
+  const commitOne = deps.commit;
+  const maybeForget = deps.forget;
+
+  /** A refund payment reached a final state: give back the unused fee budget, record the outcome. */
+  const resolveRefund = async (state: LiveSubscription, payment: { paymentHash: string; status: string; feeMsat: bigint | null }): Promise<void> => {
+    const row = cloneRow(state.row);
+    // No hash yet: a crash cut the attempt off before recording it; the account has one refund in flight at most.
+    if (row.refundStatus !== 'pending' || (row.refundPaymentHash !== null && row.refundPaymentHash !== payment.paymentHash)) return;
+    row.refundPaymentHash = payment.paymentHash;
+    const account = await ledger.getAccount(row.accountId);
+    if (!account) return;
+    const succeeded = payment.status === 'succeeded';
+    const keep = succeeded ? 0n : row.refundMsat;
+    const surplus = balanceOf(account) - keep;
+    const ops: LedgerOp[] = surplus > 0n
+      ? [{
+          kind: 'transfer', debitAccountId: row.accountId, creditAccountId: appAccountId(row.appId), amountMsat: msat(surplus),
+          code: 'subscription_refund_fee_return', reference: `${row.id}/refund/${row.refundAttempts}`,
+          idempotencyKey: `sub:${row.id}:refund:${row.refundAttempts}:fee-return`,
+        }]
+      : [];
+    row.refundStatus = succeeded ? 'succeeded' : 'failed';
+    await commitOne(state, row, { charges: [], occurrences: [], balance: keep }, ops);
+    maybeForget(state);
+  };
+
+  /** What to pay for a refund of `amountMsat` to `destination` (a Lightning address is asked for an invoice now). */
+  const refundTarget = async (destination: RefundDestination, amountMsat: Msat): Promise<{ ok: true; target: PaymentTarget } | Fail> => {
+    if (destination.kind === 'invoice') {
+      const decoded = decodeBolt11(destination.paymentRequest);
+      if (!decoded.ok) return { ok: false, error: 'RefundInvoiceInvalid', detail: decoded.detail };
+      if (decoded.invoice.amountMsat !== null && decoded.invoice.amountMsat !== amountMsat) {
+        return { ok: false, error: 'RefundAmountMismatch', detail: `the refund is exactly ${amountMsat} msat` };
+      }
+      return { ok: true, target: { kind: 'invoice', paymentRequest: destination.paymentRequest, amountMsat: decoded.invoice.amountMsat === null ? amountMsat : null } };
+    }
+    if (destination.kind === 'lightning_address') {
+      const resolved = await deps.lightningAddress(destination.address, amountMsat);
+      if (!resolved.ok) return { ok: false, error: 'RefundAddressFailed', detail: `${resolved.error}: ${resolved.detail}` };
+      return { ok: true, target: { kind: 'invoice', paymentRequest: resolved.paymentRequest, amountMsat: null } };
+    }
+    return { ok: true, target: { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat } };
+  };
+
+  /**
+   * Sends the refund attempt recorded as pending (the fee advance is in the account). Also
+   * used at start for an attempt a crash cut off before its payment was recorded: the same
+   * idempotency key replays the payment if it had begun.
+   */
+  const payRefund = async (state: LiveSubscription, target: PaymentTarget, resuming: boolean): Promise<{ ok: true } | Fail> => {
+    const current = state.row;
+    const attempt = current.refundAttempts;
+    // The budget the app lent is what the account holds beyond the refund (a hold of a
+    // payment that began is pending, not posted, so it does not change this).
+    const account = await ledger.getAccount(current.accountId);
+    const lent = (account ? balanceOf(account) : current.refundMsat) - current.refundMsat;
+    const maxFeeMsat = msat(lent > 0n ? lent : 0n);
+    const result = await payments.pay(current.appId, {
+      target, maxFeeMsat, idempotencyKey: `sub:${current.id}:refund:${attempt}`, debitAccountId: current.accountId,
+    });
+    if (!result.ok) {
+      // A resumed attempt whose payment had begun (another invoice from a Lightning address,
+      // or still in flight) is left pending: the payments service resolves it by hash.
+      if (resuming && (result.error === 'IdempotencyConflict' || result.error === 'PaymentInFlight')) return { ok: true };
+      const failed = cloneRow(current);
+      failed.refundStatus = 'failed';
+      await commitOne(state, failed, { charges: [], occurrences: [], balance: current.refundMsat }, maxFeeMsat === 0n ? [] : [{
+        kind: 'transfer', debitAccountId: current.accountId, creditAccountId: appAccountId(current.appId), amountMsat: maxFeeMsat,
+        code: 'subscription_refund_fee_return', reference: `${current.id}/refund/${attempt}`, idempotencyKey: `sub:${current.id}:refund:${attempt}:fee-return`,
+      }]);
+      const invoiceProblem = ['InvoiceInvalid', 'InvoiceWrongNetwork', 'InvoiceExpired', 'InvoiceAlreadyPaid'].includes(result.error);
+      return { ok: false, error: invoiceProblem ? 'RefundInvoiceInvalid' : 'RefundUnavailable', detail: `${result.error}${result.detail ? `: ${result.detail}` : ''}` };
+    }
+    if (state.row.refundStatus !== 'pending') return { ok: true }; // resolved meanwhile (a replay of a finished payment)
+    const withHash = cloneRow(state.row);
+    withHash.refundPaymentHash = result.payment.paymentHash;
+    await commitOne(state, withHash, { charges: [], occurrences: [], balance: state.balance });
+    if (result.payment.status !== 'pending') await resolveRefund(state, result.payment);
+    return { ok: true };
+  };
+
+  /** Pays the held refund to `destination`. Runs under the lock. */
+  const sendRefund = async (state: LiveSubscription, destination: RefundDestination): Promise<{ ok: true } | Fail> => {
+    const current = state.row;
+    if (current.refundStatus === 'pending') return { ok: false, error: 'RefundInFlight' };
+    const account = await ledger.getAccount(current.accountId);
+    const amount = account ? balanceOf(account) : 0n;
+    if (amount <= 0n) return { ok: false, error: 'NothingToRefund' };
+    const amountMsat = msat(amount);
+    const target = await refundTarget(destination, amountMsat);
+    if (!target.ok) return target;
+    const attempt = current.refundAttempts + 1;
+    // The app lends the routing-fee budget, so the customer gets every unused msat; what
+    // the route does not use goes back to the app (resolveRefund). An app with less than the
+    // default budget lends what it has (a smaller budget may find no route: the refund then
+    // fails and stays held for a retry).
+    const app = await ledger.getAccount(appAccountId(current.appId));
+    const available = app ? balanceOf(app) - app.debitsPendingMsat : 0n;
+    const budget = defaultMaxFeeMsat(amountMsat);
+    const maxFeeMsat = msat(available < budget ? (available > 0n ? available : 0n) : budget);
+    if (maxFeeMsat > 0n) {
+      const advanced = await ledger.apply({
+        kind: 'transfer', debitAccountId: appAccountId(current.appId), creditAccountId: current.accountId, amountMsat: maxFeeMsat,
+        code: 'subscription_refund_fee_advance', reference: `${current.id}/refund/${attempt}`, idempotencyKey: `sub:${current.id}:refund:${attempt}:fee`,
+      });
+      if (!advanced.ok) return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the ${maxFeeMsat} msat routing-fee budget now` };
+    }
+    const row = cloneRow(current);
+    row.refundAttempts = attempt;
+    row.refundStatus = 'pending';
+    row.refundMsat = amount;
+    row.refundPaymentHash = null;
+    // Kept with the attempt (an invoice too), so a restart can finish what a crash cut off.
+    row.refundDestination = destination;
+    await commitOne(state, row, { charges: [], occurrences: [], balance: amount + maxFeeMsat });
+    return payRefund(state, target.target, false);
+  };
+
+  /** At start: refund attempts a crash cut off before their payment hash was recorded. */
+  const resumeRefund = async (state: LiveSubscription): Promise<void> => {
+    const row = state.row;
+    if (row.refundStatus !== 'pending' || row.refundPaymentHash !== null || row.refundDestination === null) return;
+    const target = await refundTarget(row.refundDestination, msat(row.refundMsat));
+    if (!target.ok) {
+      logger.warn({ subscriptionId: row.id, error: target.error }, 'an interrupted refund cannot be resumed; it stays pending');
+      return;
+    }
+    await payRefund(state, target.target, true);
+  };
+
+
+  return { target: refundTarget, send: sendRefund, resume: resumeRefund, resolve: resolveRefund };
+}
