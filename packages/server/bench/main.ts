@@ -3,7 +3,7 @@
  * docs/benchmarks.md (machine, command, date, tables). Pass --seconds N to change the
  * length of each ledger run, --no-postgres to skip PostgreSQL, --stream-seconds N the length
  * of each streams run (streams.ts), --only a,b to run some sections (ledger, invoices,
- * streams, paycall, gateway, webhooks).
+ * streams, paycall, gateway, webhooks, subscriptions).
  */
 import os from 'node:os';
 import { benchDevnetInvoices, devnetInvoiceTable } from './devnet-invoices.js';
@@ -12,6 +12,7 @@ import { runStreamsBenchmark, streamsMarkdown } from './streams.js';
 import { payCallMarkdown, runPayCallBenchmark } from './paycall.js';
 import { gatewayMarkdown, runGatewayBenchmark } from './gateway.js';
 import { runWebhooksBenchmark, webhooksMarkdown } from './webhooks.js';
+import { runSubscriptionsBenchmark, subscriptionsMarkdown } from './subscriptions.js';
 
 function argValue(args: string[], name: string): string | undefined {
   const index = args.indexOf(name);
@@ -57,6 +58,10 @@ if (wanted('gateway')) {
 if (wanted('webhooks')) {
   log('webhooks');
   sections.push(webhooksMarkdown(await runWebhooksBenchmark(args.includes('--no-postgres') ? { stores: ['sqlite'] } : {})));
+}
+if (wanted('subscriptions')) {
+  log('subscriptions');
+  sections.push(subscriptionsMarkdown(await runSubscriptionsBenchmark()));
 }
 
 process.stdout.write(sections.join('\n'));
