@@ -41,7 +41,7 @@ import { openSqlite } from '../src/db/sqlite.js';
 import { createLedger } from '../src/ledger/group-commit.js';
 import { createPostgresLedgerStore, migratePostgresLedger } from '../src/ledger/postgres/store.js';
 import { idempotencyIndexFor } from '../src/ledger/sqlite/idempotency.js';
-import { createSqliteLedgerStore, migrateSqliteLedger } from '../src/ledger/sqlite/store.js';
+import { createSqliteLedgerStore, migrateSqliteLedger, SERVER_LEDGER_STORE_OPTIONS } from '../src/ledger/sqlite/store.js';
 import type { LedgerOp, LedgerStore } from '../src/ledger/store.js';
 import type { Msat } from '../src/money/msat.js';
 
@@ -105,7 +105,7 @@ async function openSqliteBackend(): Promise<Backend> {
   const pragma = (name: string) => String(db.pragma(name, { simple: true }));
   return {
     name: 'sqlite',
-    store: createSqliteLedgerStore(db),
+    store: createSqliteLedgerStore(db, SERVER_LEDGER_STORE_OPTIONS),
     merges: () => idempotencyIndexFor(db).merges,
     settings: {
       'sqlite journal_mode': pragma('journal_mode'),

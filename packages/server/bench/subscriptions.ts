@@ -30,7 +30,7 @@ import { createManualClock } from '../src/clock.js';
 import { openSqlite } from '../src/db/sqlite.js';
 import { createLedger } from '../src/ledger/group-commit.js';
 import { SYSTEM_ACCOUNTS, LIGHTNING_ACCOUNT_ID } from '../src/ledger/accounts.js';
-import { applyOpsInTransaction, createSqliteLedgerStore, migrateSqliteLedger } from '../src/ledger/sqlite/store.js';
+import { applyOpsInTransaction, createSqliteLedgerStore, migrateSqliteLedger, SERVER_LEDGER_STORE_OPTIONS } from '../src/ledger/sqlite/store.js';
 import { msat } from '../src/money/msat.js';
 import type { InvoiceService } from '../src/invoices/service.js';
 import type { PaymentService } from '../src/payments/service.js';
@@ -63,7 +63,7 @@ export async function runSubscriptionsBenchmark(options: { subscriptions?: numbe
   const clock = createManualClock(T0);
   const db = openSqlite({ path: path.join(dir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
-  const ledgerStore = createSqliteLedgerStore(db, { clock });
+  const ledgerStore = createSqliteLedgerStore(db, { clock, ...SERVER_LEDGER_STORE_OPTIONS });
   for (const spec of SYSTEM_ACCOUNTS) await ledgerStore.createAccount(spec);
   const ledger = createLedger({ store: ledgerStore });
   const store = createSqliteSubscriptionStore(db, (tx, ops, now) => applyOpsInTransaction(tx, ops, now));

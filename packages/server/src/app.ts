@@ -24,7 +24,7 @@ import { registerDashboardRoutes } from './dashboard/routes.js';
 import { SYSTEM_ACCOUNTS } from './ledger/accounts.js';
 import { createLedger, type Ledger } from './ledger/group-commit.js';
 import type { LedgerStore } from './ledger/store.js';
-import { applyOpsInTransaction as applySqliteOps, createSqliteLedgerStore, migrateSqliteLedger } from './ledger/sqlite/store.js';
+import { applyOpsInTransaction as applySqliteOps, createSqliteLedgerStore, migrateSqliteLedger, SERVER_LEDGER_STORE_OPTIONS } from './ledger/sqlite/store.js';
 import { applyOpsInTransaction as applyPostgresOps, createPostgresLedgerStore, migratePostgresLedger } from './ledger/postgres/store.js';
 import type { LightningBackend, NodeInfo } from './lightning/backend.js';
 import { openDevnet, type Devnet } from './lightning/devnet/index.js';
@@ -118,7 +118,7 @@ async function openStores(config: Config, clock: Clock): Promise<Stores> {
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
-  const ledgerStore = createSqliteLedgerStore(db, { clock });
+  const ledgerStore = createSqliteLedgerStore(db, { clock, ...SERVER_LEDGER_STORE_OPTIONS });
   const records = createSqliteRecordStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
   const streamStore = createSqliteStreamStore(db);
   const l402Budgets = createSqliteL402BudgetStore(db);

@@ -4,11 +4,10 @@
  * WAL with synchronous=FULL: every commit is fsynced before it returns, so an
  * acknowledged write survives a crash or power loss. Throughput comes from batching
  * many writes into one commit (group commit), never from acknowledging before the disk
- * has the write. One refinement, in the ledger's group commit only
- * (ledger/sqlite/wal-sync.ts): its batches commit with synchronous=NORMAL and the WAL is
- * then fdatasynced on the thread pool; nobody is answered before that sync returns, so
- * what is acknowledged is exactly as durable as under FULL, and the event loop keeps
- * working while the disk syncs. Every other transaction runs under FULL.
+ * has the write. The ledger store also has a mode that commits its batches with
+ * synchronous=NORMAL and fdatasyncs the WAL on the thread pool before answering
+ * (ledger/sqlite/wal-sync.ts): as durable, and the event loop works during the sync; the
+ * server does not use it by default (see SERVER_LEDGER_STORE_OPTIONS for the measurements).
  */
 import Database from 'better-sqlite3';
 

@@ -271,6 +271,9 @@ for (const store of ['sqlite', 'postgres'] as const) {
       receiver.mode = 503;
       const hash = await paidInvoice();
       const lost = ((await asApp('GET', '/v1/webhooks/events?type=invoice.paid')).body.events as any[]).find((e) => e.data.payment_hash === hash);
+      // Let the first attempt (503) finish and be recorded: the clock stands still, so no other
+      // attempt starts, and none can insert a row between the deletes below.
+      await waitUntil(async () => (await deliveries(endpoint.id)).find((d: any) => d.event_id === lost.id && d.last_status_code === 503), 'the first attempt');
       // As if another process had committed the payment and died before writing the event.
       await database!.sql.unsafe(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE event_id = '${lost.id}')`);
       await database!.sql.unsafe(`DELETE FROM webhook_deliveries WHERE event_id = '${lost.id}'`);

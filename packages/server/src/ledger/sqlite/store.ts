@@ -351,6 +351,16 @@ export interface SqliteLedgerStoreOptions {
 
 export const MAX_LIST_LIMIT = 1000;
 
+/**
+ * What the server runs with: SQLite's own fsync inside each group commit and SQLite's own
+ * checkpoints. Measured against the off-loop sync and the checkpoint worker on the 2-core VM
+ * of docs/benchmarks.md (alternating runs, 2026-11-23): the ledger was faster this way at 1
+ * and 16 callers (about 1.4x: no thread hand-off per commit) and equal at 256; streams were
+ * equal within noise. The other modes stay available (and tested) for disks where the sync
+ * is long enough to be worth freeing the event loop for.
+ */
+export const SERVER_LEDGER_STORE_OPTIONS = { syncOffLoop: false, checkpoints: false } as const satisfies SqliteLedgerStoreOptions;
+
 export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedgerStoreOptions = {}): StagedLedgerStore {
   const clock = options.clock ?? systemClock;
   const ids = options.ids ?? idsFor(db);
