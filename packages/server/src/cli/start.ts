@@ -124,6 +124,8 @@ export async function runStart(deps: StartDeps, extension?: StartExtension): Pro
     ['node', sluice.nodeInfo.pubkey],
     ['store', store],
     ['data dir', config.dataDir],
+    ['dashboard', `${url}/dashboard/ (merchants), ${url}/me/ (customers)`],
+    ['demo game', devnet ? `${url}/demo/` : null],
     ['admin key', sluice.generatedAdminKey],
     ['', sluice.generatedAdminKey === null ? null : 'save this now, it will not be shown again (only its hash is stored)'],
   ]);

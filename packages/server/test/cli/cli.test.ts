@@ -163,6 +163,8 @@ describe('sluice start, then the client commands against it', () => {
     expect(banner).toContain('devnet (regtest) — FAKE MONEY');
     expect(banner).toContain(`sqlite (${path.join(dataDir, 'sluice.sqlite')})`);
     expect(banner).toContain(`data dir   ${dataDir}`);
+    expect(banner).toContain(`dashboard  ${url}/dashboard/ (merchants), ${url}/me/ (customers)`);
+    expect(banner).toContain(`demo game  ${url}/demo/`);
     const key = /admin key +(\S+)\n +save this now, it will not be shown again/.exec(banner);
     expect(key).not.toBeNull();
     adminKey = (key as RegExpExecArray)[1] as string;
