@@ -12,7 +12,7 @@ import type { AppService } from '../apps/service.js';
 import type { SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, isoTime, parseAmount } from '../http/wire.js';
 import { lightningAddressUrl } from '../lightning/lnurl.js';
-import type { PlanRow, RefundDestination } from './model.js';
+import { FINAL_STATUSES, type PlanRow, type RefundDestination } from './model.js';
 import { prepaymentIncrements } from './billing.js';
 import { MAX_METADATA_LENGTH, SUBSCRIPTION_TOKEN_PREFIX, type Fail, type SubscriptionError, type SubscriptionService, type SubscriptionView } from './service.js';
 
@@ -65,7 +65,9 @@ const destinationJson = (destination: RefundDestination | null) =>
 
 export const subscriptionJson = (view: SubscriptionView) => {
   const row = view.row;
-  const invoiceOpen = row.invoiceHash !== null && (row.invoiceExpiresAt ?? 0) > view.at;
+  // An ended subscription asks for nothing: its last invoice may still be payable at the
+  // node (a late payment is held for refund), but it is not offered to be paid.
+  const invoiceOpen = !FINAL_STATUSES.has(row.status) && row.invoiceHash !== null && (row.invoiceExpiresAt ?? 0) > view.at;
   return {
     id: row.id,
     plan_id: row.planId,

@@ -171,6 +171,16 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund.status).toBe('succeeded');
   });
 
+  it('an ended subscription offers no invoice to pay, though its last one is still open at the node', async () => {
+    const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, grace_s: 600, min_settlement_msat: '1000' });
+    const { id, token } = await subscribe(plan.id);
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.invoice).not.toBeNull();
+    const cancelled = await asApp('POST', `/v1/subscriptions/${id}/cancel`, {});
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
+    expect(cancelled.body).toMatchObject({ status: 'cancelled', invoice: null });
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body).toMatchObject({ status: 'cancelled', invoice: null });
+  });
+
   it('cancel with a refund invoice: a wrong amount is refused with nothing changed, the exact amount is paid', async () => {
     const plan = await createPlan({ rate_msat_per_s: '5', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' });
     const { id, token } = await subscribe(plan.id);
