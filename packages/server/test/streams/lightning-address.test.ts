@@ -1,55 +1,44 @@
 // Payouts to a Lightning address (LUD-16 / LNURL-pay, LUD-06): a local LNURL-pay service
 // backed by a devnet wallet issues the invoices; Sluice checks amount and description hash
 // before paying, and a stream's refund reaches the address.
-import { createHash } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invoiceFromLightningAddress, lightningAddressUrl } from '../../src/lightning/lnurl.js';
 import { msat } from '../../src/money/msat.js';
+import { startLnurlService, type LnurlService } from '../support/lnurl-service.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 
 describe('Lightning address payouts', () => {
   let t: TestSluice;
-  let server: http.Server;
+  let lnurl: LnurlService;
   let host: string;
-  let cheat: 'none' | 'amount' | 'hash' = 'none';
-  const metadata = JSON.stringify([['text/plain', 'Tips for erin (devnet)']]);
   // The LNURL service of these tests runs on loopback, which production refuses.
   const local = { allowPrivateAddresses: true };
 
   beforeAll(async () => {
     t = await startTestSluice();
-    const erin = t.sluice.devnet!.backendFor('erin');
-    server = http.createServer(async (request, response) => {
-      const url = new URL(request.url ?? '/', 'http://x');
-      const send = (status: number, body: unknown) => {
-        response.writeHead(status, { 'content-type': 'application/json' });
-        response.end(JSON.stringify(body));
-      };
-      if (url.pathname === '/.well-known/lnurlp/erin') {
-        send(200, { tag: 'payRequest', callback: `http://${host}/lnurlp/erin/callback`, minSendable: 1000, maxSendable: 1_000_000_000, metadata });
-      } else if (url.pathname === '/.well-known/lnurlp/huge') {
-        response.writeHead(200, { 'content-type': 'application/json' });
-        response.end(`{"padding":"${'x'.repeat(200_000)}"}`);
-      } else if (url.pathname === '/.well-known/lnurlp/moved') {
-        response.writeHead(302, { location: `http://${host}/.well-known/lnurlp/erin` });
-        response.end();
-      } else if (url.pathname === '/lnurlp/erin/callback') {
-        const amount = BigInt(url.searchParams.get('amount') ?? '0') + (cheat === 'amount' ? 1000n : 0n);
-        const hashed = cheat === 'hash' ? 'other metadata' : metadata;
-        const invoice = await erin.createInvoice({ amountMsat: msat(amount), descriptionHash: createHash('sha256').update(hashed).digest('hex'), expiryS: 600 });
-        send(200, { pr: invoice.paymentRequest, routes: [] });
-      } else {
-        send(404, { status: 'ERROR', reason: 'no such user' });
-      }
+    lnurl = await startLnurlService({
+      wallet: t.sluice.devnet!.backendFor('erin'),
+      description: 'Tips for erin (devnet)',
+      // A service that misbehaves: an answer past the size limit, and a redirect.
+      extra: (path, response, self) => {
+        if (path === '/.well-known/lnurlp/huge') {
+          response.writeHead(200, { 'content-type': 'application/json' });
+          response.end(`{"padding":"${'x'.repeat(200_000)}"}`);
+          return true;
+        }
+        if (path === '/.well-known/lnurlp/moved') {
+          response.writeHead(302, { location: `http://${self}/.well-known/lnurlp/erin` });
+          response.end();
+          return true;
+        }
+        return false;
+      },
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    host = lnurl.host;
   });
   afterAll(async () => {
     await t?.close();
-    await new Promise((resolve) => server?.close(resolve));
+    await lnurl?.close();
   });
 
   it('builds the LUD-16 URL: https, plain http only on loopback', () => {
@@ -60,16 +49,16 @@ describe('Lightning address payouts', () => {
   });
 
   it('fetches an invoice for the exact amount and checks what comes back', async () => {
-    cheat = 'none';
+    lnurl.cheat = 'none';
     expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n), local)).toMatchObject({ ok: true });
     expect(await invoiceFromLightningAddress(`erin@${host}`, msat(10n), local)).toMatchObject({ ok: false, error: 'AmountOutOfRange' });
     expect(await invoiceFromLightningAddress(`nobody@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'BadResponse' });
     expect(await invoiceFromLightningAddress('erin@127.0.0.1:1', msat(5000n), local)).toMatchObject({ ok: false, error: 'Unreachable' });
-    cheat = 'amount';
+    lnurl.cheat = 'amount';
     expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
-    cheat = 'hash';
+    lnurl.cheat = 'hash';
     expect(await invoiceFromLightningAddress(`erin@${host}`, msat(5000n), local)).toMatchObject({ ok: false, error: 'InvoiceMismatch' });
-    cheat = 'none';
+    lnurl.cheat = 'none';
   });
 
   it('refuses loopback, private and link-local hosts unless allowed (SSRF)', async () => {

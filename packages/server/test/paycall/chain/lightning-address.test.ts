@@ -1,44 +1,26 @@
 // A chain's refund to a Lightning address (LNURL-pay): a local LNURL-pay service backed by
 // the devnet wallet erin issues the invoice for exactly the unused part; a failing address
 // is refused with refund_address_failed and changes nothing.
-import { createHash, randomBytes } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { msat } from '../../../src/money/msat.js';
 import { buildChain } from '../../../src/paycall/chain/index.js';
+import { startLnurlService, type LnurlService } from '../../support/lnurl-service.js';
 import { startTestSluice, type TestSluice } from '../../support/sluice.js';
 
 describe('chain refund to a Lightning address', () => {
   let t: TestSluice;
-  let server: http.Server;
+  let lnurl: LnurlService;
   let host: string;
-  const metadata = JSON.stringify([['text/plain', 'Refunds for erin (devnet)']]);
 
   beforeAll(async () => {
     t = await startTestSluice();
-    const erin = t.sluice.devnet!.backendFor('erin');
-    server = http.createServer(async (request, response) => {
-      const url = new URL(request.url ?? '/', 'http://x');
-      const send = (status: number, body: unknown) => {
-        response.writeHead(status, { 'content-type': 'application/json' });
-        response.end(JSON.stringify(body));
-      };
-      if (url.pathname === '/.well-known/lnurlp/erin') {
-        send(200, { tag: 'payRequest', callback: `http://${host}/lnurlp/erin/callback`, minSendable: 1000, maxSendable: 1_000_000_000, metadata });
-      } else if (url.pathname === '/lnurlp/erin/callback') {
-        const invoice = await erin.createInvoice({ amountMsat: msat(BigInt(url.searchParams.get('amount') ?? '0')), descriptionHash: createHash('sha256').update(metadata).digest('hex'), expiryS: 600 });
-        send(200, { pr: invoice.paymentRequest, routes: [] });
-      } else {
-        send(404, { status: 'ERROR', reason: 'no such user' });
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    lnurl = await startLnurlService({ wallet: t.sluice.devnet!.backendFor('erin'), description: 'Refunds for erin (devnet)' });
+    host = lnurl.host;
   });
   afterAll(async () => {
     await t?.close();
-    await new Promise((resolve) => server?.close(resolve));
+    await lnurl?.close();
   });
 
   it('pays the unused steps to the address, exactly', async () => {
