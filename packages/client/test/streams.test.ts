@@ -16,6 +16,8 @@ import {
   SluiceClient,
   SluiceError,
   SluicePayer,
+  storageSpendLog,
+  SPEND_LOG_STORAGE_KEY,
   type StreamEvent,
   type WalletAdapter,
   type WebSocketConstructor,
@@ -267,6 +269,32 @@ describe('SluicePayer', () => {
     expect(payer.pendingInvoice).toBeNull();
     expect(paid).toEqual([50_000n, 40_000n, 40_000n]); // automatically, automatically, by hand
     payer.disconnect();
+    app.close();
+  });
+
+  it('shares one hourly allowance between payers through a storage spend log, and keeps it across a reload', async () => {
+    const app = await connectApp();
+    const now = Date.now();
+    const items = new Map<string, string>();
+    const storage = { getItem: (key: string) => items.get(key) ?? null, setItem: (key: string, value: string) => void items.set(key, value) };
+    const allowance = { perStreamMsat: 1_000_000n, perHourMsat: 60_000n };
+    const first = await app.createStream(topUpTerms);
+    const wallet = devnetWallet({ baseUrl: h.baseUrl, key: first.payer_token, wallet: 'carol' });
+    const one = await SluicePayer.connect({ baseUrl: h.baseUrl, payerToken: first.payer_token, wallet, WebSocket: WS, now: () => now, allowance, spendLog: storageSpendLog(storage) });
+    await until(() => one.balanceMsat === 50_000n, 'the first stream funded');
+    expect(JSON.parse(items.get(SPEND_LOG_STORAGE_KEY) as string)).toEqual([{ at: now, amount_msat: '50000', id: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    one.disconnect();
+
+    // A reload: a new payer on another stream, the same storage. 50,000 of 60,000 msat are spent this hour.
+    const second = await app.createStream(topUpTerms);
+    const reasons: string[] = [];
+    const two = await SluicePayer.connect({ baseUrl: h.baseUrl, payerToken: second.payer_token, wallet, WebSocket: WS, now: () => now, allowance, spendLog: storageSpendLog(storage) });
+    two.on('allowance_exceeded', ({ reason }) => reasons.push(reason));
+    expect(two.spentThisHourMsat).toBe(50_000n);
+    await until(() => two.pendingInvoice !== null, 'the second funding invoice left for a person');
+    expect(two.balanceMsat).toBe(0n);
+    expect(two.pendingInvoice?.amount_msat).toBe(50_000n);
+    two.disconnect();
     app.close();
   });
 

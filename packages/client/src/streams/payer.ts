@@ -17,6 +17,9 @@ import { Emitter } from './emitter.js';
 import type { ConnectionState, InvoiceEvent, PayoutDestination, Stream, StreamEvent } from './types.js';
 import type { WalletAdapter } from './wallets.js';
 import { integer, streamFromWire } from './wire.js';
+import { memorySpendLog, type SpendLog, type SpendRecord } from './spend-log.js';
+
+export type { SpendRecord } from './spend-log.js';
 
 /**
  * How much `SluicePayer` may pay without asking: the stream's total funding (every
@@ -54,21 +57,14 @@ export interface SluicePayerOptions extends ConnectionOptions {
   answerPayouts?: boolean | undefined;
   /** Automatic payments already made (e.g. restored from storage after a reload); they count toward perHourMsat. */
   spent?: readonly SpendRecord[] | undefined;
+  /**
+   * Where automatic payments are counted for perHourMsat (default: in memory, seeded with
+   * `spent`). `storageSpendLog(localStorage)` keeps the hour across reloads and shares it
+   * between every payer of the page that uses it.
+   */
+  spendLog?: SpendLog | undefined;
   /** Unix ms; default Date.now (tests pass their own clock). */
   now?: (() => number) | undefined;
-}
-
-/**
- * One automatic payment, for the per-hour allowance (store them to survive a reload).
- *
- * @example
- * ```ts
- * payer.on('spend', (record: SpendRecord) => localStorage.setItem('spent', stringifyJson([...old, record])));
- * ```
- */
-export interface SpendRecord {
-  at: number;
-  amount_msat: bigint;
 }
 
 /**
@@ -159,7 +155,7 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
   #fundedTotal = 0n;
   /** Payments this payer started and whose funded event has not arrived: hash -> amount. */
   readonly #paying = new Map<string, bigint>();
-  #spent: SpendRecord[];
+  readonly #spendLog: SpendLog;
   #payoutAsked: bigint | null = null;
   #answeringPayout = false;
 
@@ -171,7 +167,8 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
     this.#answerPayouts = options.answerPayouts ?? true;
     this.#now = options.now ?? Date.now;
     this.#allowance = checkAllowance(options.allowance ?? { perStreamMsat: 0n, perHourMsat: 0n });
-    this.#spent = [...(options.spent ?? [])];
+    this.#spendLog = options.spendLog ?? memorySpendLog(options.spent ?? []);
+    if (options.spendLog !== undefined) for (const record of options.spent ?? []) options.spendLog.add(record);
     connection.on('event', (event) => this.#onEvent(event));
     connection.on('connection', (state) => {
       if (state !== 'open') this.#caughtUp = false; // the balance event after the resubscribe says when we are current again
@@ -273,9 +270,7 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
    * ```
    */
   get spentThisHourMsat(): bigint {
-    const since = this.#now() - HOUR_MS;
-    this.#spent = this.#spent.filter((record) => record.at > since);
-    return this.#spent.reduce((total, record) => total + record.amount_msat, 0n);
+    return this.#spendLog.since(this.#now() - HOUR_MS).reduce((total, record) => total + record.amount_msat, 0n);
   }
 
   /**
@@ -537,9 +532,9 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
     if (this.#paying.has(invoice.payment_hash) || this.#funded.has(invoice.payment_hash)) return null;
     // Counted before the wallet is asked, so concurrent invoices cannot both pass the allowance.
     this.#paying.set(invoice.payment_hash, invoice.amount_msat);
-    const record: SpendRecord = { at: this.#now(), amount_msat: invoice.amount_msat };
+    const record: SpendRecord = { at: this.#now(), amount_msat: invoice.amount_msat, id: invoice.payment_hash };
     if (automatic) {
-      this.#spent.push(record);
+      this.#spendLog.add(record);
       this.emit('spend', record);
     }
     try {
@@ -553,7 +548,7 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
       if (outcome === 'failed') {
         // Certainly not paid: free the allowance and let a person (or a later retry) pay it.
         this.#paying.delete(invoice.payment_hash);
-        this.#spent = this.#spent.filter((item) => item !== record);
+        if (automatic) this.#spendLog.remove(record);
       }
       this.emit('payment_failed', { invoice, error, outcome });
       return error;
