@@ -40,6 +40,15 @@ export interface GatewayConfig {
   publicUrl: string | null;
   /** Most 402 challenges per client address per minute; 0 for no limit. */
   challengesPerMinute: number;
+  /** Cross-origin access for browser pages; null: no CORS headers at all. */
+  cors: GatewayCors | null;
+}
+
+export interface GatewayCors {
+  /** The page origins allowed ("https://app.example.com"), or "*" for any. */
+  origins: string[] | '*';
+  /** How long a browser may keep a preflight answer. */
+  maxAgeS: number;
 }
 
 export type GatewayConfigResult = { ok: true; config: GatewayConfig } | { ok: false; errors: string[] };
@@ -47,8 +56,9 @@ export type GatewayConfigResult = { ok: true; config: GatewayConfig } | { ok: fa
 const TOP_FIELDS = new Set([
   'listen', 'upstream', 'routes', 'app_id', 'service', 'chain_step_msat', 'upstream_timeout_ms', 'health_path',
   'upstream_health_path', 'trust_forwarded_headers', 'upstream_connections', 'public_url',
-  'challenges_per_minute',
+  'challenges_per_minute', 'cors',
 ]);
+const CORS_FIELDS = new Set(['origins', 'max_age_s']);
 const ROUTE_FIELDS = new Set(['path', 'price_msat', 'methods', 'service']);
 const LISTEN_FIELDS = new Set(['host', 'port']);
 const MAX_ROUTES = 10_000;
@@ -203,14 +213,51 @@ export function validateGatewayConfig(document: unknown): GatewayConfigResult {
     } else publicUrl = url.origin + url.pathname.replace(/\/+$/, '');
   }
 
+  let cors: GatewayCors | null = null;
+  if (document.cors !== undefined) {
+    if (!isObject(document.cors)) errors.push(`cors: must be an object {"origins", "max_age_s"}, got ${describe(document.cors)}`);
+    else {
+      for (const key of Object.keys(document.cors)) if (!CORS_FIELDS.has(key)) errors.push(`cors.${key}: unknown field (expected origins, max_age_s)`);
+      const origins = corsOrigins(document.cors.origins, errors);
+      const maxAgeS = integer('cors.max_age_s', document.cors.max_age_s, 600, 0, 86_400);
+      if (origins !== null) cors = { origins, maxAgeS };
+    }
+  }
+
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,
     config: {
       listen, upstreamOrigin, upstreamBasePath, routes, appId, service, chainStepMsat, upstreamTimeoutMs, healthPath,
-      upstreamHealthPath, trustForwardedHeaders, upstreamConnections, publicUrl, challengesPerMinute,
+      upstreamHealthPath, trustForwardedHeaders, upstreamConnections, publicUrl, challengesPerMinute, cors,
     },
   };
+}
+
+/**
+ * `cors.origins`: "*" or a list of exact origins as a browser sends them (scheme, host,
+ * port if not the default; no path, no trailing slash), since the Origin header is
+ * compared as a string.
+ */
+function corsOrigins(value: unknown, errors: string[]): string[] | '*' | null {
+  if (value === '*') return '*';
+  if (!Array.isArray(value) || value.length === 0) {
+    errors.push(`cors.origins: required, "*" or a non-empty list of origins such as ["https://app.example.com"], got ${describe(value)}`);
+    return null;
+  }
+  const origins: string[] = [];
+  value.forEach((origin: unknown, index) => {
+    let url: URL | null = null;
+    try {
+      url = typeof origin === 'string' ? new URL(origin) : null;
+    } catch {
+      url = null;
+    }
+    if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== origin) {
+      errors.push(`cors.origins[${index}]: must be an origin such as "https://app.example.com" (no path, no trailing slash), got ${describe(origin)}`);
+    } else origins.push(url.origin);
+  });
+  return origins.length === value.length ? origins : null;
 }
 
 /** Parses the text of a config file; `fileName` picks JSON or YAML and names the file in errors. */

@@ -11,6 +11,8 @@
  *    headers and `{"error":{code,message},"price_msat"}`;
  * 5. allowed: forwarded with the payment credentials removed and X-Forwarded-* set, bodies
  *    streamed both ways; the gate's response headers (the chain balance) are added.
+ * With `cors` configured, a preflight is answered (204) before all of this, and every
+ * answer carries the CORS headers (./cors.ts).
  * Upstream failures: 504 upstream_timeout, 502 upstream_unavailable. A call the gate
  * accepted is paid even when the upstream then fails (as in Aperture): the money moved
  * before the upstream was asked.
@@ -25,6 +27,7 @@ import { errorBody, type ErrorCode } from '../../errors/codes.js';
 import type { PayCallGate } from '../gate.js';
 import { createPayCallJudge, credentialHeadersToStrip, pathOf, type PayCallDecision, type PayCallJudge } from '../middleware/core.js';
 import { createChallengeLimiter, type ChallengeLimiter } from './challenge-limit.js';
+import { createCorsPolicy } from './cors.js';
 import { ambiguousPathReason, createRoutePrices } from '../route-prices.js';
 import type { GatewayConfig } from './config.js';
 import { downstreamResponseHeaders, forwardedHeaders, upstreamRequestHeaders } from './forwarded.js';
@@ -141,8 +144,18 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
 
+  const cors = config.cors === null ? null : createCorsPolicy(config.cors);
+  // Upstream answers: the gateway's CORS headers (set below on every reply) win over the upstream's own.
+  const corsUpstreamHeaders = (headers: http.IncomingHttpHeaders): http.IncomingHttpHeaders => (cors === null ? headers : cors.upstreamAnswerHeaders(headers));
+
   let closing = false;
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', async (request, reply) => {
+    if (cors !== null) {
+      // A preflight is answered here, before pricing and the challenge limiter: it is free.
+      const preflight = cors.preflightHeaders(request.method, request.headers);
+      if (preflight !== null) return reply.code(204).headers(preflight).send();
+      reply.headers(cors.answerHeaders(request.headers));
+    }
     if (closing) {
       reply.header('connection', 'close');
       return reply.code(503).send(errorBody('shutting_down'));
@@ -180,7 +193,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
         const forwarded = forwardedHeaders(request.raw, config);
         return reply.from(request.raw.url ?? '/', {
           rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, [], forwarded),
-          rewriteHeaders: (headers) => downstreamResponseHeaders(headers as http.IncomingHttpHeaders, {}),
+          rewriteHeaders: (headers) => corsUpstreamHeaders(downstreamResponseHeaders(headers as http.IncomingHttpHeaders, {})),
           onError: (errorReply, { error }) => {
             logger.error({ err: error.message }, 'the Sluice API beside the gateway did not answer');
             errorReply.code(503).send(errorBody('shutting_down', 'the Sluice API is not answering'));
@@ -223,7 +236,7 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
       return reply.from(config.upstreamBasePath + (raw.url ?? '/'), {
         retriesCount: 1,
         rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, verdict.stripHeaders, forwarded),
-        rewriteHeaders: (headers) => downstreamResponseHeaders(headers as http.IncomingHttpHeaders, verdict.responseHeaders),
+        rewriteHeaders: (headers) => corsUpstreamHeaders(downstreamResponseHeaders(headers as http.IncomingHttpHeaders, verdict.responseHeaders)),
         onError: (errorReply, { error }) => {
           const failure = upstreamFailure(error);
           logger.warn({ code: failure.code, err: error.message }, 'upstream request failed');

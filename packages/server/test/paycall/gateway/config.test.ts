@@ -29,6 +29,7 @@ describe('gateway config: valid files', () => {
         upstreamConnections: 128,
         publicUrl: null,
         challengesPerMinute: 600,
+        cors: null,
       },
     });
   });
