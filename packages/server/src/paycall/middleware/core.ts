@@ -6,9 +6,10 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Msat } from '../../money/msat.js';
+import { errorBody, type ErrorBody } from '../../errors/codes.js';
 import type { CallPrice, GateRequest, PayCallGate } from '../gate.js';
 import { payCallErrorBody, type AllowedOutcome, type CombinedPayCallGate, type PayCallErrorBody } from '../gate-combined.js';
-import { createRoutePrices, routePricesFrom, type RoutePriceInput, type RoutePriceRule, type RoutePrices } from '../route-prices.js';
+import { ambiguousPathReason, createRoutePrices, routePricesFrom, type RoutePriceInput, type RoutePriceRule, type RoutePrices } from '../route-prices.js';
 
 export interface PayCallOptions {
   /** The gate, usually `createPayCallGate([chainScheme, l402Scheme])`. */
@@ -42,7 +43,7 @@ export type PayCallDecision =
   /** No rule prices this request: serve it as if there were no middleware. */
   | { kind: 'unpriced' }
   | { kind: 'allowed'; paid: PaidCall; responseHeaders: Record<string, string>; stripHeaders: string[] }
-  | { kind: 'refused'; status: number; responseHeaders: Record<string, string | string[]>; body: PayCallErrorBody };
+  | { kind: 'refused'; status: number; responseHeaders: Record<string, string | string[]>; body: PayCallErrorBody | ErrorBody };
 
 export interface PayCallJudge {
   decide(request: { method: string; url: string; headers: IncomingHttpHeaders }): Promise<PayCallDecision>;
@@ -74,6 +75,13 @@ export function createPayCallJudge(options: PayCallOptions): PayCallJudge {
     routes,
     async decide(raw) {
       const request: GateRequest = { method: raw.method, path: pathOf(raw.url), headers: raw.headers };
+      // The framework routes on the decoded path; prices are matched on the path as sent. A
+      // path whose decoding could differ (an encoded letter or slash, dot segments) would
+      // let `/pai%64/x` reach the /paid/* handler unpriced: refused, as the gateway does.
+      const ambiguous = ambiguousPathReason(request.path);
+      if (ambiguous !== null) {
+        return { kind: 'refused', status: 400, responseHeaders: {}, body: errorBody('invalid_request', `${ambiguous}; priced routes accept only unambiguous paths`) };
+      }
       const match = routes.match(request.method, request.path);
       if (match === null) return { kind: 'unpriced' };
       const rule: RoutePriceRule = match.rule;

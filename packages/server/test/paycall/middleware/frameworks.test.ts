@@ -91,6 +91,16 @@ describe.each([
     expect((await unpriced.json()).paycall).toBeNull();
   });
 
+  it('refuses a path the framework would decode onto a priced route (an encoded letter or slash): 400, the handler never runs', async () => {
+    for (const path of ['/pai%64/joke', '/free/..%2fpaid/joke', '/free%2fpaid/joke']) {
+      const response = await fetch(served.url + path);
+      expect(response.status, path).toBe(400);
+      const body = await response.json();
+      expect(body.error.code, path).toBe('invalid_request');
+      expect(body.paycall, path).toBeUndefined();
+    }
+  });
+
   it('answers a priced route without credential with 402, every challenge and price_msat; the handler never runs', async () => {
     const response = await fetch(served.url + '/paid/joke?x=1');
     expect(response.status).toBe(402);
