@@ -278,8 +278,10 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   };
   const advanceClock = devnet && advanceableClock
     ? async (seconds: number): Promise<{ now: number }> => {
+        // The new offset is saved before the clock moves: a crash in between restarts at the
+        // later time, never behind rows already written with it.
+        if (clockOffset) await records.setMeta(CLOCK_OFFSET_META, String(clockOffset.offsetMs() + seconds * 1000));
         advanceableClock.advanceMs(seconds * 1000);
-        if (clockOffset) await records.setMeta(CLOCK_OFFSET_META, String(clockOffset.offsetMs()));
         // Bill the jump at once, so a test or a demo sees its outcome in the answer (twice: a
         // subscription busy with a payment during the first pass is billed by the second).
         for (let pass = 0; pass < 2; pass += 1) {

@@ -324,8 +324,8 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     const links = await HashChain.build(drawSeed(), steps);
     const view = await postChain(baseFetch, offer.buyUrl, { appId: offer.appId, anchorHex: toHex(links.anchor), steps });
     const invoice = view.invoice as NonNullable<ChainView['invoice']>;
-    if (view.appId !== offer.appId || view.steps !== steps || view.amountMsat !== BigInt(steps) * view.stepMsat || invoiceAmountMsat(invoice.paymentRequest) !== view.amountMsat) {
-      throw new SluiceError('invalid_response', `the chain purchase answer does not match what was asked (${steps} steps for app ${offer.appId}, invoice for steps x step_msat): not paid`);
+    if (view.appId !== offer.appId || view.steps !== steps || view.stepMsat !== offer.stepMsat || view.amountMsat !== BigInt(steps) * view.stepMsat || invoiceAmountMsat(invoice.paymentRequest) !== view.amountMsat) {
+      throw new SluiceError('invalid_response', `the chain purchase answer does not match what was asked (${steps} steps of ${offer.stepMsat} msat for app ${offer.appId}, invoice for steps x step_msat): not paid`);
     }
     const chain = new HeldChain(view, offer.buyUrl, links);
     claimBudget(view.amountMsat, `a chain of ${steps} steps`);
