@@ -127,6 +127,8 @@ interface LiveStream {
   payoutBusy: boolean;
   /** Asked of the payer (destination kind "invoice"): the exact amount and the fee budget. */
   payoutAsked: { amountMsat: Msat; maxFeeMsat: Msat } | null;
+  /** The close under way: a second close (app and payer at once, or expiry) joins it. */
+  closing?: Promise<StreamEvent>;
   listeners: Set<StreamListener>;
   /**
    * Async steps that may still read or change this state (requests, background settlement
@@ -577,7 +579,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     return record(state, type, { reason }, true);
   };
 
-  const closeStream = async (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent> => {
+  /**
+   * Closes once: the status changes only after the meter's last charge, so two closes can
+   * both find the stream open; the second joins the first instead of recording a second
+   * `closed` event and starting a second refund payout.
+   */
+  const closeStream = (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent> => (state.closing ??= closeOnce(state, actor));
+
+  const closeOnce = async (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent> => {
     const row = state.row;
     if (row.meter === 'running') await chargeMeter(state, true);
     row.status = 'closed';

@@ -161,6 +161,23 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${st
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 
+  it('two closes at once (app and payer, the meter running): one closed event, one refund', async () => {
+    const { id, token } = await fundedStream({ rate_msat_per_s: '500', settle_to_msat: '100000', payout: { keysend: { pubkey: alicePubkey } } });
+    await asApp('POST', `/v1/streams/${id}/meter`, { action: 'start' });
+    clock.advanceMs(3000);
+    const [byApp, byPayer] = await Promise.all([asApp('POST', `/v1/streams/${id}/close`), as(token, 'POST', `/v1/streams/${id}/close`)]);
+    for (const answer of [byApp, byPayer]) expect(answer.status === 200 || answer.body.error?.code === 'stream_closed', JSON.stringify(answer.body)).toBe(true);
+    const settledEvents = async () => (await as(token, 'GET', `/v1/streams/${id}/events`)).body.events.filter((e: { type: string }) => e.type === 'settled');
+    for (let i = 0; i < 50 && (await settledEvents()).length === 0; i += 1) await settle();
+    await settle();
+    const events = (await as(token, 'GET', `/v1/streams/${id}/events`)).body.events as { type: string; amount_msat?: string }[];
+    expect(events.filter((e) => e.type === 'closed')).toHaveLength(1);
+    expect(await settledEvents()).toHaveLength(1);
+    // 3 seconds at 500 msat were charged once: the refund is the rest of the 100,000.
+    expect((await settledEvents())[0].amount_msat).toBe('98500');
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
   it('asks the payer for an invoice when no payout destination is set', async () => {
     const { id, token } = await fundedStream({ prices: { hit: '1000' }, settle_to_msat: '100000' });
     await as(token, 'POST', `/v1/streams/${id}/close`);
