@@ -1,31 +1,26 @@
 /**
  * The data of the events Sluice emits itself, built from the rows the causes committed.
  * The live path (a service's listener) and the catch-up at start build the same data
- * from the same row, so an event looks the same whichever path wrote it. Field names and
- * formats are those of the REST API (amounts as decimal strings of msat, ISO times).
+ * from the same row, so an event looks the same whichever path wrote it. Invoices and
+ * payments go through the REST API's own serializers, so an event's `data` is exactly
+ * what `GET /v1/invoices/{hash}` or `GET /v1/payments/{hash}` answers.
  */
+import { isoTime } from '../http/wire.js';
+import { invoiceJson } from '../invoices/routes.js';
+import type { Msat } from '../money/msat.js';
+import { paymentJson } from '../payments/routes.js';
 import type { InvoiceRow, PaymentRow } from '../records/model.js';
 import type { NewEvent } from './model.js';
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-
 export function invoicePaidEvent(invoice: InvoiceRow): NewEvent {
+  // Only a settled invoice has this event; the listener and the catch-up both pass the row as settlement left it.
+  if (invoice.status !== 'paid') throw new Error(`invoice.paid of invoice ${invoice.paymentHash} in status ${invoice.status}`);
   return {
     appId: invoice.appId,
     type: 'invoice.paid',
     key: `invoice.paid:${invoice.paymentHash}`,
     createdAt: invoice.paidAt ?? undefined,
-    data: {
-      payment_hash: invoice.paymentHash,
-      payment_request: invoice.paymentRequest,
-      amount_msat: invoice.amountMsat.toString(),
-      amount_paid_msat: invoice.amountPaidMsat === null ? null : invoice.amountPaidMsat.toString(),
-      description: invoice.description,
-      status: 'paid',
-      created_at: iso(invoice.createdAt),
-      expires_at: iso(invoice.expiresAt),
-      paid_at: iso(invoice.paidAt),
-    },
+    data: invoiceJson({ ...invoice, paymentRequest: invoice.paymentRequest ?? '', status: 'paid' }),
   };
 }
 
@@ -36,9 +31,9 @@ export interface ResolvedPayment {
   paymentHash: string;
   kind: 'invoice' | 'keysend';
   destination: string;
-  amountMsat: bigint;
-  maxFeeMsat: bigint;
-  feeMsat: bigint | null;
+  amountMsat: Msat;
+  maxFeeMsat: Msat;
+  feeMsat: Msat | null;
   status: 'succeeded' | 'failed';
   failureReason: string | null;
   preimage: string | null;
@@ -52,21 +47,8 @@ export function paymentResolvedEvent(payment: ResolvedPayment): NewEvent {
     type: payment.status === 'succeeded' ? 'payment.succeeded' : 'payment.failed',
     key: `payment.${payment.status}:${payment.id}`,
     createdAt: payment.resolvedAt ?? undefined,
-    data: {
-      id: payment.id,
-      payment_hash: payment.paymentHash,
-      kind: payment.kind,
-      destination: payment.destination,
-      amount_msat: payment.amountMsat.toString(),
-      max_fee_msat: payment.maxFeeMsat.toString(),
-      fee_msat: payment.feeMsat === null ? null : payment.feeMsat.toString(),
-      status: payment.status,
-      failure_reason: payment.failureReason,
-      // The proof of payment, as GET /v1/payments/{hash} shows it once succeeded.
-      ...(payment.status === 'succeeded' && payment.preimage !== null ? { preimage: payment.preimage } : {}),
-      created_at: iso(payment.createdAt),
-      resolved_at: iso(payment.resolvedAt),
-    },
+    // The preimage is the proof of payment, shown once succeeded (a keysend's, drawn before sending, stays secret if it failed).
+    data: paymentJson({ ...payment, preimage: payment.status === 'succeeded' ? payment.preimage : null }),
   };
 }
 
@@ -95,8 +77,8 @@ export function streamClosedEvent(stream: ClosedStream): NewEvent {
       stream_id: stream.id,
       closed_by: stream.closedBy,
       metadata: stream.metadata,
-      created_at: iso(stream.createdAt),
-      closed_at: iso(stream.closedAt),
+      created_at: isoTime(stream.createdAt),
+      closed_at: isoTime(stream.closedAt),
     },
   };
 }

@@ -81,6 +81,8 @@ for (const store of ['sqlite', 'postgres'] as const) {
         data: { payment_hash: hash, amount_msat: '250000', amount_paid_msat: '250000', status: 'paid', description: 'webhook test' },
       });
       expect(body.id).toMatch(/^evt_[0-9a-f]{24}$/);
+      // The data is the API's answer for the invoice, field for field (the same serializer).
+      expect(body.data).toEqual((await asApp('GET', `/v1/invoices/${hash}`)).body);
       expect(request!.headers['sluice-webhook-id']).toBe(body.id);
       expect(request!.headers['content-type']).toBe('application/json');
       const timestamp = Number(request!.headers['sluice-webhook-timestamp']);
@@ -119,6 +121,11 @@ for (const store of ['sqlite', 'postgres'] as const) {
       expect(events.find((e) => e.type === 'payment.failed').data.preimage).toBeUndefined();
       expect(events.find((e) => e.type === 'payment.succeeded').data).toMatchObject({ id: paid.body.id, amount_msat: '10000', status: 'succeeded', preimage: paid.body.preimage });
       expect(events.find((e) => e.type === 'stream.closed').data).toMatchObject({ stream_id: stream.body.id, closed_by: 'app', metadata: 'level 1' });
+      // A payment event's data is the API's answer for the payment, field for field.
+      for (const type of ['payment.succeeded', 'payment.failed']) {
+        const data = events.find((e) => e.type === type).data;
+        expect(data, type).toEqual((await asApp('GET', `/v1/payments/${data.payment_hash}`)).body);
+      }
       await t.sluice.webhooks.dispatchDue();
       const log = await deliveries(endpoint.id);
       expect(log.map((d: any) => d.status)).toEqual(['delivered', 'delivered']);
