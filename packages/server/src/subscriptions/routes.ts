@@ -34,6 +34,7 @@ export const SUBSCRIPTION_ERROR_CODES: Record<SubscriptionError, ErrorCode> = {
   RefundInvoiceInvalid: 'subscription_refund_destination_invalid',
   RefundAddressFailed: 'refund_address_failed',
   RefundUnavailable: 'subscription_refund_unavailable',
+  InvalidAmount: 'invalid_amount',
   LightningUnavailable: 'lightning_unavailable',
 };
 

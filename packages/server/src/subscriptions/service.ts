@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { appAccountId } from '../apps/service.js';
 import type { InvoiceService } from '../invoices/service.js';
+import { BOLT11_AMOUNT_MAX_MSAT } from '../lightning/bolt11/index.js';
 import type { Ledger } from '../ledger/group-commit.js';
 import { balanceOf, type LedgerOp } from '../ledger/store.js';
 import { msat, type Msat } from '../money/msat.js';
@@ -51,6 +52,7 @@ export type SubscriptionError =
   | 'RefundInvoiceInvalid'
   | 'RefundAddressFailed'
   | 'RefundUnavailable'
+  | 'InvalidAmount'
   | 'LightningUnavailable';
 
 export type Fail = { ok: false; error: SubscriptionError; detail?: string };
@@ -267,13 +269,16 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     }
   };
 
-  /** Issues the prepayment invoice that is due, if none is open. Runs under the lock. */
-  const issueInvoiceIfDue = async (state: LiveSubscription, requestedMsat: Msat | null = null): Promise<void> => {
+  /**
+   * Issues the prepayment invoice that is due, if none is open. Runs under the lock. Says why
+   * an invoice could not be made (the amount, or the node), so a request for one can answer.
+   */
+  const issueInvoiceIfDue = async (state: LiveSubscription, requestedMsat: Msat | null = null): Promise<Fail | null> => {
     const now = clock.now();
     const current = state.row;
-    if (FINAL_STATUSES.has(current.status)) return;
+    if (FINAL_STATUSES.has(current.status)) return null;
     const open = current.invoiceHash !== null && (current.invoiceExpiresAt ?? 0) > now;
-    if (open && requestedMsat === null) return;
+    if (open && requestedMsat === null) return null;
     const amount = requestedMsat ?? prepaymentDue(current, state.plan, state.balance);
     if (amount === null) {
       if (current.invoiceHash !== null && !open) {
@@ -282,7 +287,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         row.invoiceAmountMsat = row.invoiceExpiresAt = null;
         await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance });
       }
-      return;
+      return null;
     }
     const count = current.invoiceCount + 1;
     const created = await invoices.createInvoice(current.appId, {
@@ -294,7 +299,9 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     });
     if (!created.ok) {
       logger.warn({ subscriptionId: current.id, error: created.error }, 'could not create a prepayment invoice');
-      return;
+      return created.error === 'AmountTooLarge'
+        ? { ok: false, error: 'InvalidAmount', detail: created.detail ?? 'the amount is too large for an invoice' }
+        : { ok: false, error: 'LightningUnavailable', detail: created.detail ?? created.error };
     }
     const row = cloneRow(state.row);
     row.invoiceHash = created.invoice.paymentHash;
@@ -318,6 +325,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       });
     }
     await commitOne(state, row, { charges: [], occurrences, balance: state.balance });
+    return null;
   };
 
   const invoiceSoon = (state: LiveSubscription): void => {
@@ -327,7 +335,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     if (FINAL_STATUSES.has(row.status)) return;
     if (row.invoiceHash !== null && (row.invoiceExpiresAt ?? 0) > now) return;
     if (prepaymentDue(row, state.plan, state.balance) === null && row.invoiceHash === null) return;
-    track(locked(state, () => issueInvoiceIfDue(state)).catch((error) => logger.error({ err: error, subscriptionId: row.id }, 'prepayment invoice failed')));
+    track(locked(state, async () => { await issueInvoiceIfDue(state); }).catch((error) => logger.error({ err: error, subscriptionId: row.id }, 'prepayment invoice failed')));
   };
 
   /** Money reached the subscription's account (an invoice was credited). */
@@ -630,6 +638,10 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     },
 
     async payInvoice(subscriptionId, amountMsat) {
+      // No invoice can ask for more (BOLT 11); refused before anything is looked up or asked of the node.
+      if (amountMsat !== null && amountMsat > BOLT11_AMOUNT_MAX_MSAT) {
+        return { ok: false, error: 'InvalidAmount', detail: `amount_msat must be at most ${BOLT11_AMOUNT_MAX_MSAT} (the largest invoice amount)` };
+      }
       const state = await stateOf(subscriptionId);
       if (!state) return { ok: false, error: 'SubscriptionNotFound' };
       return locked(state, async (): Promise<{ ok: true; subscription: SubscriptionView } | Fail> => {
@@ -639,7 +651,8 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         if (amountMsat !== null || !open) {
           const due = prepaymentDue(state.row, state.plan, state.balance);
           const amount = amountMsat ?? due ?? msat(state.plan.priceMsat * BigInt(Math.max(1, Math.floor(state.plan.prepaymentS / state.plan.incrementS))));
-          await issueInvoiceIfDue(state, amount);
+          const failed = await issueInvoiceIfDue(state, amount);
+          if (failed) return failed;
           if (state.row.invoiceHash === null || (state.row.invoiceExpiresAt ?? 0) <= now) return { ok: false, error: 'LightningUnavailable' };
         }
         return { ok: true, subscription: view(state) };

@@ -267,6 +267,18 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     ]);
   });
 
+  it('a top-up amount no invoice can carry is refused with invalid_amount (400) and changes nothing', async () => {
+    const plan = await createPlan({ rate_msat_per_s: '1', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' });
+    const { id, token, body } = await subscribe(plan.id);
+    // 21 million BTC is the largest BOLT 11 amount; 1 msat more fits in an i64 but in no invoice.
+    for (const amount of ['2100000000000000001', '9223372036854775807']) {
+      const refused = await as(token, 'POST', `/v1/subscriptions/${id}/pay`, { amount_msat: amount });
+      expect([refused.status, refused.body.error?.code], amount).toEqual([400, 'invalid_amount']);
+    }
+    const after = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+    expect(after.invoice).toEqual(body.invoice);
+  });
+
   it('refuses invalid plans with their codes and changes nothing', async () => {
     const base = { name: 'x', rate_msat_per_s: '1', increment_s: 60, prepayment_s: 3600 };
     const cases: [Record<string, unknown>, number, string][] = [
