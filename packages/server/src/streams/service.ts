@@ -148,7 +148,22 @@ interface LiveStream {
   waiting: Map<number, StreamEvent | null>;
   /** Routing-fee budget the app lent the stream for its refund; returned once the refund resolves. */
   feeAdvance: bigint;
+  /**
+   * The meter's steps (the clock's charge, start/pause/resume/stop, the close's last charge)
+   * run one after another: each reads meterSecondsCharged, waits for its commit and only then
+   * advances it, so two at once would charge the same seconds twice.
+   */
+  meterQueue: Promise<void>;
+  /** Bumped by every balance change this process applies (see refreshBalance). */
+  balanceChanges: number;
+  /** A re-read of the balance could not get a quiet moment; the clock tries again. */
+  balanceStale: boolean;
+  /** Transfer id of every CHECKPOINT_EVERY-th money seq seen, so a resume pages from near its start (see eventsAfter). */
+  seqCheckpoints: Map<number, string>;
 }
+
+/** Money seqs whose transfer id the stream remembers (one in this many), for resume paging. */
+const CHECKPOINT_EVERY = 1000;
 
 export function streamAccountId(streamId: string): string {
   return `stream:${streamId}`;
@@ -182,6 +197,15 @@ export function validateTerms(terms: StreamTerms): string | null {
   if (terms.settleToMsat < terms.settleThresholdMsat) return 'settle_to_msat must be at least settle_threshold_msat';
   if (terms.rateMsatPerS > terms.maxChargeMsat) return 'rate_msat_per_s is above max_charge_msat';
   return null;
+}
+
+/** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
+function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
+  return {
+    row, seq, balance, held, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null,
+    listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
+    feeAdvance: 0n, meterQueue: Promise.resolve(), balanceChanges: 0, balanceStale: false, seqCheckpoints: new Map(),
+  };
 }
 
 export function createStreamService(deps: StreamServiceDeps): StreamService {
@@ -287,11 +311,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       again.busy += 1;
       return again;
     }
-    const state: LiveStream = {
-      row, seq, balance: balanceOf(account), held: account.debitsPendingMsat, pendingOps: 0, topUp: null,
-      topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null, listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'),
-      nextDelivery: seq + 1, waiting: new Map(), feeAdvance: 0n,
-    };
+    const state = newLiveState(row, seq, balanceOf(account), account.debitsPendingMsat);
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     return state;
@@ -546,6 +566,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       return step(state);
     });
 
+  /** Runs one meter step after the ones before it (see LiveStream.meterQueue); call chargeMeter and setMeter only inside one. */
+  const meterStep = <T>(state: LiveStream, step: () => Promise<T>): Promise<T> => {
+    const run = state.meterQueue.then(step);
+    state.meterQueue = run.then(() => undefined, () => undefined);
+    return run;
+  };
+
   /** Charges the whole seconds of the running segment not yet charged (and, when `final`, the part second). */
   const chargeMeter = async (state: LiveStream, final: boolean): Promise<boolean> => {
     const row = state.row;
@@ -588,13 +615,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
   const closeOnce = async (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent> => {
     const row = state.row;
-    if (row.meter === 'running') await chargeMeter(state, true);
-    row.status = 'closed';
-    row.closedAt = clock.now();
-    if (row.meter !== 'stopped') {
-      row.meter = 'stopped';
-      row.meterSegmentStartedAt = null;
-    }
+    await meterStep(state, async () => {
+      if (row.meter === 'running') await chargeMeter(state, true);
+      row.status = 'closed';
+      row.closedAt = clock.now();
+      if (row.meter !== 'stopped') {
+        row.meter = 'stopped';
+        row.meterSegmentStartedAt = null;
+      }
+    });
     // Charges already submitted finish before the stream is declared closed.
     while (state.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
     const closed = await record(state, 'closed', { by: actor }, true);
@@ -672,10 +701,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         id, appId, accountId, payerTokenHash: hashPayerToken(payerToken), status: 'open', meter: 'stopped',
         meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0, createdAt: now, closedAt: null,
       };
-      const state: LiveStream = {
-        row, seq: 1, balance: 0n, held: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false,
-        payoutAsked: null, listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: 2, waiting: new Map(), feeAdvance: 0n,
-      };
+      const state = newLiveState(row, 1, 0n, 0n);
       await store.insertStream(row, event(state, 'created', { balance_msat: '0' }, 1));
       live.set(id, state);
       byAccount.set(accountId, id);
@@ -739,8 +765,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     },
 
     meter(streamId, action, actor) {
-      return withOpenStream<{ ok: true; seq: number; stream: StreamView }>(streamId, async (state) => {
+      return withOpenStream<{ ok: true; seq: number; stream: StreamView }>(streamId, (state) => meterStep(state, async () => {
         const row = state.row;
+        // Checked again in the meter's turn: a close or another meter step may have gone first.
+        if (row.status !== 'open') return { ok: false, error: 'StreamClosed' };
         if (row.rateMsatPerS === 0n) return { ok: false, error: 'NoMeter', detail: 'this stream has no rate_msat_per_s' };
         const allowed: Record<MeterAction, StreamRow['meter'][]> = { start: ['stopped'], pause: ['running'], resume: ['paused'], stop: ['running', 'paused'] };
         if (!allowed[action].includes(row.meter)) return { ok: false, error: 'MeterState', detail: `cannot ${action} a meter that is ${row.meter}` };
@@ -750,7 +778,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         const type = { start: 'meter_started', pause: 'paused', resume: 'resumed', stop: 'meter_stopped' } as const;
         const recorded = await setMeter(state, next[action], type[action], `by ${actor}`);
         return { ok: true, seq: recorded.seq, stream: view(state) };
-      });
+      }));
     },
 
     close(streamId, actor) {
@@ -854,7 +882,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       for (const row of await store.listOpenStreams()) {
         await withStream(row.id, async (state) => {
           // Time while the server was down is not billed: a running meter starts a new segment now.
-          if (state && state.row.meter === 'running') await setMeter(state, 'running', 'resumed', 'server_restart');
+          if (state && state.row.meter === 'running') await meterStep(state, () => setMeter(state, 'running', 'resumed', 'server_restart'));
         });
       }
       const tickMs = deps.tickMs ?? 1000;
@@ -890,9 +918,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
               await closeStream(state, 'expiry');
               return;
             }
-            if (state.row.meter === 'running' && !(await chargeMeter(state, false))) {
-              // The payer cannot cover the next second: pause, and the top-up invoice asks for more.
-              await setMeter(state, 'paused', 'paused', 'insufficient_funds');
+            if (state.row.meter === 'running') {
+              await meterStep(state, async () => {
+                if (state.row.status !== 'open' || state.row.meter !== 'running') return;
+                // The payer cannot cover the next second: pause, and the top-up invoice asks for more.
+                if (!(await chargeMeter(state, false))) await setMeter(state, 'paused', 'paused', 'insufficient_funds');
+              });
             }
           } finally {
             release(state);

@@ -1,0 +1,58 @@
+// Streams under concurrent steps: the clock's meter charge racing a pause, stop or close,
+// and payouts sized while money is moving. Each case charged or paid twice before its fix.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createManualClock } from '../../src/clock.js';
+import { balanceOf } from '../../src/ledger/store.js';
+import { streamAccountId } from '../../src/streams/service.js';
+import { startTestSluice, type TestSluice } from '../support/sluice.js';
+
+describe('stream meter races', () => {
+  const clock = createManualClock(Date.now());
+  let t: TestSluice;
+  beforeAll(async () => {
+    t = await startTestSluice({ clock });
+  });
+  afterAll(async () => t?.close());
+
+  const meteredStream = async (): Promise<string> => {
+    const app = await t.createApp();
+    const created = await t.call('POST', '/v1/streams', {
+      key: app.apiKey,
+      body: { rate_msat_per_s: '1000', maximum_msat: '100000000', max_charge_msat: '100000', settle_to_msat: '0', settle_threshold_msat: '0' },
+    });
+    expect(created.status).toBe(201);
+    return created.body.id as string;
+  };
+
+  const ledgerBalance = async (streamId: string): Promise<bigint> => {
+    const account = await t.sluice.ledger.getAccount(streamAccountId(streamId));
+    return balanceOf(account!);
+  };
+
+  for (const action of ['pause', 'stop', 'close'] as const) {
+    it(`charges each second once when a ${action} lands during the clock's charge`, async () => {
+      const streamId = await meteredStream();
+      expect((await t.sluice.streams.meter(streamId, 'start', 'app')).ok).toBe(true);
+      clock.advanceMs(3500);
+      // The tick's charge for 3 whole seconds is committing when the payer's step arrives;
+      // the step's own final charge must count only what the tick did not.
+      const tick = t.sluice.streams.tick();
+      const step = action === 'close' ? t.sluice.streams.close(streamId, 'payer') : t.sluice.streams.meter(streamId, action, 'payer');
+      const [, result] = await Promise.all([tick, step]);
+      expect(result.ok).toBe(true);
+      expect(await ledgerBalance(streamId)).toBe(-3500n);
+      const metered = (await t.sluice.streams.eventsAfter(streamId, 0)).filter((event) => event.type === 'metered');
+      expect(metered.reduce((sum, event) => sum + BigInt(event.data.amount_msat as string), 0n)).toBe(3500n);
+    });
+  }
+
+  it('refuses a meter step queued behind a close', async () => {
+    const streamId = await meteredStream();
+    await t.sluice.streams.meter(streamId, 'start', 'app');
+    clock.advanceMs(1200);
+    const [closed, paused] = await Promise.all([t.sluice.streams.close(streamId, 'app'), t.sluice.streams.meter(streamId, 'pause', 'payer')]);
+    expect(closed.ok).toBe(true);
+    expect(paused).toMatchObject({ ok: false, error: 'StreamClosed' });
+    expect(await ledgerBalance(streamId)).toBe(-1200n);
+  });
+});
