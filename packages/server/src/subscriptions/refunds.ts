@@ -19,6 +19,12 @@ import type { BillingOutcome } from './billing.js';
 import { cloneRow, type LiveSubscription } from './live.js';
 import type { RefundDestination, SubscriptionRow } from './model.js';
 import type { Fail } from './service.js';
+import { LedgerOpRefused } from './store.js';
+
+/** The idempotency key of attempt `attempt`'s fee loan (the ledger replays it, never lends twice). */
+const feeAdvanceKey = (subscriptionId: string, attempt: number): string => `sub:${subscriptionId}:refund:${attempt}:fee`;
+/** How many of an ended subscription's newest transfers a start looks through for a stray loan. */
+const STRAY_LOAN_SCAN = 100;
 
 export interface RefundDeps {
   ledger: Ledger;
@@ -38,6 +44,8 @@ export interface Refunds {
   send(state: LiveSubscription, destination: RefundDestination): Promise<{ ok: true } | Fail>;
   /** At start: an attempt a crash cut off before its payment hash was recorded. */
   resume(state: LiveSubscription): Promise<void>;
+  /** At start: gives back a fee loan an earlier version lent without saving its attempt. */
+  returnStrayLoan(state: LiveSubscription): Promise<void>;
   /** A refund payment reached a final state. */
   resolve(state: LiveSubscription, payment: { paymentHash: string; status: string; feeMsat: bigint | null }): Promise<void>;
 }
@@ -144,13 +152,6 @@ export function createRefunds(deps: RefundDeps): Refunds {
     const available = app ? balanceOf(app) - app.debitsPendingMsat : 0n;
     const budget = defaultMaxFeeMsat(amountMsat);
     const maxFeeMsat = msat(available < budget ? (available > 0n ? available : 0n) : budget);
-    if (maxFeeMsat > 0n) {
-      const advanced = await ledger.apply({
-        kind: 'transfer', debitAccountId: appAccountId(current.appId), creditAccountId: current.accountId, amountMsat: maxFeeMsat,
-        code: 'subscription_refund_fee_advance', reference: `${current.id}/refund/${attempt}`, idempotencyKey: `sub:${current.id}:refund:${attempt}:fee`,
-      });
-      if (!advanced.ok) return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the ${maxFeeMsat} msat routing-fee budget now` };
-    }
     const row = cloneRow(current);
     row.refundAttempts = attempt;
     row.refundStatus = 'pending';
@@ -158,7 +159,22 @@ export function createRefunds(deps: RefundDeps): Refunds {
     row.refundPaymentHash = null;
     // Kept with the attempt (an invoice too), so a restart can finish what a crash cut off.
     row.refundDestination = destination;
-    await commitOne(state, row, { charges: [], occurrences: [], balance: amount + maxFeeMsat });
+    // The loan and the pending attempt commit in ONE transaction: a crash leaves both or
+    // neither, never a loan in the account of a subscription that looks held (a later refund
+    // would pay the loan to the customer) nor a pending attempt without its budget.
+    const loan: LedgerOp[] = maxFeeMsat > 0n
+      ? [{
+          kind: 'transfer', debitAccountId: appAccountId(current.appId), creditAccountId: current.accountId, amountMsat: maxFeeMsat,
+          code: 'subscription_refund_fee_advance', reference: `${current.id}/refund/${attempt}`, idempotencyKey: feeAdvanceKey(current.id, attempt),
+        }]
+      : [];
+    try {
+      await commitOne(state, row, { charges: [], occurrences: [], balance: amount + maxFeeMsat }, loan);
+    } catch (error) {
+      // The app's balance moved since it was read: nothing was written, the balance stays held.
+      if (error instanceof LedgerOpRefused) return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the ${maxFeeMsat} msat routing-fee budget now` };
+      throw error;
+    }
     return payRefund(state, target.target, false);
   };
 
@@ -174,6 +190,29 @@ export function createRefunds(deps: RefundDeps): Refunds {
     await payRefund(state, target.target, true);
   };
 
+  /**
+   * Versions before the loan and the attempt shared a transaction lent the budget first: a
+   * crash in between left the loan in the account of a subscription whose refund still
+   * looked held (or failed), and the next refund paid it to the customer. Such a loan is
+   * the next attempt's advance (its idempotency key names it); it goes back to the app, and
+   * the attempt number moves past it in the same commit, so it is returned once and the
+   * next attempt's keys are new.
+   */
+  const returnStrayLoan = async (state: LiveSubscription): Promise<void> => {
+    const current = state.row;
+    if (current.refundStatus !== 'held' && current.refundStatus !== 'failed') return;
+    const attempt = current.refundAttempts + 1;
+    const transfers = await ledger.listTransfers({ accountId: current.accountId, limit: STRAY_LOAN_SCAN });
+    const loan = transfers.find((transfer) => transfer.idempotencyKey === feeAdvanceKey(current.id, attempt) && transfer.state === 'posted');
+    if (!loan) return;
+    const row = cloneRow(current);
+    row.refundAttempts = attempt;
+    logger.warn({ subscriptionId: current.id, amountMsat: loan.amountMsat.toString() }, 'returning a refund fee loan a crash left without its attempt');
+    await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance - loan.amountMsat }, [{
+      kind: 'transfer', debitAccountId: current.accountId, creditAccountId: appAccountId(current.appId), amountMsat: loan.amountMsat,
+      code: 'subscription_refund_fee_return', reference: `${current.id}/refund/${attempt}`, idempotencyKey: `sub:${current.id}:refund:${attempt}:fee-return`,
+    }]);
+  };
 
-  return { target: refundTarget, send: sendRefund, resume: resumeRefund, resolve: resolveRefund };
+  return { target: refundTarget, send: sendRefund, resume: resumeRefund, resolve: resolveRefund, returnStrayLoan };
 }

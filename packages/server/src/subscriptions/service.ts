@@ -670,6 +670,9 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       // now (its start runs first); one cut off before its payment was recorded is sent again
       // under the same idempotency key.
       for (const state of [...live.values()]) {
+        if (FINAL_STATUSES.has(state.row.status)) {
+          await locked(state, () => refunds.returnStrayLoan(state)).catch((error) => logger.error({ err: error, subscriptionId: state.row.id }, 'could not return a stray refund fee loan'));
+        }
         if (state.row.refundStatus !== 'pending') continue;
         if (state.row.refundPaymentHash === null) {
           await locked(state, () => resumeRefund(state)).catch((error) => logger.error({ err: error, subscriptionId: state.row.id }, 'could not resume a refund'));

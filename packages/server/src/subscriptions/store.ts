@@ -33,7 +33,8 @@ export interface SubscriptionStore {
   listUnfinished(): Promise<SubscriptionRow[]>;
   /**
    * Saves the rows, applies the ledger ops and writes the events in one transaction. A
-   * refused ledger op (which the billing rules make impossible) throws and rolls it all back.
+   * refused ledger op throws a LedgerOpRefused and rolls it all back (the billing rules make
+   * that impossible for charges; a refund's fee loan is refused when the app lacks it).
    */
   commit(rows: readonly SubscriptionRow[], ops: readonly LedgerOp[], events: readonly Statement[], now: number): Promise<LedgerResult[]>;
 }
@@ -123,9 +124,17 @@ function subscriptionFromRow(row: Row): SubscriptionRow {
   };
 }
 
+/** A commit whose ledger op was refused: nothing of it was written. */
+export class LedgerOpRefused extends Error {
+  constructor(readonly error: string) {
+    super(`the ledger refused a subscription op: ${error}`);
+    this.name = 'LedgerOpRefused';
+  }
+}
+
 function assertApplied(results: readonly LedgerResult[]): void {
   for (const result of results) {
-    if (!result.ok) throw new Error(`the ledger refused a subscription op: ${result.error}`);
+    if (!result.ok) throw new LedgerOpRefused(result.error);
   }
 }
 

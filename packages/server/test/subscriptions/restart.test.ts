@@ -7,7 +7,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
+import { appAccountId } from '../../src/apps/service.js';
 import { balanceOf } from '../../src/ledger/store.js';
+import { msat } from '../../src/money/msat.js';
 import { DEMO_BUSINESSES, seedDemoBusinesses } from '../../src/subscriptions/index.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
@@ -90,6 +92,103 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${created.id}`))!)).toBe(0n);
     const sent = (await s.sluice.payments.listPayments(app.id, 100)).filter((payment) => payment.destination === bob);
     expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', refund]]);
+    await s.close();
+    t = null;
+  });
+
+  /** A funded per-minute subscription of a new app, 5 minutes in (6 increments charged). */
+  const fundedSubscription = async (s: TestSluice, name: string) => {
+    const app = await s.createApp(name);
+    const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'minutes', rate_msat_per_s: '10', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' } })).body;
+    const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id } })).body;
+    expect((await s.call('POST', '/v1/devnet/pay', { body: { payment_request: created.invoice.payment_request } })).status).toBe(200);
+    await s.sluice.subscriptions.idle();
+    await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 300 } });
+    return { app, id: created.id as string, token: created.payer_token as string, charged: 6n * 600n, refund: 36_000n - 6n * 600n };
+  };
+
+  /** What left the app's account for refunds: the routing fees of refund payments, nothing more. */
+  const refundFeesPaid = async (s: TestSluice, appId: string, destination: string) =>
+    (await s.sluice.payments.listPayments(appId, 100)).filter((p) => p.destination === destination && p.status === 'succeeded').reduce((sum, p) => sum + (p.feeMsat ?? 0n), 0n);
+
+  it('a crash right after the app lent the refund fee budget: the customer gets the refund exactly, the loan goes back to the app', async () => {
+    const clock = createManualClock(Date.now());
+    let s = await start(clock);
+    const { app, id, token, charged, refund } = await fundedSubscription(s, 'loan crash');
+    const bob = s.sluice.devnet!.nodePubkey('bob');
+    // The process "dies" as soon as the loan is durable (if the loan is applied on its own),
+    // and in any case before the refund payment is begun.
+    const ledger = s.sluice.ledger as { apply: (op: { code?: string }) => Promise<unknown> };
+    const apply = ledger.apply.bind(ledger);
+    ledger.apply = async (op) => {
+      const result = await apply(op);
+      if (op.code === 'subscription_refund_fee_advance') throw new Error('simulated crash after the loan');
+      return result;
+    };
+    (s.sluice.payments as { pay: unknown }).pay = async () => {
+      throw new Error('simulated crash before the refund payment');
+    };
+    const cancelled = await s.call('POST', `/v1/subscriptions/${id}/cancel`, { key: token, body: { refund: { keysend_pubkey: bob } } });
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(500);
+    await s.close();
+    t = null;
+
+    s = await start(clock);
+    await s.sluice.subscriptions.idle();
+    const before = s.sluice.devnet!.nodeBalanceMsat('bob');
+    let sub = (await s.call('GET', `/v1/subscriptions/${id}`, { key: token })).body;
+    // Whatever the start did, the customer may ask for the refund again.
+    if (sub.refund.status !== 'succeeded') {
+      await s.call('POST', `/v1/subscriptions/${id}/refund`, { key: token, body: { refund: { keysend_pubkey: bob } } });
+      await s.sluice.subscriptions.idle();
+      sub = (await s.call('GET', `/v1/subscriptions/${id}`, { key: token })).body;
+    }
+    const received = s.sluice.devnet!.nodeBalanceMsat('bob') - before;
+    const sent = (await s.sluice.payments.listPayments(app.id, 100)).filter((payment) => payment.destination === bob && payment.status === 'succeeded');
+    expect(sent.reduce((sum, payment) => sum + payment.amountMsat, 0n)).toBe(refund);
+    expect(received === 0n || received === refund).toBe(true);
+    expect(sub).toMatchObject({ status: 'cancelled', charged_msat: String(charged), refund: { status: 'succeeded', amount_msat: String(refund) } });
+    expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!)).toBe(0n);
+    expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(charged - (await refundFeesPaid(s, app.id, bob)));
+    await s.close();
+    t = null;
+  });
+
+  it('a fee loan an earlier version left without its attempt is returned to the app at start, once', async () => {
+    const clock = createManualClock(Date.now());
+    let s = await start(clock);
+    const { app, id, token, charged, refund } = await fundedSubscription(s, 'stray loan');
+    const held = (await s.call('POST', `/v1/subscriptions/${id}/cancel`, { key: token, body: {} })).body;
+    expect(held.refund).toMatchObject({ status: 'held', amount_msat: String(refund) });
+    // What the old order left after a crash: attempt 1's loan applied, the row still held
+    // (the app lends what it has: 3,600 msat of revenue here).
+    const lent = await s.sluice.ledger.apply({
+      kind: 'transfer', debitAccountId: appAccountId(app.id), creditAccountId: `sub:${id}`, amountMsat: msat(3_000n),
+      code: 'subscription_refund_fee_advance', reference: `${id}/refund/1`, idempotencyKey: `sub:${id}:refund:1:fee`,
+    });
+    expect(lent.ok).toBe(true);
+    await s.close();
+    t = null;
+
+    for (let restart = 0; restart < 2; restart += 1) {
+      s = await start(clock);
+      await s.sluice.subscriptions.idle();
+      expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(charged);
+      expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!)).toBe(refund);
+      expect((await s.call('GET', `/v1/subscriptions/${id}`, { key: token })).body.refund).toMatchObject({ status: 'held', amount_msat: String(refund) });
+      if (restart === 0) {
+        await s.close();
+        t = null;
+      }
+    }
+    const bob = s.sluice.devnet!.nodePubkey('bob');
+    const paid = await s.call('POST', `/v1/subscriptions/${id}/refund`, { key: token, body: { refund: { keysend_pubkey: bob } } });
+    expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+    await s.sluice.subscriptions.idle();
+    const sent = (await s.sluice.payments.listPayments(app.id, 100)).filter((payment) => payment.destination === bob);
+    expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', refund]]);
+    expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!)).toBe(0n);
+    expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(charged - (await refundFeesPaid(s, app.id, bob)));
     await s.close();
     t = null;
   });
