@@ -43,7 +43,12 @@ export interface HttpServerOptions {
   version: string;
 }
 
-function bearerKey(request: FastifyRequest): string | null {
+/**
+ * The key in `Authorization: Bearer <key>`: null without the header, '' when it is not of
+ * that form. Routes that resolve keys themselves (the dashboard's, subscriptions') use this
+ * too, so every route reads the header the same way.
+ */
+export function bearerKey(request: FastifyRequest): string | null {
   const header = request.headers.authorization;
   if (header === undefined) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
