@@ -25,11 +25,10 @@ import { Type } from 'typebox';
 import type { AppService } from '../apps/service.js';
 import { qrSvg } from '../demo/routes.js';
 import { ApiError, errorBody, type ErrorCode } from '../errors/codes.js';
-import type { DevnetWallets } from '../http/devnet-routes.js';
-import type { SluiceFastify } from '../http/server.js';
+import { DEFAULT_DEVNET_WALLET, devnetWallet, devnetWalletsJson, payFromDevnetWallet, type DevnetWallets } from '../http/devnet-routes.js';
+import { bearerKey, type SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, IdempotencyKeySchema, parseAmount, parseIdempotencyKey } from '../http/wire.js';
 import { invoiceJson, InvoiceSchema } from '../invoices/routes.js';
-import { msat } from '../money/msat.js';
 import type { CreateInvoiceResult, InvoiceService } from '../invoices/service.js';
 import { PAYER_TOKEN_PREFIX, streamAccountId, type StreamService } from '../streams/service.js';
 import { SUBSCRIPTION_TOKEN_PREFIX } from '../subscriptions/service.js';
@@ -92,9 +91,6 @@ interface Identity {
   subscription_id: string | null;
 }
 
-/** Devnet nodes that are not wallets (as in http/devnet-routes.ts). */
-const NOT_WALLETS = new Set(['sluice', 'hub']);
-
 function secure(reply: FastifyReply, contentType: string): FastifyReply {
   return reply
     .header('content-type', contentType)
@@ -133,10 +129,9 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
   }, async (request, reply) => secure(reply, 'image/svg+xml; charset=utf-8').send(qrSvg(request.query.data)));
 
   const identify = async (request: FastifyRequest): Promise<Identity> => {
-    const header = request.headers.authorization;
-    if (header === undefined) throw new ApiError('unauthorized');
-    const key = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
-    if (key === undefined) throw new ApiError('invalid_api_key');
+    const key = bearerKey(request);
+    if (key === null) throw new ApiError('unauthorized');
+    if (key === '') throw new ApiError('invalid_api_key');
     const appOf = async (appId: string) => {
       const app = await deps.apps.getApp(appId);
       return app ? { id: app.id, name: app.name } : null;
@@ -158,12 +153,6 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
     return { kind: 'admin', app: null, stream_id: null, subscription_id: null };
   };
 
-  const walletsJson = () => {
-    const wallets = deps.wallets;
-    if (!wallets) return [];
-    return wallets.names().filter((name) => !NOT_WALLETS.has(name)).map((name) => ({ name, pubkey: wallets.pubkey(name), balance_msat: wallets.balanceMsat(name).toString() }));
-  };
-
   // auth 'none' for the shared hook: these routes resolve the key themselves (identify).
   http.get('/dashboard/api/session', {
     config: { auth: 'none' },
@@ -183,7 +172,7 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
         ...errorResponses(401),
       },
     },
-  }, async (request) => ({ ...(await identify(request)), devnet: deps.wallets !== null, devnet_wallets: walletsJson() }));
+  }, async (request) => ({ ...(await identify(request)), devnet: deps.wallets !== null, devnet_wallets: deps.wallets ? devnetWalletsJson(deps.wallets) : [] }));
 
   http.post('/dashboard/api/devnet/pay', {
     config: { auth: 'none' },
@@ -199,20 +188,10 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
     },
   }, async (request) => {
     await identify(request);
-    const wallets = deps.wallets;
-    if (!wallets) throw new ApiError('devnet_only');
-    const name = request.body.wallet ?? 'alice';
-    if (!walletsJson().some((wallet) => wallet.name === name)) throw new ApiError('invalid_request', `wallet must be one of ${walletsJson().map((wallet) => wallet.name).join(', ')}`);
-    const outcome = await wallets.backendFor(name).payInvoice({ paymentRequest: request.body.payment_request.trim(), feeLimitMsat: msat(1_000_000_000n), timeoutS: 60 });
-    if (outcome.status !== 'succeeded') {
-      const detail = outcome.status === 'failed' ? `${outcome.reason}: ${outcome.detail}` : outcome.detail;
-      if (outcome.status === 'failed' && outcome.reason === 'already_paid') throw new ApiError('invoice_already_paid', detail);
-      if (outcome.status === 'failed' && outcome.reason === 'invoice_expired') throw new ApiError('invoice_expired', detail);
-      throw new ApiError('devnet_payment_failed', detail);
-    }
-    // Credited before answering, so the page's next read shows the money.
-    await deps.afterWalletPaid(outcome.paymentHash);
-    return { payment_hash: outcome.paymentHash, amount_msat: outcome.amountMsat.toString(), fee_msat: outcome.feeMsat.toString(), wallet: name };
+    const name = request.body.wallet ?? DEFAULT_DEVNET_WALLET;
+    // The same payment and error codes as /v1/devnet/pay; credited before answering, so the page's next read shows the money.
+    const paid = await payFromDevnetWallet(devnetWallet(deps.wallets, name), deps.afterWalletPaid, { paymentRequest: request.body.payment_request });
+    return { payment_hash: paid.paymentHash, amount_msat: paid.amountMsat.toString(), fee_msat: paid.feeMsat.toString(), wallet: name };
   });
 
   http.post('/dashboard/api/top-up', {

@@ -4,10 +4,10 @@
  */
 import { Type } from 'typebox';
 import { ApiError } from '../errors/codes.js';
-import type { LightningBackend } from '../lightning/backend.js';
+import type { LightningBackend, PaymentOutcome } from '../lightning/backend.js';
 import { AmountSchema, errorResponses, parseAmount } from './wire.js';
 import type { SluiceFastify } from './server.js';
-import { msat } from '../money/msat.js';
+import { msat, type Msat } from '../money/msat.js';
 
 export interface DevnetWallets {
   names(): string[];
@@ -20,6 +20,58 @@ export const DEFAULT_DEVNET_WALLET = 'alice';
 /** Devnet nodes that are not wallets: Sluice's own node and the routing hub. */
 const NOT_WALLETS = new Set(['sluice', 'hub']);
 
+/** The wallets a person may use: the devnet's nodes but Sluice's own and the hub. */
+export function devnetWalletNames(wallets: DevnetWallets): string[] {
+  return wallets.names().filter((name) => !NOT_WALLETS.has(name));
+}
+
+/** The wallets and their balances, as /v1/devnet/wallets and the dashboard show them. */
+export function devnetWalletsJson(wallets: DevnetWallets): { name: string; pubkey: string; balance_msat: string }[] {
+  return devnetWalletNames(wallets).map((name) => ({ name, pubkey: wallets.pubkey(name), balance_msat: wallets.balanceMsat(name).toString() }));
+}
+
+/** The named wallet (default alice); devnet_only off the devnet, invalid_request for a name that is not a wallet. */
+export function devnetWallet(wallets: DevnetWallets | null, name: string | undefined): LightningBackend {
+  if (!wallets) throw new ApiError('devnet_only');
+  const wallet = name ?? DEFAULT_DEVNET_WALLET;
+  const names = devnetWalletNames(wallets);
+  if (!names.includes(wallet)) {
+    throw new ApiError('invalid_request', `wallet must be one of ${names.join(', ')}`);
+  }
+  return wallets.backendFor(wallet);
+}
+
+/**
+ * A devnet wallet pays an invoice (FAKE MONEY), for /v1/devnet/pay and the dashboard's pay
+ * route, so both refuse a bad invoice with the same code: invoice_invalid,
+ * invoice_already_paid, invoice_expired, else devnet_payment_failed. `afterWalletPaid`
+ * credits Sluice's invoice before this returns, so a caller that pays and then reads its
+ * balance sees the money (the watcher would credit it a moment later anyway).
+ */
+export async function payFromDevnetWallet(
+  wallet: LightningBackend,
+  afterWalletPaid: (paymentHash: string) => Promise<void>,
+  request: { paymentRequest: string; amountMsat?: Msat },
+): Promise<Extract<PaymentOutcome, { status: 'succeeded' }>> {
+  const outcome = await wallet.payInvoice({
+    paymentRequest: request.paymentRequest.trim(),
+    ...(request.amountMsat === undefined ? {} : { amountMsat: request.amountMsat }),
+    feeLimitMsat: msat(1_000_000_000n),
+    timeoutS: 60,
+  });
+  if (outcome.status !== 'succeeded') {
+    const detail = outcome.status === 'failed' ? `${outcome.reason}: ${outcome.detail}` : outcome.detail;
+    if (outcome.status === 'failed' && outcome.reason === 'incorrect_payment_details' && /decode|invalid|bech32|checksum/i.test(outcome.detail)) {
+      throw new ApiError('invoice_invalid', detail);
+    }
+    if (outcome.status === 'failed' && outcome.reason === 'already_paid') throw new ApiError('invoice_already_paid', detail);
+    if (outcome.status === 'failed' && outcome.reason === 'invoice_expired') throw new ApiError('invoice_expired', detail);
+    throw new ApiError('devnet_payment_failed', detail);
+  }
+  await afterWalletPaid(outcome.paymentHash);
+  return outcome;
+}
+
 export function registerDevnetRoutes(
   app: SluiceFastify,
   deps: {
@@ -29,15 +81,6 @@ export function registerDevnetRoutes(
     advanceClock?: ((seconds: number) => Promise<{ now: number }>) | null;
   },
 ): void {
-  const walletOf = (name: string | undefined): LightningBackend => {
-    if (!deps.wallets) throw new ApiError('devnet_only');
-    const wallet = name ?? DEFAULT_DEVNET_WALLET;
-    const names = deps.wallets.names().filter((name) => !NOT_WALLETS.has(name));
-    if (!names.includes(wallet)) {
-      throw new ApiError('invalid_request', `wallet must be one of ${names.join(', ')}`);
-    }
-    return deps.wallets.backendFor(wallet);
-  };
   const WalletField = Type.Optional(Type.String({ maxLength: 32, description: `A devnet wallet name (default ${DEFAULT_DEVNET_WALLET}).` }));
 
   app.get('/v1/devnet/wallets', {
@@ -49,11 +92,7 @@ export function registerDevnetRoutes(
     },
   }, async () => {
     if (!deps.wallets) throw new ApiError('devnet_only');
-    const wallets = deps.wallets;
-    return {
-      fake_money: true as const,
-      wallets: wallets.names().filter((name) => !NOT_WALLETS.has(name)).map((name) => ({ name, pubkey: wallets.pubkey(name), balance_msat: wallets.balanceMsat(name).toString() })),
-    };
+    return { fake_money: true as const, wallets: devnetWalletsJson(deps.wallets) };
   });
 
   app.post('/v1/devnet/pay', {
@@ -68,31 +107,17 @@ export function registerDevnetRoutes(
       },
     },
   }, async (request) => {
-    const wallet = walletOf(request.body.wallet);
+    const wallet = devnetWallet(deps.wallets, request.body.wallet);
     const amountMsat = request.body.amount_msat === undefined ? undefined : parseAmount(request.body.amount_msat, 'amount_msat');
-    const outcome = await wallet.payInvoice({
-      paymentRequest: request.body.payment_request.trim(),
+    const paid = await payFromDevnetWallet(wallet, deps.afterWalletPaid, {
+      paymentRequest: request.body.payment_request,
       ...(amountMsat === undefined ? {} : { amountMsat }),
-      feeLimitMsat: msat(1_000_000_000n),
-      timeoutS: 60,
     });
-    if (outcome.status !== 'succeeded') {
-      const detail = outcome.status === 'failed' ? `${outcome.reason}: ${outcome.detail}` : outcome.detail;
-      if (outcome.status === 'failed' && outcome.reason === 'incorrect_payment_details' && /decode|invalid|bech32|checksum/i.test(outcome.detail)) {
-        throw new ApiError('invoice_invalid', detail);
-      }
-      if (outcome.status === 'failed' && outcome.reason === 'already_paid') throw new ApiError('invoice_already_paid', detail);
-      if (outcome.status === 'failed' && outcome.reason === 'invoice_expired') throw new ApiError('invoice_expired', detail);
-      throw new ApiError('devnet_payment_failed', detail);
-    }
-    // Credit the Sluice invoice before answering, so a script that pays and then asks for
-    // its balance sees the money (the watcher would credit it a moment later anyway).
-    await deps.afterWalletPaid(outcome.paymentHash);
     return {
-      payment_hash: outcome.paymentHash,
-      preimage: outcome.preimage,
-      amount_msat: outcome.amountMsat.toString(),
-      fee_msat: outcome.feeMsat.toString(),
+      payment_hash: paid.paymentHash,
+      preimage: paid.preimage,
+      amount_msat: paid.amountMsat.toString(),
+      fee_msat: paid.feeMsat.toString(),
       wallet: request.body.wallet ?? DEFAULT_DEVNET_WALLET,
     };
   });
@@ -114,7 +139,7 @@ export function registerDevnetRoutes(
       },
     },
   }, async (request, reply) => {
-    const wallet = walletOf(request.body.wallet);
+    const wallet = devnetWallet(deps.wallets, request.body.wallet);
     const created = await wallet.createInvoice({
       amountMsat: parseAmount(request.body.amount_msat, 'amount_msat'),
       description: request.body.description ?? 'devnet invoice (fake money)',

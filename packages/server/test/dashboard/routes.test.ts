@@ -115,6 +115,13 @@ describe('dashboard routes', () => {
     expect((await t.call('GET', `/v1/subscriptions/${subscription.body.id}`, { key: token })).body).toMatchObject({ status: 'active', balance_msat: '108000' });
     const again = await t.call('POST', '/dashboard/api/devnet/pay', { key: token, body: { payment_request: subscription.body.invoice.payment_request } });
     expect(again.body.error.code).toBe('invoice_already_paid');
+    // A bad invoice gets the code /v1/devnet/pay gives it (the same function answers both).
+    for (const paymentRequest of ['garbage', 'lnbcrt1notaninvoice']) {
+      const viaDashboard = await t.call('POST', '/dashboard/api/devnet/pay', { key: token, body: { payment_request: paymentRequest } });
+      const viaApi = await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: paymentRequest } });
+      expect([viaDashboard.status, viaDashboard.body.error.code], paymentRequest).toEqual([400, 'invoice_invalid']);
+      expect([viaApi.status, viaApi.body.error.code], paymentRequest).toEqual([400, 'invoice_invalid']);
+    }
     const badWallet = await t.call('POST', '/dashboard/api/devnet/pay', { key: token, body: { payment_request: 'lnbcrt1', wallet: 'hub' } });
     expect(badWallet.body.error.code).toBe('invalid_request');
     expect((await t.call('POST', '/dashboard/api/devnet/pay', { key: null, body: { payment_request: 'lnbcrt1' } })).body.error.code).toBe('unauthorized');
