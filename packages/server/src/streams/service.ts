@@ -154,10 +154,10 @@ interface LiveStream {
    * advances it, so two at once would charge the same seconds twice.
    */
   meterQueue: Promise<void>;
-  /** Bumped by every balance change this process applies (see refreshBalance). */
-  balanceChanges: number;
-  /** A re-read of the balance could not get a quiet moment; the clock tries again. */
-  balanceStale: boolean;
+  /** Payouts whose outcome is counted in balance and held (a payment's outcome may be told twice). */
+  payoutsResolved: Set<string>;
+  /** Own ledger steps started (charges, rewards, meter, fee advances), so a ledger read can tell whether one overlapped it. */
+  ownSteps: number;
   /** Transfer id of every CHECKPOINT_EVERY-th money seq seen, so a resume pages from near its start (see eventsAfter). */
   seqCheckpoints: Map<number, string>;
 }
@@ -204,7 +204,7 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
   return {
     row, seq, balance, held, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
-    feeAdvance: 0n, meterQueue: Promise.resolve(), balanceChanges: 0, balanceStale: false, seqCheckpoints: new Map(),
+    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), ownSteps: 0, seqCheckpoints: new Map(),
   };
 }
 
@@ -408,19 +408,42 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
   const sendPayout = async (state: LiveStream, amountMsat: Msat, maxFeeMsat: Msat, target: Parameters<PaymentService['pay']>[1]['target']): Promise<void> => {
     state.payouts += 1;
-    const result = await payments.pay(state.row.appId, {
-      target,
-      maxFeeMsat,
-      idempotencyKey: `st:${state.row.id}:payout:${state.epoch}.${state.payouts}:${amountMsat}`,
-      debitAccountId: state.row.accountId,
-    });
+    let result: Awaited<ReturnType<PaymentService['pay']>>;
+    try {
+      result = await payments.pay(state.row.appId, {
+        target,
+        maxFeeMsat,
+        idempotencyKey: `st:${state.row.id}:payout:${state.epoch}.${state.payouts}:${amountMsat}`,
+        debitAccountId: state.row.accountId,
+      });
+    } catch (error) {
+      // Whether the hold was made is unknown: the ledger says, so its outcome's delta lands on the right figure.
+      await resyncBalance(state);
+      throw error;
+    }
     if (!result.ok) {
       if (state.feeAdvance > 0n) await returnFeeAdvance(state, 0n);
       await record(state, 'payout_failed', { amount_msat: amountMsat.toString(), reason: result.error });
-    } else if (result.payment.status === 'pending') {
+      return;
+    }
+    // The hold (amount + fee budget) is out until the outcome, which takes it back (onPaymentResolved):
+    // until then no other payout is sized from a balance the hold already spoke for.
+    state.held += amountMsat + maxFeeMsat;
+    if (result.payment.status === 'pending') {
       await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: result.payment.paymentHash });
     }
     // succeeded and failed outcomes arrive through the payments listener below.
+  };
+
+  /** Runs a ledger step of the stream's own and applies its delta, counted for resyncBalance until the delta is in. */
+  const ownStep = async <T>(state: LiveStream, step: () => Promise<T>): Promise<T> => {
+    state.ownSteps += 1;
+    state.pendingOps += 1;
+    try {
+      return await step();
+    } finally {
+      state.pendingOps -= 1;
+    }
   };
 
   /**
@@ -428,7 +451,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * gets back every msat of their balance and nothing is left stranded on a closed stream;
    * what the route did not use goes back to the app. False when the app cannot lend it.
    */
-  const advanceRefundFee = async (state: LiveStream, maxFeeMsat: Msat): Promise<boolean> => {
+  const advanceRefundFee = (state: LiveStream, maxFeeMsat: Msat): Promise<boolean> => ownStep(state, async () => {
     const result = await ledger.apply({
       kind: 'transfer',
       debitAccountId: appAccountId(state.row.appId),
@@ -442,52 +465,61 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (!result.replayed) state.balance += maxFeeMsat;
     state.feeAdvance += maxFeeMsat;
     return true;
-  };
+  });
 
   const returnFeeAdvance = async (state: LiveStream, feeMsat: bigint): Promise<void> => {
     const unused = state.feeAdvance - feeMsat;
     state.feeAdvance = 0n;
     if (unused <= 0n) return;
-    const result = await ledger.apply({
-      kind: 'transfer',
-      debitAccountId: state.row.accountId,
-      creditAccountId: appAccountId(state.row.appId),
-      amountMsat: msat(unused),
-      code: 'refund_fee_return',
-      reference: `${state.row.id}/refund-fee`,
-      idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.epoch}.${state.payouts}`,
+    await ownStep(state, async () => {
+      const result = await ledger.apply({
+        kind: 'transfer',
+        debitAccountId: state.row.accountId,
+        creditAccountId: appAccountId(state.row.appId),
+        amountMsat: msat(unused),
+        code: 'refund_fee_return',
+        reference: `${state.row.id}/refund-fee`,
+        idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.epoch}.${state.payouts}`,
+      });
+      if (result.ok && !result.replayed) state.balance -= unused;
     });
-    if (result.ok && !result.replayed) state.balance -= unused;
+  };
+
+  /**
+   * What to pay out now, or null. The cached balance moves by deltas as steps commit, so it is
+   * read again from the ledger and the lower of the two is paid from: a payout never exceeds
+   * what the payer holds. None while an earlier payout's hold is out: it resolves first.
+   */
+  const decidePayout = async (state: LiveStream, closing: boolean): Promise<{ amountMsat: Msat; maxFeeMsat: Msat } | null> => {
+    const row = state.row;
+    const account = await ledger.getAccount(row.accountId);
+    const held = account && account.debitsPendingMsat > state.held ? account.debitsPendingMsat : state.held;
+    if (held > 0n) return null;
+    const balance = account && balanceOf(account) < state.balance ? balanceOf(account) : state.balance;
+    const refund = closing || row.status === 'closed';
+    const excess = refund ? balance - state.feeAdvance : balance - row.settleToMsat;
+    if (excess <= 0n) return null;
+    if (!refund && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return null;
+    const maxFeeMsat = defaultMaxFeeMsat(msat(excess));
+    if (refund && (state.feeAdvance >= maxFeeMsat || (await advanceRefundFee(state, maxFeeMsat)))) return { amountMsat: msat(excess), maxFeeMsat };
+    if (excess <= maxFeeMsat) return null; // dust: paying it out would cost more than it is worth
+    return { amountMsat: msat(excess - maxFeeMsat), maxFeeMsat };
   };
 
   const maybePayout = async (state: LiveStream, closing: boolean): Promise<void> => {
     const row = state.row;
     if (state.payoutBusy || state.payoutAsked || state.held > 0n) return;
-    const refund = closing || row.status === 'closed';
-    const excess = refund ? state.balance - state.feeAdvance : state.balance - row.settleToMsat;
-    if (excess <= 0n) return;
-    if (!refund && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return;
-    const maxFeeMsat = defaultMaxFeeMsat(msat(excess));
     state.payoutBusy = true;
-    let amountMsat: Msat;
     try {
-      if (refund && (state.feeAdvance >= maxFeeMsat || (await advanceRefundFee(state, maxFeeMsat)))) {
-        amountMsat = msat(excess);
-      } else {
-        if (excess <= maxFeeMsat) return; // dust: paying it out would cost more than it is worth
-        amountMsat = msat(excess - maxFeeMsat);
+      const decided = await decidePayout(state, closing);
+      if (!decided) return;
+      const { amountMsat, maxFeeMsat } = decided;
+      const destination = row.payoutDestination;
+      if (destination === null || destination.kind === 'invoice') {
+        state.payoutAsked = decided;
+        await record(state, 'payout_invoice_needed', { amount_msat: amountMsat.toString() });
+        return;
       }
-    } finally {
-      state.payoutBusy = false;
-    }
-    const destination = row.payoutDestination;
-    if (destination === null || destination.kind === 'invoice') {
-      state.payoutAsked = { amountMsat, maxFeeMsat };
-      await record(state, 'payout_invoice_needed', { amount_msat: amountMsat.toString() });
-      return;
-    }
-    state.payoutBusy = true;
-    try {
       if (destination.kind === 'lightning_address') {
         const invoice = await (deps.lightningAddress ?? invoiceFromLightningAddress)(destination.address, amountMsat);
         if (!invoice.ok) {
@@ -521,6 +553,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   ): Promise<MoneyAck | Fail> => {
     const row = state.row;
     const seq = ++state.seq;
+    state.ownSteps += 1;
     state.pendingOps += 1;
     let delivered = false;
     try {
@@ -635,12 +668,23 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const streamOfAccount = (accountId: string): string | null =>
     byAccount.get(accountId) ?? (accountId.startsWith('stream:') ? accountId.slice('stream:'.length) : null);
 
-  /** Re-reads balance and holds from the ledger (after a payout resolved, or a late payment of an evicted stream). */
-  const refreshBalance = async (state: LiveStream): Promise<void> => {
-    const account = await ledger.getAccount(state.row.accountId);
-    if (account) {
-      state.balance = balanceOf(account);
-      state.held = account.debitsPendingMsat;
+  /**
+   * Sets balance and holds from the ledger, for a stream loaded while a payment to or from it
+   * resolved (the load may have read the ledger just before that commit). The read counts only
+   * when none of the stream's own steps overlapped it: a step between its commit and its delta
+   * would be counted twice.
+   */
+  const resyncBalance = async (state: LiveStream): Promise<void> => {
+    for (;;) {
+      while (state.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
+      const steps = state.ownSteps;
+      const account = await ledger.getAccount(state.row.accountId);
+      if (!account) return;
+      if (state.pendingOps === 0 && state.ownSteps === steps) {
+        state.balance = balanceOf(account);
+        state.held = account.debitsPendingMsat;
+        return;
+      }
     }
   };
 
@@ -663,18 +707,32 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // committed, its balance already holds the payment.
     void withStream(streamId, async (loaded) => {
       if (!loaded) return;
-      await refreshBalance(loaded);
+      await resyncBalance(loaded);
       await fundedEvent(loaded);
       afterMoney(loaded);
     }).catch((error) => logger.error({ err: error, streamId }, 'could not record a funding event'));
   };
 
-  const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }): void => {
+  const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; maxFeeMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }): void => {
     const streamId = streamOfAccount(payment.debitAccountId);
     if (!streamId) return;
+    const cached = live.get(streamId);
+    if (cached) {
+      // In memory: the outcome is a delta, counted once (it may be told twice). The hold
+      // (amount + fee budget) is released; a success moves amount + fee out.
+      if (cached.payoutsResolved.has(payment.paymentHash)) return;
+      cached.payoutsResolved.add(payment.paymentHash);
+      cached.held -= payment.amountMsat + payment.maxFeeMsat;
+      if (payment.status === 'succeeded') cached.balance -= payment.amountMsat + (payment.feeMsat ?? 0n);
+    }
     void withStream(streamId, async (state) => {
       if (!state) return;
-      await refreshBalance(state);
+      if (state !== cached) {
+        // Loaded now, after the outcome committed: the ledger already holds it.
+        if (state.payoutsResolved.has(payment.paymentHash)) return;
+        state.payoutsResolved.add(payment.paymentHash);
+        await resyncBalance(state);
+      }
       if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' ? payment.feeMsat ?? 0n : 0n);
       if (payment.status === 'succeeded') {
         await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });

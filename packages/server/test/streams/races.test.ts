@@ -56,3 +56,43 @@ describe('stream meter races', () => {
     expect(await ledgerBalance(streamId)).toBe(-1200n);
   });
 });
+
+describe('stream payouts while money moves', () => {
+  const clock = createManualClock(Date.now());
+  let t: TestSluice;
+  beforeAll(async () => {
+    t = await startTestSluice({ clock });
+  });
+  afterAll(async () => t?.close());
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+  it('sends no second payout while the first one is in flight', async () => {
+    const app = await t.createApp();
+    const asApp = (method: string, url: string, body?: unknown) => t.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
+    // The app needs money to reward with.
+    const float = await asApp('POST', '/v1/invoices', { amount_msat: '1000000', description: 'float' });
+    expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    const alice = t.sluice.devnet!.nodePubkey('alice');
+    const created = await asApp('POST', '/v1/streams', {
+      prices: { hit: '1000' }, maximum_msat: '500000', settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000',
+      payout: { keysend: { pubkey: alice } },
+    });
+    const streamId = created.body.id as string;
+    // The first payout's outcome is withheld: it stays pending (its hold out) until reconciled.
+    t.sluice.devnet!.faults.withholdOutcomeNext(1);
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    const events = async () => (await t.call('GET', `/v1/streams/${streamId}/events`, { key: app.apiKey })).body.events as { type: string; amount_msat?: string }[];
+    for (let i = 0; i < 50 && !(await events()).some((e) => e.type === 'payout_requested'); i += 1) await settle();
+    // More money moves while that payout is in flight: each step asks whether a payout is due.
+    for (let i = 0; i < 5; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '1', ref: `small${i}` })).status).toBe(200);
+    await settle();
+    await settle();
+    const sent = (await events()).filter((e) => e.type === 'payout_requested' || e.type === 'settled');
+    expect(sent.map((e) => e.type)).toEqual(['payout_requested']);
+    // The ledger agrees: one hold out, and the payer is not in debt.
+    const view = await asApp('GET', `/v1/streams/${streamId}`);
+    expect(BigInt(view.body.balance_msat)).toBe(60005n);
+    expect(BigInt(view.body.held_msat)).toBeGreaterThan(0n);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+});
