@@ -14,7 +14,7 @@
  * run at the same time; the unpriced run has the same shape. Links are computed before the
  * run (the client's cost, not the server's); the header is built per request.
  *
- * Run alone: `npm run build && npx tsx packages/server/bench/gateway.ts [--seconds N] [--connections N]`.
+ * Run alone: `npm run build && npx tsx packages/server/bench/gateway.ts [--seconds N] [--connections N] [--cpu-prof DIR]`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -180,7 +180,7 @@ async function load(
   };
 }
 
-export async function runGatewayBenchmark(options: { seconds?: number; connections?: number; log?: (line: string) => void } = {}): Promise<GatewayBenchReport> {
+export async function runGatewayBenchmark(options: { seconds?: number; connections?: number; log?: (line: string) => void; cpuProfileDir?: string } = {}): Promise<GatewayBenchReport> {
   const seconds = options.seconds ?? 10;
   // A paid call waits for its index to be durable (one fsync per group commit), so paid
   // throughput is about connections / commit latency until the CPU is the limit: too few
@@ -201,7 +201,9 @@ export async function runGatewayBenchmark(options: { seconds?: number; connectio
   }));
 
   const upstream = track(spawn(process.execPath, ['-e', UPSTREAM_SCRIPT, String(upstreamPort)], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  const gateway = track(spawn(process.execPath, [CLI, 'gateway', '--config', configFile], {
+  // --cpu-prof DIR: a V8 CPU profile of the gateway process (written when it exits) to open in DevTools.
+  const profile = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.resolve(options.cpuProfileDir)];
+  const gateway = track(spawn(process.execPath, [...profile, CLI, 'gateway', '--config', configFile], {
     env: {
       ...process.env, PORT: String(apiPort), HOST: '127.0.0.1', LOG_LEVEL: 'warn', SLUICE_DATA_DIR: path.join(dataDir, 'data'),
       SLUICE_ADMIN_KEY: ADMIN_KEY, SLUICE_DEVNET_SEED: 'sluice-bench', SLUICE_LIGHTNING: 'devnet',
@@ -282,6 +284,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const report = await runGatewayBenchmark({
     seconds: Number(argValue(args, '--seconds') ?? 10),
     connections: Number(argValue(args, '--connections') ?? 128),
+    cpuProfileDir: argValue(args, '--cpu-prof'),
   });
   process.stdout.write(gatewayMarkdown(report));
 }

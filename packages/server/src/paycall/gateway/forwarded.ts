@@ -37,26 +37,38 @@ export function forwardedHeaders(request: IncomingMessage, options: ForwardedOpt
  * gateway, not the request, and the upstream connection's own are set by the HTTP client
  * (undici refuses some of them outright). `expect` was already answered to the client.
  */
-const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect'];
+const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect']);
+/** What the gateway sets itself (from `forwardedHeaders`): the client's own are never passed on. */
+const FORWARDING: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']);
+const NONE: readonly string[] = [];
+
+/** The header names a `Connection` header lists (lower case); most requests have none worth parsing. */
+function connectionNames(connection: string | string[] | undefined): readonly string[] {
+  if (typeof connection !== 'string') return NONE;
+  // "keep-alive" and "close" are what nearly every client sends: nothing more to remove.
+  const lower = connection.toLowerCase();
+  if (lower === 'keep-alive' || lower === 'close') return NONE;
+  return lower.split(',').map((token) => token.trim());
+}
 
 /**
  * A copy of `headers` without `strip`, the hop-by-hop headers and those `Connection`
  * names, with X-Forwarded-* from `forwarded`. For a WebSocket upgrade (`upgrade: true`)
  * `Connection: Upgrade` and `Upgrade` are kept: they are what is being forwarded.
+ * One pass that builds a new object (no `delete`): this runs for every proxied request.
  */
 export function upstreamRequestHeaders(headers: IncomingHttpHeaders, strip: readonly string[], forwarded: Record<string, string>, options: { upgrade?: boolean } = {}): IncomingHttpHeaders {
-  const copy: IncomingHttpHeaders = { ...headers };
-  const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((token) => token.trim()) : [];
-  for (const name of [...HOP_BY_HOP, ...connection, 'connection']) {
-    if (options.upgrade === true && (name === 'upgrade' || name === 'connection')) continue;
-    delete copy[name];
+  const upgrade = options.upgrade === true;
+  const named = connectionNames(headers.connection);
+  const copy: IncomingHttpHeaders = {};
+  for (const name of Object.keys(headers)) {
+    const kept = upgrade && (name === 'upgrade' || name === 'connection');
+    if (!kept && (HOP_BY_HOP.has(name) || named.includes(name))) continue;
+    if (FORWARDING.has(name) || strip.includes(name)) continue;
+    copy[name] = headers[name];
   }
-  for (const name of strip) delete copy[name];
-  delete copy['x-forwarded-for'];
-  delete copy['x-forwarded-proto'];
-  delete copy['x-forwarded-host'];
-  delete copy.forwarded;
-  return { ...copy, ...forwarded };
+  for (const name of Object.keys(forwarded)) copy[name] = forwarded[name];
+  return copy;
 }
 
 /**
@@ -66,8 +78,12 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, strip: read
  * then `extra` (the payment scheme's headers) on top.
  */
 export function downstreamResponseHeaders(headers: IncomingHttpHeaders, extra: Record<string, string>): IncomingHttpHeaders {
-  const copy: IncomingHttpHeaders = { ...headers };
-  const connection = typeof headers.connection === 'string' ? headers.connection.toLowerCase().split(',').map((token) => token.trim()) : [];
-  for (const name of [...HOP_BY_HOP, ...connection, 'connection']) delete copy[name];
-  return { ...copy, ...extra };
+  const named = connectionNames(headers.connection);
+  const copy: IncomingHttpHeaders = {};
+  for (const name of Object.keys(headers)) {
+    if (HOP_BY_HOP.has(name) || named.includes(name)) continue;
+    copy[name] = headers[name];
+  }
+  for (const name of Object.keys(extra)) copy[name] = extra[name];
+  return copy;
 }

@@ -20,11 +20,11 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type RawServerBase, type RouteGenericInterface } from 'fastify';
 import replyFrom from '@fastify/reply-from';
 import type { Logger } from 'pino';
 import { errorBody, type ErrorCode } from '../../errors/codes.js';
-import type { PayCallGate } from '../gate.js';
+import type { GateRequest, PayCallGate } from '../gate.js';
 import { createPayCallJudge, credentialHeadersToStrip, pathOf, type PayCallDecision, type PayCallJudge } from '../middleware/core.js';
 import { createChallengeLimiter, type ChallengeLimiter } from './challenge-limit.js';
 import { createCorsPolicy } from './cors.js';
@@ -85,29 +85,33 @@ function clientAddress(request: http.IncomingMessage, trustForwardedHeaders: boo
   return request.socket.remoteAddress ?? 'unknown';
 }
 
+/**
+ * One pass per request: the path is read, checked and matched once, and the claimed
+ * credentials found once, for both the challenge limiter and the judge.
+ */
 async function judgeRequest(judging: Judging, request: http.IncomingMessage): Promise<Verdict> {
   const { judge, gate, limiter } = judging;
   const method = request.method ?? 'GET';
-  const url = request.url ?? '/';
-  const headers = request.headers;
-  const path = pathOf(url);
+  const path = pathOf(request.url ?? '/');
   const ambiguous = ambiguousPathReason(path);
   if (ambiguous !== null) return refuse(400, 'invalid_request', `${ambiguous}; the gateway forwards only unambiguous paths`);
-  if (limiter !== null) {
-    // Only a priced request without a credential would be challenged (an invoice minted).
-    const priced = (judge.routes.match(method, path)?.rule.priceMsat ?? 0n) > 0n;
-    if (priced && credentialHeadersToStrip(gate, { method, path, headers }).length === 0 && !limiter.take(clientAddress(request, judging.trustForwardedHeaders))) {
-      return {
-        kind: 'refuse',
-        status: 429,
-        headers: { 'retry-after': String(limiter.retryAfterS()) },
-        body: errorBody('rate_limited', 'too many payment challenges for this address; retry after the Retry-After header'),
-      };
-    }
+  const match = judge.routes.match(method, path);
+  if (match === null) return refuse(404, 'not_found', `no route of the gateway config matches ${method} ${path}`);
+  const gateRequest: GateRequest = { method, path, headers: request.headers };
+  const stripHeaders = credentialHeadersToStrip(gate, gateRequest);
+  // Only a priced request without a credential would be challenged (an invoice minted).
+  if (limiter !== null && match.rule.priceMsat > 0n && stripHeaders.length === 0 && !limiter.take(clientAddress(request, judging.trustForwardedHeaders))) {
+    return {
+      kind: 'refuse',
+      status: 429,
+      headers: { 'retry-after': String(limiter.retryAfterS()) },
+      body: errorBody('rate_limited', 'too many payment challenges for this address; retry after the Retry-After header'),
+    };
   }
-  const decision: PayCallDecision = await judge.decide({ method, url, headers });
-  if (decision.kind === 'unpriced') return refuse(404, 'not_found', `no route of the gateway config matches ${method} ${path}`);
+  const decision: PayCallDecision = await judge.decideMatched(gateRequest, match.rule, stripHeaders);
   if (decision.kind === 'refused') return { kind: 'refuse', status: decision.status, headers: decision.responseHeaders, body: decision.body };
+  // decideMatched never answers "unpriced": the route matched.
+  if (decision.kind === 'unpriced') throw new Error('the judge found no price for a matched route');
   return { kind: 'forward', responseHeaders: decision.responseHeaders, stripHeaders: decision.stripHeaders };
 }
 
@@ -149,17 +153,19 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
   const corsUpstreamHeaders = (headers: http.IncomingHttpHeaders): http.IncomingHttpHeaders => (cors === null ? headers : cors.upstreamAnswerHeaders(headers));
 
   let closing = false;
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook, not an async one: no promise per request for what is usually nothing.
+  app.addHook('onRequest', (request, reply, done) => {
     if (cors !== null) {
       // A preflight is answered here, before pricing and the challenge limiter: it is free.
       const preflight = cors.preflightHeaders(request.method, request.headers);
-      if (preflight !== null) return reply.code(204).headers(preflight).send();
+      if (preflight !== null) return void reply.code(204).headers(preflight).send();
       reply.headers(cors.answerHeaders(request.headers));
     }
     if (closing) {
       reply.header('connection', 'close');
-      return reply.code(503).send(errorBody('shutting_down'));
+      return void reply.code(503).send(errorBody('shutting_down'));
     }
+    done();
   });
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
@@ -203,6 +209,11 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
     });
   }
 
+  const onUpstreamError = (errorReply: FastifyReply<RouteGenericInterface, RawServerBase>, { error }: { error: Error }): void => {
+    const failure = upstreamFailure(error);
+    logger.warn({ code: failure.code, err: error.message }, 'upstream request failed');
+    errorReply.code(failure.status).send(errorBody(failure.code, failure.message));
+  };
   await app.register(async (upstream) => {
     await upstream.register(replyFrom, {
       base: config.upstreamOrigin,
@@ -232,16 +243,13 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
       const verdict = await judgeRequest(judging, raw);
       if (verdict.kind === 'refuse') return reply.code(verdict.status).headers(verdict.headers).send(verdict.body);
       const forwarded = forwardedHeaders(raw, config);
+      // Also set here, not only in rewriteHeaders: an upstream failure's answer carries the balance too.
       reply.headers(verdict.responseHeaders);
       return reply.from(config.upstreamBasePath + (raw.url ?? '/'), {
         retriesCount: 1,
         rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, verdict.stripHeaders, forwarded),
         rewriteHeaders: (headers) => corsUpstreamHeaders(downstreamResponseHeaders(headers as http.IncomingHttpHeaders, verdict.responseHeaders)),
-        onError: (errorReply, { error }) => {
-          const failure = upstreamFailure(error);
-          logger.warn({ code: failure.code, err: error.message }, 'upstream request failed');
-          errorReply.code(failure.status).send(errorBody(failure.code, failure.message));
-        },
+        onError: onUpstreamError,
       });
     });
   });

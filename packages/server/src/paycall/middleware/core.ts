@@ -46,7 +46,15 @@ export type PayCallDecision =
   | { kind: 'refused'; status: number; responseHeaders: Record<string, string | string[]>; body: PayCallErrorBody | ErrorBody };
 
 export interface PayCallJudge {
+  /** Refuses an ambiguous path, matches the route, then judges: what the middleware calls. */
   decide(request: { method: string; url: string; headers: IncomingHttpHeaders }): Promise<PayCallDecision>;
+  /**
+   * Judges a request whose path the caller has already checked with `ambiguousPathReason`
+   * (refusing it if ambiguous) and matched to `rule`, so a delivery that needs the match
+   * itself first (the gateway's challenge limiter) does not repeat that work. `stripHeaders`,
+   * when given, must be `credentialHeadersToStrip(gate, request)` for this request.
+   */
+  decideMatched(request: GateRequest, rule: RoutePriceRule, stripHeaders?: string[]): Promise<PayCallDecision>;
   readonly routes: RoutePrices;
 }
 
@@ -71,8 +79,27 @@ export function createPayCallJudge(options: PayCallOptions): PayCallJudge {
   const routes = isRoutePrices(options.routes) ? options.routes : routePricesFrom(options.routes);
   const defaultService = options.service ?? 'api';
   const strip = options.stripCredentials ?? true;
+  const { gate, appId } = options;
+
+  const decideMatched = async (request: GateRequest, rule: RoutePriceRule, knownStripHeaders?: string[]): Promise<PayCallDecision> => {
+    const price: CallPrice = { priceMsat: rule.priceMsat, appId, service: rule.service ?? defaultService };
+    // Before authorize: a scheme may not keep the request's headers as they were.
+    const stripHeaders = strip ? knownStripHeaders ?? credentialHeadersToStrip(gate, request) : [];
+    const outcome = await gate.authorize(request, price);
+    if (outcome.kind === 'refused') {
+      return { kind: 'refused', status: outcome.status, responseHeaders: outcome.responseHeaders, body: payCallErrorBody(outcome, rule.priceMsat) };
+    }
+    return {
+      kind: 'allowed',
+      paid: { scheme: outcome.scheme, chargedMsat: outcome.chargedMsat, priceMsat: rule.priceMsat, route: rule.path },
+      responseHeaders: outcome.responseHeaders,
+      stripHeaders,
+    };
+  };
+
   return {
     routes,
+    decideMatched,
     async decide(raw) {
       const request: GateRequest = { method: raw.method, path: pathOf(raw.url), headers: raw.headers };
       // The framework routes on the decoded path; prices are matched on the path as sent. A
@@ -84,20 +111,7 @@ export function createPayCallJudge(options: PayCallOptions): PayCallJudge {
       }
       const match = routes.match(request.method, request.path);
       if (match === null) return { kind: 'unpriced' };
-      const rule: RoutePriceRule = match.rule;
-      const price: CallPrice = { priceMsat: rule.priceMsat, appId: options.appId, service: rule.service ?? defaultService };
-      // Before authorize: a scheme may not keep the request's headers as they were.
-      const stripHeaders = strip ? credentialHeadersToStrip(options.gate, request) : [];
-      const outcome = await options.gate.authorize(request, price);
-      if (outcome.kind === 'refused') {
-        return { kind: 'refused', status: outcome.status, responseHeaders: outcome.responseHeaders, body: payCallErrorBody(outcome, rule.priceMsat) };
-      }
-      return {
-        kind: 'allowed',
-        paid: { scheme: outcome.scheme, chargedMsat: outcome.chargedMsat, priceMsat: rule.priceMsat, route: rule.path },
-        responseHeaders: outcome.responseHeaders,
-        stripHeaders,
-      };
+      return decideMatched(request, match.rule);
     },
   };
 }
