@@ -36,8 +36,6 @@ export const MAX_CHARGE_COUNT = 1_000_000;
 /** Names Sluice itself uses for charges by amount and by the meter. */
 const RESERVED_EVENT_NAMES = new Set(['amount', 'meter', 'reward']);
 const RESUME_EVENTS_MAX = 10_000;
-/** How far back (in pages of 1,000 transfers) a resume may walk: 200,000 money events. */
-const RESUME_WALK_PAGES_MAX = 200;
 
 export type StreamError =
   | 'StreamNotFound'
@@ -158,11 +156,11 @@ interface LiveStream {
   payoutsResolved: Set<string>;
   /** Own ledger steps started (charges, rewards, meter, fee advances), so a ledger read can tell whether one overlapped it. */
   ownSteps: number;
-  /** Transfer id of every CHECKPOINT_EVERY-th money seq seen, so a resume pages from near its start (see eventsAfter). */
-  seqCheckpoints: Map<number, string>;
+  /** Per CHECKPOINT_EVERY seqs, the lowest money seq seen and its transfer, so a resume walks from near its start (moneyEventsBetween). */
+  seqCheckpoints: Map<number, { seq: number; transferId: string }>;
 }
 
-/** Money seqs whose transfer id the stream remembers (one in this many), for resume paging. */
+/** Money seqs per remembered transfer (seqCheckpoints), for resume paging. */
 const CHECKPOINT_EVERY = 1000;
 
 export function streamAccountId(streamId: string): string {
@@ -283,6 +281,20 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     return created;
   };
 
+  /** The seq of the stream's newest money transfer (0: none), past any number of funding and payout transfers. */
+  const newestMoneySeq = async (row: StreamRow): Promise<number> => {
+    let beforeId: string | undefined;
+    for (;;) {
+      const transfers = await ledger.listTransfers({ accountId: row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
+      if (transfers.length === 0) return 0;
+      for (const transfer of transfers) {
+        const seq = seqFromReference(row.id, transfer.reference);
+        if (seq !== null) return seq;
+      }
+      beforeId = transfers[transfers.length - 1]?.id;
+    }
+  };
+
   /**
    * The live state of a stream, loaded when not in memory, counted busy until `release`.
    * The count is taken in the same tick as the state is found in (or put into) the map, so
@@ -298,14 +310,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (!row) return null;
     const account = await ledger.getAccount(row.accountId);
     if (!account) throw new Error(`stream ${streamId} has no ledger account`);
-    let seq = await store.maxEventSeq(streamId);
-    for (const transfer of await ledger.listTransfers({ accountId: row.accountId, limit: 100 })) {
-      const fromReference = seqFromReference(streamId, transfer.reference);
-      if (fromReference !== null) {
-        seq = Math.max(seq, fromReference);
-        break;
-      }
-    }
+    const seq = Math.max(await store.maxEventSeq(streamId), await newestMoneySeq(row));
     const again = live.get(streamId);
     if (again) {
       again.busy += 1;
@@ -433,6 +438,50 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: result.payment.paymentHash });
     }
     // succeeded and failed outcomes arrive through the payments listener below.
+  };
+
+  /**
+   * The money events (charges, rewards, meter) with seq in (from, to], from the stream
+   * account's transfers. Transfers list newest first (a chain per account), so the walk starts
+   * at the remembered transfer nearest above `to` (seqCheckpoints) and goes back until it
+   * passes `from`: a resume pages forward in steps of its own size, not from the newest each time.
+   */
+  const moneyEventsBetween = async (state: LiveStream, from: number, to: number): Promise<StreamEvent[]> => {
+    const streamId = state.row.id;
+    let beforeId = checkpointAbove(state, to);
+    const money: StreamEvent[] = [];
+    for (;;) {
+      const transfers = await ledger.listTransfers({ accountId: state.row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
+      if (transfers.length === 0) return money;
+      for (const transfer of transfers) {
+        const seq = seqFromReference(streamId, transfer.reference);
+        if (seq === null) continue;
+        rememberCheckpoint(state, seq, transfer.id);
+        if (seq <= from) return money;
+        if (seq > to) continue;
+        const name = transfer.reference.split('/').slice(2).join('/');
+        const type: StreamEventType = transfer.code.startsWith('reward:') ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
+        money.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
+      }
+      beforeId = transfers[transfers.length - 1]?.id;
+    }
+  };
+
+  /** Keeps, per CHECKPOINT_EVERY seqs, the lowest money seq known and its transfer id. */
+  const rememberCheckpoint = (state: LiveStream, seq: number, transferId: string): void => {
+    const bucket = Math.floor(seq / CHECKPOINT_EVERY);
+    const known = state.seqCheckpoints.get(bucket);
+    if (!known || seq < known.seq) state.seqCheckpoints.set(bucket, { seq, transferId });
+  };
+
+  /** The id of a remembered money transfer with seq above `seq` (the nearest one), or undefined: start from the newest. */
+  const checkpointAbove = (state: LiveStream, seq: number): string | undefined => {
+    const last = Math.floor(state.seq / CHECKPOINT_EVERY);
+    for (let bucket = Math.floor((seq + 1) / CHECKPOINT_EVERY); bucket <= last; bucket += 1) {
+      const known = state.seqCheckpoints.get(bucket);
+      if (known && known.seq > seq) return known.transferId;
+    }
+    return undefined;
   };
 
   /** Runs a ledger step of the stream's own and applies its delta, counted for resyncBalance until the delta is in. */
@@ -580,6 +629,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         return { ok: true, seq: firstSeq, amountMsat: result.transfer.amountMsat, balanceMsat: state.balance, replayed: true };
       }
       state.balance += direction === 'charge' ? -amountMsat : amountMsat;
+      rememberCheckpoint(state, seq, result.transfer.id);
       const created = event(state, type, { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
       deliver(state, seq, created);
       delivered = true;
@@ -885,30 +935,18 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         // the ledger once committed, before its sync has made it durable and it is
         // acknowledged (see ledger/sqlite/wal-sync.ts). Later ones reach listeners live.
         const delivered = state.nextDelivery - 1;
-        const stored = await store.listEventsAfter(streamId, afterSeq, RESUME_EVENTS_MAX);
-        const money: StreamEvent[] = [];
-        let beforeId: string | undefined;
-        // The account's transfers come newest first: walk back until we pass afterSeq, then
-        // answer the OLDEST events after it, so a caller can page forward without a gap.
-        for (let page = 0; page < RESUME_WALK_PAGES_MAX; page += 1) {
-          const transfers = await ledger.listTransfers({ accountId: state.row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
-          if (transfers.length === 0) break;
-          let passed = false;
-          for (const transfer of transfers) {
-            const seq = seqFromReference(streamId, transfer.reference);
-            if (seq === null) continue;
-            if (seq <= afterSeq) {
-              passed = true;
-              break;
-            }
-            const name = transfer.reference.split('/').slice(2).join('/');
-            const type: StreamEventType = transfer.code.startsWith('reward:') ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
-            money.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
-          }
-          if (passed) break;
-          beforeId = transfers[transfers.length - 1]?.id;
+        // The oldest events after afterSeq, one window of seqs at a time: a window may hold
+        // none (seqs taken by refused or replayed steps), and an empty answer means "nothing
+        // more", so an empty window moves on to the next.
+        let from = afterSeq;
+        while (from < delivered) {
+          const end = Math.min(from + RESUME_EVENTS_MAX, delivered);
+          const stored = (await store.listEventsAfter(streamId, from, RESUME_EVENTS_MAX)).filter((event) => event.seq <= end);
+          const money = await moneyEventsBetween(state, from, end);
+          if (stored.length + money.length > 0) return [...stored, ...money].sort((a, b) => a.seq - b.seq);
+          from = end;
         }
-        return [...stored, ...money].filter((event) => event.seq <= delivered).sort((a, b) => a.seq - b.seq).slice(0, RESUME_EVENTS_MAX);
+        return [];
       });
     },
 
