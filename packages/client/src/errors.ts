@@ -25,6 +25,7 @@ export const SLUICE_ERROR_CODES = [
   'message_too_large',
   'unknown_type',
   'not_found',
+  'method_not_allowed',
   'rate_limited',
   'unauthorized',
   'invalid_api_key',

@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   message_too_large: { status: 413, meaning: 'A WebSocket message exceeds max_message_bytes; it was not read (the connection stays open).' },
   unknown_type: { status: 400, meaning: 'A WebSocket message has a type this server does not know (see docs/protocol.md).' },
   not_found: { status: 404, meaning: 'No such route, or no such object visible to this key.' },
+  method_not_allowed: { status: 405, meaning: 'The route exists but not for this method; the Allow header lists the methods it answers.' },
   rate_limited: { status: 429, meaning: 'Too many requests for this key; retry after the Retry-After header.' },
 
   // Auth
