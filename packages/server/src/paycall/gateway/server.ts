@@ -236,7 +236,9 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
     upstream.all('*', async (request, reply) => {
       const raw = request.raw;
       if (pathOf(raw.url ?? '/') === config.healthPath) {
-        if (request.method !== 'GET' && request.method !== 'HEAD') return reply.code(405).header('allow', 'GET, HEAD').send(errorBody('not_found', 'the health check answers GET only'));
+        if (request.method !== 'GET' && request.method !== 'HEAD') {
+          return reply.code(405).header('allow', 'GET, HEAD').send(errorBody('method_not_allowed', `the health check answers GET and HEAD, not ${request.method}`));
+        }
         const answer = await health();
         return reply.code(answer.status).header('cache-control', 'no-store').send(answer.body);
       }

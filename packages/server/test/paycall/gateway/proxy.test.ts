@@ -267,6 +267,13 @@ describe('gateway proxy (test schemes)', () => {
     expect(body).toMatchObject({ status: 'ok', gateway: 'ok', upstream: { reachable: true, status: 200 } });
   });
 
+  it('answers another method on its health check with 405 method_not_allowed and Allow', async () => {
+    const response = await fetch(`${url}/_sluice/health`, { method: 'POST', body: 'x' });
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('GET, HEAD');
+    expect((await response.json()).error.code).toBe('method_not_allowed');
+  });
+
   it('proxies a paid WebSocket upgrade: priced like a request, then piped both ways', async () => {
     const refused = await new Promise<number>((resolve, reject) => {
       const ws = new WebSocket(`${url.replace('http', 'ws')}/paid/ws`);
