@@ -73,12 +73,28 @@ CREATE INDEX payments_app_created ON payments(app_id, created_at);
 CREATE INDEX payments_in_flight ON payments(status) WHERE status = 'in_flight';
 `;
 
+/**
+ * The webhook catch-up reads paid invoices and resolved payments since a time, in that
+ * order (webhooks/store.ts missingCauses); without these it scans both tables. Only rows
+ * with the time set are indexed: open invoices and payments in flight never match.
+ */
+const causeTimeIndexes = `
+CREATE INDEX invoices_paid_at ON invoices(paid_at) WHERE paid_at IS NOT NULL;
+CREATE INDEX payments_resolved_at ON payments(resolved_at) WHERE resolved_at IS NOT NULL;
+`;
+
 export const sqliteRecordMigrations: ModuleMigrations = {
   module: 'records',
-  migrations: [{ version: 1, name: 'apps, keys, invoices, payments, meta', sql: tables('INTEGER') }],
+  migrations: [
+    { version: 1, name: 'apps, keys, invoices, payments, meta', sql: tables('INTEGER') },
+    { version: 2, name: 'indexes on paid_at and resolved_at for the webhook catch-up', sql: causeTimeIndexes },
+  ],
 };
 
 export const postgresRecordMigrations: ModuleMigrations = {
   module: 'records',
-  migrations: [{ version: 1, name: 'apps, keys, invoices, payments, meta', sql: tables('BIGINT') }],
+  migrations: [
+    { version: 1, name: 'apps, keys, invoices, payments, meta', sql: tables('BIGINT') },
+    { version: 2, name: 'indexes on paid_at and resolved_at for the webhook catch-up', sql: causeTimeIndexes },
+  ],
 };
