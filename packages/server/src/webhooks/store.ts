@@ -319,6 +319,26 @@ function claimStatement(claim: ClaimInput, now: number): Statement {
   };
 }
 
+/**
+ * The catch-up's reads (parameters: since, limit): causes committed since a time that have
+ * no event yet, oldest first. Each walks an index on its time column (records and streams
+ * migrations 2), so a catch-up reads what happened since its cursor, not whole tables;
+ * test/webhooks/catch-up-plan.test.ts checks the plans on both dialects.
+ */
+export const MISSING_CAUSES_SQL = {
+  invoices: `SELECT i.* FROM invoices i WHERE i.status = 'paid' AND i.paid_at >= ?
+               AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.source_key = 'invoice.paid:' || i.payment_hash)
+             ORDER BY i.paid_at LIMIT ?`,
+  payments: `SELECT p.* FROM payments p WHERE p.status IN ('succeeded', 'failed') AND p.resolved_at >= ?
+               AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.source_key = 'payment.' || p.status || ':' || p.id)
+             ORDER BY p.resolved_at LIMIT ?`,
+  streams: `SELECT s.id, s.app_id, s.metadata, s.created_at, s.closed_at,
+                   (SELECT se.data FROM stream_events se WHERE se.stream_id = s.id AND se.type = 'closed' ORDER BY se.seq LIMIT 1) AS closed_data
+            FROM streams s WHERE s.status = 'closed' AND s.closed_at >= ?
+              AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.source_key = 'stream.closed:' || s.id)
+            ORDER BY s.closed_at LIMIT ?`,
+} as const;
+
 function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): WebhookStore {
   const all = (sql: string, params: unknown[]) => runner.all(sql, params);
   const typeStatements = (row: EndpointRow): Statement[] => [
@@ -489,26 +509,9 @@ function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): WebhookSto
     async missingCauses(since, limit) {
       // Read-only looks at the tables of invoices, payments and streams: what they committed
       // is the truth, and an event missing for it is written here (see catch-up in service.ts).
-      const invoices = await all(
-        `SELECT i.* FROM invoices i WHERE i.status = 'paid' AND i.paid_at >= ?
-           AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.source_key = 'invoice.paid:' || i.payment_hash)
-         ORDER BY i.paid_at LIMIT ?`,
-        [since, limit],
-      );
-      const payments = await all(
-        `SELECT p.* FROM payments p WHERE p.status IN ('succeeded', 'failed') AND p.resolved_at >= ?
-           AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.source_key = 'payment.' || p.status || ':' || p.id)
-         ORDER BY p.resolved_at LIMIT ?`,
-        [since, limit],
-      );
-      const streams = await all(
-        `SELECT s.id, s.app_id, s.metadata, s.created_at, s.closed_at,
-                (SELECT se.data FROM stream_events se WHERE se.stream_id = s.id AND se.type = 'closed' ORDER BY se.seq LIMIT 1) AS closed_data
-         FROM streams s WHERE s.status = 'closed' AND s.closed_at >= ?
-           AND NOT EXISTS (SELECT 1 FROM webhook_events e WHERE e.source_key = 'stream.closed:' || s.id)
-         ORDER BY s.closed_at LIMIT ?`,
-        [since, limit],
-      );
+      const invoices = await all(MISSING_CAUSES_SQL.invoices, [since, limit]);
+      const payments = await all(MISSING_CAUSES_SQL.payments, [since, limit]);
+      const streams = await all(MISSING_CAUSES_SQL.streams, [since, limit]);
       return { invoices, payments, streams };
     },
   };
