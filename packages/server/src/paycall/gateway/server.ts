@@ -115,6 +115,21 @@ async function judgeRequest(judging: Judging, request: http.IncomingMessage): Pr
   return { kind: 'forward', responseHeaders: decision.responseHeaders, stripHeaders: decision.stripHeaders };
 }
 
+/** The registry code for a 4xx status the gateway passes on (see docs/errors.md). */
+const CLIENT_ERROR_CODES: ReadonlyMap<number, ErrorCode> = new Map<number, ErrorCode>([
+  [400, 'invalid_request'],
+  [404, 'not_found'],
+  [405, 'method_not_allowed'],
+  [413, 'body_too_large'],
+  [415, 'unsupported_media_type'],
+  [429, 'rate_limited'],
+]);
+
+/** A 4xx without a code of its own (408, 414, 431, ...) keeps its status with `invalid_request`. */
+function clientErrorCode(status: number): ErrorCode {
+  return CLIENT_ERROR_CODES.get(status) ?? 'invalid_request';
+}
+
 function upstreamFailure(error: Error & { code?: string; statusCode?: number; cause?: unknown }): { status: number; code: ErrorCode; message: string } {
   const causeCode = (error.cause as { code?: string } | undefined)?.code;
   const timedOut = error.statusCode === 504 || error.code === 'UND_ERR_CONNECT_TIMEOUT' || causeCode === 'UND_ERR_HEADERS_TIMEOUT' || causeCode === 'UND_ERR_BODY_TIMEOUT';
@@ -135,6 +150,11 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
 
   const app: FastifyInstance = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
+    // A URL the router cannot decode ("/%zz"): answered in Sluice's error shape, not Fastify's.
+    frameworkErrors: (error: FastifyError, _request: unknown, reply: FastifyReply) => {
+      const status = error.statusCode ?? 400;
+      void reply.code(status).send(errorBody(status >= 500 ? 'internal_error' : clientErrorCode(status), error.message));
+    },
     // One log line per request would cost more than the proxying itself at load.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: false,
@@ -169,11 +189,12 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
   });
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
-    if (status >= 500) {
+    if (status < 400 || status >= 500) {
       request.log.error({ err: error }, 'gateway error');
       return reply.code(500).send(errorBody('internal_error', 'internal error'));
     }
-    return reply.code(status === 413 ? 413 : 400).send(errorBody(status === 413 ? 'body_too_large' : 'invalid_request', error.message));
+    // Fastify's own refusal keeps its status (415 for an unreadable Content-Type, ...).
+    return reply.code(status).send(errorBody(clientErrorCode(status), error.message));
   });
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send(errorBody('not_found', `no route ${request.method} ${pathOf(request.url)}`));

@@ -204,6 +204,19 @@ describe('gateway proxy (test schemes)', () => {
     }
   });
 
+  it("keeps the status of Fastify's own refusals, with the registry's code, in Sluice's error shape", async () => {
+    const rows = [
+      { description: 'an unreadable Content-Type', request: 'POST /free/echo HTTP/1.1\r\nhost: x\r\ncontent-type: ;;;\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx', status: 415, code: 'unsupported_media_type' },
+      { description: 'a URL the router cannot decode', request: 'GET /free/%zz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n', status: 400, code: 'invalid_request' },
+    ];
+    for (const row of rows) {
+      const raw = await rawRequest(url, row.request);
+      expect(raw, row.description).toMatch(new RegExp(`^HTTP/1\\.1 ${row.status} `));
+      const body = JSON.parse(raw.slice(raw.indexOf('{'), raw.lastIndexOf('}') + 1));
+      expect(body, row.description).toEqual({ error: { code: row.code, message: expect.any(String) } });
+    }
+  });
+
   it('streams a large response body intact', async () => {
     const response = await fetch(`${url}/free/big`);
     expect(response.status).toBe(200);
