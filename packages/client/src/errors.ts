@@ -62,6 +62,7 @@ export const SLUICE_ERROR_CODES = [
   'payment_required',
   'upstream_timeout',
   'upstream_unavailable',
+  'payment_service_unavailable',
   'webhook_url_invalid',
   'webhook_url_scheme',
   'webhook_url_not_public',

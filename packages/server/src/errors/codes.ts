@@ -65,6 +65,7 @@ export const ERROR_CODES = {
   payment_required: { status: 402, meaning: 'This route has a price and the request carries no payment credential; the 402 carries every scheme\'s challenge (Sluice-Chain-Offer, WWW-Authenticate) and price_msat.' },
   upstream_timeout: { status: 504, meaning: 'The gateway\'s upstream did not answer within the configured upstream timeout.' },
   upstream_unavailable: { status: 502, meaning: 'The gateway could not reach its upstream (connection refused or reset) or the upstream answered something that is not HTTP.' },
+  payment_service_unavailable: { status: 503, meaning: 'The gateway could not reach the Sluice API beside it for /v1/paycall/* (buying, reading or refunding chains); the message says whether anything may have been done.' },
 
   // Webhooks
   webhook_url_invalid: { status: 400, meaning: 'The webhook URL is not an absolute URL, is longer than 2048 characters, or carries credentials or a #fragment.' },
