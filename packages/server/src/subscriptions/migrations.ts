@@ -81,11 +81,21 @@ ALTER TABLE subscriptions DROP CONSTRAINT subscriptions_status_check;
 ALTER TABLE subscriptions ADD CONSTRAINT subscriptions_status_check CHECK (status IN (${STATUSES_V2}));
 `;
 
+/**
+ * Refund attempts (version 3): the invoice an attempt pays and the fee budget lent to it are
+ * saved with it, so a restart replays exactly that payment (NULL for attempts made before).
+ */
+const refundAttemptColumns = (int8: string) => `
+ALTER TABLE subscriptions ADD COLUMN refund_payment_request TEXT;
+ALTER TABLE subscriptions ADD COLUMN refund_max_fee_msat ${int8} CHECK (refund_max_fee_msat IS NULL OR refund_max_fee_msat >= 0);
+`;
+
 export const sqliteSubscriptionMigrations: ModuleMigrations = {
   module: 'subscriptions',
   migrations: [
     { version: 1, name: 'plans and subscriptions', sql: tables('INTEGER') },
     { version: 2, name: 'pause', sql: SQLITE_PAUSE },
+    { version: 3, name: 'refund attempt payment', sql: refundAttemptColumns('INTEGER') },
   ],
 };
 
@@ -94,5 +104,6 @@ export const postgresSubscriptionMigrations: ModuleMigrations = {
   migrations: [
     { version: 1, name: 'plans and subscriptions', sql: tables('BIGINT') },
     { version: 2, name: 'pause', sql: POSTGRES_PAUSE },
+    { version: 3, name: 'refund attempt payment', sql: refundAttemptColumns('BIGINT') },
   ],
 };

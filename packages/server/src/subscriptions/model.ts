@@ -87,7 +87,16 @@ export interface SubscriptionRow {
   refundStatus: RefundStatus;
   refundMsat: bigint;
   refundAttempts: number;
+  /** The refund payment's hash: for an invoice (a Lightning address's too) saved with the attempt, before it is sent; for keysend once sent. */
   refundPaymentHash: string | null;
+  /**
+   * The invoice the attempt pays (the destination's, or the one a Lightning address gave),
+   * saved with it so a restart sends exactly this payment again: asked again, an address
+   * would give another invoice, which the same idempotency key refuses as a conflict.
+   */
+  refundPaymentRequest: string | null;
+  /** The routing-fee budget the app lent the attempt; null for an attempt of a version before it was saved. */
+  refundMaxFeeMsat: bigint | null;
 }
 
 export type SubscriptionEventType =

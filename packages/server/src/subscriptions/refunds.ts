@@ -14,7 +14,7 @@ import { balanceOf, type LedgerOp } from '../ledger/store.js';
 import { decodeBolt11 } from '../lightning/bolt11/index.js';
 import type { invoiceFromLightningAddress } from '../lightning/lnurl.js';
 import { msat, type Msat } from '../money/msat.js';
-import { defaultMaxFeeMsat, type PaymentService, type PaymentTarget } from '../payments/service.js';
+import { defaultMaxFeeMsat, type PaymentService, type PaymentTarget, type PaymentView } from '../payments/service.js';
 import type { BillingOutcome } from './billing.js';
 import { cloneRow, type LiveSubscription } from './live.js';
 import type { RefundDestination, SubscriptionRow } from './model.js';
@@ -23,7 +23,13 @@ import { LedgerOpRefused } from './store.js';
 
 /** The idempotency key of attempt `attempt`'s fee loan (the ledger replays it, never lends twice). */
 const feeAdvanceKey = (subscriptionId: string, attempt: number): string => `sub:${subscriptionId}:refund:${attempt}:fee`;
-/** How many of an ended subscription's newest transfers a start looks through for a stray loan. */
+/** The payment hash of an invoice already checked (a refund destination's, or a Lightning address's). */
+function invoiceHashOf(paymentRequest: string): string {
+  const decoded = decodeBolt11(paymentRequest);
+  if (!decoded.ok) throw new Error(`a checked refund invoice does not decode: ${decoded.detail}`);
+  return decoded.invoice.paymentHash;
+}
+/** How many of an ended subscription's newest transfers a start looks through (a stray loan, an old attempt's payment). */
 const STRAY_LOAN_SCAN = 100;
 
 export interface RefundDeps {
@@ -42,8 +48,11 @@ export interface Refunds {
   target(destination: RefundDestination, amountMsat: Msat): Promise<{ ok: true; target: PaymentTarget } | Fail>;
   /** Pays the held balance to `destination`. */
   send(state: LiveSubscription, destination: RefundDestination): Promise<{ ok: true } | Fail>;
-  /** At start: an attempt a crash cut off before its payment hash was recorded. */
-  resume(state: LiveSubscription): Promise<void>;
+  /**
+   * At start: finishes the pending attempt a crash cut off (reconciled by hash, or sent once
+   * under its key). Returns the destination a fresh attempt is owed to when it had to fail.
+   */
+  resume(state: LiveSubscription): Promise<RefundDestination | null>;
   /** At start: gives back a fee loan an earlier version lent without saving its attempt. */
   returnStrayLoan(state: LiveSubscription): Promise<void>;
   /** A refund payment reached a final state. */
@@ -96,26 +105,51 @@ export function createRefunds(deps: RefundDeps): Refunds {
     return { ok: true, target: { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat } };
   };
 
+  /** What an attempt of an earlier version lent: the account's balance beyond the refund (a payment's hold is pending, not posted). */
+  const legacyBudget = async (row: SubscriptionRow): Promise<Msat> => {
+    const account = await ledger.getAccount(row.accountId);
+    const lent = (account ? balanceOf(account) : row.refundMsat) - row.refundMsat;
+    return msat(lent > 0n ? lent : 0n);
+  };
+
+  /** The pending attempt's payment, rebuilt from what was committed with it (same target, same budget: a replay, not a conflict). */
+  const attemptPayment = async (row: SubscriptionRow): Promise<{ ok: true; target: PaymentTarget; maxFeeMsat: Msat } | Fail> => {
+    const maxFeeMsat = row.refundMaxFeeMsat !== null ? msat(row.refundMaxFeeMsat) : await legacyBudget(row);
+    const destination = row.refundDestination;
+    if (destination === null) throw new Error(`subscription ${row.id} has a pending refund without destination`);
+    if (destination.kind === 'keysend') {
+      return { ok: true, target: { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat: msat(row.refundMsat) }, maxFeeMsat };
+    }
+    if (row.refundPaymentRequest !== null) {
+      const decoded = decodeBolt11(row.refundPaymentRequest);
+      if (!decoded.ok) throw new Error(`subscription ${row.id}: the saved refund invoice no longer decodes (${decoded.detail})`);
+      const amountMsat = decoded.invoice.amountMsat === null ? msat(row.refundMsat) : null;
+      return { ok: true, target: { kind: 'invoice', paymentRequest: row.refundPaymentRequest, amountMsat }, maxFeeMsat };
+    }
+    // An attempt of an earlier version saved only its destination (a Lightning address is asked again).
+    const target = await refundTarget(destination, msat(row.refundMsat));
+    return target.ok ? { ok: true, target: target.target, maxFeeMsat } : target;
+  };
+
   /**
-   * Sends the refund attempt recorded as pending (the fee advance is in the account). Also
-   * used at start for an attempt a crash cut off before its payment was recorded: the same
-   * idempotency key replays the payment if it had begun.
+   * Sends the refund attempt recorded as pending (the fee loan is in the account). Also used
+   * at start for an attempt a crash cut off: the same idempotency key with the same payment
+   * returns the payment if it had begun, and begins it if not; so it is sent once.
    */
-  const payRefund = async (state: LiveSubscription, target: PaymentTarget, resuming: boolean): Promise<{ ok: true } | Fail> => {
+  const payRefund = async (state: LiveSubscription, resuming: boolean): Promise<{ ok: true } | Fail> => {
     const current = state.row;
     const attempt = current.refundAttempts;
-    // The budget the app lent is what the account holds beyond the refund (a hold of a
-    // payment that began is pending, not posted, so it does not change this).
-    const account = await ledger.getAccount(current.accountId);
-    const lent = (account ? balanceOf(account) : current.refundMsat) - current.refundMsat;
-    const maxFeeMsat = msat(lent > 0n ? lent : 0n);
+    const payment = await attemptPayment(current);
+    if (!payment.ok) return payment;
+    const { target, maxFeeMsat } = payment;
     const result = await payments.pay(current.appId, {
       target, maxFeeMsat, idempotencyKey: `sub:${current.id}:refund:${attempt}`, debitAccountId: current.accountId,
     });
     if (!result.ok) {
-      // A resumed attempt whose payment had begun (another invoice from a Lightning address,
-      // or still in flight) is left pending: the payments service resolves it by hash.
-      if (resuming && (result.error === 'IdempotencyConflict' || result.error === 'PaymentInFlight')) return { ok: true };
+      // An attempt of an earlier version whose payment had begun (another invoice from a
+      // Lightning address, or another budget) is left pending: resumeRefund reconciles it.
+      if (resuming && current.refundMaxFeeMsat === null && (result.error === 'IdempotencyConflict' || result.error === 'PaymentInFlight')) return { ok: true };
+      // Nothing was sent under this key (a payment that began would have been replayed).
       const failed = cloneRow(current);
       failed.refundStatus = 'failed';
       await commitOne(state, failed, { charges: [], occurrences: [], balance: current.refundMsat }, maxFeeMsat === 0n ? [] : [{
@@ -126,9 +160,11 @@ export function createRefunds(deps: RefundDeps): Refunds {
       return { ok: false, error: invoiceProblem ? 'RefundInvoiceInvalid' : 'RefundUnavailable', detail: `${result.error}${result.detail ? `: ${result.detail}` : ''}` };
     }
     if (state.row.refundStatus !== 'pending') return { ok: true }; // resolved meanwhile (a replay of a finished payment)
-    const withHash = cloneRow(state.row);
-    withHash.refundPaymentHash = result.payment.paymentHash;
-    await commitOne(state, withHash, { charges: [], occurrences: [], balance: state.balance });
+    if (state.row.refundPaymentHash !== result.payment.paymentHash) {
+      const withHash = cloneRow(state.row);
+      withHash.refundPaymentHash = result.payment.paymentHash;
+      await commitOne(state, withHash, { charges: [], occurrences: [], balance: state.balance });
+    }
     if (result.payment.status !== 'pending') await resolveRefund(state, result.payment);
     return { ok: true };
   };
@@ -156,9 +192,13 @@ export function createRefunds(deps: RefundDeps): Refunds {
     row.refundAttempts = attempt;
     row.refundStatus = 'pending';
     row.refundMsat = amount;
-    row.refundPaymentHash = null;
-    // Kept with the attempt (an invoice too), so a restart can finish what a crash cut off.
+    // Kept with the attempt (an invoice too), so a restart can finish what a crash cut off:
+    // the destination, the budget, and the exact invoice with its payment hash (a Lightning
+    // address's invoice is known only now; a keysend's hash once the payment is made).
     row.refundDestination = destination;
+    row.refundMaxFeeMsat = maxFeeMsat;
+    row.refundPaymentRequest = target.target.kind === 'invoice' ? target.target.paymentRequest : null;
+    row.refundPaymentHash = target.target.kind === 'invoice' ? invoiceHashOf(target.target.paymentRequest) : null;
     // The loan and the pending attempt commit in ONE transaction: a crash leaves both or
     // neither, never a loan in the account of a subscription that looks held (a later refund
     // would pay the loan to the customer) nor a pending attempt without its budget.
@@ -175,19 +215,50 @@ export function createRefunds(deps: RefundDeps): Refunds {
       if (error instanceof LedgerOpRefused) return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the ${maxFeeMsat} msat routing-fee budget now` };
       throw error;
     }
-    return payRefund(state, target.target, false);
+    return payRefund(state, false);
   };
 
-  /** At start: refund attempts a crash cut off before their payment hash was recorded. */
-  const resumeRefund = async (state: LiveSubscription): Promise<void> => {
-    const row = state.row;
-    if (row.refundStatus !== 'pending' || row.refundPaymentHash !== null || row.refundDestination === null) return;
-    const target = await refundTarget(row.refundDestination, msat(row.refundMsat));
-    if (!target.ok) {
-      logger.warn({ subscriptionId: row.id, error: target.error }, 'an interrupted refund cannot be resumed; it stays pending');
-      return;
+  /**
+   * The payment of a pending attempt of an earlier version that saved neither its invoice nor
+   * its budget: its hold is on the subscription's account, newer than the attempt's fee loan
+   * (one attempt at a time). Null when no such hold is found (the payment never began, or
+   * the attempt lent nothing and cannot be told from an earlier one).
+   */
+  const legacyAttemptPayment = async (row: SubscriptionRow): Promise<PaymentView | null> => {
+    const transfers = await ledger.listTransfers({ accountId: row.accountId, limit: STRAY_LOAN_SCAN });
+    const holds: string[] = [];
+    for (const transfer of transfers) {
+      if (transfer.idempotencyKey === feeAdvanceKey(row.id, row.refundAttempts)) {
+        const newest = holds[0];
+        return newest === undefined ? null : payments.getPayment(row.appId, newest);
+      }
+      if (transfer.code === 'payment' && transfer.debitAccountId === row.accountId) holds.push(transfer.reference);
     }
-    await payRefund(state, target.target, true);
+    return null;
+  };
+
+  /**
+   * At start: the pending attempt's payment is looked up by its hash (the payments service
+   * resolved what it could before this runs; one still in flight is reported when it ends).
+   * One that never began is sent now under the attempt's key; one that can no longer be sent
+   * (its invoice expired meanwhile) fails, and the reusable destination (a Lightning address,
+   * a keysend key) it returns is owed a fresh attempt (nothing of the old one was sent).
+   */
+  const resumeRefund = async (state: LiveSubscription): Promise<RefundDestination | null> => {
+    const row = state.row;
+    if (row.refundStatus !== 'pending') return null;
+    const known = row.refundPaymentHash !== null
+      ? await payments.getPayment(row.appId, row.refundPaymentHash)
+      : row.refundMaxFeeMsat === null ? await legacyAttemptPayment(row) : null;
+    if (known) {
+      if (known.status !== 'pending') await resolveRefund(state, known);
+      return null;
+    }
+    const sent = await payRefund(state, true);
+    if (sent.ok) return null;
+    logger.warn({ subscriptionId: row.id, error: sent.error, detail: sent.detail }, `an interrupted refund could not be resumed; it is ${state.row.refundStatus}`);
+    const destination = state.row.refundDestination;
+    return state.row.refundStatus === 'failed' && destination !== null && destination.kind !== 'invoice' ? destination : null;
   };
 
   /**

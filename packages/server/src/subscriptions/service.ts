@@ -509,7 +509,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         activatedAt: null, contractEndsAt: null, segment: 0, anchorAt: null, started: 0, owed: 0, pastDueSince: null,
         suspendedAt: null, pausedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n, invoiceHash: null, invoiceRequest: null,
         invoiceAmountMsat: null, invoiceExpiresAt: null, invoiceCount: 0, refundStatus: 'none', refundMsat: 0n,
-        refundAttempts: 0, refundPaymentHash: null,
+        refundAttempts: 0, refundPaymentHash: null, refundPaymentRequest: null, refundMaxFeeMsat: null,
       };
       const created: SubscriptionOccurrence = { type: 'created', at: now, cause: id, data: { plan_name: plan.name, trial_ends_at: row.trialEndsAt === null ? null : new Date(row.trialEndsAt).toISOString() } };
       await store.insertSubscription(row, eventStatements(row, [created]));
@@ -666,20 +666,22 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       stopped = false;
       unsubscribers.push(invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
       for (const row of await store.listUnfinished()) await load(row);
-      // Refunds left in flight by an earlier run: the payments service has resolved them by
-      // now (its start runs first); one cut off before its payment was recorded is sent again
-      // under the same idempotency key.
+      // Refunds left in flight by an earlier run: the payments service has resolved what it
+      // could by now (its start runs first, before this service listened); each pending
+      // attempt is reconciled by its payment, or sent once under its idempotency key.
       for (const state of [...live.values()]) {
         if (FINAL_STATUSES.has(state.row.status)) {
           await locked(state, () => refunds.returnStrayLoan(state)).catch((error) => logger.error({ err: error, subscriptionId: state.row.id }, 'could not return a stray refund fee loan'));
         }
         if (state.row.refundStatus !== 'pending') continue;
-        if (state.row.refundPaymentHash === null) {
-          await locked(state, () => resumeRefund(state)).catch((error) => logger.error({ err: error, subscriptionId: state.row.id }, 'could not resume a refund'));
-          continue;
-        }
-        const payment = await payments.getPayment(state.row.appId, state.row.refundPaymentHash);
-        if (payment && payment.status !== 'pending') await locked(state, () => resolveRefund(state, payment));
+        const retry = await locked(state, () => resumeRefund(state)).catch((error) => {
+          logger.error({ err: error, subscriptionId: state.row.id }, 'could not resume a refund');
+          return null;
+        });
+        // In the background: a start does not wait on a Lightning address's service.
+        if (retry) track(locked(state, () => sendRefund(state, retry)).then((sent) => {
+          if (!sent.ok) logger.warn({ subscriptionId: state.row.id, error: sent.error, detail: sent.detail }, 'a fresh refund attempt failed; the balance is held for a refund');
+        }, (error) => logger.error({ err: error, subscriptionId: state.row.id }, 'a fresh refund attempt failed')));
       }
       const tickMs = deps.tickMs ?? 1000;
       const loop = (): void => {

@@ -74,6 +74,7 @@ const MUTABLE = [
   'status', 'refund_destination', 'trial_ends_at', 'activated_at', 'contract_ends_at', 'segment', 'anchor_at', 'started', 'owed',
   'past_due_since', 'suspended_at', 'ended_at', 'ended_by', 'charged_msat', 'invoice_hash', 'invoice_request', 'invoice_amount_msat',
   'invoice_expires_at', 'invoice_count', 'refund_status', 'refund_msat', 'refund_attempts', 'refund_payment_hash', 'paused_at',
+  'refund_payment_request', 'refund_max_fee_msat',
 ];
 const IDENTITY = ['id', 'app_id', 'plan_id', 'account_id', 'payer_token_hash', 'metadata', 'created_at'];
 
@@ -83,6 +84,7 @@ function mutableValues(row: SubscriptionRow): unknown[] {
     row.contractEndsAt, row.segment, row.anchorAt, row.started, row.owed, row.pastDueSince, row.suspendedAt, row.endedAt, row.endedBy,
     row.chargedMsat, row.invoiceHash, row.invoiceRequest, row.invoiceAmountMsat, row.invoiceExpiresAt, row.invoiceCount,
     row.refundStatus, row.refundMsat, row.refundAttempts, row.refundPaymentHash, row.pausedAt,
+    row.refundPaymentRequest ?? null, row.refundMaxFeeMsat ?? null,
   ];
 }
 
@@ -121,6 +123,8 @@ function subscriptionFromRow(row: Row): SubscriptionRow {
     refundMsat: big(row.refund_msat),
     refundAttempts: num(row.refund_attempts),
     refundPaymentHash: (row.refund_payment_hash as string | null) ?? null,
+    refundPaymentRequest: (row.refund_payment_request as string | null) ?? null,
+    refundMaxFeeMsat: row.refund_max_fee_msat === null || row.refund_max_fee_msat === undefined ? null : big(row.refund_max_fee_msat),
   };
 }
 

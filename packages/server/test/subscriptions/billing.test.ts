@@ -19,7 +19,7 @@ function row(overrides: Partial<SubscriptionRow> = {}): SubscriptionRow {
     metadata: '', createdAt: T0, trialEndsAt: null, activatedAt: null, contractEndsAt: null, segment: 0, anchorAt: null, started: 0,
     owed: 0, pastDueSince: null, suspendedAt: null, pausedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n, invoiceHash: null,
     invoiceRequest: null, invoiceAmountMsat: null, invoiceExpiresAt: null, invoiceCount: 0, refundStatus: 'none', refundMsat: 0n,
-    refundAttempts: 0, refundPaymentHash: null, ...overrides,
+    refundAttempts: 0, refundPaymentHash: null, refundPaymentRequest: null, refundMaxFeeMsat: null, ...overrides,
   };
 }
 

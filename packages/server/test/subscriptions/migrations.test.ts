@@ -1,6 +1,6 @@
 // The subscriptions module's migrations upgrade a database made by version 1 (before
 // pause existed) without losing a row, on SQLite and PostgreSQL, and the new status is
-// then accepted.
+// then accepted; version 3's refund attempt columns are NULL for rows made before.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,7 +29,8 @@ describe('subscriptions migrations', () => {
     expect(() => db.exec("UPDATE subscriptions SET status = 'paused'")).toThrow(/CHECK/);
     migrateSqlite(db, sqliteSubscriptionMigrations);
     const row = db.prepare('SELECT * FROM subscriptions WHERE id = ?').get('sub_a') as Record<string, unknown>;
-    expect(row).toMatchObject({ status: 'active', started: 3n, charged_msat: 3000n, paused_at: null });
+    expect(row).toMatchObject({ status: 'active', started: 3n, charged_msat: 3000n, paused_at: null, refund_payment_request: null, refund_max_fee_msat: null });
+    expect(() => db.exec('UPDATE subscriptions SET refund_max_fee_msat = -1')).toThrow(/CHECK/);
     expect((db.prepare('SELECT max_pause_s FROM subscription_plans').get() as Record<string, unknown>).max_pause_s).toBe(0n);
     db.exec("UPDATE subscriptions SET status = 'paused', paused_at = 5");
     expect(() => db.exec("UPDATE subscriptions SET status = 'sleeping'")).toThrow(/CHECK/);
@@ -47,7 +48,8 @@ describe('subscriptions migrations', () => {
     await expect(sql.unsafe("UPDATE subscriptions SET status = 'paused'")).rejects.toThrow(/check/i);
     await migratePostgres(sql, postgresSubscriptionMigrations);
     const [row] = await sql.unsafe('SELECT * FROM subscriptions');
-    expect(row).toMatchObject({ status: 'active', charged_msat: 3000n, paused_at: null });
+    expect(row).toMatchObject({ status: 'active', charged_msat: 3000n, paused_at: null, refund_payment_request: null, refund_max_fee_msat: null });
+    await expect(sql.unsafe('UPDATE subscriptions SET refund_max_fee_msat = -1')).rejects.toThrow(/check/i);
     await sql.unsafe("UPDATE subscriptions SET status = 'paused', paused_at = 5");
     await expect(sql.unsafe("UPDATE subscriptions SET status = 'sleeping'")).rejects.toThrow(/check/i);
   });

@@ -9,7 +9,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { appAccountId } from '../../src/apps/service.js';
 import { balanceOf } from '../../src/ledger/store.js';
+import type { LightningBackend } from '../../src/lightning/backend.js';
 import { msat } from '../../src/money/msat.js';
+import { startLnurlService } from '../support/lnurl-service.js';
 import { DEMO_BUSINESSES, seedDemoBusinesses } from '../../src/subscriptions/index.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
@@ -191,6 +193,95 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(charged - (await refundFeesPaid(s, app.id, bob)));
     await s.close();
     t = null;
+  });
+
+  /**
+   * A subscription refunding to erin's Lightning address (a local LNURL-pay service whose
+   * invoices erin's devnet wallet issues, in whichever Sluice runs now), cancelled with the
+   * refund payment cut off by a "crash"; `begin` says whether the payment had begun.
+   */
+  const lightningAddressRefundCut = async (clock: ReturnType<typeof createManualClock>, begin: boolean) => {
+    let s = await start(clock);
+    // Erin's wallet of the Sluice running now; between a close and the next start's return
+    // (when its devnet exists) an invoice request waits for it.
+    let setWallet = (_wallet: LightningBackend): void => undefined;
+    let wallet = Promise.resolve(s.sluice.devnet!.backendFor('erin'));
+    const lnurl = await startLnurlService({ wallet: { createInvoice: async (args: never) => (await wallet).createInvoice(args) } as unknown as LightningBackend, minSendableMsat: 1 });
+    try {
+      const app = await s.createApp(`address crash ${begin}`);
+      const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'bike', rate_msat_per_s: '300', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' } })).body;
+      const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id, refund: { lightning_address: `erin@${lnurl.host}` } } })).body;
+      expect((await s.call('POST', '/v1/devnet/pay', { body: { payment_request: created.invoice.payment_request, wallet: 'alice' } })).status).toBe(200);
+      await s.sluice.subscriptions.idle();
+      await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 25 * 60 } });
+      const erinBefore = s.sluice.devnet!.nodeBalanceMsat('erin');
+      // The payment settles at erin's node but Sluice is not told (as when the connection
+      // drops): it stays in flight in this run, so only the next start can learn its outcome.
+      if (begin) s.sluice.devnet!.faults.withholdOutcomeNext(1);
+      const payments = s.sluice.payments as { pay: (...args: never[]) => Promise<unknown> };
+      const pay = payments.pay.bind(payments);
+      payments.pay = async (...args: never[]) => {
+        if (begin) await pay(...args);
+        throw new Error('simulated crash before the refund payment was recorded');
+      };
+      const cancelled = await s.call('POST', `/v1/subscriptions/${created.id}/cancel`, { key: app.apiKey, body: {} });
+      expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(500);
+      await s.close();
+      t = null;
+      return {
+        app, id: created.id as string, refund: 300n * 3600n - 26n * 300n * 60n, erinBefore,
+        restart: async () => {
+          wallet = new Promise((resolve) => { setWallet = resolve; });
+          s = await start(clock);
+          setWallet(s.sluice.devnet!.backendFor('erin'));
+          await s.sluice.subscriptions.idle();
+          return s;
+        },
+        closeLnurl: () => lnurl.close(),
+      };
+    } catch (error) {
+      await lnurl.close();
+      throw error;
+    }
+  };
+
+  it('a Lightning-address refund whose payment began before a crash is reconciled at the next start, never paid twice', async () => {
+    const clock = createManualClock(Date.now());
+    const cut = await lightningAddressRefundCut(clock, true);
+    try {
+      for (let restart = 0; restart < 2; restart += 1) {
+        const s = await cut.restart();
+        const sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
+        expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(cut.refund) });
+        const sent = (await s.sluice.payments.listPayments(cut.app.id, 100)).filter((payment) => payment.status !== 'failed');
+        expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', cut.refund]]);
+        expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(cut.refund);
+        expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(0n);
+        await s.close();
+        t = null;
+      }
+    } finally {
+      await cut.closeLnurl();
+    }
+  });
+
+  it('a Lightning-address refund cut off before its payment, whose invoice expired by the restart: the attempt fails and a fresh one pays once', async () => {
+    const clock = createManualClock(Date.now());
+    const cut = await lightningAddressRefundCut(clock, false);
+    try {
+      clock.advanceMs(3600_000);
+      const s = await cut.restart();
+      const sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
+      expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(cut.refund) });
+      const sent = (await s.sluice.payments.listPayments(cut.app.id, 100)).filter((payment) => payment.status !== 'failed');
+      expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', cut.refund]]);
+      expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(cut.refund);
+      expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(0n);
+      await s.close();
+      t = null;
+    } finally {
+      await cut.closeLnurl();
+    }
   });
 
   it('the devnet clock keeps its advance across a restart, and demo businesses are seeded once', async () => {
