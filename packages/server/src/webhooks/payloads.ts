@@ -7,8 +7,8 @@
  */
 import { isoTime } from '../http/wire.js';
 import { invoiceJson } from '../invoices/routes.js';
-import type { Msat } from '../money/msat.js';
 import { paymentJson } from '../payments/routes.js';
+import type { PaymentView } from '../payments/service.js';
 import type { InvoiceRow, PaymentRow } from '../records/model.js';
 import type { NewEvent } from './model.js';
 
@@ -24,22 +24,8 @@ export function invoicePaidEvent(invoice: InvoiceRow): NewEvent {
   };
 }
 
-/** The fields a payment event needs; both PaymentRow and the payments service's resolved view carry them. */
-export interface ResolvedPayment {
-  id: string;
-  appId: string;
-  paymentHash: string;
-  kind: 'invoice' | 'keysend';
-  destination: string;
-  amountMsat: Msat;
-  maxFeeMsat: Msat;
-  feeMsat: Msat | null;
-  status: 'succeeded' | 'failed';
-  failureReason: string | null;
-  preimage: string | null;
-  createdAt: number;
-  resolvedAt: number | null;
-}
+/** A payment with its final outcome: the payments service's view (resolved listener) or a PaymentRow (catch-up). */
+export type ResolvedPayment = Omit<PaymentView, 'status'> & { appId: string; status: 'succeeded' | 'failed' };
 
 export function paymentResolvedEvent(payment: ResolvedPayment): NewEvent {
   return {
