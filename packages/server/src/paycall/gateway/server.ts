@@ -130,6 +130,22 @@ function clientErrorCode(status: number): ErrorCode {
   return CLIENT_ERROR_CODES.get(status) ?? 'invalid_request';
 }
 
+/**
+ * Why a `/v1/paycall/*` request got no answer from the Sluice API. Refused before anything
+ * was sent: nothing happened. Cut later: the API may have acted (a chain bought, a refund
+ * started), which the client can check with GET /v1/paycall/chains/:id.
+ */
+function paymentServiceFailure(error: Error & { code?: string; cause?: unknown }): { cause: string; message: string } {
+  const cause = (error.cause as { code?: string } | undefined)?.code ?? error.code ?? error.message;
+  const neverSent = cause === 'ECONNREFUSED' || cause === 'ENOTFOUND' || cause === 'UND_ERR_CONNECT_TIMEOUT' || cause === 'EAI_AGAIN';
+  return {
+    cause,
+    message: neverSent
+      ? `the payment service (the Sluice API behind the gateway) could not be reached (${cause}); nothing was done, retry later`
+      : `the payment service (the Sluice API behind the gateway) did not answer (${cause}); the request may have been applied: check the chain before buying again`,
+  };
+}
+
 function upstreamFailure(error: Error & { code?: string; statusCode?: number; cause?: unknown }): { status: number; code: ErrorCode; message: string } {
   const causeCode = (error.cause as { code?: string } | undefined)?.code;
   const timedOut = error.statusCode === 504 || error.code === 'UND_ERR_CONNECT_TIMEOUT' || causeCode === 'UND_ERR_HEADERS_TIMEOUT' || causeCode === 'UND_ERR_BODY_TIMEOUT';
@@ -222,8 +238,9 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
           rewriteRequestHeaders: (_request, headers) => upstreamRequestHeaders(headers as http.IncomingHttpHeaders, [], forwarded),
           rewriteHeaders: (headers) => corsUpstreamHeaders(downstreamResponseHeaders(headers as http.IncomingHttpHeaders, {})),
           onError: (errorReply, { error }) => {
-            logger.error({ err: error.message }, 'the Sluice API beside the gateway did not answer');
-            errorReply.code(503).send(errorBody('shutting_down', 'the Sluice API is not answering'));
+            const failure = paymentServiceFailure(error);
+            logger.error({ err: error.message, cause: failure.cause }, 'the Sluice API beside the gateway did not answer');
+            errorReply.code(503).send(errorBody('payment_service_unavailable', failure.message));
           },
         });
       });

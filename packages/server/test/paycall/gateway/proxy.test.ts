@@ -355,6 +355,32 @@ describe('gateway proxy: upstream down', () => {
   });
 });
 
+describe('gateway proxy: the Sluice API beside it down', () => {
+  it('answers /v1/paycall/* with 503 payment_service_unavailable when the API refuses the connection', async () => {
+    const upstream = await startUpstream();
+    const deadApi = await startUpstream();
+    await deadApi.close();
+    const gateway = await createGateway({
+      config: gatewayConfig(upstream.url),
+      gate: createPayCallGate([testTokenScheme()]),
+      appId: 'app_gw',
+      logger: createLogger('silent'),
+      paycallApiOrigin: deadApi.url,
+    });
+    const url = await gateway.listen();
+    try {
+      const response = await fetch(`${url}/v1/paycall/chains`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      expect(response.status).toBe(503);
+      const body = await response.json();
+      expect(body.error.code).toBe('payment_service_unavailable');
+      expect(body.error.message).toContain('nothing was done');
+    } finally {
+      await gateway.close();
+      await upstream.close();
+    }
+  });
+});
+
 async function rawRequest(base: string, text: string): Promise<string> {
   const { port } = new URL(base);
   const net = await import('node:net');
