@@ -13,7 +13,7 @@ import { PAYCALL_API_PREFIX, createGateway, type Gateway } from './server.js';
 import type { GatewayConfig } from './config.js';
 
 export { loadGatewayConfig, parseGatewayConfig, validateGatewayConfig, type GatewayConfig, type GatewayConfigResult } from './config.js';
-export { createGateway, PAYCALL_API_PREFIX, type Gateway, type GatewayDeps } from './server.js';
+export { createGateway, PAYCALL_API_PREFIX, type Gateway, type GatewayDeps, type InProcessApi } from './server.js';
 
 /** Where the id of the gateway's own app is remembered (records meta). */
 export const GATEWAY_APP_META = 'gateway_app_id';
@@ -76,10 +76,11 @@ function buyUrlFor(config: GatewayConfig): (request: GateRequest) => string {
 }
 
 /**
- * Starts the gateway beside a Sluice that already listens at `sluiceUrl` (its API, for the
- * `/v1/paycall/*` routes the gateway forwards to it).
+ * Starts the gateway beside a Sluice in the same process. The `/v1/paycall/*` routes are
+ * handed to that Sluice's API in process, as from the client's address; `sluiceUrl` (where
+ * the API listens) is no longer needed for that and is accepted for compatibility.
  */
-export async function startGatewayBeside(sluice: Sluice, config: GatewayConfig, options: { sluiceUrl: string; logger: Logger }): Promise<StartedGateway> {
+export async function startGatewayBeside(sluice: Sluice, config: GatewayConfig, options: { sluiceUrl?: string; logger: Logger }): Promise<StartedGateway> {
   const { appId, createdAppKey } = await resolveAppId(sluice, config);
   if (config.chainStepMsat !== null) sluice.chains.setStepMsat(appId, config.chainStepMsat);
   const chain = createChainScheme(sluice.chains, { buyUrl: buyUrlFor(config) });
@@ -91,7 +92,8 @@ export async function startGatewayBeside(sluice: Sluice, config: GatewayConfig, 
     gate,
     appId,
     logger: options.logger,
-    paycallApiOrigin: new URL(options.sluiceUrl).origin,
+    // In process, so the API sees each client's address (its per-address rate limit).
+    paycallApi: sluice.http,
     healthDetails: () => ({ lightning: { backend: sluice.nodeInfo.backend, network: sluice.nodeInfo.network }, app_id: appId }),
   });
   const url = await gateway.listen();

@@ -20,7 +20,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type RawServerBase, type RouteGenericInterface } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type InjectOptions, type LightMyRequestResponse, type RawServerBase, type RouteGenericInterface } from 'fastify';
 import replyFrom from '@fastify/reply-from';
 import type { Logger } from 'pino';
 import { errorBody, type ErrorCode } from '../../errors/codes.js';
@@ -48,9 +48,23 @@ export interface GatewayDeps {
    * the gateway can buy what its 402s ask for.
    */
   paycallApiOrigin?: string;
+  /**
+   * The Sluice API in this same process (`sluice gateway`): `/v1/paycall/*` is handed to it
+   * without a socket (Fastify's inject), from the client's own address (the socket's, or
+   * with `trust_forwarded_headers` the last X-Forwarded-For entry). The API's per-address
+   * rate limit of unauthenticated routes (buying a chain) then counts each client apart;
+   * over a socket every purchase would come from the gateway's 127.0.0.1, one shared bucket.
+   * Takes precedence over `paycallApiOrigin`.
+   */
+  paycallApi?: InProcessApi;
 }
 
-/** The Sluice API paths the gateway serves itself when `paycallApiOrigin` is set. */
+/** What the gateway needs of a Fastify instance to call it in process. */
+export interface InProcessApi {
+  inject(options: InjectOptions): Promise<LightMyRequestResponse>;
+}
+
+/** The Sluice API paths the gateway serves itself when `paycallApi` or `paycallApiOrigin` is set. */
 export const PAYCALL_API_PREFIX = '/v1/paycall/';
 
 export interface Gateway {
@@ -225,7 +239,37 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
   };
 
   // Two sibling contexts, each with its own reply.from: the Sluice API and the upstream.
-  if (deps.paycallApiOrigin !== undefined) {
+  if (deps.paycallApi !== undefined) {
+    const api = deps.paycallApi;
+    app.all(PAYCALL_API_PREFIX + '*', async (request, reply) => {
+      const raw = request.raw;
+      // Only the pay-per-call routes go to the Sluice API: "/v1/paycall/../apps" must not.
+      const ambiguous = ambiguousPathReason(pathOf(raw.url ?? '/'));
+      if (ambiguous !== null) return reply.code(400).send(errorBody('invalid_request', ambiguous));
+      let answer: LightMyRequestResponse;
+      try {
+        answer = await api.inject({
+          method: raw.method as InjectOptions['method'],
+          url: raw.url ?? '/',
+          // No connection in between, so nothing hop-by-hop to remove (Transfer-Encoding tells
+          // the API a body follows); X-Forwarded-* as the gateway sets them for any upstream.
+          headers: { ...raw.headers, ...forwardedHeaders(raw, config) } as InjectOptions['headers'],
+          // The unread body stream (the catch-all parser above), streamed into the API, whose
+          // own body limit applies; none for a request without a body.
+          payload: request.body as InjectOptions['payload'],
+          remoteAddress: clientAddress(raw, config.trustForwardedHeaders),
+        });
+      } catch (error) {
+        // Inject fails only if the API cannot take requests at all (it failed to start).
+        logger.error({ err: error }, 'the Sluice API in this process did not answer');
+        return reply.code(503).send(errorBody('payment_service_unavailable', 'the payment service (the Sluice API behind the gateway) did not answer; retry later'));
+      }
+      return reply
+        .code(answer.statusCode)
+        .headers(corsUpstreamHeaders(downstreamResponseHeaders(answer.headers as http.IncomingHttpHeaders, {})))
+        .send(answer.rawPayload);
+    });
+  } else if (deps.paycallApiOrigin !== undefined) {
     const origin = deps.paycallApiOrigin;
     await app.register(async (sluiceApi) => {
       await sluiceApi.register(replyFrom, { base: origin, disableRequestLogging: true, retryMethods: [] });

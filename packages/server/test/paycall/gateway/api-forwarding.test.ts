@@ -1,0 +1,100 @@
+/**
+ * `/v1/paycall/*` through `sluice gateway` (startGatewayBeside, a real Sluice on the devnet):
+ * the API's answers, its refusals included, reach the client as the API gave them, and its
+ * per-address rate limit (SLUICE_RATE_LIMIT_PER_MINUTE, unauthenticated routes such as
+ * buying a chain) counts each client apart, not every purchase as the gateway's 127.0.0.1.
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../src/logger.js';
+import { buildChain } from '../../../src/paycall/chain/index.js';
+import { validateGatewayConfig } from '../../../src/paycall/gateway/config.js';
+import { startGatewayBeside, type StartedGateway } from '../../../src/paycall/gateway/index.js';
+import { startTestSluice, type TestSluice } from '../../support/sluice.js';
+
+const RATE_LIMIT_PER_MINUTE = 3;
+
+describe('gateway: /v1/paycall/* handed to the Sluice API beside it', () => {
+  let test: TestSluice;
+  let upstream: http.Server;
+  let started: StartedGateway;
+
+  beforeAll(async () => {
+    test = await startTestSluice({ env: { HOST: '127.0.0.1', SLUICE_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE) } });
+    await test.sluice.listen();
+    upstream = http.createServer((_request, response) => response.end('upstream'));
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const config = validateGatewayConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+      routes: [{ path: '/paid/*', price_msat: '5000' }],
+      // The test's requests all come from 127.0.0.1: it poses as a proxy naming the clients.
+      trust_forwarded_headers: true,
+    });
+    if (!config.ok) throw new Error(config.errors.join('\n'));
+    started = await startGatewayBeside(test.sluice, config.config, { logger: createLogger('silent') });
+  });
+  afterAll(async () => {
+    await started?.gateway.close();
+    upstream?.closeAllConnections();
+    await new Promise<void>((resolve) => upstream?.close(() => resolve()));
+    await test?.close();
+  });
+
+  const buy = (client: string): Promise<Response> =>
+    fetch(`${started.url}/v1/paycall/chains`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': `203.0.113.99, ${client}` },
+      body: JSON.stringify({ app_id: started.appId, anchor: (buildChain(randomBytes(32), 4)[0] as Buffer).toString('hex'), steps: 4 }),
+    });
+
+  it('limits chain purchases per client address, not for all clients of the gateway at once', async () => {
+    for (let purchase = 0; purchase < RATE_LIMIT_PER_MINUTE; purchase++) expect((await buy('198.51.100.1')).status).toBe(201);
+    const limited = await buy('198.51.100.1');
+    expect(limited.status).toBe(429);
+    expect((await limited.json()).error.code).toBe('rate_limited');
+    // Another client of the same gateway still buys.
+    expect((await buy('198.51.100.2')).status).toBe(201);
+  });
+
+  it("passes the API's refusals on with their own status and code", async () => {
+    const rows = [
+      { description: 'an unknown chain', init: { headers: { 'x-forwarded-for': '198.51.100.3' } }, path: '/v1/paycall/chains/chain_nope', status: 404, code: 'not_found' },
+      {
+        description: 'a body with an unknown field',
+        init: { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.4' }, body: JSON.stringify({ app_id: 'x', anchor: 'a', steps: 1, extra: 1 }) },
+        path: '/v1/paycall/chains',
+        status: 400,
+        code: 'unknown_field',
+      },
+      {
+        description: 'a body that is not JSON',
+        init: { method: 'POST', headers: { 'content-type': 'text/plain', 'x-forwarded-for': '198.51.100.5' }, body: 'hello' },
+        path: '/v1/paycall/chains',
+        status: 415,
+        code: 'unsupported_media_type',
+      },
+    ];
+    for (const row of rows) {
+      const response = await fetch(`${started.url}${row.path}`, row.init);
+      expect(response.status, row.description).toBe(row.status);
+      expect((await response.json()).error.code, row.description).toBe(row.code);
+    }
+  });
+
+  it('streams a chunked request body (no content-length) to the API', async () => {
+    const body = JSON.stringify({ app_id: started.appId, anchor: (buildChain(randomBytes(32), 4)[0] as Buffer).toString('hex'), steps: 4 });
+    const status = await new Promise<number>((resolve, reject) => {
+      const request = http.request(`${started.url}/v1/paycall/chains`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.6' } }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      request.on('error', reject);
+      request.write(body.slice(0, 10));
+      setTimeout(() => request.end(body.slice(10)), 20);
+    });
+    expect(status).toBe(201);
+  });
+});
