@@ -45,10 +45,11 @@ export interface HttpServerOptions {
 
 /**
  * The key in `Authorization: Bearer <key>`: null without the header, '' when it is not of
- * that form. Routes that resolve keys themselves (the dashboard's, subscriptions') use this
- * too, so every route reads the header the same way.
+ * that form. Routes that resolve keys themselves (the dashboard's, subscriptions') and the
+ * WebSocket upgrade (a plain http.IncomingMessage) use this too, so every route reads the
+ * header the same way.
  */
-export function bearerKey(request: FastifyRequest): string | null {
+export function bearerKey(request: { headers: { authorization?: string | undefined } }): string | null {
   const header = request.headers.authorization;
   if (header === undefined) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

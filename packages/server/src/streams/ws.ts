@@ -24,7 +24,7 @@ import { Compile, type Validator } from 'typebox/compile';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { AppService } from '../apps/service.js';
 import { ApiError, errorBody, ERROR_CODES, type ErrorCode } from '../errors/codes.js';
-import type { SluiceFastify } from '../http/server.js';
+import { bearerKey, type SluiceFastify } from '../http/server.js';
 import { isoTime, parseAmount } from '../http/wire.js';
 import type { StreamEvent } from './model.js';
 import { ackJson, createInputFromBody, eventJson, parseDestination, streamError, streamJson, type CreateStreamBody } from './routes.js';
@@ -568,13 +568,12 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
     const offered = (request.headers['sec-websocket-protocol'] ?? '').split(',').map((name) => name.trim());
     if (!offered.includes(SUBPROTOCOL)) return refuse(socket, 'invalid_request', `offer the WebSocket subprotocol ${SUBPROTOCOL} (Sec-WebSocket-Protocol: ${SUBPROTOCOL})`);
     let principal: WsPrincipal | null = null;
-    const header = request.headers.authorization;
-    if (header !== undefined) {
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-      if (!match) return refuse(socket, 'unauthorized', 'Authorization must be "Bearer <api key or payer token>"');
+    const credential = bearerKey(request);
+    if (credential !== null) {
+      if (credential === '') return refuse(socket, 'unauthorized', 'Authorization must be "Bearer <api key or payer token>"');
       upgrading += 1;
       try {
-        const result = await authenticate(match[1] as string);
+        const result = await authenticate(credential);
         if (!result.ok) return refuse(socket, result.error.code, result.error.message);
         principal = result.principal;
       } finally {
