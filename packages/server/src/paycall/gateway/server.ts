@@ -103,7 +103,7 @@ function clientAddress(request: http.IncomingMessage, trustForwardedHeaders: boo
  * One pass per request: the path is read, checked and matched once, and the claimed
  * credentials found once, for both the challenge limiter and the judge.
  */
-async function judgeRequest(judging: Judging, request: http.IncomingMessage): Promise<Verdict> {
+function judgeRequest(judging: Judging, request: http.IncomingMessage): Verdict | Promise<Verdict> {
   const { judge, gate, limiter } = judging;
   const method = request.method ?? 'GET';
   const path = pathOf(request.url ?? '/');
@@ -122,7 +122,10 @@ async function judgeRequest(judging: Judging, request: http.IncomingMessage): Pr
       body: errorBody('rate_limited', 'too many payment challenges for this address; retry after the Retry-After header'),
     };
   }
-  const decision: PayCallDecision = await judge.decideMatched(gateRequest, match.rule, stripHeaders);
+  return judge.decideMatched(gateRequest, match.rule, stripHeaders).then(verdictOf);
+}
+
+function verdictOf(decision: PayCallDecision): Verdict {
   if (decision.kind === 'refused') return { kind: 'refuse', status: decision.status, headers: decision.responseHeaders, body: decision.body };
   // decideMatched never answers "unpriced": the route matched.
   if (decision.kind === 'unpriced') throw new Error('the judge found no price for a matched route');
@@ -346,7 +349,8 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
     const answer = (refusal: UpgradeRefusal): void => writeSocketResponse(socket, refusal);
     if (closing) return answer({ status: 503, headers: {}, body: errorBody('shutting_down') });
     if (pathOf(url) === config.healthPath) return answer({ status: 404, headers: {}, body: errorBody('not_found', 'the health check is not a WebSocket') });
-    judgeRequest(judging, request).then(
+    // Inside a promise: a throw (a bug) is answered 500 below, never left to crash the process.
+    new Promise<Verdict>((resolve) => resolve(judgeRequest(judging, request))).then(
       (verdict) => {
         if (verdict.kind === 'refuse') return answer({ status: verdict.status, headers: verdict.headers, body: verdict.body });
         const target = upstreamUrl(url);

@@ -81,20 +81,32 @@ export function createPayCallJudge(options: PayCallOptions): PayCallJudge {
   const strip = options.stripCredentials ?? true;
   const { gate, appId } = options;
 
-  const decideMatched = async (request: GateRequest, rule: RoutePriceRule, knownStripHeaders?: string[]): Promise<PayCallDecision> => {
-    const price: CallPrice = { priceMsat: rule.priceMsat, appId, service: rule.service ?? defaultService };
+  // One frozen price per rule, made once: the rules never change, and a call needs no copy.
+  const prices = new WeakMap<RoutePriceRule, CallPrice>();
+  const priceOf = (rule: RoutePriceRule): CallPrice => {
+    let price = prices.get(rule);
+    if (price === undefined) {
+      price = Object.freeze({ priceMsat: rule.priceMsat, appId, service: rule.service ?? defaultService });
+      prices.set(rule, price);
+    }
+    return price;
+  };
+
+  // Not an async function: the gate's promise is the only one a call makes here.
+  const decideMatched = (request: GateRequest, rule: RoutePriceRule, knownStripHeaders?: string[]): Promise<PayCallDecision> => {
     // Before authorize: a scheme may not keep the request's headers as they were.
     const stripHeaders = strip ? knownStripHeaders ?? credentialHeadersToStrip(gate, request) : [];
-    const outcome = await gate.authorize(request, price);
-    if (outcome.kind === 'refused') {
-      return { kind: 'refused', status: outcome.status, responseHeaders: outcome.responseHeaders, body: payCallErrorBody(outcome, rule.priceMsat) };
-    }
-    return {
-      kind: 'allowed',
-      paid: { scheme: outcome.scheme, chargedMsat: outcome.chargedMsat, priceMsat: rule.priceMsat, route: rule.path },
-      responseHeaders: outcome.responseHeaders,
-      stripHeaders,
-    };
+    return gate.authorize(request, priceOf(rule)).then((outcome): PayCallDecision => {
+      if (outcome.kind === 'refused') {
+        return { kind: 'refused', status: outcome.status, responseHeaders: outcome.responseHeaders, body: payCallErrorBody(outcome, rule.priceMsat) };
+      }
+      return {
+        kind: 'allowed',
+        paid: { scheme: outcome.scheme, chargedMsat: outcome.chargedMsat, priceMsat: rule.priceMsat, route: rule.path },
+        responseHeaders: outcome.responseHeaders,
+        stripHeaders,
+      };
+    });
   };
 
   return {
