@@ -22,7 +22,25 @@ import type { ChainStore } from './store.js';
 /** A call accepted in memory, answered once its index is durable (or refused if that fails). */
 export interface Waiter {
   ack: SpendAck;
-  resolve: (result: SpendAck | ChainFail) => void;
+  /**
+   * Turns the result into the caller's answer before the promise settles: the gate's
+   * scheme maps it to its outcome here rather than with a `.then`, one promise fewer per call.
+   */
+  map: (result: SpendAck | ChainFail) => unknown;
+  resolve: (answer: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Settles a waiter with `result`, mapped by its caller. */
+function answer(waiter: Waiter, result: SpendAck | ChainFail): void {
+  let mapped: unknown;
+  try {
+    mapped = waiter.map(result);
+  } catch (error) {
+    waiter.reject(error);
+    return;
+  }
+  waiter.resolve(mapped);
 }
 
 /** A chain this process holds in memory (live). */
@@ -59,8 +77,8 @@ function refusalFor(error: unknown): ChainFail {
 }
 
 export interface ChainFlusher {
-  /** Queues the chain's write; resolves with `ack` once durable, or with a refusal. */
-  awaitCommit(state: LiveChain, ack: SpendAck): Promise<SpendAck | ChainFail>;
+  /** Queues the chain's write; resolves with `map(ack)` once durable, or with `map(refusal)`. */
+  awaitCommit<T>(state: LiveChain, ack: SpendAck, map: (result: SpendAck | ChainFail) => T): Promise<T>;
   /** Resolves once everything accepted on this chain so far is durable (or refused). */
   settled(state: LiveChain): Promise<void>;
   /** Whether the chain has a write queued or in flight. */
@@ -104,7 +122,7 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
     state.row.link = state.durableLink;
     state.linkBytes = Buffer.from(state.durableLink, 'hex');
     const refusal = refusalFor(error);
-    for (const waiter of state.waiters.splice(0)) waiter.resolve(refusal);
+    for (const waiter of state.waiters.splice(0)) answer(waiter, refusal);
     dirty.delete(state);
   };
 
@@ -143,7 +161,7 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
         logger.error({ err: error, chains: batch.length }, 'chain commit failed; the batch was refused');
         const refusal = refusalFor(error);
         for (const { state, waiters } of batch) {
-          for (const waiter of waiters) waiter.resolve(refusal);
+          for (const waiter of waiters) answer(waiter, refusal);
           revert(state, error);
         }
         return;
@@ -156,7 +174,7 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
         for (const { state, waiters } of batch) {
           if (conflicts.has(state.row.id)) {
             const error = new ChainConflictError(state.row.id);
-            for (const waiter of waiters) waiter.resolve(refusalFor(error));
+            for (const waiter of waiters) answer(waiter, refusalFor(error));
             revert(state, error);
             deps.onConflict(state);
           } else {
@@ -170,7 +188,7 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
         state.durableIndex = write.index;
         state.durableLink = write.link;
         state.row.link = write.link;
-        for (const waiter of waiters) waiter.resolve(waiter.ack);
+        for (const waiter of waiters) answer(waiter, waiter.ack);
         if (state.row.index >= state.row.steps && !dirty.has(state)) deps.onSpentOut(state);
       }
     } finally {
@@ -182,11 +200,14 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
   };
 
   return {
-    awaitCommit(state, ack) {
-      return new Promise((resolve) => {
-        state.waiters.push({ ack, resolve });
-        dirty.add(state);
-        schedule();
+    awaitCommit<T>(state: LiveChain, ack: SpendAck, map: (result: SpendAck | ChainFail) => T): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        // A chain with waiters is already dirty (and a flush is scheduled or running): the
+        // Set and the scheduling are touched only by its first waiter of a batch.
+        if (state.waiters.push({ ack, map, resolve: resolve as (answer: unknown) => void, reject }) === 1) {
+          dirty.add(state);
+          schedule();
+        }
       });
     },
     async settled(state) {

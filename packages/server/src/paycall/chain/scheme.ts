@@ -48,8 +48,9 @@ export function createChainScheme(chains: ChainService, options: ChainSchemeOpti
         return Promise.resolve({ kind: 'refused', status: 401, code: 'chain_malformed', message: ERROR_CODES.chain_malformed.meaning, responseHeaders: {} });
       }
       if (price.priceMsat === 0n) return Promise.resolve({ kind: 'allowed', scheme: 'free', chargedMsat: price.priceMsat, responseHeaders: {} });
-      // A CallPrice is a CallCost (app and price): passed as is, no object per call.
-      return chains.spend(credential.chainId, credential.index, credential.link, price).then((spent): GateOutcome => {
+      // A CallPrice is a CallCost (app and price): passed as is, no object per call. The
+      // answer is mapped inside the service's promise (spendThen), not with a `.then`.
+      return chains.spendThen(credential.chainId, credential.index, credential.link, price, (spent): GateOutcome => {
         if (!spent.ok) {
           const code = chainErrorCode(spent);
           const status = ERROR_CODES[code].status as 400 | 401 | 402 | 429 | 503;

@@ -102,6 +102,11 @@ export interface ChainService {
    * The service keeps `link` once accepted: the caller must not change it afterwards.
    */
   spend(chainId: string, index: number, link: Uint8Array, call: CallCost): Promise<SpendAck | ChainFail>;
+  /**
+   * `spend`, with the result turned into the caller's answer by `map` before the promise
+   * settles: the gate's scheme uses it instead of a `.then` (one promise fewer per paid call).
+   */
+  spendThen<T>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: (result: SpendAck | ChainFail) => T): Promise<T>;
   /** Proves ownership with w_(index+1) and pays back every unused msat. */
   refund(chainId: string, proof: { index: number; link: Uint8Array }, destination: RefundDestination): Promise<{ ok: true; chain: ChainView; payment: PaymentView | null; amountMsat: Msat } | ChainFail>;
   /** The step price chains for this app are sold at (the gate's offer; default: the setting). */
@@ -150,6 +155,8 @@ const REFUND_PAY_ERRORS: Partial<Record<PayError, ChainError>> = {
   PaymentToSelf: 'RefundToSelf',
   InvoiceAmountMismatch: 'RefundAmountMismatch',
 };
+
+const asIs = <T>(result: T): T => result;
 
 export function createChainService(deps: ChainServiceDeps): ChainService {
   const { store, ledger, invoices, payments, clock, logger } = deps;
@@ -445,15 +452,24 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
    * A chain this process does not hold: unknown, or refunded / expired before a restart,
    * or dropped after a conflict. One read tells which; a live one is taken back.
    */
-  const spendCold = async (chainId: string, index: number, link: Uint8Array, call: CallCost): Promise<SpendAck | ChainFail> => {
+  const spendCold = async <T>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: (result: SpendAck | ChainFail) => T): Promise<T> => {
     const row = await store.getChain(chainId);
-    if (!row || row.appId !== call.appId) return { ok: false, error: 'Unknown' };
-    if (row.status === 'refunded') return { ok: false, error: 'Refunded' };
+    if (!row || row.appId !== call.appId) return map({ ok: false, error: 'Unknown' });
+    if (row.status === 'refunded') return map({ ok: false, error: 'Refunded' });
     // Unpaid and not in memory: its invoice expired (a late settlement brings it back).
-    if (row.status === 'pending' || clock.now() >= row.expiresAt) return { ok: false, error: 'Expired' };
-    if (row.index >= row.steps) return { ok: false, error: 'Exhausted', detail: 'every step was spent' };
+    if (row.status === 'pending' || clock.now() >= row.expiresAt) return map({ ok: false, error: 'Expired' });
+    if (row.index >= row.steps) return map({ ok: false, error: 'Exhausted', detail: 'every step was spent' });
     if (!live.has(chainId)) remember(row);
-    return service.spend(chainId, index, link, call);
+    return service.spendThen(chainId, index, link, call, map);
+  };
+
+  /** A refusal known at once, mapped by the caller (a throwing map rejects, as in a `.then`). */
+  const settleNow = <T>(map: (result: SpendAck | ChainFail) => T, result: ChainFail): Promise<T> => {
+    try {
+      return Promise.resolve(map(result));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   };
 
   // ---- The service -------------------------------------------------------------------
@@ -520,32 +536,36 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     },
 
     spend(chainId, index, link, call) {
+      return service.spendThen(chainId, index, link, call, asIs);
+    },
+
+    spendThen(chainId, index, link, call, map) {
       const state = live.get(chainId);
       // Never on the hot path of a live chain: only ids this process does not hold.
-      if (!state) return spendCold(chainId, index, link, call);
+      if (!state) return spendCold(chainId, index, link, call, map);
       const row = state.row;
-      if (row.appId !== call.appId) return Promise.resolve({ ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
+      if (row.appId !== call.appId) return settleNow(map, { ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
       const steps = stepsOf(call.priceMsat, row.stepMsat);
       // Everything up to the advance is synchronous: no other request runs in between.
-      if (row.status === 'refunded' || state.refunding) return Promise.resolve({ ok: false, error: 'Refunded' });
-      if (row.status === 'pending') return Promise.resolve({ ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' });
-      if (clock.now() >= row.expiresAt) return Promise.resolve({ ok: false, error: 'Expired' });
+      if (row.status === 'refunded' || state.refunding) return settleNow(map, { ok: false, error: 'Refunded' });
+      if (row.status === 'pending') return settleNow(map, { ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' });
+      if (clock.now() >= row.expiresAt) return settleNow(map, { ok: false, error: 'Expired' });
       if (!Number.isSafeInteger(steps) || steps < 1 || steps > MAX_STEPS_PER_CALL) {
-        return Promise.resolve({ ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` });
+        return settleNow(map, { ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` });
       }
-      if (index <= row.index) return Promise.resolve({ ok: false, error: 'Replayed', detail: `the chain is at index ${row.index}` });
+      if (index <= row.index) return settleNow(map, { ok: false, error: 'Replayed', detail: `the chain is at index ${row.index}` });
       if (row.index + steps > row.steps) {
-        return Promise.resolve({ ok: false, error: 'Exhausted', detail: `${row.steps - row.index} steps left; this call costs ${steps}` });
+        return settleNow(map, { ok: false, error: 'Exhausted', detail: `${row.steps - row.index} steps left; this call costs ${steps}` });
       }
       const expected = row.index + steps;
-      if (index > expected) return Promise.resolve({ ok: false, error: 'Skipped', detail: `this call costs ${steps} steps: send index ${expected}` });
-      if (index < expected) return Promise.resolve({ ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` });
-      if (!verifyLink(link, state.linkBytes, steps)) return Promise.resolve({ ok: false, error: 'Invalid' });
+      if (index > expected) return settleNow(map, { ok: false, error: 'Skipped', detail: `this call costs ${steps} steps: send index ${expected}` });
+      if (index < expected) return settleNow(map, { ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` });
+      if (!verifyLink(link, state.linkBytes, steps)) return settleNow(map, { ok: false, error: 'Invalid' });
       row.index = index;
       // Kept as is, not copied (see the interface): it is the link the next call must hash to.
       state.linkBytes = Buffer.isBuffer(link) ? link : Buffer.from(link);
       const ack: SpendAck = { ok: true, index, steps, remainingSteps: row.steps - index, stepMsat: row.stepMsat };
-      return flusher.awaitCommit(state, ack);
+      return flusher.awaitCommit(state, ack, map);
     },
 
     async refund(chainId, proof, destination) {

@@ -1,7 +1,7 @@
 // The chain math as docs/paycall.md specifies it: w_(i-1) = SHA-256(w_i), a call of k
 // steps reveals w_(current+k), the header grammar and ceil rounding of the step count.
 // SHA-256 vectors from FIPS 180-4 (NIST CSRC examples): SHA-256("abc") and of 32 zero bytes.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   buildChain, formatBalanceHeader, formatChainHeader, formatOfferHeader, hashLink, hashLinkTimes, linkAt,
@@ -104,6 +104,47 @@ describe('the Sluice-Chain header', () => {
       expect(parseChainHeader(value as string)).toBeNull();
     });
   }
+  for (const [description, value] of [
+    ['an id of 65 characters', `ch_${'a'.repeat(65)} 1 ${link}`],
+    ['an id with a non-ASCII letter', `ch_\u00e9 1 ${link}`],
+    ['an id with a dot', `ch_a.b 1 ${link}`],
+    ['an empty id after ch_', `ch_ 1 ${link}`],
+    ['a hex digit past f', `ch_x 1 ${link.slice(0, 63)}g`],
+    ['a non-ASCII hex digit', `ch_x 1 ${link.slice(0, 63)}\u0661`],
+    ['a mixed-case link', `ch_x 1 ${link.slice(0, 62)}AB`],
+  ] as const) {
+    it(`refuses ${description}`, () => {
+      expect(parseChainHeader(value)).toBeNull();
+    });
+  }
+
+  it('agrees with the rule written as regular expressions, on random and mutated headers', () => {
+    // The parser is hand-written for speed; this is the same rule in its plain form.
+    const reference = (value: string): { chainId: string; index: number; link: string } | null => {
+      if (value.length > 256) return null;
+      const match = /^(ch_[A-Za-z0-9_-]{1,64}) ([1-9][0-9]{0,7}) ([0-9a-f]{64})$/.exec(value.trim());
+      if (!match || Number(match[2]) > 10_000_000) return null;
+      return { chainId: match[1] as string, index: Number(match[2]), link: match[3] as string };
+    };
+    const alphabet = 'ch_ 0123456789abcdefABCDEFxyz-.\t\u00e9\u0661';
+    let seed = 12345;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 20_000; i += 1) {
+      let value = `ch_${'abcXYZ09_-'.slice(0, 1 + random(10))} ${1 + random(10_000_001)} ${randomBytes(32).toString('hex')}`;
+      for (let edits = random(3); edits > 0; edits -= 1) {
+        const at = random(value.length + 1);
+        const kind = random(3);
+        const char = alphabet[random(alphabet.length)] as string;
+        value = kind === 0 ? value.slice(0, at) + char + value.slice(at) : kind === 1 ? value.slice(0, at) + value.slice(at + 1) : value.slice(0, at) + char + value.slice(at + 1);
+      }
+      const expected = reference(value);
+      const parsed = parseChainHeader(value);
+      expect(parsed === null ? null : { chainId: parsed.chainId, index: parsed.index, link: parsed.link.toString('hex') }, value).toEqual(expected);
+    }
+  });
 });
 
 describe('response headers', () => {
