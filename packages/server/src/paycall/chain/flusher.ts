@@ -5,10 +5,12 @@
  * the app for the steps spent since the last commit (see store.ts). While a commit is in
  * flight new calls gather behind it, so batches grow with the load and share one fsync.
  *
- * Failure: a commit that throws refuses every call of its batch and every later call of
- * those chains (they built on links that never became durable); the chains go back to
- * their durable index, so the same links can be sent again. A conflict (another process
- * moved a chain) refuses that chain's calls as replayed and drops it from memory.
+ * Failure: a commit that throws has an unknown outcome (a connection lost after COMMIT was
+ * sent may have committed it), so it fails closed: every call of its batch and every later
+ * call of those chains is refused (none is served), and the chains leave memory, so the
+ * next call or refund reads the durable row first. A link that was spent after all is then
+ * refused as replayed; one that was not is accepted. A conflict (another process moved a
+ * chain) refuses that chain's calls as replayed and drops it from memory too.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
@@ -73,7 +75,12 @@ export class ChainConflictError extends Error {
 /** How a failed commit reads to the calls that counted on it (never thrown at them). */
 function refusalFor(error: unknown): ChainFail {
   if (error instanceof ChainConflictError) return { ok: false, error: 'Replayed', detail: 'the chain moved in another process' };
-  return { ok: false, error: 'Overloaded', detail: 'the call could not be made durable; nothing was spent, retry with the same link' };
+  return {
+    ok: false,
+    error: 'Overloaded',
+    detail: 'the call was not served: the database did not confirm its commit, so whether the link was spent is unknown; ' +
+      'send the same link again (accepted if it was not spent, refused as replayed if it was)',
+  };
 }
 
 export interface ChainFlusher {
@@ -96,6 +103,8 @@ export interface ChainFlusherDeps {
   onSpentOut(state: LiveChain): void;
   /** A chain another process moved: this copy must leave memory. */
   onConflict(state: LiveChain): void;
+  /** A chain whose commit had an unknown outcome: this copy must leave memory (re-read before any call). */
+  onUncertain(state: LiveChain): void;
 }
 
 export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
@@ -158,11 +167,13 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
       try {
         result = await store.commit(batch.map((entry) => entry.write), ops, clock.now());
       } catch (error) {
-        logger.error({ err: error, chains: batch.length }, 'chain commit failed; the batch was refused');
+        logger.error({ err: error, chains: batch.length }, 'chain commit failed (outcome unknown); the batch was refused and its chains are re-read before the next call');
         const refusal = refusalFor(error);
         for (const { state, waiters } of batch) {
           for (const waiter of waiters) answer(waiter, refusal);
           revert(state, error);
+          // The commit may have happened: the durable index is the database's to say.
+          deps.onUncertain(state);
         }
         return;
       }

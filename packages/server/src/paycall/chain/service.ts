@@ -242,6 +242,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       if (!state.refunding) forget(state);
     },
     onConflict: forget,
+    onUncertain: forget,
   });
 
   // ---- Activation --------------------------------------------------------------------

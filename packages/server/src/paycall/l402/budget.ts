@@ -107,6 +107,10 @@ export function createBudgetLedger(deps: { store: L402BudgetStore; maxBatch?: nu
         results = await store.applyUses(batch.map((item) => item.use));
         if (results.length !== batch.length) throw new Error(`budget store answered ${results.length} results for ${batch.length} uses`);
       } catch (error) {
+        // The outcome may be unknown (a connection lost after COMMIT): the database may hold
+        // these uses. Giving the reservations back keeps memory a lower bound, and it is
+        // safe because memory never serves on its own: a retry that fits is decided by the
+        // guarded upsert, which sees the use if it was committed (test: budget.test.ts).
         for (const item of batch) {
           settle(item, null);
           item.reject(error);

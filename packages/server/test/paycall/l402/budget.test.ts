@@ -162,5 +162,28 @@ for (const dialect of [sqliteDialect(), postgresDialect()]) {
       await ledger.close();
       await expect(ledger.use(use(tokenId, 1n, 1000n))).rejects.toThrow(/closed/);
     });
+
+    it.skipIf(!available)('a commit that wrote and then lost its connection (outcome unknown) is not served, and its unit is never served again', async () => {
+      let loseConnection = true;
+      const lossy: L402BudgetStore = {
+        applyUses: async (uses) => {
+          const results = await store.applyUses(uses);
+          if (loseConnection) {
+            loseConnection = false;
+            throw Object.assign(new Error('write CONNECTION_CLOSED'), { code: 'CONNECTION_CLOSED' });
+          }
+          return results;
+        },
+        getUsage: (tokenId) => store.getUsage(tokenId),
+      };
+      const ledger = createBudgetLedger({ store: lossy });
+      const tokenId = newToken();
+      await expect(ledger.use(use(tokenId, 1000n, 1000n))).rejects.toThrow('CONNECTION_CLOSED');
+      // The memory gives the reservation back (it must stay a lower bound), but the database
+      // holds the use and its guarded upsert decides: the one-call budget is spent.
+      expect(await ledger.use(use(tokenId, 1000n, 1000n))).toMatchObject({ ok: false, error: 'exhausted', callsUsed: 1n, msatUsed: 1000n });
+      expect(await store.getUsage(tokenId)).toEqual({ callsUsed: 1n, msatUsed: 1000n });
+      await ledger.close();
+    });
   });
 }

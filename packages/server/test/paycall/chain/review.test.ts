@@ -1,0 +1,101 @@
+// Money edge cases of hash-chain tokens found in review, each on a real Sluice sharing its
+// PostgreSQL database with a second chain service whose store can be made to misbehave
+// (a commit that throws after it wrote, a read held back): an unknown commit outcome, a
+// refund racing a cold spend, and an unknown chain id asked again and again.
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createManualClock } from '../../../src/clock.js';
+import { applyOpsInTransaction as applyPostgresOps } from '../../../src/ledger/postgres/store.js';
+import { createLogger } from '../../../src/logger.js';
+import { msat } from '../../../src/money/msat.js';
+import { buildChain, createChainService, createPostgresChainStore, type ChainService, type ChainStore } from '../../../src/paycall/chain/index.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../../support/postgres.js';
+import { startTestSluice, type TestSluice } from '../../support/sluice.js';
+
+const usePostgres = await postgresAvailable();
+
+describe.skipIf(!usePostgres)('hash-chain tokens: review findings', () => {
+  const clock = createManualClock(Date.now());
+  let database: TestDatabase;
+  let t: TestSluice;
+  let app: { id: string; apiKey: string };
+  const services: ChainService[] = [];
+
+  beforeAll(async () => {
+    database = await createTestDatabase('sluice_chain_review');
+    t = await startTestSluice({ clock, env: { SLUICE_DATABASE_URL: database.url } });
+    app = await t.createApp('review');
+    // A float on the app's account: refunds borrow their routing-fee budget from it.
+    const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '50000', description: 'float' } });
+    expect((await t.call('POST', '/v1/devnet/pay', { body: { payment_request: float.body.payment_request, wallet: 'alice' } })).status).toBe(200);
+  });
+  afterAll(async () => {
+    for (const service of services) await service.stop();
+    await t?.close();
+    await database?.drop();
+  });
+
+  const balance = async (accountId: string): Promise<bigint> => {
+    const account = await t.sluice.ledger.getAccount(accountId);
+    return account ? account.creditsPostedMsat - account.debitsPostedMsat : 0n;
+  };
+
+  /** Buys a chain through the Sluice's API and pays it (amount: the invoice's, or more). */
+  async function buy(steps: number, options: { payMsat?: bigint } = {}) {
+    const links = buildChain(randomBytes(32), steps);
+    const bought = await t.call('POST', '/v1/paycall/chains', { key: null, body: { app_id: app.id, anchor: (links[0] as Buffer).toString('hex'), steps } });
+    expect(bought.status, JSON.stringify(bought.body)).toBe(201);
+    const pay = { payment_request: bought.body.invoice.payment_request, wallet: 'alice', ...(options.payMsat ? { amount_msat: options.payMsat.toString() } : {}) };
+    const paid = await t.call('POST', '/v1/devnet/pay', { body: pay });
+    expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+    const id = bought.body.chain_id as string;
+    for (let i = 0; i < 200 && (await t.sluice.chains.get(id))?.status === 'pending'; i += 1) await new Promise((r) => setTimeout(r, 5));
+    return { id, links };
+  }
+
+  /** A second chain service on the same database; `hooks` wrap its store's calls. */
+  async function secondService(hooks: Partial<ChainStore> = {}): Promise<ChainService> {
+    const real = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    const store: ChainStore = { ...real, ...hooks };
+    const s = t.sluice;
+    const service = createChainService({
+      store, ledger: s.ledger, invoices: s.invoices, payments: s.payments, records: s.records, apps: s.apps, clock, logger: createLogger('silent'),
+      defaultStepMsat: msat(1000n), ttlS: 86_400, invoiceExpiryS: 600,
+    });
+    await service.start();
+    services.push(service);
+    return service;
+  }
+
+  it('a commit whose outcome is unknown (it wrote, then the connection was lost) fails closed: the chain is re-read before the next call', async () => {
+    const { id, links } = await buy(10);
+    let loseConnectionAfterCommit = false;
+    const real = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    const service = await secondService({
+      async commit(writes, ops, now) {
+        const result = await real.commit(writes, ops, now);
+        if (loseConnectionAfterCommit) {
+          loseConnectionAfterCommit = false;
+          throw Object.assign(new Error('write CONNECTION_CLOSED 127.0.0.1:5432'), { code: 'CONNECTION_CLOSED' });
+        }
+        return result;
+      },
+    });
+    const call = (index: number) => service.spend(id, index, links[index] as Buffer, { appId: app.id, priceMsat: msat(1000n) });
+    const appBefore = await balance(`app:${app.id}`);
+    expect(await call(1)).toMatchObject({ ok: true, index: 1 });
+    loseConnectionAfterCommit = true;
+    const lost = await call(2);
+    // Not served, and not told that nothing was spent: nobody knows yet.
+    expect(lost).toMatchObject({ ok: false, error: 'Overloaded' });
+    expect(lost.ok === false && lost.detail).toMatch(/unknown/);
+    // What the service shows is what the database holds (the commit did happen), not its old copy.
+    expect(await service.get(id)).toMatchObject({ index: 2, remainingSteps: 8 });
+    // The same link again is a replay; the next one is accepted; the money follows the index.
+    expect(await call(2)).toMatchObject({ ok: false, error: 'Replayed' });
+    expect(await call(3)).toMatchObject({ ok: true, index: 3, remainingSteps: 7 });
+    expect(await balance(`chain:${id}`)).toBe(7000n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 3000n);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+});
