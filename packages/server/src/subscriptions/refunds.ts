@@ -64,27 +64,57 @@ export function createRefunds(deps: RefundDeps): Refunds {
   const commitOne = deps.commit;
   const maybeForget = deps.forget;
 
-  /** A refund payment reached a final state: give back the unused fee budget, record the outcome. */
-  const resolveRefund = async (state: LiveSubscription, payment: { paymentHash: string; status: string; feeMsat: bigint | null }): Promise<void> => {
+  /**
+   * Ends the pending attempt. What the route did not use of the loan goes back to the app;
+   * everything else in the account is the customer's: the refund itself if it failed, and
+   * any payment that arrived while it was in flight (held, and sent on to a destination that
+   * can be paid again; an invoice cannot).
+   */
+  const finishAttempt = async (state: LiveSubscription, outcome: { succeeded: boolean; feeMsat: bigint; paymentHash: string | null }): Promise<void> => {
     const row = cloneRow(state.row);
-    // No hash yet: a crash cut the attempt off before recording it; the account has one refund in flight at most.
-    if (row.refundStatus !== 'pending' || (row.refundPaymentHash !== null && row.refundPaymentHash !== payment.paymentHash)) return;
-    row.refundPaymentHash = payment.paymentHash;
     const account = await ledger.getAccount(row.accountId);
-    if (!account) return;
-    const succeeded = payment.status === 'succeeded';
-    const keep = succeeded ? 0n : row.refundMsat;
-    const surplus = balanceOf(account) - keep;
-    const ops: LedgerOp[] = surplus > 0n
+    if (!account) throw new Error(`subscription ${row.id} has no ledger account`);
+    const balance = balanceOf(account);
+    // An attempt of an earlier version did not save its budget: everything beyond what
+    // stays (the refund, if it failed) was the loan.
+    const returned = row.refundMaxFeeMsat === null
+      ? balance - (outcome.succeeded ? 0n : row.refundMsat)
+      : row.refundMaxFeeMsat - (outcome.succeeded ? outcome.feeMsat : 0n);
+    const left = balance - returned;
+    if (returned < 0n) throw new Error(`subscription ${row.id}: the refund's fee ${outcome.feeMsat} is above its budget ${row.refundMaxFeeMsat}`);
+    if (left < 0n) throw new Error(`subscription ${row.id}: the account holds ${balance} msat, less than the loan's ${returned} to return`);
+    if (outcome.paymentHash !== null) row.refundPaymentHash = outcome.paymentHash;
+    if (!outcome.succeeded) {
+      row.refundStatus = 'failed';
+      row.refundMsat = left;
+    } else if (left > 0n) {
+      row.refundStatus = 'held';
+      row.refundMsat = left;
+    } else {
+      row.refundStatus = 'succeeded';
+    }
+    const ops: LedgerOp[] = returned > 0n
       ? [{
-          kind: 'transfer', debitAccountId: row.accountId, creditAccountId: appAccountId(row.appId), amountMsat: msat(surplus),
+          kind: 'transfer', debitAccountId: row.accountId, creditAccountId: appAccountId(row.appId), amountMsat: msat(returned),
           code: 'subscription_refund_fee_return', reference: `${row.id}/refund/${row.refundAttempts}`,
           idempotencyKey: `sub:${row.id}:refund:${row.refundAttempts}:fee-return`,
         }]
       : [];
-    row.refundStatus = succeeded ? 'succeeded' : 'failed';
-    await commitOne(state, row, { charges: [], occurrences: [], balance: keep }, ops);
+    await commitOne(state, row, { charges: [], occurrences: [], balance: left }, ops);
+    const destination = row.refundDestination;
+    if (row.refundStatus === 'held' && destination !== null && destination.kind !== 'invoice') {
+      const sent = await sendRefund(state, destination);
+      if (!sent.ok) logger.warn({ subscriptionId: row.id, error: sent.error, detail: sent.detail }, 'the refund of a payment that arrived during a refund failed; it is held');
+    }
     maybeForget(state);
+  };
+
+  /** A refund payment reached a final state: give back the unused fee budget, record the outcome. */
+  const resolveRefund = async (state: LiveSubscription, payment: { paymentHash: string; status: string; feeMsat: bigint | null }): Promise<void> => {
+    const row = state.row;
+    // No hash yet: a crash cut a keysend attempt off before recording it; the account has one refund in flight at most.
+    if (row.refundStatus !== 'pending' || (row.refundPaymentHash !== null && row.refundPaymentHash !== payment.paymentHash)) return;
+    await finishAttempt(state, { succeeded: payment.status === 'succeeded', feeMsat: payment.feeMsat ?? 0n, paymentHash: payment.paymentHash });
   };
 
   /** What to pay for a refund of `amountMsat` to `destination` (a Lightning address is asked for an invoice now). */
@@ -150,12 +180,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
       // Lightning address, or another budget) is left pending: resumeRefund reconciles it.
       if (resuming && current.refundMaxFeeMsat === null && (result.error === 'IdempotencyConflict' || result.error === 'PaymentInFlight')) return { ok: true };
       // Nothing was sent under this key (a payment that began would have been replayed).
-      const failed = cloneRow(current);
-      failed.refundStatus = 'failed';
-      await commitOne(state, failed, { charges: [], occurrences: [], balance: current.refundMsat }, maxFeeMsat === 0n ? [] : [{
-        kind: 'transfer', debitAccountId: current.accountId, creditAccountId: appAccountId(current.appId), amountMsat: maxFeeMsat,
-        code: 'subscription_refund_fee_return', reference: `${current.id}/refund/${attempt}`, idempotencyKey: `sub:${current.id}:refund:${attempt}:fee-return`,
-      }]);
+      await finishAttempt(state, { succeeded: false, feeMsat: 0n, paymentHash: null });
       const invoiceProblem = ['InvoiceInvalid', 'InvoiceWrongNetwork', 'InvoiceExpired', 'InvoiceAlreadyPaid'].includes(result.error);
       return { ok: false, error: invoiceProblem ? 'RefundInvoiceInvalid' : 'RefundUnavailable', detail: `${result.error}${result.detail ? `: ${result.detail}` : ''}` };
     }

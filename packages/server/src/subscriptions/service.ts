@@ -347,8 +347,12 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     const wasActivated = row.activatedAt !== null;
     if (FINAL_STATUSES.has(row.status)) {
       // Paid after the end (an invoice still open): the money is the customer's to get back.
-      row.refundMsat = balanceOf(account);
-      if (row.refundStatus !== 'pending') row.refundStatus = row.refundMsat > 0n ? 'held' : row.refundStatus;
+      // A refund in flight keeps the amount it sends; the attempt's end holds the new money
+      // (and sends it on to a destination that can be paid again: refunds.ts).
+      if (row.refundStatus !== 'pending') {
+        row.refundMsat = balanceOf(account);
+        if (row.refundMsat > 0n) row.refundStatus = 'held';
+      }
       const occurrences: SubscriptionOccurrence[] = [{ type: 'payment_succeeded', at: now, cause: `${row.id}:${paymentHash}`, data: { amount_msat: amountPaidMsat.toString(), payment_hash: paymentHash, late: true } }];
       await commitOne(state, row, { charges: [], occurrences, balance: balanceOf(account) });
       if (row.refundStatus === 'held' && row.refundDestination !== null && row.refundDestination.kind !== 'invoice') {

@@ -53,8 +53,23 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     expect(sub.invoice, JSON.stringify(sub)).not.toBeNull();
     const paid = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: sub.invoice.payment_request, wallet: 'alice' } });
     expect(paid.status, JSON.stringify(paid.body)).toBe(200);
-    await settled();
+    await untilCredited(id, token, BigInt(sub.balance_msat) + BigInt(sub.charged_msat) + BigInt(paid.body.amount_msat));
     return BigInt(paid.body.amount_msat);
+  }
+
+  /**
+   * Waits until the subscription has taken in `totalMsat` (charged + balance). The invoice
+   * watcher may credit a devnet payment before the route's own check does; the subscription
+   * then hears of it a moment after the route answered.
+   */
+  async function untilCredited(id: string, token: string, totalMsat: bigint): Promise<void> {
+    for (let attempt = 0; attempt < 200; attempt += 1) {
+      await settled();
+      const sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+      if (BigInt(sub.balance_msat) + BigInt(sub.charged_msat) >= totalMsat) return;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    throw new Error(`subscription ${id} never took in ${totalMsat} msat`);
   }
 
   async function subscribe(planId: string, extra: Record<string, unknown> = {}) {
@@ -170,6 +185,64 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     expect(refundAgain.body.error.code).toBe('subscription_nothing_to_refund');
     expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund.status).toBe('succeeded');
   });
+
+  for (const outcome of ['succeeded', 'failed'] as const) {
+    it(`a payment arriving while a refund is in flight (which then ${outcome === 'succeeded' ? 'succeeds' : 'fails'}): the refund keeps its amount, the new money is refunded too`, async () => {
+      const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' });
+      const { id, token } = await subscribe(plan.id);
+      const paid = await payOpenInvoice(id, token);
+      // 31 increments: the app's revenue (13,020 msat) can lend the whole fee budget (10 sat).
+      await advance(30 * 60 + 30);
+      const charged = 31n * 7n * 60n;
+      const refund = paid - charged;
+      // The customer asks for a top-up invoice and pays it only after the cancel.
+      const topUp = (await as(token, 'POST', `/v1/subscriptions/${id}/pay`, { amount_msat: '5000' })).body.invoice;
+      const devnet = t.sluice.devnet!;
+      const bob = devnet.nodePubkey('bob');
+      const before = devnet.nodeBalanceMsat('bob');
+      const revenueBefore = await accountBalance(appAccountId(app.id));
+      const since = t.sluice.clock.now();
+      // The refund reaches its end at the node, but Sluice learns it only when it asks again.
+      if (outcome === 'failed') devnet.faults.failNextPayments(1, 'no_route');
+      devnet.faults.withholdOutcomeNext(1);
+      const cancelled = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { keysend_pubkey: bob } });
+      expect(cancelled.body.refund, JSON.stringify(cancelled.body)).toMatchObject({ status: 'pending', amount_msat: String(refund) });
+      const late = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: topUp.payment_request, wallet: 'alice' } });
+      expect(late.status, JSON.stringify(late.body)).toBe(200);
+      // The subscription took the late payment in when its payment_succeeded event is written.
+      for (let attempt = 0; ; attempt += 1) {
+        await settled();
+        const events = await t.sluice.webhooks.listEvents(app.id, 1000);
+        if (events.some((e) => e.type === 'subscription.payment_succeeded' && JSON.parse(e.payload).data.payment_hash === topUp.payment_hash)) break;
+        expect(attempt, 'the late payment never reached the subscription').toBeLessThan(200);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund).toMatchObject({ status: 'pending', amount_msat: String(refund) });
+
+      await t.sluice.payments.reconcileInFlight();
+      await settled();
+      let sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+      if (outcome === 'succeeded') {
+        // The new money went on to the same keysend key after the refund ended.
+        expect(sub.refund).toMatchObject({ status: 'succeeded', amount_msat: '5000' });
+      } else {
+        // The failed refund and the new money are held together; the loan went back to the app.
+        expect(sub.refund).toMatchObject({ status: 'failed', amount_msat: String(refund + 5000n) });
+        expect(await accountBalance(`sub:${id}`)).toBe(refund + 5000n);
+        expect(await accountBalance(appAccountId(app.id))).toBe(revenueBefore);
+        const retried = await as(token, 'POST', `/v1/subscriptions/${id}/refund`, {});
+        expect(retried.status, JSON.stringify(retried.body)).toBe(200);
+        await settled();
+        sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+        expect(sub.refund).toMatchObject({ status: 'succeeded', amount_msat: String(refund + 5000n) });
+      }
+      expect(devnet.nodeBalanceMsat('bob') - before).toBe(refund + 5000n);
+      expect(await accountBalance(`sub:${id}`)).toBe(0n);
+      const refunds = (await t.sluice.payments.listPayments(app.id, 1000)).filter((p) => p.destination === bob && p.status === 'succeeded' && p.createdAt >= since);
+      const fees = refunds.filter((p) => [refund, 5000n, refund + 5000n].includes(p.amountMsat)).reduce((sum, p) => sum + (p.feeMsat ?? 0n), 0n);
+      expect(await accountBalance(appAccountId(app.id))).toBe(revenueBefore - fees);
+    });
+  }
 
   it('an ended subscription offers no invoice to pay, though its last one is still open at the node', async () => {
     const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, grace_s: 600, min_settlement_msat: '1000' });

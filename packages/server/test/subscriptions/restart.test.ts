@@ -18,6 +18,23 @@ import { createTestDatabase, postgresAvailable, type TestDatabase } from '../sup
 
 const usePostgres = await postgresAvailable();
 
+/**
+ * Pays a subscription's invoice from a devnet wallet and waits until the subscription took
+ * the money in (the invoice watcher may credit it before the route's own check does; the
+ * subscription then hears of it a moment after the route answered).
+ */
+async function payAndWait(s: TestSluice, subscriptionId: string, paymentRequest: string, wallet?: string): Promise<void> {
+  const paid = await s.call('POST', '/v1/devnet/pay', { body: { payment_request: paymentRequest, ...(wallet ? { wallet } : {}) } });
+  expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+  for (let attempt = 0; attempt < 200; attempt += 1) {
+    await s.sluice.subscriptions.idle();
+    const sub = await s.sluice.subscriptions.get(subscriptionId, null);
+    if (sub && sub.balanceMsat + sub.row.chargedMsat >= BigInt(paid.body.amount_msat)) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`subscription ${subscriptionId} never took in the payment`);
+}
+
 for (const store of ['sqlite', 'postgres'] as const) {
 describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a restart on ${store}`, () => {
   let database: TestDatabase | null = null;
@@ -41,9 +58,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'hourly', rate_msat_per_increment: '50000', increment_s: 3600, prepayment_s: 5 * 3600, grace_s: 3600, min_settlement_msat: '1000' } })).body;
     const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id } })).body;
     const token = created.payer_token as string;
-    const paid = await s.call('POST', '/v1/devnet/pay', { body: { payment_request: created.invoice.payment_request } });
-    expect(paid.status).toBe(200);
-    await s.sluice.subscriptions.idle();
+    await payAndWait(s, created.id, created.invoice.payment_request);
     await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 2 * 3600 + 1 } });
     const before = (await s.call('GET', `/v1/subscriptions/${created.id}`, { key: token })).body;
     expect(before).toMatchObject({ status: 'active', charged_msat: '150000', balance_msat: '100000' });
@@ -71,8 +86,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     const app = await s.createApp('refund crash');
     const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'minutes', rate_msat_per_s: '10', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' } })).body;
     const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id } })).body;
-    expect((await s.call('POST', '/v1/devnet/pay', { body: { payment_request: created.invoice.payment_request } })).status).toBe(200);
-    await s.sluice.subscriptions.idle();
+    await payAndWait(s, created.id, created.invoice.payment_request);
     await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 300 } });
     // The process "dies" at the moment the refund would be sent: the payment is never begun.
     const payments = s.sluice.payments as { pay: unknown };
@@ -103,8 +117,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     const app = await s.createApp(name);
     const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'minutes', rate_msat_per_s: '10', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' } })).body;
     const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id } })).body;
-    expect((await s.call('POST', '/v1/devnet/pay', { body: { payment_request: created.invoice.payment_request } })).status).toBe(200);
-    await s.sluice.subscriptions.idle();
+    await payAndWait(s, created.id, created.invoice.payment_request);
     await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 300 } });
     return { app, id: created.id as string, token: created.payer_token as string, charged: 6n * 600n, refund: 36_000n - 6n * 600n };
   };
@@ -211,8 +224,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
       const app = await s.createApp(`address crash ${begin}`);
       const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'bike', rate_msat_per_s: '300', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' } })).body;
       const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id, refund: { lightning_address: `erin@${lnurl.host}` } } })).body;
-      expect((await s.call('POST', '/v1/devnet/pay', { body: { payment_request: created.invoice.payment_request, wallet: 'alice' } })).status).toBe(200);
-      await s.sluice.subscriptions.idle();
+      await payAndWait(s, created.id, created.invoice.payment_request, 'alice');
       await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 25 * 60 } });
       const erinBefore = s.sluice.devnet!.nodeBalanceMsat('erin');
       // The payment settles at erin's node but Sluice is not told (as when the connection
