@@ -110,6 +110,25 @@ describe('lnd backend when the link to LND breaks', () => {
     }
   });
 
+  it('a settlement landing before LND registers the first live subscription is found by listing again (nothing settled before)', async () => {
+    const { lnd, standin } = setup;
+    const invoice = await lnd.createInvoice({ amountMsat: msat(2_500), description: 'in the gap', expiryS: 600 });
+    const release = standin.holdNextSubscription();
+    const seen: string[] = [];
+    const subscriptions = () => standin.requests.filter((request) => request.operationId === 'Lightning_SubscribeInvoices').length;
+    const watch = lnd.watchInvoices({ afterSettleIndex: '0', onSettled: async (settled) => void seen.push(settled.paymentHash) });
+    try {
+      // The listing found nothing; the subscription is asked for but not registered yet.
+      await eventually(() => subscriptions() === 1);
+      await payFromAlice(invoice);
+      release();
+      await eventually(() => seen.length === 1);
+      expect(seen).toEqual([invoice.paymentHash]);
+    } finally {
+      await watch.stop();
+    }
+  });
+
   it('a handler that throws gets the same settlement again, and the watch moves on once it is handled', async () => {
     const { lnd } = setup;
     const invoice = await lnd.createInvoice({ amountMsat: msat(3_000), description: 'retry', expiryS: 600 });

@@ -34,6 +34,7 @@ export async function openLndOverDevnet(seed = 'lnd-tests'): Promise<LndOverDevn
       clock,
       timeoutMs: 5_000,
       watchRetry: { initialDelayMs: 20, maxDelayMs: 200 },
+      watchEmptyRelist: { initialDelayMs: 100, maxDelayMs: 400 },
       ...overrides,
     });
     clients.push(client);

@@ -74,6 +74,12 @@ export interface LndStandin {
   dropNextPaymentAfterDispatch(): void;
   /** The next SendPaymentV2 is handed to the backend and its stream stays silent until the client leaves. */
   holdNextPaymentStream(): void;
+  /**
+   * The next SubscribeInvoices is registered only when the returned function is called, as
+   * when LND is slow to register a subscriber: settlements before that reach it no more than
+   * they would reach a subscriber of LND's that is not registered yet.
+   */
+  holdNextSubscription(): () => void;
   close(): Promise<void>;
 }
 
@@ -153,6 +159,7 @@ export async function startLndStandin(options: LndStandinOptions): Promise<LndSt
   let outage = false;
   let dropNextPayment = false;
   let holdNextPayment = false;
+  let nextSubscriptionHold: Promise<void> | null = null;
 
   // The stand-in's own books, as LND keeps them: add indexes for invoices, and the
   // settlements in settle order, learnt from one watch over the backend.
@@ -305,6 +312,9 @@ export async function startLndStandin(options: LndStandinOptions): Promise<LndSt
 
   const streamedHandlers: Record<string, Streamed> = {
     Lightning_SubscribeInvoices: async ({ url }, stream) => {
+      const hold = nextSubscriptionHold;
+      nextSubscriptionHold = null;
+      if (hold) await hold;
       const addIndex = BigInt(url.searchParams.get('add_index') ?? '0');
       const settleIndex = BigInt(url.searchParams.get('settle_index') ?? '0');
       const subscriber: Subscriber = {
@@ -696,6 +706,13 @@ export async function startLndStandin(options: LndStandinOptions): Promise<LndSt
     },
     holdNextPaymentStream() {
       holdNextPayment = true;
+    },
+    holdNextSubscription() {
+      let release = (): void => {};
+      nextSubscriptionHold = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      return release;
     },
     async close() {
       for (const socket of sockets) socket.destroy();

@@ -106,6 +106,7 @@ export function createLndBackend(options: LndBackendOptions): LightningBackend {
         retry: options.watchRetry ?? { initialDelayMs: 250, maxDelayMs: 10_000 },
         listPageSize: 1000,
         listMaxPages: 1_000,
+        emptyRelist: options.watchEmptyRelist ?? { initialDelayMs: 1000, maxDelayMs: 300_000 },
       },
       watchOptions,
     );

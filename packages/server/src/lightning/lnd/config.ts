@@ -26,6 +26,8 @@ export interface LndBackendOptions {
   clock?: Clock;
   /** Reconnect pacing of the invoice watch. Default 250 ms doubling up to 10 s. */
   watchRetry?: { initialDelayMs: number; maxDelayMs: number };
+  /** While nothing has ever settled on the node: how often the watch lists invoices again. Default 1 s doubling up to 5 min. */
+  watchEmptyRelist?: { initialDelayMs: number; maxDelayMs: number };
 }
 
 export type LndConfigError =

@@ -11,7 +11,12 @@
  *   listing the invoices (ListInvoices, paged) and handing over the settled ones sorted
  *   by settle index; the subscription then resumes from the highest. If none is settled
  *   yet we subscribe live, and the first settlement seen sends us back to the listing,
- *   which then contains it and anything settled before it.
+ *   which then contains it and anything settled before it. A settlement landing between
+ *   that listing and the moment LND registers the live subscription would reach neither
+ *   (a REST client cannot tell when that moment is), so while nothing has settled the
+ *   live subscription is ended after a while and the invoices listed again: 1 s, then
+ *   doubling up to 5 min (`emptyRelist`). Once anything has settled, the settle index
+ *   replay covers every gap.
  * - We do not pass `add_index`: its replay carries each invoice's current state, so an
  *   invoice settled during an outage would arrive there before the settle replay, out
  *   of order. Add events (OPEN invoices) are of no use to a settlement watcher anyway.
@@ -33,6 +38,8 @@ export interface InvoiceWatchDeps {
   listPageSize: number;
   /** Bound on the catch-up: more pages than this is an error, not an endless loop. */
   listMaxPages: number;
+  /** While nothing has settled: how long a live subscription runs before the invoices are listed again (doubling to the maximum). */
+  emptyRelist: { initialDelayMs: number; maxDelayMs: number };
 }
 
 type StreamEnd = 'relist' | 'ended';
@@ -43,6 +50,7 @@ export function startInvoiceWatch(deps: InvoiceWatchDeps, options: WatchInvoices
   }
   let cursor = BigInt(options.afterSettleIndex);
   let failures = 0;
+  let emptyRelists = 0;
   const stopping = new AbortController();
 
   async function deliver(invoice: SettledInvoice): Promise<void> {
@@ -80,8 +88,22 @@ export function startInvoiceWatch(deps: InvoiceWatchDeps, options: WatchInvoices
   }
 
   async function followStream(): Promise<StreamEnd> {
+    // Nothing settled yet: this subscription ends after a while so the invoices are listed again (see above).
+    const relist = new AbortController();
+    const relistTimer = cursor === 0n ? setTimeout(() => relist.abort(), backoffMs(++emptyRelists, deps.emptyRelist)) : null;
+    try {
+      return await readStream(AbortSignal.any([stopping.signal, relist.signal]));
+    } catch (error) {
+      if (relist.signal.aborted && !stopping.signal.aborted) return 'relist';
+      throw error;
+    } finally {
+      if (relistTimer) clearTimeout(relistTimer);
+    }
+  }
+
+  async function readStream(signal: AbortSignal): Promise<StreamEnd> {
     const query: Record<string, string> = cursor > 0n ? { settle_index: cursor.toString() } : {};
-    const lines = deps.transport.stream({ method: 'GET', path: '/v1/invoices/subscribe', query }, stopping.signal);
+    const lines = deps.transport.stream({ method: 'GET', path: '/v1/invoices/subscribe', query }, signal);
     for await (const raw of lines) {
       const line = parseLndResponse(LndInvoiceStreamLineSchema, raw, 'invoice update');
       if (line.error !== undefined) throw rpcError(line.error, 'GET /v1/invoices/subscribe');
