@@ -344,7 +344,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     }).catch((error) => logger.error({ err: error, chainId }, 'could not settle a chain refund'));
   };
 
-  /** One refund step per chain at a time: each waits for the one queued before it. */
+  /** One refund step (or cold load, see spendCold) per chain at a time: each waits for the one queued before it. */
   const withRefundLock = async <T>(chainId: string, work: () => Promise<T>): Promise<T> => {
     const before = refundLocks.get(chainId) ?? Promise.resolve();
     const running = before.catch(() => undefined).then(work);
@@ -452,17 +452,27 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   /**
    * A chain this process does not hold: unknown, or refunded / expired before a restart,
    * or dropped after a conflict. One read tells which; a live one is taken back.
+   *
+   * Under the chain's lock, as refunds are: a refund holds it from its first read to its
+   * end, so a cold spend either reads the chain after the refund (and is refused) or puts
+   * it in memory before the refund starts (which then holds its calls and waits for the
+   * accepted ones). Without it, a spend could load the chain as active while a refund of
+   * the same chain, working from its own read, was paying the same steps back.
    */
-  const spendCold = async <T>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: (result: SpendAck | ChainFail) => T): Promise<T> => {
-    const row = await store.getChain(chainId);
-    if (!row || row.appId !== call.appId) return map({ ok: false, error: 'Unknown' });
-    if (row.status === 'refunded') return map({ ok: false, error: 'Refunded' });
-    // Unpaid and not in memory: its invoice expired (a late settlement brings it back).
-    if (row.status === 'pending' || clock.now() >= row.expiresAt) return map({ ok: false, error: 'Expired' });
-    if (row.index >= row.steps) return map({ ok: false, error: 'Exhausted', detail: 'every step was spent' });
-    if (!live.has(chainId)) remember(row);
-    return service.spendThen(chainId, index, link, call, map);
-  };
+  const spendCold = <T>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: (result: SpendAck | ChainFail) => T): Promise<T> =>
+    withRefundLock(chainId, async (): Promise<{ answer: T | Promise<T> }> => {
+      if (!live.has(chainId)) {
+        const row = await store.getChain(chainId);
+        if (!row || row.appId !== call.appId) return { answer: map({ ok: false, error: 'Unknown' }) };
+        if (row.status === 'refunded') return { answer: map({ ok: false, error: 'Refunded' }) };
+        // Unpaid and not in memory: its invoice expired (a late settlement brings it back).
+        if (row.status === 'pending' || clock.now() >= row.expiresAt) return { answer: map({ ok: false, error: 'Expired' }) };
+        if (row.index >= row.steps) return { answer: map({ ok: false, error: 'Exhausted', detail: 'every step was spent' }) };
+        if (!live.has(chainId)) remember(row);
+      }
+      // Wrapped, so the lock is released once the call is judged in memory, not after its commit.
+      return { answer: service.spendThen(chainId, index, link, call, map) };
+    }).then((held) => held.answer);
 
   /** A refusal known at once, mapped by the caller (a throwing map rejects, as in a `.then`). */
   const settleNow = <T>(map: (result: SpendAck | ChainFail) => T, result: ChainFail): Promise<T> => {

@@ -98,4 +98,35 @@ describe.skipIf(!usePostgres)('hash-chain tokens: review findings', () => {
     expect(await balance(`app:${app.id}`)).toBe(appBefore + 3000n);
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
+
+  /** A devnet invoice for a refund to carol: exactly `amountMsat`. */
+  const refundInvoice = async (amountMsat: bigint): Promise<string> =>
+    (await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: amountMsat.toString(), wallet: 'carol' } })).body.payment_request as string;
+
+  it('a refund racing a spend of the same chain loaded cold: no step is both spent and refunded', async () => {
+    const { id, links } = await buy(10);
+    const appBefore = await balance(`app:${app.id}`);
+    let spendSettled: Promise<unknown> = Promise.resolve();
+    const real = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    const service = await secondService({
+      // Starts holding nothing: every chain is cold in this service.
+      listUnrefundedChains: async () => [],
+      // The refund's status write waits for the racing spend to be answered (or 500 ms, if
+      // the spend is itself waiting for the refund): the worst order for the refund.
+      async setStatus(chainId, from, to) {
+        if (to === 'refunded') await Promise.race([spendSettled, new Promise((r) => setTimeout(r, 500))]);
+        return real.setStatus(chainId, from, to);
+      },
+    });
+    const refunding = service.refund(id, { index: 1, link: links[1] as Buffer }, { kind: 'invoice', paymentRequest: await refundInvoice(10_000n) });
+    const spending = service.spend(id, 1, links[1] as Buffer, { appId: app.id, priceMsat: msat(1000n) });
+    spendSettled = spending;
+    const [refunded, spent] = await Promise.all([refunding, spending]);
+    // The refund started first: it pays all ten steps back, and the call is refused.
+    expect(refunded).toMatchObject({ ok: true, amountMsat: 10_000n });
+    expect(spent).toMatchObject({ ok: false, error: 'Refunded' });
+    expect(await balance(`chain:${id}`)).toBe(0n);
+    expect(await balance(`app:${app.id}`)).toBeLessThanOrEqual(appBefore);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
 });
