@@ -60,11 +60,14 @@ function charge(row: SubscriptionRow, plan: PlanTerms, outcome: BillingOutcome, 
   row.chargedMsat += amount;
 }
 
+/** The contract ended: nothing more is charged, and what is left is the customer's refund (held, as at a cancel). */
 function expire(row: SubscriptionRow, outcome: BillingOutcome, at: number): void {
   row.status = 'expired';
   row.endedAt = at;
   row.endedBy = 'contract';
-  outcome.occurrences.push(occurrence(row, 'expired', at, { owed_increments: row.owed }));
+  row.refundMsat = outcome.balance;
+  row.refundStatus = outcome.balance > 0n ? 'held' : 'none';
+  outcome.occurrences.push(occurrence(row, 'expired', at, { owed_increments: row.owed, refund_msat: outcome.balance.toString() }));
 }
 
 /** Starts a segment at `at`: increment 0 begins then. */

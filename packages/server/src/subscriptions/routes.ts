@@ -300,7 +300,7 @@ export function registerSubscriptionRoutes(app: SluiceFastify, deps: { subscript
   app.post('/v1/subscriptions/:id/refund', {
     config: { auth: 'none' },
     schema: {
-      summary: 'Pay out the held (or failed) refund of a cancelled subscription',
+      summary: 'Pay out the held (or failed) refund of an ended subscription (cancelled or expired)',
       tags: ['subscriptions'],
       params: IdParams,
       body: Type.Optional(Type.Object({ refund: Type.Optional(DestinationSchema) }, { additionalProperties: false })),

@@ -211,9 +211,28 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
   const commitOne = async (state: LiveSubscription, row: SubscriptionRow, outcome: BillingOutcome, extraOps: LedgerOp[] = []): Promise<void> => {
     await store.commit([row], [...outcome.charges.map((charge) => chargeOp(row, charge)), ...extraOps], eventStatements(row, outcome.occurrences), clock.now());
     if (outcome.occurrences.length > 0) deps.webhooks?.notify();
+    const expired = !FINAL_STATUSES.has(state.row.status) && row.status === 'expired';
     state.row = row;
     state.balance = outcome.balance;
     state.due = nextDueAt(row, state.plan);
+    if (expired) refundKeptSoon(state);
+  };
+
+  /**
+   * A held refund of an ended subscription goes to the destination kept since creation (a
+   * Lightning address or a keysend key), as a cancel sends it: after an expiry, or at start
+   * for one a crash cut off before it was sent. In the background, under the lock; without a
+   * kept destination it stays held for `POST .../refund`.
+   */
+  const refundKeptSoon = (state: LiveSubscription): void => {
+    const kept = state.row.refundDestination;
+    if (state.row.refundStatus !== 'held' || kept === null || kept.kind === 'invoice') return;
+    track(locked(state, async () => {
+      if (!FINAL_STATUSES.has(state.row.status) || state.row.refundStatus !== 'held') return;
+      const sent = await sendRefund(state, kept);
+      if (!sent.ok) logger.warn({ subscriptionId: state.row.id, error: sent.error, detail: sent.detail }, 'the refund of an ended subscription could not be sent; it is held');
+      maybeForget(state);
+    }).catch((error) => logger.error({ err: error, subscriptionId: state.row.id }, 'the refund of an ended subscription failed')));
   };
 
   const merge = (...outcomes: BillingOutcome[]): BillingOutcome => ({
@@ -374,6 +393,12 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       row.invoiceAmountMsat = row.invoiceExpiresAt = null;
     }
     const outcome = merge(before, funded);
+    // The contract ended before this money arrived: it is the customer's, refunded with the rest.
+    if (FINAL_STATUSES.has(row.status)) {
+      row.refundMsat = outcome.balance;
+      row.refundStatus = outcome.balance > 0n ? 'held' : 'none';
+      paid.data.late = true;
+    }
     const paidThroughAt = paidThrough(row, state.plan, outcome.balance);
     for (const occurrence of occurrences) occurrence.data.paid_through = paidThroughAt === null ? null : new Date(paidThroughAt).toISOString();
     await commitOne(state, row, { ...outcome, occurrences });
@@ -435,12 +460,15 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         if (rows.length === 0) continue;
         await store.commit(rows, ops, events, now);
         if (events.length > 0) deps.webhooks?.notify();
+        const expired: LiveSubscription[] = [];
         for (const { state, row, outcome } of results) {
+          if (!FINAL_STATUSES.has(state.row.status) && row.status === 'expired') expired.push(state);
           state.row = row;
           state.balance = outcome.balance;
           state.due = nextDueAt(row, state.plan);
           maybeForget(state);
         }
+        for (const state of expired) refundKeptSoon(state);
         billed += rows.length;
       } finally {
         release();
@@ -677,6 +705,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         if (FINAL_STATUSES.has(state.row.status)) {
           await locked(state, () => refunds.returnStrayLoan(state)).catch((error) => logger.error({ err: error, subscriptionId: state.row.id }, 'could not return a stray refund fee loan'));
         }
+        if (FINAL_STATUSES.has(state.row.status) && state.row.refundStatus === 'held') refundKeptSoon(state);
         if (state.row.refundStatus !== 'pending') continue;
         const retry = await locked(state, () => resumeRefund(state)).catch((error) => {
           logger.error({ err: error, subscriptionId: state.row.id }, 'could not resume a refund');

@@ -244,6 +244,38 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     });
   }
 
+  for (const kept of [false, true]) {
+    it(`a contract that expires with balance left holds it for a refund, as a cancel does (${kept ? 'sent at once to the keysend key kept since creation' : 'paid out on request'})`, async () => {
+      const devnet = t.sluice.devnet!;
+      const bob = devnet.nodePubkey('bob');
+      const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, contract_s: 600, min_settlement_msat: '1000' });
+      const { id, token, body } = await subscribe(plan.id, kept ? { refund: { keysend_pubkey: bob } } : {});
+      // The first invoice asks for the whole contract (10 increments); the customer also tops up 5,000 msat more than it will use.
+      expect(body.invoice.amount_msat).toBe(String(10n * 420n));
+      await payOpenInvoice(id, token);
+      expect((await as(token, 'POST', `/v1/subscriptions/${id}/pay`, { amount_msat: '5000' })).status).toBe(200);
+      await payOpenInvoice(id, token);
+      const before = devnet.nodeBalanceMsat('bob');
+      await advance(11 * 60);
+      await settled();
+      const sub = (await as(token, 'GET', `/v1/subscriptions/${id}`)).body;
+      expect(sub).toMatchObject({ status: 'expired', ended_by: 'contract', charged_msat: String(10n * 420n) });
+      const expired = (await t.sluice.webhooks.listEvents(app.id, 1000)).map((e) => JSON.parse(e.payload)).find((e) => e.type === 'subscription.expired' && e.data.subscription_id === id);
+      expect(expired.data.refund_msat).toBe('5000');
+      if (kept) {
+        expect(sub.refund).toMatchObject({ status: 'succeeded', amount_msat: '5000' });
+      } else {
+        expect(sub).toMatchObject({ balance_msat: '5000', refund: { status: 'held', amount_msat: '5000' } });
+        const paidOut = await as(token, 'POST', `/v1/subscriptions/${id}/refund`, { refund: { keysend_pubkey: bob } });
+        expect(paidOut.status, JSON.stringify(paidOut.body)).toBe(200);
+        await settled();
+        expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund).toMatchObject({ status: 'succeeded', amount_msat: '5000' });
+      }
+      expect(devnet.nodeBalanceMsat('bob') - before).toBe(5000n);
+      expect(await accountBalance(`sub:${id}`)).toBe(0n);
+    });
+  }
+
   it('an ended subscription offers no invoice to pay, though its last one is still open at the node', async () => {
     const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, grace_s: 600, min_settlement_msat: '1000' });
     const { id, token } = await subscribe(plan.id);

@@ -46,6 +46,9 @@ describe('billing', () => {
     expect(out.balance).toBe(5n);
     expect(r.status).toBe('expired');
     expect(r.endedAt).toBe(T0 + 30 * 86_400_000);
+    // What is left is the customer's, held for a refund as at a cancel.
+    expect([r.refundStatus, r.refundMsat]).toEqual(['held', 5n]);
+    expect(out.occurrences.find((o) => o.type === 'expired')?.data).toMatchObject({ refund_msat: '5' });
   });
 
   it('runs out of buffer: past_due, then suspended at the end of grace, in order, with the grace service owed', () => {
