@@ -13,7 +13,7 @@ import { payment as paymentJson } from './wire.js';
 import { chainApiError } from './errors.js';
 import { isLinkHex, MAX_CHAIN_STEPS } from './math.js';
 import type { ChainView } from './model.js';
-import type { ChainService, RefundDestination } from './service.js';
+import type { ChainService, RefundDestination, RefundProof } from './service.js';
 
 export const unixSeconds = (ms: number): number => Math.floor(ms / 1000);
 
@@ -94,12 +94,13 @@ export function registerChainRoutes(app: SluiceFastify, deps: { chains: ChainSer
   app.post('/v1/paycall/chains/:chain_id/refund', {
     config: { auth: 'none' },
     schema: {
-      summary: 'Pay back the unused steps: prove ownership with the next link (index = current + 1)',
+      summary: 'Pay back the unused steps (and any overpayment): prove ownership with the next link (index = current + 1), or with the purchase preimage once every step is spent',
       tags: ['paycall'],
       params: ChainParams,
       body: Type.Object({
-        index: Type.Integer({ minimum: 1, maximum: MAX_CHAIN_STEPS }),
-        link: LinkSchema,
+        index: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_CHAIN_STEPS })),
+        link: Type.Optional(LinkSchema),
+        preimage: Type.Optional(Type.String({ maxLength: 64, description: "Instead of index and link, once every step is spent: the purchase invoice's preimage (64 hex digits)." })),
         invoice: Type.Optional(Type.String({ maxLength: 8192, description: 'A BOLT 11 invoice for exactly remaining_msat, or with no amount.' })),
         lightning_address: Type.Optional(Type.String({ maxLength: 320 })),
       }, { additionalProperties: false }),
@@ -110,7 +111,16 @@ export function registerChainRoutes(app: SluiceFastify, deps: { chains: ChainSer
     },
   }, async (request) => {
     const body = request.body;
-    if (!isLinkHex(body.link)) throw new ApiError('chain_malformed', 'link must be 64 lowercase hex digits');
+    let proof: RefundProof;
+    if (body.preimage !== undefined) {
+      if (body.index !== undefined || body.link !== undefined) throw new ApiError('invalid_request', 'send either index and link, or preimage');
+      if (!isLinkHex(body.preimage)) throw new ApiError('chain_malformed', 'preimage must be 64 lowercase hex digits');
+      proof = { preimage: Buffer.from(body.preimage, 'hex') };
+    } else {
+      if (body.index === undefined || body.link === undefined) throw new ApiError('invalid_request', 'send index and link (or, for a chain whose every step is spent, preimage)');
+      if (!isLinkHex(body.link)) throw new ApiError('chain_malformed', 'link must be 64 lowercase hex digits');
+      proof = { index: body.index, link: Buffer.from(body.link, 'hex') };
+    }
     if ((body.invoice === undefined) === (body.lightning_address === undefined)) {
       throw new ApiError('invalid_request', 'send exactly one of invoice and lightning_address');
     }
@@ -121,7 +131,7 @@ export function registerChainRoutes(app: SluiceFastify, deps: { chains: ChainSer
     } else {
       destination = { kind: 'invoice', paymentRequest: (body.invoice as string).trim() };
     }
-    const refunded = await chains.refund(request.params.chain_id, { index: body.index, link: Buffer.from(body.link, 'hex') }, destination);
+    const refunded = await chains.refund(request.params.chain_id, proof, destination);
     if (!refunded.ok) {
       if (refunded.error === 'Unknown') throw new ApiError('not_found', 'no chain with this id');
       throw chainApiError(refunded);

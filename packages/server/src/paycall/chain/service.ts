@@ -82,6 +82,13 @@ export interface CallCost {
   priceMsat: Msat;
 }
 
+/**
+ * Who may have a chain's money back: the holder of its next link, or, once every step is
+ * spent (no next link exists, and every link was revealed on the wire), whoever paid the
+ * purchase invoice, proved by its preimage (known only to the payer and this server).
+ */
+export type RefundProof = { index: number; link: Uint8Array } | { preimage: Uint8Array };
+
 export type RefundDestination = { kind: 'invoice'; paymentRequest: string } | { kind: 'lightning_address'; address: string };
 
 export interface PurchaseInput {
@@ -107,8 +114,12 @@ export interface ChainService {
    * settles: the gate's scheme uses it instead of a `.then` (one promise fewer per paid call).
    */
   spendThen<T>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: (result: SpendAck | ChainFail) => T): Promise<T>;
-  /** Proves ownership with w_(index+1) and pays back every unused msat. */
-  refund(chainId: string, proof: { index: number; link: Uint8Array }, destination: RefundDestination): Promise<{ ok: true; chain: ChainView; payment: PaymentView | null; amountMsat: Msat } | ChainFail>;
+  /**
+   * Proves ownership and pays back every unused msat: the unused steps plus anything paid
+   * above the purchase invoice. The proof is w_(index+1); once every step is spent there is
+   * no such link, and the proof of an overpayment is the purchase invoice's preimage.
+   */
+  refund(chainId: string, proof: RefundProof, destination: RefundDestination): Promise<{ ok: true; chain: ChainView; payment: PaymentView | null; amountMsat: Msat } | ChainFail>;
   /** The step price chains for this app are sold at (the gate's offer; default: the setting). */
   stepMsatFor(appId: string): Msat;
   setStepMsat(appId: string, stepMsat: Msat): void;
@@ -356,9 +367,23 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     }
   };
 
-  /** The proof of ownership: w_(index+1), one hash above the last accepted link. */
-  const proofHolds = (row: ChainRow, current: Buffer, proof: { index: number; link: Uint8Array }): ChainFail | null => {
-    if (row.index >= row.steps) return { ok: false, error: 'NothingToRefund', detail: 'every step was spent' };
+  /**
+   * The proof of ownership: w_(index+1), one hash above the last accepted link; or, for a
+   * chain whose every step is spent, the preimage of its purchase invoice.
+   */
+  const proofHolds = (row: ChainRow, current: Buffer, proof: RefundProof): ChainFail | null => {
+    if ('preimage' in proof) {
+      if (proof.preimage.length !== 32 || hashLink(proof.preimage).toString('hex') !== row.invoiceHash) {
+        return { ok: false, error: 'Invalid', detail: "the preimage is not that of the chain's purchase invoice" };
+      }
+      if (row.index < row.steps) {
+        return { ok: false, error: 'Invalid', detail: `steps are left: prove ownership with the link at index ${row.index + 1} (the preimage is the proof only once every step is spent)` };
+      }
+      return null;
+    }
+    if (row.index >= row.steps) {
+      return { ok: false, error: 'NothingToRefund', detail: 'every step was spent; anything paid above the invoice is refunded with the purchase preimage as the proof' };
+    }
     if (proof.index <= row.index) return { ok: false, error: 'Replayed', detail: `the proof must be the link at index ${row.index + 1}` };
     if (proof.index !== row.index + 1) return { ok: false, error: 'Skipped', detail: `the proof must be the link at index ${row.index + 1}` };
     if (!hashLink(proof.link).equals(current)) return { ok: false, error: 'Invalid' };
@@ -383,7 +408,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   const refundNow = async (
     state: LiveChain | null,
     row: ChainRow,
-    proof: { index: number; link: Uint8Array },
+    proof: RefundProof,
     destination: RefundDestination,
   ): Promise<{ ok: true; chain: ChainView; payment: PaymentView | null; amountMsat: Msat } | ChainFail> => {
     if (row.status === 'pending') return { ok: false, error: 'Unpaid', detail: 'the chain was never paid: nothing to refund' };
@@ -400,6 +425,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       // A budget lent by an attempt that never reached the payments service goes back first.
       await returnFeeAdvance(row);
       const owed = await unusedMsat(row);
+      // A spent-out chain proved by its preimage is refunded only for an overpayment.
+      if (owed <= 0n && 'preimage' in proof) return { ok: false, error: 'NothingToRefund', detail: 'every step was spent and nothing was paid above the invoice' };
       if (owed <= 0n) {
         await markRefunded(state, row);
         return finish(null, msat(0n));
@@ -473,6 +500,25 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       // Wrapped, so the lock is released once the call is judged in memory, not after its commit.
       return { answer: service.spendThen(chainId, index, link, call, map) };
     }).then((held) => held.answer);
+
+  /**
+   * The refund of a chain whose every step is spent (its overpayment), under the chain's
+   * lock. Calls accepted in memory are waited for; the durable row decides, and no call can
+   * move an index that is at its end.
+   */
+  const refundSpentOut = async (chainId: string, proof: { preimage: Uint8Array }, destination: RefundDestination): Promise<Awaited<ReturnType<ChainService['refund']>>> => {
+    const state = live.get(chainId) ?? null;
+    if (state) await flusher.settled(state);
+    const row = await store.getChain(chainId);
+    if (!row) return { ok: false, error: 'Unknown' };
+    // Steps are left (in memory, ahead of the row only while a commit was failing): the
+    // preimage is not the proof, and proofHolds says why.
+    if (state && state.row.index < state.row.steps) return proofHolds(state.row, state.linkBytes, proof) ?? { ok: false, error: 'Invalid' };
+    const result = await refundNow(null, row, proof, destination);
+    // A spent-out chain still in memory (its status write was under way) leaves it now.
+    if (state && row.status === 'refunded' && !flusher.busy(state)) forget(state);
+    return result;
+  };
 
   /** A refusal known at once, mapped by the caller (a throwing map rejects, as in a `.then`). */
   const settleNow = <T>(map: (result: SpendAck | ChainFail) => T, result: ChainFail): Promise<T> => {
@@ -581,6 +627,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
     async refund(chainId, proof, destination) {
       return withRefundLock(chainId, async (): Promise<Awaited<ReturnType<ChainService['refund']>>> => {
+        if ('preimage' in proof) return refundSpentOut(chainId, proof, destination);
         let state = live.get(chainId) ?? null;
         if (state) {
           // The proof first (one hash, no waiting), so a wrong one cannot hold up calls.

@@ -50,7 +50,7 @@ describe.skipIf(!usePostgres)('hash-chain tokens: review findings', () => {
     expect(paid.status, JSON.stringify(paid.body)).toBe(200);
     const id = bought.body.chain_id as string;
     for (let i = 0; i < 200 && (await t.sluice.chains.get(id))?.status === 'pending'; i += 1) await new Promise((r) => setTimeout(r, 5));
-    return { id, links };
+    return { id, links, preimage: paid.body.preimage as string };
   }
 
   /** A second chain service on the same database; `hooks` wrap its store's calls. */
@@ -128,5 +128,53 @@ describe.skipIf(!usePostgres)('hash-chain tokens: review findings', () => {
     expect(await balance(`chain:${id}`)).toBe(0n);
     expect(await balance(`app:${app.id}`)).toBeLessThanOrEqual(appBefore);
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
+  it('an overpaid chain whose every step is spent refunds the overpayment, proved by the purchase preimage', async () => {
+    // 5 steps of 1,000 msat, paid 7,000: 2,000 above the invoice.
+    const { id, links, preimage } = await buy(5, { payMsat: 7000n });
+    const appBefore = await balance(`app:${app.id}`);
+    for (let index = 1; index <= 5; index += 1) {
+      expect(await t.sluice.chains.spend(id, index, links[index] as Buffer, { appId: app.id, priceMsat: msat(1000n) })).toMatchObject({ ok: true, index });
+    }
+    expect(await balance(`chain:${id}`)).toBe(2000n);
+    const refund = (body: Record<string, unknown>) => t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body });
+    // No next link exists; the last one was revealed on the wire, so it proves nothing.
+    const byLink = await refund({ index: 5, link: (links[5] as Buffer).toString('hex'), invoice: await refundInvoice(2000n) });
+    expect(byLink.status).toBe(409);
+    expect(byLink.body.error).toMatchObject({ code: 'chain_nothing_to_refund', message: expect.stringMatching(/preimage/) });
+    const wrong = await refund({ preimage: randomBytes(32).toString('hex'), invoice: await refundInvoice(2000n) });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.error.code).toBe('chain_link_invalid');
+    const both = await refund({ preimage, index: 6, link: (links[5] as Buffer).toString('hex'), invoice: await refundInvoice(2000n) });
+    expect(both.status).toBe(400);
+    expect(await balance(`chain:${id}`)).toBe(2000n);
+
+    const invoice = await refundInvoice(2000n);
+    const refunded = await refund({ preimage, invoice });
+    expect(refunded.status, JSON.stringify(refunded.body)).toBe(200);
+    expect(refunded.body).toMatchObject({ status: 'refunded', index: 5, refund: { amount_msat: '2000', payment: { status: 'succeeded' } } });
+    // Asked again: the same refund, never a second payment.
+    const again = await refund({ preimage, invoice });
+    expect(again.body).toMatchObject({ refund: { amount_msat: '2000', payment: { payment_hash: refunded.body.refund.payment.payment_hash } } });
+    expect(await balance(`chain:${id}`)).toBe(0n);
+    // The app keeps the five steps and pays only the refund's routing fee.
+    const fee = BigInt(refunded.body.refund.payment.fee_msat);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 5000n - fee);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
+  it('the purchase preimage is not a proof while steps are left, nor for a spent-out chain paid exactly', async () => {
+    const partly = await buy(3);
+    expect(await t.sluice.chains.spend(partly.id, 1, partly.links[1] as Buffer, { appId: app.id, priceMsat: msat(1000n) })).toMatchObject({ ok: true });
+    const early = await t.call('POST', `/v1/paycall/chains/${partly.id}/refund`, { key: null, body: { preimage: partly.preimage, invoice: await refundInvoice(2000n) } });
+    expect(early.status).toBe(401);
+    expect(early.body.error).toMatchObject({ code: 'chain_link_invalid', message: expect.stringMatching(/index 2/) });
+    const exact = await buy(1);
+    expect(await t.sluice.chains.spend(exact.id, 1, exact.links[1] as Buffer, { appId: app.id, priceMsat: msat(1000n) })).toMatchObject({ ok: true });
+    const nothing = await t.call('POST', `/v1/paycall/chains/${exact.id}/refund`, { key: null, body: { preimage: exact.preimage, invoice: await refundInvoice(1000n) } });
+    expect(nothing.status).toBe(409);
+    expect(nothing.body.error.code).toBe('chain_nothing_to_refund');
+    expect((await t.sluice.chains.get(exact.id))?.status).toBe('exhausted');
   });
 });
