@@ -786,6 +786,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' ? payment.feeMsat ?? 0n : 0n);
       if (payment.status === 'succeeded') {
         await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });
+        // Money that arrived while this payout was out waited for it (a close's refund too):
+        // pay it now. Not after a failure, which would retry a dead route in a loop; the payer
+        // names another destination, or the next money step asks again.
+        if (payoutDue(state)) background(state, 'payout', () => maybePayout(state, state.row.status === 'closed'));
       } else {
         await record(state, 'payout_failed', { amount_msat: payment.amountMsat.toString(), reason: payment.failureReason ?? 'failed', payment_hash: payment.paymentHash });
       }

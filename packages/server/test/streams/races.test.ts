@@ -96,3 +96,43 @@ describe('stream payouts while money moves', () => {
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 });
+
+describe('a close while a payout is out', () => {
+  let t: TestSluice;
+  beforeAll(async () => {
+    t = await startTestSluice();
+  });
+  afterAll(async () => t?.close());
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+  it('refunds what is left once that payout has resolved', async () => {
+    const app = await t.createApp();
+    const asApp = (method: string, url: string, body?: unknown) => t.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
+    const float = await asApp('POST', '/v1/invoices', { amount_msat: '1000000', description: 'float' });
+    expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    const alice = t.sluice.devnet!.nodePubkey('alice');
+    const created = await asApp('POST', '/v1/streams', {
+      prices: { hit: '1000' }, maximum_msat: '0', settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000',
+      payout: { keysend: { pubkey: alice } },
+    });
+    const streamId = created.body.id as string;
+    const events = async () => (await t.call('GET', `/v1/streams/${streamId}/events`, { key: app.apiKey })).body.events as { type: string; amount_msat?: string }[];
+    t.sluice.devnet!.faults.withholdOutcomeNext(1);
+    const aliceBefore = t.sluice.devnet!.nodeBalanceMsat('alice');
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    for (let i = 0; i < 50 && !(await events()).some((e) => e.type === 'payout_requested'); i += 1) await settle();
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '20000', ref: 'r2' })).status).toBe(200);
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    // The payout resolves by reconciliation; then the rest goes back to the payer.
+    for (let i = 0; i < 200 && (await events()).filter((e) => e.type === 'settled').length < 2; i += 1) await settle();
+    const settled = (await events()).filter((e) => e.type === 'settled');
+    expect(settled).toHaveLength(2);
+    for (let i = 0; i < 50 && (await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat !== '0'; i += 1) await settle();
+    expect((await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat).toBe('0');
+    // Every msat the app rewarded reached the payer's node but the routing fee of the first
+    // payout (a threshold payout's fee is the payer's; the close's refund fee is lent by the app).
+    const firstFee = BigInt((settled[0] as { fee_msat?: string }).fee_msat ?? '0');
+    expect(t.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(80000n - firstFee);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+});
