@@ -11,6 +11,12 @@
  * Refusals (never served): malformed header, bad signature, wrong preimage and a violated
  * caveat are 401 (the client must not pay again for those); an expired token and an
  * exhausted budget are 402 with a fresh challenge, so a client can buy a new token.
+ *
+ * Renewals are bounded: a genuine token that is expired or used up gets ONE pending
+ * challenge per route price, reused until its invoice is paid or close to expiring, so
+ * sending an old token again and again cannot make Sluice mint an invoice per request.
+ * (Requests without any credential get a fresh challenge each, as in every L402 server:
+ * rate-limit public gates.)
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -59,18 +65,42 @@ export function caveatServiceName(service: string): string {
 /** Some L402 clients strip the scheme name with a plain text replace; keep it out of tokens. */
 const CONFUSING = /L402|LSAT/;
 
-export function createL402Scheme(deps: L402SchemeDeps): PaymentScheme {
+/** Renewal challenges held at most (one per old token and route price); the oldest go first. */
+export const MAX_PENDING_RENEWALS = 10_000;
+
+interface Renewal {
+  headers: Promise<Record<string, string | string[]>>;
+  /** When its invoice expires (Unix ms); until the invoice exists, a bound from its expiry setting. */
+  expiresAt: number;
+  paymentHash: string | null;
+}
+
+export function createL402Scheme(deps: L402SchemeDeps & { maxPendingRenewals?: number }): PaymentScheme {
   const { verifier, budgets, invoices, clock, logger } = deps;
   if (!Number.isSafeInteger(deps.callsPerToken) || deps.callsPerToken < 1) throw new RangeError('callsPerToken must be a positive integer');
   const capabilityOf = deps.capabilityOf ?? ((request: GateRequest) => request.method.toLowerCase());
+  const maxRenewals = deps.maxPendingRenewals ?? MAX_PENDING_RENEWALS;
+  /** By `<token id> <app> <service> <price>`: the challenge an old token is answered with. */
+  const renewals = new Map<string, Renewal>();
+  const renewalByHash = new Map<string, string>();
+  const dropRenewal = (key: string, renewal: Renewal): void => {
+    if (renewals.get(key) === renewal) renewals.delete(key);
+    if (renewal.paymentHash !== null && renewalByHash.get(renewal.paymentHash) === key) renewalByHash.delete(renewal.paymentHash);
+  };
+  // A paid renewal has done its job: the next request with the old token gets a new one.
+  invoices.onPaid((invoice) => {
+    const key = renewalByHash.get(invoice.paymentHash);
+    const renewal = key === undefined ? undefined : renewals.get(key);
+    if (key !== undefined && renewal) dropRenewal(key, renewal);
+  });
 
-  const challenge = async (_request: GateRequest, price: CallPrice): Promise<Record<string, string | string[]>> => {
-    if (price.priceMsat === 0n) return {};
+  /** Minted challenge headers and the invoice's expiry and hash (null: no challenge could be made). */
+  const mint = async (price: CallPrice): Promise<{ headers: Record<string, string | string[]>; expiresAt: number; paymentHash: string } | null> => {
     const service = caveatServiceName(price.service);
     const amount = price.priceMsat * BigInt(deps.callsPerToken);
     if (amount > MSAT_MAX) {
       logger.error({ service, priceMsat: price.priceMsat.toString() }, 'L402: price x calls per token is too large for one invoice; no L402 challenge');
-      return {};
+      return null;
     }
     const created = await invoices.createInvoice(price.appId, {
       amountMsat: msat(amount),
@@ -80,7 +110,7 @@ export function createL402Scheme(deps: L402SchemeDeps): PaymentScheme {
     });
     if (!created.ok) {
       logger.warn({ service, error: created.error }, 'L402: could not create the invoice for a challenge; no L402 challenge');
-      return {};
+      return null;
     }
     const paymentHash = Buffer.from(created.invoice.paymentHash, 'hex');
     const caveats = mintCaveats({
@@ -93,7 +123,57 @@ export function createL402Scheme(deps: L402SchemeDeps): PaymentScheme {
     do {
       macaroon = mintMacaroon({ secret: deps.secret, paymentHash, tokenId: randomBytes(32), caveats });
     } while (CONFUSING.test(macaroon.toString('base64')));
-    return { 'www-authenticate': challengeHeaders(macaroon, created.invoice.paymentRequest) };
+    return {
+      headers: { 'www-authenticate': challengeHeaders(macaroon, created.invoice.paymentRequest) },
+      expiresAt: created.invoice.expiresAt,
+      paymentHash: created.invoice.paymentHash,
+    };
+  };
+
+  const challenge = async (_request: GateRequest, price: CallPrice): Promise<Record<string, string | string[]>> => {
+    if (price.priceMsat === 0n) return {};
+    return (await mint(price))?.headers ?? {};
+  };
+
+  /**
+   * The challenge for a genuine token that is expired or used up: the pending one of this
+   * token and route price while its invoice can still be paid (with at least a minute, or
+   * half its lifetime, left), else a new one that is kept for the next time.
+   */
+  const renewal = (tokenId: string, price: CallPrice): Promise<Record<string, string | string[]>> => {
+    if (price.priceMsat === 0n) return Promise.resolve({});
+    const key = `${tokenId} ${price.appId} ${price.service} ${price.priceMsat}`;
+    const now = clock.now();
+    const margin = Math.min(60_000, (deps.invoiceExpiryS * 1000) / 2);
+    const held = renewals.get(key);
+    if (held && held.expiresAt - margin > now) return held.headers;
+    if (held) dropRenewal(key, held);
+    if (renewals.size >= maxRenewals) {
+      for (const [oldKey, old] of renewals) {
+        if (renewals.size < maxRenewals) break;
+        dropRenewal(oldKey, old);
+      }
+    }
+    const entry: Renewal = { headers: Promise.resolve({}), expiresAt: now + deps.invoiceExpiryS * 1000, paymentHash: null };
+    // Held before the invoice exists, so racing requests with the same old token share it.
+    entry.headers = mint(price).then(
+      (minted) => {
+        if (!minted) {
+          dropRenewal(key, entry);
+          return {};
+        }
+        entry.expiresAt = minted.expiresAt;
+        entry.paymentHash = minted.paymentHash;
+        if (renewals.get(key) === entry) renewalByHash.set(minted.paymentHash, key);
+        return minted.headers;
+      },
+      (error: unknown) => {
+        dropRenewal(key, entry);
+        throw error;
+      },
+    );
+    renewals.set(key, entry);
+    return entry.headers;
   };
 
   const refuse = (status: 401 | 402 | 503, code: ErrorCode, message: string, responseHeaders: Record<string, string | string[]> = {}): GateOutcome =>
@@ -110,7 +190,9 @@ export function createL402Scheme(deps: L402SchemeDeps): PaymentScheme {
       const service = caveatServiceName(price.service);
       const verified = verifier.verify(request.headers.authorization, { service, capability: capabilityOf(request, price) });
       if (!verified.ok) {
-        if (verified.code === 'l402_expired') return refuse(402, verified.code, verified.message, await challenge(request, price));
+        if (verified.code === 'l402_expired') {
+          return refuse(402, verified.code, verified.message, await (verified.tokenId ? renewal(verified.tokenId, price) : challenge(request, price)));
+        }
         return refuse(401, verified.code, verified.message);
       }
       const { msatLimit, callsLimit } = verified.budget;
@@ -128,7 +210,7 @@ export function createL402Scheme(deps: L402SchemeDeps): PaymentScheme {
       });
       if (!result.ok) {
         if (result.error === 'overloaded') return refuse(503, 'overloaded', ERROR_CODES.overloaded.meaning);
-        return refuse(402, 'l402_budget_exhausted', `This token has no budget left for a call of ${price.priceMsat} msat; pay the new invoice.`, await challenge(request, price));
+        return refuse(402, 'l402_budget_exhausted', `This token has no budget left for a call of ${price.priceMsat} msat; pay the new invoice.`, await renewal(verified.tokenId, price));
       }
       const balance: string[] = [];
       if (msatLimit !== null) balance.push(`msat=${msatLimit - result.msatUsed}`);

@@ -15,7 +15,7 @@ export type L402RefusalCode = 'l402_malformed' | 'l402_invalid_macaroon' | 'l402
 
 export type L402Verification =
   | { ok: true; scheme: 'L402' | 'LSAT'; tokenId: string; paymentHash: string; budget: Budget }
-  | { ok: false; code: L402RefusalCode; message: string };
+  | { ok: false; code: L402RefusalCode; message: string; /** For `l402_expired` only: the token is genuine, just past its time. */ tokenId?: string };
 
 export interface L402RequestContext {
   service: string;
@@ -57,7 +57,7 @@ export function createL402Verifier(deps: { secret: Buffer; nowMs: () => number }
       });
       if (!verdict.ok) {
         return verdict.reason === 'expired'
-          ? { ok: false, code: 'l402_expired', message: verdict.detail }
+          ? { ok: false, code: 'l402_expired', message: verdict.detail, tokenId: identifier.tokenId.toString('hex') }
           : { ok: false, code: 'l402_caveat_violated', message: verdict.detail };
       }
       return {

@@ -235,4 +235,36 @@ describe('lsat-js against Sluice (3 calls per token, restart, expiry)', () => {
     for (let i = 0; i < 4; i += 1) statuses.push((await fetch(harness.url, { headers: { authorization: lsat.toToken() } })).status);
     expect(statuses).toEqual([200, 200, 200, 402]);
   });
+
+  it('an old token asking again gets the same pending challenge, not an invoice per request; a new one once it is paid', async () => {
+    const lsat = Lsat.fromHeader((await fetch(harness.url)).headers.get('www-authenticate') as string);
+    lsat.setPreimage((await aliceWallet(test).payInvoice({ invoice: lsat.invoice })).preimage);
+    const call = () => fetch(harness.url, { headers: { authorization: lsat.toToken() } });
+    for (let i = 0; i < 3; i += 1) expect((await call()).status).toBe(200);
+    const invoicesBefore = await test.sluice.records.listInvoices(appId, 1000);
+    const refusals = await Promise.all(Array.from({ length: 5 }, call));
+    const challenges = refusals.map((refusal) => refusal.headers.get('www-authenticate'));
+    expect(refusals.map((refusal) => refusal.status)).toEqual([402, 402, 402, 402, 402]);
+    expect(new Set(challenges).size).toBe(1);
+    for (let i = 0; i < 3; i += 1) expect((await call()).headers.get('www-authenticate')).toBe(challenges[0]);
+    const invoicesAfter = await test.sluice.records.listInvoices(appId, 1000);
+    expect(invoicesAfter.length - invoicesBefore.length).toBe(1);
+
+    // The renewal works as any challenge (lsat-js parses and pays it); once it is paid, the
+    // old token asking again gets a new one.
+    const renewal = Lsat.fromHeader(challenges[0] as string);
+    renewal.setPreimage((await aliceWallet(test).payInvoice({ invoice: renewal.invoice })).preimage);
+    expect((await fetch(harness.url, { headers: { authorization: renewal.toToken() } })).status).toBe(200);
+    await eventually(async () => (await call()).headers.get('www-authenticate') !== challenges[0]);
+    const next = (await call()).headers.get('www-authenticate');
+    expect(next).not.toBe(challenges[0]);
+    expect((await call()).headers.get('www-authenticate')).toBe(next);
+
+    // Expired: the same, one pending challenge for the old token.
+    clock.advanceMs(3_600_000);
+    const expired = await Promise.all([call(), call(), call()]);
+    expect(expired.map((response) => response.status)).toEqual([402, 402, 402]);
+    expect((await expired[0]!.json()).error.code).toBe('l402_expired');
+    expect(new Set(expired.map((response) => response.headers.get('www-authenticate'))).size).toBe(1);
+  });
 });
