@@ -104,9 +104,10 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${st
   it('sends a top-up invoice when the balance falls under the threshold', async () => {
     const { id, token } = await fundedStream({ prices: { hit: '10000' }, settle_to_msat: '50000', settle_threshold_msat: '25000' });
     await asApp('POST', `/v1/streams/${id}/charge`, { event: 'hit', count: 3, ref: 'big' });
-    await settle();
-    const events = (await as(token, 'GET', `/v1/streams/${id}/events?after_seq=2`)).body.events;
-    const topUp = events.find((e: { type: string }) => e.type === 'invoice');
+    // The top-up invoice is made after the charge is answered: wait for it (a loaded machine may take a while).
+    const topUpEvent = async () => (await as(token, 'GET', `/v1/streams/${id}/events?after_seq=2`)).body.events.find((e: { type: string }) => e.type === 'invoice');
+    for (let i = 0; i < 100 && (await topUpEvent()) === undefined; i += 1) await settle();
+    const topUp = await topUpEvent();
     expect(topUp.amount_msat).toBe('30000');
     await as(token, 'POST', '/v1/devnet/pay', { payment_request: topUp.payment_request, wallet: 'bob' });
     await settle();
