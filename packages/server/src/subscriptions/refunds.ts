@@ -3,9 +3,11 @@
  * keysend key, through the payments service (in flight before it is sent, reconciled by
  * payment hash). The app lends the routing-fee budget so the customer gets every unused
  * msat; what the route does not use goes back to the app. Each attempt is committed
- * (destination, amount, budget) before its payment, so a start can finish one a crash cut
- * off, under the same idempotency key. Every function here runs under the subscription's
- * lock (service.ts).
+ * before its payment, in one transaction with the loan: its destination, amount, budget,
+ * the exact invoice it pays and, for an invoice, its payment hash. So a start can finish an
+ * attempt a crash cut off: reconcile it by hash, or send the same payment under the same
+ * idempotency key (a replay if it had begun). Every function here runs under the
+ * subscription's lock (service.ts).
  */
 import type { Logger } from 'pino';
 import { appAccountId } from '../apps/service.js';

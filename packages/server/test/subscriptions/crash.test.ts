@@ -3,7 +3,9 @@
 // and the process is killed while it bills; the restarted Sluice (same data dir) bills on
 // from where the committed state stands. Nothing lost, nothing charged twice: for every
 // subscription paid = charged + balance, and the app's balance is the sum of the charges.
-// Also: the demo businesses that `sluice start` seeds on the devnet exist once each.
+// Also: the demo businesses that `sluice start` seeds on the devnet exist once each; and a
+// kill right after a refund payment settled, before Sluice recorded its outcome, is
+// finished by the next start: the refund is paid once, the fee loan goes back.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,8 +21,8 @@ afterEach(async () => {
   }
 });
 
-async function start(dataDir: string): Promise<SluiceProcess> {
-  const sluice = await startSluiceProcess({ SLUICE_DATA_DIR: dataDir, SLUICE_ADMIN_KEY: ADMIN, SLUICE_DEVNET_SEED: 'subscription-crash' });
+async function start(dataDir: string, env: Record<string, string> = {}): Promise<SluiceProcess> {
+  const sluice = await startSluiceProcess({ SLUICE_DATA_DIR: dataDir, SLUICE_ADMIN_KEY: ADMIN, SLUICE_DEVNET_SEED: 'subscription-crash', ...env });
   running.push(sluice);
   return sluice;
 }
@@ -68,5 +70,45 @@ describe('subscriptions across SIGKILL', () => {
       const activated = events.events.filter((event: { type: string }) => event.type === 'subscription.activated');
       expect(activated).toHaveLength(20);
     }
+  });
+
+  it('a kill right after a keysend refund settled at the node, before Sluice recorded it: the next start finishes it, paid once', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-subs-refund-crash-'));
+    // The devnet kills the process right after the first payment Sluice sends has settled.
+    const first = await start(dataDir, { SLUICE_DEVNET_CRASH_AFTER_PAYMENT: '1' });
+    const app = (await first.request('POST', '/v1/apps', ADMIN, { name: 'refund crash' })).body;
+    const wallets = (await first.request('GET', '/v1/devnet/wallets', app.api_key)).body.wallets as { name: string; pubkey: string; balance_msat: string }[];
+    const bob = wallets.find((wallet) => wallet.name === 'bob')!;
+    const plan = (await first.request('POST', '/v1/plans', app.api_key, { name: 'minutes', rate_msat_per_s: '10', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' })).body;
+    const created = (await first.request('POST', '/v1/subscriptions', app.api_key, { plan_id: plan.id, refund: { keysend_pubkey: bob.pubkey } })).body;
+    const paid = await first.request('POST', '/v1/devnet/pay', app.api_key, { payment_request: created.invoice.payment_request, wallet: 'alice' });
+    expect(paid.status).toBe(200);
+    let sub = (await first.request('GET', `/v1/subscriptions/${created.id}`, app.api_key)).body;
+    for (let attempt = 0; sub.status !== 'active' && attempt < 100; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      sub = (await first.request('GET', `/v1/subscriptions/${created.id}`, app.api_key)).body;
+    }
+    expect(sub.status).toBe('active');
+    await first.request('POST', '/v1/devnet/clock/advance', ADMIN, { seconds: 300 });
+    const cancel = await first.request('POST', `/v1/subscriptions/${created.id}/cancel`, created.payer_token, {}).then(() => 'answered', () => 'connection lost');
+    expect(cancel).toBe('connection lost');
+    expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
+
+    const second = await start(dataDir);
+    const refund = 36_000n - 6n * 600n;
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      sub = (await second.request('GET', `/v1/subscriptions/${created.id}`, app.api_key)).body;
+      if (sub.refund.status !== 'pending') break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(sub).toMatchObject({ status: 'cancelled', charged_msat: String(6n * 600n), refund: { status: 'succeeded', amount_msat: String(refund) } });
+    const payments = (await second.request('GET', '/v1/payments?limit=100', app.api_key)).body.payments as { destination: string; status: string; amount_msat: string; fee_msat: string | null }[];
+    const toBob = payments.filter((payment) => payment.destination === bob.pubkey);
+    expect(toBob.map((payment) => [payment.status, payment.amount_msat])).toEqual([['succeeded', String(refund)]]);
+    const bobAfter = (await second.request('GET', '/v1/devnet/wallets', app.api_key)).body.wallets.find((wallet: { name: string }) => wallet.name === 'bob');
+    expect(BigInt(bobAfter.balance_msat) - BigInt(bob.balance_msat)).toBe(refund);
+    // The app keeps the charges less the refund's routing fee: the rest of the loan came back.
+    const balance = (await second.request('GET', '/v1/balance', app.api_key)).body;
+    expect(BigInt(balance.balance_msat)).toBe(6n * 600n - BigInt(toBob[0]!.fee_msat ?? '0'));
   });
 });
