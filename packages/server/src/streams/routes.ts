@@ -230,6 +230,7 @@ export function registerStreamRoutes(app: SluiceFastify, deps: { streams: Stream
     config: { auth: 'stream' },
     schema: {
       summary: 'Events after a sequence number (to catch up after a disconnect)',
+      description: 'The oldest events after after_seq, at most 10,000 per answer and possibly fewer: ask again with the last seq received until the answer is empty.',
       tags: ['streams'],
       params: StreamParams,
       querystring: Type.Object({ after_seq: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })) }, { additionalProperties: false }),
