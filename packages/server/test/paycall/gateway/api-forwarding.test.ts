@@ -60,7 +60,7 @@ describe('gateway: /v1/paycall/* handed to the Sluice API beside it', () => {
   });
 
   it("passes the API's refusals on with their own status and code", async () => {
-    const rows = [
+    const rows: { description: string; init: RequestInit; path: string; status: number; code: string }[] = [
       { description: 'an unknown chain', init: { headers: { 'x-forwarded-for': '198.51.100.3' } }, path: '/v1/paycall/chains/chain_nope', status: 404, code: 'not_found' },
       {
         description: 'a body with an unknown field',
