@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { appAccountId } from '../../src/apps/service.js';
 import { balanceOf } from '../../src/ledger/store.js';
+import { msat } from '../../src/money/msat.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 
@@ -275,6 +276,45 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
       expect(await accountBalance(`sub:${id}`)).toBe(0n);
     });
   }
+
+  it('a fee loan the ledger refuses (the app spent its balance meanwhile) changes nothing: the refund stays held, no loan, a later refund pays it', async () => {
+    // About 10,000 sat prepaid; two increments (12,000 msat) charged: the fee budget of the
+    // refund (0.5%, ~50,000 msat) is more than the app has, so it lends what it has.
+    // An app of its own, whose only revenue is these charges.
+    const own = await t.createApp('loan refused');
+    const plan = (await as(own.apiKey, 'POST', '/v1/plans', { name: 'big', rate_msat_per_increment: '6000', increment_s: 60, prepayment_s: 100_000, min_settlement_msat: '1000' })).body;
+    const created = (await as(own.apiKey, 'POST', '/v1/subscriptions', { plan_id: plan.id })).body;
+    const { id, payer_token: token } = created as { id: string; payer_token: string };
+    const paid = await payOpenInvoice(id, token);
+    await advance(90);
+    const refund = paid - 2n * 6000n;
+    const bob = t.sluice.devnet!.nodePubkey('bob');
+    const revenueBefore = await accountBalance(appAccountId(own.id));
+    // The app's balance as read before the loan is larger than what the commit finds.
+    const ledger = t.sluice.ledger as { getAccount: typeof t.sluice.ledger.getAccount };
+    const getAccount = ledger.getAccount.bind(ledger);
+    ledger.getAccount = async (accountId) => {
+      const account = await getAccount(accountId);
+      return account && accountId === appAccountId(own.id) ? { ...account, creditsPostedMsat: msat(account.creditsPostedMsat + 10n ** 12n) } : account;
+    };
+    let cancelled;
+    try {
+      cancelled = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { keysend_pubkey: bob } });
+    } finally {
+      ledger.getAccount = getAccount;
+    }
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
+    expect(cancelled.body).toMatchObject({ status: 'cancelled', refund: { status: 'held', amount_msat: String(refund) }, refund_error: { code: 'subscription_refund_unavailable' } });
+    expect(await accountBalance(`sub:${id}`)).toBe(refund);
+    expect(await accountBalance(appAccountId(own.id))).toBe(revenueBefore);
+    const before = t.sluice.devnet!.nodeBalanceMsat('bob');
+    const paidOut = await as(token, 'POST', `/v1/subscriptions/${id}/refund`, {});
+    expect(paidOut.status, JSON.stringify(paidOut.body)).toBe(200);
+    await settled();
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund).toMatchObject({ status: 'succeeded', amount_msat: String(refund) });
+    expect(t.sluice.devnet!.nodeBalanceMsat('bob') - before).toBe(refund);
+    expect(await accountBalance(`sub:${id}`)).toBe(0n);
+  });
 
   it('an ended subscription offers no invoice to pay, though its last one is still open at the node', async () => {
     const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, grace_s: 600, min_settlement_msat: '1000' });
