@@ -93,7 +93,7 @@ export async function runSubscriptionsBenchmark(options: { subscriptions?: numbe
       refundDestination: null, metadata: '', createdAt: T0, trialEndsAt, activatedAt: null, contractEndsAt: null, segment: 0,
       anchorAt: null, started: 0, owed: 0, pastDueSince: null, suspendedAt: null, pausedAt: null, endedAt: null, endedBy: null, chargedMsat: 0n,
       invoiceHash: null, invoiceRequest: null, invoiceAmountMsat: null, invoiceExpiresAt: null, invoiceCount: 0,
-      refundStatus: 'none', refundMsat: 0n, refundAttempts: 0, refundPaymentHash: null,
+      refundStatus: 'none', refundMsat: 0n, refundAttempts: 0, refundPaymentHash: null, refundPaymentRequest: null, refundMaxFeeMsat: null,
     };
   };
   // Setup in large transactions (createAccount and insertSubscription run synchronously inside).

@@ -133,7 +133,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     const bob = s.sluice.devnet!.nodePubkey('bob');
     // The process "dies" as soon as the loan is durable (if the loan is applied on its own),
     // and in any case before the refund payment is begun.
-    const ledger = s.sluice.ledger as { apply: (op: { code?: string }) => Promise<unknown> };
+    const ledger = s.sluice.ledger as unknown as { apply: (op: { code?: string }) => Promise<unknown> };
     const apply = ledger.apply.bind(ledger);
     ledger.apply = async (op) => {
       const result = await apply(op);
