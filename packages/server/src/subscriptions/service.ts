@@ -266,8 +266,22 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     const state: LiveSubscription = { row, plan, balance: balanceOf(account), tail: Promise.resolve(), busy: 0, due: nextDueAt(row, plan) };
     live.set(row.id, state);
     byToken.set(row.payerTokenHash, row.id);
+    if (row.status === 'expired' && row.refundStatus === 'none' && state.balance > 0n) await holdLegacyExpiry(state);
     return state;
   };
+
+  /**
+   * A subscription that expired under a version that did not hold the balance left for a
+   * refund: it is held now (and sent to a kept destination), once, when it is first read.
+   */
+  const holdLegacyExpiry = (state: LiveSubscription): Promise<void> => locked(state, async () => {
+    if (state.row.status !== 'expired' || state.row.refundStatus !== 'none' || state.balance <= 0n) return;
+    const row = cloneRow(state.row);
+    row.refundStatus = 'held';
+    row.refundMsat = state.balance;
+    await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance });
+    refundKeptSoon(state);
+  });
 
   /** The live state, or a loaded one for an ended subscription (not kept unless its refund is open). */
   const stateOf = async (subscriptionId: string): Promise<LiveSubscription | null> => {

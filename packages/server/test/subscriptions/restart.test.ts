@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
+import { openSqlite } from '../../src/db/sqlite.js';
 import { appAccountId } from '../../src/apps/service.js';
 import { balanceOf } from '../../src/ledger/store.js';
 import type { LightningBackend } from '../../src/lightning/backend.js';
@@ -294,6 +295,49 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     } finally {
       await cut.closeLnurl();
     }
+  });
+
+  it('a subscription that expired with balance under a version that offered no refund holds it when first read, and pays it once', async () => {
+    const clock = createManualClock(Date.now());
+    let s = await start(clock);
+    const app = await s.createApp('legacy expiry');
+    const plan = (await s.call('POST', '/v1/plans', { key: app.apiKey, body: { name: 'ten minutes', rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, contract_s: 600, min_settlement_msat: '1000' } })).body;
+    const created = (await s.call('POST', '/v1/subscriptions', { key: app.apiKey, body: { plan_id: plan.id } })).body;
+    await payAndWait(s, created.id, created.invoice.payment_request);
+    const topUp = (await s.call('POST', `/v1/subscriptions/${created.id}/pay`, { key: created.payer_token, body: { amount_msat: '5000' } })).body;
+    await payAndWait(s, created.id, topUp.invoice.payment_request);
+    for (let attempt = 0; (await s.sluice.subscriptions.get(created.id, null))!.balanceMsat < 5000n + 9n * 420n; attempt += 1) {
+      expect(attempt).toBeLessThan(200);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      await s.sluice.subscriptions.idle();
+    }
+    await s.call('POST', '/v1/devnet/clock/advance', { body: { seconds: 11 * 60 } });
+    expect((await s.call('GET', `/v1/subscriptions/${created.id}`, { key: app.apiKey })).body).toMatchObject({ status: 'expired', refund: { status: 'held', amount_msat: '5000' } });
+    await s.close();
+    t = null;
+    // What an earlier version wrote at the expiry: no refund.
+    const legacy = "UPDATE subscriptions SET refund_status = 'none', refund_msat = 0 WHERE id = ";
+    if (database) {
+      await database.sql.unsafe(`${legacy}$1`, [created.id]);
+    } else {
+      const db = openSqlite({ path: path.join(dataDir, 'sluice.sqlite') });
+      db.prepare(`${legacy}?`).run(created.id);
+      db.close();
+    }
+
+    s = await start(clock);
+    const read = (await s.call('GET', `/v1/subscriptions/${created.id}`, { key: created.payer_token })).body;
+    expect(read).toMatchObject({ status: 'expired', balance_msat: '5000', refund: { status: 'held', amount_msat: '5000' } });
+    const bob = s.sluice.devnet!.nodePubkey('bob');
+    const before = s.sluice.devnet!.nodeBalanceMsat('bob');
+    const paid = await s.call('POST', `/v1/subscriptions/${created.id}/refund`, { key: created.payer_token, body: { refund: { keysend_pubkey: bob } } });
+    expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+    await s.sluice.subscriptions.idle();
+    expect((await s.call('GET', `/v1/subscriptions/${created.id}`, { key: created.payer_token })).body.refund).toMatchObject({ status: 'succeeded', amount_msat: '5000' });
+    expect(s.sluice.devnet!.nodeBalanceMsat('bob') - before).toBe(5000n);
+    expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${created.id}`))!)).toBe(0n);
+    await s.close();
+    t = null;
   });
 
   it('the devnet clock keeps its advance across a restart, and demo businesses are seeded once', async () => {
