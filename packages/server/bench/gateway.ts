@@ -42,6 +42,11 @@ export interface GatewayBenchRow {
   non2xx: number;
   errors: number;
   gatewayCpuPercent: number;
+  /**
+   * Gateway process CPU time per request, in microseconds: less sensitive to a loaded machine
+   * than requests/s (which then measures the scheduler and, on the paid route, the fsync).
+   */
+  gatewayCpuUsPerRequest: number;
 }
 
 export interface GatewayBenchReport {
@@ -224,7 +229,7 @@ export async function runGatewayBenchmark(options: { seconds?: number; connectio
       const started = performance.now();
       const result = await run();
       const cpu = route === 'direct' ? 0 : (gateway.cpuSeconds() - before) / ((performance.now() - started) / 1000);
-      rows.push({ route, ...result, gatewayCpuPercent: Math.round(cpu * 100) });
+      rows.push({ route, ...result, gatewayCpuPercent: Math.round(cpu * 100), gatewayCpuUsPerRequest: result.requestsPerS > 0 ? Math.round((cpu / result.requestsPerS) * 1e6) : 0 });
       log(`${route}: ${Math.round(result.requestsPerS)} requests/s, non-2xx ${result.non2xx}, errors ${result.errors}`);
     };
 
@@ -258,17 +263,20 @@ export async function runGatewayBenchmark(options: { seconds?: number; connectio
 }
 
 export function gatewayMarkdown(report: GatewayBenchReport): string {
+  const cpuOf = (route: GatewayBenchRow['route']): number => report.rows.find((row) => row.route === route)?.gatewayCpuUsPerRequest ?? 0;
+  const [paidCpu, unpricedCpu] = [cpuOf('paid'), cpuOf('unpriced')];
   const lines = [
     `### Gateway: paid vs unpriced requests per second (issue 4)`,
     '',
     `\`sluice gateway\` in front of a bare node:http upstream; autocannon with ${report.connections} connections (one chain each, pipelining 1), ${report.seconds} s per route; data dir on ${report.dataDirFs}. Paid calls carry a new \`Sluice-Chain\` link per request (one step, ${PRICE_MSAT} msat), verified and made durable before forwarding.`,
     '',
-    '| route | requests/s | p50 ms | p99 ms | non-2xx | errors | gateway CPU |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| route | requests/s | p50 ms | p99 ms | non-2xx | errors | gateway CPU | gateway CPU per request |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...report.rows.map((row) =>
-      `| ${row.route === 'direct' ? 'upstream directly (no gateway)' : row.route} | ${Math.round(row.requestsPerS)} | ${row.latencyP50Ms.toFixed(1)} | ${row.latencyP99Ms.toFixed(1)} | ${row.non2xx} | ${row.errors} | ${row.route === 'direct' ? '-' : `${row.gatewayCpuPercent}%`} |`),
+      `| ${row.route === 'direct' ? 'upstream directly (no gateway)' : row.route} | ${Math.round(row.requestsPerS)} | ${row.latencyP50Ms.toFixed(1)} | ${row.latencyP99Ms.toFixed(1)} | ${row.non2xx} | ${row.errors} | ${row.route === 'direct' ? '-' : `${row.gatewayCpuPercent}%`} | ${row.route === 'direct' ? '-' : `${row.gatewayCpuUsPerRequest} µs`} |`),
     '',
     `Paid is ${(report.paidShare * 100).toFixed(1)}% of unpriced (target: >= 80%).`,
+    `Gateway CPU per request: paid ${paidCpu} µs, unpriced ${unpricedCpu} µs (unpriced/paid ${(unpricedCpu / Math.max(1, paidCpu) * 100).toFixed(1)}%: the share a CPU-bound gateway would reach).`,
     '',
   ];
   return lines.join('\n');
