@@ -265,6 +265,19 @@ export function createRefunds(deps: RefundDeps): Refunds {
   };
 
   /**
+   * The payment of this hash made from the subscription's account (its hold is among the
+   * account's newest transfers), or null: another payment of the app for the same invoice
+   * (the merchant paying it itself) is not this refund's, whose payment then never began.
+   */
+  const ownPayment = async (row: SubscriptionRow, paymentHash: string): Promise<PaymentView | null> => {
+    const payment = await payments.getPayment(row.appId, paymentHash);
+    if (!payment) return null;
+    const transfers = await ledger.listTransfers({ accountId: row.accountId, limit: STRAY_LOAN_SCAN });
+    const held = transfers.some((transfer) => transfer.code === 'payment' && transfer.reference === paymentHash && transfer.debitAccountId === row.accountId);
+    return held ? payment : null;
+  };
+
+  /**
    * At start: the pending attempt's payment is looked up by its hash (the payments service
    * resolved what it could before this runs; one still in flight is reported when it ends).
    * One that never began is sent now under the attempt's key; one that can no longer be sent
@@ -275,7 +288,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     const row = state.row;
     if (row.refundStatus !== 'pending') return null;
     const known = row.refundPaymentHash !== null
-      ? await payments.getPayment(row.appId, row.refundPaymentHash)
+      ? await ownPayment(row, row.refundPaymentHash)
       : row.refundMaxFeeMsat === null ? await legacyAttemptPayment(row) : null;
     if (known) {
       if (known.status !== 'pending') await resolveRefund(state, known);

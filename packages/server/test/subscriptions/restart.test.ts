@@ -297,6 +297,40 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     }
   });
 
+  it('a refund invoice the merchant paid itself while the attempt was cut off: the attempt is not taken for paid, the balance stays the customer\'s', async () => {
+    const clock = createManualClock(Date.now());
+    let s = await start(clock);
+    const { app, id, token, charged, refund } = await fundedSubscription(s, 'merchant paid the invoice');
+    // The app holds money of its own (an invoice a customer paid), enough to pay the refund invoice.
+    const own = (await s.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '100000' } })).body;
+    expect((await s.call('POST', '/v1/devnet/pay', { body: { payment_request: own.payment_request, wallet: 'alice' } })).status).toBe(200);
+    const invoice = (await s.call('POST', '/v1/devnet/invoices', { body: { amount_msat: String(refund), wallet: 'carol' } })).body;
+    const pay = s.sluice.payments.pay.bind(s.sluice.payments);
+    (s.sluice.payments as { pay: unknown }).pay = async () => {
+      throw new Error('simulated crash before the refund payment');
+    };
+    const cancelled = await s.call('POST', `/v1/subscriptions/${id}/cancel`, { key: token, body: { refund: { payment_request: invoice.payment_request } } });
+    expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(500);
+    // Before the restart, the merchant pays the customer's refund invoice from its own balance.
+    const merchant = await pay(app.id, { target: { kind: 'invoice', paymentRequest: invoice.payment_request, amountMsat: null }, maxFeeMsat: null, idempotencyKey: 'merchant-pays' });
+    expect(merchant.ok && merchant.payment.status).toBe('succeeded');
+    const appAfterMerchant = balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!);
+    const loan = balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!) - refund;
+    expect(loan).toBeGreaterThan(0n);
+    await s.close();
+    t = null;
+
+    s = await start(clock);
+    await s.sluice.subscriptions.idle();
+    const sub = (await s.call('GET', `/v1/subscriptions/${id}`, { key: token })).body;
+    // The attempt could not be sent (the invoice is paid): it failed, nothing left the account, the loan went back.
+    expect(sub).toMatchObject({ status: 'cancelled', charged_msat: String(charged), refund: { status: 'failed', amount_msat: String(refund) } });
+    expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!)).toBe(refund);
+    expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(appAfterMerchant + loan);
+    await s.close();
+    t = null;
+  });
+
   it('a subscription that expired with balance under a version that offered no refund holds it when first read, and pays it once', async () => {
     const clock = createManualClock(Date.now());
     let s = await start(clock);
