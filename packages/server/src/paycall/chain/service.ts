@@ -37,6 +37,7 @@ import { hashLink, isLinkHex, MAX_CHAIN_STEPS, MAX_STEPS_PER_CALL, stepsForPrice
 import { CHAIN_ACCOUNT_PREFIX, chainAccountId, type ChainRow, type ChainStatus, type ChainView } from './model.js';
 import type { ChainStore } from './store.js';
 import { createChainFlusher, type LiveChain } from './flusher.js';
+import { createUnknownChainIds } from './unknown-ids.js';
 
 export { ChainConflictError } from './flusher.js';
 
@@ -149,6 +150,8 @@ export interface ChainServiceDeps {
   maxUnpaidChains?: number;
   /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
   lightningAddress?: typeof invoiceFromLightningAddress;
+  /** Bounds of the cache of ids found absent (default UNKNOWN_CHAIN_IDS_MAX, 60 s). */
+  unknownIds?: { max?: number; ttlMs?: number };
 }
 
 const REFUND_ATTEMPTS_MAX = 100;
@@ -179,6 +182,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   const refundLocks = new Map<string, Promise<unknown>>();
   /** Unpaid chains in memory, with when their purchase invoice expires (Unix ms). */
   const unpaid = new Map<LiveChain, number>();
+  /** Ids the store did not have: a repeated unknown id is refused without a database read. */
+  const unknownIds = createUnknownChainIds(clock, deps.unknownIds);
   // Subscribed now, not in start(): the payments service reconciles refunds left in flight
   // by an earlier run when IT starts, which the composition root does before chains start.
   const unsubscribers: (() => void)[] = [payments.onResolved((payment) => onPaymentResolved(payment))];
@@ -218,6 +223,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     };
     live.set(row.id, state);
     byAccount.set(row.accountId, state);
+    unknownIds.delete(row.id);
     return state;
   };
 
@@ -490,6 +496,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     withRefundLock(chainId, async (): Promise<{ answer: T | Promise<T> }> => {
       if (!live.has(chainId)) {
         const row = await store.getChain(chainId);
+        if (!row) unknownIds.add(chainId);
         if (!row || row.appId !== call.appId) return { answer: map({ ok: false, error: 'Unknown' }) };
         if (row.status === 'refunded') return { answer: map({ ok: false, error: 'Refunded' }) };
         // Unpaid and not in memory: its invoice expired (a late settlement brings it back).
@@ -571,6 +578,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         return { ok: false, error: 'InvalidPurchase', detail: created.detail ?? created.error };
       }
       // Written after the invoice: a crash in between leaves an invoice nobody was shown.
+      unknownIds.delete(id);
       const row: ChainRow = {
         id, appId: input.appId, anchor: input.anchor, steps: input.steps, stepMsat, index: 0, link: input.anchor,
         status: 'pending', expiresAt, accountId, invoiceHash: created.invoice.paymentHash,
@@ -586,8 +594,12 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     async get(chainId) {
       const state = live.get(chainId);
       if (state) return viewOf(state.row, state.refunding, unpaid.get(state) ?? null);
+      if (unknownIds.has(chainId)) return null;
       const row = await store.getChain(chainId);
-      if (!row) return null;
+      if (!row) {
+        unknownIds.add(chainId);
+        return null;
+      }
       const invoice = row.status === 'pending' ? await deps.records.getInvoice(row.invoiceHash) : null;
       return viewOf(row, false, invoice?.status === 'paid' ? null : invoice?.expiresAt ?? null);
     },
@@ -599,7 +611,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     spendThen(chainId, index, link, call, map) {
       const state = live.get(chainId);
       // Never on the hot path of a live chain: only ids this process does not hold.
-      if (!state) return spendCold(chainId, index, link, call, map);
+      if (!state) return unknownIds.has(chainId) ? settleNow(map, { ok: false, error: 'Unknown' }) : spendCold(chainId, index, link, call, map);
       const row = state.row;
       if (row.appId !== call.appId) return settleNow(map, { ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
       const steps = stepsOf(call.priceMsat, row.stepMsat);
