@@ -75,6 +75,8 @@ function codeForFastifyError(error: FastifyError): { code: ErrorCode; message: s
       return { code: 'body_too_large', message: error.message };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return { code: 'unsupported_media_type', message: error.message };
+    case 'FST_ERR_BAD_URL':
+      return { code: 'invalid_request', message: error.message };
   }
   if (error instanceof SyntaxError || error.statusCode === 400) return { code: 'invalid_json', message: error.message };
   if (error.statusCode === 429) return { code: 'rate_limited', message: error.message };
@@ -90,6 +92,12 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Slui
     // We answer shutting_down ourselves (below) so the body has our error shape.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // A URL the router cannot decode (`/v1/streams/%zz`) is refused before any route or error
+    // handler runs: answered here in our shape, not Fastify's.
+    frameworkErrors: (error: FastifyError, _request: unknown, reply: FastifyReply) => {
+      const { code, message } = codeForFastifyError(error);
+      void reply.code(code === 'internal_error' ? 500 : error.statusCode ?? 400).send(errorBody(code, message));
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as SluiceFastify;
 

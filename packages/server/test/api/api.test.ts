@@ -227,6 +227,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`HTTP API on ${store} and 
       { description: 'bad max fee', url: '/v1/payments', body: { payment_request: 'x', max_fee_msat: '-5', idempotency_key: 'k7' }, code: 'invalid_amount' },
       { description: 'bad payment hash', method: 'GET', url: '/v1/invoices/xyz', code: 'invalid_request' },
       { description: 'unknown route', method: 'GET', url: '/v1/nothing', code: 'not_found' },
+      { description: 'a URL the router cannot decode', method: 'GET', url: '/v1/invoices/%zz', code: 'invalid_request' },
       { description: 'devnet pay of garbage', url: '/v1/devnet/pay', body: { payment_request: 'garbage' }, code: 'invoice_invalid' },
     ];
     for (const row of rows) {
