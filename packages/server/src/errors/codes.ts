@@ -118,7 +118,7 @@ export const ERROR_CODES = {
   subscription_ended: { status: 409, meaning: 'The subscription is cancelled or expired (a second cancel, a payment for an ended subscription); nothing changed.' },
   subscription_pause_not_allowed: { status: 409, meaning: 'The plan does not allow pausing (max_pause_s is 0), or the subscription is not active.' },
   subscription_not_paused: { status: 409, meaning: 'Only a paused subscription can be resumed.' },
-  subscription_nothing_to_refund: { status: 409, meaning: 'The subscription has no unused balance to refund (or is not cancelled yet).' },
+  subscription_nothing_to_refund: { status: 409, meaning: 'The subscription has no unused balance to refund, or has not ended yet (cancel it first; an expired one is refunded too).' },
   subscription_refund_in_flight: { status: 409, meaning: 'A refund payment of this subscription is in flight; wait for its outcome.' },
   subscription_refund_amount_mismatch: { status: 400, meaning: 'The refund invoice names an amount other than the exact unused balance (send an invoice without amount, or for exactly that amount).' },
   subscription_refund_destination_invalid: { status: 400, meaning: 'The refund destination is missing or unusable (an invalid, expired or already paid invoice).' },
