@@ -9,7 +9,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ApiError, type ErrorCode } from '../errors/codes.js';
 import type { AppService } from '../apps/service.js';
-import type { SluiceFastify } from '../http/server.js';
+import { bearerKey, type SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, isoTime, parseAmount } from '../http/wire.js';
 import { lightningAddressUrl } from '../lightning/lnurl.js';
 import { FINAL_STATUSES, type PlanRow, type RefundDestination } from './model.js';
@@ -149,10 +149,10 @@ export function registerSubscriptionRoutes(app: SluiceFastify, deps: { subscript
   const { subscriptions } = deps;
 
   const bearer = (request: FastifyRequest): string => {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
-    if (request.headers.authorization === undefined) throw new ApiError('unauthorized');
-    if (!match) throw new ApiError('invalid_api_key');
-    return match[1] as string;
+    const key = bearerKey(request);
+    if (key === null) throw new ApiError('unauthorized');
+    if (key === '') throw new ApiError('invalid_api_key');
+    return key;
   };
 
   const callerOf = async (request: FastifyRequest, allowPayer: boolean): Promise<Caller> => {
