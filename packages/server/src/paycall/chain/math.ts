@@ -134,19 +134,22 @@ export function parseChainHeader(value: string | string[] | undefined): ChainCre
   if (index === null) return null;
   const link = Buffer.allocUnsafe(LINK_BYTES);
   for (let byte = 0, at = second + 1; byte < LINK_BYTES; byte += 1, at += 2) {
-    const high = hexDigit(text.charCodeAt(at));
-    const low = hexDigit(text.charCodeAt(at + 1));
-    // Either is -1 for anything but 0-9 a-f (uppercase included): the sign bit survives the or.
-    if ((high | low) < 0) return null;
-    link[byte] = (high << 4) | low;
+    const high = text.charCodeAt(at);
+    const low = text.charCodeAt(at + 1);
+    if ((high | low) >= 128) return null;
+    // One lookup per byte: -1 unless both are 0-9 a-f (uppercase included).
+    const value = HEX_PAIRS[(high << 7) | low] as number;
+    if (value < 0) return null;
+    link[byte] = value;
   }
   return { chainId: text.slice(0, first), index, link };
 }
 
-/** 0-15 for a lowercase hex digit's char code, -1 for anything else. */
-const HEX_DIGITS = new Int8Array(128).fill(-1);
-for (let digit = 0; digit < 16; digit += 1) HEX_DIGITS['0123456789abcdef'.charCodeAt(digit)] = digit;
-const hexDigit = (code: number): number => (code < 128 ? (HEX_DIGITS[code] as number) : -1);
+/** The byte two lowercase hex digits spell, at (first char code << 7) | second; -1 for anything else. */
+const HEX_PAIRS = new Int16Array(128 * 128).fill(-1);
+for (let high = 0; high < 16; high += 1) {
+  for (let low = 0; low < 16; low += 1) HEX_PAIRS[('0123456789abcdef'.charCodeAt(high) << 7) | '0123456789abcdef'.charCodeAt(low)] = (high << 4) | low;
+}
 
 /** 1 for the char codes CHAIN_ID allows after `ch_`: A-Z a-z 0-9 _ -. */
 const ID_CHARS = new Uint8Array(128);
