@@ -18,7 +18,7 @@ import { appAccountId } from '../../apps/service.js';
 import type { LedgerOp } from '../../ledger/store.js';
 import { msat } from '../../money/msat.js';
 import type { ChainRow, ChainWrite } from './model.js';
-import type { ChainFail, SpendAck } from './service.js';
+import type { CallCost, ChainFail, SpendAck } from './service.js';
 import type { ChainStore } from './store.js';
 
 /** A call accepted in memory, answered once its index is durable (or refused if that fails). */
@@ -28,7 +28,10 @@ export interface Waiter {
    * Turns the result into the caller's answer before the promise settles: the gate's
    * scheme maps it to its outcome here rather than with a `.then`, one promise fewer per call.
    */
-  map: (result: SpendAck | ChainFail) => unknown;
+  map: (result: SpendAck | ChainFail, call: CallCost, context: unknown) => unknown;
+  /** Passed to `map` as they are: the caller's state without a closure per call. */
+  call: CallCost;
+  context: unknown;
   resolve: (answer: unknown) => void;
   reject: (error: unknown) => void;
 }
@@ -37,7 +40,7 @@ export interface Waiter {
 function answer(waiter: Waiter, result: SpendAck | ChainFail): void {
   let mapped: unknown;
   try {
-    mapped = waiter.map(result);
+    mapped = waiter.map(result, waiter.call, waiter.context);
   } catch (error) {
     waiter.reject(error);
     return;
@@ -84,8 +87,8 @@ function refusalFor(error: unknown): ChainFail {
 }
 
 export interface ChainFlusher {
-  /** Queues the chain's write; resolves with `map(ack)` once durable, or with `map(refusal)`. */
-  awaitCommit<T>(state: LiveChain, ack: SpendAck, map: (result: SpendAck | ChainFail) => T): Promise<T>;
+  /** Queues the chain's write; resolves with `map(ack, call, context)` once durable, or with `map(refusal, ...)`. */
+  awaitCommit<T, C>(state: LiveChain, ack: SpendAck, map: (result: SpendAck | ChainFail, call: CallCost, context: C) => T, call: CallCost, context: C): Promise<T>;
   /** Resolves once everything accepted on this chain so far is durable (or refused). */
   settled(state: LiveChain): Promise<void>;
   /** Whether the chain has a write queued or in flight. */
@@ -211,11 +214,12 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
   };
 
   return {
-    awaitCommit<T>(state: LiveChain, ack: SpendAck, map: (result: SpendAck | ChainFail) => T): Promise<T> {
+    awaitCommit<T, C>(state: LiveChain, ack: SpendAck, map: (result: SpendAck | ChainFail, call: CallCost, context: C) => T, call: CallCost, context: C): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         // A chain with waiters is already dirty (and a flush is scheduled or running): the
         // Set and the scheduling are touched only by its first waiter of a batch.
-        if (state.waiters.push({ ack, map, resolve: resolve as (answer: unknown) => void, reject }) === 1) {
+        const waiter: Waiter = { ack, map: map as Waiter['map'], call, context, resolve: resolve as (answer: unknown) => void, reject };
+        if (state.waiters.push(waiter) === 1) {
           dirty.add(state);
           schedule();
         }

@@ -6,7 +6,7 @@ export { createChainScheme, type ChainSchemeOptions } from './scheme.js';
 export {
   createChainService, ChainConflictError,
   type CallCost, type ChainError, type ChainFail, type ChainService, type ChainServiceDeps, type PurchaseInput,
-  type RefundDestination, type RefundProof, type SpendAck,
+  type RefundDestination, type RefundProof, type SpendAck, type SpendMap,
 } from './service.js';
 export { createPostgresChainStore, createSqliteChainStore, type ChainStore } from './store.js';
 export { registerChainRoutes, chainJson } from './routes.js';

@@ -13,7 +13,7 @@ import { chainErrorCode } from './errors.js';
 import {
   CHAIN_BALANCE_HEADER, CHAIN_HEADER, CHAIN_OFFER_HEADER, formatBalanceHeader, formatOfferHeader, parseChainHeader, stepsForPrice,
 } from './math.js';
-import type { ChainService } from './service.js';
+import type { CallCost, ChainFail, ChainService, SpendAck } from './service.js';
 
 export interface ChainSchemeOptions {
   /**
@@ -26,10 +26,32 @@ export interface ChainSchemeOptions {
 export function createChainScheme(chains: ChainService, options: ChainSchemeOptions): PaymentScheme {
   const buyUrl = (request: GateRequest): string => (typeof options.buyUrl === 'function' ? options.buyUrl(request) : options.buyUrl);
 
-  const offer = (request: GateRequest, price: CallPrice): Record<string, string> => {
+  const offer = (request: GateRequest, price: CallCost): Record<string, string> => {
     const stepMsat = chains.stepMsatFor(price.appId);
     return {
       [CHAIN_OFFER_HEADER]: formatOfferHeader({ buyUrl: buyUrl(request), appId: price.appId, stepMsat, stepsPerCall: stepsForPrice(price.priceMsat, stepMsat) }),
+    };
+  };
+
+  /** How a spend's result reads to the gate. `call` is the CallPrice the scheme passed. */
+  const outcomeOf = (spent: SpendAck | ChainFail, call: CallCost, request: GateRequest): GateOutcome => {
+    if (!spent.ok) {
+      const code = chainErrorCode(spent);
+      const status = ERROR_CODES[code].status as 400 | 401 | 402 | 429 | 503;
+      return {
+        kind: 'refused',
+        status,
+        code,
+        message: spent.detail ?? ERROR_CODES[code].meaning,
+        // A 402 says where to buy a chain that can pay.
+        responseHeaders: status === 402 ? offer(request, call) : {},
+      };
+    }
+    return {
+      kind: 'allowed',
+      scheme: 'chain',
+      chargedMsat: (BigInt(spent.steps) * spent.stepMsat) as CallPrice['priceMsat'],
+      responseHeaders: { [CHAIN_BALANCE_HEADER]: formatBalanceHeader(spent.remainingSteps, spent.stepMsat, spent.index) },
     };
   };
 
@@ -49,27 +71,9 @@ export function createChainScheme(chains: ChainService, options: ChainSchemeOpti
       }
       if (price.priceMsat === 0n) return Promise.resolve({ kind: 'allowed', scheme: 'free', chargedMsat: price.priceMsat, responseHeaders: {} });
       // A CallPrice is a CallCost (app and price): passed as is, no object per call. The
-      // answer is mapped inside the service's promise (spendThen), not with a `.then`.
-      return chains.spendThen(credential.chainId, credential.index, credential.link, price, (spent): GateOutcome => {
-        if (!spent.ok) {
-          const code = chainErrorCode(spent);
-          const status = ERROR_CODES[code].status as 400 | 401 | 402 | 429 | 503;
-          return {
-            kind: 'refused',
-            status,
-            code,
-            message: spent.detail ?? ERROR_CODES[code].meaning,
-            // A 402 says where to buy a chain that can pay.
-            responseHeaders: status === 402 ? offer(request, price) : {},
-          };
-        }
-        return {
-          kind: 'allowed',
-          scheme: 'chain',
-          chargedMsat: (BigInt(spent.steps) * spent.stepMsat) as CallPrice['priceMsat'],
-          responseHeaders: { [CHAIN_BALANCE_HEADER]: formatBalanceHeader(spent.remainingSteps, spent.stepMsat, spent.index) },
-        };
-      });
+      // answer is mapped inside the service's promise (spendThen), not with a `.then`, by
+      // one function shared by every call (the request rides along as the context).
+      return chains.spendThen(credential.chainId, credential.index, credential.link, price, outcomeOf, request);
     },
 
     async challenge(request, price) {

@@ -90,6 +90,9 @@ export interface CallCost {
  */
 export type RefundProof = { index: number; link: Uint8Array } | { preimage: Uint8Array };
 
+/** Turns a spend's result into the caller's answer (see ChainService.spendThen). */
+export type SpendMap<T, C> = (result: SpendAck | ChainFail, call: CallCost, context: C) => T;
+
 export type RefundDestination = { kind: 'invoice'; paymentRequest: string } | { kind: 'lightning_address'; address: string };
 
 export interface PurchaseInput {
@@ -111,10 +114,11 @@ export interface ChainService {
    */
   spend(chainId: string, index: number, link: Uint8Array, call: CallCost): Promise<SpendAck | ChainFail>;
   /**
-   * `spend`, with the result turned into the caller's answer by `map` before the promise
-   * settles: the gate's scheme uses it instead of a `.then` (one promise fewer per paid call).
+   * `spend`, with the result turned into the caller's answer by `map(result, call, context)`
+   * before the promise settles: the gate's scheme uses it instead of a `.then` (one promise
+   * fewer per paid call), and passes what it needs as `context` rather than in a closure.
    */
-  spendThen<T>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: (result: SpendAck | ChainFail) => T): Promise<T>;
+  spendThen<T, C>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: SpendMap<T, C>, context: C): Promise<T>;
   /**
    * Proves ownership and pays back every unused msat: the unused steps plus anything paid
    * above the purchase invoice. The proof is w_(index+1); once every step is spent there is
@@ -170,7 +174,7 @@ const REFUND_PAY_ERRORS: Partial<Record<PayError, ChainError>> = {
   InvoiceAmountMismatch: 'RefundAmountMismatch',
 };
 
-const asIs = <T>(result: T): T => result;
+const asIs = (result: SpendAck | ChainFail): SpendAck | ChainFail => result;
 
 export function createChainService(deps: ChainServiceDeps): ChainService {
   const { store, ledger, invoices, payments, clock, logger } = deps;
@@ -492,20 +496,20 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
    * accepted ones). Without it, a spend could load the chain as active while a refund of
    * the same chain, working from its own read, was paying the same steps back.
    */
-  const spendCold = <T>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: (result: SpendAck | ChainFail) => T): Promise<T> =>
+  const spendCold = <T, C>(chainId: string, index: number, link: Uint8Array, call: CallCost, map: SpendMap<T, C>, context: C): Promise<T> =>
     withRefundLock(chainId, async (): Promise<{ answer: T | Promise<T> }> => {
       if (!live.has(chainId)) {
         const row = await store.getChain(chainId);
         if (!row) unknownIds.add(chainId);
-        if (!row || row.appId !== call.appId) return { answer: map({ ok: false, error: 'Unknown' }) };
-        if (row.status === 'refunded') return { answer: map({ ok: false, error: 'Refunded' }) };
+        if (!row || row.appId !== call.appId) return { answer: map({ ok: false, error: 'Unknown' }, call, context) };
+        if (row.status === 'refunded') return { answer: map({ ok: false, error: 'Refunded' }, call, context) };
         // Unpaid and not in memory: its invoice expired (a late settlement brings it back).
-        if (row.status === 'pending' || clock.now() >= row.expiresAt) return { answer: map({ ok: false, error: 'Expired' }) };
-        if (row.index >= row.steps) return { answer: map({ ok: false, error: 'Exhausted', detail: 'every step was spent' }) };
+        if (row.status === 'pending' || clock.now() >= row.expiresAt) return { answer: map({ ok: false, error: 'Expired' }, call, context) };
+        if (row.index >= row.steps) return { answer: map({ ok: false, error: 'Exhausted', detail: 'every step was spent' }, call, context) };
         if (!live.has(chainId)) remember(row);
       }
       // Wrapped, so the lock is released once the call is judged in memory, not after its commit.
-      return { answer: service.spendThen(chainId, index, link, call, map) };
+      return { answer: service.spendThen(chainId, index, link, call, map, context) };
     }).then((held) => held.answer);
 
   /**
@@ -528,9 +532,9 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   };
 
   /** A refusal known at once, mapped by the caller (a throwing map rejects, as in a `.then`). */
-  const settleNow = <T>(map: (result: SpendAck | ChainFail) => T, result: ChainFail): Promise<T> => {
+  const settleNow = <T, C>(map: SpendMap<T, C>, call: CallCost, context: C, result: ChainFail): Promise<T> => {
     try {
-      return Promise.resolve(map(result));
+      return Promise.resolve(map(result, call, context));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -605,36 +609,36 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     },
 
     spend(chainId, index, link, call) {
-      return service.spendThen(chainId, index, link, call, asIs);
+      return service.spendThen(chainId, index, link, call, asIs, undefined);
     },
 
-    spendThen(chainId, index, link, call, map) {
+    spendThen(chainId, index, link, call, map, context) {
       const state = live.get(chainId);
       // Never on the hot path of a live chain: only ids this process does not hold.
-      if (!state) return unknownIds.has(chainId) ? settleNow(map, { ok: false, error: 'Unknown' }) : spendCold(chainId, index, link, call, map);
+      if (!state) return unknownIds.has(chainId) ? settleNow(map, call, context, { ok: false, error: 'Unknown' }) : spendCold(chainId, index, link, call, map, context);
       const row = state.row;
-      if (row.appId !== call.appId) return settleNow(map, { ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
+      if (row.appId !== call.appId) return settleNow(map, call, context, { ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
       const steps = stepsOf(call.priceMsat, row.stepMsat);
       // Everything up to the advance is synchronous: no other request runs in between.
-      if (row.status === 'refunded' || state.refunding) return settleNow(map, { ok: false, error: 'Refunded' });
-      if (row.status === 'pending') return settleNow(map, { ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' });
-      if (clock.now() >= row.expiresAt) return settleNow(map, { ok: false, error: 'Expired' });
+      if (row.status === 'refunded' || state.refunding) return settleNow(map, call, context, { ok: false, error: 'Refunded' });
+      if (row.status === 'pending') return settleNow(map, call, context, { ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' });
+      if (clock.now() >= row.expiresAt) return settleNow(map, call, context, { ok: false, error: 'Expired' });
       if (!Number.isSafeInteger(steps) || steps < 1 || steps > MAX_STEPS_PER_CALL) {
-        return settleNow(map, { ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` });
+        return settleNow(map, call, context, { ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` });
       }
-      if (index <= row.index) return settleNow(map, { ok: false, error: 'Replayed', detail: `the chain is at index ${row.index}` });
+      if (index <= row.index) return settleNow(map, call, context, { ok: false, error: 'Replayed', detail: `the chain is at index ${row.index}` });
       if (row.index + steps > row.steps) {
-        return settleNow(map, { ok: false, error: 'Exhausted', detail: `${row.steps - row.index} steps left; this call costs ${steps}` });
+        return settleNow(map, call, context, { ok: false, error: 'Exhausted', detail: `${row.steps - row.index} steps left; this call costs ${steps}` });
       }
       const expected = row.index + steps;
-      if (index > expected) return settleNow(map, { ok: false, error: 'Skipped', detail: `this call costs ${steps} steps: send index ${expected}` });
-      if (index < expected) return settleNow(map, { ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` });
-      if (!verifyLink(link, state.linkBytes, steps)) return settleNow(map, { ok: false, error: 'Invalid' });
+      if (index > expected) return settleNow(map, call, context, { ok: false, error: 'Skipped', detail: `this call costs ${steps} steps: send index ${expected}` });
+      if (index < expected) return settleNow(map, call, context, { ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` });
+      if (!verifyLink(link, state.linkBytes, steps)) return settleNow(map, call, context, { ok: false, error: 'Invalid' });
       row.index = index;
       // Kept as is, not copied (see the interface): it is the link the next call must hash to.
       state.linkBytes = Buffer.isBuffer(link) ? link : Buffer.from(link);
       const ack: SpendAck = { ok: true, index, steps, remainingSteps: row.steps - index, stepMsat: row.stepMsat };
-      return flusher.awaitCommit(state, ack, map);
+      return flusher.awaitCommit(state, ack, map, call, context);
     },
 
     async refund(chainId, proof, destination) {
