@@ -21,31 +21,23 @@ import type { ChainRow, ChainWrite } from './model.js';
 import type { CallCost, ChainFail, SpendAck } from './service.js';
 import type { ChainStore } from './store.js';
 
-/** A call accepted in memory, answered once its index is durable (or refused if that fails). */
-export interface Waiter {
-  ack: SpendAck;
-  /**
-   * Turns the result into the caller's answer before the promise settles: the gate's
-   * scheme maps it to its outcome here rather than with a `.then`, one promise fewer per call.
-   */
-  map: (result: SpendAck | ChainFail, call: CallCost, context: unknown) => unknown;
-  /** Passed to `map` as they are: the caller's state without a closure per call. */
-  call: CallCost;
-  context: unknown;
-  resolve: (answer: unknown) => void;
-  reject: (error: unknown) => void;
+/**
+ * The next commit of one chain, shared by every call accepted on it since its last batch:
+ * resolves with null once their index is durable, or with the refusal they all get. Each
+ * call chains its own answer on it (one `.then` per call, no resolving functions per call).
+ */
+export interface CommitSignal {
+  promise: Promise<ChainFail | null>;
+  /** A promise adopts the outcome of a later commit (calls put back after a conflict). */
+  resolve: (outcome: ChainFail | null | Promise<ChainFail | null>) => void;
 }
 
-/** Settles a waiter with `result`, mapped by its caller. */
-function answer(waiter: Waiter, result: SpendAck | ChainFail): void {
-  let mapped: unknown;
-  try {
-    mapped = waiter.map(result, waiter.call, waiter.context);
-  } catch (error) {
-    waiter.reject(error);
-    return;
-  }
-  waiter.resolve(mapped);
+function commitSignal(): CommitSignal {
+  let resolve!: CommitSignal['resolve'];
+  const promise = new Promise<ChainFail | null>((settle) => {
+    resolve = settle;
+  });
+  return { promise, resolve };
 }
 
 /** A chain this process holds in memory (live). */
@@ -59,8 +51,8 @@ export interface LiveChain {
   /** What the database holds: the flusher writes from here to row.index. */
   durableIndex: number;
   durableLink: string;
-  /** Callers waiting for the chain's next commit. */
-  waiters: Waiter[];
+  /** The chain's next commit, while calls accepted on it wait for it (null: none waits). */
+  next: CommitSignal | null;
   /** A refund is under way: calls are refused from the moment its proof is accepted. */
   refunding: boolean;
   /** The activation's status write, until it is durable (the chain must stay in memory). */
@@ -133,14 +125,14 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
     state.row.index = state.durableIndex;
     state.row.link = state.durableLink;
     state.linkBytes = Buffer.from(state.durableLink, 'hex');
-    const refusal = refusalFor(error);
-    for (const waiter of state.waiters.splice(0)) answer(waiter, refusal);
+    state.next?.resolve(refusalFor(error));
+    state.next = null;
     dirty.delete(state);
   };
 
   const flush = async (): Promise<void> => {
     flushing = true;
-    const batch: { state: LiveChain; write: ChainWrite; waiters: Waiter[] }[] = [];
+    const batch: { state: LiveChain; write: ChainWrite; signal: CommitSignal | null }[] = [];
     try {
       for (const state of dirty) {
         if (batch.length >= maxBatch) break;
@@ -149,8 +141,10 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
         batch.push({
           state,
           write: { id: state.row.id, fromIndex: state.durableIndex, index: state.row.index, link: state.linkBytes.toString('hex') },
-          waiters: state.waiters.splice(0),
+          signal: state.next,
         });
+        // Calls accepted from now on wait for the chain's next batch.
+        state.next = null;
       }
       if (batch.length === 0) return;
       const ops: LedgerOp[] = [];
@@ -172,8 +166,8 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
       } catch (error) {
         logger.error({ err: error, chains: batch.length }, 'chain commit failed (outcome unknown); the batch was refused and its chains are re-read before the next call');
         const refusal = refusalFor(error);
-        for (const { state, waiters } of batch) {
-          for (const waiter of waiters) answer(waiter, refusal);
+        for (const { state, signal } of batch) {
+          signal?.resolve(refusal);
           revert(state, error);
           // The commit may have happened: the durable index is the database's to say.
           deps.onUncertain(state);
@@ -185,24 +179,28 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
         // from the database) and retry the others in the next batch.
         const conflicts = new Set(result.conflicts);
         logger.warn({ chains: result.conflicts }, 'chain rows moved underneath this process; their pending calls are refused');
-        for (const { state, waiters } of batch) {
+        for (const { state, signal } of batch) {
           if (conflicts.has(state.row.id)) {
             const error = new ChainConflictError(state.row.id);
-            for (const waiter of waiters) answer(waiter, refusalFor(error));
+            signal?.resolve(refusalFor(error));
             revert(state, error);
             deps.onConflict(state);
           } else {
-            state.waiters.unshift(...waiters);
+            // Tried again in the next batch, with the calls accepted meanwhile.
+            if (signal) {
+              state.next?.resolve(signal.promise);
+              state.next = signal;
+            }
             dirty.add(state);
           }
         }
         return;
       }
-      for (const { state, write, waiters } of batch) {
+      for (const { state, write, signal } of batch) {
         state.durableIndex = write.index;
         state.durableLink = write.link;
         state.row.link = write.link;
-        for (const waiter of waiters) answer(waiter, waiter.ack);
+        signal?.resolve(null);
         if (state.row.index >= state.row.steps && !dirty.has(state)) deps.onSpentOut(state);
       }
     } finally {
@@ -215,15 +213,15 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
 
   return {
     awaitCommit<T, C>(state: LiveChain, ack: SpendAck, map: (result: SpendAck | ChainFail, call: CallCost, context: C) => T, call: CallCost, context: C): Promise<T> {
-      return new Promise<T>((resolve, reject) => {
-        // A chain with waiters is already dirty (and a flush is scheduled or running): the
-        // Set and the scheduling are touched only by its first waiter of a batch.
-        const waiter: Waiter = { ack, map: map as Waiter['map'], call, context, resolve: resolve as (answer: unknown) => void, reject };
-        if (state.waiters.push(waiter) === 1) {
-          dirty.add(state);
-          schedule();
-        }
-      });
+      let next = state.next;
+      if (next === null) {
+        // The chain's first call since its last batch: it becomes dirty and a flush is due.
+        next = state.next = commitSignal();
+        dirty.add(state);
+        schedule();
+      }
+      // A throwing map rejects this call's promise, as a `.then` does.
+      return next.promise.then((refusal) => map(refusal ?? ack, call, context));
     },
     async settled(state) {
       // Cold path (refunds): polls.

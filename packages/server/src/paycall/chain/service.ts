@@ -223,7 +223,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
   const remember = (row: ChainRow): LiveChain => {
     const state: LiveChain = {
-      row, linkBytes: Buffer.from(row.link, 'hex'), durableIndex: row.index, durableLink: row.link, waiters: [], refunding: false, activating: null,
+      row, linkBytes: Buffer.from(row.link, 'hex'), durableIndex: row.index, durableLink: row.link, next: null, refunding: false, activating: null,
     };
     live.set(row.id, state);
     byAccount.set(row.accountId, state);

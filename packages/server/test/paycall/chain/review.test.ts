@@ -99,6 +99,35 @@ describe.skipIf(!usePostgres)('hash-chain tokens: review findings', () => {
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 
+  it('a batch where one chain conflicts: that chain is refused, the others are written in the next batch with the calls accepted meanwhile', async () => {
+    const a = await buy(5);
+    const b = await buy(5);
+    const real = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    let duringFirstCommit: Promise<unknown> | null = null;
+    let commits = 0;
+    const service = await secondService({
+      async commit(writes, ops, now) {
+        commits += 1;
+        // A call on chain b accepted while the first batch is in flight.
+        if (commits === 1) duringFirstCommit = service.spend(b.id, 2, b.links[2] as Buffer, { appId: app.id, priceMsat: msat(1000n) });
+        return real.commit(writes, ops, now);
+      },
+    });
+    // The Sluice's own service moves chain a in the database: the second service's copy is stale.
+    expect(await t.sluice.chains.spend(a.id, 1, a.links[1] as Buffer, { appId: app.id, priceMsat: msat(1000n) })).toMatchObject({ ok: true });
+    const [onA, onB] = await Promise.all([
+      service.spend(a.id, 1, a.links[1] as Buffer, { appId: app.id, priceMsat: msat(1000n) }),
+      service.spend(b.id, 1, b.links[1] as Buffer, { appId: app.id, priceMsat: msat(1000n) }),
+    ]);
+    expect(onA).toMatchObject({ ok: false, error: 'Replayed' });
+    expect(onB).toMatchObject({ ok: true, index: 1 });
+    expect(await duringFirstCommit).toMatchObject({ ok: true, index: 2 });
+    expect(commits).toBe(2);
+    expect(await balance(`chain:${a.id}`)).toBe(4000n);
+    expect(await balance(`chain:${b.id}`)).toBe(3000n);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
   /** A devnet invoice for a refund to carol: exactly `amountMsat`. */
   const refundInvoice = async (amountMsat: bigint): Promise<string> =>
     (await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: amountMsat.toString(), wallet: 'carol' } })).body.payment_request as string;
