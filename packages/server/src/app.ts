@@ -243,6 +243,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     apps,
     bodyLimitBytes: config.bodyLimitBytes,
     rateLimitPerMinute: config.rateLimitPerMinute,
+    trustedProxies: config.trustedProxies,
     version: VERSION,
     authenticatePayer: async (token) => {
       const stream = await streams.authenticatePayer(token);

@@ -3,6 +3,7 @@
  * unit and default in docs/config.md (a test keeps that page in sync with SETTINGS).
  * A bad value stops the start with a message naming the variable; nothing guesses.
  */
+import net from 'node:net';
 import path from 'node:path';
 import { parseMsat, type Msat } from './money/msat.js';
 
@@ -19,6 +20,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   bodyLimitBytes: number;
   rateLimitPerMinute: number;
+  /** Addresses or CIDR ranges of proxies whose X-Forwarded-For is believed (SLUICE_TRUSTED_PROXIES); empty: none. */
+  trustedProxies: string[];
   paymentTimeoutS: number;
   invoiceExpiryS: number;
   shutdownTimeoutMs: number;
@@ -63,6 +66,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   { name: 'LOG_LEVEL', unit: 'fatal | error | warn | info | debug | trace | silent', default: 'info', meaning: 'pino log level.' },
   { name: 'SLUICE_BODY_LIMIT_BYTES', unit: 'bytes', default: '65536', meaning: 'Largest accepted request body.' },
   { name: 'SLUICE_RATE_LIMIT_PER_MINUTE', unit: 'requests per minute per key', default: '6000', meaning: 'Rate limit per API key (per address for requests without a key).' },
+  { name: 'SLUICE_TRUSTED_PROXIES', unit: 'comma-separated addresses or CIDR ranges', default: '(none)', meaning: "Proxies in front of Sluice (a load balancer, a separate `sluice gateway`) whose X-Forwarded-For names the client, so the per-address rate limit counts each client instead of the proxy. Leave it empty when clients connect directly: anyone could then claim any address." },
   { name: 'SLUICE_PAYMENT_TIMEOUT_S', unit: 'seconds', default: '60', meaning: 'How long an outgoing payment may try before the API answers "pending".' },
   { name: 'SLUICE_INVOICE_EXPIRY_S', unit: 'seconds', default: '3600', meaning: 'Default expiry of invoices created without expiry_s.' },
   { name: 'SLUICE_SHUTDOWN_TIMEOUT_MS', unit: 'milliseconds', default: '10000', meaning: 'How long a graceful shutdown waits for requests to drain.' },
@@ -114,6 +118,22 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     return value as T;
   };
   const flag = (name: string): boolean => oneOf(name, ['0', '1'] as const, '0') === '1';
+  /** Comma-separated IP addresses or CIDR ranges (v4 or v6). */
+  const addressList = (name: string): string[] => {
+    const value = text(name);
+    if (value === null) return [];
+    const entries = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+    for (const entry of entries) {
+      const [address = '', prefix, extra] = entry.split('/');
+      const family = net.isIP(address);
+      const prefixOk = prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32));
+      if (family === 0 || !prefixOk || extra !== undefined) {
+        errors.push(`${name} must list IP addresses or CIDR ranges separated by commas, got ${JSON.stringify(entry)}`);
+        return [];
+      }
+    }
+    return entries;
+  };
 
   const databaseUrl = text('SLUICE_DATABASE_URL');
   if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -140,6 +160,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     logLevel: oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     bodyLimitBytes: integer('SLUICE_BODY_LIMIT_BYTES', 65_536, 1024, 16 * 1024 * 1024),
     rateLimitPerMinute: integer('SLUICE_RATE_LIMIT_PER_MINUTE', 6000, 1, 10_000_000),
+    trustedProxies: addressList('SLUICE_TRUSTED_PROXIES'),
     paymentTimeoutS: integer('SLUICE_PAYMENT_TIMEOUT_S', 60, 1, 3600),
     invoiceExpiryS: integer('SLUICE_INVOICE_EXPIRY_S', 3600, 60, 31_536_000),
     shutdownTimeoutMs: integer('SLUICE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

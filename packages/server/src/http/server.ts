@@ -40,6 +40,8 @@ export interface HttpServerOptions {
   authenticatePayer?: (payerToken: string) => Promise<{ streamId: string } | null>;
   bodyLimitBytes: number;
   rateLimitPerMinute: number;
+  /** Proxies whose X-Forwarded-For names the client (request.ip); empty: the socket's address, always. */
+  trustedProxies?: string[];
   version: string;
 }
 
@@ -92,6 +94,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Slui
     // We answer shutting_down ourselves (below) so the body has our error shape.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Behind trusted proxies request.ip is the client X-Forwarded-For names (nearest
+    // untrusted hop); otherwise the header is ignored: a client could claim any address.
+    trustProxy: options.trustedProxies && options.trustedProxies.length > 0 ? options.trustedProxies : false,
     // A URL the router cannot decode (`/v1/streams/%zz`) is refused before any route or error
     // handler runs: answered here in our shape, not Fastify's.
     frameworkErrors: (error: FastifyError, _request: unknown, reply: FastifyReply) => {

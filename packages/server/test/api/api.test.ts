@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
+import { loadConfig } from '../../src/config.js';
 import { ERROR_CODES } from '../../src/errors/codes.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
@@ -272,5 +273,39 @@ describe('rate limits', () => {
     } finally {
       await t.close();
     }
+  });
+
+  it('counts requests without a key per client behind a trusted proxy, and per proxy otherwise', async () => {
+    const statusesFrom = async (t: TestSluice, clients: string[]) => {
+      const statuses: number[] = [];
+      for (const client of clients) {
+        // inject's socket address is 127.0.0.1: the proxy.
+        statuses.push((await t.sluice.http.inject({ method: 'GET', url: '/v1/health', headers: { 'x-forwarded-for': client } })).statusCode);
+      }
+      return statuses;
+    };
+    const trusting = await startTestSluice({ env: { SLUICE_RATE_LIMIT_PER_MINUTE: '2', SLUICE_TRUSTED_PROXIES: '127.0.0.1, 10.0.0.0/8' } });
+    try {
+      expect(await statusesFrom(trusting, ['203.0.113.7', '203.0.113.7', '203.0.113.7', '198.51.100.2'])).toEqual([200, 200, 429, 200]);
+    } finally {
+      await trusting.close();
+    }
+    const direct = await startTestSluice({ env: { SLUICE_RATE_LIMIT_PER_MINUTE: '2' } });
+    try {
+      // Not trusted: the header is the client's word, and every request counts against 127.0.0.1.
+      expect(await statusesFrom(direct, ['203.0.113.7', '198.51.100.2', '192.0.2.9'])).toEqual([200, 200, 429]);
+    } finally {
+      await direct.close();
+    }
+  });
+
+  it('refuses a malformed SLUICE_TRUSTED_PROXIES at start', () => {
+    for (const value of ['localhost', '10.0.0.0/33', '1.2.3.4/8/1', '::1/129']) {
+      const loaded = loadConfig({ SLUICE_TRUSTED_PROXIES: value });
+      expect(loaded.ok, value).toBe(false);
+      if (!loaded.ok) expect(loaded.errors.join(' ')).toMatch(/SLUICE_TRUSTED_PROXIES/);
+    }
+    const good = loadConfig({ SLUICE_TRUSTED_PROXIES: '127.0.0.1,::1, 10.0.0.0/8,fd00::/8' });
+    expect(good.ok && good.config.trustedProxies).toEqual(['127.0.0.1', '::1', '10.0.0.0/8', 'fd00::/8']);
   });
 });
