@@ -278,8 +278,10 @@ export function payCallMarkdown(report: PayCallBenchReport): string {
     '| --- | ---: | ---: | ---: | --- |',
     ...report.rows.map((row) => `| ${row.what} | ${fmt(row.perS)} | ${row.operations} | ${row.seconds.toFixed(2)} | ${row.note} |`),
     '',
-    `Chain verification = ${(report.chainShareOfHash * 100).toFixed(0)}% of the raw hash rate (target >= 50%; ` +
-      `${(report.chainShareOfInterleavedHash * 100).toFixed(0)}% of the raw hash timed between its rounds, under the same load) and ${report.chainOverL402.toFixed(1)}x L402 verification (target >= 10x). ` +
+    // Like for like first: the verification rounds and the interleaved hashes both leave their
+    // garbage to be collected outside the timed window; the standalone loop pays for its own.
+    `Chain verification = ${(report.chainShareOfInterleavedHash * 100).toFixed(0)}% of the raw hash rate timed the same way, between its rounds (target >= 50%; ` +
+      `${(report.chainShareOfHash * 100).toFixed(0)}% of the raw hash timed alone, which pays for its own garbage collection) and ${report.chainOverL402.toFixed(1)}x L402 verification (target >= 10x). ` +
       `Answered after the durable commit: chain calls ${report.durableChainOverL402.toFixed(1)}x L402 calls.`,
     '',
   ].join('\n');
