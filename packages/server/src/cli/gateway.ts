@@ -27,11 +27,11 @@ export async function runGateway(deps: StartDeps, configFile: string): Promise<v
 
   await runStart(deps, {
     failureCode: 'gateway_start_failed',
-    async attach(sluice, sluiceUrl) {
+    async attach(sluice) {
       const logger = createLogger(sluice.config.logLevel);
       let started: Awaited<ReturnType<typeof startGatewayBeside>>;
       try {
-        started = await startGatewayBeside(sluice, config, { sluiceUrl, logger });
+        started = await startGatewayBeside(sluice, config, { logger });
       } catch (error) {
         const code = (error as { code?: unknown }).code;
         const where = `${config.listen.host}:${config.listen.port}`;

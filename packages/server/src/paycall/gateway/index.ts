@@ -77,10 +77,9 @@ function buyUrlFor(config: GatewayConfig): (request: GateRequest) => string {
 
 /**
  * Starts the gateway beside a Sluice in the same process. The `/v1/paycall/*` routes are
- * handed to that Sluice's API in process, as from the client's address; `sluiceUrl` (where
- * the API listens) is no longer needed for that and is accepted for compatibility.
+ * handed to that Sluice's API in process, as from the client's address.
  */
-export async function startGatewayBeside(sluice: Sluice, config: GatewayConfig, options: { sluiceUrl?: string; logger: Logger }): Promise<StartedGateway> {
+export async function startGatewayBeside(sluice: Sluice, config: GatewayConfig, options: { logger: Logger }): Promise<StartedGateway> {
   const { appId, createdAppKey } = await resolveAppId(sluice, config);
   if (config.chainStepMsat !== null) sluice.chains.setStepMsat(appId, config.chainStepMsat);
   const chain = createChainScheme(sluice.chains, { buyUrl: buyUrlFor(config) });

@@ -65,7 +65,7 @@ describe.skipIf(!hasChromium)('gateway CORS in Chromium', () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     t = await startTestSluice({ env: { HOST: '127.0.0.1' } });
-    const sluiceUrl = await t.sluice.listen();
+    await t.sluice.listen();
     const start = async (cors: unknown): Promise<StartedGateway> => {
       const config = validateGatewayConfig({
         listen: { host: '127.0.0.1', port: 0 },
@@ -74,7 +74,7 @@ describe.skipIf(!hasChromium)('gateway CORS in Chromium', () => {
         cors,
       });
       if (!config.ok) throw new Error(config.errors.join('\n'));
-      return startGatewayBeside(t.sluice, config.config, { sluiceUrl, logger: createLogger('silent') });
+      return startGatewayBeside(t.sluice, config.config, { logger: createLogger('silent') });
     };
     gateway = await start({ origins: [pageOrigin] });
     closedGateway = await start({ origins: ['https://elsewhere.example'] });

@@ -83,7 +83,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${s
       service: 'jokes',
     });
     if (!config.ok) throw new Error(config.errors.join('\n'));
-    started = await startGatewayBeside(test.sluice, config.config, { sluiceUrl, logger: createLogger('silent') });
+    started = await startGatewayBeside(test.sluice, config.config, { logger: createLogger('silent') });
   });
   afterAll(async () => {
     await started?.gateway.close();

@@ -64,14 +64,14 @@ describe.skipIf(!hasChromium)('the paying fetch in Chromium', () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     t = await startTestSluice({ env: { HOST: '127.0.0.1' } });
-    const sluiceUrl = await t.sluice.listen();
+    await t.sluice.listen();
     const config = validateGatewayConfig({
       listen: { host: '127.0.0.1', port: 0 },
       upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
       routes: [{ path: '/free/*', price_msat: '0' }, { path: '/paid/*', price_msat: '5000' }],
     });
     if (!config.ok) throw new Error(config.errors.join('\n'));
-    gateway = await startGatewayBeside(t.sluice, config.config, { sluiceUrl, logger: createLogger('silent') });
+    gateway = await startGatewayBeside(t.sluice, config.config, { logger: createLogger('silent') });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],

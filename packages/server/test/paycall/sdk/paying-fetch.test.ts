@@ -92,7 +92,7 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
       service: 'jokes',
     });
     if (!config.ok) throw new Error(config.errors.join('\n'));
-    gateway = await startGatewayBeside(t.sluice, config.config, { sluiceUrl, logger: createLogger('silent') });
+    gateway = await startGatewayBeside(t.sluice, config.config, { logger: createLogger('silent') });
 
     // A server of its own, gated by L402 alone (no chain offer in its 402s).
     l402Only = Fastify();
