@@ -154,7 +154,11 @@ interface LiveStream {
   meterQueue: Promise<void>;
   /** Payouts whose outcome is counted in balance and held (a payment's outcome may be told twice). */
   payoutsResolved: Set<string>;
-  /** Own ledger steps started (charges, rewards, meter, fee advances), so a ledger read can tell whether one overlapped it. */
+  /** Payouts this state added to `held` when it sent them: only their outcome is applied as a delta (others: resyncBalance). */
+  heldHashes: Set<string>;
+  /** A close's refund (or a payout asked for) waited for a payout that was out: tried again once that one has ended. */
+  payoutAgain: boolean;
+  /** Changes to the cached figures (own ledger steps, payments in and out), so a ledger read can tell whether one overlapped it. */
   ownSteps: number;
   /** Per CHECKPOINT_EVERY seqs, the lowest money seq seen and its transfer, so a resume walks from near its start (moneyEventsBetween). */
   seqCheckpoints: Map<number, { seq: number; transferId: string }>;
@@ -202,7 +206,7 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
   return {
     row, seq, balance, held, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
-    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), ownSteps: 0, seqCheckpoints: new Map(),
+    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
   };
 }
 
@@ -230,7 +234,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       expiresAt: state.row.expiresAt,
     },
     balanceMsat: state.balance,
-    heldMsat: msat(state.held),
+    // Never below 0 on the wire, even for the instant between an outcome and its hold's delta.
+    heldMsat: msat(state.held > 0n ? state.held : 0n),
     seq: state.seq,
     payoutDestination: state.row.payoutDestination,
     metadata: state.row.metadata,
@@ -331,7 +336,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    */
   const evictable = (state: LiveStream): boolean =>
     state.busy === 0 && state.row.status === 'closed' && state.listeners.size === 0 && state.pendingOps === 0 && state.waiting.size === 0
-    && !state.payoutBusy && state.payoutAsked === null && state.feeAdvance === 0n;
+    && !state.payoutBusy && state.payoutAsked === null && state.feeAdvance === 0n && !state.payoutAgain;
 
   const release = (state: LiveStream): void => {
     state.busy -= 1;
@@ -432,8 +437,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       return;
     }
     // The hold (amount + fee budget) is out until the outcome, which takes it back (onPaymentResolved):
-    // until then no other payout is sized from a balance the hold already spoke for.
-    state.held += amountMsat + maxFeeMsat;
+    // until then no other payout is sized from a balance the hold already spoke for. An outcome
+    // told before pay() returned (a final answer) has already been read from the ledger.
+    if (!state.payoutsResolved.has(result.payment.paymentHash)) {
+      state.held += amountMsat + maxFeeMsat;
+      state.heldHashes.add(result.payment.paymentHash);
+    }
     if (result.payment.status === 'pending') {
       await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: result.payment.paymentHash });
     }
@@ -557,7 +566,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
   const maybePayout = async (state: LiveStream, closing: boolean): Promise<void> => {
     const row = state.row;
-    if (state.payoutBusy || state.payoutAsked || state.held > 0n) return;
+    if (state.payoutBusy || state.payoutAsked || state.held > 0n) {
+      // A close's refund waits for the payout under way, and is tried once that one has ended
+      // (paid or failed: resumePayout). An open stream's next money step asks again anyway.
+      if (closing || row.status === 'closed') state.payoutAgain = true;
+      return;
+    }
     state.payoutBusy = true;
     try {
       const decided = await decidePayout(state, closing);
@@ -582,7 +596,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       }
     } finally {
       state.payoutBusy = false;
+      resumePayout(state);
     }
+  };
+
+  /** Runs the payout that waited for another one (payoutAgain), once nothing is under way. */
+  const resumePayout = (state: LiveStream): void => {
+    if (!state.payoutAgain || state.payoutBusy || state.payoutAsked || state.held > 0n) return;
+    state.payoutAgain = false;
+    background(state, 'payout', () => maybePayout(state, state.row.status === 'closed'));
   };
 
   /** After money moved: start settlement work only when some is due (this runs per charge). */
@@ -725,17 +747,24 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * would be counted twice.
    */
   const resyncBalance = async (state: LiveStream): Promise<void> => {
-    for (;;) {
-      while (state.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
+    // Bounded: under a constant stream of steps the cached figures stay as they are (payouts
+    // are sized from the ledger anyway, see decidePayout) rather than spin.
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      if (state.pendingOps > 0) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        continue;
+      }
       const steps = state.ownSteps;
       const account = await ledger.getAccount(state.row.accountId);
       if (!account) return;
       if (state.pendingOps === 0 && state.ownSteps === steps) {
         state.balance = balanceOf(account);
         state.held = account.debitsPendingMsat;
+        state.heldHashes.clear(); // every hold out is in the figure just read, whoever sent it
         return;
       }
     }
+    logger.warn({ streamId: state.row.id }, 'could not re-read a stream balance between its steps; kept the cached figures');
   };
 
   const onInvoicePaid = (invoice: { creditAccountId: string; paymentHash: string; amountPaidMsat: Msat | null }): void => {
@@ -746,6 +775,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const state = live.get(streamId);
     if (state) {
       state.balance += amountPaidMsat;
+      state.ownSteps += 1; // a re-read under way must not overwrite this
       if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
       background(state, 'recording a funding event', async () => {
         await fundedEvent(state);
@@ -767,22 +797,28 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const streamId = streamOfAccount(payment.debitAccountId);
     if (!streamId) return;
     const cached = live.get(streamId);
+    let counted = false;
     if (cached) {
-      // In memory: the outcome is a delta, counted once (it may be told twice). The hold
-      // (amount + fee budget) is released; a success moves amount + fee out.
+      // In memory: the outcome is counted once (it may be told twice). For a payout this state
+      // sent, it is a delta: the hold (amount + fee budget) is released, a success moves amount
+      // + fee out. Any other (sent before a reload, or told before pay() returned) is read
+      // from the ledger below, which already holds it.
       if (cached.payoutsResolved.has(payment.paymentHash)) return;
       cached.payoutsResolved.add(payment.paymentHash);
-      cached.held -= payment.amountMsat + payment.maxFeeMsat;
-      if (payment.status === 'succeeded') cached.balance -= payment.amountMsat + (payment.feeMsat ?? 0n);
+      if (cached.heldHashes.delete(payment.paymentHash)) {
+        cached.held -= payment.amountMsat + payment.maxFeeMsat;
+        if (payment.status === 'succeeded') cached.balance -= payment.amountMsat + (payment.feeMsat ?? 0n);
+        cached.ownSteps += 1; // a re-read under way must not overwrite this
+        counted = true;
+      }
     }
     void withStream(streamId, async (state) => {
       if (!state) return;
       if (state !== cached) {
-        // Loaded now, after the outcome committed: the ledger already holds it.
         if (state.payoutsResolved.has(payment.paymentHash)) return;
         state.payoutsResolved.add(payment.paymentHash);
-        await resyncBalance(state);
       }
+      if (state !== cached || !counted) await resyncBalance(state);
       if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' ? payment.feeMsat ?? 0n : 0n);
       if (payment.status === 'succeeded') {
         await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });
@@ -793,6 +829,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       } else {
         await record(state, 'payout_failed', { amount_msat: payment.amountMsat.toString(), reason: payment.failureReason ?? 'failed', payment_hash: payment.paymentHash });
       }
+      // A close's refund that waited for this payout goes now, after a failure too (once).
+      resumePayout(state);
     }).catch((error) => logger.error({ err: error, streamId }, 'could not record a payout outcome'));
   };
 
@@ -927,6 +965,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           await sendPayout(state, asked.amountMsat, asked.maxFeeMsat, { kind: 'invoice', paymentRequest, amountMsat: null });
         } finally {
           state.payoutBusy = false;
+          resumePayout(state);
         }
         return { ok: true };
       });

@@ -70,7 +70,7 @@ describe('stream payouts while money moves', () => {
    * msat; the first payout's outcome is withheld, so it stays pending (its hold out) until the
    * payments service reconciles it. Rewards 60,000 and waits for that payout to be sent.
    */
-  async function streamWithPayoutOut(maximumMsat: string) {
+  async function streamWithPayoutOut(maximumMsat: string, fault: () => void = () => t.sluice.devnet!.faults.withholdOutcomeNext(1)) {
     const app = await t.createApp();
     const asApp = (method: string, url: string, body?: unknown) => t.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
     const float = await asApp('POST', '/v1/invoices', { amount_msat: '1000000', description: 'float' });
@@ -81,15 +81,22 @@ describe('stream payouts while money moves', () => {
     });
     const streamId = created.body.id as string;
     const events = async () => (await t.call('GET', `/v1/streams/${streamId}/events`, { key: app.apiKey })).body.events as { type: string; amount_msat?: string; fee_msat?: string }[];
-    t.sluice.devnet!.faults.withholdOutcomeNext(1);
+    fault();
     const aliceBefore = t.sluice.devnet!.nodeBalanceMsat('alice');
     expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
-    for (let i = 0; i < 50 && !(await events()).some((e) => e.type === 'payout_requested'); i += 1) await settle();
     return { asApp, streamId, events, aliceBefore };
   }
 
+  const untilRequested = async (events: () => Promise<{ type: string }[]>) => {
+    for (let i = 0; i < 50 && !(await events()).some((e) => e.type === 'payout_requested'); i += 1) await settle();
+  };
+  const untilSettled = async (events: () => Promise<{ type: string }[]>, count: number) => {
+    for (let i = 0; i < 200 && (await events()).filter((e) => e.type === 'settled').length < count; i += 1) await settle();
+  };
+
   it('sends no second payout while the first one is in flight', async () => {
     const { asApp, streamId, events, aliceBefore } = await streamWithPayoutOut('500000');
+    await untilRequested(events);
     // More money moves while that payout is in flight: each step asks whether a payout is due.
     for (let i = 0; i < 5; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '1', ref: `small${i}` })).status).toBe(200);
     await settle();
@@ -104,10 +111,11 @@ describe('stream payouts while money moves', () => {
 
   it('refunds what is left at a close once the payout that was out has resolved', async () => {
     const { asApp, streamId, events, aliceBefore } = await streamWithPayoutOut('0');
+    await untilRequested(events);
     expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '20000', ref: 'r2' })).status).toBe(200);
     expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
     // The payout resolves by reconciliation; then the rest goes back to the payer.
-    for (let i = 0; i < 200 && (await events()).filter((e) => e.type === 'settled').length < 2; i += 1) await settle();
+    await untilSettled(events, 2);
     const settled = (await events()).filter((e) => e.type === 'settled');
     expect(settled).toHaveLength(2);
     for (let i = 0; i < 50 && (await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat !== '0'; i += 1) await settle();
@@ -116,6 +124,46 @@ describe('stream payouts while money moves', () => {
     // payout (a threshold payout's fee is the payer's; the close's refund fee is lent by the app).
     const firstFee = BigInt(settled[0]?.fee_msat ?? '0');
     expect(t.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(80000n - firstFee);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+
+  it('refunds at a close that lands while a payout is still being sent (its outcome told before pay() returns)', async () => {
+    // The payout takes 400 ms to answer, with its final outcome: the close's refund is skipped
+    // while it is being sent, and must run once it has ended.
+    const { asApp, streamId, events, aliceBefore } = await streamWithPayoutOut('0', () => t.sluice.devnet!.faults.setLatencyMs(400));
+    try {
+      await settle();
+      expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '20000', ref: 'r2' })).status).toBe(200);
+      expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+      await untilSettled(events, 2);
+    } finally {
+      t.sluice.devnet!.faults.setLatencyMs(0);
+    }
+    const settled = (await events()).filter((e) => e.type === 'settled');
+    expect(settled).toHaveLength(2);
+    for (let i = 0; i < 50 && (await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat !== '0'; i += 1) await settle();
+    expect((await asApp('GET', `/v1/streams/${streamId}`)).body).toMatchObject({ balance_msat: '0', held_msat: '0' });
+    expect(t.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(80000n - BigInt(settled[0]?.fee_msat ?? '0'));
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+
+  it('refunds at a close once the payout that was out has failed', async () => {
+    // The first payout fails at its end, and Sluice hears it only by reconciliation.
+    const { asApp, streamId, events, aliceBefore } = await streamWithPayoutOut('0', () => {
+      t.sluice.devnet!.faults.failNextPayments(1, 'no_route');
+      t.sluice.devnet!.faults.withholdOutcomeNext(1);
+    });
+    await untilRequested(events);
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    for (let i = 0; i < 200 && !(await events()).some((e) => e.type === 'payout_failed'); i += 1) await settle();
+    await untilSettled(events, 1);
+    const settled = (await events()).filter((e) => e.type === 'settled');
+    expect(settled).toHaveLength(1);
+    // The whole 60,000 goes back at the close (the app lends the refund's fee).
+    expect(settled[0]?.amount_msat).toBe('60000');
+    for (let i = 0; i < 50 && (await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat !== '0'; i += 1) await settle();
+    expect((await asApp('GET', `/v1/streams/${streamId}`)).body).toMatchObject({ balance_msat: '0', held_msat: '0' });
+    expect(t.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(60000n);
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
 });
