@@ -73,6 +73,8 @@ export type PayResult = { ok: true; payment: PaymentView; replayed: boolean } | 
 export interface PaymentService {
   pay(appId: string, input: PayInput): Promise<PayResult>;
   getPayment(appId: string, paymentHash: string): Promise<PaymentView | null>;
+  /** The app's payment made under this idempotency key, or null (unlike by hash, never another payment of the same invoice). */
+  getPaymentByKey(appId: string, idempotencyKey: string): Promise<PaymentView | null>;
   listPayments(appId: string, limit: number): Promise<PaymentView[]>;
   /** Resolves every payment left in flight by an earlier run, then keeps asking about unknown ones. */
   start(): Promise<void>;
@@ -346,6 +348,11 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
     async getPayment(appId, paymentHash) {
       const row = await records.latestPaymentByHash(paymentHash);
       return row && row.appId === appId ? view(row) : null;
+    },
+
+    async getPaymentByKey(appId, idempotencyKey) {
+      const row = await records.findPaymentByKey(appId, idempotencyKey);
+      return row ? view(row) : null;
     },
 
     async listPayments(appId, limit) {

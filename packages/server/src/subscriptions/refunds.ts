@@ -25,6 +25,8 @@ import { LedgerOpRefused } from './store.js';
 
 /** The idempotency key of attempt `attempt`'s fee loan (the ledger replays it, never lends twice). */
 const feeAdvanceKey = (subscriptionId: string, attempt: number): string => `sub:${subscriptionId}:refund:${attempt}:fee`;
+/** The idempotency key of an attempt's refund payment. */
+const refundPaymentKey = (subscriptionId: string, attempt: number): string => `sub:${subscriptionId}:refund:${attempt}`;
 /** The payment hash of an invoice already checked (a refund destination's, or a Lightning address's). */
 function invoiceHashOf(paymentRequest: string): string {
   const decoded = decodeBolt11(paymentRequest);
@@ -175,7 +177,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     if (!payment.ok) return payment;
     const { target, maxFeeMsat } = payment;
     const result = await payments.pay(current.appId, {
-      target, maxFeeMsat, idempotencyKey: `sub:${current.id}:refund:${attempt}`, debitAccountId: current.accountId,
+      target, maxFeeMsat, idempotencyKey: refundPaymentKey(current.id, attempt), debitAccountId: current.accountId,
     });
     if (!result.ok) {
       // An attempt of an earlier version whose payment had begun (another invoice from a
@@ -265,16 +267,13 @@ export function createRefunds(deps: RefundDeps): Refunds {
   };
 
   /**
-   * The payment of this hash made from the subscription's account (its hold is among the
-   * account's newest transfers), or null: another payment of the app for the same invoice
-   * (the merchant paying it itself) is not this refund's, whose payment then never began.
+   * The payment of the pending attempt, found by the attempt's own idempotency key, if it
+   * began and pays this hash; or null. By key, not by hash: another payment of the same
+   * invoice (the merchant paying it itself, or an earlier attempt's) is not this refund's.
    */
   const ownPayment = async (row: SubscriptionRow, paymentHash: string): Promise<PaymentView | null> => {
-    const payment = await payments.getPayment(row.appId, paymentHash);
-    if (!payment) return null;
-    const transfers = await ledger.listTransfers({ accountId: row.accountId, limit: STRAY_LOAN_SCAN });
-    const held = transfers.some((transfer) => transfer.code === 'payment' && transfer.reference === paymentHash && transfer.debitAccountId === row.accountId);
-    return held ? payment : null;
+    const payment = await payments.getPaymentByKey(row.appId, refundPaymentKey(row.id, row.refundAttempts));
+    return payment && payment.paymentHash === paymentHash ? payment : null;
   };
 
   /**

@@ -512,7 +512,9 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     const state = await stateOf(subscriptionId);
     if (!state || (appId !== null && state.row.appId !== appId)) return null;
     const result = view(state);
-    maybeForget(state);
+    // Only when no step holds it: one queued (a late payment's refund) must not be left
+    // working on a state a later request would load again beside it.
+    if (state.busy === 0) maybeForget(state);
     return result;
   };
 
@@ -576,7 +578,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         const state = live.get(row.id) ?? (await load(row));
         if (!state) continue;
         views.push(view(state));
-        maybeForget(state);
+        if (state.busy === 0) maybeForget(state);
       }
       return views;
     },
