@@ -250,13 +250,19 @@ export async function createGateway(deps: GatewayDeps): Promise<Gateway> {
       const ambiguous = ambiguousPathReason(pathOf(raw.url ?? '/'));
       if (ambiguous !== null) return reply.code(400).send(errorBody('invalid_request', ambiguous));
       let answer: LightMyRequestResponse;
+      // No connection in between, so nothing hop-by-hop to remove (Transfer-Encoding tells the
+      // API a body follows); X-Forwarded-Proto/Host as the gateway sets them for any upstream.
+      // The client's address is the request's own (remoteAddress): no X-Forwarded-For or
+      // Forwarded goes in, or an API trusting proxies (SLUICE_TRUSTED_PROXIES) in the client's
+      // range would read addresses the client wrote itself.
+      const headers: Record<string, string | string[] | undefined> = { ...raw.headers, ...forwardedHeaders(raw, config) };
+      delete headers['x-forwarded-for'];
+      delete headers.forwarded;
       try {
         answer = await api.inject({
           method: raw.method as InjectOptions['method'],
           url: raw.url ?? '/',
-          // No connection in between, so nothing hop-by-hop to remove (Transfer-Encoding tells
-          // the API a body follows); X-Forwarded-* as the gateway sets them for any upstream.
-          headers: { ...raw.headers, ...forwardedHeaders(raw, config) } as InjectOptions['headers'],
+          headers: headers as InjectOptions['headers'],
           // The unread body stream (the catch-all parser above), streamed into the API, whose
           // own body limit applies; none for a request without a body.
           payload: request.body as InjectOptions['payload'],

@@ -98,3 +98,40 @@ describe('gateway: /v1/paycall/* handed to the Sluice API beside it', () => {
     expect(status).toBe(201);
   });
 });
+
+describe('gateway: the client address the API beside it sees cannot be chosen by the client', () => {
+  let test: TestSluice;
+  let started: StartedGateway;
+
+  beforeAll(async () => {
+    // The API trusts proxies in the clients' own range: it must still count the address the
+    // gateway decided, not entries of X-Forwarded-For the client wrote itself.
+    test = await startTestSluice({ env: { HOST: '127.0.0.1', SLUICE_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE), SLUICE_TRUSTED_PROXIES: '127.0.0.1, 198.51.100.0/24' } });
+    const config = validateGatewayConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: 'http://127.0.0.1:9',
+      routes: [{ path: '/paid/*', price_msat: '5000' }],
+      trust_forwarded_headers: true,
+    });
+    if (!config.ok) throw new Error(config.errors.join('\n'));
+    started = await startGatewayBeside(test.sluice, config.config, { logger: createLogger('silent') });
+  });
+  afterAll(async () => {
+    await started?.gateway.close();
+    await test?.close();
+  });
+
+  it('limits one client however it fills X-Forwarded-For before the proxy entry', async () => {
+    const statuses: number[] = [];
+    for (let purchase = 0; purchase <= RATE_LIMIT_PER_MINUTE; purchase++) {
+      const answer = await fetch(`${started.url}/v1/paycall/chains`, {
+        method: 'POST',
+        // A different made-up address each time, then the (trusted) proxy's entry: the client is 198.51.100.7.
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': `192.0.2.${purchase + 1}, 198.51.100.7` },
+        body: JSON.stringify({ app_id: started.appId, anchor: (buildChain(randomBytes(32), 4)[0] as Buffer).toString('hex'), steps: 4 }),
+      });
+      statuses.push(answer.status);
+    }
+    expect(statuses).toEqual([...Array.from({ length: RATE_LIMIT_PER_MINUTE }, () => 201), 429]);
+  });
+});
