@@ -572,7 +572,9 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       const expiresAt = now + deps.ttlS * 1000;
       const created = await invoices.createInvoice(input.appId, {
         amountMsat: msat(amount),
-        description: `Sluice chain ${id}: ${input.steps} steps of ${stepMsat} msat`,
+        // No chain id here: the preimage is an overpayment's refund proof (with the id), and the
+        // payer's wallet service and the nodes that route the payment learn the preimage.
+        description: `Sluice hash chain: ${input.steps} steps of ${stepMsat} msat`,
         expiryS: Math.max(60, Math.min(deps.invoiceExpiryS, deps.ttlS)),
         idempotencyKey: null,
         creditAccountId: accountId,
