@@ -16,6 +16,25 @@ import { startTestSluice, type TestSluice } from '../../support/sluice.js';
 
 const RATE_LIMIT_PER_MINUTE = 3;
 
+/**
+ * `sluice gateway` beside `test`'s Sluice, trusting X-Forwarded-For: the test's requests all
+ * come from 127.0.0.1, so the test poses as a proxy naming the clients.
+ */
+async function startGateway(test: TestSluice, upstream: string): Promise<StartedGateway> {
+  const config = validateGatewayConfig({
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream,
+    routes: [{ path: '/paid/*', price_msat: '5000' }],
+    trust_forwarded_headers: true,
+  });
+  if (!config.ok) throw new Error(config.errors.join('\n'));
+  return startGatewayBeside(test.sluice, config.config, { logger: createLogger('silent') });
+}
+
+/** A chain purchase's body (a new 4-step chain of the gateway's app). */
+const purchaseBody = (appId: string): string =>
+  JSON.stringify({ app_id: appId, anchor: (buildChain(randomBytes(32), 4)[0] as Buffer).toString('hex'), steps: 4 });
+
 describe('gateway: /v1/paycall/* handed to the Sluice API beside it', () => {
   let test: TestSluice;
   let upstream: http.Server;
@@ -26,15 +45,7 @@ describe('gateway: /v1/paycall/* handed to the Sluice API beside it', () => {
     await test.sluice.listen();
     upstream = http.createServer((_request, response) => response.end('upstream'));
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const config = validateGatewayConfig({
-      listen: { host: '127.0.0.1', port: 0 },
-      upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
-      routes: [{ path: '/paid/*', price_msat: '5000' }],
-      // The test's requests all come from 127.0.0.1: it poses as a proxy naming the clients.
-      trust_forwarded_headers: true,
-    });
-    if (!config.ok) throw new Error(config.errors.join('\n'));
-    started = await startGatewayBeside(test.sluice, config.config, { logger: createLogger('silent') });
+    started = await startGateway(test, `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`);
   });
   afterAll(async () => {
     await started?.gateway.close();
@@ -47,7 +58,7 @@ describe('gateway: /v1/paycall/* handed to the Sluice API beside it', () => {
     fetch(`${started.url}/v1/paycall/chains`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-forwarded-for': `203.0.113.99, ${client}` },
-      body: JSON.stringify({ app_id: started.appId, anchor: (buildChain(randomBytes(32), 4)[0] as Buffer).toString('hex'), steps: 4 }),
+      body: purchaseBody(started.appId),
     });
 
   it('limits chain purchases per client address, not for all clients of the gateway at once', async () => {
@@ -85,7 +96,7 @@ describe('gateway: /v1/paycall/* handed to the Sluice API beside it', () => {
   });
 
   it('streams a chunked request body (no content-length) to the API', async () => {
-    const body = JSON.stringify({ app_id: started.appId, anchor: (buildChain(randomBytes(32), 4)[0] as Buffer).toString('hex'), steps: 4 });
+    const body = purchaseBody(started.appId);
     const status = await new Promise<number>((resolve, reject) => {
       const request = http.request(`${started.url}/v1/paycall/chains`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.6' } }, (response) => {
         response.resume();
@@ -107,14 +118,8 @@ describe('gateway: the client address the API beside it sees cannot be chosen by
     // The API trusts proxies in the clients' own range: it must still count the address the
     // gateway decided, not entries of X-Forwarded-For the client wrote itself.
     test = await startTestSluice({ env: { HOST: '127.0.0.1', SLUICE_RATE_LIMIT_PER_MINUTE: String(RATE_LIMIT_PER_MINUTE), SLUICE_TRUSTED_PROXIES: '127.0.0.1, 198.51.100.0/24' } });
-    const config = validateGatewayConfig({
-      listen: { host: '127.0.0.1', port: 0 },
-      upstream: 'http://127.0.0.1:9',
-      routes: [{ path: '/paid/*', price_msat: '5000' }],
-      trust_forwarded_headers: true,
-    });
-    if (!config.ok) throw new Error(config.errors.join('\n'));
-    started = await startGatewayBeside(test.sluice, config.config, { logger: createLogger('silent') });
+    // No upstream: only /v1/paycall/* is asked for.
+    started = await startGateway(test, 'http://127.0.0.1:9');
   });
   afterAll(async () => {
     await started?.gateway.close();
@@ -128,7 +133,7 @@ describe('gateway: the client address the API beside it sees cannot be chosen by
         method: 'POST',
         // A different made-up address each time, then the (trusted) proxy's entry: the client is 198.51.100.7.
         headers: { 'content-type': 'application/json', 'x-forwarded-for': `192.0.2.${purchase + 1}, 198.51.100.7` },
-        body: JSON.stringify({ app_id: started.appId, anchor: (buildChain(randomBytes(32), 4)[0] as Buffer).toString('hex'), steps: 4 }),
+        body: purchaseBody(started.appId),
       });
       statuses.push(answer.status);
     }
