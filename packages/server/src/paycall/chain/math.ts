@@ -68,9 +68,7 @@ export function linkAt(seed: Uint8Array, steps: number, index: number): Buffer {
  */
 export function verifyLink(link: Uint8Array, current: Uint8Array, k: number): boolean {
   if (link.length !== LINK_BYTES || current.length !== LINK_BYTES || !Number.isSafeInteger(k) || k < 1) return false;
-  let hashed = sha256(link);
-  for (let i = 1; i < k; i += 1) hashed = sha256(hashed);
-  return sameLink(hashed, current);
+  return sameLink(hashLinkTimes(link, k), current);
 }
 
 /**

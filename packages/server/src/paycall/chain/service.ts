@@ -584,7 +584,6 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         return { ok: false, error: 'InvalidPurchase', detail: created.detail ?? created.error };
       }
       // Written after the invoice: a crash in between leaves an invoice nobody was shown.
-      unknownIds.delete(id);
       const row: ChainRow = {
         id, appId: input.appId, anchor: input.anchor, steps: input.steps, stepMsat, index: 0, link: input.anchor,
         status: 'pending', expiresAt, accountId, invoiceHash: created.invoice.paymentHash,
