@@ -26,7 +26,7 @@ import type { AppService } from '../apps/service.js';
 import { qrSvg } from '../demo/routes.js';
 import { ApiError, errorBody, type ErrorCode } from '../errors/codes.js';
 import { DEFAULT_DEVNET_WALLET, devnetWallet, devnetWalletsJson, payFromDevnetWallet, type DevnetWallets } from '../http/devnet-routes.js';
-import { bearerKey, type SluiceFastify } from '../http/server.js';
+import { requireBearerKey, type SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, IdempotencyKeySchema, parseAmount, parseIdempotencyKey } from '../http/wire.js';
 import { invoiceJson, InvoiceSchema } from '../invoices/routes.js';
 import type { CreateInvoiceResult, InvoiceService } from '../invoices/service.js';
@@ -129,9 +129,7 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
   }, async (request, reply) => secure(reply, 'image/svg+xml; charset=utf-8').send(qrSvg(request.query.data)));
 
   const identify = async (request: FastifyRequest): Promise<Identity> => {
-    const key = bearerKey(request);
-    if (key === null) throw new ApiError('unauthorized');
-    if (key === '') throw new ApiError('invalid_api_key');
+    const key = requireBearerKey(request);
     const appOf = async (appId: string) => {
       const app = await deps.apps.getApp(appId);
       return app ? { id: app.id, name: app.name } : null;

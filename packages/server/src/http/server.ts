@@ -58,6 +58,14 @@ export function bearerKey(request: { headers: { authorization?: string | undefin
   return match ? (match[1] as string) : '';
 }
 
+/** `bearerKey`, refused as the shared auth hook refuses it: no header `unauthorized`, a malformed one `invalid_api_key`. */
+export function requireBearerKey(request: { headers: { authorization?: string | undefined } }): string {
+  const key = bearerKey(request);
+  if (key === null) throw new ApiError('unauthorized');
+  if (key === '') throw new ApiError('invalid_api_key');
+  return key;
+}
+
 /** Maps Fastify's own errors (parsing, validation, limits) to our codes. */
 function codeForFastifyError(error: FastifyError): { code: ErrorCode; message: string } {
   if (error.validation) {
@@ -174,8 +182,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Slui
   app.addHook('preHandler', async (request) => {
     const level = request.routeOptions.config.auth ?? 'none';
     if (level === 'none') return;
-    const key = bearerKey(request);
-    if (key === null) throw new ApiError('unauthorized');
+    const key = requireBearerKey(request);
     if (key.startsWith('pt_') && options.authenticatePayer) {
       const payer = await options.authenticatePayer(key);
       if (!payer) throw new ApiError('invalid_api_key', 'the payer token is unknown');
@@ -183,7 +190,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Slui
       request.principal = { kind: 'payer', streamId: payer.streamId };
       return;
     }
-    const result = key === '' ? ({ ok: false } as const) : await options.apps.authenticate(key);
+    const result = await options.apps.authenticate(key);
     if (!result.ok) throw new ApiError('invalid_api_key');
     const principal = result.principal;
     if (level === 'admin' && principal.kind !== 'admin') throw new ApiError('forbidden', 'this route needs the admin key');

@@ -9,7 +9,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { ApiError, type ErrorCode } from '../errors/codes.js';
 import type { AppService } from '../apps/service.js';
-import { bearerKey, type SluiceFastify } from '../http/server.js';
+import { requireBearerKey, type SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, isoTime, parseAmount } from '../http/wire.js';
 import { lightningAddressUrl } from '../lightning/lnurl.js';
 import { FINAL_STATUSES, type PlanRow, type RefundDestination } from './model.js';
@@ -148,15 +148,8 @@ type Caller = { kind: 'app'; appId: string } | { kind: 'payer'; subscriptionId: 
 export function registerSubscriptionRoutes(app: SluiceFastify, deps: { subscriptions: SubscriptionService; apps: AppService }): void {
   const { subscriptions } = deps;
 
-  const bearer = (request: FastifyRequest): string => {
-    const key = bearerKey(request);
-    if (key === null) throw new ApiError('unauthorized');
-    if (key === '') throw new ApiError('invalid_api_key');
-    return key;
-  };
-
   const callerOf = async (request: FastifyRequest, allowPayer: boolean): Promise<Caller> => {
-    const key = bearer(request);
+    const key = requireBearerKey(request);
     if (key.startsWith(SUBSCRIPTION_TOKEN_PREFIX)) {
       const found = await subscriptions.authenticatePayer(key);
       if (!found) throw new ApiError('invalid_api_key', 'the payer token is unknown');
