@@ -25,6 +25,13 @@ import { LedgerOpRefused } from './store.js';
 
 /** The idempotency key of attempt `attempt`'s fee loan (the ledger replays it, never lends twice). */
 const feeAdvanceKey = (subscriptionId: string, attempt: number): string => `sub:${subscriptionId}:refund:${attempt}:fee`;
+/** Gives an attempt's unused fee loan back to the app (the same key whoever returns it, so it is returned once). */
+function feeReturnOp(row: SubscriptionRow, attempt: number, amountMsat: Msat): LedgerOp {
+  return {
+    kind: 'transfer', debitAccountId: row.accountId, creditAccountId: appAccountId(row.appId), amountMsat,
+    code: 'subscription_refund_fee_return', reference: `${row.id}/refund/${attempt}`, idempotencyKey: `sub:${row.id}:refund:${attempt}:fee-return`,
+  };
+}
 /** The idempotency key of an attempt's refund payment. */
 const refundPaymentKey = (subscriptionId: string, attempt: number): string => `sub:${subscriptionId}:refund:${attempt}`;
 /** The payment hash of an invoice already checked (a refund destination's, or a Lightning address's). */
@@ -97,13 +104,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     } else {
       row.refundStatus = 'succeeded';
     }
-    const ops: LedgerOp[] = returned > 0n
-      ? [{
-          kind: 'transfer', debitAccountId: row.accountId, creditAccountId: appAccountId(row.appId), amountMsat: msat(returned),
-          code: 'subscription_refund_fee_return', reference: `${row.id}/refund/${row.refundAttempts}`,
-          idempotencyKey: `sub:${row.id}:refund:${row.refundAttempts}:fee-return`,
-        }]
-      : [];
+    const ops: LedgerOp[] = returned > 0n ? [feeReturnOp(row, row.refundAttempts, msat(returned))] : [];
     await commitOne(state, row, { charges: [], occurrences: [], balance: left }, ops);
     const destination = row.refundDestination;
     if (row.refundStatus === 'held' && destination !== null && destination.kind !== 'invoice') {
@@ -318,10 +319,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     const row = cloneRow(current);
     row.refundAttempts = attempt;
     logger.warn({ subscriptionId: current.id, amountMsat: loan.amountMsat.toString() }, 'returning a refund fee loan a crash left without its attempt');
-    await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance - loan.amountMsat }, [{
-      kind: 'transfer', debitAccountId: current.accountId, creditAccountId: appAccountId(current.appId), amountMsat: loan.amountMsat,
-      code: 'subscription_refund_fee_return', reference: `${current.id}/refund/${attempt}`, idempotencyKey: `sub:${current.id}:refund:${attempt}:fee-return`,
-    }]);
+    await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance - loan.amountMsat }, [feeReturnOp(current, attempt, loan.amountMsat)]);
   };
 
   return { target: refundTarget, send: sendRefund, resume: resumeRefund, resolve: resolveRefund, returnStrayLoan };
