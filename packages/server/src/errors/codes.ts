@@ -10,7 +10,7 @@ export const ERROR_CODES = {
   invalid_json: { status: 400, meaning: 'The body is not valid JSON.' },
   invalid_request: { status: 400, meaning: 'The request does not match the schema (missing or mistyped field).' },
   unknown_field: { status: 400, meaning: 'The body has a field this endpoint does not accept.' },
-  invalid_amount: { status: 400, meaning: 'An amount is not a decimal string of digits between 0 and 2^63-1 msat (or is zero where zero is not allowed).' },
+  invalid_amount: { status: 400, meaning: 'An amount is not a decimal string of digits between 0 and 2^63-1 msat, is zero where zero is not allowed, or is above what it may be (an invoice: 21 million BTC).' },
   body_too_large: { status: 413, meaning: 'The body exceeds the configured size limit.' },
   unsupported_media_type: { status: 415, meaning: 'The body is not application/json.' },
   message_too_large: { status: 413, meaning: 'A WebSocket message exceeds max_message_bytes; it was not read (the connection stays open).' },
