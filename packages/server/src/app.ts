@@ -223,16 +223,18 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   });
   const chains = createChainService({
     store: stores.chainStore, ledger, invoices, payments, records, apps, clock, logger, lightningAddress,
-    defaultStepMsat: config.chain.stepMsat, ttlS: config.chain.ttlS, invoiceExpiryS: config.invoiceExpiryS,
+    defaultStepMsat: config.chain.stepMsat, ttlS: config.chain.ttlS, settleIntervalMs: config.chain.settleIntervalMs, invoiceExpiryS: config.invoiceExpiryS,
   });
 
   const subscriptions = createSubscriptionService({
     store: stores.subscriptionStore, ledger, invoices, payments, webhooks, clock, logger, lightningAddress, invoiceExpiryS: config.invoiceExpiryS,
   });
 
-  // Settle the past before taking new requests.
-  await payments.start();
+  // Settle the past before taking new requests. Streams listen before payments reconcile:
+  // a payout that resolved while the server was down is told to its stream (its event, the
+  // fee budget's return, the refund that waited for it), not settled unheard.
   await streams.start();
+  await payments.start();
   await chains.start();
   await subscriptions.start();
   await invoices.start();

@@ -91,7 +91,11 @@ export interface StreamService {
   /** Events after a seq, in order (money events included), at most RESUME_EVENTS_MAX; only those already delivered to subscribers (durable). */
   eventsAfter(streamId: string, afterSeq: number): Promise<StreamEvent[]>;
   subscribe(streamId: string, listener: StreamListener): () => void;
-  /** Loads open streams, restarts their meters, starts the clock. */
+  /**
+   * Listens to invoices paid and payments resolved, loads open streams, restarts their meters,
+   * starts the clock. Call it before the payment service reconciles what an earlier run left
+   * in flight, so those outcomes reach their streams.
+   */
   start(): Promise<void>;
   stop(): Promise<void>;
   /** One metering pass (the clock calls it each tick; tests call it directly). */

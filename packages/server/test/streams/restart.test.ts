@@ -1,0 +1,87 @@
+// Streams across a restart: what a stream was waiting for when the server stopped (a payout's
+// outcome, the refund at its close, the routing-fee budget the app lent) is finished by the
+// next start, to the msat. Each case lost money or an outcome before its fix.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTestSluice, type TestSluice } from '../support/sluice.js';
+
+type Event = { type: string; amount_msat?: string; fee_msat?: string; payment_hash?: string; reason?: string };
+
+describe('streams across a restart', () => {
+  let t: TestSluice | null = null;
+  afterEach(async () => {
+    await t?.close();
+    t = null;
+  });
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+  const waitFor = async (what: string, predicate: () => Promise<boolean>) => {
+    for (let i = 0; i < 200; i += 1) {
+      if (await predicate()) return;
+      await settle();
+    }
+    throw new Error(`gave up waiting for ${what}`);
+  };
+
+  /** A Sluice on `dataDir` whose background reconciliation is off: a payout left unknown stays in flight until the next start. */
+  const start = async (dataDir: string): Promise<TestSluice> => {
+    t = await startTestSluice({ dataDir });
+    await t.sluice.payments.stop();
+    return t;
+  };
+  const restart = async (dataDir: string): Promise<TestSluice> => {
+    await t?.close();
+    t = await startTestSluice({ dataDir });
+    return t;
+  };
+
+  /** An app with 1,000,000 msat to reward with, and a stream paying out to alice by keysend past `payoutThresholdMsat`. */
+  const fundedApp = async (s: TestSluice, payoutThresholdMsat: string) => {
+    const app = await s.createApp();
+    const float = await s.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '1000000', description: 'float' } });
+    expect((await s.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    const created = await s.call('POST', '/v1/streams', {
+      key: app.apiKey,
+      body: {
+        prices: { hit: '1000' }, maximum_msat: '0', settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: payoutThresholdMsat, max_charge_msat: '100000',
+        payout: { keysend: { pubkey: s.sluice.devnet!.nodePubkey('alice') } },
+      },
+    });
+    expect(created.status).toBe(201);
+    return { app, streamId: created.body.id as string };
+  };
+  const helpers = (s: () => TestSluice, apiKey: string, streamId: string) => ({
+    asApp: (method: string, url: string, body?: unknown) => s().call(method, url, { key: apiKey, ...(body === undefined ? {} : { body }) }),
+    events: async () => (await s().call('GET', `/v1/streams/${streamId}/events`, { key: apiKey })).body.events as Event[],
+    stream: async () => (await s().call('GET', `/v1/streams/${streamId}`, { key: apiKey })).body as { balance_msat: string; held_msat: string; status: string },
+    appBalance: async () => BigInt((await s().call('GET', '/v1/balance', { key: apiKey })).body.balance_msat),
+  });
+
+  it('records a payout outcome reconciled at start and then pays the refund that waited for it', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-stream-restart-'));
+    const first = await start(dataDir);
+    const { app, streamId } = await fundedApp(first, '50000');
+    const { asApp, events, stream } = helpers(() => t!, app.apiKey, streamId);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    // The threshold payout reaches alice, but Sluice is not told: it stays in flight.
+    first.sluice.devnet!.faults.withholdOutcomeNext(1);
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    await waitFor('the payout to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '20000', ref: 'r2' })).status).toBe(200);
+    // The close's refund waits for the payout that is out; the server stops before it resolves.
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    await settle();
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(0);
+
+    const second = await restart(dataDir);
+    await waitFor('the payout and the refund to settle', async () => (await events()).filter((e) => e.type === 'settled').length === 2);
+    await waitFor('the balance to be 0', async () => (await stream()).balance_msat === '0');
+    const settled = (await events()).filter((e) => e.type === 'settled');
+    expect(settled[0]?.amount_msat).toBe('50000');
+    expect(await stream()).toMatchObject({ status: 'closed', balance_msat: '0', held_msat: '0' });
+    // Every msat rewarded reached alice but the first payout's routing fee (the refund's was lent by the app).
+    expect(second.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(80000n - BigInt(settled[0]?.fee_msat ?? '0'));
+    expect(await second.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+});
