@@ -17,7 +17,7 @@ import type { Clock } from '../clock.js';
 import { appAccountId } from '../apps/service.js';
 import type { InvoiceService } from '../invoices/service.js';
 import type { Ledger } from '../ledger/group-commit.js';
-import { balanceOf } from '../ledger/store.js';
+import { balanceOf, type Transfer } from '../ledger/store.js';
 import { msat, type Msat } from '../money/msat.js';
 import { defaultMaxFeeMsat, type PaymentService } from '../payments/service.js';
 import { randomId } from '../util/fingerprint.js';
@@ -148,7 +148,7 @@ interface LiveStream {
    */
   nextDelivery: number;
   waiting: Map<number, StreamEvent | null>;
-  /** Routing-fee budget the app lent the stream for its refund; returned once the refund resolves. */
+  /** Routing-fee budget the app lent the stream for its refund; returned once the refund resolves (read again from the ledger when a closed stream is loaded: recoverFeeAdvance). */
   feeAdvance: bigint;
   /**
    * The meter's steps (the clock's charge, start/pause/resume/stop, the close's last charge)
@@ -290,18 +290,84 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     return created;
   };
 
-  /** The seq of the stream's newest money transfer (0: none), past any number of funding and payout transfers. */
-  const newestMoneySeq = async (row: StreamRow): Promise<number> => {
+  /**
+   * The seq of the stream's newest money transfer (0: none), and the transfers newer than it
+   * (fundings, payouts, the refund's fee budget; newest first), past any number of them.
+   */
+  const newestMoneySeq = async (row: StreamRow): Promise<{ seq: number; newer: Transfer[] }> => {
+    const newer: Transfer[] = [];
     let beforeId: string | undefined;
     for (;;) {
       const transfers = await ledger.listTransfers({ accountId: row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
-      if (transfers.length === 0) return 0;
+      if (transfers.length === 0) return { seq: 0, newer };
       for (const transfer of transfers) {
         const seq = seqFromReference(row.id, transfer.reference);
-        if (seq !== null) return seq;
+        if (seq !== null) return { seq, newer };
+        newer.push(transfer);
       }
       beforeId = transfers[transfers.length - 1]?.id;
     }
+  };
+
+  /**
+   * The routing-fee budget the app lent a closed stream's refund and has not had back, read
+   * from the ledger (the in-memory figure, feeAdvance, is lost with the process). It replays
+   * what the live path does: each advance adds to the loan; each payout's outcome spends its
+   * routing fee from it (a success's fee, none for a failure), and the rest is returned
+   * (refund_fee_return). `inUse`: a payout is still out, and its outcome returns the rest.
+   * Advances happen only after the close, when no money step (a transfer with a seq) follows,
+   * so the transfers newer than the newest money step hold them all.
+   */
+  const lentFromLedger = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; inUse: boolean; newestId: string | null }> => {
+    let lentMsat = 0n;
+    let inUse = false;
+    let newestId: string | null = null;
+    for (const transfer of [...newer].reverse()) {
+      const debit = transfer.debitAccountId === row.accountId;
+      if (transfer.code === 'refund_fee_advance' && !debit) lentMsat += transfer.amountMsat;
+      else if (transfer.code === 'refund_fee_return' && debit) lentMsat -= transfer.amountMsat;
+      else if (transfer.code === 'payment' && debit) {
+        inUse = transfer.state === 'pending';
+        if (transfer.state === 'posted') {
+          const payment = await payments.getPayment(row.appId, transfer.reference);
+          if (!payment) throw new Error(`stream ${row.id}: no payment for the posted payout ${transfer.reference}`);
+          const feeMsat = transfer.amountMsat - payment.amountMsat;
+          lentMsat -= feeMsat < lentMsat ? feeMsat : lentMsat;
+        }
+      } else continue;
+      if (lentMsat < 0n) throw new Error(`stream ${row.id}: more fee budget returned than lent`);
+      newestId = transfer.id;
+    }
+    return { lentMsat, inUse, newestId };
+  };
+
+  /**
+   * A closed stream loaded again (after a restart): a fee budget the app lent and that no
+   * payout holds any more goes back to the app now (a crash came between a payout's outcome
+   * and the return, or between the loan and its payout); one that a payout still holds is
+   * kept, and that payout's outcome returns what it did not use. The return's key names the
+   * newest loan transfer read, so loads that read the same loan return it once.
+   */
+  const recoverFeeAdvance = async (row: StreamRow, newer: Transfer[]): Promise<bigint> => {
+    if (row.status !== 'closed') return 0n;
+    const { lentMsat, inUse, newestId } = await lentFromLedger(row, newer);
+    if (lentMsat === 0n || inUse) return lentMsat;
+    const result = await ledger.apply({
+      kind: 'transfer',
+      debitAccountId: row.accountId,
+      creditAccountId: appAccountId(row.appId),
+      amountMsat: msat(lentMsat),
+      code: 'refund_fee_return',
+      reference: `${row.id}/refund-fee`,
+      idempotencyKey: `st:${row.id}:refund-fee-return:after:${newestId}`,
+    });
+    if (!result.ok) {
+      // Kept as the stream's loan (never paid to the payer): the next refund uses it, and its outcome returns the rest.
+      logger.warn({ streamId: row.id, error: result.error }, 'could not return a refund fee budget left on a closed stream; kept as its loan');
+      return lentMsat;
+    }
+    logger.warn({ streamId: row.id, amountMsat: lentMsat.toString() }, 'returned a refund fee budget an earlier run left on a closed stream');
+    return 0n;
   };
 
   /**
@@ -317,15 +383,19 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     }
     const row = await store.getStream(streamId);
     if (!row) return null;
+    const newest = await newestMoneySeq(row);
+    const feeAdvance = await recoverFeeAdvance(row, newest.newer);
+    // Read after the fee budget's return, so the balance holds it.
     const account = await ledger.getAccount(row.accountId);
     if (!account) throw new Error(`stream ${streamId} has no ledger account`);
-    const seq = Math.max(await store.maxEventSeq(streamId), await newestMoneySeq(row));
+    const seq = Math.max(await store.maxEventSeq(streamId), newest.seq);
     const again = live.get(streamId);
     if (again) {
       again.busy += 1;
       return again;
     }
     const state = newLiveState(row, seq, balanceOf(account), account.debitsPendingMsat);
+    state.feeAdvance = feeAdvance;
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     return state;

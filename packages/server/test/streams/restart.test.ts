@@ -84,4 +84,32 @@ describe('streams across a restart', () => {
     expect(second.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(80000n - BigInt(settled[0]?.fee_msat ?? '0'));
     expect(await second.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
+
+  it("gives the app back the unused fee budget it lent a close's refund that resolved across a restart", async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-stream-restart-'));
+    const first = await start(dataDir);
+    const { app, streamId } = await fundedApp(first, '0');
+    const { asApp, events, stream, appBalance } = helpers(() => t!, app.apiKey, streamId);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    const appAfterReward = await appBalance();
+    // The refund at close: the app lends its routing-fee budget; the payout reaches alice unheard.
+    first.sluice.devnet!.faults.withholdOutcomeNext(1);
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    await waitFor('the refund to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
+    expect(await appBalance()).toBeLessThan(appAfterReward);
+
+    const second = await restart(dataDir);
+    await waitFor('the refund to settle', async () => (await events()).some((e) => e.type === 'settled'));
+    await waitFor('the balance to be 0', async () => (await stream()).balance_msat === '0');
+    await settle();
+    const settled = (await events()).filter((e) => e.type === 'settled');
+    expect(settled).toHaveLength(1);
+    expect(settled[0]?.amount_msat).toBe('60000');
+    // The payer got all 60,000; the app paid the route's fee and got the rest of its budget back.
+    expect(second.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(60000n);
+    expect(await appBalance()).toBe(appAfterReward - BigInt(settled[0]?.fee_msat ?? '0'));
+    expect(await stream()).toMatchObject({ balance_msat: '0', held_msat: '0' });
+    expect(await second.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
 });
