@@ -12,7 +12,7 @@
 import type { Logger } from 'pino';
 import { appAccountId } from '../apps/service.js';
 import type { Ledger } from '../ledger/group-commit.js';
-import { balanceOf, type LedgerOp } from '../ledger/store.js';
+import { balanceOf, type LedgerOp, type TransferId } from '../ledger/store.js';
 import { decodeBolt11 } from '../lightning/bolt11/index.js';
 import type { invoiceFromLightningAddress } from '../lightning/lnurl.js';
 import { msat, type Msat } from '../money/msat.js';
@@ -86,11 +86,8 @@ export function createRefunds(deps: RefundDeps): Refunds {
     const account = await ledger.getAccount(row.accountId);
     if (!account) throw new Error(`subscription ${row.id} has no ledger account`);
     const balance = balanceOf(account);
-    // An attempt of an earlier version did not save its budget: everything beyond what
-    // stays (the refund, if it failed) was the loan.
-    const returned = row.refundMaxFeeMsat === null
-      ? balance - (outcome.succeeded ? 0n : row.refundMsat)
-      : row.refundMaxFeeMsat - (outcome.succeeded ? outcome.feeMsat : 0n);
+    const budget = row.refundMaxFeeMsat ?? await legacyLoanMsat(row);
+    const returned = budget - (outcome.succeeded ? outcome.feeMsat : 0n);
     const left = balance - returned;
     if (returned < 0n) throw new Error(`subscription ${row.id}: the refund's fee ${outcome.feeMsat} is above its budget ${row.refundMaxFeeMsat}`);
     if (left < 0n) throw new Error(`subscription ${row.id}: the account holds ${balance} msat, less than the loan's ${returned} to return`);
@@ -140,16 +137,32 @@ export function createRefunds(deps: RefundDeps): Refunds {
     return { ok: true, target: { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat } };
   };
 
-  /** What an attempt of an earlier version lent: the account's balance beyond the refund (a payment's hold is pending, not posted). */
-  const legacyBudget = async (row: SubscriptionRow): Promise<Msat> => {
-    const account = await ledger.getAccount(row.accountId);
-    const lent = (account ? balanceOf(account) : row.refundMsat) - row.refundMsat;
-    return msat(lent > 0n ? lent : 0n);
+  /**
+   * What the pending attempt of an earlier version lent (it did not save its budget): the
+   * transfer under the attempt's loan key, which was also its payment's fee budget. Not the
+   * balance beyond the refund: that holds a payment that arrived while the attempt was in
+   * flight too, which is the customer's (and such versions wrote the whole balance into
+   * refundMsat then). Searched newest first back to the last charge (an attempt lends only
+   * after the end, when charges have stopped); none found: the app had nothing to lend.
+   */
+  const legacyLoanMsat = async (row: SubscriptionRow): Promise<Msat> => {
+    const key = feeAdvanceKey(row.id, row.refundAttempts);
+    let beforeId: TransferId | undefined;
+    for (;;) {
+      const page = await ledger.listTransfers({ accountId: row.accountId, limit: STRAY_LOAN_SCAN, ...(beforeId === undefined ? {} : { beforeId }) });
+      for (const transfer of page) {
+        if (transfer.idempotencyKey === key) return transfer.state === 'posted' ? transfer.amountMsat : msat(0n);
+        if (transfer.code === 'subscription_charge') return msat(0n);
+      }
+      const oldest = page[page.length - 1];
+      if (page.length < STRAY_LOAN_SCAN || oldest === undefined) return msat(0n);
+      beforeId = oldest.id;
+    }
   };
 
   /** The pending attempt's payment, rebuilt from what was committed with it (same target, same budget: a replay, not a conflict). */
   const attemptPayment = async (row: SubscriptionRow): Promise<{ ok: true; target: PaymentTarget; maxFeeMsat: Msat } | Fail> => {
-    const maxFeeMsat = row.refundMaxFeeMsat !== null ? msat(row.refundMaxFeeMsat) : await legacyBudget(row);
+    const maxFeeMsat = row.refundMaxFeeMsat !== null ? msat(row.refundMaxFeeMsat) : await legacyLoanMsat(row);
     const destination = row.refundDestination;
     if (destination === null) throw new Error(`subscription ${row.id} has a pending refund without destination`);
     if (destination.kind === 'keysend') {

@@ -331,6 +331,67 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     t = null;
   });
 
+  /** Runs `sql` (a statement ending in a parameter for the subscription id) on the data of the stopped Sluice. */
+  const rewriteRow = async (sql: string, subscriptionId: string): Promise<void> => {
+    if (database) {
+      await database.sql.unsafe(`${sql}$1`, [subscriptionId]);
+    } else {
+      const db = openSqlite({ path: path.join(dataDir, 'sluice.sqlite') });
+      db.prepare(`${sql}?`).run(subscriptionId);
+      db.close();
+    }
+  };
+
+  // An attempt of a version before migration 3 saved neither its budget nor its invoice. A
+  // payment arriving while it was in flight is the customer's: the attempt's end gives back
+  // only its loan (read from the ledger), not everything beyond the refund. Such versions also
+  // wrote the whole balance into refund_msat on a late payment ('inflated').
+  for (const [outcome, inflated] of [['succeeded', false], ['failed', false], ['succeeded', true], ['failed', true]] as const) {
+    it(`an earlier version's refund in flight at the upgrade, a payment arriving meanwhile, the refund ${outcome}${inflated ? ' (refund_msat as that version wrote it)' : ''}: the new money stays the customer's, the loan goes back`, async () => {
+      const clock = createManualClock(Date.now());
+      let s = await start(clock);
+      const { app, id, token, charged, refund } = await fundedSubscription(s, `legacy in flight ${outcome} ${inflated}`);
+      const topUp = (await s.call('POST', `/v1/subscriptions/${id}/pay`, { key: token, body: { amount_msat: '5000' } })).body.invoice;
+      const devnet = s.sluice.devnet!;
+      const bob = devnet.nodePubkey('bob');
+      const bobBefore = devnet.nodeBalanceMsat('bob');
+      // The refund reaches its end at the node; Sluice learns it only at the next start.
+      if (outcome === 'failed') devnet.faults.failNextPayments(1, 'no_route');
+      devnet.faults.withholdOutcomeNext(1);
+      const cancelled = await s.call('POST', `/v1/subscriptions/${id}/cancel`, { key: token, body: { refund: { keysend_pubkey: bob } } });
+      expect(cancelled.body.refund, JSON.stringify(cancelled.body)).toMatchObject({ status: 'pending', amount_msat: String(refund) });
+      await payAndWait(s, id, topUp.payment_request, 'alice');
+      const loan = balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!) - refund - 5000n;
+      expect(loan).toBeGreaterThan(0n);
+      await s.close();
+      t = null;
+      const inflate = inflated ? `, refund_msat = ${refund + loan + 5000n}` : '';
+      await rewriteRow(`UPDATE subscriptions SET refund_max_fee_msat = NULL, refund_payment_request = NULL${inflate} WHERE id = `, id);
+
+      s = await start(clock);
+      await s.sluice.subscriptions.idle();
+      let sub = (await s.call('GET', `/v1/subscriptions/${id}`, { key: token })).body;
+      if (outcome === 'succeeded') {
+        // The new money went on to the keysend key after the refund ended.
+        expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: '5000' });
+      } else {
+        expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'failed', amount_msat: String(refund + 5000n) });
+        expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!)).toBe(refund + 5000n);
+        expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(charged);
+        const retried = await s.call('POST', `/v1/subscriptions/${id}/refund`, { key: token, body: {} });
+        expect(retried.status, JSON.stringify(retried.body)).toBe(200);
+        await s.sluice.subscriptions.idle();
+        sub = (await s.call('GET', `/v1/subscriptions/${id}`, { key: token })).body;
+        expect(sub.refund).toMatchObject({ status: 'succeeded', amount_msat: String(refund + 5000n) });
+      }
+      expect(s.sluice.devnet!.nodeBalanceMsat('bob') - bobBefore).toBe(refund + 5000n);
+      expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${id}`))!)).toBe(0n);
+      expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(charged - (await refundFeesPaid(s, app.id, bob)));
+      await s.close();
+      t = null;
+    });
+  }
+
   it('a subscription that expired with balance under a version that offered no refund holds it when first read, and pays it once', async () => {
     const clock = createManualClock(Date.now());
     let s = await start(clock);
