@@ -42,11 +42,21 @@ const closedAtIndex = `
 CREATE INDEX streams_closed_at ON streams(closed_at) WHERE closed_at IS NOT NULL;
 `;
 
+/**
+ * A closed stream found with nothing left to pay back and nothing held is marked settled, so
+ * the start's sweep (closed streams still holding the payer's money) passes it by after.
+ */
+const settledAt = (int8: string) => `
+ALTER TABLE streams ADD COLUMN settled_at ${int8};
+CREATE INDEX streams_closed_unsettled ON streams(id) WHERE status = 'closed' AND settled_at IS NULL;
+`;
+
 export const sqliteStreamMigrations: ModuleMigrations = {
   module: 'streams',
   migrations: [
     { version: 1, name: 'streams and stream events', sql: tables('INTEGER') },
     { version: 2, name: 'index on closed_at for the webhook catch-up', sql: closedAtIndex },
+    { version: 3, name: 'settled_at: closed streams the start-up sweep has found settled', sql: settledAt('INTEGER') },
   ],
 };
 
@@ -55,5 +65,6 @@ export const postgresStreamMigrations: ModuleMigrations = {
   migrations: [
     { version: 1, name: 'streams and stream events', sql: tables('BIGINT') },
     { version: 2, name: 'index on closed_at for the webhook catch-up', sql: closedAtIndex },
+    { version: 3, name: 'settled_at: closed streams the start-up sweep has found settled', sql: settledAt('BIGINT') },
   ],
 };

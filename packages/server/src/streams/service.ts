@@ -93,7 +93,7 @@ export interface StreamService {
   subscribe(streamId: string, listener: StreamListener): () => void;
   /**
    * Listens to invoices paid and payments resolved, loads open streams, restarts their meters,
-   * starts the clock. Call it before the payment service reconciles what an earlier run left
+   * pays back what closed streams still hold (sweepClosedStreams), starts the clock. Call it before the payment service reconciles what an earlier run left
    * in flight, so those outcomes reach their streams.
    */
   start(): Promise<void>;
@@ -168,6 +168,8 @@ interface LiveStream {
   seqCheckpoints: Map<number, { seq: number; transferId: string }>;
 }
 
+/** Closed streams read per page by the start's sweep. */
+const SWEEP_PAGE = 100;
 /** Money seqs per remembered transfer (seqCheckpoints), for resume paging. */
 const CHECKPOINT_EVERY = 1000;
 
@@ -908,6 +910,30 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     }).catch((error) => logger.error({ err: error, streamId }, 'could not record a payout outcome'));
   };
 
+  /**
+   * At start: closed streams that still hold the payer's money (a crash between the close and
+   * its refund, a refund that failed, a payout asked of a payer who never answered) pay it back
+   * now; one whose payout is still out does so once that payout has ended. Idempotent: the
+   * refund is sized from the ledger, after every hold is back (decidePayout). A stream with
+   * nothing to pay back and nothing held is marked settled and passed by at later starts.
+   */
+  const sweepClosedStreams = async (): Promise<void> => {
+    let afterId = '';
+    for (;;) {
+      const rows = await store.listUnsettledClosedStreams(afterId, SWEEP_PAGE);
+      for (const row of rows) {
+        await withStream(row.id, async (state) => {
+          if (!state) return;
+          if (state.held > 0n) state.payoutAgain = true;
+          else if (state.balance - state.feeAdvance > 0n) background(state, 'refund payout', () => maybePayout(state, true));
+          else if (state.balance <= 0n && state.feeAdvance === 0n) await store.markSettled(row.id, clock.now());
+        }).catch((error) => logger.error({ err: error, streamId: row.id }, 'could not sweep a closed stream'));
+      }
+      if (rows.length < SWEEP_PAGE) return;
+      afterId = rows[rows.length - 1]!.id;
+    }
+  };
+
   const unsubscribers: (() => void)[] = [];
 
   return {
@@ -1098,6 +1124,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           if (state && state.row.meter === 'running') await meterStep(state, () => setMeter(state, 'running', 'resumed', 'server_restart'));
         });
       }
+      await sweepClosedStreams();
       const tickMs = deps.tickMs ?? 1000;
       const loop = (): void => {
         if (stopped) return;

@@ -17,6 +17,10 @@ export interface StreamStore {
   findStreamByTokenHash(tokenHash: string): Promise<StreamRow | null>;
   listStreams(appId: string, limit: number): Promise<StreamRow[]>;
   listOpenStreams(): Promise<StreamRow[]>;
+  /** Closed streams not yet marked settled, by id after `afterId` (the start's sweep pages through them). */
+  listUnsettledClosedStreams(afterId: string, limit: number): Promise<StreamRow[]>;
+  /** Marks a closed stream settled: nothing left to pay back, nothing held (the sweep passes it by after). */
+  markSettled(id: string, at: number): Promise<void>;
   /** Saves the row's mutable fields and appends the event, in one transaction. */
   saveWithEvent(row: StreamRow, event: StreamEvent | null): Promise<void>;
   appendEvent(event: StreamEvent): Promise<void>;
@@ -120,6 +124,13 @@ function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): StreamStor
     },
     async listOpenStreams() {
       return (await runner.all(`SELECT * FROM streams WHERE status = 'open'`, [])).map(streamFromRow);
+    },
+    async listUnsettledClosedStreams(afterId, limit) {
+      const sql = `SELECT * FROM streams WHERE status = 'closed' AND settled_at IS NULL AND id > ${p(1)} ORDER BY id LIMIT ${p(2)}`;
+      return (await runner.all(sql, [afterId, limit])).map(streamFromRow);
+    },
+    async markSettled(id, at) {
+      await runner.run(`UPDATE streams SET settled_at = ${p(1)} WHERE id = ${p(2)} AND status = 'closed'`, [at, id]);
     },
     async saveWithEvent(row, event) {
       await runner.transaction([

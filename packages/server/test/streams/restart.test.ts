@@ -5,15 +5,22 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
+
+const usePostgres = await postgresAvailable();
 
 type Event = { type: string; amount_msat?: string; fee_msat?: string; payment_hash?: string; reason?: string };
 
-describe('streams across a restart', () => {
+for (const store of ['sqlite', 'postgres'] as const) {
+describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a restart on ${store}`, () => {
   let t: TestSluice | null = null;
+  let database: TestDatabase | null = null;
   afterEach(async () => {
     await t?.close();
     t = null;
+    await database?.drop();
+    database = null;
   });
   const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
   const waitFor = async (what: string, predicate: () => Promise<boolean>) => {
@@ -24,15 +31,21 @@ describe('streams across a restart', () => {
     throw new Error(`gave up waiting for ${what}`);
   };
 
-  /** A Sluice on `dataDir` whose background reconciliation is off: a payout left unknown stays in flight until the next start. */
-  const start = async (dataDir: string): Promise<TestSluice> => {
-    t = await startTestSluice({ dataDir });
+  /** Where the Sluice keeps its state across restarts: a data dir (the devnet's, and SQLite's) and, on postgres, a fresh database. */
+  const newPlace = async (): Promise<{ dataDir: string; env: Record<string, string> }> => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-stream-restart-'));
+    database = store === 'postgres' ? await createTestDatabase('sluice_stream_restart') : null;
+    return { dataDir, env: database ? { SLUICE_DATABASE_URL: database.url } : {} };
+  };
+  /** A Sluice whose background reconciliation is off: a payout left unknown stays in flight until the next start. */
+  const start = async (place: { dataDir: string; env: Record<string, string> }): Promise<TestSluice> => {
+    t = await startTestSluice(place);
     await t.sluice.payments.stop();
     return t;
   };
-  const restart = async (dataDir: string): Promise<TestSluice> => {
+  const restart = async (place: { dataDir: string; env: Record<string, string> }): Promise<TestSluice> => {
     await t?.close();
-    t = await startTestSluice({ dataDir });
+    t = await startTestSluice(place);
     return t;
   };
 
@@ -59,8 +72,8 @@ describe('streams across a restart', () => {
   });
 
   it('records a payout outcome reconciled at start and then pays the refund that waited for it', async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-stream-restart-'));
-    const first = await start(dataDir);
+    const place = await newPlace();
+    const first = await start(place);
     const { app, streamId } = await fundedApp(first, '50000');
     const { asApp, events, stream } = helpers(() => t!, app.apiKey, streamId);
     const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
@@ -74,7 +87,7 @@ describe('streams across a restart', () => {
     await settle();
     expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(0);
 
-    const second = await restart(dataDir);
+    const second = await restart(place);
     await waitFor('the payout and the refund to settle', async () => (await events()).filter((e) => e.type === 'settled').length === 2);
     await waitFor('the balance to be 0', async () => (await stream()).balance_msat === '0');
     const settled = (await events()).filter((e) => e.type === 'settled');
@@ -86,8 +99,8 @@ describe('streams across a restart', () => {
   }, 30_000);
 
   it("gives the app back the unused fee budget it lent a close's refund that resolved across a restart", async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-stream-restart-'));
-    const first = await start(dataDir);
+    const place = await newPlace();
+    const first = await start(place);
     const { app, streamId } = await fundedApp(first, '0');
     const { asApp, events, stream, appBalance } = helpers(() => t!, app.apiKey, streamId);
     const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
@@ -99,7 +112,7 @@ describe('streams across a restart', () => {
     await waitFor('the refund to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
     expect(await appBalance()).toBeLessThan(appAfterReward);
 
-    const second = await restart(dataDir);
+    const second = await restart(place);
     await waitFor('the refund to settle', async () => (await events()).some((e) => e.type === 'settled'));
     await waitFor('the balance to be 0', async () => (await stream()).balance_msat === '0');
     await settle();
@@ -112,4 +125,36 @@ describe('streams across a restart', () => {
     expect(await stream()).toMatchObject({ balance_msat: '0', held_msat: '0' });
     expect(await second.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
+
+  it('pays back at start what a closed stream still holds (its refund failed), once', async () => {
+    const place = await newPlace();
+    const first = await start(place);
+    const { app, streamId } = await fundedApp(first, '0');
+    const { asApp, events, stream, appBalance } = helpers(() => t!, app.apiKey, streamId);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    const appAfterReward = await appBalance();
+    first.sluice.devnet!.faults.failNextPayments(1, 'no_route');
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    await waitFor('the refund to fail', async () => (await events()).some((e) => e.type === 'payout_failed'));
+    await waitFor('the fee budget to go back', async () => (await appBalance()) === appAfterReward);
+    expect(await stream()).toMatchObject({ status: 'closed', balance_msat: '60000', held_msat: '0' });
+
+    const second = await restart(place);
+    await waitFor('the refund to settle', async () => (await events()).some((e) => e.type === 'settled'));
+    await waitFor('the balance to be 0', async () => (await stream()).balance_msat === '0');
+    const fee = BigInt((await events()).find((e) => e.type === 'settled')?.fee_msat ?? '0');
+    expect(second.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(60000n);
+    await waitFor('the unused fee budget to go back', async () => (await appBalance()) === appAfterReward - fee);
+
+    // A later start finds nothing to do: no second payout.
+    const third = await restart(place);
+    await settle();
+    await settle();
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
+    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(60000n);
+    expect(await appBalance()).toBe(appAfterReward - fee);
+    expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
 });
+}
