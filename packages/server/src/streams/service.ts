@@ -1062,7 +1062,16 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         state.payoutAsked = null;
         state.payoutBusy = true;
         try {
-          await sendPayout(state, asked.amountMsat, asked.maxFeeMsat, { kind: 'invoice', paymentRequest, amountMsat: null });
+          // Sized again now: money moved since the ask (a charge, a top-up) changes what is owed,
+          // and a payout of the old amount could pay out more than the payer holds.
+          const owed = await decidePayout(state, state.row.status === 'closed');
+          if (!owed) return { ok: false, error: 'NoPayoutRequested', detail: 'nothing is owed to the payer any more: the balance moved since the ask' };
+          if (owed.amountMsat !== asked.amountMsat) {
+            state.payoutAsked = owed;
+            await record(state, 'payout_invoice_needed', { amount_msat: owed.amountMsat.toString() });
+            return { ok: false, error: 'PayoutAmountMismatch', detail: `the balance moved since the ask: the invoice must now ask for exactly ${owed.amountMsat} msat` };
+          }
+          await sendPayout(state, owed.amountMsat, owed.maxFeeMsat, { kind: 'invoice', paymentRequest, amountMsat: null });
         } finally {
           state.payoutBusy = false;
           resumePayout(state);
