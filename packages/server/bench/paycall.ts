@@ -25,7 +25,7 @@ import { msat } from '../src/money/msat.js';
 import { createChainScheme } from '../src/paycall/chain/index.js';
 import { formatChainHeader } from '../src/paycall/chain/math.js';
 import { loadL402Secret, mintSelfPaidCredential } from '../src/paycall/l402/index.js';
-import type { CallPrice, GateRequest } from '../src/paycall/gate.js';
+import type { CallPrice, GateOutcome, GateRequest } from '../src/paycall/gate.js';
 
 export interface PayCallBenchRow {
   what: string;
@@ -158,20 +158,20 @@ async function chainRates(sluice: Sluice, base: string, adminKey: string, option
         requests.push({ method: 'GET', path: '/paid', headers: { 'sluice-chain': asReceived(formatChainHeader({ chainId: id, index: i + 1, link: links.subarray((i + 1) * 32, (i + 2) * 32) })) } });
       }
     }
-    const pending: Promise<void>[] = new Array(requests.length);
+    const pending: Promise<GateOutcome>[] = new Array(requests.length);
     const roundStart = process.hrtime.bigint();
-    for (let r = 0; r < requests.length; r++) {
-      pending[r] = scheme.authorize(requests[r] as GateRequest, price).then((outcome) => {
-        if (outcome.kind === 'allowed') allowed += 1;
-        else refused ||= `${outcome.code}: ${outcome.message}`;
-      });
-    }
+    // Only the calls inside the clock: the benchmark's tally of the answers is its own work
+    // (a closure and a promise per call), done once the round is answered.
+    for (let r = 0; r < requests.length; r++) pending[r] = scheme.authorize(requests[r] as GateRequest, price);
     verifyNs += process.hrtime.bigint() - roundStart;
     const hashStart = process.hrtime.bigint();
     for (let r = 0; r < requests.length; r++) hashLink = rawSha256(hashLink);
     hashNs += process.hrtime.bigint() - hashStart;
     hashed += requests.length;
-    await Promise.all(pending);
+    for (const outcome of await Promise.all(pending)) {
+      if (outcome.kind === 'allowed') allowed += 1;
+      else refused ||= `${outcome.code}: ${outcome.message}`;
+    }
   }
   const verifySeconds = Number(verifyNs) / 1e9;
   const hashSeconds = Number(hashNs) / 1e9;

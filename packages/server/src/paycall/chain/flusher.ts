@@ -1,9 +1,9 @@
 /**
  * Group commit for chains: calls accepted in memory wait here until their chain's new
  * index is durable. Dirty chains are written by ONE flusher, one transaction per batch
- * (only each chain's latest index), together with one ledger transfer per chain that pays
- * the app for the steps spent since the last commit (see store.ts). While a commit is in
- * flight new calls gather behind it, so batches grow with the load and share one fsync.
+ * (only each chain's latest index; see store.ts). The app is paid for those steps later,
+ * by the settler's sweep (settler.ts), so a call waits for the index alone. While a commit
+ * is in flight new calls gather behind it, so batches grow with the load and share one fsync.
  *
  * Failure: a commit that throws has an unknown outcome (a connection lost after COMMIT was
  * sent may have committed it), so it fails closed: every call of its batch and every later
@@ -13,10 +13,6 @@
  * chain) refuses that chain's calls as replayed and drops it from memory too.
  */
 import type { Logger } from 'pino';
-import type { Clock } from '../../clock.js';
-import { appAccountId } from '../../apps/service.js';
-import type { LedgerOp } from '../../ledger/store.js';
-import { msat } from '../../money/msat.js';
 import type { ChainRow, ChainWrite } from './model.js';
 import type { CallCost, ChainFail, SpendAck } from './service.js';
 import type { ChainStore } from './store.js';
@@ -91,9 +87,10 @@ export interface ChainFlusher {
 
 export interface ChainFlusherDeps {
   store: ChainStore;
-  clock: Clock;
   logger: Logger;
   maxBatch: number;
+  /** The chain's new index is durable: its steps are due to the app (the settler's next sweep). */
+  onCommitted(state: LiveChain): void;
   /** A chain whose every step is now durably spent (it may leave memory). */
   onSpentOut(state: LiveChain): void;
   /** A chain another process moved: this copy must leave memory. */
@@ -103,7 +100,7 @@ export interface ChainFlusherDeps {
 }
 
 export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
-  const { store, clock, logger, maxBatch } = deps;
+  const { store, logger, maxBatch } = deps;
   const dirty = new Set<LiveChain>();
   const committing = new Set<LiveChain>();
   let flushing = false;
@@ -147,22 +144,9 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
         state.next = null;
       }
       if (batch.length === 0) return;
-      const ops: LedgerOp[] = [];
-      for (const { state, write } of batch) {
-        const spent = write.index - write.fromIndex;
-        if (spent <= 0) continue;
-        ops.push({
-          kind: 'transfer',
-          debitAccountId: state.row.accountId,
-          creditAccountId: appAccountId(state.row.appId),
-          amountMsat: msat(BigInt(spent) * state.row.stepMsat),
-          code: 'chain_spend',
-          reference: `${state.row.id}/${write.index}`,
-        });
-      }
       let result: Awaited<ReturnType<ChainStore['commit']>>;
       try {
-        result = await store.commit(batch.map((entry) => entry.write), ops, clock.now());
+        result = await store.commit(batch.map((entry) => entry.write));
       } catch (error) {
         logger.error({ err: error, chains: batch.length }, 'chain commit failed (outcome unknown); the batch was refused and its chains are re-read before the next call');
         const refusal = refusalFor(error);
@@ -200,6 +184,7 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
         state.durableIndex = write.index;
         state.durableLink = write.link;
         state.row.link = write.link;
+        if (write.index > write.fromIndex) deps.onCommitted(state);
         signal?.resolve(null);
         if (state.row.index >= state.row.steps && !dirty.has(state)) deps.onSpentOut(state);
       }

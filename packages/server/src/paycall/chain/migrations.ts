@@ -18,12 +18,28 @@ CREATE TABLE paycall_chains (
 CREATE INDEX paycall_chains_live ON paycall_chains(status) WHERE status <> 'refunded';
 `;
 
+/**
+ * Spent steps are paid to the app in sweeps, not in every commit of the index: the row
+ * remembers up to which index the app was paid. Every chain written before this version
+ * was paid in the commit that moved its index, so it starts settled up to that index.
+ */
+const settledIndex = (int8: string) => `
+ALTER TABLE paycall_chains ADD COLUMN settled_index ${int8} NOT NULL DEFAULT 0 CHECK (settled_index >= 0);
+UPDATE paycall_chains SET settled_index = current_index;
+`;
+
 export const sqliteChainMigrations: ModuleMigrations = {
   module: 'paycall_chain',
-  migrations: [{ version: 1, name: 'hash-chain tokens', sql: tables('INTEGER') }],
+  migrations: [
+    { version: 1, name: 'hash-chain tokens', sql: tables('INTEGER') },
+    { version: 2, name: 'spent steps settled in sweeps', sql: settledIndex('INTEGER') },
+  ],
 };
 
 export const postgresChainMigrations: ModuleMigrations = {
   module: 'paycall_chain',
-  migrations: [{ version: 1, name: 'hash-chain tokens', sql: tables('BIGINT') }],
+  migrations: [
+    { version: 1, name: 'hash-chain tokens', sql: tables('BIGINT') },
+    { version: 2, name: 'spent steps settled in sweeps', sql: settledIndex('BIGINT') },
+  ],
 };

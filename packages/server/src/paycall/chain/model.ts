@@ -3,10 +3,11 @@
  * links between the anchor and the last accepted one), and what a client sees of it.
  *
  * Money: the purchase invoice credits the chain's own ledger account (`chain:<id>`).
- * Every accepted call moves its steps' value from that account to the app's account in
- * the same transaction that makes the new index durable, so at every commit
- *   chain account = (steps - index) x step_msat (+ anything paid above the invoice amount)
- * and the app's revenue from the chain = index x step_msat, to the msat.
+ * Accepted calls move their steps' value from that account to the app's account in sweeps
+ * (settlement.ts) that record how far each chain is settled, so after every sweep
+ *   chain account = (steps - settled_index) x step_msat (+ anything paid above the invoice)
+ * and the app's revenue from the chain = settled_index x step_msat, to the msat; a sweep
+ * follows every commit of the index within the settle interval.
  */
 import type { Msat } from '../../money/msat.js';
 

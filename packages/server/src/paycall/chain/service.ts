@@ -13,8 +13,9 @@
  * in memory (loaded at start-up and when bought). The check and the advance of the index
  * are one synchronous step, so of two racing requests with the same link exactly one
  * wins. The winner then waits for the flusher (flusher.ts): dirty chains are written as ONE
- * transaction per batch (only each chain's latest index; group commit), together with one
- * ledger transfer per chain that moves the newly spent steps' value to the app.
+ * transaction per batch (only each chain's latest index; group commit). The spent steps'
+ * value moves to the app in the settler's sweeps (settler.ts), at most `settleIntervalMs`
+ * later, in one transaction per sweep that also records how far each chain is settled.
  *
  * One process owns a chain's live state. With SQLite there is one process; with a
  * PostgreSQL database shared by several Sluices, the conditional write (see store.ts)
@@ -37,6 +38,7 @@ import { hashLink, isLinkHex, MAX_CHAIN_STEPS, MAX_STEPS_PER_CALL, stepsForPrice
 import { CHAIN_ACCOUNT_PREFIX, chainAccountId, type ChainRow, type ChainStatus, type ChainView } from './model.js';
 import type { ChainStore } from './store.js';
 import { createChainFlusher, type LiveChain } from './flusher.js';
+import { createChainSettler } from './settler.js';
 import { createUnknownChainIds } from './unknown-ids.js';
 
 export { ChainConflictError } from './flusher.js';
@@ -130,7 +132,12 @@ export interface ChainService {
   setStepMsat(appId: string, stepMsat: Msat): void;
   /** Loads live chains, activates chains paid while we were down, listens for payments. */
   start(): Promise<void>;
-  /** Stops listening and waits until every accepted index is durable. */
+  /**
+   * Waits until every accepted index is durable and pays the apps for every spent step now,
+   * instead of at the next sweep (tests, and anything that must read an app's balance exact).
+   */
+  settleSpent(): Promise<void>;
+  /** Stops listening, waits until every accepted index is durable, and settles it. */
   stop(): Promise<void>;
 }
 
@@ -150,6 +157,8 @@ export interface ChainServiceDeps {
   invoiceExpiryS: number;
   /** Most chains written in one transaction. */
   maxBatch?: number;
+  /** Longest time between a call's commit and the app's credit for it (default DEFAULT_SETTLE_INTERVAL_MS). */
+  settleIntervalMs?: number;
   /** Most unpaid chains held in memory (default MAX_PENDING_CHAINS). */
   maxUnpaidChains?: number;
   /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
@@ -159,6 +168,8 @@ export interface ChainServiceDeps {
 }
 
 const REFUND_ATTEMPTS_MAX = 100;
+/** Spent steps reach the app's balance within this long (SLUICE_CHAIN_SETTLE_INTERVAL_MS). */
+export const DEFAULT_SETTLE_INTERVAL_MS = 250;
 /**
  * Unpaid chains held in memory (anyone may buy without a key): beyond this, chains whose
  * invoice expired are dropped, and if that is not enough, purchases get `Overloaded`.
@@ -256,14 +267,20 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     unpaid.delete(state);
   };
 
+  const settler = createChainSettler({ store, clock, logger, maxBatch, intervalMs: deps.settleIntervalMs ?? DEFAULT_SETTLE_INTERVAL_MS });
   const flusher = createChainFlusher({
-    store, clock, logger, maxBatch,
+    store, logger, maxBatch,
+    onCommitted: (state) => settler.noteCommitted(state.row.id),
     // A spent-out chain can pay for nothing more: it leaves memory (reads go to the store).
     onSpentOut: (state) => {
       if (!state.refunding) forget(state);
     },
     onConflict: forget,
-    onUncertain: forget,
+    onUncertain: (state) => {
+      forget(state);
+      // It may have been committed after all: the sweep settles whatever the row says.
+      settler.noteCommitted(state.row.id);
+    },
   });
 
   // ---- Activation --------------------------------------------------------------------
@@ -520,6 +537,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   const refundSpentOut = async (chainId: string, proof: { preimage: Uint8Array }, destination: RefundDestination): Promise<Awaited<ReturnType<ChainService['refund']>>> => {
     const state = live.get(chainId) ?? null;
     if (state) await flusher.settled(state);
+    // The chain account is read for the refund: every spent step leaves it first.
+    await settler.settleNow([chainId]);
     const row = await store.getChain(chainId);
     if (!row) return { ok: false, error: 'Unknown' };
     // Steps are left (in memory, ahead of the row only while a commit was failing): the
@@ -664,6 +683,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
           }
         }
         try {
+          // The chain account is read for the refund: every spent step leaves it first.
+          await settler.settleNow([chainId]);
           // The database decides: another process may have moved or refunded the chain.
           const stored = await store.getChain(chainId);
           if (!stored) return { ok: false, error: 'Unknown' };
@@ -684,6 +705,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     },
 
     async start() {
+      await settler.start();
       unsubscribers.push(invoices.onPaid(onInvoicePaid));
       const now = clock.now();
       for (const row of await store.listUnrefundedChains()) {
@@ -701,9 +723,15 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       }
     },
 
+    async settleSpent() {
+      await flusher.drain();
+      await settler.flush();
+    },
+
     async stop() {
       for (const unsubscribe of unsubscribers.splice(0)) unsubscribe();
       await flusher.drain();
+      await settler.stop();
     },
   };
   return service;

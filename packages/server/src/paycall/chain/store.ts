@@ -2,13 +2,15 @@
  * Persistence of hash-chain tokens, SQLite and PostgreSQL. One row per chain; the hot
  * path never reads it (the service keeps live chains in memory). Writes come in batches
  * from the service's flusher: ONE transaction per batch holds every dirty chain's new
- * index and link AND the ledger transfers that pay the app for those steps, so the index
- * and the money can never disagree, even across a crash.
+ * index and link, nothing else, so a paid call waits for the smallest possible commit.
+ * The money follows in sweeps (`settle`, see settlement.ts): one transaction moves the
+ * value of every step spent since the last sweep to the apps and records how far each
+ * chain is settled, so the index and the money can never disagree, even across a crash.
  *
- * Each write applies only if the row still holds the index the service last made durable
- * (`fromIndex`) and is not refunded. If another process (PostgreSQL shared by two Sluices)
- * advanced or refunded it, the whole batch is rolled back and the conflicting chains are
- * named, so no link is ever accepted twice and a refunded chain never pays again.
+ * Each index write applies only if the row still holds the index the service last made
+ * durable (`fromIndex`) and is not refunded. If another process (PostgreSQL shared by two
+ * Sluices) advanced or refunded it, the whole batch is rolled back and the conflicting
+ * chains are named, so no link is ever accepted twice and a refunded chain never pays again.
  */
 import type { PostgresSql, PostgresTransaction } from '../../db/postgres.js';
 import type { SqliteDatabase } from '../../db/sqlite.js';
@@ -17,9 +19,10 @@ import type { LedgerOp, LedgerResult } from '../../ledger/store.js';
 import { msat } from '../../money/msat.js';
 import { postgresChainMigrations, sqliteChainMigrations } from './migrations.js';
 import type { ChainRow, ChainStoredStatus, ChainWrite } from './model.js';
+import { settlementOp, type UnsettledChain } from './settlement.js';
 
 export type ChainCommitResult =
-  | { ok: true; ledger: LedgerResult[] }
+  | { ok: true }
   /** Nothing was written: these chains' rows no longer hold the expected index. */
   | { ok: false; conflicts: string[] };
 
@@ -31,8 +34,16 @@ export interface ChainStore {
   listUnrefundedChains(): Promise<ChainRow[]>;
   /** Moves a chain from one stored status to another; false if it was not in `from`. */
   setStatus(id: string, from: ChainStoredStatus, to: ChainStoredStatus): Promise<boolean>;
-  /** Writes the chains and applies the ledger ops in one transaction (one commit). */
-  commit(writes: readonly ChainWrite[], ops: readonly LedgerOp[], now: number): Promise<ChainCommitResult>;
+  /** Writes the chains' new indexes in one transaction (one commit). */
+  commit(writes: readonly ChainWrite[]): Promise<ChainCommitResult>;
+  /**
+   * Pays the apps for every step of these chains spent since their last settlement, and
+   * records how far each is settled, in one transaction. Chains with nothing to settle are
+   * skipped. Returns how many chains were settled.
+   */
+  settle(ids: readonly string[], now: number): Promise<number>;
+  /** Chains whose index moved past their settled index (a crash before a sweep): read at start-up. */
+  listUnsettledChainIds(): Promise<string[]>;
 }
 
 /** Applies ledger ops inside the caller's open transaction (from the ledger module). */
@@ -70,6 +81,19 @@ function assertLedgerApplied(results: readonly LedgerResult[]): void {
   }
 }
 
+function unsettledFromRow(row: Row): UnsettledChain {
+  return {
+    id: row.id as string,
+    appId: row.app_id as string,
+    accountId: row.account_id as string,
+    stepMsat: msat(BigInt(row.step_msat as bigint)),
+    settledIndex: Number(row.settled_index as bigint),
+    index: Number(row.current_index as bigint),
+  };
+}
+
+const UNSETTLED_COLUMNS = 'id, app_id, account_id, step_msat, current_index, settled_index';
+
 class Conflict extends Error {
   constructor(readonly ids: string[]) {
     super('chain rows moved underneath this batch');
@@ -81,15 +105,26 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
   const insert = db.prepare(`INSERT INTO paycall_chains (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`);
   const select = db.prepare('SELECT * FROM paycall_chains WHERE id = ?');
   const update = db.prepare("UPDATE paycall_chains SET current_index = ?, current_link = ? WHERE id = ? AND current_index = ? AND status <> 'refunded'");
-  const commitBatch = db.transaction((writes: readonly ChainWrite[], ops: readonly LedgerOp[], now: number): LedgerResult[] => {
+  const commitBatch = db.transaction((writes: readonly ChainWrite[]): void => {
     const conflicts: string[] = [];
     for (const write of writes) {
       if (update.run(write.index, write.link, write.id, write.fromIndex).changes !== 1) conflicts.push(write.id);
     }
     if (conflicts.length > 0) throw new Conflict(conflicts);
-    const results = applyLedgerOps(db, ops, now);
-    assertLedgerApplied(results);
-    return results;
+  });
+  const selectUnsettled = db.prepare(`SELECT ${UNSETTLED_COLUMNS} FROM paycall_chains WHERE id = ? AND current_index > settled_index`);
+  const markSettled = db.prepare('UPDATE paycall_chains SET settled_index = ? WHERE id = ? AND settled_index = ?');
+  const settleBatch = db.transaction((ids: readonly string[], now: number): number => {
+    const ops: LedgerOp[] = [];
+    for (const id of ids) {
+      const row = selectUnsettled.get(id) as Row | undefined;
+      if (!row) continue;
+      const chain = unsettledFromRow(row);
+      ops.push(settlementOp(chain));
+      markSettled.run(chain.index, chain.id, chain.settledIndex);
+    }
+    assertLedgerApplied(applyLedgerOps(db, ops, now));
+    return ops.length;
   });
   return {
     dialect: 'sqlite',
@@ -106,14 +141,21 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
     async listUnrefundedChains() {
       return (db.prepare("SELECT * FROM paycall_chains WHERE status <> 'refunded'").all() as Row[]).map(chainFromRow);
     },
-    async commit(writes, ops, now) {
+    async commit(writes) {
       try {
         // IMMEDIATE: take the write lock first, so nothing else writes between our checks and our commit.
-        return { ok: true, ledger: commitBatch.immediate(writes, ops, now) };
+        commitBatch.immediate(writes);
+        return { ok: true };
       } catch (error) {
         if (error instanceof Conflict) return { ok: false, conflicts: error.ids };
         throw error;
       }
+    },
+    async settle(ids, now) {
+      return ids.length === 0 ? 0 : settleBatch.immediate(ids, now);
+    },
+    async listUnsettledChainIds() {
+      return (db.prepare('SELECT id FROM paycall_chains WHERE current_index > settled_index').all() as Row[]).map((row) => row.id as string);
     },
   };
 }
@@ -125,7 +167,7 @@ const MAX_ATTEMPTS = 5;
 export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): Promise<ChainStore> {
   await migratePostgres(sql, postgresChainMigrations);
   const insertSql = `INSERT INTO paycall_chains (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`;
-  const commitOnce = (unsorted: readonly ChainWrite[], ops: readonly LedgerOp[], now: number): Promise<LedgerResult[]> =>
+  const commitOnce = (unsorted: readonly ChainWrite[]): Promise<void> =>
     sql.begin(async (tx) => {
       // Rows locked in id order: two processes writing the same chains cannot deadlock.
       const writes = [...unsorted].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -141,10 +183,36 @@ export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps:
         const matched = new Set(updated.map((row) => row.id as string));
         throw new Conflict(writes.filter((w) => !matched.has(w.id)).map((w) => w.id));
       }
-      const results = await applyLedgerOps(tx as unknown as PostgresTransaction, ops, now);
-      assertLedgerApplied(results);
-      return results;
-    }) as Promise<LedgerResult[]>;
+    }) as Promise<void>;
+  const settleOnce = (ids: readonly string[], now: number): Promise<number> =>
+    sql.begin(async (tx) => {
+      // Locked in id order (as commits lock them): a commit and a sweep cannot deadlock.
+      const rows = (await tx.unsafe(
+        `SELECT ${UNSETTLED_COLUMNS} FROM paycall_chains WHERE id = ANY($1::text[]) AND current_index > settled_index ORDER BY id FOR UPDATE`,
+        [[...ids]] as never[],
+      )) as unknown as Row[];
+      if (rows.length === 0) return 0;
+      const chains = rows.map(unsettledFromRow);
+      await tx.unsafe(
+        `UPDATE paycall_chains AS c SET settled_index = u.idx
+         FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, idx, from_idx)
+         WHERE c.id = u.id AND c.settled_index = u.from_idx`,
+        [chains.map((c) => c.id), chains.map((c) => String(c.index)), chains.map((c) => String(c.settledIndex))] as never[],
+      );
+      assertLedgerApplied(await applyLedgerOps(tx as unknown as PostgresTransaction, chains.map(settlementOp), now));
+      return chains.length;
+    }) as Promise<number>;
+  /** Serialization failures and deadlocks: the whole transaction is tried again. */
+  const retried = async <T>(work: () => Promise<T>): Promise<T> => {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await work();
+      } catch (error) {
+        const code = (error as { code?: unknown } | null)?.code;
+        if (error instanceof Conflict || typeof code !== 'string' || !RETRYABLE_CODES.has(code) || attempt >= MAX_ATTEMPTS) throw error;
+      }
+    }
+  };
   return {
     dialect: 'postgres',
     async insertChain(row) {
@@ -161,16 +229,20 @@ export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps:
     async listUnrefundedChains() {
       return ((await sql.unsafe("SELECT * FROM paycall_chains WHERE status <> 'refunded'")) as unknown as Row[]).map(chainFromRow);
     },
-    async commit(writes, ops, now) {
-      for (let attempt = 1; ; attempt += 1) {
-        try {
-          return { ok: true, ledger: await commitOnce(writes, ops, now) };
-        } catch (error) {
-          if (error instanceof Conflict) return { ok: false, conflicts: error.ids };
-          const code = (error as { code?: unknown } | null)?.code;
-          if (typeof code !== 'string' || !RETRYABLE_CODES.has(code) || attempt >= MAX_ATTEMPTS) throw error;
-        }
+    async commit(writes) {
+      try {
+        await retried(() => commitOnce(writes));
+        return { ok: true };
+      } catch (error) {
+        if (error instanceof Conflict) return { ok: false, conflicts: error.ids };
+        throw error;
       }
+    },
+    async settle(ids, now) {
+      return ids.length === 0 ? 0 : retried(() => settleOnce(ids, now));
+    },
+    async listUnsettledChainIds() {
+      return ((await sql.unsafe('SELECT id FROM paycall_chains WHERE current_index > settled_index')) as unknown as Row[]).map((row) => row.id as string);
     },
   };
 }

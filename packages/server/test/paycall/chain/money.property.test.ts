@@ -29,7 +29,9 @@ describe('chain money is exact (property)', () => {
     await t?.close();
   });
 
+  /** A balance once every spent step is settled (chains pay their apps in sweeps). */
   const balance = async (accountId: string): Promise<bigint> => {
+    await t.sluice.chains.settleSpent();
     const account = await t.sluice.ledger.getAccount(accountId);
     return account ? account.creditsPostedMsat - account.debitsPostedMsat : 0n;
   };

@@ -58,8 +58,8 @@ describe.skipIf(!usePostgres)('unknown chain ids reach the database once', () =>
         reads += 1;
         return real.getChain(id);
       },
-      async commit(writes, ops, now) {
-        const result = await real.commit(writes, ops, now);
+      async commit(writes) {
+        const result = await real.commit(writes);
         if (loseConnectionAfterCommit) {
           loseConnectionAfterCommit = false;
           throw new Error('write CONNECTION_CLOSED');

@@ -143,6 +143,8 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`gateway end to end on ${s
       balances.push(response.headers.get('sluice-chain-balance') as string);
     }
     expect(balances).toEqual(['steps=20; msat=20000; index=5', 'steps=15; msat=15000; index=10', 'steps=10; msat=10000; index=15']);
+    // The app is paid for the spent steps by the next sweep (at most SLUICE_CHAIN_SETTLE_INTERVAL_MS later).
+    await test.sluice.chains.settleSpent();
     const appAfter = balanceOf((await test.sluice.ledger.getAccount(appAccountId(started.appId)))!);
     expect(appAfter - appBefore).toBe(15_000n);
     // The upstream never saw a chain link.

@@ -68,7 +68,9 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
   let wallet: WalletAdapter;
 
   const alice = () => t.sluice.devnet!.nodeBalanceMsat('alice');
+  /** A balance once every spent chain step is settled (the app is paid in sweeps). */
   const ledgerBalance = async (accountId: string) => {
+    await t.sluice.chains.settleSpent();
     const account = await t.sluice.ledger.getAccount(accountId);
     return account === null ? 0n : balanceOf(account);
   };
