@@ -1,0 +1,104 @@
+/**
+ * Sweeps: pays the apps for the steps their chains spent, a while after the calls.
+ *
+ * Why not in the call's own commit: a paid call waits for its index to be durable, and the
+ * ledger transfer that moved the step's value to the app was most of that commit's work
+ * (one transfer per chain per batch). The index alone is the proof of what was spent, so
+ * the money can follow: chains whose index was committed are noted here, and at most one
+ * sweep per interval settles them all in one transaction (settlement.ts). The app's
+ * balance lags its chains' calls by at most the interval; a refund, and shutdown, settle
+ * at once; start-up settles what a crash left unsettled.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../../clock.js';
+import type { ChainStore } from './store.js';
+
+export interface ChainSettler {
+  /** The chain's index was committed: its new steps are due to the app at the next sweep. */
+  noteCommitted(chainId: string): void;
+  /** Settles these chains now (a refund reads the chain account only after this). */
+  settleNow(chainIds: readonly string[]): Promise<void>;
+  /** Settles everything noted so far, now (shutdown, tests). */
+  flush(): Promise<void>;
+  /** Settles what an earlier run left unsettled. */
+  start(): Promise<void>;
+  /** Stops the timer after a last sweep. */
+  stop(): Promise<void>;
+}
+
+export interface ChainSettlerDeps {
+  store: ChainStore;
+  clock: Clock;
+  logger: Logger;
+  /** Longest time between a call's commit and the app's credit for it. */
+  intervalMs: number;
+  /** Most chains settled in one transaction. */
+  maxBatch: number;
+}
+
+export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
+  const { store, clock, logger, intervalMs, maxBatch } = deps;
+  const due = new Set<string>();
+  let timer: NodeJS.Timeout | null = null;
+  /** The sweep under way: sweeps run one at a time, so a retry never races its own batch. */
+  let running: Promise<void> = Promise.resolve();
+
+  const settleInBatches = async (ids: readonly string[]): Promise<void> => {
+    for (let from = 0; from < ids.length; from += maxBatch) await store.settle(ids.slice(from, from + maxBatch), clock.now());
+  };
+
+  /** One sweep after the ones before it; what fails stays due (the next sweep tries again). */
+  const sweep = (ids: readonly string[]): Promise<void> => {
+    const next = running.then(async () => {
+      try {
+        await settleInBatches(ids);
+      } catch (error) {
+        for (const id of ids) due.add(id);
+        logger.error({ err: error, chains: ids.length }, 'could not settle spent chain steps to the apps; retried at the next sweep');
+        arm();
+        throw error;
+      }
+    });
+    running = next.catch(() => undefined);
+    return next;
+  };
+
+  const sweepDue = (): Promise<void> => {
+    timer = null;
+    const ids = [...due];
+    due.clear();
+    return sweep(ids);
+  };
+
+  function arm(): void {
+    if (timer !== null || due.size === 0) return;
+    timer = setTimeout(() => void sweepDue().catch(() => undefined), intervalMs);
+    // A pending sweep does not keep the process alive: stop() settles what is due.
+    timer.unref();
+  }
+
+  return {
+    noteCommitted(chainId) {
+      due.add(chainId);
+      arm();
+    },
+    async settleNow(chainIds) {
+      for (const id of chainIds) due.delete(id);
+      await sweep(chainIds);
+    },
+    async flush() {
+      if (timer !== null) clearTimeout(timer);
+      await sweepDue();
+    },
+    async start() {
+      const ids = await store.listUnsettledChainIds();
+      if (ids.length > 0) logger.info({ chains: ids.length }, 'settling chain steps an earlier run spent but did not settle');
+      await sweep(ids);
+    },
+    async stop() {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      await sweepDue().catch(() => undefined);
+    },
+  };
+}
