@@ -754,10 +754,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     return run;
   };
 
-  /** Charges the whole seconds of the running segment not yet charged (and, when `final`, the part second). */
-  const chargeMeter = async (state: LiveStream, final: boolean): Promise<boolean> => {
+  /**
+   * Charges the whole seconds of the running segment not yet charged (and, when `final`, the
+   * part second). null when charged (or nothing was due), else why not: LimitExceeded (the
+   * payer cannot cover it) or Overloaded (the ledger took nothing; the seconds stay uncharged
+   * for the next try).
+   */
+  const chargeMeter = async (state: LiveStream, final: boolean): Promise<StreamError | null> => {
     const row = state.row;
-    if (row.meter !== 'running' || row.meterSegmentStartedAt === null || row.rateMsatPerS === 0n) return true;
+    if (row.meter !== 'running' || row.meterSegmentStartedAt === null || row.rateMsatPerS === 0n) return null;
     const elapsedMs = Math.max(0, clock.now() - row.meterSegmentStartedAt);
     const wholeSeconds = Math.floor(elapsedMs / 1000);
     let amount = BigInt(wholeSeconds - row.meterSecondsCharged) * row.rateMsatPerS;
@@ -766,12 +771,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       // The part second, pro rata and rounded down: the payer never pays for time not used.
       amount += (row.rateMsatPerS * BigInt(elapsedMs - wholeSeconds * 1000)) / 1000n;
     }
-    if (amount <= 0n) return true;
+    if (amount <= 0n) return null;
     const key = `st:${row.id}:m:${row.meterSegment}:${row.meterSecondsCharged}:${final ? 'final' : chargedSeconds}`;
     const result = await applyMoney(state, 'meter', 'metered', msat(amount), 'charge', key);
-    if (!result.ok) return false;
+    if (!result.ok) return result.error;
     row.meterSecondsCharged = chargedSeconds;
-    return true;
+    return null;
   };
 
   const setMeter = async (state: LiveStream, meter: StreamRow['meter'], type: StreamEventType, reason: string): Promise<StreamEvent> => {
@@ -1023,7 +1028,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         const allowed: Record<MeterAction, StreamRow['meter'][]> = { start: ['stopped'], pause: ['running'], resume: ['paused'], stop: ['running', 'paused'] };
         if (!allowed[action].includes(row.meter)) return { ok: false, error: 'MeterState', detail: `cannot ${action} a meter that is ${row.meter}` };
         if (action === 'start' && actor === 'payer') return { ok: false, error: 'MeterState', detail: 'only the app starts the meter' };
-        if (row.meter === 'running') await chargeMeter(state, true);
+        if (row.meter === 'running' && (await chargeMeter(state, true)) === 'Overloaded') {
+          // The meter stays as it was, its seconds uncharged: the step is refused whole, to be tried again.
+          return { ok: false, error: 'Overloaded', detail: 'the meter could not be charged now; try again' };
+        }
         const next = { start: 'running', pause: 'paused', resume: 'running', stop: 'stopped' } as const;
         const type = { start: 'meter_started', pause: 'paused', resume: 'resumed', stop: 'meter_stopped' } as const;
         const recorded = await setMeter(state, next[action], type[action], `by ${actor}`);
@@ -1171,7 +1179,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
               await meterStep(state, async () => {
                 if (state.row.status !== 'open' || state.row.meter !== 'running') return;
                 // The payer cannot cover the next second: pause, and the top-up invoice asks for more.
-                if (!(await chargeMeter(state, false))) await setMeter(state, 'paused', 'paused', 'insufficient_funds');
+                // An overloaded ledger took nothing: the meter runs on, and the next tick charges
+                // these seconds with its own.
+                const refused = await chargeMeter(state, false);
+                if (refused === 'Overloaded') logger.warn({ streamId: state.row.id }, 'meter charge refused: the ledger is overloaded; the next tick tries again');
+                else if (refused !== null) await setMeter(state, 'paused', 'paused', 'insufficient_funds');
               });
             }
           } finally {
