@@ -5,8 +5,8 @@
  * msat; what the route does not use goes back to the app. Each attempt is committed
  * before its payment, in one transaction with the loan: its destination, amount, budget,
  * the exact invoice it pays and, for an invoice, its payment hash. So a start can finish an
- * attempt a crash cut off: reconcile it by hash, or send the same payment under the same
- * idempotency key (a replay if it had begun). Every function here runs under the
+ * attempt a crash cut off: reconcile it with the payment made under its idempotency key, or
+ * send that same payment now if none began. Every function here runs under the
  * subscription's lock (service.ts).
  */
 import type { Logger } from 'pino';
@@ -184,7 +184,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
    * at start for an attempt a crash cut off: the same idempotency key with the same payment
    * returns the payment if it had begun, and begins it if not; so it is sent once.
    */
-  const payRefund = async (state: LiveSubscription, resuming: boolean): Promise<{ ok: true } | Fail> => {
+  const payRefund = async (state: LiveSubscription): Promise<{ ok: true } | Fail> => {
     const current = state.row;
     const attempt = current.refundAttempts;
     const payment = await attemptPayment(current);
@@ -194,10 +194,8 @@ export function createRefunds(deps: RefundDeps): Refunds {
       target, maxFeeMsat, idempotencyKey: refundPaymentKey(current.id, attempt), debitAccountId: current.accountId,
     });
     if (!result.ok) {
-      // An attempt of an earlier version whose payment had begun (another invoice from a
-      // Lightning address, or another budget) is left pending: resumeRefund reconciles it.
-      if (resuming && current.refundMaxFeeMsat === null && (result.error === 'IdempotencyConflict' || result.error === 'PaymentInFlight')) return { ok: true };
-      // Nothing was sent under this key (a payment that began would have been replayed).
+      // Nothing was sent under this key (a payment that began would have been replayed, and
+      // at start one that began is found by its key before this runs).
       await finishAttempt(state, { succeeded: false, feeMsat: 0n, paymentHash: null });
       const invoiceProblem = ['InvoiceInvalid', 'InvoiceWrongNetwork', 'InvoiceExpired', 'InvoiceAlreadyPaid'].includes(result.error);
       return { ok: false, error: invoiceProblem ? 'RefundInvoiceInvalid' : 'RefundUnavailable', detail: `${result.error}${result.detail ? `: ${result.detail}` : ''}` };
@@ -258,40 +256,24 @@ export function createRefunds(deps: RefundDeps): Refunds {
       if (error instanceof LedgerOpRefused) return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the ${maxFeeMsat} msat routing-fee budget now` };
       throw error;
     }
-    return payRefund(state, false);
-  };
-
-  /**
-   * The payment of a pending attempt of an earlier version that saved neither its invoice nor
-   * its budget: its hold is on the subscription's account, newer than the attempt's fee loan
-   * (one attempt at a time). Null when no such hold is found (the payment never began, or
-   * the attempt lent nothing and cannot be told from an earlier one).
-   */
-  const legacyAttemptPayment = async (row: SubscriptionRow): Promise<PaymentView | null> => {
-    const transfers = await ledger.listTransfers({ accountId: row.accountId, limit: STRAY_LOAN_SCAN });
-    const holds: string[] = [];
-    for (const transfer of transfers) {
-      if (transfer.idempotencyKey === feeAdvanceKey(row.id, row.refundAttempts)) {
-        const newest = holds[0];
-        return newest === undefined ? null : payments.getPayment(row.appId, newest);
-      }
-      if (transfer.code === 'payment' && transfer.debitAccountId === row.accountId) holds.push(transfer.reference);
-    }
-    return null;
+    return payRefund(state);
   };
 
   /**
    * The payment of the pending attempt, found by the attempt's own idempotency key, if it
-   * began and pays this hash; or null. By key, not by hash: another payment of the same
-   * invoice (the merchant paying it itself, or an earlier attempt's) is not this refund's.
+   * began (and pays the saved hash, when there is one); or null. By key, not by hash: another
+   * payment of the same invoice (the merchant paying it itself, or an earlier attempt's) is
+   * not this refund's. An attempt of an earlier version may have begun without saving a
+   * hash; asked again, its Lightning address would give another invoice (a conflict, not a
+   * replay), so its payment is found only this way.
    */
-  const ownPayment = async (row: SubscriptionRow, paymentHash: string): Promise<PaymentView | null> => {
+  const ownPayment = async (row: SubscriptionRow): Promise<PaymentView | null> => {
     const payment = await payments.getPaymentByKey(row.appId, refundPaymentKey(row.id, row.refundAttempts));
-    return payment && payment.paymentHash === paymentHash ? payment : null;
+    return payment && (row.refundPaymentHash === null || payment.paymentHash === row.refundPaymentHash) ? payment : null;
   };
 
   /**
-   * At start: the pending attempt's payment is looked up by its hash (the payments service
+   * At start: the pending attempt's payment is looked up by its key (the payments service
    * resolved what it could before this runs; one still in flight is reported when it ends).
    * One that never began is sent now under the attempt's key; one that can no longer be sent
    * (its invoice expired meanwhile) fails, and the reusable destination (a Lightning address,
@@ -300,14 +282,12 @@ export function createRefunds(deps: RefundDeps): Refunds {
   const resumeRefund = async (state: LiveSubscription): Promise<RefundDestination | null> => {
     const row = state.row;
     if (row.refundStatus !== 'pending') return null;
-    const known = row.refundPaymentHash !== null
-      ? await ownPayment(row, row.refundPaymentHash)
-      : row.refundMaxFeeMsat === null ? await legacyAttemptPayment(row) : null;
+    const known = await ownPayment(row);
     if (known) {
       if (known.status !== 'pending') await resolveRefund(state, known);
       return null;
     }
-    const sent = await payRefund(state, true);
+    const sent = await payRefund(state);
     if (sent.ok) return null;
     logger.warn({ subscriptionId: row.id, error: sent.error, detail: sent.detail }, `an interrupted refund could not be resumed; it is ${state.row.refundStatus}`);
     const destination = state.row.refundDestination;

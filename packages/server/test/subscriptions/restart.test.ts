@@ -214,7 +214,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
    * invoices erin's devnet wallet issues, in whichever Sluice runs now), cancelled with the
    * refund payment cut off by a "crash"; `begin` says whether the payment had begun.
    */
-  const lightningAddressRefundCut = async (clock: ReturnType<typeof createManualClock>, begin: boolean) => {
+  const lightningAddressRefundCut = async (clock: ReturnType<typeof createManualClock>, begin: boolean, beforeCancel?: (s: TestSluice, appId: string) => Promise<void>) => {
     let s = await start(clock);
     // Erin's wallet of the Sluice running now; between a close and the next start's return
     // (when its devnet exists) an invoice request waits for it.
@@ -237,6 +237,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
         if (begin) await pay(...args);
         throw new Error('simulated crash before the refund payment was recorded');
       };
+      await beforeCancel?.(s, app.id);
       const cancelled = await s.call('POST', `/v1/subscriptions/${created.id}/cancel`, { key: app.apiKey, body: {} });
       expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(500);
       await s.close();
@@ -329,6 +330,44 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(app.id)))!)).toBe(appAfterMerchant + loan);
     await s.close();
     t = null;
+  });
+
+  it('an earlier version\'s Lightning-address attempt that lent nothing, cut off after its payment began and ended: found by its key at the next start, not left pending; a later refund pays once', async () => {
+    const clock = createManualClock(Date.now());
+    // The app has nothing to lend (its revenue moved elsewhere), so the attempt has no loan
+    // transfer to find it by; its payment is found by the attempt's idempotency key.
+    const cut = await lightningAddressRefundCut(clock, true, async (s, appId) => {
+      const elsewhere = await s.sluice.ledger.createAccount({ id: `test:drain:${appId}`, ownerId: 'system', limitMsat: null, code: 'test' });
+      expect(elsewhere.ok).toBe(true);
+      const revenue = balanceOf((await s.sluice.ledger.getAccount(appAccountId(appId)))!);
+      const drained = await s.sluice.ledger.apply({ kind: 'transfer', debitAccountId: appAccountId(appId), creditAccountId: `test:drain:${appId}`, amountMsat: msat(revenue), code: 'test' });
+      expect(drained.ok).toBe(true);
+    });
+    try {
+      await rewriteRow('UPDATE subscriptions SET refund_max_fee_msat = NULL, refund_payment_request = NULL, refund_payment_hash = NULL WHERE id = ', cut.id);
+      const s = await cut.restart();
+      // With no fee budget the payment found no route: its end is recorded, nothing was paid.
+      let sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
+      expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'failed', amount_msat: String(cut.refund) });
+      expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(cut.refund);
+      expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(0n);
+      // The app's revenue comes back; a refund to the kept address pays once.
+      const back = await s.sluice.ledger.apply({ kind: 'transfer', debitAccountId: `test:drain:${cut.app.id}`, creditAccountId: appAccountId(cut.app.id), amountMsat: msat(50_000n), code: 'test' });
+      expect(back.ok).toBe(true);
+      const paid = await s.call('POST', `/v1/subscriptions/${cut.id}/refund`, { key: cut.app.apiKey, body: {} });
+      expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+      await s.sluice.subscriptions.idle();
+      sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
+      expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(cut.refund) });
+      const sent = (await s.sluice.payments.listPayments(cut.app.id, 100)).filter((payment) => payment.status !== 'failed');
+      expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', cut.refund]]);
+      expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(cut.refund);
+      expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(0n);
+      await s.close();
+      t = null;
+    } finally {
+      await cut.closeLnurl();
+    }
   });
 
   /** Runs `sql` (a statement ending in a parameter for the subscription id) on the data of the stopped Sluice. */
