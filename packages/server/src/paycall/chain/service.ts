@@ -116,6 +116,12 @@ export interface ChainService {
    */
   spend(chainId: string, index: number, link: Uint8Array, call: CallCost): Promise<SpendAck | ChainFail>;
   /**
+   * The verification alone: what `spend` would answer for this link now, without spending
+   * it (no advance, no commit, nothing written). Null for a chain this process does not
+   * hold in memory (`spend` would read it from the store). The benchmark's verification row.
+   */
+  verify(chainId: string, index: number, link: Uint8Array, call: CallCost): SpendAck | ChainFail | null;
+  /**
    * `spend`, with the result turned into the caller's answer by `map(result, call, context)`
    * before the promise settles: the gate's scheme uses it instead of a `.then` (one promise
    * fewer per paid call), and passes what it needs as `context` rather than in a closure.
@@ -559,6 +565,29 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     }
   };
 
+  /**
+   * Whether `link` pays this call as w_index of a chain this process holds: the steps it
+   * costs, or why not. No side effect and no await: `spendThen` advances right after it.
+   */
+  const judge = (state: LiveChain, index: number, link: Uint8Array, call: CallCost): number | ChainFail => {
+    const row = state.row;
+    if (row.appId !== call.appId) return { ok: false, error: 'Unknown', detail: 'no chain with this id for this app' };
+    const steps = stepsOf(call.priceMsat, row.stepMsat);
+    if (row.status === 'refunded' || state.refunding) return { ok: false, error: 'Refunded' };
+    if (row.status === 'pending') return { ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' };
+    if (clock.now() >= row.expiresAt) return { ok: false, error: 'Expired' };
+    if (!Number.isSafeInteger(steps) || steps < 1 || steps > MAX_STEPS_PER_CALL) {
+      return { ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` };
+    }
+    if (index <= row.index) return { ok: false, error: 'Replayed', detail: `the chain is at index ${row.index}` };
+    if (row.index + steps > row.steps) return { ok: false, error: 'Exhausted', detail: `${row.steps - row.index} steps left; this call costs ${steps}` };
+    const expected = row.index + steps;
+    if (index > expected) return { ok: false, error: 'Skipped', detail: `this call costs ${steps} steps: send index ${expected}` };
+    if (index < expected) return { ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` };
+    if (!verifyLink(link, state.linkBytes, steps)) return { ok: false, error: 'Invalid' };
+    return steps;
+  };
+
   // ---- The service -------------------------------------------------------------------
 
   const service: ChainService = {
@@ -632,28 +661,22 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       return service.spendThen(chainId, index, link, call, asIs, undefined);
     },
 
+    verify(chainId, index, link, call) {
+      const state = live.get(chainId);
+      if (!state) return null;
+      const steps = judge(state, index, link, call);
+      if (typeof steps !== 'number') return steps;
+      return { ok: true, index, steps, remainingSteps: state.row.steps - index, stepMsat: state.row.stepMsat };
+    },
+
     spendThen(chainId, index, link, call, map, context) {
       const state = live.get(chainId);
       // Never on the hot path of a live chain: only ids this process does not hold.
       if (!state) return unknownIds.has(chainId) ? settleNow(map, call, context, { ok: false, error: 'Unknown' }) : spendCold(chainId, index, link, call, map, context);
+      // The judgement and the advance are one synchronous step: no other request runs in between.
+      const steps = judge(state, index, link, call);
+      if (typeof steps !== 'number') return settleNow(map, call, context, steps);
       const row = state.row;
-      if (row.appId !== call.appId) return settleNow(map, call, context, { ok: false, error: 'Unknown', detail: 'no chain with this id for this app' });
-      const steps = stepsOf(call.priceMsat, row.stepMsat);
-      // Everything up to the advance is synchronous: no other request runs in between.
-      if (row.status === 'refunded' || state.refunding) return settleNow(map, call, context, { ok: false, error: 'Refunded' });
-      if (row.status === 'pending') return settleNow(map, call, context, { ok: false, error: (unpaid.get(state) ?? Infinity) <= clock.now() ? 'Expired' : 'Unpaid' });
-      if (clock.now() >= row.expiresAt) return settleNow(map, call, context, { ok: false, error: 'Expired' });
-      if (!Number.isSafeInteger(steps) || steps < 1 || steps > MAX_STEPS_PER_CALL) {
-        return settleNow(map, call, context, { ok: false, error: 'TooManySteps', detail: `a call may cost 1 to ${MAX_STEPS_PER_CALL} steps` });
-      }
-      if (index <= row.index) return settleNow(map, call, context, { ok: false, error: 'Replayed', detail: `the chain is at index ${row.index}` });
-      if (row.index + steps > row.steps) {
-        return settleNow(map, call, context, { ok: false, error: 'Exhausted', detail: `${row.steps - row.index} steps left; this call costs ${steps}` });
-      }
-      const expected = row.index + steps;
-      if (index > expected) return settleNow(map, call, context, { ok: false, error: 'Skipped', detail: `this call costs ${steps} steps: send index ${expected}` });
-      if (index < expected) return settleNow(map, call, context, { ok: false, error: 'Short', detail: `this call costs ${steps} steps: send index ${expected}` });
-      if (!verifyLink(link, state.linkBytes, steps)) return settleNow(map, call, context, { ok: false, error: 'Invalid' });
       row.index = index;
       // Kept as is, not copied (see the interface): it is the link the next call must hash to.
       state.linkBytes = Buffer.isBuffer(link) ? link : Buffer.from(link);

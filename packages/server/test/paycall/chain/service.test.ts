@@ -111,6 +111,23 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 
+  it('verify judges a link as spend would, and spends nothing', async () => {
+    const { id, links } = await buy(10);
+    const call = { appId: app.id, priceMsat: msat(1000n) };
+    const forged = Buffer.from(links[1] as Buffer);
+    forged[0] = (forged[0] as number) ^ 1;
+    expect(chains().verify(id, 1, forged, call)).toMatchObject({ ok: false, error: 'Invalid' });
+    expect(chains().verify(id, 2, links[2] as Buffer, call)).toMatchObject({ ok: false, error: 'Skipped' });
+    expect(chains().verify(id, 1, links[1] as Buffer, { appId: other.id, priceMsat: msat(1000n) })).toMatchObject({ ok: false, error: 'Unknown' });
+    expect(chains().verify('ch_notheldhere', 1, links[1] as Buffer, call)).toBeNull();
+    // Verified twice, still unspent: the same link is then accepted once.
+    for (let i = 0; i < 2; i += 1) expect(chains().verify(id, 1, links[1] as Buffer, call)).toEqual({ ok: true, index: 1, steps: 1, remainingSteps: 9, stepMsat: 1000n });
+    expect((await chains().get(id))?.index).toBe(0);
+    expect(await balance(`chain:${id}`)).toBe(10_000n);
+    expect(await spend(id, 1, links[1] as Buffer)).toMatchObject({ ok: true, index: 1 });
+    expect(chains().verify(id, 1, links[1] as Buffer, call)).toMatchObject({ ok: false, error: 'Replayed' });
+  });
+
   it('refuses forged, replayed, out-of-order, skipped, short, malformed and foreign links, changing nothing', async () => {
     const { id, links } = await buy(10);
     expect(await spend(id, 1, links[1] as Buffer)).toMatchObject({ ok: true, index: 1 });
