@@ -129,8 +129,16 @@ interface LiveStream {
   payoutBusy: boolean;
   /** Asked of the payer (destination kind "invoice"): the exact amount and the fee budget. */
   payoutAsked: { amountMsat: Msat; maxFeeMsat: Msat } | null;
-  /** The close under way: a second close (app and payer at once, or expiry) joins it. */
-  closing?: Promise<StreamEvent>;
+  /** The close under way: a second close (app and payer at once, or expiry) joins it. Cleared when it fails, so a later close tries again. */
+  closing?: Promise<StreamEvent | Fail>;
+  /**
+   * Whether the stream's closed status is in the store. False from the moment a close takes
+   * it in memory (no more charges) until its `closed` event is saved; a close whose save
+   * failed stays so, refusing charges, and is tried again (by the next close, or the clock).
+   */
+  closeSaved: boolean;
+  /** Who asked for the close taken in memory (the clock's retry of a failed save names them). */
+  closedBy: Actor | 'expiry' | null;
   listeners: Set<StreamListener>;
   /**
    * Async steps that may still read or change this state (requests, background settlement
@@ -213,6 +221,7 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
     row, seq, balance, held, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
     feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
+    closeSaved: row.status === 'closed', closedBy: null,
   };
 }
 
@@ -411,7 +420,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * state exists only in memory. A payout or top-up resolving later loads the stream again.
    */
   const evictable = (state: LiveStream): boolean =>
-    state.busy === 0 && state.row.status === 'closed' && state.listeners.size === 0 && state.pendingOps === 0 && state.waiting.size === 0
+    state.busy === 0 && state.row.status === 'closed' && state.closeSaved && state.listeners.size === 0 && state.pendingOps === 0 && state.waiting.size === 0
     && !state.payoutBusy && state.payoutAsked === null && state.feeAdvance === 0n && !state.payoutAgain;
 
   const release = (state: LiveStream): void => {
@@ -797,22 +806,41 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * both find the stream open; the second joins the first instead of recording a second
    * `closed` event and starting a second refund payout.
    */
-  const closeStream = (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent> => (state.closing ??= closeOnce(state, actor));
+  const closeStream = (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent | Fail> => {
+    if (state.closing) return state.closing;
+    const attempt = closeOnce(state, actor);
+    state.closing = attempt;
+    // A failed close (refused, or its save threw) is not the stream's close: the next one tries again.
+    const clear = (): void => {
+      if (state.closing === attempt) state.closing = undefined;
+    };
+    attempt.then((result) => {
+      if ('ok' in result) clear();
+    }, clear);
+    return attempt;
+  };
 
-  const closeOnce = async (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent> => {
+  const closeOnce = async (state: LiveStream, actor: Actor | 'expiry'): Promise<StreamEvent | Fail> => {
     const row = state.row;
-    await meterStep(state, async () => {
-      if (row.meter === 'running') await chargeMeter(state, true);
+    const overloaded = await meterStep(state, async () => {
+      // Taken in memory by an earlier attempt whose save failed: only the save is left to do.
+      if (row.status !== 'open') return false;
+      // The meter's last charge refused as overloaded: nothing changed, the close is refused whole.
+      if (row.meter === 'running' && (await chargeMeter(state, true)) === 'Overloaded') return true;
       row.status = 'closed';
       row.closedAt = clock.now();
+      state.closedBy = actor;
       if (row.meter !== 'stopped') {
         row.meter = 'stopped';
         row.meterSegmentStartedAt = null;
       }
+      return false;
     });
+    if (overloaded) return { ok: false, error: 'Overloaded', detail: "the meter's last charge could not be made now; close again" };
     // Charges already submitted finish before the stream is declared closed.
     while (state.pendingOps > 0) await new Promise((resolve) => setImmediate(resolve));
     const closed = await record(state, 'closed', { by: actor }, true);
+    state.closeSaved = true;
     background(state, 'refund payout', () => maybePayout(state, true));
     return closed;
   };
@@ -1040,8 +1068,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     },
 
     close(streamId, actor) {
-      return withOpenStream<{ ok: true; seq: number; stream: StreamView }>(streamId, async (state) => {
+      return withStream(streamId, async (state): Promise<{ ok: true; seq: number; stream: StreamView } | Fail> => {
+        if (!state) return { ok: false, error: 'StreamNotFound' };
+        // Closed in memory but not saved (that save failed, or is under way): this close tries again, or joins it.
+        if (state.row.status !== 'open' && state.closeSaved) return { ok: false, error: 'StreamClosed' };
         const closed = await closeStream(state, actor);
+        if ('ok' in closed) return closed;
         return { ok: true, seq: closed.seq, stream: view(state) };
       });
     },
@@ -1168,9 +1200,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       try {
         const now = clock.now();
         await Promise.all([...live.values()].map(async (state) => {
-          if (state.row.status !== 'open') return;
+          const closeUnsaved = state.row.status !== 'open' && !state.closeSaved && !state.closing;
+          if (state.row.status !== 'open' && !closeUnsaved) return;
           state.busy += 1;
           try {
+            // A close whose save failed is tried again each tick until it is saved.
+            if (closeUnsaved) {
+              await closeStream(state, state.closedBy ?? 'expiry');
+              return;
+            }
             if (state.row.expiresAt !== null && now >= state.row.expiresAt) {
               await closeStream(state, 'expiry');
               return;

@@ -72,4 +72,20 @@ describe('meter charges on an overloaded ledger', () => {
     expect(paused.ok).toBe(true);
     expect(await ledgerBalance(streamId)).toBe(-2500n);
   });
+
+  it('refuses a close whose last meter charge is overloaded, leaving the stream open, and closes on the retry', async () => {
+    const streamId = await meteredStream();
+    clock.advanceMs(1500);
+    overloaded = true;
+    try {
+      expect(await t.sluice.streams.close(streamId, 'payer')).toMatchObject({ ok: false, error: 'Overloaded' });
+    } finally {
+      overloaded = false;
+    }
+    expect((await t.sluice.streams.get(streamId, null))?.status).toBe('open');
+    expect(await ledgerBalance(streamId)).toBe(0n);
+    const closed = await t.sluice.streams.close(streamId, 'payer');
+    expect(closed.ok).toBe(true);
+    expect(await ledgerBalance(streamId)).toBe(-1500n);
+  });
 });
