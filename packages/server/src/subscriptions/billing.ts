@@ -60,13 +60,18 @@ function charge(row: SubscriptionRow, plan: PlanTerms, outcome: BillingOutcome, 
   row.chargedMsat += amount;
 }
 
+/** The subscription ended with `balance` unused: it is the customer's, held for a refund (none when nothing is left). */
+export function holdRefund(row: SubscriptionRow, balance: bigint): void {
+  row.refundMsat = balance;
+  row.refundStatus = balance > 0n ? 'held' : 'none';
+}
+
 /** The contract ended: nothing more is charged, and what is left is the customer's refund (held, as at a cancel). */
 function expire(row: SubscriptionRow, outcome: BillingOutcome, at: number): void {
   row.status = 'expired';
   row.endedAt = at;
   row.endedBy = 'contract';
-  row.refundMsat = outcome.balance;
-  row.refundStatus = outcome.balance > 0n ? 'held' : 'none';
+  holdRefund(row, outcome.balance);
   outcome.occurrences.push(occurrence(row, 'expired', at, { owed_increments: row.owed, refund_msat: outcome.balance.toString() }));
 }
 

@@ -34,13 +34,23 @@ function feeReturnOp(row: SubscriptionRow, attempt: number, amountMsat: Msat): L
 }
 /** The idempotency key of an attempt's refund payment. */
 const refundPaymentKey = (subscriptionId: string, attempt: number): string => `sub:${subscriptionId}:refund:${attempt}`;
-/** The payment hash of an invoice already checked (a refund destination's, or a Lightning address's). */
-function invoiceHashOf(paymentRequest: string): string {
-  const decoded = decodeBolt11(paymentRequest);
-  if (!decoded.ok) throw new Error(`a checked refund invoice does not decode: ${decoded.detail}`);
-  return decoded.invoice.paymentHash;
+/** Where a refund goes without the customer asking: the Lightning address or keysend key kept (an invoice pays once), or null. */
+export function keptDestination(row: SubscriptionRow): RefundDestination | null {
+  const kept = row.refundDestination;
+  return kept !== null && kept.kind !== 'invoice' ? kept : null;
 }
-/** How many of an ended subscription's newest transfers a start looks through (a stray loan, an old attempt's payment). */
+/** A refund attempt's payment: what it pays and the fee budget the app lent it. */
+interface AttemptPayment {
+  target: PaymentTarget;
+  maxFeeMsat: Msat;
+}
+/** What a refund pays; for an invoice (a Lightning address's too) with the hash it was decoded for once. */
+type RefundTarget = { ok: true; target: PaymentTarget; paymentHash: string | null };
+/** Pays invoice `paymentRequest` (asking `invoiceAmountMsat`, null: any) for a refund of `refundMsat`: an amountless invoice is told the amount. */
+function invoiceTarget(paymentRequest: string, invoiceAmountMsat: Msat | null, refundMsat: Msat): PaymentTarget {
+  return { kind: 'invoice', paymentRequest, amountMsat: invoiceAmountMsat === null ? refundMsat : null };
+}
+/** How many of an ended subscription's newest transfers one read takes (a stray loan is looked for among them; an old attempt's loan is paged for). */
 const STRAY_LOAN_SCAN = 100;
 
 export interface RefundDeps {
@@ -56,12 +66,14 @@ export interface RefundDeps {
 
 export interface Refunds {
   /** What to pay for a refund of `amountMsat` to `destination` (checks an invoice; asks a Lightning address). */
-  target(destination: RefundDestination, amountMsat: Msat): Promise<{ ok: true; target: PaymentTarget } | Fail>;
+  target(destination: RefundDestination, amountMsat: Msat): Promise<RefundTarget | Fail>;
   /** Pays the held balance to `destination`. */
   send(state: LiveSubscription, destination: RefundDestination): Promise<{ ok: true } | Fail>;
+  /** Sends a held refund to the kept destination, if there is one (else it waits for a request); a refusal is logged with `context`. */
+  sendToKept(state: LiveSubscription, context: string): Promise<void>;
   /**
-   * At start: finishes the pending attempt a crash cut off (reconciled by hash, or sent once
-   * under its key). Returns the destination a fresh attempt is owed to when it had to fail.
+   * At start: finishes the pending attempt a crash cut off (reconciled with the payment made
+   * under its key, or sent once under it). Returns the destination a fresh attempt is owed to when it had to fail.
    */
   resume(state: LiveSubscription): Promise<RefundDestination | null>;
   /** At start: gives back a fee loan an earlier version lent without saving its attempt. */
@@ -89,7 +101,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     const budget = row.refundMaxFeeMsat ?? await legacyLoanMsat(row);
     const returned = budget - (outcome.succeeded ? outcome.feeMsat : 0n);
     const left = balance - returned;
-    if (returned < 0n) throw new Error(`subscription ${row.id}: the refund's fee ${outcome.feeMsat} is above its budget ${row.refundMaxFeeMsat}`);
+    if (returned < 0n) throw new Error(`subscription ${row.id}: the refund's fee ${outcome.feeMsat} is above its budget ${budget}`);
     if (left < 0n) throw new Error(`subscription ${row.id}: the account holds ${balance} msat, less than the loan's ${returned} to return`);
     if (outcome.paymentHash !== null) row.refundPaymentHash = outcome.paymentHash;
     if (!outcome.succeeded) {
@@ -103,11 +115,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     }
     const ops: LedgerOp[] = returned > 0n ? [feeReturnOp(row, row.refundAttempts, msat(returned))] : [];
     await commitOne(state, row, { charges: [], occurrences: [], balance: left }, ops);
-    const destination = row.refundDestination;
-    if (row.refundStatus === 'held' && destination !== null && destination.kind !== 'invoice') {
-      const sent = await sendRefund(state, destination);
-      if (!sent.ok) logger.warn({ subscriptionId: row.id, error: sent.error, detail: sent.detail }, 'the refund of a payment that arrived during a refund failed; it is held');
-    }
+    await sendToKept(state, 'the refund of a payment that arrived during a refund failed');
     maybeForget(state);
   };
 
@@ -120,21 +128,24 @@ export function createRefunds(deps: RefundDeps): Refunds {
   };
 
   /** What to pay for a refund of `amountMsat` to `destination` (a Lightning address is asked for an invoice now). */
-  const refundTarget = async (destination: RefundDestination, amountMsat: Msat): Promise<{ ok: true; target: PaymentTarget } | Fail> => {
+  const refundTarget = async (destination: RefundDestination, amountMsat: Msat): Promise<RefundTarget | Fail> => {
     if (destination.kind === 'invoice') {
       const decoded = decodeBolt11(destination.paymentRequest);
       if (!decoded.ok) return { ok: false, error: 'RefundInvoiceInvalid', detail: decoded.detail };
       if (decoded.invoice.amountMsat !== null && decoded.invoice.amountMsat !== amountMsat) {
         return { ok: false, error: 'RefundAmountMismatch', detail: `the refund is exactly ${amountMsat} msat` };
       }
-      return { ok: true, target: { kind: 'invoice', paymentRequest: destination.paymentRequest, amountMsat: decoded.invoice.amountMsat === null ? amountMsat : null } };
+      return { ok: true, target: invoiceTarget(destination.paymentRequest, decoded.invoice.amountMsat, amountMsat), paymentHash: decoded.invoice.paymentHash };
     }
     if (destination.kind === 'lightning_address') {
       const resolved = await deps.lightningAddress(destination.address, amountMsat);
       if (!resolved.ok) return { ok: false, error: 'RefundAddressFailed', detail: `${resolved.error}: ${resolved.detail}` };
-      return { ok: true, target: { kind: 'invoice', paymentRequest: resolved.paymentRequest, amountMsat: null } };
+      // invoiceFromLightningAddress checked the invoice (it decodes, for exactly this amount).
+      const decoded = decodeBolt11(resolved.paymentRequest);
+      if (!decoded.ok) throw new Error(`a Lightning address's checked invoice does not decode: ${decoded.detail}`);
+      return { ok: true, target: invoiceTarget(resolved.paymentRequest, decoded.invoice.amountMsat, amountMsat), paymentHash: decoded.invoice.paymentHash };
     }
-    return { ok: true, target: { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat } };
+    return { ok: true, target: { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat }, paymentHash: null };
   };
 
   /**
@@ -160,8 +171,8 @@ export function createRefunds(deps: RefundDeps): Refunds {
     }
   };
 
-  /** The pending attempt's payment, rebuilt from what was committed with it (same target, same budget: a replay, not a conflict). */
-  const attemptPayment = async (row: SubscriptionRow): Promise<{ ok: true; target: PaymentTarget; maxFeeMsat: Msat } | Fail> => {
+  /** The pending attempt's payment, rebuilt at start from what was committed with it (same target, same budget: a replay, not a conflict). */
+  const attemptPayment = async (row: SubscriptionRow): Promise<({ ok: true } & AttemptPayment) | Fail> => {
     const maxFeeMsat = row.refundMaxFeeMsat !== null ? msat(row.refundMaxFeeMsat) : await legacyLoanMsat(row);
     const destination = row.refundDestination;
     if (destination === null) throw new Error(`subscription ${row.id} has a pending refund without destination`);
@@ -171,8 +182,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     if (row.refundPaymentRequest !== null) {
       const decoded = decodeBolt11(row.refundPaymentRequest);
       if (!decoded.ok) throw new Error(`subscription ${row.id}: the saved refund invoice no longer decodes (${decoded.detail})`);
-      const amountMsat = decoded.invoice.amountMsat === null ? msat(row.refundMsat) : null;
-      return { ok: true, target: { kind: 'invoice', paymentRequest: row.refundPaymentRequest, amountMsat }, maxFeeMsat };
+      return { ok: true, target: invoiceTarget(row.refundPaymentRequest, decoded.invoice.amountMsat, msat(row.refundMsat)), maxFeeMsat };
     }
     // An attempt of an earlier version saved only its destination (a Lightning address is asked again).
     const target = await refundTarget(destination, msat(row.refundMsat));
@@ -184,12 +194,9 @@ export function createRefunds(deps: RefundDeps): Refunds {
    * at start for an attempt a crash cut off: the same idempotency key with the same payment
    * returns the payment if it had begun, and begins it if not; so it is sent once.
    */
-  const payRefund = async (state: LiveSubscription): Promise<{ ok: true } | Fail> => {
+  const payRefund = async (state: LiveSubscription, { target, maxFeeMsat }: AttemptPayment): Promise<{ ok: true } | Fail> => {
     const current = state.row;
     const attempt = current.refundAttempts;
-    const payment = await attemptPayment(current);
-    if (!payment.ok) return payment;
-    const { target, maxFeeMsat } = payment;
     const result = await payments.pay(current.appId, {
       target, maxFeeMsat, idempotencyKey: refundPaymentKey(current.id, attempt), debitAccountId: current.accountId,
     });
@@ -239,7 +246,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     row.refundDestination = destination;
     row.refundMaxFeeMsat = maxFeeMsat;
     row.refundPaymentRequest = target.target.kind === 'invoice' ? target.target.paymentRequest : null;
-    row.refundPaymentHash = target.target.kind === 'invoice' ? invoiceHashOf(target.target.paymentRequest) : null;
+    row.refundPaymentHash = target.paymentHash;
     // The loan and the pending attempt commit in ONE transaction: a crash leaves both or
     // neither, never a loan in the account of a subscription that looks held (a later refund
     // would pay the loan to the customer) nor a pending attempt without its budget.
@@ -256,7 +263,15 @@ export function createRefunds(deps: RefundDeps): Refunds {
       if (error instanceof LedgerOpRefused) return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the ${maxFeeMsat} msat routing-fee budget now` };
       throw error;
     }
-    return payRefund(state);
+    return payRefund(state, { target: target.target, maxFeeMsat });
+  };
+
+  /** Sends a held refund to the kept destination, if there is one; a refusal is logged (the balance stays the customer's). */
+  const sendToKept = async (state: LiveSubscription, context: string): Promise<void> => {
+    const kept = keptDestination(state.row);
+    if (state.row.refundStatus !== 'held' || kept === null) return;
+    const sent = await sendRefund(state, kept);
+    if (!sent.ok) logger.warn({ subscriptionId: state.row.id, error: sent.error, detail: sent.detail }, `${context}; it is held`);
   };
 
   /**
@@ -287,11 +302,11 @@ export function createRefunds(deps: RefundDeps): Refunds {
       if (known.status !== 'pending') await resolveRefund(state, known);
       return null;
     }
-    const sent = await payRefund(state);
+    const payment = await attemptPayment(row);
+    const sent = payment.ok ? await payRefund(state, payment) : payment;
     if (sent.ok) return null;
     logger.warn({ subscriptionId: row.id, error: sent.error, detail: sent.detail }, `an interrupted refund could not be resumed; it is ${state.row.refundStatus}`);
-    const destination = state.row.refundDestination;
-    return state.row.refundStatus === 'failed' && destination !== null && destination.kind !== 'invoice' ? destination : null;
+    return state.row.refundStatus === 'failed' ? keptDestination(state.row) : null;
   };
 
   /**
@@ -315,5 +330,5 @@ export function createRefunds(deps: RefundDeps): Refunds {
     await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance - loan.amountMsat }, [feeReturnOp(current, attempt, loan.amountMsat)]);
   };
 
-  return { target: refundTarget, send: sendRefund, resume: resumeRefund, resolve: resolveRefund, returnStrayLoan };
+  return { target: refundTarget, send: sendRefund, sendToKept, resume: resumeRefund, resolve: resolveRefund, returnStrayLoan };
 }

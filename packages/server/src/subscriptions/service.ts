@@ -26,12 +26,12 @@ import type { PaymentService } from '../payments/service.js';
 import type { invoiceFromLightningAddress } from '../lightning/lnurl.js';
 import { randomId } from '../util/fingerprint.js';
 import type { EventType, WebhookEmitter } from '../webhooks/index.js';
-import { advance, fund, nextDueAt, paidThrough, pause, prepaymentDue, unpause, type BillingOutcome, type Charge } from './billing.js';
+import { advance, fund, holdRefund, nextDueAt, paidThrough, pause, prepaymentDue, unpause, type BillingOutcome, type Charge } from './billing.js';
 import { FINAL_STATUSES, type PlanRow, type RefundDestination, type SubscriptionOccurrence, type SubscriptionRow } from './model.js';
 import { checkPlan, MAX_PLANS_PER_APP, type PlanInput, type PlanProblem } from './plans.js';
 import type { Statement, SubscriptionStore } from './store.js';
 import { cloneRow, type LiveSubscription } from './live.js';
-import { createRefunds } from './refunds.js';
+import { createRefunds, keptDestination } from './refunds.js';
 
 export const SUBSCRIPTION_TOKEN_PREFIX = 'spt_';
 export const MAX_METADATA_LENGTH = 1024;
@@ -130,6 +130,12 @@ export function hashSubscriptionToken(token: string): string {
 }
 
 
+/** The row no longer offers its prepayment invoice (paid, expired, or the subscription ended). */
+function dropInvoice(row: SubscriptionRow): void {
+  row.invoiceHash = row.invoiceRequest = null;
+  row.invoiceAmountMsat = row.invoiceExpiresAt = null;
+}
+
 function chargeOp(row: SubscriptionRow, charge: Charge): LedgerOp {
   const range = `${charge.segment}:${charge.fromIndex}:${charge.count}`;
   return {
@@ -211,11 +217,19 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
   const commitOne = async (state: LiveSubscription, row: SubscriptionRow, outcome: BillingOutcome, extraOps: LedgerOp[] = []): Promise<void> => {
     await store.commit([row], [...outcome.charges.map((charge) => chargeOp(row, charge)), ...extraOps], eventStatements(row, outcome.occurrences), clock.now());
     if (outcome.occurrences.length > 0) deps.webhooks?.notify();
+    if (adopt(state, row, outcome.balance)) refundKeptSoon(state);
+  };
+
+  /**
+   * Makes a committed row the live state. True when that commit expired the subscription:
+   * its held refund is then owed to the kept destination (refundKeptSoon).
+   */
+  const adopt = (state: LiveSubscription, row: SubscriptionRow, balance: bigint): boolean => {
     const expired = !FINAL_STATUSES.has(state.row.status) && row.status === 'expired';
     state.row = row;
-    state.balance = outcome.balance;
+    state.balance = balance;
     state.due = nextDueAt(row, state.plan);
-    if (expired) refundKeptSoon(state);
+    return expired;
   };
 
   /**
@@ -225,12 +239,10 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
    * kept destination it stays held for `POST .../refund`.
    */
   const refundKeptSoon = (state: LiveSubscription): void => {
-    const kept = state.row.refundDestination;
-    if (state.row.refundStatus !== 'held' || kept === null || kept.kind === 'invoice') return;
+    if (state.row.refundStatus !== 'held' || keptDestination(state.row) === null) return;
     track(locked(state, async () => {
-      if (!FINAL_STATUSES.has(state.row.status) || state.row.refundStatus !== 'held') return;
-      const sent = await sendRefund(state, kept);
-      if (!sent.ok) logger.warn({ subscriptionId: state.row.id, error: sent.error, detail: sent.detail }, 'the refund of an ended subscription could not be sent; it is held');
+      if (!FINAL_STATUSES.has(state.row.status)) return;
+      await refunds.sendToKept(state, 'the refund of an ended subscription could not be sent');
       maybeForget(state);
     }).catch((error) => logger.error({ err: error, subscriptionId: state.row.id }, 'the refund of an ended subscription failed')));
   };
@@ -277,8 +289,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
   const holdLegacyExpiry = (state: LiveSubscription): Promise<void> => locked(state, async () => {
     if (state.row.status !== 'expired' || state.row.refundStatus !== 'none' || state.balance <= 0n) return;
     const row = cloneRow(state.row);
-    row.refundStatus = 'held';
-    row.refundMsat = state.balance;
+    holdRefund(row, state.balance);
     await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance });
     refundKeptSoon(state);
   });
@@ -316,8 +327,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
     if (amount === null) {
       if (current.invoiceHash !== null && !open) {
         const row = cloneRow(current);
-        row.invoiceHash = row.invoiceRequest = null;
-        row.invoiceAmountMsat = row.invoiceExpiresAt = null;
+        dropInvoice(row);
         await commitOne(state, row, { charges: [], occurrences: [], balance: state.balance });
       }
       return null;
@@ -388,9 +398,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       }
       const occurrences: SubscriptionOccurrence[] = [{ type: 'payment_succeeded', at: now, cause: `${row.id}:${paymentHash}`, data: { amount_msat: amountPaidMsat.toString(), payment_hash: paymentHash, late: true } }];
       await commitOne(state, row, { charges: [], occurrences, balance: balanceOf(account) });
-      if (row.refundStatus === 'held' && row.refundDestination !== null && row.refundDestination.kind !== 'invoice') {
-        await sendRefund(state, row.refundDestination).catch((error) => logger.error({ err: error, subscriptionId: row.id }, 'refund of a late payment failed'));
-      }
+      await refunds.sendToKept(state, 'the refund of a late payment could not be sent').catch((error) => logger.error({ err: error, subscriptionId: row.id }, 'refund of a late payment failed'));
       return;
     }
     // Everything up to now happened before this money: bill it with the old balance first.
@@ -403,14 +411,12 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
       occurrences.push({ type: 'renewed', at: now, cause: `${row.id}:${paymentHash}`, data: { amount_msat: amountPaidMsat.toString(), payment_hash: paymentHash } });
     }
     if (row.invoiceHash === paymentHash) {
-      row.invoiceHash = row.invoiceRequest = null;
-      row.invoiceAmountMsat = row.invoiceExpiresAt = null;
+      dropInvoice(row);
     }
     const outcome = merge(before, funded);
     // The contract ended before this money arrived: it is the customer's, refunded with the rest.
     if (FINAL_STATUSES.has(row.status)) {
-      row.refundMsat = outcome.balance;
-      row.refundStatus = outcome.balance > 0n ? 'held' : 'none';
+      holdRefund(row, outcome.balance);
       paid.data.late = true;
     }
     const paidThroughAt = paidThrough(row, state.plan, outcome.balance);
@@ -476,10 +482,7 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         if (events.length > 0) deps.webhooks?.notify();
         const expired: LiveSubscription[] = [];
         for (const { state, row, outcome } of results) {
-          if (!FINAL_STATUSES.has(state.row.status) && row.status === 'expired') expired.push(state);
-          state.row = row;
-          state.balance = outcome.balance;
-          state.due = nextDueAt(row, state.plan);
+          if (adopt(state, row, outcome.balance)) expired.push(state);
           maybeForget(state);
         }
         for (const state of expired) refundKeptSoon(state);
@@ -614,10 +617,8 @@ export function createSubscriptionService(deps: SubscriptionServiceDeps): Subscr
         row.status = 'cancelled';
         row.endedAt = now;
         row.endedBy = by;
-        row.invoiceHash = row.invoiceRequest = null;
-        row.invoiceAmountMsat = row.invoiceExpiresAt = null;
-        row.refundMsat = billed.balance;
-        row.refundStatus = billed.balance > 0n ? 'held' : 'none';
+        dropInvoice(row);
+        holdRefund(row, billed.balance);
         if (destination && destination.kind !== 'invoice') row.refundDestination = destination;
         const cancelled: SubscriptionOccurrence = {
           type: 'cancelled', at: now, cause: row.id,

@@ -187,6 +187,30 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
     expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund.status).toBe('succeeded');
   });
 
+  it('a payment arriving after the refund was paid is held and sent on at once to the keysend key kept with the cancel', async () => {
+    const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' });
+    const { id, token } = await subscribe(plan.id);
+    const paid = await payOpenInvoice(id, token);
+    await advance(30 * 60 + 30);
+    const charged = 31n * 7n * 60n;
+    const topUp = (await as(token, 'POST', `/v1/subscriptions/${id}/pay`, { amount_msat: '5000' })).body.invoice;
+    const devnet = t.sluice.devnet!;
+    const bob = devnet.nodePubkey('bob');
+    const before = devnet.nodeBalanceMsat('bob');
+    const cancelled = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { keysend_pubkey: bob } });
+    expect(cancelled.body.refund, JSON.stringify(cancelled.body)).toMatchObject({ status: 'succeeded', amount_msat: String(paid - charged) });
+    const late = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: topUp.payment_request, wallet: 'alice' } });
+    expect(late.status, JSON.stringify(late.body)).toBe(200);
+    for (let attempt = 0; devnet.nodeBalanceMsat('bob') - before < paid - charged + 5000n; attempt += 1) {
+      expect(attempt, 'the late payment was never sent on').toBeLessThan(200);
+      await settled();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(devnet.nodeBalanceMsat('bob') - before).toBe(paid - charged + 5000n);
+    expect((await as(token, 'GET', `/v1/subscriptions/${id}`)).body.refund).toMatchObject({ status: 'succeeded', amount_msat: '5000' });
+    expect(await accountBalance(`sub:${id}`)).toBe(0n);
+  });
+
   for (const outcome of ['succeeded', 'failed'] as const) {
     it(`a payment arriving while a refund is in flight (which then ${outcome === 'succeeded' ? 'succeeds' : 'fails'}): the refund keeps its amount, the new money is refunded too`, async () => {
       const plan = await createPlan({ rate_msat_per_s: '7', increment_s: 60, prepayment_s: 3600, min_settlement_msat: '1000' });

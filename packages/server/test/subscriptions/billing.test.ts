@@ -1,7 +1,7 @@
 // The billing rules and plan validation as pure functions: transitions in time order,
 // exact totals over large jumps, and one row per plan error.
 import { describe, expect, it } from 'vitest';
-import { advance, fund, paidThrough, prepaymentDue } from '../../src/subscriptions/billing.js';
+import { advance, fund, holdRefund, paidThrough, prepaymentDue } from '../../src/subscriptions/billing.js';
 import { checkPlan } from '../../src/subscriptions/plans.js';
 import type { PlanTerms, SubscriptionRow } from '../../src/subscriptions/model.js';
 import { msat } from '../../src/money/msat.js';
@@ -147,4 +147,18 @@ describe('pause', () => {
     expect(resumed.charges).toHaveLength(1);
     expect(resumed.balance).toBe(72_000n * 7n);
   });
+});
+
+describe('holdRefund', () => {
+  const rows = [
+    { description: 'what is left is held for the customer, to the msat', args: { balance: 5n }, expected: { refundStatus: 'held', refundMsat: 5n } },
+    { description: 'nothing left: no refund', args: { balance: 0n }, expected: { refundStatus: 'none', refundMsat: 0n } },
+  ];
+  for (const { description, args, expected } of rows) {
+    it(description, () => {
+      const r = row({ status: 'cancelled' });
+      holdRefund(r, args.balance);
+      expect({ refundStatus: r.refundStatus, refundMsat: r.refundMsat }).toEqual(expected);
+    });
+  }
 });
