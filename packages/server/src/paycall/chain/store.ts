@@ -15,6 +15,7 @@
 import type { PostgresSql, PostgresTransaction } from '../../db/postgres.js';
 import type { SqliteDatabase } from '../../db/sqlite.js';
 import { migratePostgres, migrateSqlite } from '../../db/migrate.js';
+import { createWalSync, type SyncFile, type WalSync } from '../../ledger/sqlite/wal-sync.js';
 import type { LedgerOp, LedgerResult } from '../../ledger/store.js';
 import { msat } from '../../money/msat.js';
 import { postgresChainMigrations, sqliteChainMigrations } from './migrations.js';
@@ -100,8 +101,25 @@ class Conflict extends Error {
   }
 }
 
-export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: SqliteLedgerApply): ChainStore {
+export interface SqliteChainStoreOptions {
+  /**
+   * true (default): an index commit does not fsync inside SQLite (synchronous=NORMAL for that
+   * transaction only) and is answered once the WAL is fdatasynced on the thread pool
+   * (ledger/sqlite/wal-sync.ts), so the event loop keeps serving while the disk syncs. false:
+   * SQLite's own fsync inside the commit, on the event loop.
+   */
+  syncOffLoop?: boolean;
+  /** How the WAL is synced after an index commit (default: fdatasync on the thread pool). Tests replace it. */
+  syncFile?: SyncFile;
+}
+
+export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: SqliteLedgerApply, options: SqliteChainStoreOptions = {}): ChainStore {
   migrateSqlite(db, sqliteChainMigrations);
+  // Built on first use, after the caller configured the connection (journal mode).
+  let walSync: WalSync | null | undefined;
+  const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = options.syncOffLoop === false ? null : createWalSync(db, options.syncFile)) : walSync);
+  /** The connection's own synchronous level (FULL from openSqlite), restored after each index commit. */
+  let ownSyncLevel: number | null = null;
   const insert = db.prepare(`INSERT INTO paycall_chains (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`);
   const select = db.prepare('SELECT * FROM paycall_chains WHERE id = ?');
   const update = db.prepare("UPDATE paycall_chains SET current_index = ?, current_link = ? WHERE id = ? AND current_index = ? AND status <> 'refunded'");
@@ -142,14 +160,30 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
       return (db.prepare("SELECT * FROM paycall_chains WHERE status <> 'refunded'").all() as Row[]).map(chainFromRow);
     },
     async commit(writes) {
+      const wal = walSyncOf();
+      if (wal?.failure) throw wal.failure;
       try {
         // IMMEDIATE: take the write lock first, so nothing else writes between our checks and our commit.
-        commitBatch.immediate(writes);
-        return { ok: true };
+        if (wal) {
+          ownSyncLevel ??= Number(db.pragma('synchronous', { simple: true }));
+          // Per transaction, with exec (see the ledger store): every other transaction stays FULL.
+          db.exec('PRAGMA synchronous = NORMAL');
+          try {
+            commitBatch.immediate(writes);
+          } finally {
+            db.exec(`PRAGMA synchronous = ${ownSyncLevel}`);
+          }
+        } else {
+          commitBatch.immediate(writes);
+        }
       } catch (error) {
         if (error instanceof Conflict) return { ok: false, conflicts: error.ids };
         throw error;
       }
+      // Committed, not yet durable: no call is answered before the sync (a failed one throws,
+      // and the flusher fails the batch closed).
+      if (wal) await wal.afterCommit();
+      return { ok: true };
     },
     async settle(ids, now) {
       return ids.length === 0 ? 0 : settleBatch.immediate(ids, now);
