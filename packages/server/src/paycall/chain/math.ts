@@ -123,7 +123,7 @@ export function parseChainHeader(value: string | string[] | undefined): ChainCre
   // C++ that costs more than the loop for 32 bytes): this runs on every paid call.
   if (typeof value !== 'string' || value.length > 256) return null;
   // HTTP parsers strip the spaces around a header value already; others may not.
-  const text = isSpace(value.charCodeAt(0)) || isSpace(value.charCodeAt(value.length - 1)) ? value.trim() : value;
+  const text = mayBeSpace(value.charCodeAt(0)) || mayBeSpace(value.charCodeAt(value.length - 1)) ? value.trim() : value;
   const first = text.indexOf(' ');
   if (first < 0 || !isChainIdAt(text, first)) return null;
   const second = text.indexOf(' ', first + 1);
@@ -163,7 +163,11 @@ function isChainIdAt(text: string, end: number): boolean {
   return true;
 }
 
-const isSpace = (code: number): boolean => code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d;
+/**
+ * Whether String#trim might remove this char (any control char, space or non-ASCII char:
+ * a superset, so the rule stays exactly `trim()` while a plain header skips the call).
+ */
+const mayBeSpace = (code: number): boolean => code <= 0x20 || code >= 0x7f;
 
 /** Digits from..to as an index of 1..MAX_CHAIN_STEPS, without sign or leading zeros. */
 function parseIndex(text: string, from: number, to: number): number | null {

@@ -126,7 +126,8 @@ describe('the Sluice-Chain header', () => {
       if (!match || Number(match[2]) > 10_000_000) return null;
       return { chainId: match[1] as string, index: Number(match[2]), link: match[3] as string };
     };
-    const alphabet = 'ch_ 0123456789abcdefABCDEFxyz-.\t\u00e9\u0661';
+    // Every kind of whitespace String#trim removes (and chars it keeps) at both ends too.
+    const alphabet = 'ch_ 0123456789abcdefABCDEFxyz-.\t\n\r\v\f\u0001\u00a0\u2028\ufeff\u00e9\u0661';
     let seed = 12345;
     const random = (n: number) => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
