@@ -228,6 +228,8 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
 export function createStreamService(deps: StreamServiceDeps): StreamService {
   const { store, ledger, invoices, payments, clock, logger } = deps;
   const live = new Map<string, LiveStream>();
+  /** Loads under way (see acquire): each caller that joins one is counted busy on the state it yields. */
+  const loading = new Map<string, { joiners: number; load: Promise<LiveStream | null> }>();
   const byAccount = new Map<string, string>();
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
@@ -386,12 +388,29 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * The count is taken in the same tick as the state is found in (or put into) the map, so
    * eviction, which runs only when the count is 0, can never pull it from under the caller.
    */
-  const acquire = async (streamId: string): Promise<LiveStream | null> => {
+  const acquire = (streamId: string): Promise<LiveStream | null> => {
     const cached = live.get(streamId);
     if (cached) {
       cached.busy += 1;
-      return cached;
+      return Promise.resolve(cached);
     }
+    // One load per stream at a time: a load may return the app's fee budget (recoverFeeAdvance),
+    // and two loads at once would each find the budget in a different state than the one kept.
+    let entry = loading.get(streamId);
+    if (!entry) {
+      const started: { joiners: number; load: Promise<LiveStream | null> } = { joiners: 0, load: Promise.resolve(null) };
+      started.load = load(streamId, started).finally(() => {
+        if (loading.get(streamId) === started) loading.delete(streamId);
+      });
+      loading.set(streamId, started);
+      entry = started;
+    }
+    entry.joiners += 1;
+    return entry.load;
+  };
+
+  /** Reads a stream into memory, counted busy once for each caller that joined the load. */
+  const load = async (streamId: string, entry: { joiners: number }): Promise<LiveStream | null> => {
     const row = await store.getStream(streamId);
     if (!row) return null;
     const newest = await newestMoneySeq(row);
@@ -400,17 +419,21 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const account = await ledger.getAccount(row.accountId);
     if (!account) throw new Error(`stream ${streamId} has no ledger account`);
     const seq = Math.max(await store.maxEventSeq(streamId), newest.seq);
+    // From here on, callers find the state in `live` (synchronously), not this load.
+    loading.delete(streamId);
     const again = live.get(streamId);
     if (again) {
-      again.busy += 1;
+      again.busy += entry.joiners;
       return again;
     }
     const state = newLiveState(row, seq, balanceOf(account), account.debitsPendingMsat);
+    state.busy = entry.joiners;
     state.feeAdvance = feeAdvance;
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     return state;
   };
+
 
   /**
    * A closed stream with nothing under way and nobody listening is dropped from memory, so
