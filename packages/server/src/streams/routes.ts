@@ -292,7 +292,7 @@ export function registerStreamRoutes(app: SluiceFastify, deps: { streams: Stream
       tags: ['streams'],
       params: StreamParams,
       body: Type.Object({ action: Type.Union([Type.Literal('start'), Type.Literal('pause'), Type.Literal('resume'), Type.Literal('stop')]) }, { additionalProperties: false }),
-      response: { 200: StreamSchema, ...errorResponses(400, 401, 403, 404, 409) },
+      response: { 200: StreamSchema, ...errorResponses(400, 401, 403, 404, 409, 503) },
     },
   }, async (request) => {
     await visible(request, request.params.stream_id);
@@ -307,7 +307,7 @@ export function registerStreamRoutes(app: SluiceFastify, deps: { streams: Stream
       summary: 'Close the stream (app or payer); the positive balance is paid out to the payer',
       tags: ['streams'],
       params: StreamParams,
-      response: { 200: StreamSchema, ...errorResponses(401, 403, 404, 409) },
+      response: { 200: StreamSchema, ...errorResponses(401, 403, 404, 409, 503) },
     },
   }, async (request) => {
     await visible(request, request.params.stream_id);

@@ -24,8 +24,10 @@ describe('meter charges on an overloaded ledger', () => {
   });
   afterAll(async () => t?.close());
 
+  let apiKey = '';
   const meteredStream = async (): Promise<string> => {
     const app = await t.createApp();
+    apiKey = app.apiKey;
     const created = await t.call('POST', '/v1/streams', {
       key: app.apiKey,
       body: { rate_msat_per_s: '1000', maximum_msat: '100000000', max_charge_msat: '100000', settle_to_msat: '0', settle_threshold_msat: '0' },
@@ -78,7 +80,9 @@ describe('meter charges on an overloaded ledger', () => {
     clock.advanceMs(1500);
     overloaded = true;
     try {
-      expect(await t.sluice.streams.close(streamId, 'payer')).toMatchObject({ ok: false, error: 'Overloaded' });
+      const refused = await t.call('POST', `/v1/streams/${streamId}/close`, { key: apiKey });
+      expect(refused.status).toBe(503);
+      expect(refused.body.error.code).toBe('overloaded');
     } finally {
       overloaded = false;
     }
