@@ -535,27 +535,6 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       return { answer: service.spendThen(chainId, index, link, call, map, context) };
     }).then((held) => held.answer);
 
-  /**
-   * The refund of a chain whose every step is spent (its overpayment), under the chain's
-   * lock. Calls accepted in memory are waited for; the durable row decides, and no call can
-   * move an index that is at its end.
-   */
-  const refundSpentOut = async (chainId: string, proof: { preimage: Uint8Array }, destination: RefundDestination): Promise<Awaited<ReturnType<ChainService['refund']>>> => {
-    const state = live.get(chainId) ?? null;
-    if (state) await flusher.settled(state);
-    // The chain account is read for the refund: every spent step leaves it first.
-    await settler.settleNow([chainId]);
-    const row = await store.getChain(chainId);
-    if (!row) return { ok: false, error: 'Unknown' };
-    // Steps are left (in memory, ahead of the row only while a commit was failing): the
-    // preimage is not the proof, and proofHolds says why.
-    if (state && state.row.index < state.row.steps) return proofHolds(state.row, state.linkBytes, proof) ?? { ok: false, error: 'Invalid' };
-    const result = await refundNow(null, row, proof, destination);
-    // A spent-out chain still in memory (its status write was under way) leaves it now.
-    if (state && row.status === 'refunded' && !flusher.busy(state)) forget(state);
-    return result;
-  };
-
   /** A refusal known at once, mapped by the caller (a throwing map rejects, as in a `.then`). */
   const settleNow = <T, C>(map: SpendMap<T, C>, call: CallCost, context: C, result: ChainFail): Promise<T> => {
     try {
@@ -686,7 +665,6 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
 
     async refund(chainId, proof, destination) {
       return withRefundLock(chainId, async (): Promise<Awaited<ReturnType<ChainService['refund']>>> => {
-        if ('preimage' in proof) return refundSpentOut(chainId, proof, destination);
         let state = live.get(chainId) ?? null;
         if (state) {
           // The proof first (one hash, no waiting), so a wrong one cannot hold up calls.
