@@ -73,22 +73,27 @@ export interface InvoiceServiceDeps {
   logger: Logger;
 }
 
+/** What an invoice record shows at `now` (the API, webhook events): an unpaid one is expired from its expiry on. */
+export function invoiceViewFromRow(row: InvoiceRow, now: number): InvoiceView {
+  return {
+    paymentHash: row.paymentHash,
+    paymentRequest: row.paymentRequest ?? '',
+    amountMsat: row.amountMsat,
+    description: row.description,
+    status: row.status === 'paid' ? 'paid' : now >= row.expiresAt ? 'expired' : 'open',
+    createdAt: row.createdAt,
+    expiresAt: row.expiresAt,
+    paidAt: row.paidAt,
+    amountPaidMsat: row.amountPaidMsat,
+  };
+}
+
 export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
   const { records, backend, clock, logger } = deps;
   let watch: InvoiceWatch | null = null;
   const paidListeners = new Set<InvoicePaidListener>();
 
-  const view = (row: InvoiceRow): InvoiceView => ({
-    paymentHash: row.paymentHash,
-    paymentRequest: row.paymentRequest ?? '',
-    amountMsat: row.amountMsat,
-    description: row.description,
-    status: row.status === 'paid' ? 'paid' : clock.now() >= row.expiresAt ? 'expired' : 'open',
-    createdAt: row.createdAt,
-    expiresAt: row.expiresAt,
-    paidAt: row.paidAt,
-    amountPaidMsat: row.amountPaidMsat,
-  });
+  const view = (row: InvoiceRow): InvoiceView => invoiceViewFromRow(row, clock.now());
 
   /** Asks the node for the invoice of a "creating" row: it may exist already (crash after create). */
   const completeCreation = async (row: InvoiceRow): Promise<InvoiceRow> => {

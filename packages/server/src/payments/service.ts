@@ -102,6 +102,24 @@ export interface PaymentServiceDeps {
 }
 
 /** Default fee budget: 0.5% of the amount, at least 10 sat. */
+/** What a payment record shows (the API, webhook events): the preimage only once succeeded. */
+export function paymentViewFromRow(row: PaymentRow): PaymentView {
+  return {
+    id: row.id,
+    paymentHash: row.paymentHash,
+    kind: row.kind,
+    destination: row.destination,
+    amountMsat: row.amountMsat,
+    maxFeeMsat: row.maxFeeMsat,
+    feeMsat: row.feeMsat,
+    status: row.status === 'in_flight' ? 'pending' : row.status,
+    failureReason: row.failureReason,
+    preimage: row.status === 'succeeded' ? row.preimage : null,
+    createdAt: row.createdAt,
+    resolvedAt: row.resolvedAt,
+  };
+}
+
 export function defaultMaxFeeMsat(amountMsat: Msat): Msat {
   const proportional = mulDivCeil(amountMsat, 5n, 1000n);
   return proportional > 10_000n ? proportional : msat(10_000n);
@@ -118,20 +136,7 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
   let reconcileDelayMs = deps.reconcileIntervalMs ?? 2000;
   const reconcileDelayMaxMs = 60_000;
 
-  const view = (row: PaymentRow): PaymentView => ({
-    id: row.id,
-    paymentHash: row.paymentHash,
-    kind: row.kind,
-    destination: row.destination,
-    amountMsat: row.amountMsat,
-    maxFeeMsat: row.maxFeeMsat,
-    feeMsat: row.feeMsat,
-    status: row.status === 'in_flight' ? 'pending' : row.status,
-    failureReason: row.failureReason,
-    preimage: row.status === 'succeeded' ? row.preimage : null,
-    createdAt: row.createdAt,
-    resolvedAt: row.resolvedAt,
-  });
+  const view = paymentViewFromRow;
 
   /** Records a final outcome; returns the row as it now stands. */
   const resolve = async (row: PaymentRow, outcome: PaymentLookup): Promise<PaymentRow> => {

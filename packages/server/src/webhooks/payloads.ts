@@ -2,13 +2,15 @@
  * The data of the events Sluice emits itself, built from the rows the causes committed.
  * The live path (a service's listener) and the catch-up at start build the same data
  * from the same row, so an event looks the same whichever path wrote it. Invoices and
- * payments go through the REST API's own serializers, so an event's `data` is exactly
- * what `GET /v1/invoices/{hash}` or `GET /v1/payments/{hash}` answers.
+ * payments go through the services' views of their rows and the REST API's own
+ * serializers, so an event's `data` is exactly what `GET /v1/invoices/{hash}` or
+ * `GET /v1/payments/{hash}` answers.
  */
 import { isoTime } from '../http/wire.js';
 import { invoiceJson } from '../invoices/routes.js';
+import { invoiceViewFromRow } from '../invoices/service.js';
 import { paymentJson } from '../payments/routes.js';
-import type { PaymentView } from '../payments/service.js';
+import { paymentViewFromRow, type PaymentView } from '../payments/service.js';
 import type { InvoiceRow, PaymentRow } from '../records/model.js';
 import type { NewEvent } from './model.js';
 
@@ -20,7 +22,8 @@ export function invoicePaidEvent(invoice: InvoiceRow): NewEvent {
     type: 'invoice.paid',
     key: `invoice.paid:${invoice.paymentHash}`,
     createdAt: invoice.paidAt ?? undefined,
-    data: invoiceJson({ ...invoice, paymentRequest: invoice.paymentRequest ?? '', status: 'paid' }),
+    // A paid invoice's view does not depend on the time it is read.
+    data: invoiceJson(invoiceViewFromRow(invoice, invoice.paidAt ?? invoice.createdAt)),
   };
 }
 
@@ -33,14 +36,14 @@ export function paymentResolvedEvent(payment: ResolvedPayment): NewEvent {
     type: payment.status === 'succeeded' ? 'payment.succeeded' : 'payment.failed',
     key: `payment.${payment.status}:${payment.id}`,
     createdAt: payment.resolvedAt ?? undefined,
-    // The preimage is the proof of payment, shown once succeeded (a keysend's, drawn before sending, stays secret if it failed).
-    data: paymentJson({ ...payment, preimage: payment.status === 'succeeded' ? payment.preimage : null }),
+    // Both paths pass the service's view: the preimage (the proof of payment) only once succeeded.
+    data: paymentJson(payment),
   };
 }
 
 export function paymentFromRecord(row: PaymentRow): ResolvedPayment | null {
   if (row.status === 'in_flight') return null;
-  return { ...row, status: row.status };
+  return { ...paymentViewFromRow(row), appId: row.appId, status: row.status };
 }
 
 export interface ClosedStream {

@@ -1,9 +1,16 @@
 // Pure parts of webhooks, table-driven: the backoff schedule, URL and event-type checks,
-// and the signature header (Sluice's own verifier; the independent Python one runs against
-// real deliveries in delivery.test.ts).
+// the signature header (Sluice's own verifier; the independent Python one runs against
+// real deliveries in delivery.test.ts), and the event data built from records at catch-up.
 import { describe, expect, it } from 'vitest';
 import { backoffMs, checkEventTypes, checkUrl, DEFAULT_WEBHOOK_SETTINGS, eventIdFor } from '../../src/webhooks/service.js';
 import { newSecret, signatureHeader, signatureHex, verifySignature } from '../../src/webhooks/signing.js';
+import { invoicePaidEvent, paymentFromRecord, paymentResolvedEvent } from '../../src/webhooks/payloads.js';
+import { invoiceJson } from '../../src/invoices/routes.js';
+import { invoiceViewFromRow } from '../../src/invoices/service.js';
+import { paymentJson } from '../../src/payments/routes.js';
+import { paymentViewFromRow } from '../../src/payments/service.js';
+import type { InvoiceRow, PaymentRow } from '../../src/records/model.js';
+import { msat } from '../../src/money/msat.js';
 
 describe('backoff', () => {
   const settings = { backoffBaseMs: 5000, backoffMaxMs: 3_600_000 };
@@ -91,5 +98,42 @@ describe('signatures', () => {
     const both = signatureHeader([secret, old], 1_800_000_000, body);
     expect(both).toBe(`t=1800000000,v1=${signatureHex(secret, 1_800_000_000, body)},v1=${signatureHex(old, 1_800_000_000, body)}`);
     for (const key of [secret, old]) expect(verifySignature({ secret: key, header: both, body, nowS: 1_800_000_000 }).ok).toBe(true);
+  });
+});
+
+describe('payloads from records (the catch-up path)', () => {
+  const T = Date.UTC(2026, 0, 1);
+  const payment = (overrides: Partial<PaymentRow>): PaymentRow => ({
+    id: 'pay_1', appId: 'app_1', debitAccountId: 'app:app_1', kind: 'keysend', paymentHash: 'ab'.repeat(32), paymentRequest: null,
+    destination: '02' + 'cd'.repeat(32), amountMsat: msat(5000n), maxFeeMsat: msat(10_000n), feeMsat: null, status: 'failed',
+    failureReason: 'no_route', preimage: 'ef'.repeat(32), holdTransferId: 'tr_1', idempotencyKey: 'k', requestFingerprint: 'f',
+    createdAt: T, resolvedAt: T + 1000, ...overrides,
+  });
+  const rows = [
+    { description: 'a failed keysend keeps its preimage secret', args: payment({}), expected: { type: 'payment.failed', preimage: undefined } },
+    { description: 'a succeeded payment shows its preimage, the proof of payment', args: payment({ status: 'succeeded', feeMsat: msat(3n), failureReason: null }), expected: { type: 'payment.succeeded', preimage: 'ef'.repeat(32) } },
+  ];
+  for (const { description, args, expected } of rows) {
+    it(description, () => {
+      const event = paymentResolvedEvent(paymentFromRecord(args)!);
+      expect(event.type).toBe(expected.type);
+      expect(event.data.preimage).toBe(expected.preimage);
+      // Field for field what GET /v1/payments/{hash} answers for the record.
+      expect(event.data).toEqual(paymentJson(paymentViewFromRow(args)));
+    });
+  }
+  it('a payment still in flight has no event', () => {
+    expect(paymentFromRecord(payment({ status: 'in_flight' }))).toBeNull();
+  });
+  it('a paid invoice\'s data is what GET /v1/invoices/{hash} answers, whenever it is built', () => {
+    const invoice: InvoiceRow = {
+      paymentHash: '12'.repeat(32), appId: 'app_1', creditAccountId: 'app:app_1', preimage: '34'.repeat(32), paymentRequest: 'lnbcrt1...',
+      amountMsat: msat(2000n), description: 'top-up', descriptionHash: null, createdAt: T, expiresAt: T + 60_000, status: 'paid',
+      amountPaidMsat: msat(2000n), paidAt: T + 30_000, idempotencyKey: null, requestFingerprint: null,
+    };
+    const event = invoicePaidEvent(invoice);
+    expect(event.data).toEqual(invoiceJson(invoiceViewFromRow(invoice, T + 86_400_000)));
+    expect(event.data).toMatchObject({ status: 'paid', amount_paid_msat: '2000', payment_request: 'lnbcrt1...' });
+    expect(() => invoicePaidEvent({ ...invoice, status: 'open' })).toThrow();
   });
 });
