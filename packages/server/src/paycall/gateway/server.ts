@@ -25,7 +25,7 @@ import replyFrom from '@fastify/reply-from';
 import type { Logger } from 'pino';
 import { errorBody, type ErrorCode } from '../../errors/codes.js';
 import type { GateRequest, PayCallGate } from '../gate.js';
-import { createPayCallJudge, credentialHeadersToStrip, pathOf, type PayCallDecision, type PayCallJudge } from '../middleware/core.js';
+import { createPayCallJudge, credentialHeadersToStrip, pathOf, type MatchedDecision, type PayCallJudge } from '../middleware/core.js';
 import { createChallengeLimiter, type ChallengeLimiter } from './challenge-limit.js';
 import { createCorsPolicy } from './cors.js';
 import { ambiguousPathReason, createRoutePrices } from '../route-prices.js';
@@ -125,10 +125,8 @@ function judgeRequest(judging: Judging, request: http.IncomingMessage): Verdict 
   return judge.decideMatched(gateRequest, match.rule, stripHeaders).then(verdictOf);
 }
 
-function verdictOf(decision: PayCallDecision): Verdict {
+function verdictOf(decision: MatchedDecision): Verdict {
   if (decision.kind === 'refused') return { kind: 'refuse', status: decision.status, headers: decision.responseHeaders, body: decision.body };
-  // decideMatched never answers "unpriced": the route matched.
-  if (decision.kind === 'unpriced') throw new Error('the judge found no price for a matched route');
   return { kind: 'forward', responseHeaders: decision.responseHeaders, stripHeaders: decision.stripHeaders };
 }
 

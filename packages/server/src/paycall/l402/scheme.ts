@@ -191,7 +191,7 @@ export function createL402Scheme(deps: L402SchemeDeps & { maxPendingRenewals?: n
       const verified = verifier.verify(request.headers.authorization, { service, capability: capabilityOf(request, price) });
       if (!verified.ok) {
         if (verified.code === 'l402_expired') {
-          return refuse(402, verified.code, verified.message, await (verified.tokenId ? renewal(verified.tokenId, price) : challenge(request, price)));
+          return refuse(402, verified.code, verified.message, await renewal(verified.tokenId, price));
         }
         return refuse(401, verified.code, verified.message);
       }

@@ -15,7 +15,9 @@ export type L402RefusalCode = 'l402_malformed' | 'l402_invalid_macaroon' | 'l402
 
 export type L402Verification =
   | { ok: true; scheme: 'L402' | 'LSAT'; tokenId: string; paymentHash: string; budget: Budget }
-  | { ok: false; code: L402RefusalCode; message: string; /** For `l402_expired` only: the token is genuine, just past its time. */ tokenId?: string };
+  /** The token is genuine, just past its time: its id lets the 402 renew it. */
+  | { ok: false; code: 'l402_expired'; message: string; tokenId: string }
+  | { ok: false; code: Exclude<L402RefusalCode, 'l402_expired'>; message: string };
 
 export interface L402RequestContext {
   service: string;

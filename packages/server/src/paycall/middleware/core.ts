@@ -39,11 +39,15 @@ export interface PaidCall {
   route: string;
 }
 
+/** The judgement of a request matched to a priced rule: served, or refused. */
+export type MatchedDecision =
+  | { kind: 'allowed'; paid: PaidCall; responseHeaders: Record<string, string>; stripHeaders: string[] }
+  | { kind: 'refused'; status: number; responseHeaders: Record<string, string | string[]>; body: PayCallErrorBody | ErrorBody };
+
 export type PayCallDecision =
   /** No rule prices this request: serve it as if there were no middleware. */
   | { kind: 'unpriced' }
-  | { kind: 'allowed'; paid: PaidCall; responseHeaders: Record<string, string>; stripHeaders: string[] }
-  | { kind: 'refused'; status: number; responseHeaders: Record<string, string | string[]>; body: PayCallErrorBody | ErrorBody };
+  | MatchedDecision;
 
 export interface PayCallJudge {
   /** Refuses an ambiguous path, matches the route, then judges: what the middleware calls. */
@@ -54,7 +58,7 @@ export interface PayCallJudge {
    * itself first (the gateway's challenge limiter) does not repeat that work. `stripHeaders`,
    * when given, must be `credentialHeadersToStrip(gate, request)` for this request.
    */
-  decideMatched(request: GateRequest, rule: RoutePriceRule, stripHeaders?: string[]): Promise<PayCallDecision>;
+  decideMatched(request: GateRequest, rule: RoutePriceRule, stripHeaders?: string[]): Promise<MatchedDecision>;
   readonly routes: RoutePrices;
 }
 
@@ -93,10 +97,10 @@ export function createPayCallJudge(options: PayCallOptions): PayCallJudge {
   };
 
   // Not an async function: the gate's promise is the only one a call makes here.
-  const decideMatched = (request: GateRequest, rule: RoutePriceRule, knownStripHeaders?: string[]): Promise<PayCallDecision> => {
+  const decideMatched = (request: GateRequest, rule: RoutePriceRule, knownStripHeaders?: string[]): Promise<MatchedDecision> => {
     // Before authorize: a scheme may not keep the request's headers as they were.
     const stripHeaders = strip ? knownStripHeaders ?? credentialHeadersToStrip(gate, request) : [];
-    return gate.authorize(request, priceOf(rule)).then((outcome): PayCallDecision => {
+    return gate.authorize(request, priceOf(rule)).then((outcome): MatchedDecision => {
       if (outcome.kind === 'refused') {
         return { kind: 'refused', status: outcome.status, responseHeaders: outcome.responseHeaders, body: payCallErrorBody(outcome, rule.priceMsat) };
       }
