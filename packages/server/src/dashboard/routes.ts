@@ -25,7 +25,7 @@ import { Type } from 'typebox';
 import type { AppService } from '../apps/service.js';
 import { qrSvg } from '../demo/routes.js';
 import { ApiError, errorBody, type ErrorCode } from '../errors/codes.js';
-import { DEFAULT_DEVNET_WALLET, devnetWallet, devnetWalletsJson, payFromDevnetWallet, type DevnetWallets } from '../http/devnet-routes.js';
+import { devnetWallet, devnetWalletsJson, payFromDevnetWallet, type DevnetWallets } from '../http/devnet-routes.js';
 import { requireBearerKey, type SluiceFastify } from '../http/server.js';
 import { AmountSchema, errorResponses, IdempotencyKeySchema, parseAmount, parseIdempotencyKey } from '../http/wire.js';
 import { invoiceJson, InvoiceSchema } from '../invoices/routes.js';
@@ -186,10 +186,10 @@ export function registerDashboardRoutes(http: SluiceFastify, deps: DashboardDeps
     },
   }, async (request) => {
     await identify(request);
-    const name = request.body.wallet ?? DEFAULT_DEVNET_WALLET;
+    const wallet = devnetWallet(deps.wallets, request.body.wallet);
     // The same payment and error codes as /v1/devnet/pay; credited before answering, so the page's next read shows the money.
-    const paid = await payFromDevnetWallet(devnetWallet(deps.wallets, name), deps.afterWalletPaid, { paymentRequest: request.body.payment_request });
-    return { payment_hash: paid.paymentHash, amount_msat: paid.amountMsat.toString(), fee_msat: paid.feeMsat.toString(), wallet: name };
+    const paid = await payFromDevnetWallet(wallet.backend, deps.afterWalletPaid, { paymentRequest: request.body.payment_request });
+    return { payment_hash: paid.paymentHash, amount_msat: paid.amountMsat.toString(), fee_msat: paid.feeMsat.toString(), wallet: wallet.name };
   });
 
   http.post('/dashboard/api/top-up', {

@@ -30,15 +30,18 @@ export function devnetWalletsJson(wallets: DevnetWallets): { name: string; pubke
   return devnetWalletNames(wallets).map((name) => ({ name, pubkey: wallets.pubkey(name), balance_msat: wallets.balanceMsat(name).toString() }));
 }
 
-/** The named wallet (default alice); devnet_only off the devnet, invalid_request for a name that is not a wallet. */
-export function devnetWallet(wallets: DevnetWallets | null, name: string | undefined): LightningBackend {
+/**
+ * The named wallet (default alice) and the name it goes by, which an answer repeats;
+ * devnet_only off the devnet, invalid_request for a name that is not a wallet.
+ */
+export function devnetWallet(wallets: DevnetWallets | null, requested: string | undefined): { name: string; backend: LightningBackend } {
   if (!wallets) throw new ApiError('devnet_only');
-  const wallet = name ?? DEFAULT_DEVNET_WALLET;
+  const name = requested ?? DEFAULT_DEVNET_WALLET;
   const names = devnetWalletNames(wallets);
-  if (!names.includes(wallet)) {
+  if (!names.includes(name)) {
     throw new ApiError('invalid_request', `wallet must be one of ${names.join(', ')}`);
   }
-  return wallets.backendFor(wallet);
+  return { name, backend: wallets.backendFor(name) };
 }
 
 /**
@@ -109,7 +112,7 @@ export function registerDevnetRoutes(
   }, async (request) => {
     const wallet = devnetWallet(deps.wallets, request.body.wallet);
     const amountMsat = request.body.amount_msat === undefined ? undefined : parseAmount(request.body.amount_msat, 'amount_msat');
-    const paid = await payFromDevnetWallet(wallet, deps.afterWalletPaid, {
+    const paid = await payFromDevnetWallet(wallet.backend, deps.afterWalletPaid, {
       paymentRequest: request.body.payment_request,
       ...(amountMsat === undefined ? {} : { amountMsat }),
     });
@@ -118,7 +121,7 @@ export function registerDevnetRoutes(
       preimage: paid.preimage,
       amount_msat: paid.amountMsat.toString(),
       fee_msat: paid.feeMsat.toString(),
-      wallet: request.body.wallet ?? DEFAULT_DEVNET_WALLET,
+      wallet: wallet.name,
     };
   });
 
@@ -140,7 +143,7 @@ export function registerDevnetRoutes(
     },
   }, async (request, reply) => {
     const wallet = devnetWallet(deps.wallets, request.body.wallet);
-    const created = await wallet.createInvoice({
+    const created = await wallet.backend.createInvoice({
       amountMsat: parseAmount(request.body.amount_msat, 'amount_msat'),
       description: request.body.description ?? 'devnet invoice (fake money)',
       expiryS: request.body.expiry_s ?? 3600,
@@ -150,7 +153,7 @@ export function registerDevnetRoutes(
       payment_request: created.paymentRequest,
       amount_msat: created.amountMsat.toString(),
       expires_at: new Date(created.expiresAt).toISOString(),
-      wallet: request.body.wallet ?? DEFAULT_DEVNET_WALLET,
+      wallet: wallet.name,
     });
   });
 

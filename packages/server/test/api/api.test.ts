@@ -72,6 +72,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`HTTP API on ${store} and 
     const paid = await asApp('POST', '/v1/devnet/pay', { payment_request: invoice.body.payment_request });
     expect(paid.status).toBe(200);
     expect(paid.body.payment_hash).toBe(invoice.body.payment_hash);
+    expect(paid.body.wallet).toBe('alice'); // the default wallet, named in the answer
 
     const looked = await asApp('GET', `/v1/invoices/${invoice.body.payment_hash}`);
     expect(looked.body).toMatchObject({ status: 'paid', amount_paid_msat: '250000' });
@@ -79,6 +80,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`HTTP API on ${store} and 
 
     const payout = await asApp('POST', '/v1/devnet/invoices', { amount_msat: '100000', wallet: 'bob' });
     expect(payout.status).toBe(201);
+    expect(payout.body.wallet).toBe('bob');
     const bobBefore = t.sluice.devnet?.nodeBalanceMsat('bob') as bigint;
     const payment = await asApp('POST', '/v1/payments', { payment_request: payout.body.payment_request, idempotency_key: 'payout-1' });
     expect(payment.status).toBe(200);
