@@ -93,8 +93,9 @@ export interface StreamService {
   subscribe(streamId: string, listener: StreamListener): () => void;
   /**
    * Listens to invoices paid and payments resolved, loads open streams, restarts their meters,
-   * pays back what closed streams still hold (sweepClosedStreams), starts the clock. Call it before the payment service reconciles what an earlier run left
-   * in flight, so those outcomes reach their streams.
+   * pays back what closed streams still hold (sweepClosedStreams), starts the clock. Call it
+   * before the payment service reconciles what an earlier run left in flight, so those
+   * outcomes reach their streams.
    */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -433,7 +434,6 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     byAccount.set(row.accountId, streamId);
     return state;
   };
-
 
   /**
    * A closed stream with nothing under way and nobody listening is dropped from memory, so
