@@ -8,6 +8,18 @@
  * attempt a crash cut off: reconcile it with the payment made under its idempotency key, or
  * send that same payment now if none began. Every function here runs under the
  * subscription's lock (service.ts).
+ *
+ * An attempt a version before migration 3 left pending saved no invoice and no budget, and
+ * perhaps no hash. It is still finished once, for these reasons: its payment key has always
+ * been `sub:<id>:refund:<attempt>`, so a payment that began is found by it (and taken as
+ * the attempt's, whatever its hash) and is never sent again; one that never began is sent
+ * now under that key (a Lightning address is asked again: nothing went out under the key,
+ * so its new invoice is not a second payment), or fails if it cannot be rebuilt. Its budget
+ * is the loan transfer under `sub:<id>:refund:<attempt>:fee` (the payment's fee budget was
+ * that loan), never the balance beyond the refund, which also holds a payment that arrived
+ * meanwhile; and the amount left is recomputed from the balance at the end, so the
+ * refundMsat those versions overwrote on a late payment is not paid out. A loan they lent
+ * without committing its attempt is returned by returnStrayLoan.
  */
 import type { Logger } from 'pino';
 import { appAccountId } from '../apps/service.js';
@@ -175,7 +187,11 @@ export function createRefunds(deps: RefundDeps): Refunds {
   const attemptPayment = async (row: SubscriptionRow): Promise<({ ok: true } & AttemptPayment) | Fail> => {
     const maxFeeMsat = row.refundMaxFeeMsat !== null ? msat(row.refundMaxFeeMsat) : await legacyLoanMsat(row);
     const destination = row.refundDestination;
-    if (destination === null) throw new Error(`subscription ${row.id} has a pending refund without destination`);
+    if (destination === null) {
+      // The first version saved no destination with an attempt that paid an invoice.
+      if (row.refundMaxFeeMsat === null) return { ok: false, error: 'RefundUnavailable', detail: 'an earlier version saved no destination with the attempt' };
+      throw new Error(`subscription ${row.id} has a pending refund without destination`);
+    }
     if (destination.kind === 'keysend') {
       return { ok: true, target: { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat: msat(row.refundMsat) }, maxFeeMsat };
     }
@@ -291,8 +307,10 @@ export function createRefunds(deps: RefundDeps): Refunds {
    * At start: the pending attempt's payment is looked up by its key (the payments service
    * resolved what it could before this runs; one still in flight is reported when it ends).
    * One that never began is sent now under the attempt's key; one that can no longer be sent
-   * (its invoice expired meanwhile) fails, and the reusable destination (a Lightning address,
-   * a keysend key) it returns is owed a fresh attempt (nothing of the old one was sent).
+   * (its invoice expired meanwhile, or an earlier version's Lightning address cannot be asked
+   * for one) fails, and the reusable destination (a Lightning address, a keysend key) it
+   * returns is owed a fresh attempt (nothing of the old one was sent). None stays pending
+   * without a payment that will report its end.
    */
   const resumeRefund = async (state: LiveSubscription): Promise<RefundDestination | null> => {
     const row = state.row;
@@ -303,6 +321,9 @@ export function createRefunds(deps: RefundDeps): Refunds {
       return null;
     }
     const payment = await attemptPayment(row);
+    // Nothing began under the attempt's key (no payment was found by it): one that cannot be
+    // rebuilt (an earlier version's, whose Lightning address cannot be asked now) fails.
+    if (!payment.ok) await finishAttempt(state, { succeeded: false, feeMsat: 0n, paymentHash: null });
     const sent = payment.ok ? await payRefund(state, payment) : payment;
     if (sent.ok) return null;
     logger.warn({ subscriptionId: row.id, error: sent.error, detail: sent.detail }, `an interrupted refund could not be resumed; it is ${state.row.refundStatus}`);

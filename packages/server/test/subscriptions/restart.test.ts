@@ -370,6 +370,32 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     }
   });
 
+  it('an earlier version\'s Lightning-address attempt cut off before its payment, the address unreachable at the next start: the attempt fails with nothing sent, not left pending; a later refund pays once', async () => {
+    const clock = createManualClock(Date.now());
+    const cut = await lightningAddressRefundCut(clock, false);
+    await cut.closeLnurl();
+    await rewriteRow('UPDATE subscriptions SET refund_max_fee_msat = NULL, refund_payment_request = NULL, refund_payment_hash = NULL WHERE id = ', cut.id);
+    const s = await cut.restart();
+    let sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
+    expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'failed', amount_msat: String(cut.refund) });
+    expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(cut.refund);
+    expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(0n);
+    expect((await s.sluice.payments.listPayments(cut.app.id, 100)).filter((payment) => payment.status !== 'failed')).toEqual([]);
+    // The loan went back: the app holds what it charged.
+    expect(balanceOf((await s.sluice.ledger.getAccount(appAccountId(cut.app.id)))!)).toBe(BigInt(sub.charged_msat));
+    const bob = s.sluice.devnet!.nodePubkey('bob');
+    const before = s.sluice.devnet!.nodeBalanceMsat('bob');
+    const paid = await s.call('POST', `/v1/subscriptions/${cut.id}/refund`, { key: cut.app.apiKey, body: { refund: { keysend_pubkey: bob } } });
+    expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+    await s.sluice.subscriptions.idle();
+    sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
+    expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(cut.refund) });
+    expect(s.sluice.devnet!.nodeBalanceMsat('bob') - before).toBe(cut.refund);
+    expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(0n);
+    await s.close();
+    t = null;
+  });
+
   /** Runs `sql` (a statement ending in a parameter for the subscription id) on the data of the stopped Sluice. */
   const rewriteRow = async (sql: string, subscriptionId: string): Promise<void> => {
     if (database) {
