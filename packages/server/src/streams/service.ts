@@ -903,7 +903,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const streamId = streamOfAccount(invoice.creditAccountId);
     const amountPaidMsat = invoice.amountPaidMsat;
     if (!streamId || amountPaidMsat === null) return;
-    const fundedEvent = (state: LiveStream) => record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
+    const fundedEvent = async (state: LiveStream): Promise<void> => {
+      // A closed stream paid late has the payer's money again: the start's sweep looks at it
+      // again until it is paid back (in case the server stops first).
+      if (state.row.status === 'closed') await store.markSettled(state.row.id, null);
+      await record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
+    };
     const state = live.get(streamId);
     if (state) {
       state.balance += amountPaidMsat;

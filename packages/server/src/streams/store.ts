@@ -19,8 +19,8 @@ export interface StreamStore {
   listOpenStreams(): Promise<StreamRow[]>;
   /** Closed streams not yet marked settled, by id after `afterId` (the start's sweep pages through them). */
   listUnsettledClosedStreams(afterId: string, limit: number): Promise<StreamRow[]>;
-  /** Marks a closed stream settled: nothing left to pay back, nothing held (the sweep passes it by after). */
-  markSettled(id: string, at: number): Promise<void>;
+  /** Marks a closed stream settled: nothing left to pay back, nothing held (the sweep passes it by after); null: not any more (a late top-up). */
+  markSettled(id: string, at: number | null): Promise<void>;
   /** Saves the row's mutable fields and appends the event, in one transaction. */
   saveWithEvent(row: StreamRow, event: StreamEvent | null): Promise<void>;
   appendEvent(event: StreamEvent): Promise<void>;

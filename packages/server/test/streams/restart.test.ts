@@ -10,7 +10,7 @@ import { startTestSluice, type TestSluice } from '../support/sluice.js';
 
 const usePostgres = await postgresAvailable();
 
-type Event = { type: string; amount_msat?: string; fee_msat?: string; payment_hash?: string; reason?: string };
+type Event = { type: string; amount_msat?: string; fee_msat?: string; payment_hash?: string; reason?: string; payment_request?: string };
 
 for (const store of ['sqlite', 'postgres'] as const) {
 describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a restart on ${store}`, () => {
@@ -154,6 +154,35 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a restart 
     expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
     expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(60000n);
     expect(await appBalance()).toBe(appAfterReward - fee);
+    expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+
+  it('tries again at start to pay back a late top-up of a closed stream an earlier start had found settled', async () => {
+    // Keysend to a node the devnet does not know: every refund fails (no_route), so the money stays.
+    const nowhere = '0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798';
+    const place = await newPlace();
+    const first = await start(place);
+    const app = await first.createApp();
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey, body: { prices: { hit: '1000' }, settle_to_msat: '100000', payout: { keysend: { pubkey: nowhere } } },
+    });
+    const streamId = created.body.id as string;
+    const { asApp, events, stream } = helpers(() => t!, app.apiKey, streamId);
+    const invoice = (await events()).find((e) => e.type === 'invoice');
+    expect(invoice).toBeDefined();
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    // Nothing to pay back: this start's sweep marks it settled.
+    const second = await restart(place);
+    // The old top-up invoice is paid now; its refund fails, and the server stops.
+    const paid = await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
+    expect(paid.status, JSON.stringify(paid.body)).toBe(200);
+    await waitFor('the refund to fail', async () => (await events()).some((e) => e.type === 'payout_failed'));
+    expect((await stream()).balance_msat).toBe('100000');
+
+    // The next start tries the refund again (it fails again: the destination is still nowhere).
+    const third = await restart(place);
+    await waitFor('the refund to be tried again', async () => (await events()).filter((e) => e.type === 'payout_failed').length === 2);
+    expect((await stream()).balance_msat).toBe('100000');
     expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
 });
