@@ -113,6 +113,21 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     t = null;
   });
 
+  /** Runs `sql` (a statement ending in a parameter for the subscription id) on the data of the stopped Sluice. */
+  const rewriteRow = async (sql: string, subscriptionId: string): Promise<void> => {
+    if (database) {
+      await database.sql.unsafe(`${sql}$1`, [subscriptionId]);
+    } else {
+      const db = openSqlite({ path: path.join(dataDir, 'sluice.sqlite') });
+      db.prepare(`${sql}?`).run(subscriptionId);
+      db.close();
+    }
+  };
+
+  /** A pending attempt as a version before migration 3 left it: no saved invoice, budget or hash. */
+  const asEarlierVersionsAttempt = (subscriptionId: string) =>
+    rewriteRow('UPDATE subscriptions SET refund_max_fee_msat = NULL, refund_payment_request = NULL, refund_payment_hash = NULL WHERE id = ', subscriptionId);
+
   /** A funded per-minute subscription of a new app, 5 minutes in (6 increments charged). */
   const fundedSubscription = async (s: TestSluice, name: string) => {
     const app = await s.createApp(name);
@@ -242,8 +257,18 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
       expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(500);
       await s.close();
       t = null;
+      const refund = 300n * 3600n - 26n * 300n * 60n;
       return {
-        app, id: created.id as string, refund: 300n * 3600n - 26n * 300n * 60n, erinBefore,
+        app, id: created.id as string, refund, erinBefore,
+        /** The refund reached erin exactly once, and the subscription's account is empty. */
+        expectPaidOnce: async (sluice: TestSluice) => {
+          const sub = (await sluice.call('GET', `/v1/subscriptions/${created.id}`, { key: app.apiKey })).body;
+          expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(refund) });
+          const sent = (await sluice.sluice.payments.listPayments(app.id, 100)).filter((payment) => payment.status !== 'failed');
+          expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', refund]]);
+          expect(sluice.sluice.devnet!.nodeBalanceMsat('erin') - erinBefore).toBe(refund);
+          expect(balanceOf((await sluice.sluice.ledger.getAccount(`sub:${created.id}`))!)).toBe(0n);
+        },
         restart: async () => {
           wallet = new Promise((resolve) => { setWallet = resolve; });
           s = await start(clock);
@@ -265,12 +290,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     try {
       for (let restart = 0; restart < 2; restart += 1) {
         const s = await cut.restart();
-        const sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
-        expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(cut.refund) });
-        const sent = (await s.sluice.payments.listPayments(cut.app.id, 100)).filter((payment) => payment.status !== 'failed');
-        expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', cut.refund]]);
-        expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(cut.refund);
-        expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(0n);
+        await cut.expectPaidOnce(s);
         await s.close();
         t = null;
       }
@@ -285,12 +305,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     try {
       clock.advanceMs(3600_000);
       const s = await cut.restart();
-      const sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
-      expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(cut.refund) });
-      const sent = (await s.sluice.payments.listPayments(cut.app.id, 100)).filter((payment) => payment.status !== 'failed');
-      expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', cut.refund]]);
-      expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(cut.refund);
-      expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(0n);
+      await cut.expectPaidOnce(s);
       await s.close();
       t = null;
     } finally {
@@ -344,10 +359,10 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
       expect(drained.ok).toBe(true);
     });
     try {
-      await rewriteRow('UPDATE subscriptions SET refund_max_fee_msat = NULL, refund_payment_request = NULL, refund_payment_hash = NULL WHERE id = ', cut.id);
+      await asEarlierVersionsAttempt(cut.id);
       const s = await cut.restart();
       // With no fee budget the payment found no route: its end is recorded, nothing was paid.
-      let sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
+      const sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
       expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'failed', amount_msat: String(cut.refund) });
       expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(cut.refund);
       expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(0n);
@@ -357,12 +372,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
       const paid = await s.call('POST', `/v1/subscriptions/${cut.id}/refund`, { key: cut.app.apiKey, body: {} });
       expect(paid.status, JSON.stringify(paid.body)).toBe(200);
       await s.sluice.subscriptions.idle();
-      sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
-      expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'succeeded', amount_msat: String(cut.refund) });
-      const sent = (await s.sluice.payments.listPayments(cut.app.id, 100)).filter((payment) => payment.status !== 'failed');
-      expect(sent.map((payment) => [payment.status, payment.amountMsat])).toEqual([['succeeded', cut.refund]]);
-      expect(s.sluice.devnet!.nodeBalanceMsat('erin') - cut.erinBefore).toBe(cut.refund);
-      expect(balanceOf((await s.sluice.ledger.getAccount(`sub:${cut.id}`))!)).toBe(0n);
+      await cut.expectPaidOnce(s);
       await s.close();
       t = null;
     } finally {
@@ -374,7 +384,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     const clock = createManualClock(Date.now());
     const cut = await lightningAddressRefundCut(clock, false);
     await cut.closeLnurl();
-    await rewriteRow('UPDATE subscriptions SET refund_max_fee_msat = NULL, refund_payment_request = NULL, refund_payment_hash = NULL WHERE id = ', cut.id);
+    await asEarlierVersionsAttempt(cut.id);
     const s = await cut.restart();
     let sub = (await s.call('GET', `/v1/subscriptions/${cut.id}`, { key: cut.app.apiKey })).body;
     expect(sub.refund, JSON.stringify(sub.refund)).toMatchObject({ status: 'failed', amount_msat: String(cut.refund) });
@@ -395,17 +405,6 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     await s.close();
     t = null;
   });
-
-  /** Runs `sql` (a statement ending in a parameter for the subscription id) on the data of the stopped Sluice. */
-  const rewriteRow = async (sql: string, subscriptionId: string): Promise<void> => {
-    if (database) {
-      await database.sql.unsafe(`${sql}$1`, [subscriptionId]);
-    } else {
-      const db = openSqlite({ path: path.join(dataDir, 'sluice.sqlite') });
-      db.prepare(`${sql}?`).run(subscriptionId);
-      db.close();
-    }
-  };
 
   // An attempt of a version before migration 3 saved neither its budget nor its invoice. A
   // payment arriving while it was in flight is the customer's: the attempt's end gives back
@@ -476,14 +475,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
     await s.close();
     t = null;
     // What an earlier version wrote at the expiry: no refund.
-    const legacy = "UPDATE subscriptions SET refund_status = 'none', refund_msat = 0 WHERE id = ";
-    if (database) {
-      await database.sql.unsafe(`${legacy}$1`, [created.id]);
-    } else {
-      const db = openSqlite({ path: path.join(dataDir, 'sluice.sqlite') });
-      db.prepare(`${legacy}?`).run(created.id);
-      db.close();
-    }
+    await rewriteRow("UPDATE subscriptions SET refund_status = 'none', refund_msat = 0 WHERE id = ", created.id);
 
     s = await start(clock);
     const read = (await s.call('GET', `/v1/subscriptions/${created.id}`, { key: created.payer_token })).body;
