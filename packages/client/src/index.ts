@@ -54,7 +54,7 @@ export {
   type SluicePayerOptions,
   type SpendRecord,
 } from './streams/payer.js';
-export { memorySpendLog, storageSpendLog, SPEND_LOG_STORAGE_KEY, type SpendLog, type SyncStorage } from './streams/spend-log.js';
+export { memorySpendLog, storageSpendLog, SPEND_LOG_STORAGE_KEY, type SpendLog, type SpendLogLocks, type SyncStorage } from './streams/spend-log.js';
 export { devnetWallet, lndRestWallet, weblnWallet, type LndRestWalletOptions, type WalletAdapter, type WebLnProvider } from './streams/wallets.js';
 export type { ConnectionOptions, WebSocketConstructor, WebSocketLike } from './streams/connection.js';
 export {

@@ -298,6 +298,55 @@ describe('SluicePayer', () => {
     app.close();
   });
 
+  it('checks the hourly allowance and records the payment under the shared log\'s lock (another tab cannot interleave)', async () => {
+    const app = await connectApp();
+    const now = Date.now();
+    const items = new Map<string, string>();
+    // Every read and write of the shared log, and whether the log's lock was held at the time.
+    const accesses: string[] = [];
+    let held = false;
+    const storage = {
+      getItem: (key: string) => {
+        accesses.push(`read${held ? ' locked' : ''}`);
+        return items.get(key) ?? null;
+      },
+      setItem: (key: string, value: string) => {
+        accesses.push(`write${held ? ' locked' : ''}`);
+        items.set(key, value);
+      },
+    };
+    const names: string[] = [];
+    const locks = {
+      async request<T>(name: string, callback: () => T | Promise<T>): Promise<T> {
+        names.push(name);
+        // A lock granted later, as the browser's are (another tab may hold it now).
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        held = true;
+        try {
+          return await callback();
+        } finally {
+          held = false;
+        }
+      },
+    };
+    const { payer_token } = await app.createStream(topUpTerms);
+    const wallet = devnetWallet({ baseUrl: h.baseUrl, key: payer_token, wallet: 'carol' });
+    const payer = await SluicePayer.connect({
+      baseUrl: h.baseUrl, payerToken: payer_token, wallet, WebSocket: WS, now: () => now,
+      allowance: { perStreamMsat: 1_000_000n, perHourMsat: 60_000n }, spendLog: storageSpendLog(storage, 'tabs', { locks }),
+    });
+    await until(() => payer.balanceMsat === 50_000n, 'the first top-up paid automatically');
+    expect(names[0]).toBe('sluice-spend-log:tabs');
+    // The decision's reads (the allowance) and its write (the record) were all made under the lock.
+    const write = accesses.indexOf('write locked');
+    expect(write).toBeGreaterThan(0);
+    expect(accesses.slice(0, write)).toContain('read locked');
+    expect(accesses.filter((access) => access.startsWith('write'))).toEqual(['write locked']);
+    expect(JSON.parse(items.get('tabs') as string)).toEqual([{ at: now, amount_msat: '50000', id: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    payer.disconnect();
+    app.close();
+  });
+
   it('counts automatic payments per hour, honours pause, and pays nothing without an allowance or a wallet', async () => {
     const app = await connectApp();
     let now = Date.now();

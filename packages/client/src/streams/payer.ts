@@ -155,6 +155,9 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
   #fundedTotal = 0n;
   /** Payments this payer started and whose funded event has not arrived: hash -> amount. */
   readonly #paying = new Map<string, bigint>();
+  /** A decision under the shared spend log's lock is under way / was asked for meanwhile. */
+  #deciding = false;
+  #decideAgain = false;
   readonly #spendLog: SpendLog;
   #payoutAsked: bigint | null = null;
   #answeringPayout = false;
@@ -508,7 +511,32 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
     if (event.type === 'payout_invoice_needed' || event.type === 'balance') this.#answerPayout();
   }
 
+  /**
+   * Pays the pending invoice automatically if the allowance allows it. With a spend log shared
+   * with other tabs, the check and the record are made under the log's lock (one decision at a
+   * time; one asked for meanwhile is made after it, on what is pending then).
+   */
   #considerPending(): void {
+    const log = this.#spendLog;
+    if (log.exclusively === undefined) {
+      this.#decidePending();
+      return;
+    }
+    if (this.#deciding) {
+      this.#decideAgain = true;
+      return;
+    }
+    this.#deciding = true;
+    void log.exclusively(() => this.#decidePending()).finally(() => {
+      this.#deciding = false;
+      if (!this.#decideAgain) return;
+      this.#decideAgain = false;
+      this.#considerPending();
+    });
+  }
+
+  /** The allowance check, then (in the same synchronous step) the payment's record and its start. */
+  #decidePending(): void {
     const invoice = this.pendingInvoice;
     if (invoice === null || !this.#caughtUp) return;
     const spentOnStreamMsat = this.spentOnStreamMsat;
@@ -548,11 +576,18 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
       if (outcome === 'failed') {
         // Certainly not paid: free the allowance and let a person (or a later retry) pay it.
         this.#paying.delete(invoice.payment_hash);
-        if (automatic) this.#spendLog.remove(record);
+        if (automatic) this.#forget(record);
       }
       this.emit('payment_failed', { invoice, error, outcome });
       return error;
     }
+  }
+
+  /** Takes a failed payment's record out of the spend log (under its lock when shared, as every write). */
+  #forget(record: SpendRecord): void {
+    const log = this.#spendLog;
+    if (log.exclusively === undefined) log.remove(record);
+    else void log.exclusively(() => log.remove(record));
   }
 
   #answerPayout(): void {

@@ -36,6 +36,26 @@ export interface SpendLog {
   add(record: SpendRecord): void;
   /** Takes a record out (a payment that certainly failed): by id when it has one. */
   remove(record: SpendRecord): void;
+  /**
+   * Runs `decide` while no other payer sharing this log (another tab, another window) reads or
+   * writes it, and resolves with its result. A payer checks its allowance and records the
+   * payment inside it, so two tabs cannot both spend the same hour's allowance. Absent on
+   * logs only this page can see (`memorySpendLog`): the page's own code never interleaves a
+   * synchronous check and record.
+   */
+  exclusively?<T>(decide: () => T): Promise<T>;
+}
+
+/**
+ * The part of the Web Locks API (`navigator.locks`) a shared spend log takes its lock with.
+ *
+ * @example
+ * ```ts
+ * const log = storageSpendLog(localStorage, SPEND_LOG_STORAGE_KEY, { locks: navigator.locks });
+ * ```
+ */
+export interface SpendLogLocks {
+  request<T>(name: string, callback: () => T | Promise<T>): Promise<T>;
 }
 
 /** Keeps records of the last day at most: the allowance looks back one hour. */
@@ -93,18 +113,30 @@ interface StoredRecord {
   id?: string;
 }
 
+/** Where a shared spend log finds its lock by default: the browser's Web Locks, when it has them. */
+function defaultLocks(): SpendLogLocks | null {
+  return (globalThis as { navigator?: { locks?: SpendLogLocks } }).navigator?.locks ?? null;
+}
+
 /**
  * A spend log in Web Storage, read on every check (so payers sharing the key see each other's
  * payments at once) and pruned to the last day on every write. Storage that cannot be read
  * or parsed counts as empty for reading and is rewritten on the next payment; a value that
  * is not a list of records is never trusted to raise the allowance.
  *
+ * Tabs run at the same time, so a payer's check of the allowance and its record of the
+ * payment are taken under a Web Lock named after the key (`navigator.locks`, in every
+ * current browser): otherwise two tabs could both read the same spent total and both pay,
+ * or one tab's write could drop the other's record. `options.locks` replaces the lock
+ * manager (null: none, for storage no other tab can see).
+ *
  * @example
  * ```ts
  * const payer = await SluicePayer.connect({ baseUrl, payerToken, wallet, allowance, spendLog: storageSpendLog(localStorage) });
  * ```
  */
-export function storageSpendLog(storage: SyncStorage, key: string = SPEND_LOG_STORAGE_KEY): SpendLog {
+export function storageSpendLog(storage: SyncStorage, key: string = SPEND_LOG_STORAGE_KEY, options: { locks?: SpendLogLocks | null } = {}): SpendLog {
+  const locks = options.locks === undefined ? defaultLocks() : options.locks;
   const read = (): SpendRecord[] => {
     let parsed: unknown;
     try {
@@ -132,5 +164,6 @@ export function storageSpendLog(storage: SyncStorage, key: string = SPEND_LOG_ST
     remove(record) {
       write(read().filter((item) => !(item.at === record.at && item.amount_msat === record.amount_msat && item.id === record.id)));
     },
+    ...(locks === null ? {} : { exclusively: <T>(decide: () => T): Promise<T> => locks.request(`sluice-spend-log:${key}`, decide) }),
   };
 }
