@@ -63,7 +63,7 @@ function invoiceTarget(paymentRequest: string, invoiceAmountMsat: Msat | null, r
   return { kind: 'invoice', paymentRequest, amountMsat: invoiceAmountMsat === null ? refundMsat : null };
 }
 /** How many of an ended subscription's newest transfers one read takes (a stray loan is looked for among them; an old attempt's loan is paged for). */
-const STRAY_LOAN_SCAN = 100;
+const TRANSFERS_PER_READ = 100;
 
 export interface RefundDeps {
   ledger: Ledger;
@@ -85,7 +85,8 @@ export interface Refunds {
   sendToKept(state: LiveSubscription, context: string): Promise<void>;
   /**
    * At start: finishes the pending attempt a crash cut off (reconciled with the payment made
-   * under its key, or sent once under it). Returns the destination a fresh attempt is owed to when it had to fail.
+   * under its key, or sent once under it). Returns the destination a fresh attempt is owed
+   * to when it had to fail.
    */
   resume(state: LiveSubscription): Promise<RefundDestination | null>;
   /** At start: gives back a fee loan an earlier version lent without saving its attempt. */
@@ -134,7 +135,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
   /** A refund payment reached a final state: give back the unused fee budget, record the outcome. */
   const resolveRefund = async (state: LiveSubscription, payment: { paymentHash: string; status: string; feeMsat: bigint | null }): Promise<void> => {
     const row = state.row;
-    // No hash yet: a crash cut a keysend attempt off before recording it; the account has one refund in flight at most.
+    // No hash yet: a crash cut a keysend attempt (or an earlier version's) off before its hash was recorded; the account has one refund in flight at most.
     if (row.refundStatus !== 'pending' || (row.refundPaymentHash !== null && row.refundPaymentHash !== payment.paymentHash)) return;
     await finishAttempt(state, { succeeded: payment.status === 'succeeded', feeMsat: payment.feeMsat ?? 0n, paymentHash: payment.paymentHash });
   };
@@ -172,13 +173,13 @@ export function createRefunds(deps: RefundDeps): Refunds {
     const key = feeAdvanceKey(row.id, row.refundAttempts);
     let beforeId: TransferId | undefined;
     for (;;) {
-      const page = await ledger.listTransfers({ accountId: row.accountId, limit: STRAY_LOAN_SCAN, ...(beforeId === undefined ? {} : { beforeId }) });
+      const page = await ledger.listTransfers({ accountId: row.accountId, limit: TRANSFERS_PER_READ, ...(beforeId === undefined ? {} : { beforeId }) });
       for (const transfer of page) {
         if (transfer.idempotencyKey === key) return transfer.state === 'posted' ? transfer.amountMsat : msat(0n);
         if (transfer.code === 'subscription_charge') return msat(0n);
       }
       const oldest = page[page.length - 1];
-      if (page.length < STRAY_LOAN_SCAN || oldest === undefined) return msat(0n);
+      if (page.length < TRANSFERS_PER_READ || oldest === undefined) return msat(0n);
       beforeId = oldest.id;
     }
   };
@@ -342,7 +343,7 @@ export function createRefunds(deps: RefundDeps): Refunds {
     const current = state.row;
     if (current.refundStatus !== 'held' && current.refundStatus !== 'failed') return;
     const attempt = current.refundAttempts + 1;
-    const transfers = await ledger.listTransfers({ accountId: current.accountId, limit: STRAY_LOAN_SCAN });
+    const transfers = await ledger.listTransfers({ accountId: current.accountId, limit: TRANSFERS_PER_READ });
     const loan = transfers.find((transfer) => transfer.idempotencyKey === feeAdvanceKey(current.id, attempt) && transfer.state === 'posted');
     if (!loan) return;
     const row = cloneRow(current);
