@@ -57,7 +57,7 @@ export const ERROR_CODES = {
   app_insufficient_balance: { status: 409, meaning: "The app's balance cannot cover the reward." },
   meter_not_configured: { status: 400, meaning: 'The stream has no rate_msat_per_s, so it has no meter.' },
   meter_state: { status: 409, meaning: 'The meter cannot do that from its current state (e.g. resume a running meter).' },
-  no_payout_requested: { status: 409, meaning: 'No payout invoice was asked for on this stream.' },
+  no_payout_requested: { status: 409, meaning: 'No payout invoice was asked for on this stream, or nothing is owed to the payer any more (the balance moved since the ask).' },
   payout_amount_mismatch: { status: 400, meaning: 'The payout invoice does not ask for exactly the amount Sluice asked for.' },
   overloaded: { status: 503, meaning: 'Too much in flight (the ledger queue, or requests on one WebSocket connection); nothing was applied. Retry with the same ref.' },
 
