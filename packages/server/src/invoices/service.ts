@@ -48,6 +48,12 @@ export interface CreateInvoiceInput {
 
 /** Told after an invoice has been credited (durably); listeners must not throw. */
 export type InvoicePaidListener = (invoice: InvoiceRow) => void;
+/**
+ * Awaited before a settled invoice is credited: what a module must make durable before the
+ * money lands (a crash may come between the credit and the paid listeners). Throwing leaves
+ * the invoice uncredited (the watcher tries it again).
+ */
+export type InvoiceCreditHook = (invoice: InvoiceRow) => Promise<void>;
 
 export type CreateInvoiceResult =
   | { ok: true; invoice: InvoiceView; replayed: boolean }
@@ -64,6 +70,7 @@ export interface InvoiceService {
   /** Credits one settlement (idempotent); exposed for the watcher and tests. */
   handleSettled(invoice: SettledInvoice): Promise<void>;
   onPaid(listener: InvoicePaidListener): () => void;
+  beforeCredit(hook: InvoiceCreditHook): () => void;
 }
 
 export interface InvoiceServiceDeps {
@@ -92,6 +99,7 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
   const { records, backend, clock, logger } = deps;
   let watch: InvoiceWatch | null = null;
   const paidListeners = new Set<InvoicePaidListener>();
+  const creditHooks = new Set<InvoiceCreditHook>();
 
   const view = (row: InvoiceRow): InvoiceView => invoiceViewFromRow(row, clock.now());
 
@@ -117,6 +125,7 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
       return;
     }
     if (row.status === 'paid') return;
+    for (const hook of creditHooks) await hook(row);
     const result = await records.settleInvoice(
       settled.paymentHash,
       { amountPaidMsat: settled.amountPaidMsat, paidAt: settled.settledAt },
@@ -240,6 +249,11 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
     onPaid(listener) {
       paidListeners.add(listener);
       return () => paidListeners.delete(listener);
+    },
+
+    beforeCredit(hook) {
+      creditHooks.add(hook);
+      return () => creditHooks.delete(hook);
     },
   };
 }

@@ -232,6 +232,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   /** Loads under way (see acquire): each caller that joins one is counted busy on the state it yields. */
   const loading = new Map<string, { joiners: number; load: Promise<LiveStream | null> }>();
   const byAccount = new Map<string, string>();
+  /** Streams with an invoice credit begun (creditHook) and not yet told (onInvoicePaid): the start's sweep does not mark them settled. */
+  const crediting = new Map<string, number>();
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
   let ticking = false;
@@ -902,32 +904,64 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const onInvoicePaid = (invoice: { creditAccountId: string; paymentHash: string; amountPaidMsat: Msat | null }): void => {
     const streamId = streamOfAccount(invoice.creditAccountId);
     const amountPaidMsat = invoice.amountPaidMsat;
-    if (!streamId || amountPaidMsat === null) return;
-    const fundedEvent = async (state: LiveStream): Promise<void> => {
-      // A closed stream paid late has the payer's money again: the start's sweep looks at it
-      // again until it is paid back (in case the server stops first).
-      if (state.row.status === 'closed') await store.markSettled(state.row.id, null);
-      await record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
-    };
+    if (!streamId) return;
+    if (amountPaidMsat === null) {
+      creditTold(streamId);
+      return;
+    }
+    const fundedEvent = (state: LiveStream): Promise<StreamEvent> =>
+      record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
     const state = live.get(streamId);
     if (state) {
       state.balance += amountPaidMsat;
       state.ownSteps += 1; // a re-read under way must not overwrite this
       if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
       background(state, 'recording a funding event', async () => {
-        await fundedEvent(state);
-        afterMoney(state);
+        try {
+          await fundedEvent(state);
+          afterMoney(state);
+        } finally {
+          creditTold(streamId);
+        }
       });
       return;
     }
     // Not in memory (an evicted closed stream, paid late): loaded now, after the credit
     // committed, its balance already holds the payment.
     void withStream(streamId, async (loaded) => {
-      if (!loaded) return;
-      await resyncBalance(loaded);
-      await fundedEvent(loaded);
-      afterMoney(loaded);
+      try {
+        if (!loaded) return;
+        await resyncBalance(loaded);
+        await fundedEvent(loaded);
+        afterMoney(loaded);
+      } finally {
+        creditTold(streamId);
+      }
     }).catch((error) => logger.error({ err: error, streamId }, 'could not record a funding event'));
+  };
+
+  /**
+   * Before an invoice credits a stream that is (or may be) closed: its settled mark is removed,
+   * durably, before the money lands. A closed stream paid late (an old top-up invoice) has the
+   * payer's money again, and the start's sweep must look at it until it is paid back; removed
+   * after the credit instead (when the stream is told), a crash in between left the mark, the
+   * sweep passed the stream by and the top-up stayed on it for good. A credit that then does
+   * not happen leaves the stream unmarked: the next sweep finds nothing to pay and marks it again.
+   */
+  const creditHook = async (invoice: { creditAccountId: string }): Promise<void> => {
+    const streamId = streamOfAccount(invoice.creditAccountId);
+    if (!streamId) return;
+    const state = live.get(streamId);
+    if (state && state.row.status === 'open') return; // open in memory: open in the store, never marked
+    crediting.set(streamId, (crediting.get(streamId) ?? 0) + 1);
+    await store.markSettled(streamId, null);
+  };
+
+  const creditTold = (streamId: string): void => {
+    const count = crediting.get(streamId);
+    if (count === undefined) return;
+    if (count <= 1) crediting.delete(streamId);
+    else crediting.set(streamId, count - 1);
   };
 
   const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; maxFeeMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }): void => {
@@ -987,7 +1021,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           if (!state) return;
           if (state.held > 0n) state.payoutAgain = true;
           else if (state.balance - state.feeAdvance > 0n) background(state, 'refund payout', () => maybePayout(state, true));
-          else if (state.balance <= 0n && state.feeAdvance === 0n) await store.markSettled(row.id, clock.now());
+          else if (state.balance <= 0n && state.feeAdvance === 0n && !crediting.has(row.id)) {
+            await store.markSettled(row.id, clock.now());
+            // A credit begun while the mark was being written may have had its unmark overtaken by it.
+            if (crediting.has(row.id)) await store.markSettled(row.id, null);
+          }
         }).catch((error) => logger.error({ err: error, streamId: row.id }, 'could not sweep a closed stream'));
       }
       if (rows.length < SWEEP_PAGE) return;
@@ -1194,7 +1232,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
     async start() {
       stopped = false;
-      unsubscribers.push(invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
+      unsubscribers.push(invoices.beforeCredit(creditHook), invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
       for (const row of await store.listOpenStreams()) {
         await withStream(row.id, async (state) => {
           // Time while the server was down is not billed: a running meter starts a new segment now.

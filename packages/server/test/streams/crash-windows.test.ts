@@ -1,0 +1,108 @@
+// Streams across a crash that falls between two durable steps of different modules: what one
+// module committed (an invoice's credit, a payout's outcome) reaches the stream at the next
+// start, to the msat and once. The crash is played by making the step after the commit throw,
+// then starting a new Sluice on the same data. Each case failed before its fix.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
+import { startTestSluice, type TestSluice } from '../support/sluice.js';
+
+const usePostgres = await postgresAvailable();
+
+type Event = { type: string; amount_msat?: string; fee_msat?: string; payment_hash?: string; reason?: string; payment_request?: string };
+type Place = { dataDir: string; env: Record<string, string> };
+
+for (const store of ['sqlite', 'postgres'] as const) {
+describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash window on ${store}`, () => {
+  let t: TestSluice | null = null;
+  let database: TestDatabase | null = null;
+  afterEach(async () => {
+    await t?.close();
+    t = null;
+    await database?.drop();
+    database = null;
+  });
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+  const waitFor = async (what: string, predicate: () => Promise<boolean>) => {
+    for (let i = 0; i < 200; i += 1) {
+      if (await predicate()) return;
+      await settle();
+    }
+    throw new Error(`gave up waiting for ${what}`);
+  };
+  const newPlace = async (): Promise<Place> => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-stream-crash-window-'));
+    database = store === 'postgres' ? await createTestDatabase('sluice_stream_crash_window') : null;
+    return { dataDir, env: database ? { SLUICE_DATABASE_URL: database.url } : {} };
+  };
+  const restart = async (place: Place): Promise<TestSluice> => {
+    await t?.close();
+    t = await startTestSluice(place);
+    return t;
+  };
+  /** An app with 1,000,000 msat (it lends the refund's routing-fee budget). */
+  const fundedApp = async (s: TestSluice) => {
+    const app = await s.createApp();
+    const float = await s.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '1000000', description: 'float' } });
+    expect((await s.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    return app;
+  };
+  const helpers = (apiKey: string, streamId: string) => ({
+    asApp: (method: string, url: string, body?: unknown) => t!.call(method, url, { key: apiKey, ...(body === undefined ? {} : { body }) }),
+    events: async () => (await t!.call('GET', `/v1/streams/${streamId}/events`, { key: apiKey })).body.events as Event[],
+    accountBalance: async () => {
+      const account = await t!.sluice.ledger.getAccount(`stream:${streamId}`);
+      return account ? account.creditsPostedMsat - account.debitsPostedMsat : null;
+    },
+  });
+
+  it('pays back a late top-up credited to a settled closed stream just before a crash, once', async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await fundedApp(first);
+    const alice = first.sluice.devnet!.nodePubkey('alice');
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey, body: { prices: { hit: '1000' }, settle_to_msat: '100000', payout: { keysend: { pubkey: alice } } },
+    });
+    expect(created.status).toBe(201);
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const invoice = (await events()).find((e) => e.type === 'invoice');
+    expect(invoice?.payment_request).toBeDefined();
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    // Nothing to pay back: this start's sweep marks the stream settled.
+    const second = await restart(place);
+    const aliceBefore = second.sluice.devnet!.nodeBalanceMsat('alice');
+
+    // The old top-up invoice is paid; the credit commits and the process dies before anyone is told.
+    const records = second.sluice.records;
+    const settleInvoice = records.settleInvoice.bind(records);
+    records.settleInvoice = async (...args) => {
+      const result = await settleInvoice(...args);
+      if (result.ok) throw new Error('crash: the credit is durable, nobody was told');
+      return result;
+    };
+    await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
+    await waitFor('the credit', async () => (await accountBalance()) === 100000n);
+    await settle();
+    expect((await events()).some((e) => e.type === 'funded')).toBe(false);
+
+    // The next start pays the top-up back to alice.
+    const third = await restart(place);
+    await waitFor('the top-up to be paid back', async () => (await accountBalance()) === 0n);
+    await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
+    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(100000n);
+
+    // And only once: a later start finds nothing to pay.
+    const fourth = await restart(place);
+    await settle();
+    await settle();
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
+    expect(fourth.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(100000n);
+    expect(await accountBalance()).toBe(0n);
+    expect(await fourth.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+});
+}
