@@ -111,6 +111,10 @@ describe.skipIf(!hasChromium)('the demo game in Chromium', () => {
     await page.waitForFunction(() => document.getElementById('balance')?.dataset.msat === '60000');
     expect((await stream())?.balanceMsat).toBe(60_000n);
     expect(misses).toBeGreaterThan(0);
+    // Counted in the browser's shared spend log, written under the page's Web Lock.
+    const spent = await page.evaluate(() => ({ locks: typeof navigator.locks?.request, log: JSON.parse(localStorage.getItem('sluice.allowance.spent') ?? '[]') }));
+    expect(spent.locks).toBe('function');
+    expect(spent.log).toEqual([{ at: expect.any(Number), amount_msat: expect.stringMatching(/^[1-9][0-9]*$/), id: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
 
     // Close: the rest comes back to alice's wallet.
     const aliceBeforeRefund = await walletMsat('alice');

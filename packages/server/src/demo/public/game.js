@@ -1,7 +1,7 @@
 // The demo game's page: plain ES modules, no bundler. The player's side uses the SDK
 // (SluicePayer with the devnet wallet); the game's side (charging shots, rewarding hits)
 // runs on the server, which is how a real game keeps the player from cheating.
-import { SluicePayer, devnetWallet, SluiceClient } from '/sdk/index.js';
+import { SluicePayer, devnetWallet, SluiceClient, storageSpendLog } from '/sdk/index.js';
 
 const $ = (id) => document.getElementById(id);
 const WALLET = 'alice';
@@ -143,6 +143,9 @@ async function newGame() {
       wallet: devnetWallet({ baseUrl: location.origin, key: game.payer_token, wallet: WALLET }),
       // Off until the player applies an allowance: the first funding is always a person's choice.
       allowance: { perStreamMsat: 0n, perHourMsat: 0n },
+      // One hourly allowance for every game in this browser, across reloads and tabs (the
+      // check and the record of each automatic payment are taken under a Web Lock).
+      spendLog: storageSpendLog(localStorage),
     });
     state.payer = payer;
     payer.on('balance', (balance) => show('balance', balance));
