@@ -19,7 +19,7 @@ import type { InvoiceService } from '../invoices/service.js';
 import type { Ledger } from '../ledger/group-commit.js';
 import { balanceOf, type Transfer } from '../ledger/store.js';
 import { msat, type Msat } from '../money/msat.js';
-import { defaultMaxFeeMsat, type PaymentService } from '../payments/service.js';
+import { defaultMaxFeeMsat, type PaymentService, type PaymentView } from '../payments/service.js';
 import { randomId } from '../util/fingerprint.js';
 import { invoiceFromLightningAddress } from '../lightning/lnurl.js';
 import { decodeBolt11 } from '../lightning/bolt11/index.js';
@@ -422,6 +422,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const account = await ledger.getAccount(row.accountId);
     if (!account) throw new Error(`stream ${streamId} has no ledger account`);
     const seq = Math.max(await store.maxEventSeq(streamId), newest.seq);
+    const unrecorded = await unrecordedOutcomes(row, newest.newer);
     // From here on, callers find the state in `live` (synchronously), not this load.
     loading.delete(streamId);
     const again = live.get(streamId);
@@ -434,7 +435,38 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     state.feeAdvance = feeAdvance;
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
+    // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
+    for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId });
     return state;
+  };
+
+  /**
+   * The stream's payouts whose outcome the payments service saved but the stream never
+   * recorded (`settled` / `payout_failed`): a crash came between the two, and the payments
+   * service tells an outcome only once. Read at load; telling them to the stream then records
+   * them, and the next load finds them recorded. The payouts looked at: those the log says were
+   * sent (`payout_requested`), and those among the transfers after the newest money step (a
+   * payout answered before pay() returned has no `payout_requested`; a closed stream's all are
+   * there). A payout with an outcome event of either kind is passed by.
+   */
+  const unrecordedOutcomes = async (row: StreamRow, newer: Transfer[]): Promise<PaymentView[]> => {
+    const sent = new Set<string>();
+    const recorded = new Set<string>();
+    for (const logged of await store.listEventsOfTypes(row.id, ['payout_requested', 'settled', 'payout_failed'])) {
+      const hash = logged.data.payment_hash;
+      if (typeof hash !== 'string') continue; // a payout refused before it was sent: no payment
+      (logged.type === 'payout_requested' ? sent : recorded).add(hash);
+    }
+    for (const transfer of newer) {
+      if (transfer.code === 'payment' && transfer.debitAccountId === row.accountId && transfer.state !== 'pending') sent.add(transfer.reference);
+    }
+    const unrecorded: PaymentView[] = [];
+    for (const hash of sent) {
+      if (recorded.has(hash)) continue;
+      const payment = await payments.getPayment(row.appId, hash);
+      if (payment && payment.status !== 'pending') unrecorded.push(payment);
+    }
+    return unrecorded;
   };
 
   /**
@@ -637,7 +669,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
   const returnFeeAdvance = async (state: LiveStream, feeMsat: bigint): Promise<void> => {
     const unused = state.feeAdvance - feeMsat;
-    state.feeAdvance = 0n;
+    // The part the route used is spent; the rest stays counted as lent until its return has
+    // committed, so a payout sized meanwhile (the start's sweep, a payout that waited) never
+    // counts it as the payer's. A return that fails leaves it lent (a later load returns it).
+    state.feeAdvance = unused > 0n ? unused : 0n;
     if (unused <= 0n) return;
     await ownStep(state, async () => {
       const result = await ledger.apply({
@@ -649,7 +684,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         reference: `${state.row.id}/refund-fee`,
         idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.epoch}.${state.payouts}`,
       });
-      if (result.ok && !result.replayed) state.balance -= unused;
+      if (!result.ok) return;
+      if (!result.replayed) state.balance -= unused;
+      state.feeAdvance -= unused;
     });
   };
 

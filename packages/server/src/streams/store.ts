@@ -25,6 +25,8 @@ export interface StreamStore {
   saveWithEvent(row: StreamRow, event: StreamEvent | null): Promise<void>;
   appendEvent(event: StreamEvent): Promise<void>;
   listEventsAfter(streamId: string, afterSeq: number, limit: number): Promise<StreamEvent[]>;
+  /** The stream's events of these types, in seq order (non-money events are few per stream: a load reads its payout events). */
+  listEventsOfTypes(streamId: string, types: readonly StreamEventType[]): Promise<StreamEvent[]>;
   maxEventSeq(streamId: string): Promise<number>;
 }
 
@@ -143,6 +145,11 @@ function createStore(runner: Runner, dialect: 'sqlite' | 'postgres'): StreamStor
     },
     async listEventsAfter(streamId, afterSeq, limit) {
       return (await runner.all(`SELECT * FROM stream_events WHERE stream_id = ${p(1)} AND seq > ${p(2)} ORDER BY seq LIMIT ${p(3)}`, [streamId, afterSeq, limit])).map(eventFromRow);
+    },
+    async listEventsOfTypes(streamId, types) {
+      if (types.length === 0) return [];
+      const sql = `SELECT * FROM stream_events WHERE stream_id = ${p(1)} AND type IN (${list(types.length, 2)}) ORDER BY seq`;
+      return (await runner.all(sql, [streamId, ...types])).map(eventFromRow);
     },
     async maxEventSeq(streamId) {
       const [row] = await runner.all(`SELECT COALESCE(MAX(seq), 0) AS seq FROM stream_events WHERE stream_id = ${p(1)}`, [streamId]);

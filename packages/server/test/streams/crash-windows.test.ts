@@ -104,5 +104,86 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     expect(await accountBalance()).toBe(0n);
     expect(await fourth.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
+
+  /** Makes the payments service's save of an outcome commit and then throw: the process dies before any stream is told. */
+  const crashAfterOutcomeSaved = (s: TestSluice): void => {
+    const records = s.sluice.records;
+    const finishPayment = records.finishPayment.bind(records);
+    records.finishPayment = async (...args) => {
+      await finishPayment(...args);
+      throw new Error('crash: the outcome is durable, nobody was told');
+    };
+  };
+
+  it("records a payout's outcome saved just before a crash at the next start, once", async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    await first.sluice.payments.stop(); // outcomes only when the test reconciles
+    const app = await fundedApp(first);
+    const alice = first.sluice.devnet!.nodePubkey('alice');
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey,
+      body: { prices: { hit: '1000' }, settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
+    });
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    // The threshold payout reaches alice unheard (in flight); reconciled, its outcome is saved and the process dies.
+    first.sluice.devnet!.faults.withholdOutcomeNext(1);
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    await waitFor('the payout to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
+    crashAfterOutcomeSaved(first);
+    await first.sluice.payments.reconcileInFlight();
+    await settle();
+    expect((await events()).some((e) => e.type === 'settled')).toBe(false);
+    const paid = first.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore;
+    expect(paid).toBeGreaterThan(0n);
+
+    await restart(place);
+    await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
+    const payoutHash = (await events()).find((e) => e.type === 'payout_requested')?.payment_hash;
+    expect((await events()).find((e) => e.type === 'settled')).toMatchObject({ amount_msat: paid.toString(), payment_hash: payoutHash });
+
+    const third = await restart(place);
+    await third.sluice.streams.get(streamId, null);
+    await settle();
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
+    expect(await accountBalance()).toBe(60000n - paid - BigInt((await events()).find((e) => e.type === 'settled')?.fee_msat ?? '0'));
+    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(paid);
+    expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+
+  it("records a close's refund answered before pay() returned and saved just before a crash, once, and pays nothing more", async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await fundedApp(first);
+    const alice = first.sluice.devnet!.nodePubkey('alice');
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey,
+      body: { prices: { hit: '1000' }, settle_to_msat: '0', settle_threshold_msat: '0', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
+    });
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    // The refund at close succeeds at once; saving that outcome commits and the process dies.
+    crashAfterOutcomeSaved(first);
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    await waitFor('the refund to reach alice', async () => first.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore === 60000n);
+    await settle();
+    expect((await events()).some((e) => e.type === 'settled' || e.type === 'payout_requested')).toBe(false);
+
+    await restart(place);
+    await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
+    expect((await events()).find((e) => e.type === 'settled')).toMatchObject({ amount_msat: '60000' });
+
+    const third = await restart(place);
+    await third.sluice.streams.get(streamId, null);
+    await settle();
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
+    expect(await accountBalance()).toBe(0n);
+    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(60000n);
+    expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
 });
 }
