@@ -114,6 +114,8 @@ export interface StreamServiceDeps {
   logger: Logger;
   tickMs?: number;
   topUpExpiryS?: number;
+  /** Default PAYOUT_ASK_IDLE_MS. */
+  payoutAskIdleMs?: number;
   /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
   lightningAddress?: typeof invoiceFromLightningAddress;
 }
@@ -128,8 +130,12 @@ interface LiveStream {
   topUps: number;
   payouts: number;
   payoutBusy: boolean;
-  /** Asked of the payer (destination kind "invoice"): the exact amount and the fee budget. */
-  payoutAsked: { amountMsat: Msat; maxFeeMsat: Msat } | null;
+  /**
+   * Asked of the payer (destination kind "invoice"): the exact amount, the fee budget, and
+   * when. A closed stream's ask nobody answers leaves memory after PAYOUT_ASK_IDLE_MS
+   * (dropIdleAsk); an answer after that is sized afresh (providePayoutInvoice).
+   */
+  payoutAsked: { amountMsat: Msat; maxFeeMsat: Msat; askedAt: number } | null;
   /** The close under way: a second close (app and payer at once, or expiry) joins it. Cleared when it fails, so a later close tries again. */
   closing?: Promise<StreamEvent | Fail>;
   /**
@@ -177,6 +183,13 @@ interface LiveStream {
   seqCheckpoints: Map<number, { seq: number; transferId: string }>;
 }
 
+/**
+ * How long a closed stream waits in memory for the payer's answer to payout_invoice_needed
+ * while nobody listens to it: then the ask is dropped (the app's fee budget goes back) and the
+ * stream may leave memory. The money stays on the stream: the payer's later answer is sized
+ * afresh, and the next start asks again.
+ */
+export const PAYOUT_ASK_IDLE_MS = 10 * 60_000;
 /** Closed streams read per page by the start's sweep. */
 const SWEEP_PAGE = 100;
 /** Money seqs per remembered transfer (seqCheckpoints), for resume paging. */
@@ -473,8 +486,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * A closed stream with nothing under way and nobody listening is dropped from memory, so
    * memory holds open streams (and closed ones still settling), not every stream ever closed.
    * A later request loads it again from the store (and is refused: stream_closed). Kept while
-   * a payout is being decided or asked of the payer, or the refund's fee advance is out: that
-   * state exists only in memory. A payout or top-up resolving later loads the stream again.
+   * a payout is being decided or asked of the payer (until the ask is dropped as idle:
+   * dropIdleAsk), or the refund's fee advance is out: that state exists only in memory. A
+   * payout or top-up resolving later loads the stream again.
    */
   const evictable = (state: LiveStream): boolean =>
     state.busy === 0 && state.row.status === 'closed' && state.closeSaved && state.listeners.size === 0 && state.pendingOps === 0 && state.waiting.size === 0
@@ -726,7 +740,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       const { amountMsat, maxFeeMsat } = decided;
       const destination = row.payoutDestination;
       if (destination === null || destination.kind === 'invoice') {
-        state.payoutAsked = decided;
+        state.payoutAsked = { ...decided, askedAt: clock.now() };
         await record(state, 'payout_invoice_needed', { amount_msat: amountMsat.toString() });
         return;
       }
@@ -1043,6 +1057,30 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   };
 
   /**
+   * A closed stream's payout_invoice_needed that nobody answered for PAYOUT_ASK_IDLE_MS, with
+   * nobody listening: the ask leaves memory (the fee budget the app lent for it goes back), and
+   * so may the stream. Nothing is lost: the money stays on the stream, which is not marked
+   * settled; the payer's later answer is sized afresh, and the next start asks again.
+   */
+  const askIdle = (state: LiveStream, now: number): boolean =>
+    state.row.status === 'closed' && state.payoutAsked !== null && !state.payoutBusy && state.listeners.size === 0
+    && now - state.payoutAsked.askedAt >= (deps.payoutAskIdleMs ?? PAYOUT_ASK_IDLE_MS);
+
+  const dropIdleAsk = async (state: LiveStream): Promise<void> => {
+    const asked = state.payoutAsked;
+    state.payoutAsked = null;
+    state.payoutAgain = false; // what waited for the ask is asked again with it (the answer, or the next start)
+    state.payoutBusy = true;
+    try {
+      if (state.feeAdvance > 0n) await returnFeeAdvance(state, 0n);
+    } finally {
+      state.payoutBusy = false;
+      // The budget could not go back now: the ask stays, and the next tick tries again.
+      if (state.feeAdvance > 0n) state.payoutAsked = asked;
+    }
+  };
+
+  /**
    * At start: closed streams that still hold the payer's money (a crash between the close and
    * its refund, a refund that failed, a payout asked of a payer who never answered) pay it back
    * now; one whose payout is still out does so once that payout has ended. Idempotent: the
@@ -1196,10 +1234,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       return withStream(streamId, async (state): Promise<{ ok: true } | Fail> => {
         if (!state) return { ok: false, error: 'StreamNotFound' };
         const asked = state.payoutAsked;
-        if (!asked) return { ok: false, error: 'NoPayoutRequested' };
+        // A closed stream's ask may have left memory (dropIdleAsk, a restart): the answer is then
+        // sized afresh below, as any answer is, and paid when it asks for what is owed.
+        const destination = state.row.payoutDestination;
+        const askable = state.row.status === 'closed' && (destination === null || destination.kind === 'invoice');
+        if (!asked && (!askable || state.payoutBusy || state.held > 0n)) return { ok: false, error: 'NoPayoutRequested' };
         const decoded = decodeBolt11(paymentRequest);
         if (!decoded.ok) return { ok: false, error: 'InvalidPayoutInvoice', detail: decoded.detail };
-        if (decoded.invoice.amountMsat !== asked.amountMsat) {
+        if (asked && decoded.invoice.amountMsat !== asked.amountMsat) {
           return { ok: false, error: 'PayoutAmountMismatch', detail: `the invoice must ask for exactly ${asked.amountMsat} msat` };
         }
         state.payoutAsked = null;
@@ -1209,8 +1251,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           // and a payout of the old amount could pay out more than the payer holds.
           const owed = await decidePayout(state, state.row.status === 'closed');
           if (!owed) return { ok: false, error: 'NoPayoutRequested', detail: 'nothing is owed to the payer any more: the balance moved since the ask' };
-          if (owed.amountMsat !== asked.amountMsat) {
-            state.payoutAsked = owed;
+          if (owed.amountMsat !== decoded.invoice.amountMsat) {
+            state.payoutAsked = { ...owed, askedAt: clock.now() };
             await record(state, 'payout_invoice_needed', { amount_msat: owed.amountMsat.toString() });
             return { ok: false, error: 'PayoutAmountMismatch', detail: `the balance moved since the ask: the invoice must now ask for exactly ${owed.amountMsat} msat` };
           }
@@ -1303,6 +1345,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       try {
         const now = clock.now();
         await Promise.all([...live.values()].map(async (state) => {
+          if (askIdle(state, now)) {
+            state.busy += 1;
+            try {
+              await dropIdleAsk(state).catch((error) => logger.error({ err: error, streamId: state.row.id }, 'could not drop an unanswered payout ask'));
+            } finally {
+              release(state);
+            }
+            return;
+          }
           const closeUnsaved = state.row.status !== 'open' && !state.closeSaved && !state.closing;
           if (state.row.status !== 'open' && !closeUnsaved) return;
           state.busy += 1;
