@@ -245,7 +245,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   /** Loads under way (see acquire): each caller that joins one is counted busy on the state it yields. */
   const loading = new Map<string, { joiners: number; load: Promise<LiveStream | null> }>();
   const byAccount = new Map<string, string>();
-  /** Streams with an invoice credit begun (creditHook) and not yet told (onInvoicePaid): the start's sweep does not mark them settled. */
+  /**
+   * Streams with an invoice credit begun (creditHook) and not yet told (onInvoicePaid): the
+   * start's sweep does not mark them settled. A credit that does not happen after its hook (told
+   * twice, refused) keeps its count: this process then never marks that stream, which is safe.
+   */
   const crediting = new Map<string, number>();
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
@@ -1081,6 +1085,21 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   };
 
   /**
+   * Marks a closed stream found with nothing to pay back settled, unless a credit reached it
+   * meanwhile: a credit's unmark (creditHook) that went before this mark was written is undone
+   * by it, so the mark is taken back when a credit is under way or has landed by the time it is
+   * written (the map first, then the ledger: a credit told between the two has committed).
+   */
+  const markSettledUnlessCredited = async (row: StreamRow): Promise<void> => {
+    await store.markSettled(row.id, clock.now());
+    if (!crediting.has(row.id)) {
+      const account = await ledger.getAccount(row.accountId);
+      if (account && balanceOf(account) <= 0n) return;
+    }
+    await store.markSettled(row.id, null);
+  };
+
+  /**
    * At start: closed streams that still hold the payer's money (a crash between the close and
    * its refund, a refund that failed, a payout asked of a payer who never answered) pay it back
    * now; one whose payout is still out does so once that payout has ended. Idempotent: the
@@ -1096,11 +1115,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           if (!state) return;
           if (state.held > 0n) state.payoutAgain = true;
           else if (state.balance - state.feeAdvance > 0n) background(state, 'refund payout', () => maybePayout(state, true));
-          else if (state.balance <= 0n && state.feeAdvance === 0n && !crediting.has(row.id)) {
-            await store.markSettled(row.id, clock.now());
-            // A credit begun while the mark was being written may have had its unmark overtaken by it.
-            if (crediting.has(row.id)) await store.markSettled(row.id, null);
-          }
+          else if (state.balance <= 0n && state.feeAdvance === 0n && !crediting.has(row.id)) await markSettledUnlessCredited(row);
         }).catch((error) => logger.error({ err: error, streamId: row.id }, 'could not sweep a closed stream'));
       }
       if (rows.length < SWEEP_PAGE) return;
@@ -1250,7 +1265,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           // Sized again now: money moved since the ask (a charge, a top-up) changes what is owed,
           // and a payout of the old amount could pay out more than the payer holds.
           const owed = await decidePayout(state, state.row.status === 'closed');
-          if (!owed) return { ok: false, error: 'NoPayoutRequested', detail: 'nothing is owed to the payer any more: the balance moved since the ask' };
+          if (!owed) return { ok: false, error: 'NoPayoutRequested', detail: asked ? 'nothing is owed to the payer any more: the balance moved since the ask' : 'nothing is owed to the payer' };
           if (owed.amountMsat !== decoded.invoice.amountMsat) {
             state.payoutAsked = { ...owed, askedAt: clock.now() };
             await record(state, 'payout_invoice_needed', { amount_msat: owed.amountMsat.toString() });
