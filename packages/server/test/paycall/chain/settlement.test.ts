@@ -119,6 +119,41 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`chain settlement sweeps o
     expect(await balanceNow(`app:${app.id}`)).toBe(appBefore + 5_000n);
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
+
+  if (store === 'postgres') it('a sweep that fails keeps its chains due: the next sweep pays them, once', async () => {
+    if (!database) throw new Error('no test database');
+    const { id, links } = await buy(10);
+    await t.sluice.chains.settleSpent();
+    const appBefore = await balanceNow(`app:${app.id}`);
+    const real = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    let failNext = false;
+    const s = t.sluice;
+    const service = createChainService({
+      store: {
+        ...real,
+        async settle(ids, now) {
+          if (failNext) {
+            failNext = false;
+            throw Object.assign(new Error('write CONNECTION_CLOSED 127.0.0.1:5432'), { code: 'CONNECTION_CLOSED' });
+          }
+          return real.settle(ids, now);
+        },
+      },
+      ledger: s.ledger, invoices: s.invoices, payments: s.payments, records: s.records, apps: s.apps, clock: s.clock, logger: createLogger('silent'),
+      defaultStepMsat: msat(1000n), ttlS: 86_400, invoiceExpiryS: 600, settleIntervalMs: 20,
+    });
+    extra.push(service);
+    await service.start();
+    // This process holds no copy of the chain: its first call reads the row (the Sluice's copy is at index 0 too).
+    failNext = true;
+    for (let i = 1; i <= 2; i += 1) expect(await spend(service, id, links, i)).toMatchObject({ ok: true });
+    // The timer's first sweep fails; a later one (the chains stayed due) pays them.
+    for (let i = 0; i < 100 && (await balanceNow(`app:${app.id}`)) === appBefore; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(failNext).toBe(false);
+    expect(await balanceNow(`app:${app.id}`)).toBe(appBefore + 2_000n);
+    expect(await balanceNow(`chain:${id}`)).toBe(8_000n);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
 });
 }
 
