@@ -1100,9 +1100,24 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   };
 
   /**
+   * Whether the payer's answer is all a closed stream waits for: its payout needs an invoice
+   * and the newest payout event in its log is a payout_invoice_needed. The ask stands (a
+   * client resuming sees it, and an answer is sized afresh whenever it comes), so the start
+   * does not ask again: asking at every start grew the log and held the stream (and a fee
+   * budget lent for it) in memory for nobody, since no one is connected at a start.
+   */
+  const askStands = async (state: LiveStream): Promise<boolean> => {
+    const destination = state.row.payoutDestination;
+    if (destination !== null && destination.kind !== 'invoice') return false;
+    const logged = await store.listEventsOfTypes(state.row.id, ['payout_invoice_needed', 'payout_requested', 'settled', 'payout_failed', 'payout_destination_set']);
+    return logged[logged.length - 1]?.type === 'payout_invoice_needed';
+  };
+
+  /**
    * At start: closed streams that still hold the payer's money (a crash between the close and
-   * its refund, a refund that failed, a payout asked of a payer who never answered) pay it back
-   * now; one whose payout is still out does so once that payout has ended. Idempotent: the
+   * its refund, a refund that failed) pay it back now, or ask for an invoice when the payer's
+   * answer is needed and not already asked for (askStands); one whose payout is still out
+   * does so once that payout has ended. Idempotent: the
    * refund is sized from the ledger, after every hold is back (decidePayout). A stream with
    * nothing to pay back and nothing held is marked settled and passed by at later starts.
    */
@@ -1114,8 +1129,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         await withStream(row.id, async (state) => {
           if (!state) return;
           if (state.held > 0n) state.payoutAgain = true;
-          else if (state.balance - state.feeAdvance > 0n) background(state, 'refund payout', () => maybePayout(state, true));
-          else if (state.balance <= 0n && state.feeAdvance === 0n && !crediting.has(row.id)) await markSettledUnlessCredited(row);
+          else if (state.balance - state.feeAdvance > 0n) {
+            if (!(await askStands(state))) background(state, 'refund payout', () => maybePayout(state, true));
+          } else if (state.balance <= 0n && state.feeAdvance === 0n && !crediting.has(row.id)) await markSettledUnlessCredited(row);
         }).catch((error) => logger.error({ err: error, streamId: row.id }, 'could not sweep a closed stream'));
       }
       if (rows.length < SWEEP_PAGE) return;

@@ -3,6 +3,9 @@
 // listening, it is dropped (the app's fee budget goes back) and the stream leaves memory. The
 // money stays on the stream: the payer's answer later is sized afresh and paid. Before the fix
 // such a stream stayed in memory forever (asked again, and kept, at every start).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
 import { PAYOUT_ASK_IDLE_MS } from '../../src/streams/service.js';
@@ -99,4 +102,42 @@ describe('a payout ask nobody answers', () => {
     await settle();
     expect(t.sluice.devnet!.nodeBalanceMsat('carol')).toBe(carolBefore);
   });
+});
+
+describe('a payout ask nobody answered, across a restart', () => {
+  let t: TestSluice | null = null;
+  afterAll(async () => t?.close());
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+
+  it('is not asked again (nor held in memory) at the next start, and its late answer is paid', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-payout-ask-'));
+    t = await startTestSluice({ dataDir });
+    const app = await t.createApp();
+    const asApp = (method: string, url: string, body?: unknown) => t!.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
+    const float = await asApp('POST', '/v1/invoices', { amount_msat: '1000000', description: 'float' });
+    expect((await asApp('POST', '/v1/devnet/pay', { payment_request: float.body.payment_request, wallet: 'bob' })).status).toBe(200);
+    const created = await asApp('POST', '/v1/streams', { prices: { hit: '1000' }, settle_to_msat: '0', settle_threshold_msat: '0', max_charge_msat: '100000' });
+    const id = created.body.id as string;
+    const token = created.body.payer_token as string;
+    const asPayer = (method: string, url: string, body?: unknown) => t!.call(method, url, { key: token, ...(body === undefined ? {} : { body }) });
+    const asks = async () => ((await asPayer('GET', `/v1/streams/${id}/events`)).body.events as { type: string; amount_msat?: string }[]).filter((e) => e.type === 'payout_invoice_needed');
+    expect((await asApp('POST', `/v1/streams/${id}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    expect((await asPayer('POST', `/v1/streams/${id}/close`)).status).toBe(200);
+    for (let i = 0; i < 50 && (await asks()).length === 0; i += 1) await settle();
+    expect((await asks()).map((e) => e.amount_msat)).toEqual(['60000']);
+
+    await t.close();
+    t = await startTestSluice({ dataDir });
+    await settle();
+    expect(t.sluice.streams.liveStreams()).toBe(0);
+    expect((await asks()).map((e) => e.amount_msat)).toEqual(['60000']);
+
+    const carolBefore = t.sluice.devnet!.nodeBalanceMsat('carol');
+    const invoice = (await asPayer('POST', '/v1/devnet/invoices', { amount_msat: '60000', wallet: 'carol' })).body.payment_request as string;
+    const answered = await asPayer('POST', `/v1/streams/${id}/payout`, { payment_request: invoice });
+    expect(answered.status, JSON.stringify(answered.body)).toBe(200);
+    for (let i = 0; i < 50 && t.sluice.devnet!.nodeBalanceMsat('carol') === carolBefore; i += 1) await settle();
+    expect(t.sluice.devnet!.nodeBalanceMsat('carol') - carolBefore).toBe(60000n);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
 });
