@@ -24,6 +24,11 @@ export interface ChainRow {
   stepMsat: Msat;
   /** The index of the last accepted link (0: nothing spent yet). */
   index: number;
+  /**
+   * How far the app has been paid (settlement.ts), as read from the store: a copy held in
+   * memory does not follow the sweeps (the money's cold paths read the row again).
+   */
+  settledIndex: number;
   /** w_index as lowercase hex (the anchor while index = 0). */
   link: string;
   status: ChainStoredStatus;

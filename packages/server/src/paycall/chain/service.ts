@@ -344,26 +344,28 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     throw new Error(`chain ${row.id} has ${REFUND_ATTEMPTS_MAX} failed refunds`);
   };
 
-  /** Unused steps plus anything paid above the invoice amount: what a refund pays back. */
-  const unusedMsat = async (row: ChainRow): Promise<Msat> => {
+  /** Steps unused from `index` on, plus anything paid above the invoice amount: what a refund pays back. */
+  const unusedMsat = async (row: ChainRow, index = row.index): Promise<Msat> => {
     const invoice = await deps.records.getInvoice(row.invoiceHash);
     const overpaid = invoice?.amountPaidMsat ? invoice.amountPaidMsat - invoice.amountMsat : 0n;
-    return msat(BigInt(row.steps - row.index) * row.stepMsat + overpaid);
+    return msat(BigInt(row.steps - index) * row.stepMsat + overpaid);
   };
 
   /**
    * What the chain account should hold once no refund is in flight: nothing after a
-   * successful refund; otherwise the unused steps plus anything paid above the invoice.
-   * Anything above that is the routing-fee budget the app lent; it goes back to the app.
-   * Only for a chain no call can change (refunded, or held by its refund): `row.index` must
-   * be durable.
+   * successful refund; otherwise the steps not yet paid to the app (from the row's settled
+   * index, read here: sweeps move it) plus anything paid above the invoice. Anything above
+   * that is the routing-fee budget the app lent; it goes back to the app. The row is read
+   * before the balance, so a sweep in between can only make the excess look smaller.
    */
   const returnFeeAdvance = async (row: ChainRow): Promise<void> => {
     const { payment } = await currentRefund(row);
     if (payment?.status === 'in_flight') return;
+    const stored = await store.getChain(row.id);
+    if (!stored) return;
     const account = await ledger.getAccount(row.accountId);
     if (!account) return;
-    const owed = payment?.status === 'succeeded' ? 0n : await unusedMsat(row);
+    const owed = payment?.status === 'succeeded' ? 0n : await unusedMsat(stored, stored.settledIndex);
     const excess = balanceOf(account) - owed;
     if (excess <= 0n) return;
     const result = await ledger.apply({
@@ -461,7 +463,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       // A spent-out chain proved by its preimage is refunded only for an overpayment.
       if (owed <= 0n && 'preimage' in proof) return { ok: false, error: 'NothingToRefund', detail: 'every step was spent and nothing was paid above the invoice' };
       if (owed <= 0n) {
-        await markRefunded(state, row);
+        if (!(await markRefunded(state, row))) return movedDuringRefund(row);
         return finish(null, msat(0n));
       }
       const amountMsat = msat(owed);
@@ -482,7 +484,11 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
         return { ok: false, error: 'RefundUnavailable', detail: `the app cannot lend the routing-fee budget (${maxFeeMsat} msat) now; nothing changed, retry later` };
       }
       const statusBefore = row.status;
-      await markRefunded(state, row);
+      if (!(await markRefunded(state, row))) {
+        // Another process spent (or refunded) the chain since the unused steps were counted.
+        await returnFeeAdvance(row);
+        return movedDuringRefund(row);
+      }
       const paid = await payments.pay(row.appId, {
         target: { kind: 'invoice', paymentRequest: target.paymentRequest, amountMsat: target.amountMsat },
         maxFeeMsat,
@@ -502,11 +508,30 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     }
   };
 
-  const markRefunded = async (state: LiveChain | null, row: ChainRow): Promise<void> => {
-    if (row.status === 'refunded') return;
-    if (!(await store.setStatus(row.id, row.status, 'refunded'))) throw new Error(`chain ${row.id} was not ${row.status} in the store`);
+  /**
+   * The status write that ends every call: only if the row still holds the index the unused
+   * steps were counted from. With PostgreSQL shared by several processes, another one may
+   * have accepted a call since (its index commit does not look at this process's refund);
+   * then nothing is refunded, and false. (One process holds its calls during its own refunds.)
+   */
+  const markRefunded = async (state: LiveChain | null, row: ChainRow): Promise<boolean> => {
+    if (row.status === 'refunded') return true;
+    if (!(await store.setStatus(row.id, row.status, 'refunded', row.index))) return false;
     row.status = 'refunded';
     if (state) state.refunding = false;
+    return true;
+  };
+
+  /** The refusal of a refund whose chain moved in another process meanwhile; this copy leaves memory. */
+  const movedDuringRefund = async (row: ChainRow): Promise<ChainFail> => {
+    const held = live.get(row.id);
+    if (held) {
+      held.refunding = false;
+      forget(held);
+    }
+    const stored = await store.getChain(row.id);
+    if (stored?.status === 'refunded') return { ok: false, error: 'Refunded' };
+    return { ok: false, error: 'Replayed', detail: `the chain moved in another process (now at index ${stored?.index ?? '?'}): nothing was refunded; prove with the link after that index` };
   };
 
   /**
@@ -612,7 +637,7 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       }
       // Written after the invoice: a crash in between leaves an invoice nobody was shown.
       const row: ChainRow = {
-        id, appId: input.appId, anchor: input.anchor, steps: input.steps, stepMsat, index: 0, link: input.anchor,
+        id, appId: input.appId, anchor: input.anchor, steps: input.steps, stepMsat, index: 0, settledIndex: 0, link: input.anchor,
         status: 'pending', expiresAt, accountId, invoiceHash: created.invoice.paymentHash,
       };
       await store.insertChain(row);

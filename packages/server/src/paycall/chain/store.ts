@@ -33,8 +33,11 @@ export interface ChainStore {
   getChain(id: string): Promise<ChainRow | null>;
   /** Every chain not refunded (pending, active, exhausted or expired): loaded at start-up. */
   listUnrefundedChains(): Promise<ChainRow[]>;
-  /** Moves a chain from one stored status to another; false if it was not in `from`. */
-  setStatus(id: string, from: ChainStoredStatus, to: ChainStoredStatus): Promise<boolean>;
+  /**
+   * Moves a chain from one stored status to another; false if it was not in `from` (or, with
+   * `atIndex`, if its index is no longer that: a refund counts the unused steps from it).
+   */
+  setStatus(id: string, from: ChainStoredStatus, to: ChainStoredStatus, atIndex?: number): Promise<boolean>;
   /** Writes the chains' new indexes in one transaction (one commit). */
   commit(writes: readonly ChainWrite[]): Promise<ChainCommitResult>;
   /**
@@ -53,7 +56,7 @@ export type PostgresLedgerApply = (tx: PostgresTransaction, ops: readonly Ledger
 
 type Row = Record<string, unknown>;
 
-const COLUMNS = ['id', 'app_id', 'anchor', 'steps', 'step_msat', 'current_index', 'current_link', 'status', 'expires_at', 'account_id', 'invoice_hash'];
+const COLUMNS = ['id', 'app_id', 'anchor', 'steps', 'step_msat', 'current_index', 'settled_index', 'current_link', 'status', 'expires_at', 'account_id', 'invoice_hash'];
 
 function chainFromRow(row: Row): ChainRow {
   return {
@@ -63,6 +66,7 @@ function chainFromRow(row: Row): ChainRow {
     steps: Number(row.steps as bigint),
     stepMsat: msat(BigInt(row.step_msat as bigint)),
     index: Number(row.current_index as bigint),
+    settledIndex: Number(row.settled_index as bigint),
     link: row.current_link as string,
     status: row.status as ChainStoredStatus,
     expiresAt: Number(row.expires_at as bigint),
@@ -72,7 +76,7 @@ function chainFromRow(row: Row): ChainRow {
 }
 
 function values(row: ChainRow): unknown[] {
-  return [row.id, row.appId, row.anchor, row.steps, row.stepMsat, row.index, row.link, row.status, row.expiresAt, row.accountId, row.invoiceHash];
+  return [row.id, row.appId, row.anchor, row.steps, row.stepMsat, row.index, row.settledIndex, row.link, row.status, row.expiresAt, row.accountId, row.invoiceHash];
 }
 
 /** A ledger op the planner refused inside a chain commit: the invariant is broken, so the batch must not commit. */
@@ -153,8 +157,9 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
       const row = select.get(id) as Row | undefined;
       return row ? chainFromRow(row) : null;
     },
-    async setStatus(id, from, to) {
-      return db.prepare('UPDATE paycall_chains SET status = ? WHERE id = ? AND status = ?').run(to, id, from).changes === 1;
+    async setStatus(id, from, to, atIndex) {
+      if (atIndex === undefined) return db.prepare('UPDATE paycall_chains SET status = ? WHERE id = ? AND status = ?').run(to, id, from).changes === 1;
+      return db.prepare('UPDATE paycall_chains SET status = ? WHERE id = ? AND status = ? AND current_index = ?').run(to, id, from, atIndex).changes === 1;
     },
     async listUnrefundedChains() {
       return (db.prepare("SELECT * FROM paycall_chains WHERE status <> 'refunded'").all() as Row[]).map(chainFromRow);
@@ -256,8 +261,10 @@ export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps:
       const [row] = (await sql.unsafe('SELECT * FROM paycall_chains WHERE id = $1', [id])) as unknown as Row[];
       return row ? chainFromRow(row) : null;
     },
-    async setStatus(id, from, to) {
-      const rows = (await sql.unsafe('UPDATE paycall_chains SET status = $1 WHERE id = $2 AND status = $3 RETURNING id', [to, id, from])) as unknown as Row[];
+    async setStatus(id, from, to, atIndex) {
+      const rows = (atIndex === undefined
+        ? await sql.unsafe('UPDATE paycall_chains SET status = $1 WHERE id = $2 AND status = $3 RETURNING id', [to, id, from])
+        : await sql.unsafe('UPDATE paycall_chains SET status = $1 WHERE id = $2 AND status = $3 AND current_index = $4 RETURNING id', [to, id, from, atIndex])) as unknown as Row[];
       return rows.length === 1;
     },
     async listUnrefundedChains() {

@@ -144,9 +144,9 @@ describe.skipIf(!usePostgres)('hash-chain tokens: review findings', () => {
       listUnrefundedChains: async () => [],
       // The refund's status write waits for the racing spend to be answered (or 500 ms, if
       // the spend is itself waiting for the refund): the worst order for the refund.
-      async setStatus(chainId, from, to) {
+      async setStatus(chainId, from, to, atIndex) {
         if (to === 'refunded') await Promise.race([spendSettled, new Promise((r) => setTimeout(r, 500))]);
-        return real.setStatus(chainId, from, to);
+        return real.setStatus(chainId, from, to, atIndex);
       },
     });
     const refunding = service.refund(id, { index: 1, link: links[1] as Buffer }, { kind: 'invoice', paymentRequest: await refundInvoice(10_000n) });
@@ -158,6 +158,44 @@ describe.skipIf(!usePostgres)('hash-chain tokens: review findings', () => {
     expect(spent).toMatchObject({ ok: false, error: 'Refunded' });
     expect(await balance(`chain:${id}`)).toBe(0n);
     expect(await balance(`app:${app.id}`)).toBeLessThanOrEqual(appBefore);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
+  it('a refund in one process while another process accepts a call on the chain: nothing is refunded that was spent', async () => {
+    const { id, links } = await buy(10);
+    const appBefore = await balance(`app:${app.id}`);
+    const call = { appId: app.id, priceMsat: msat(1000n) };
+    const real = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    // Another Sluice on the same database.
+    const other = await secondService();
+    let spentMeanwhile: Promise<unknown> | null = null;
+    const refunder = await secondService({
+      // Right before the refund's status write (its unused steps already counted), the other
+      // process accepts w_1: the worst moment for the refund.
+      async setStatus(chainId, from, to, atIndex) {
+        if (to === 'refunded' && spentMeanwhile === null) {
+          spentMeanwhile = other.spend(id, 1, links[1] as Buffer, call);
+          await spentMeanwhile;
+        }
+        return real.setStatus(chainId, from, to, atIndex);
+      },
+    });
+    const carolBefore = t.sluice.devnet?.nodeBalanceMsat('carol') as bigint;
+    const refused = await refunder.refund(id, { index: 1, link: links[1] as Buffer }, { kind: 'invoice', paymentRequest: await refundInvoice(10_000n) });
+    expect(await spentMeanwhile).toMatchObject({ ok: true, index: 1 });
+    // Nothing was paid out: the ten steps counted are nine now.
+    expect(refused).toMatchObject({ ok: false, error: 'Replayed' });
+    expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore);
+    expect(await balance(`chain:${id}`)).toBe(9_000n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 1_000n);
+    // Asked again with the next link: the nine unused steps, exactly.
+    const refunded = await refunder.refund(id, { index: 2, link: links[2] as Buffer }, { kind: 'invoice', paymentRequest: await refundInvoice(9_000n) });
+    expect(refunded).toMatchObject({ ok: true, amountMsat: 9_000n });
+    expect(t.sluice.devnet?.nodeBalanceMsat('carol')).toBe(carolBefore + 9_000n);
+    const fee = refunded.ok ? BigInt(refunded.payment?.feeMsat ?? 0n) : 0n;
+    for (let i = 0; i < 50 && (await balance(`chain:${id}`)) !== 0n; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balance(`chain:${id}`)).toBe(0n);
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 1_000n - fee);
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 

@@ -12,7 +12,7 @@ import { msat } from '../../../src/money/msat.js';
 import { openTempSqlite, type TempSqlite } from '../../ledger/temp-sqlite.js';
 
 const row = (id: string): ChainRow => ({
-  id, appId: 'app_1', anchor: 'a'.repeat(64), steps: 10, stepMsat: msat(1000n), index: 0, link: 'a'.repeat(64),
+  id, appId: 'app_1', anchor: 'a'.repeat(64), steps: 10, stepMsat: msat(1000n), index: 0, settledIndex: 0, link: 'a'.repeat(64),
   status: 'active', expiresAt: Date.now() + 60_000, accountId: `chain:${id}`, invoiceHash: `${id}`.padEnd(64, '0'),
 });
 
