@@ -57,11 +57,11 @@ if (wanted('gateway')) {
 }
 if (wanted('webhooks')) {
   log('webhooks');
-  sections.push(webhooksMarkdown(await runWebhooksBenchmark(args.includes('--no-postgres') ? { stores: ['sqlite'] } : {})));
+  sections.push('### Webhooks: deliveries per second to a local receiver', '', webhooksMarkdown(await runWebhooksBenchmark(args.includes('--no-postgres') ? { stores: ['sqlite'] } : {})), '');
 }
 if (wanted('subscriptions')) {
   log('subscriptions');
-  sections.push(subscriptionsMarkdown(await runSubscriptionsBenchmark()));
+  sections.push('### Subscriptions: billing 100,000 subscriptions with one-minute increments', '', subscriptionsMarkdown(await runSubscriptionsBenchmark()));
 }
 
 process.stdout.write(sections.join('\n'));
