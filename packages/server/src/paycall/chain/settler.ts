@@ -43,21 +43,41 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
   /** The sweep under way: sweeps run one at a time, so a retry never races its own batch. */
   let running: Promise<void> = Promise.resolve();
 
-  const settleInBatches = async (ids: readonly string[]): Promise<void> => {
-    for (let from = 0; from < ids.length; from += maxBatch) await store.settle(ids.slice(from, from + maxBatch), clock.now());
+  /**
+   * Settles in transactions of at most maxBatch chains. A transaction that fails is tried
+   * again chain by chain, so one chain that cannot be settled holds up no other chain's money.
+   */
+  const settleAll = async (ids: readonly string[]): Promise<{ failed: string[]; error: unknown }> => {
+    const failed: string[] = [];
+    let firstError: unknown = null;
+    const fail = (id: string, error: unknown): void => {
+      failed.push(id);
+      firstError ??= error;
+    };
+    for (let from = 0; from < ids.length; from += maxBatch) {
+      const batch = ids.slice(from, from + maxBatch);
+      try {
+        await store.settle(batch, clock.now());
+      } catch (error) {
+        if (batch.length === 1) {
+          fail(batch[0] as string, error);
+          continue;
+        }
+        for (const id of batch) await store.settle([id], clock.now()).catch((alone: unknown) => fail(id, alone));
+      }
+    }
+    return { failed, error: firstError };
   };
 
-  /** One sweep after the ones before it; what fails stays due (the next sweep tries again). */
+  /** One sweep after the ones before it; the chains that fail stay due (the next sweep tries again). */
   const sweep = (ids: readonly string[]): Promise<void> => {
     const next = running.then(async () => {
-      try {
-        await settleInBatches(ids);
-      } catch (error) {
-        for (const id of ids) due.add(id);
-        logger.error({ err: error, chains: ids.length }, 'could not settle spent chain steps to the apps; retried at the next sweep');
-        arm();
-        throw error;
-      }
+      const { failed, error } = await settleAll(ids);
+      if (failed.length === 0) return;
+      for (const id of failed) due.add(id);
+      logger.error({ err: error, chains: failed.length }, 'could not settle spent chain steps to the apps; retried at the next sweep');
+      arm();
+      throw error;
     });
     running = next.catch(() => undefined);
     return next;

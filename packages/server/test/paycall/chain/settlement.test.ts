@@ -154,6 +154,44 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`chain settlement sweeps o
     expect(await balanceNow(`chain:${id}`)).toBe(8_000n);
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
+
+  if (store === 'postgres') it('a chain that cannot be settled holds up no other: the others are paid, it stays due', async () => {
+    if (!database) throw new Error('no test database');
+    const a = await buy(10);
+    const b = await buy(10);
+    await t.sluice.chains.settleSpent();
+    const appBefore = await balanceNow(`app:${app.id}`);
+    const real = await createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+    let poisoned = true;
+    const s = t.sluice;
+    const service = createChainService({
+      store: {
+        ...real,
+        async settle(ids, now) {
+          if (poisoned && ids.includes(a.id)) throw new Error(`chain ${a.id} cannot be settled now`);
+          return real.settle(ids, now);
+        },
+      },
+      ledger: s.ledger, invoices: s.invoices, payments: s.payments, records: s.records, apps: s.apps, clock: s.clock, logger: createLogger('silent'),
+      defaultStepMsat: msat(1000n), ttlS: 86_400, invoiceExpiryS: 600, settleIntervalMs: 20,
+    });
+    extra.push(service);
+    await service.start();
+    // One sweep holds both chains (their calls commit together); chain a's settlement fails.
+    const [onA, onB] = await Promise.all([spend(service, a.id, a.links, 1), spend(service, b.id, b.links, 1)]);
+    expect(onA).toMatchObject({ ok: true });
+    expect(onB).toMatchObject({ ok: true });
+    for (let i = 0; i < 100 && (await balanceNow(`app:${app.id}`)) === appBefore; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balanceNow(`app:${app.id}`)).toBe(appBefore + 1_000n);
+    expect(await balanceNow(`chain:${b.id}`)).toBe(9_000n);
+    expect(await balanceNow(`chain:${a.id}`)).toBe(10_000n);
+    // Once it can be, the next sweep pays chain a too.
+    poisoned = false;
+    for (let i = 0; i < 100 && (await balanceNow(`chain:${a.id}`)) === 10_000n; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balanceNow(`chain:${a.id}`)).toBe(9_000n);
+    expect(await balanceNow(`app:${app.id}`)).toBe(appBefore + 2_000n);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
 });
 }
 
