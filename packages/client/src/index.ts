@@ -55,7 +55,7 @@ export {
   type SpendRecord,
 } from './streams/payer.js';
 export { memorySpendLog, storageSpendLog, SPEND_LOG_STORAGE_KEY, type SpendLog, type SpendLogLocks, type SyncStorage } from './streams/spend-log.js';
-export { devnetWallet, lndRestWallet, weblnWallet, type LndRestWalletOptions, type WalletAdapter, type WebLnProvider } from './streams/wallets.js';
+export { devnetWallet, lndRestWallet, weblnWallet, type LndRestWalletOptions, type WalletAdapter, type WalletPayment, type WebLnProvider } from './streams/wallets.js';
 export type { ConnectionOptions, WebSocketConstructor, WebSocketLike } from './streams/connection.js';
 export {
   createPayingFetch,

@@ -7,6 +7,9 @@
  * against the budget BEFORE the wallet is asked: its amount is read from the invoice itself
  * (an invoice without an amount is never paid) and, for a chain, must equal steps x step
  * price. The budget is counted synchronously, so concurrent calls cannot both pass it.
+ * Routing fees count against it as the wallet reports them; a wallet that declares its fee
+ * limit (`maxFeeMsat`) has that limit kept free before each payment, so fees cannot pass the
+ * budget either (docs/sdk-fetch.md, "The budget").
  * A chain is sent only to servers that offered that chain's buy URL and app (a chain is keyed
  * by both), so a server cannot collect links of a chain bought from another. Seeds and
  * preimages are never logged.
@@ -166,11 +169,18 @@ function rebuilt(response: Response, text: string): Response {
   return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
-function budgetError(needMsat: bigint, spending: PayCallSpending, what: string): SluiceError {
+function budgetError(needMsat: bigint, feeReserveMsat: bigint, spending: PayCallSpending, what: string): SluiceError {
+  const fee = feeReserveMsat > 0n ? ` plus up to ${feeReserveMsat} msat of routing fee (the wallet's fee limit)` : '';
   return new SluiceError(
     'budget_exceeded',
-    `${what} needs ${needMsat} msat but only ${spending.remainingBudgetMsat} msat of the ${spending.budgetMsat} msat budget is left: nothing was paid`,
+    `${what} needs ${needMsat} msat${fee} but only ${spending.remainingBudgetMsat} msat of the ${spending.budgetMsat} msat budget is left (${spending.paidMsat} msat paid, ${spending.feesMsat} msat in routing fees): nothing was paid`,
   );
+}
+
+/** A routing fee a wallet reported, if it is one (a non-negative bigint): the wallet is checked like user input. */
+function reportedFeeMsat(paid: unknown): bigint | null {
+  const fee = typeof paid === 'object' && paid !== null ? (paid as { feeMsat?: unknown }).feeMsat : undefined;
+  return typeof fee === 'bigint' && fee >= 0n ? fee : null;
 }
 
 function isUnknownOutcome(error: unknown): boolean {
@@ -187,7 +197,8 @@ function isUnknownOutcome(error: unknown): boolean {
  * chain is bought when it runs out. Otherwise it pays the L402 invoice and sends
  * `Authorization: L402 <token>:<preimage>`, reusing the token while the server accepts it.
  * A payment that would pass the budget is refused with a `SluiceError` whose code is
- * `budget_exceeded`, before the wallet is asked. Any other answer (a 402 it cannot pay
+ * `budget_exceeded`, before the wallet is asked; routing fees the wallet reports count
+ * against the budget too (`spent().feesMsat`). Any other answer (a 402 it cannot pay
  * included) is returned as the plain fetch would return it.
  *
  * Bodies: a call may be sent more than once, so its body must be a value (string, bytes,
@@ -211,7 +222,14 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   const { wallet } = options;
   if (typeof wallet?.payInvoice !== 'function') throw new TypeError('wallet must be a wallet adapter with payInvoice (weblnWallet(), lndRestWallet(), devnetWallet())');
   if (typeof options.budgetMsat !== 'bigint' || options.budgetMsat < 0n) throw new TypeError('budgetMsat must be a non-negative bigint of msat');
+  if (wallet.maxFeeMsat !== undefined && (typeof wallet.maxFeeMsat !== 'bigint' || wallet.maxFeeMsat < 0n)) throw new TypeError('wallet.maxFeeMsat must be a non-negative bigint of msat (or left out)');
   const budgetMsat = options.budgetMsat;
+  /**
+   * The wallet's declared fee limit per payment (0 when it declares none): kept free in the
+   * budget while a payment is under way, and counted as its fee when the wallet cannot say
+   * what the fee was (the outcome is unknown, or no fee is reported): the most it can be.
+   */
+  const feeReserveMsat = wallet.maxFeeMsat ?? 0n;
   const chainOptions = options.chain === false ? null : (options.chain ?? {});
   const chainSteps = chainOptions?.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(chainSteps) || chainSteps < 1 || chainSteps > MAX_CHAIN_STEPS) throw new TypeError(`chain.steps must be an integer from 1 to ${MAX_CHAIN_STEPS}`);
@@ -242,7 +260,10 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   /** Index of each held chain when this fetch took it (its use before is not this fetch's). */
   const startIndex = new Map<HeldChain, number>();
 
+  /** Invoice amounts paid (or being paid, or of unknown outcome). */
   let paidMsat = 0n;
+  /** Routing fees: as reported, or `feeReserveMsat` for a payment under way or not reported. */
+  let feesMsat = 0n;
   let refundedMsat = 0n;
   let l402UsedMsat = 0n;
   /** Steps x price of chains spent to the end and let go (a long-lived fetch buys many). */
@@ -253,13 +274,45 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   const spending = (): PayCallSpending => {
     let chainUsed = spentChainsUsedMsat;
     for (const chain of heldChains) chainUsed += BigInt(chain.confirmedIndex - (startIndex.get(chain) ?? 0)) * chain.stepMsat;
-    return { budgetMsat, paidMsat, remainingBudgetMsat: budgetMsat - paidMsat, usedMsat: chainUsed + l402UsedMsat, refundedMsat, paidCalls };
+    // Fees of a wallet that declares no limit can pass the budget (by the last payment's fee).
+    const counted = paidMsat + feesMsat;
+    return {
+      budgetMsat,
+      paidMsat,
+      feesMsat,
+      remainingBudgetMsat: counted >= budgetMsat ? 0n : budgetMsat - counted,
+      usedMsat: chainUsed + l402UsedMsat,
+      refundedMsat,
+      paidCalls,
+    };
   };
 
-  /** Counts `amount` against the budget (synchronously: no other payment can slip between). */
+  /**
+   * Counts `amount`, and the wallet's fee limit, against the budget before the wallet is asked
+   * (synchronously: no other payment can slip between). Fees already paid count too.
+   */
   const claimBudget = (amountMsat: bigint, what: string): void => {
-    if (paidMsat + amountMsat > budgetMsat) throw budgetError(amountMsat, spending(), what);
+    if (paidMsat + feesMsat + amountMsat + feeReserveMsat > budgetMsat) throw budgetError(amountMsat, feeReserveMsat, spending(), what);
     paidMsat += amountMsat;
+    feesMsat += feeReserveMsat;
+  };
+
+  /** The payment certainly did not happen: its amount and fee reserve are free again. */
+  const releaseBudget = (amountMsat: bigint, receipt: PaidCallReceipt | null): void => {
+    paidMsat -= amountMsat;
+    feesMsat -= feeReserveMsat;
+    if (receipt !== null) receipt.paidMsat -= amountMsat;
+  };
+
+  /**
+   * The wallet answered (paid, or outcome unknown): the reserve gives way to the fee it
+   * reported; without a report (or with an unknown outcome) the reserve stays, the most the
+   * fee can be (0 for a wallet that declares no limit: its fee is not counted).
+   */
+  const countFee = (paid: unknown, receipt: PaidCallReceipt): void => {
+    const feeMsat = reportedFeeMsat(paid) ?? feeReserveMsat;
+    feesMsat += feeMsat - feeReserveMsat;
+    receipt.feesMsat += feeMsat;
   };
 
   const hold = (chain: HeldChain, active: boolean): void => {
@@ -314,9 +367,10 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
 
   /** Buys a chain for `offer` that pays at least `k` steps a call, within the budget. */
   const purchase = async (offer: ChainOffer, k: number, receipt: PaidCallReceipt): Promise<HeldChain> => {
-    const left = budgetMsat - paidMsat;
-    const affordable = left / offer.stepMsat;
-    if (affordable < BigInt(k)) throw budgetError(BigInt(k) * offer.stepMsat, spending(), 'a chain for one call');
+    // What the budget can still pay, less the wallet's fee limit kept free for this payment.
+    const left = budgetMsat - paidMsat - feesMsat - feeReserveMsat;
+    const affordable = left < 0n ? 0n : left / offer.stepMsat;
+    if (affordable < BigInt(k)) throw budgetError(BigInt(k) * offer.stepMsat, feeReserveMsat, spending(), 'a chain for one call');
     let steps = Math.max(chainSteps, k);
     if (BigInt(steps) > affordable) steps = Number(affordable);
     steps = Math.min(steps, MAX_CHAIN_STEPS);
@@ -333,24 +387,25 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     try {
       await store?.put(chain.stored());
     } catch (error) {
-      paidMsat -= view.amountMsat;
+      releaseBudget(view.amountMsat, null);
       throw error;
     }
     receipt.paidMsat += view.amountMsat;
     const payment: PayCallPayment = { kind: 'chain_purchase', amountMsat: view.amountMsat, paymentRequest: invoice.paymentRequest, url: receipt.url, chainId: view.chainId };
     events.emit('payment', payment);
+    let paid: unknown = null;
     try {
-      await wallet.payInvoice(invoice.paymentRequest);
+      paid = await wallet.payInvoice(invoice.paymentRequest);
     } catch (error) {
       if (!isUnknownOutcome(error)) {
         // Certainly not paid: free the budget; the pending chain is worth nothing.
-        paidMsat -= view.amountMsat;
-        receipt.paidMsat -= view.amountMsat;
+        releaseBudget(view.amountMsat, receipt);
         await store?.remove(chain.id);
         throw error;
       }
-      // Unknown: the budget stays counted; the server's status says whether it was paid.
+      // Unknown: the budget stays counted (the fee reserve too); the server's status says whether it was paid.
     }
+    countFee(paid, receipt);
     hold(chain, false);
     const deadline = Date.now() + activationTimeoutMs;
     let current = view;
@@ -425,17 +480,17 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
     claimBudget(amount, 'the L402 invoice');
     receipt.paidMsat += amount;
     events.emit('payment', { kind: 'l402_invoice', amountMsat: amount, paymentRequest: challenge.invoice, url: receipt.url });
-    let preimage: string;
+    let paid: Awaited<ReturnType<typeof wallet.payInvoice>>;
     try {
-      ({ preimage } = await wallet.payInvoice(challenge.invoice));
+      paid = await wallet.payInvoice(challenge.invoice);
     } catch (error) {
-      if (!isUnknownOutcome(error)) {
-        paidMsat -= amount;
-        receipt.paidMsat -= amount;
-      }
+      if (isUnknownOutcome(error)) countFee(null, receipt);
+      else releaseBudget(amount, receipt);
       throw error;
     }
-    if (!/^[0-9a-fA-F]{64}$/.test(preimage)) throw new SluiceError('invalid_response', 'the wallet paid but returned no 32-byte preimage');
+    countFee(paid, receipt);
+    const preimage: unknown = paid?.preimage;
+    if (typeof preimage !== 'string' || !/^[0-9a-fA-F]{64}$/.test(preimage)) throw new SluiceError('invalid_response', 'the wallet paid but returned no 32-byte preimage');
     remember(l402Tokens, scope, { authorization: `L402 ${challenge.token}:${preimage.toLowerCase()}`, remainingMsat: amount });
   };
 
@@ -584,7 +639,7 @@ export function createPayingFetch(options: PayingFetchOptions): PayingFetch {
   const payingFetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const request = await prepareRequest(input, init);
     if (chainOptions && store) await restore();
-    const receipt: PaidCallReceipt = { url: request.url, method: request.method, scheme: null, costMsat: 0n, paidMsat: 0n, status: 0 };
+    const receipt: PaidCallReceipt = { url: request.url, method: request.method, scheme: null, costMsat: 0n, paidMsat: 0n, feesMsat: 0n, status: 0 };
     const call: CallState = { request, url: new URL(request.url), receipt, avoidChain: false, repair: false };
     let last: Answer | null = null;
     for (let sent = 0; sent < MAX_ATTEMPTS; sent += 1) {

@@ -48,9 +48,14 @@ export interface PayingFetchOptions {
   /** Pays the invoices: `weblnWallet()`, `lndRestWallet(...)`, `devnetWallet(...)` or your own. */
   wallet: WalletAdapter;
   /**
-   * Most msat the wallet may pay, in total, over the life of this fetch (chain purchases and
-   * L402 invoices, routing fees not included: the wallet does not report them). A payment
-   * that would pass it is refused before the wallet is asked. Refunds do not raise it.
+   * Most msat the wallet may pay, in total, over the life of this fetch: chain purchases and
+   * L402 invoices, plus the routing fees the wallet reports (`spent().feesMsat`). A payment is
+   * refused before the wallet is asked when its amount, plus everything paid so far (fees
+   * included), plus the wallet's fee limit when it declares one (`wallet.maxFeeMsat`, as
+   * `lndRestWallet` does), would pass it. With such a wallet the budget is never passed;
+   * with one that declares no limit (`devnetWallet`, `weblnWallet`, most custom adapters) the
+   * last payment's own fee can pass it, by at most what that wallet allows itself to pay in
+   * fees. Refunds do not raise it.
    */
   budgetMsat: bigint;
   /** Hash-chain tokens: on (default), off (`false`), or tuned. Preferred when a server offers them. */
@@ -80,6 +85,8 @@ export interface PaidCallReceipt {
   costMsat: bigint;
   /** What the wallet paid while making this call (a chain purchase, an L402 invoice); usually 0. */
   paidMsat: bigint;
+  /** The routing fees of those payments, counted as in `spent().feesMsat`; usually 0. */
+  feesMsat: bigint;
   /** The HTTP status returned to the caller. */
   status: number;
   /** For a chain call: the chain and its balance after the call (from `Sluice-Chain-Balance`). */
@@ -93,14 +100,21 @@ export interface PaidCallReceipt {
  *
  * @example
  * ```ts
- * const { paidMsat, remainingBudgetMsat } = paidFetch.spent();
+ * const { paidMsat, feesMsat, remainingBudgetMsat } = paidFetch.spent();
  * ```
  */
 export interface PayCallSpending {
   budgetMsat: bigint;
-  /** Paid by the wallet (chain purchases + L402 invoices); includes payments under way and payments whose outcome is unknown. */
+  /** Invoice amounts paid by the wallet (chain purchases + L402 invoices); includes payments under way and payments whose outcome is unknown. Routing fees are not in it: see `feesMsat`. */
   paidMsat: bigint;
-  /** `budgetMsat - paidMsat`. */
+  /**
+   * Routing fees the wallet paid on top of `paidMsat`, as it reported them (`feeMsat` of
+   * `payInvoice`). For a payment under way, one whose outcome is unknown, or one the wallet
+   * reported no fee for, the wallet's `maxFeeMsat` (the most it can be; 0 when the wallet
+   * declares no limit, so such a wallet's unreported fees are not counted).
+   */
+  feesMsat: bigint;
+  /** `budgetMsat - paidMsat - feesMsat`, or 0 when fees passed the budget. */
   remainingBudgetMsat: bigint;
   /** Consumed by calls: chain steps the servers accepted x step price, and L402 budgets used. */
   usedMsat: bigint;

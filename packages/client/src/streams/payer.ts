@@ -26,6 +26,11 @@ export type { SpendRecord } from './spend-log.js';
  * `funded` event of the stream, paid by anyone) and the automatic payments of the last
  * hour (by this SluicePayer). Zero: never pay automatically.
  *
+ * Both limits count invoice amounts only: the routing fee a wallet pays on top of a top-up
+ * invoice (even one it reports as `feeMsat`) is not counted against them. Bound fees with
+ * the wallet's own fee limit (`lndRestWallet`'s `maxFeeMsat`, the WebLN wallet's settings).
+ * (`createPayingFetch`'s budget, by contrast, counts reported fees: docs/sdk-fetch.md.)
+ *
  * @example
  * ```ts
  * const allowance: Allowance = { perStreamMsat: 200_000n, perHourMsat: 100_000n }; // 200 and 100 sats
@@ -251,7 +256,8 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
   }
 
   /**
-   * Everything that funded this stream so far (paid by anyone), plus payments in flight.
+   * Everything that funded this stream so far (paid by anyone), plus payments in flight:
+   * invoice amounts, routing fees not included (see `Allowance`).
    *
    * @example
    * ```ts
@@ -265,7 +271,7 @@ export class SluicePayer extends Emitter<SluicePayerEvents> {
   }
 
   /**
-   * Automatic payments of the last hour.
+   * Automatic payments of the last hour: invoice amounts, routing fees not included (see `Allowance`).
    *
    * @example
    * ```ts

@@ -26,7 +26,8 @@ if (!hasChromium) console.warn(`${CHROMIUM} is missing: the paying fetch browser
 const PAGE = `<!doctype html><meta charset="utf-8"><title>paying fetch</title>
 <script type="module">
 import { createPayingFetch, weblnWallet } from '/free/sdk/index.js';
-const provider = { enable: async () => {}, sendPayment: async (invoice) => ({ preimage: await window.devnetPay(invoice) }) };
+// Like Alby, the provider adds the route's total fees, in whole sats.
+const provider = { enable: async () => {}, sendPayment: async (invoice) => { const paid = await window.devnetPay(invoice); return { preimage: paid.preimage, route: { total_fees: paid.feeSat } }; } };
 window.run = async () => {
   const paidFetch = createPayingFetch({ wallet: weblnWallet(provider), budgetMsat: 30000n, chain: { steps: 20 } });
   const calls = [];
@@ -38,7 +39,7 @@ window.run = async () => {
   let refused = null;
   try { await createPayingFetch({ wallet: weblnWallet(provider), budgetMsat: 4000n })('/paid/joke'); } catch (error) { refused = error.code; }
   const spent = paidFetch.spent();
-  return { calls, paid: String(spent.paidMsat), used: String(spent.usedMsat), refused };
+  return { calls, paid: String(spent.paidMsat), fees: String(spent.feesMsat), used: String(spent.usedMsat), refused };
 };
 document.body.dataset.ready = 'yes';
 </script>`;
@@ -90,10 +91,12 @@ describe.skipIf(!hasChromium)('the paying fetch in Chromium', () => {
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
     const alice = t.sluice.devnet!.backendFor('alice');
+    const feesMsat: bigint[] = [];
     await page.exposeFunction('devnetPay', async (invoice: string) => {
       const outcome = await alice.payInvoice({ paymentRequest: invoice, feeLimitMsat: msat(100_000n), timeoutS: 30 });
       if (outcome.status !== 'succeeded') throw new Error(`devnet payment ${outcome.status}`);
-      return outcome.preimage;
+      feesMsat.push(outcome.feeMsat);
+      return { preimage: outcome.preimage, feeSat: Number(outcome.feeMsat / 1000n) };
     });
     await page.goto(`${gateway.url}/free/page.html`);
     await page.waitForSelector('body[data-ready="yes"]', { state: 'attached' });
@@ -106,7 +109,9 @@ describe.skipIf(!hasChromium)('the paying fetch in Chromium', () => {
       [200, 'chain', 'steps=5; msat=5000; index=15', '5000', '0'],
     ]);
     expect(result.calls[2].body.path).toBe('/paid/joke?n=2');
-    expect(result).toMatchObject({ paid: '20000', used: '15000', refused: 'budget_exceeded' });
-    expect(aliceBefore - t.sluice.devnet!.nodeBalanceMsat('alice')).toBeGreaterThanOrEqual(20_000n);
+    // The hub's fee on 20,000 msat is 1002 msat; the provider says 1 sat, and that is what counts.
+    expect(feesMsat).toEqual([1002n]);
+    expect(result).toMatchObject({ paid: '20000', fees: '1000', used: '15000', refused: 'budget_exceeded' });
+    expect(aliceBefore - t.sluice.devnet!.nodeBalanceMsat('alice')).toBe(20_000n + 1002n);
   });
 });

@@ -3,7 +3,8 @@
  * (SQLite, devnet) with `sluice gateway` beside it in front of a small upstream, and a
  * Fastify server gated by L402 only. The fetch pays with the SDK's devnet wallet adapter
  * (Sluice's `POST /v1/devnet/pay` as node 'alice'), so every msat it reports is checked
- * against the devnet node balances and Sluice's ledger.
+ * against the devnet node balances and Sluice's ledger. The devnet charges routing fees (the
+ * hub's 1 sat + 100 ppm) and reports them: spent().feesMsat counts them, to the msat.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -63,7 +64,7 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
   let gateway: StartedGateway;
   let l402Only: FastifyInstance;
   let l402OnlyUrl: string;
-  /** Routing fees alice paid, read from the devnet pay answers the wallet adapter received. */
+  /** Routing fees alice paid, read from the devnet pay answers the wallet adapter received (checked against spent().feesMsat). */
   let feesMsat = 0n;
   let wallet: WalletAdapter;
 
@@ -151,9 +152,13 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(first?.chain?.chainId).not.toBe(third?.chain?.chainId);
     expect(payments).toEqual([12_000n, 12_000n]);
 
-    expect(paidFetch.spent()).toEqual({ budgetMsat: 100_000n, paidMsat: 24_000n, remainingBudgetMsat: 76_000n, usedMsat: 20_000n, refundedMsat: 0n, paidCalls: 4 });
-    // The wallet paid exactly what spent() says, plus the routing fees the devnet charged.
-    expect(aliceBefore - alice()).toBe(24_000n + (feesMsat - feesBefore));
+    // Two payments through the hub, each charged its fee: spent() counts them.
+    const fees = feesMsat - feesBefore;
+    expect(fees).toBe(2n * (1000n + (12_000n * 100n) / 1_000_000n));
+    expect(paidFetch.spent()).toEqual({ budgetMsat: 100_000n, paidMsat: 24_000n, feesMsat: fees, remainingBudgetMsat: 76_000n - fees, usedMsat: 20_000n, refundedMsat: 0n, paidCalls: 4 });
+    expect(receipts.map((receipt) => receipt.feesMsat)).toEqual([fees / 2n, 0n, fees / 2n, 0n]);
+    // The wallet paid exactly what spent() says: the invoices and the routing fees.
+    expect(aliceBefore - alice()).toBe(paidFetch.spent().paidMsat + paidFetch.spent().feesMsat);
     // The ledger agrees: the app earned the steps spent; each chain keeps its unspent 2 steps.
     expect((await ledgerBalance(appAccountId(gateway.appId))) - appBefore).toBe(20_000n);
     for (const receipt of [first, third]) expect(await ledgerBalance(chainAccountId(receipt!.chain!.chainId))).toBe(2000n);
@@ -166,7 +171,8 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(paidFetch.receipt(free)).toMatchObject({ scheme: null, costMsat: 0n, paidMsat: 0n });
   });
 
-  it('never pays past the budget: buys what fits, then refuses with budget_exceeded before the wallet is asked', async () => {
+  it('buys what fits the budget, then refuses with budget_exceeded before the wallet is asked (the devnet wallet declares no fee limit: the last fee passes the budget)', async () => {
+    const feesBefore = feesMsat;
     const paidFetch = createPayingFetch({ wallet, budgetMsat: 11_000n, chain: { steps: 100 } });
     // 100 steps do not fit: it buys the 11 that do (two calls of 5 steps).
     for (let call = 0; call < 2; call += 1) expect((await paidFetch(`${gateway.url}/paid/budget`)).status).toBe(200);
@@ -176,7 +182,23 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(refused).toBeInstanceOf(SluiceError);
     expect((refused as SluiceError).code).toBe('budget_exceeded');
     expect(alice()).toBe(aliceBefore);
-    expect(paidFetch.spent()).toMatchObject({ paidMsat: 11_000n, remainingBudgetMsat: 0n, usedMsat: 10_000n, paidCalls: 2 });
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 11_000n, feesMsat: feesMsat - feesBefore, remainingBudgetMsat: 0n, usedMsat: 10_000n, paidCalls: 2 });
+    expect(feesMsat - feesBefore).toBeGreaterThan(0n);
+  });
+
+  it('counts the routing fees the devnet reports against the budget: an invoice that fits by amounts alone is refused before the wallet is asked', async () => {
+    const paidFetch = createPayingFetch({ wallet, budgetMsat: 30_000n, chain: false });
+    const feesBefore = feesMsat;
+    // One L402 token (15,000 msat) pays 3 calls; the fourth needs another 15,000. 15,000 + 15,000
+    // fits the 30,000 budget, but not with the first invoice's routing fee.
+    for (let call = 0; call < 3; call += 1) expect((await paidFetch(`${gateway.url}/paid/fees`)).status).toBe(200);
+    const fee = feesMsat - feesBefore;
+    expect(fee).toBe(1000n + (15_000n * 100n) / 1_000_000n);
+    const aliceBefore = alice();
+    await expect(paidFetch(`${gateway.url}/paid/fees`)).rejects.toMatchObject({ code: 'budget_exceeded' });
+    expect(alice()).toBe(aliceBefore);
+    expect(feesMsat - feesBefore).toBe(fee);
+    expect(paidFetch.spent()).toEqual({ budgetMsat: 30_000n, paidMsat: 15_000n, feesMsat: fee, remainingBudgetMsat: 15_000n - fee, usedMsat: 15_000n, refundedMsat: 0n, paidCalls: 3 });
   });
 
   it('pays with L402 when chains are off, reusing a token while the server accepts it', async () => {
@@ -194,7 +216,7 @@ describe('createPayingFetch against a real Sluice (gateway, devnet wallet)', () 
     expect(receipts.map((receipt) => receipt.paidMsat)).toEqual([15_000n, 0n, 0n, 15_000n]);
     expect(receipts.map((receipt) => receipt.costMsat)).toEqual([5000n, 5000n, 5000n, 5000n]);
     expect(receipts.map((receipt) => receipt.l402RemainingMsat)).toEqual([10_000n, 5000n, 0n, 10_000n]);
-    expect(paidFetch.spent()).toMatchObject({ paidMsat: 30_000n, usedMsat: 20_000n, paidCalls: 4 });
+    expect(paidFetch.spent()).toMatchObject({ paidMsat: 30_000n, feesMsat: feesMsat - feesBefore, usedMsat: 20_000n, paidCalls: 4 });
     expect(aliceBefore - alice()).toBe(30_000n + (feesMsat - feesBefore));
     expect(paidFetch.chains()).toEqual([]);
   });
