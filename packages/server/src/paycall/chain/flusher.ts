@@ -105,7 +105,8 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
   const committing = new Set<LiveChain>();
   let flushing = false;
   let scheduled = false;
-  let drained: (() => void) | null = null;
+  /** Everyone waiting in drain() (settleSpent and stop may wait at once). */
+  const drainWaiters: (() => void)[] = [];
 
   const schedule = (): void => {
     if (scheduled || flushing) return;
@@ -192,7 +193,7 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
       for (const { state } of batch) committing.delete(state);
       flushing = false;
       if (dirty.size > 0) schedule();
-      else if (drained) drained();
+      else for (const resolve of drainWaiters.splice(0)) resolve();
     }
   };
 
@@ -218,9 +219,8 @@ export function createChainFlusher(deps: ChainFlusherDeps): ChainFlusher {
     async drain() {
       if (dirty.size === 0 && !flushing && !scheduled) return;
       await new Promise<void>((resolve) => {
-        drained = resolve;
+        drainWaiters.push(resolve);
       });
-      drained = null;
     },
   };
 }

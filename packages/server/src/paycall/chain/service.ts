@@ -352,11 +352,13 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
   };
 
   /**
-   * What the chain account should hold once no refund is in flight: nothing after a
-   * successful refund; otherwise the steps not yet paid to the app (from the row's settled
-   * index, read here: sweeps move it) plus anything paid above the invoice. Anything above
-   * that is the routing-fee budget the app lent; it goes back to the app. The row is read
-   * before the balance, so a sweep in between can only make the excess look smaller.
+   * What the chain account should hold once no refund is in flight: the steps spent but not
+   * yet paid to the app (from the row's settled index, read here: sweeps move it), plus,
+   * unless a refund succeeded, the unused steps and anything paid above the invoice. Anything
+   * above that is the routing-fee budget the app lent; it goes back to the app. The row is
+   * read before the balance, so a sweep in between can only make the excess look smaller.
+   * (Another process may accept calls after a refund counted its steps and before its status
+   * write: those steps stay here for that process's sweep, not for the fee return.)
    */
   const returnFeeAdvance = async (row: ChainRow): Promise<void> => {
     const { payment } = await currentRefund(row);
@@ -365,7 +367,8 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     if (!stored) return;
     const account = await ledger.getAccount(row.accountId);
     if (!account) return;
-    const owed = payment?.status === 'succeeded' ? 0n : await unusedMsat(stored, stored.settledIndex);
+    const unsettled = BigInt(stored.index - stored.settledIndex) * stored.stepMsat;
+    const owed = payment?.status === 'succeeded' ? unsettled : await unusedMsat(stored, stored.settledIndex);
     const excess = balanceOf(account) - owed;
     if (excess <= 0n) return;
     const result = await ledger.apply({

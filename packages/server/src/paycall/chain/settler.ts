@@ -113,7 +113,9 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
     async start() {
       const ids = await store.listUnsettledChainIds();
       if (ids.length > 0) logger.info({ chains: ids.length }, 'settling chain steps an earlier run spent but did not settle');
-      await sweep(ids);
+      // A chain that cannot be settled now stays due (logged, retried every interval): it
+      // must not keep the server from starting.
+      await sweep(ids).catch(() => undefined);
     },
     async stop() {
       if (timer !== null) clearTimeout(timer);

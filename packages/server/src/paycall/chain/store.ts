@@ -82,7 +82,7 @@ function values(row: ChainRow): unknown[] {
 /** A ledger op the planner refused inside a chain commit: the invariant is broken, so the batch must not commit. */
 function assertLedgerApplied(results: readonly LedgerResult[]): void {
   for (const result of results) {
-    if (!result.ok) throw new Error(`a chain commit's ledger transfer was refused (${result.error}): chain account and index disagree`);
+    if (!result.ok) throw new Error(`a chain settlement's ledger transfer was refused (${result.error}): chain account and settled index disagree`);
   }
 }
 
@@ -220,7 +220,11 @@ export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps:
       )) as unknown as Row[];
       if (updated.length !== writes.length) {
         const matched = new Set(updated.map((row) => row.id as string));
-        throw new Conflict(writes.filter((w) => !matched.has(w.id)).map((w) => w.id));
+        const conflicts = writes.filter((w) => !matched.has(w.id)).map((w) => w.id);
+        // Every chain matched, yet fewer rows than writes: the batch named a chain twice (two
+        // copies in memory). Not a conflict to retry: fail closed, every chain is re-read.
+        if (conflicts.length === 0) throw new Error('a chain commit named one chain twice; its chains are re-read before the next call');
+        throw new Conflict(conflicts);
       }
     }) as Promise<void>;
   const settleOnce = (ids: readonly string[], now: number): Promise<number> =>
