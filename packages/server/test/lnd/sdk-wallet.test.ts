@@ -43,9 +43,12 @@ describe('SDK lndRestWallet against the LND stand-in', () => {
     const bob = setup.devnet.backendFor('bob');
     const invoice = await bob.createInvoice({ amountMsat: msat(5000n), description: 'sdk wallet test', expiryS: 600 });
     const before = setup.devnet.nodeBalanceMsat('bob');
-    const { preimage } = await wallet().payInvoice(invoice.paymentRequest);
+    const payerBefore = setup.devnet.nodeBalanceMsat('sluice');
+    const { preimage, feeMsat } = await wallet().payInvoice(invoice.paymentRequest);
     expect(createHash('sha256').update(Buffer.from(preimage, 'hex')).digest('hex')).toBe(invoice.paymentHash);
     expect(setup.devnet.nodeBalanceMsat('bob')).toBe(before + 5000n);
+    // The routing fee LND reports (fee_msat) is what the paying node paid above the amount.
+    expect(feeMsat).toBe(payerBefore - setup.devnet.nodeBalanceMsat('sluice') - 5000n);
     const again = await wallet().payInvoice(invoice.paymentRequest).catch((error: unknown) => error);
     expect(again).toBeInstanceOf(SluiceError);
     expect(setup.devnet.nodeBalanceMsat('bob')).toBe(before + 5000n);
