@@ -165,6 +165,8 @@ export interface ChainServiceDeps {
   maxBatch?: number;
   /** Longest time between a call's commit and the app's credit for it (default DEFAULT_SETTLE_INTERVAL_MS). */
   settleIntervalMs?: number;
+  /** PostgreSQL: how often to look for chains another process left unsettled (default DEFAULT_RESCAN_MS). */
+  rescanMs?: number;
   /** Most unpaid chains held in memory (default MAX_PENDING_CHAINS). */
   maxUnpaidChains?: number;
   /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
@@ -176,6 +178,11 @@ export interface ChainServiceDeps {
 const REFUND_ATTEMPTS_MAX = 100;
 /** Spent steps reach the app's balance within this long (SLUICE_CHAIN_SETTLE_INTERVAL_MS). */
 export const DEFAULT_SETTLE_INTERVAL_MS = 250;
+/**
+ * With PostgreSQL (several processes may share it): every minute, a process looks for chains
+ * whose steps no live process will sweep (their process died first) and settles them.
+ */
+export const DEFAULT_RESCAN_MS = 60_000;
 /**
  * Unpaid chains held in memory (anyone may buy without a key): beyond this, chains whose
  * invoice expired are dropped, and if that is not enough, purchases get `Overloaded`.
@@ -273,7 +280,10 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
     unpaid.delete(state);
   };
 
-  const settler = createChainSettler({ store, clock, logger, maxBatch, intervalMs: deps.settleIntervalMs ?? DEFAULT_SETTLE_INTERVAL_MS });
+  const settler = createChainSettler({
+    store, clock, logger, maxBatch, intervalMs: deps.settleIntervalMs ?? DEFAULT_SETTLE_INTERVAL_MS,
+    rescanMs: deps.rescanMs ?? (store.dialect === 'postgres' ? DEFAULT_RESCAN_MS : 0),
+  });
   const flusher = createChainFlusher({
     store, logger, maxBatch,
     onCommitted: (state) => settler.noteCommitted(state.row.id),

@@ -34,12 +34,19 @@ export interface ChainSettlerDeps {
   intervalMs: number;
   /** Most chains settled in one transaction. */
   maxBatch: number;
+  /**
+   * How often to look for chains any process left unsettled (0: never). With several
+   * processes on one PostgreSQL, steps a process accepted and did not sweep before it died
+   * are found this way; with SQLite there is one process, and its start finds them.
+   */
+  rescanMs?: number;
 }
 
 export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
   const { store, clock, logger, intervalMs, maxBatch } = deps;
   const due = new Set<string>();
   let timer: NodeJS.Timeout | null = null;
+  let rescanTimer: NodeJS.Timeout | null = null;
   /** The sweep under way: sweeps run one at a time, so a retry never races its own batch. */
   let running: Promise<void> = Promise.resolve();
 
@@ -116,8 +123,20 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
       // A chain that cannot be settled now stays due (logged, retried every interval): it
       // must not keep the server from starting.
       await sweep(ids).catch(() => undefined);
+      const rescanMs = deps.rescanMs ?? 0;
+      if (rescanMs > 0) {
+        rescanTimer = setInterval(() => {
+          // Swept at once: what failed stays due, as in every sweep.
+          store.listUnsettledChainIds().then((found) => sweep(found)).catch((error: unknown) => {
+            logger.warn({ err: error }, 'could not settle the unsettled chains found; looked for again later');
+          });
+        }, rescanMs);
+        rescanTimer.unref();
+      }
     },
     async stop() {
+      if (rescanTimer !== null) clearInterval(rescanTimer);
+      rescanTimer = null;
       if (timer !== null) clearTimeout(timer);
       timer = null;
       await sweepDue().catch(() => undefined);

@@ -42,11 +42,11 @@ describe.skipIf(!usePostgres)('hash-chain tokens, several processes on one Postg
   const realStore = () => createPostgresChainStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
 
   /** Another Sluice process's chain service on the same database (its store's calls wrapped by `hooks`). */
-  async function process(hooks: Partial<ChainStore> = {}): Promise<ChainService> {
+  async function process(hooks: Partial<ChainStore> = {}, options: { rescanMs?: number } = {}): Promise<ChainService> {
     const s = t.sluice;
     const service = createChainService({
       store: { ...(await realStore()), ...hooks }, ledger: s.ledger, invoices: s.invoices, payments: s.payments, records: s.records, apps: s.apps, clock,
-      logger: createLogger('silent'), defaultStepMsat: msat(1000n), ttlS: 86_400, invoiceExpiryS: 600, settleIntervalMs: 60_000,
+      logger: createLogger('silent'), defaultStepMsat: msat(1000n), ttlS: 86_400, invoiceExpiryS: 600, settleIntervalMs: 60_000, ...options,
     });
     await service.start();
     services.push(service);
@@ -94,6 +94,22 @@ describe.skipIf(!usePostgres)('hash-chain tokens, several processes on one Postg
     expect(await balance(`chain:${id}`)).toBe(0n);
     expect(await balance(`app:${app.id}`)).toBe(appBefore + 2_000n - fee);
     expect(await real.listUnsettledChainIds()).not.toContain(id);
+    expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
+  });
+
+  it('steps a process accepted and never swept (it died first) are paid by another process\'s rescan', async () => {
+    const { id, links } = await buy(10);
+    await t.sluice.chains.settleSpent();
+    const appBefore = await balance(`app:${app.id}`);
+    // A live process that looks for unsettled chains often (started first: its start's own
+    // look finds nothing).
+    await process({}, { rescanMs: 30 });
+    // A process that accepts two calls and whose sweep never comes (a minute away: it "dies").
+    const dying = await process();
+    for (let i = 1; i <= 2; i += 1) expect(await dying.spend(id, i, links[i] as Buffer, { appId: app.id, priceMsat: msat(1000n) })).toMatchObject({ ok: true });
+    for (let i = 0; i < 200 && (await balance(`app:${app.id}`)) === appBefore; i += 1) await new Promise((r) => setTimeout(r, 10));
+    expect(await balance(`app:${app.id}`)).toBe(appBefore + 2_000n);
+    expect(await balance(`chain:${id}`)).toBe(8_000n);
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 
