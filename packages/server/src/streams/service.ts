@@ -129,6 +129,13 @@ interface LiveStream {
   topUp: { paymentHash: string; expiresAt: number } | null;
   topUps: number;
   payouts: number;
+  /**
+   * Fee-budget loans and returns made in this epoch: each takes the next number for its
+   * idempotency key. (Keyed by the payout count, an advance returned without a payout was
+   * replayed by the next one, which then lent nothing, while its return moved real money.)
+   */
+  feeLoans: number;
+  feeReturns: number;
   payoutBusy: boolean;
   /**
    * Asked of the payer (destination kind "invoice"): the exact amount, the fee budget, and
@@ -232,7 +239,7 @@ export function validateTerms(terms: StreamTerms): string | null {
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
-    row, seq, balance, held, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, payoutBusy: false, payoutAsked: null,
+    row, seq, balance, held, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
     feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
@@ -368,7 +375,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           lentMsat -= feeMsat < lentMsat ? feeMsat : lentMsat;
         }
       } else continue;
-      if (lentMsat < 0n) throw new Error(`stream ${row.id}: more fee budget returned than lent`);
+      if (lentMsat < 0n) {
+        // A history this code cannot explain must not make the stream impossible to load:
+        // nothing counts as lent (the payer's balance is then all theirs, as the ledger says).
+        logger.error({ streamId: row.id, transferId: transfer.id }, 'more refund fee budget returned than lent on a stream; counted as none lent');
+        lentMsat = 0n;
+      }
       newestId = transfer.id;
     }
     return { lentMsat, inUse, newestId };
@@ -677,11 +689,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       amountMsat: maxFeeMsat,
       code: 'refund_fee_advance',
       reference: `${state.row.id}/refund-fee`,
-      idempotencyKey: `st:${state.row.id}:refund-fee:${state.epoch}.${state.payouts + 1}`,
+      idempotencyKey: `st:${state.row.id}:refund-fee:${state.epoch}.loan${++state.feeLoans}`,
     });
     if (!result.ok) return false;
-    if (!result.replayed) state.balance += maxFeeMsat;
-    state.feeAdvance += maxFeeMsat;
+    // A replay lent nothing now: it is not counted again (keys are unique per loan, so none is expected).
+    if (!result.replayed) {
+      state.balance += maxFeeMsat;
+      state.feeAdvance += maxFeeMsat;
+    }
     return true;
   });
 
@@ -700,7 +715,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         amountMsat: msat(unused),
         code: 'refund_fee_return',
         reference: `${state.row.id}/refund-fee`,
-        idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.epoch}.${state.payouts}`,
+        idempotencyKey: `st:${state.row.id}:refund-fee-return:${state.epoch}.return${++state.feeReturns}`,
       });
       if (!result.ok) return;
       if (!result.replayed) state.balance -= unused;
@@ -720,6 +735,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (held > 0n) return null;
     const balance = account && balanceOf(account) < state.balance ? balanceOf(account) : state.balance;
     const refund = closing || row.status === 'closed';
+    // Until the close is saved, charges submitted before it may still commit: the close's own
+    // refund follows its save (closeOnce), sized from what they left.
+    if (refund && !state.closeSaved) return null;
     const excess = refund ? balance - state.feeAdvance : balance - row.settleToMsat;
     if (excess <= 0n) return null;
     if (!refund && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return null;
