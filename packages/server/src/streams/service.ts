@@ -465,7 +465,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
-    for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId });
+    for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId }, true);
     return state;
   };
 
@@ -1037,7 +1037,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     else crediting.set(streamId, count - 1);
   };
 
-  const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; maxFeeMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }): void => {
+  /**
+   * `feeInLoan`: told at load (unrecordedOutcomes), where the loan read from the ledger
+   * (lentFromLedger) already spent this payout's routing fee: it is not taken off again.
+   */
+  const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; maxFeeMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }, feeInLoan = false): void => {
     const streamId = streamOfAccount(payment.debitAccountId);
     if (!streamId) return;
     const cached = live.get(streamId);
@@ -1063,7 +1067,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         state.payoutsResolved.add(payment.paymentHash);
       }
       if (state !== cached || !counted) await resyncBalance(state);
-      if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' ? payment.feeMsat ?? 0n : 0n);
+      if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' && !feeInLoan ? payment.feeMsat ?? 0n : 0n);
       if (payment.status === 'succeeded') {
         await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });
         // Money that arrived while this payout was out waited for it (a close's refund too):
@@ -1360,7 +1364,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
     async start() {
       stopped = false;
-      unsubscribers.push(invoices.beforeCredit(creditHook), invoices.onPaid(onInvoicePaid), payments.onResolved(onPaymentResolved));
+      unsubscribers.push(invoices.beforeCredit(creditHook), invoices.onPaid(onInvoicePaid), payments.onResolved((payment) => onPaymentResolved(payment)));
       for (const row of await store.listOpenStreams()) {
         await withStream(row.id, async (state) => {
           // Time while the server was down is not billed: a running meter starts a new segment now.

@@ -1,10 +1,12 @@
-// Two money bugs a review found in the streams service, each reproduced here:
+// Money bugs a review found in the streams service, each reproduced here:
 // 1. A fee budget lent for a refund and returned without a payout (the Lightning address
 //    failed) was keyed by the payout count, so the next try's loan was a replay (nothing
 //    lent) while its return was real: the payer lost the budget, and after a restart the
 //    stream could not be loaded ("more fee budget returned than lent").
 // 2. A refund could be sized while a charge submitted before the close was still
 //    committing: the payer was paid what the charge then took (into debt, with a limit).
+// 3. A payout outcome told at load, when the load could not return the fee budget, took the
+//    route's fee off the loan a second time: that much of the app's budget went to the payer.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -126,5 +128,67 @@ describe('streams: the refund at close waits for the charges submitted before it
     expect(balanceOf(account)).toBe(0n);
     const types = events.map((event) => event.type);
     expect(types.indexOf('closed')).toBeLessThan(types.indexOf('settled'));
+  });
+});
+
+describe('streams: a payout outcome told at load when the load could not return the fee budget', () => {
+  let t: TestSluice;
+  beforeAll(async () => {
+    t = await startTestSluice();
+  });
+  afterAll(async () => t?.close());
+
+  it('takes the route fee off the loan once: the app loses only that fee, the payer gets nothing of the app\'s budget', async () => {
+    const { ledger: real, invoices, payments, clock, records } = t.sluice;
+    const app = await t.createApp();
+    const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '1000000', description: 'float' } });
+    expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    const store = createSqliteStreamStore(openSqlite({ path: ':memory:' }));
+    const first = createStreamService({ store, ledger: real, invoices, payments, clock, logger: createLogger('silent') });
+    await first.start();
+    const alice = t.sluice.devnet!.nodePubkey('alice');
+    const created = await first.create(app.id, {
+      prices: { hit: msat(1000n) }, rateMsatPerS: msat(0n), maximumMsat: msat(0n), settleThresholdMsat: msat(0n), settleToMsat: msat(0n),
+      maxChargeMsat: msat(100_000n), payoutThresholdMsat: msat(0n), expiresAt: null, metadata: '', payoutDestination: { kind: 'keysend', pubkey: alice },
+    });
+    if (!created.ok) throw new Error(created.error);
+    const id = created.stream.id;
+    expect(await first.reward(id, { amountMsat: msat(60_000n), ref: 'r1' })).toMatchObject({ ok: true });
+    const appBefore = balanceOf((await real.getAccount(appAccountId(app.id)))!);
+    const aliceBefore = t.sluice.devnet!.nodeBalanceMsat('alice');
+    // The refund at close is paid; saving its outcome commits and "the process dies" (nobody is told).
+    const finishPayment = records.finishPayment.bind(records);
+    records.finishPayment = async (...args) => {
+      await finishPayment(...args);
+      records.finishPayment = finishPayment;
+      throw new Error('crash: the outcome is durable, nobody was told');
+    };
+    expect(await first.close(id, 'payer')).toMatchObject({ ok: true });
+    for (let i = 0; i < 100 && t.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore !== 60_000n; i += 1) await new Promise((r) => setTimeout(r, 20));
+    await first.stop();
+    // The next process: its load's return of the fee budget is refused once (the ledger overloaded).
+    let refuseReturn = true;
+    const ledger: Ledger = Object.create(real);
+    ledger.apply = async (op) => {
+      if (refuseReturn && op.kind === 'transfer' && op.code === 'refund_fee_return') {
+        refuseReturn = false;
+        return { ok: false, error: 'Overloaded', replayed: false };
+      }
+      return real.apply(op);
+    };
+    for (const key of ['getAccount', 'listTransfers', 'createAccount', 'getTransfer'] as const) (ledger as unknown as Record<string, unknown>)[key] = (real[key] as (...args: unknown[]) => unknown).bind(real);
+    const second = createStreamService({ store, ledger, invoices, payments, clock, logger: createLogger('silent') });
+    await second.start();
+    for (let i = 0; i < 100 && !(await store.listEventsAfter(id, 0, 100)).some((e) => e.type === 'settled'); i += 1) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    await second.stop();
+    const stream = (await real.getAccount(streamAccountId(id)))!;
+    const routeFee = appBefore - balanceOf((await real.getAccount(appAccountId(app.id)))!);
+    // alice got the 60,000 once; the stream holds nothing; the app is short only the route's fee.
+    expect(t.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(60_000n);
+    expect(balanceOf(stream)).toBe(0n);
+    expect(routeFee).toBeGreaterThanOrEqual(0n);
+    expect(routeFee).toBeLessThan(5_000n);
+    expect(await real.sumOfBalances()).toBe(0n);
   });
 });
