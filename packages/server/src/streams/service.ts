@@ -358,10 +358,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * Advances happen only after the close, when no money step (a transfer with a seq) follows,
    * so the transfers newer than the newest money step hold them all.
    */
-  const lentFromLedger = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; inUse: boolean; newestId: string | null }> => {
+  const lentFromLedger = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; inUse: boolean; newestId: string | null; feesSpent: Set<string> }> => {
     let lentMsat = 0n;
     let inUse = false;
     let newestId: string | null = null;
+    /** Payouts (by payment hash) whose routing fee was taken off the loan here. */
+    const feesSpent = new Set<string>();
     for (const transfer of [...newer].reverse()) {
       const debit = transfer.debitAccountId === row.accountId;
       if (transfer.code === 'refund_fee_advance' && !debit) lentMsat += transfer.amountMsat;
@@ -373,6 +375,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           if (!payment) throw new Error(`stream ${row.id}: no payment for the posted payout ${transfer.reference}`);
           const feeMsat = transfer.amountMsat - payment.amountMsat;
           lentMsat -= feeMsat < lentMsat ? feeMsat : lentMsat;
+          feesSpent.add(transfer.reference);
         }
       } else continue;
       if (lentMsat < 0n) {
@@ -383,7 +386,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       }
       newestId = transfer.id;
     }
-    return { lentMsat, inUse, newestId };
+    return { lentMsat, inUse, newestId, feesSpent };
   };
 
   /**
@@ -393,10 +396,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * kept, and that payout's outcome returns what it did not use. The return's key names the
    * newest loan transfer read, so loads that read the same loan return it once.
    */
-  const recoverFeeAdvance = async (row: StreamRow, newer: Transfer[]): Promise<bigint> => {
-    if (row.status !== 'closed') return 0n;
-    const { lentMsat, inUse, newestId } = await lentFromLedger(row, newer);
-    if (lentMsat === 0n || inUse) return lentMsat;
+  const recoverFeeAdvance = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; feesSpent: Set<string> }> => {
+    if (row.status !== 'closed') return { lentMsat: 0n, feesSpent: new Set() };
+    const { lentMsat, inUse, newestId, feesSpent } = await lentFromLedger(row, newer);
+    if (lentMsat === 0n || inUse) return { lentMsat, feesSpent };
     const result = await ledger.apply({
       kind: 'transfer',
       debitAccountId: row.accountId,
@@ -409,10 +412,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (!result.ok) {
       // Kept as the stream's loan (never paid to the payer): the next refund uses it, and its outcome returns the rest.
       logger.warn({ streamId: row.id, error: result.error }, 'could not return a refund fee budget left on a closed stream; kept as its loan');
-      return lentMsat;
+      return { lentMsat, feesSpent };
     }
     logger.warn({ streamId: row.id, amountMsat: lentMsat.toString() }, 'returned a refund fee budget an earlier run left on a closed stream');
-    return 0n;
+    return { lentMsat: 0n, feesSpent };
   };
 
   /**
@@ -446,7 +449,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const row = await store.getStream(streamId);
     if (!row) return null;
     const newest = await newestMoneySeq(row);
-    const feeAdvance = await recoverFeeAdvance(row, newest.newer);
+    const { lentMsat: feeAdvance, feesSpent } = await recoverFeeAdvance(row, newest.newer);
     // Read after the fee budget's return, so the balance holds it.
     const account = await ledger.getAccount(row.accountId);
     if (!account) throw new Error(`stream ${streamId} has no ledger account`);
@@ -465,7 +468,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
-    for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId }, true);
+    for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId }, feesSpent.has(payment.paymentHash));
     return state;
   };
 
@@ -1038,8 +1041,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   };
 
   /**
-   * `feeInLoan`: told at load (unrecordedOutcomes), where the loan read from the ledger
-   * (lentFromLedger) already spent this payout's routing fee: it is not taken off again.
+   * `feeInLoan`: told at load (unrecordedOutcomes) for a payout whose routing fee the loan
+   * read from the ledger (lentFromLedger, which saw it posted) already spent: not taken off
+   * again. (One still pending when the ledger was read is not in the loan's figure.)
    */
   const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; maxFeeMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }, feeInLoan = false): void => {
     const streamId = streamOfAccount(payment.debitAccountId);
