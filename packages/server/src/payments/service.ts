@@ -101,7 +101,6 @@ export interface PaymentServiceDeps {
   reconcileIntervalMs?: number;
 }
 
-/** Default fee budget: 0.5% of the amount, at least 10 sat. */
 /** What a payment record shows (the API, webhook events): the preimage only once succeeded. */
 export function paymentViewFromRow(row: PaymentRow): PaymentView {
   return {
@@ -120,6 +119,7 @@ export function paymentViewFromRow(row: PaymentRow): PaymentView {
   };
 }
 
+/** Default fee budget: 0.5% of the amount, at least 10 sat. */
 export function defaultMaxFeeMsat(amountMsat: Msat): Msat {
   const proportional = mulDivCeil(amountMsat, 5n, 1000n);
   return proportional > 10_000n ? proportional : msat(10_000n);

@@ -379,15 +379,6 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
   const checkpointerOf = (): Checkpointer | null =>
     checkpointer === undefined ? (checkpointer = options.checkpoints === false ? null : checkpointerFor(db, options.checkpoints)) : checkpointer;
   /**
-   * The connection's own synchronous level (FULL from openSqlite, or stricter), read once.
-   * Set with db.exec per batch (~1 µs for both): SQLite applies PRAGMA synchronous while it
-   * prepares the statement, so a statement prepared once and run again would act only through
-   * SQLite's automatic re-prepare (measured: not on its first run). Checked from outside with
-   * strace in sqlite-wal-sync.test.ts.
-   */
-  let ownSyncLevel: number | null = null;
-
-  /**
    * One of the store's own batches: one transaction, committed. With a WAL sync, the commit
    * itself does not fsync (synchronous=NORMAL for this transaction only; the connection's own
    * setting, FULL, again right after, for every other transaction on it) and `durable` is the sync that
@@ -398,20 +389,10 @@ export function createSqliteLedgerStore(db: SqliteDatabase, options: SqliteLedge
     if (wal?.failure) throw wal.failure;
     indexOf().maintain();
     const batch: OwnBatch = { keys: [], accounts: [] };
-    let results: LedgerResult[];
-    if (wal) {
-      ownSyncLevel ??= Number(db.pragma('synchronous', { simple: true }));
-      db.exec('PRAGMA synchronous = NORMAL');
-      try {
-        // BEGIN IMMEDIATE takes the write lock up front, so this transaction cannot fail
-        // halfway with SQLITE_BUSY on its first write.
-        results = applyBatch.immediate(ops, clock.now(), batch);
-      } finally {
-        db.exec(`PRAGMA synchronous = ${ownSyncLevel}`);
-      }
-    } else {
-      results = applyBatch.immediate(ops, clock.now(), batch);
-    }
+    // BEGIN IMMEDIATE takes the write lock up front, so this transaction cannot fail
+    // halfway with SQLITE_BUSY on its first write.
+    const commit = (): LedgerResult[] => applyBatch.immediate(ops, clock.now(), batch);
+    const results = wal ? wal.commitUnsynced(commit) : commit();
     // Committed: memory may now know what the batch wrote (later batches read it; a crash
     // before the sync loses memory and the batch together).
     indexOf().confirm(batch.keys);

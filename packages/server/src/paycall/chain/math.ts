@@ -135,7 +135,7 @@ export function parseChainHeader(value: string | string[] | undefined): ChainCre
     const high = text.charCodeAt(at);
     const low = text.charCodeAt(at + 1);
     if ((high | low) >= 128) return null;
-    // One lookup per byte: -1 unless both are 0-9 a-f (uppercase included).
+    // One lookup per byte: -1 unless both are 0-9 a-f (uppercase is -1 too).
     const value = HEX_PAIRS[(high << 7) | low] as number;
     if (value < 0) return null;
     link[byte] = value;

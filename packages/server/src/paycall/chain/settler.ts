@@ -126,10 +126,11 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
       const rescanMs = deps.rescanMs ?? 0;
       if (rescanMs > 0) {
         rescanTimer = setInterval(() => {
-          // Swept at once: what failed stays due, as in every sweep.
-          store.listUnsettledChainIds().then((found) => sweep(found)).catch((error: unknown) => {
-            logger.warn({ err: error }, 'could not settle the unsettled chains found; looked for again later');
-          });
+          // Swept at once: what fails stays due (and is logged), as in every sweep.
+          store.listUnsettledChainIds().then(
+            (found) => sweep(found).catch(() => undefined),
+            (error: unknown) => logger.warn({ err: error }, 'could not look for unsettled chains; looked for again later'),
+          );
         }, rescanMs);
         rescanTimer.unref();
       }
@@ -137,9 +138,8 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
     async stop() {
       if (rescanTimer !== null) clearInterval(rescanTimer);
       rescanTimer = null;
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-      await sweepDue().catch(() => undefined);
+      // What fails stays in the rows: the next start settles it.
+      await this.flush().catch(() => undefined);
     },
   };
 }

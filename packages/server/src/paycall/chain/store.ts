@@ -122,8 +122,6 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
   // Built on first use, after the caller configured the connection (journal mode).
   let walSync: WalSync | null | undefined;
   const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = options.syncOffLoop === false ? null : createWalSync(db, options.syncFile)) : walSync);
-  /** The connection's own synchronous level (FULL from openSqlite), restored after each index commit. */
-  let ownSyncLevel: number | null = null;
   const insert = db.prepare(`INSERT INTO paycall_chains (${COLUMNS.join(', ')}) VALUES (${COLUMNS.map(() => '?').join(', ')})`);
   const select = db.prepare('SELECT * FROM paycall_chains WHERE id = ?');
   const update = db.prepare("UPDATE paycall_chains SET current_index = ?, current_link = ? WHERE id = ? AND current_index = ? AND status <> 'refunded'");
@@ -169,18 +167,8 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
       if (wal?.failure) throw wal.failure;
       try {
         // IMMEDIATE: take the write lock first, so nothing else writes between our checks and our commit.
-        if (wal) {
-          ownSyncLevel ??= Number(db.pragma('synchronous', { simple: true }));
-          // Per transaction, with exec (see the ledger store): every other transaction stays FULL.
-          db.exec('PRAGMA synchronous = NORMAL');
-          try {
-            commitBatch.immediate(writes);
-          } finally {
-            db.exec(`PRAGMA synchronous = ${ownSyncLevel}`);
-          }
-        } else {
-          commitBatch.immediate(writes);
-        }
+        if (wal) wal.commitUnsynced(() => commitBatch.immediate(writes));
+        else commitBatch.immediate(writes);
       } catch (error) {
         if (error instanceof Conflict) return { ok: false, conflicts: error.ids };
         throw error;
