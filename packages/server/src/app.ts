@@ -22,7 +22,7 @@ import { registerDevnetRoutes, type DevnetWallets } from './http/devnet-routes.j
 import { registerDemoRoutes } from './demo/routes.js';
 import { registerDashboardRoutes } from './dashboard/routes.js';
 import { SYSTEM_ACCOUNTS } from './ledger/accounts.js';
-import { createLedger, type Ledger } from './ledger/group-commit.js';
+import { createLedger, DEFAULT_MAX_QUEUE, type Ledger } from './ledger/group-commit.js';
 import type { LedgerStore } from './ledger/store.js';
 import { applyOpsInTransaction as applySqliteOps, createSqliteLedgerStore, migrateSqliteLedger, SERVER_LEDGER_STORE_OPTIONS } from './ledger/sqlite/store.js';
 import { applyOpsInTransaction as applyPostgresOps, createPostgresLedgerStore, migratePostgresLedger } from './ledger/postgres/store.js';
@@ -37,6 +37,9 @@ import { invoiceFromLightningAddress } from './lightning/lnurl.js';
 import type { Msat } from './money/msat.js';
 import { createStreamService, type StreamService } from './streams/service.js';
 import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from './streams/store.js';
+import { createPostgresStreamMoneyStore, type StreamMoneyStore } from './streams/money-store.js';
+import { createSqliteStreamMoneyStore } from './streams/money-store-sqlite.js';
+import { createMoneyCommitter, type MoneyCommitter } from './streams/money-commit.js';
 import { registerStreamRoutes } from './streams/routes.js';
 import { registerStreamSocket, type StreamSocket, type StreamSocketLimits } from './streams/ws.js';
 import { createL402Service, createPostgresL402BudgetStore, createSqliteL402BudgetStore, type L402BudgetStore, type L402Service } from './paycall/l402/index.js';
@@ -54,6 +57,8 @@ export interface Sluice {
   readonly nodeInfo: NodeInfo;
   readonly store: 'sqlite' | 'postgres';
   readonly ledger: Ledger;
+  /** The group commit of stream money steps (rows streams' charges, rewards and meter steps). */
+  readonly streamMoney: MoneyCommitter;
   readonly records: RecordStore;
   readonly backend: LightningBackend;
   readonly devnet: Devnet | null;
@@ -96,6 +101,8 @@ interface Stores {
   ledgerStore: LedgerStore;
   records: RecordStore;
   streamStore: StreamStore;
+  /** Stream money steps as rows; shares the ledger's database (one transaction holds both). */
+  streamMoney: StreamMoneyStore;
   l402Budgets: L402BudgetStore;
   chainStore: ChainStore;
   webhookStore: WebhookStore;
@@ -103,29 +110,31 @@ interface Stores {
   close(): Promise<void>;
 }
 
-async function openStores(config: Config, clock: Clock): Promise<Stores> {
+async function openStores(config: Config, clock: Clock, logger: Logger): Promise<Stores> {
   if (config.databaseUrl !== null) {
     const sql: PostgresSql = connectPostgres({ url: config.databaseUrl });
     await migratePostgresLedger(sql);
     const ledgerStore = createPostgresLedgerStore(sql, { clock });
     const records = await createPostgresRecordStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
     const streamStore = await createPostgresStreamStore(sql);
+    const streamMoney = createPostgresStreamMoneyStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
     const l402Budgets = await createPostgresL402BudgetStore(sql);
     const chainStore = await createPostgresChainStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
     const webhookStore = await createPostgresWebhookStore(sql);
     const subscriptionStore = await createPostgresSubscriptionStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
-    return { dialect: 'postgres', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, subscriptionStore, close: () => sql.end({ timeout: 5 }) };
+    return { dialect: 'postgres', ledgerStore, records, streamStore, streamMoney, l402Budgets, chainStore, webhookStore, subscriptionStore, close: () => sql.end({ timeout: 5 }) };
   }
   const db: SqliteDatabase = openSqlite({ path: path.join(config.dataDir, 'sluice.sqlite') });
   migrateSqliteLedger(db);
   const ledgerStore = createSqliteLedgerStore(db, { clock, ...SERVER_LEDGER_STORE_OPTIONS });
   const records = createSqliteRecordStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
   const streamStore = createSqliteStreamStore(db);
+  const streamMoney = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { logger });
   const l402Budgets = createSqliteL402BudgetStore(db);
   const chainStore = createSqliteChainStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
   const webhookStore = createSqliteWebhookStore(db);
   const subscriptionStore = createSqliteSubscriptionStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
-  return { dialect: 'sqlite', ledgerStore, records, streamStore, l402Budgets, chainStore, webhookStore, subscriptionStore, close: async () => void db.close() };
+  return { dialect: 'sqlite', ledgerStore, records, streamStore, streamMoney, l402Budgets, chainStore, webhookStore, subscriptionStore, close: async () => void db.close() };
 }
 
 async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {
@@ -161,7 +170,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   const clockOffset = advanceableClock !== null && advanceableClock !== baseClock ? (advanceableClock as ReturnType<typeof createOffsetClock>) : null;
   fs.mkdirSync(config.dataDir, { recursive: true });
 
-  const stores = await openStores(config, clock);
+  const stores = await openStores(config, clock, logger);
   const { ledgerStore, records } = stores;
   if (clockOffset) {
     const saved = Number(await records.getMeta(CLOCK_OFFSET_META) ?? '0');
@@ -171,7 +180,9 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     const created = await ledgerStore.createAccount(spec);
     if (!created.ok) throw new Error(`system account ${spec.id} exists with another spec`);
   }
-  const ledger = createLedger({ store: ledgerStore, maxBatch: config.groupCommitMaxBatch });
+  // The queue holds at least one whole batch (a larger SLUICE_GROUP_COMMIT_MAX_BATCH than the default queue would be refused).
+  const commitQueue = Math.max(DEFAULT_MAX_QUEUE, config.groupCommitMaxBatch);
+  const ledger = createLedger({ store: ledgerStore, maxBatch: config.groupCommitMaxBatch, maxQueue: commitQueue });
 
   const { backend, devnet } = await openBackend(config, clock, logger);
   const nodeInfo = await backend.getInfo();
@@ -216,7 +227,8 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     if (payment.status !== 'pending') webhooks.paymentResolved({ ...payment, status: payment.status });
   });
   const streamStore = observeStreamCloses(stores.streamStore, (stream) => webhooks.streamClosed(stream));
-  const streams = createStreamService({ store: streamStore, ledger, invoices, payments, clock, logger, lightningAddress });
+  const streamMoney = createMoneyCommitter({ store: stores.streamMoney, clock, maxBatch: config.groupCommitMaxBatch, maxQueue: commitQueue });
+  const streams = createStreamService({ store: streamStore, ledger, invoices, payments, clock, logger, lightningAddress, money: streamMoney, settleIntervalMs: config.streamSettleIntervalMs });
   const l402 = await createL402Service({
     records, store: stores.l402Budgets, invoices, clock, logger,
     callsPerToken: config.l402.callsPerToken, tokenTtlS: config.l402.tokenTtlS, invoiceExpiryS: config.invoiceExpiryS,
@@ -253,7 +265,13 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     },
   });
   registerHealthRoutes(http, { nodeInfo: () => nodeInfo, store: stores.dialect });
-  registerAppRoutes(http, { apps, ledger: ledgerStore });
+  registerAppRoutes(http, {
+    apps, ledger: ledgerStore,
+    settleDue: async () => {
+      await streams.settleCharges();
+      await chains.settleSpent();
+    },
+  });
   registerInvoiceRoutes(http, { invoices, defaultExpiryS: config.invoiceExpiryS });
   registerPaymentRoutes(http, { payments });
   registerStreamRoutes(http, { streams, now: () => clock.now() });
@@ -318,6 +336,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     await l402.close();
     await invoices.stop();
     await streams.stop();
+    await streamMoney.drain();
     await chains.stop();
     await subscriptions.stop();
     await payments.stop();
@@ -334,6 +353,7 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     nodeInfo,
     store: stores.dialect,
     ledger,
+    streamMoney,
     records,
     backend,
     devnet,

@@ -30,7 +30,17 @@ const keyJson = (key: ApiKeyRow) => ({ id: key.id, prefix: key.prefix, created_a
 
 const AppIdParams = Type.Object({ app_id: Type.String({ maxLength: 64 }) });
 
-export function registerAppRoutes(app: SluiceFastify, deps: { apps: AppService; ledger: LedgerStore }): void {
+export interface AppRouteDeps {
+  apps: AppService;
+  ledger: LedgerStore;
+  /**
+   * Pays the apps what is due to them in sweeps (stream charges, hash-chain spends) before a
+   * balance is read, so the balance an app reads holds every charge and call it was answered for.
+   */
+  settleDue?: () => Promise<void>;
+}
+
+export function registerAppRoutes(app: SluiceFastify, deps: AppRouteDeps): void {
   app.post('/v1/apps', {
     config: { auth: 'admin' },
     schema: {
@@ -114,7 +124,7 @@ export function registerAppRoutes(app: SluiceFastify, deps: { apps: AppService; 
       tags: ['balance'],
       response: {
         200: Type.Object({
-          balance_msat: Type.String({ description: 'Posted balance.' }),
+          balance_msat: Type.String({ description: 'Posted balance, with every stream charge and hash-chain call answered so far (their sweeps are made first).' }),
           held_msat: Type.String({ description: 'Held by payments in flight.' }),
           available_msat: Type.String({ description: 'What new payments may use: balance minus holds.' }),
         }),
@@ -122,6 +132,7 @@ export function registerAppRoutes(app: SluiceFastify, deps: { apps: AppService; 
       },
     },
   }, async (request) => {
+    await deps.settleDue?.();
     const account = await deps.ledger.getAccount(appOf(request).accountId);
     if (!account) throw new Error(`the account of app ${appOf(request).id} is missing`);
     const balance = balanceOf(account);

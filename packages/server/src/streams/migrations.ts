@@ -51,12 +51,62 @@ ALTER TABLE streams ADD COLUMN settled_at ${int8};
 CREATE INDEX streams_closed_unsettled ON streams(id) WHERE status = 'closed' AND settled_at IS NULL;
 `;
 
+/**
+ * Money steps as compact rows (money-store.ts): one row per charge, reward or meter step,
+ * unique per stream by seq and by ref, and one ledger transfer per stream per commit for the
+ * charges (rewards keep one each: the app's balance must cover every one). `money_rows` marks
+ * the streams whose steps are kept so; a stream opened before this migration keeps one ledger
+ * transfer per step (its refs are in the ledger's idempotency index) for the rest of its life.
+ * `refused`: the step was refused (its ref answers the same refusal again); null: it moved.
+ * `charges_settled_seq`: the app has been paid for the stream's charges up to this seq (the
+ * charges follow their rows in sweeps).
+ */
+const moneyRows = (int8: string, withoutRowid: string) => `
+CREATE TABLE stream_money (
+  stream_id TEXT NOT NULL,
+  seq ${int8} NOT NULL,
+  ref TEXT NOT NULL,
+  name TEXT NOT NULL,
+  amount_msat ${int8} NOT NULL CHECK (amount_msat > 0),
+  at ${int8} NOT NULL,
+  refused TEXT,
+  PRIMARY KEY (stream_id, seq)
+)${withoutRowid};
+CREATE UNIQUE INDEX stream_money_ref ON stream_money(stream_id, ref);
+ALTER TABLE streams ADD COLUMN money_rows INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE streams ADD COLUMN charges_settled_seq ${int8} NOT NULL DEFAULT 0;
+`;
+
+/**
+ * SQLite only: new rows go to stream_money_recent first, a rowid table without an index, so a
+ * commit appends a few pages for a whole batch instead of writing a leaf page per stream in
+ * each of stream_money's two B-trees; they are merged into stream_money stream by stream (see
+ * money-store.ts). The cursor says how far the generation under way is merged.
+ */
+const sqliteRecentTier = `
+CREATE TABLE stream_money_recent (
+  stream_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  ref TEXT NOT NULL,
+  name TEXT NOT NULL,
+  amount_msat INTEGER NOT NULL CHECK (amount_msat > 0),
+  at INTEGER NOT NULL,
+  refused TEXT
+);
+CREATE TABLE stream_money_merge (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  through_rowid INTEGER NOT NULL,
+  below_stream TEXT
+);
+`;
+
 export const sqliteStreamMigrations: ModuleMigrations = {
   module: 'streams',
   migrations: [
     { version: 1, name: 'streams and stream events', sql: tables('INTEGER') },
     { version: 2, name: 'index on closed_at for the webhook catch-up', sql: closedAtIndex },
     { version: 3, name: 'settled_at: closed streams the start-up sweep has found settled', sql: settledAt('INTEGER') },
+    { version: 4, name: 'stream_money: money steps as compact rows', sql: moneyRows('INTEGER', ' WITHOUT ROWID') + sqliteRecentTier },
   ],
 };
 
@@ -66,5 +116,6 @@ export const postgresStreamMigrations: ModuleMigrations = {
     { version: 1, name: 'streams and stream events', sql: tables('BIGINT') },
     { version: 2, name: 'index on closed_at for the webhook catch-up', sql: closedAtIndex },
     { version: 3, name: 'settled_at: closed streams the start-up sweep has found settled', sql: settledAt('BIGINT') },
+    { version: 4, name: 'stream_money: money steps as compact rows', sql: moneyRows('BIGINT', '') },
   ],
 };

@@ -60,6 +60,12 @@ export interface StreamRow extends StreamTerms {
   metadata: string;
   createdAt: number;
   closedAt: number | null;
+  /**
+   * Where its money steps are kept: true, compact rows (stream_money, with one ledger transfer
+   * per stream per commit for its charges); false, one ledger transfer each (streams opened
+   * before the rows existed, or by a service without a money store).
+   */
+  moneyRows: boolean;
 }
 
 export type StreamEventType =

@@ -25,6 +25,9 @@ import { invoiceFromLightningAddress } from '../lightning/lnurl.js';
 import { decodeBolt11 } from '../lightning/bolt11/index.js';
 import type { PayoutDestination, StreamEvent, StreamEventType, StreamRow, StreamTerms, StreamView } from './model.js';
 import type { StreamStore } from './store.js';
+import type { MoneyCommitter } from './money-commit.js';
+import { createChainSettler, type ChainSettler } from '../paycall/chain/settler.js';
+import { CHARGE_REF, isReward, METER_REF, REWARD_REF } from './money-store.js';
 
 export const PAYER_TOKEN_PREFIX = 'pt_';
 /** Limits that keep one stream or one client from exhausting the server. */
@@ -103,6 +106,8 @@ export interface StreamService {
   tick(): Promise<void>;
   /** Streams held in memory: open ones, and closed ones still settling or listened to (metrics, tests). */
   liveStreams(): number;
+  /** Pays the apps now for every charge acknowledged so far (its sweep would within SLUICE_STREAM_SETTLE_INTERVAL_MS): tests, reports. */
+  settleCharges(): Promise<void>;
 }
 
 export interface StreamServiceDeps {
@@ -118,6 +123,14 @@ export interface StreamServiceDeps {
   payoutAskIdleMs?: number;
   /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
   lightningAddress?: typeof invoiceFromLightningAddress;
+  /**
+   * Where new streams keep their money steps: compact rows, committed in groups with one ledger
+   * transfer per stream (money-store.ts). Without it, new streams keep one ledger transfer per
+   * step, as streams opened before the rows existed do. It must share the ledger's database.
+   */
+  money?: MoneyCommitter;
+  /** Longest time between a charge's commit and the app's credit for it (rows streams; default 250 ms). */
+  settleIntervalMs?: number;
 }
 
 interface LiveStream {
@@ -125,6 +138,8 @@ interface LiveStream {
   seq: number;
   balance: bigint;
   held: bigint;
+  /** Charges sent to the money store and not answered yet (rows streams): the limit check counts them as spent. */
+  reserved: bigint;
   pendingOps: number;
   topUp: { paymentHash: string; expiresAt: number } | null;
   topUps: number;
@@ -199,6 +214,8 @@ interface LiveStream {
 export const PAYOUT_ASK_IDLE_MS = 10 * 60_000;
 /** Closed streams read per page by the start's sweep. */
 const SWEEP_PAGE = 100;
+/** How many commits a charge waits for the charges before it, when only they would put it past the payer's limit (applyMoneyRow). */
+const RESERVED_WAITS = 8;
 /** Money seqs per remembered transfer (seqCheckpoints), for resume paging. */
 const CHECKPOINT_EVERY = 1000;
 
@@ -239,7 +256,7 @@ export function validateTerms(terms: StreamTerms): string | null {
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
-    row, seq, balance, held, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
+    row, seq, balance, held, reserved: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
     feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
@@ -247,7 +264,7 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
 }
 
 export function createStreamService(deps: StreamServiceDeps): StreamService {
-  const { store, ledger, invoices, payments, clock, logger } = deps;
+  const { store, ledger, invoices, payments, clock, logger, money } = deps;
   const live = new Map<string, LiveStream>();
   /** Loads under way (see acquire): each caller that joins one is counted busy on the state it yields. */
   const loading = new Map<string, { joiners: number; load: Promise<LiveStream | null> }>();
@@ -261,6 +278,24 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
   let ticking = false;
+  /**
+   * Rows streams' charges reach the app's account in sweeps (money-store.ts): one transfer per
+   * stream for every charge committed since its last sweep, at most settleIntervalMs later.
+   * Until then the stream's ledger account still holds them, so every read of it settles the
+   * stream first (settledLedgerAccount); the cached balance, which limits charges, has them at once.
+   */
+  const settler: ChainSettler | null = money
+    ? createChainSettler({
+      store: { settle: (ids, now) => money.store.settle(ids, now), listUnsettledChainIds: () => money.store.listUnsettled() },
+      clock, logger, intervalMs: deps.settleIntervalMs ?? 250, maxBatch: 1000, what: 'stream charges',
+    })
+    : null;
+
+  /** The stream's ledger account with its committed charges settled into it (a sweep of this stream first). */
+  const settledLedgerAccount = async (row: StreamRow) => {
+    if (row.moneyRows && settler) await settler.settleNow([row.id]);
+    return ledger.getAccount(row.accountId);
+  };
 
   const view = (state: LiveStream): StreamView => ({
     id: state.row.id,
@@ -448,12 +483,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const load = async (streamId: string, entry: { joiners: number }): Promise<LiveStream | null> => {
     const row = await store.getStream(streamId);
     if (!row) return null;
+    // Charges not yet swept are settled first: the ledger read below holds them.
+    if (row.moneyRows && settler) await settler.settleNow([row.id]);
     const newest = await newestMoneySeq(row);
     const { lentMsat: feeAdvance, feesSpent } = await recoverFeeAdvance(row, newest.newer);
     // Read after the fee budget's return, so the balance holds it.
     const account = await ledger.getAccount(row.accountId);
     if (!account) throw new Error(`stream ${streamId} has no ledger account`);
-    const seq = Math.max(await store.maxEventSeq(streamId), newest.seq);
+    if (row.moneyRows && !money) throw new Error(`stream ${streamId} keeps its money steps as rows, and this service has no money store`);
+    const seq = Math.max(await store.maxEventSeq(streamId), newest.seq, row.moneyRows && money ? await money.store.maxSeq(streamId) : 0);
     const unrecorded = await unrecordedOutcomes(row, newest.newer);
     // From here on, callers find the state in `live` (synchronously), not this load.
     loading.delete(streamId);
@@ -632,20 +670,29 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    */
   const moneyEventsBetween = async (state: LiveStream, from: number, to: number): Promise<StreamEvent[]> => {
     const streamId = state.row.id;
+    if (state.row.moneyRows && money) {
+      const events: StreamEvent[] = [];
+      for (const step of await money.store.listBetween(streamId, from, to, RESUME_EVENTS_MAX)) {
+        if (step.refused !== null) continue;
+        const type: StreamEventType = isReward(step.ref) ? 'rewarded' : step.name === 'meter' ? 'metered' : 'charged';
+        events.push({ streamId, seq: step.seq, type, data: { event: step.name, amount_msat: step.amountMsat.toString() }, at: step.at });
+      }
+      return events;
+    }
     let beforeId = checkpointAbove(state, to);
-    const money: StreamEvent[] = [];
+    const found: StreamEvent[] = [];
     for (;;) {
       const transfers = await ledger.listTransfers({ accountId: state.row.accountId, limit: 1000, ...(beforeId ? { beforeId } : {}) });
-      if (transfers.length === 0) return money;
+      if (transfers.length === 0) return found;
       for (const transfer of transfers) {
         const seq = seqFromReference(streamId, transfer.reference);
         if (seq === null) continue;
         rememberCheckpoint(state, seq, transfer.id);
-        if (seq <= from) return money;
+        if (seq <= from) return found;
         if (seq > to) continue;
         const name = transfer.reference.split('/').slice(2).join('/');
         const type: StreamEventType = transfer.code.startsWith('reward:') ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
-        money.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
+        found.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
       }
       beforeId = transfers[transfers.length - 1]?.id;
     }
@@ -733,7 +780,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    */
   const decidePayout = async (state: LiveStream, closing: boolean): Promise<{ amountMsat: Msat; maxFeeMsat: Msat } | null> => {
     const row = state.row;
-    const account = await ledger.getAccount(row.accountId);
+    const account = await settledLedgerAccount(row);
     const held = account && account.debitsPendingMsat > state.held ? account.debitsPendingMsat : state.held;
     if (held > 0n) return null;
     const balance = account && balanceOf(account) < state.balance ? balanceOf(account) : state.balance;
@@ -799,14 +846,114 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (payoutDue(state)) background(state, 'payout', () => maybePayout(state, false));
   };
 
-  /** Applies one money op for the stream; seq is taken before the commit so acks are ordered. */
-  const applyMoney = async (
+  /**
+   * Applies one money step for the stream; its seq is taken before the commit, so acks are
+   * ordered. `ref` is namespaced (CHARGE_REF, REWARD_REF, METER_REF): a retry with the same
+   * one gets the first answer. Rows streams commit it as a row (applyMoneyRow); the others as
+   * a ledger transfer of its own, under the idempotency key `st:<stream>:<ref>`.
+   */
+  const applyMoney = (
     state: LiveStream,
     name: string,
     type: 'charged' | 'rewarded' | 'metered',
     amountMsat: Msat,
     direction: 'charge' | 'reward',
-    idempotencyKey: string | undefined,
+    ref: string,
+  ): Promise<MoneyAck | Fail> =>
+    state.row.moneyRows && money ? applyMoneyRow(state, name, type, amountMsat, direction, ref, money) : applyMoneyTransfer(state, name, type, amountMsat, direction, ref);
+
+  const refusedFor = (direction: 'charge' | 'reward'): Fail => ({ ok: false, error: direction === 'charge' ? 'LimitExceeded' : 'AppInsufficientBalance' });
+
+  /** A money step that moved: the cached balance follows, subscribers hear of it in seq order, settlement work starts if due. */
+  const moved = (state: LiveStream, seq: number, name: string, type: 'charged' | 'rewarded' | 'metered', amountMsat: Msat, direction: 'charge' | 'reward'): MoneyAck => {
+    state.balance += direction === 'charge' ? -amountMsat : amountMsat;
+    const created = event(state, type, { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
+    deliver(state, seq, created);
+    afterMoney(state);
+    return { ok: true, seq, amountMsat, balanceMsat: state.balance, replayed: false };
+  };
+
+  /**
+   * The step as a row (money-store.ts). A charge is checked against the payer's limit here, in
+   * memory, counting the charges still committing (`reserved`) and the payouts' holds, because
+   * the ledger sees only the stream's summed transfer of each commit (and checks it again).
+   * One refused here is still committed, as refused, so its ref answers the same refusal again.
+   */
+  const applyMoneyRow = async (
+    state: LiveStream,
+    name: string,
+    type: 'charged' | 'rewarded' | 'metered',
+    amountMsat: Msat,
+    direction: 'charge' | 'reward',
+    ref: string,
+    committer: MoneyCommitter,
+  ): Promise<MoneyAck | Fail> => {
+    const row = state.row;
+    state.ownSteps += 1;
+    // Counted before any wait: a close waits for this step (its charge must not follow the close).
+    state.pendingOps += 1;
+    let refused = false;
+    let reserved = 0n;
+    let seq = 0;
+    let delivered = false;
+    try {
+      // The app's balance must cover a reward: this stream's charges not yet swept count in it.
+      if (direction === 'reward' && settler) await settler.settleNow([row.id]);
+      if (direction === 'charge') {
+        refused = state.balance - state.held - amountMsat < -row.maximumMsat;
+        // Refused only because of charges still committing: some may be replays, which move
+        // nothing. It waits for them, as the ledger's own check came after the steps before it.
+        for (let tries = 0; !refused && state.reserved > 0n && state.balance - state.held - state.reserved - amountMsat < -row.maximumMsat; tries += 1) {
+          if (tries === RESERVED_WAITS) {
+            refused = true;
+            break;
+          }
+          await committer.afterQueued();
+          refused = state.balance - state.held - amountMsat < -row.maximumMsat;
+        }
+        if (!refused) state.reserved += reserved = amountMsat;
+      }
+      // Taken as the step is submitted, after any wait: a stream's steps then commit in seq
+      // order, which the sweeps rely on (a settled seq never passes a charge still to come).
+      seq = ++state.seq;
+      const outcome = await committer.submit({
+        streamId: row.id, accountId: row.accountId, appId: row.appId, seq, ref, name, amountMsat, at: clock.now(),
+        ...(refused ? { refused: 'LimitExceeded' as const } : {}),
+      });
+      // Released in the same turn as the balance below moves, so the limit check never counts a charge twice or not at all.
+      state.reserved -= reserved;
+      reserved = 0n;
+      if (outcome === 'Overloaded') return { ok: false, error: 'Overloaded' };
+      if (outcome.kind === 'replay') {
+        const first = outcome.first;
+        if (first.name !== name || first.amountMsat !== amountMsat) return { ok: false, error: 'IdempotencyConflict' };
+        if (first.refused !== null) return refusedFor(direction);
+        return { ok: true, seq: first.seq, amountMsat: first.amountMsat, balanceMsat: state.balance, replayed: true };
+      }
+      if (outcome.refused !== null) return refusedFor(direction);
+      if (direction === 'charge') settler?.noteCommitted(row.id);
+      const ack = moved(state, seq, name, type, amountMsat, direction);
+      delivered = true;
+      return ack;
+    } catch (error) {
+      // The commit's outcome is unknown (it may have happened): the cached balance is read again from the ledger.
+      background(state, 'balance re-read after a failed money commit', () => resyncBalance(state));
+      throw error;
+    } finally {
+      state.reserved -= reserved;
+      if (!delivered && seq !== 0) deliver(state, seq, null);
+      state.pendingOps -= 1;
+    }
+  };
+
+  /** The step as a ledger transfer of its own (streams opened before the rows existed). */
+  const applyMoneyTransfer = async (
+    state: LiveStream,
+    name: string,
+    type: 'charged' | 'rewarded' | 'metered',
+    amountMsat: Msat,
+    direction: 'charge' | 'reward',
+    ref: string,
   ): Promise<MoneyAck | Fail> => {
     const row = state.row;
     const seq = ++state.seq;
@@ -823,10 +970,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         // reference carries the seq, which a retry cannot know (it gets the first one back).
         code: `${direction}:${name}`,
         reference: referenceFor(row.id, seq, name),
-        ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
+        idempotencyKey: `st:${row.id}:${ref}`,
       });
       if (!result.ok) {
-        if (result.error === 'LimitExceeded') return { ok: false, error: direction === 'charge' ? 'LimitExceeded' : 'AppInsufficientBalance' };
+        if (result.error === 'LimitExceeded') return refusedFor(direction);
         if (result.error === 'IdempotencyConflict' || result.error === 'Overloaded') return { ok: false, error: result.error };
         throw new Error(`ledger refused a stream ${direction}: ${result.error}`);
       }
@@ -836,13 +983,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         const firstSeq = seqFromReference(row.id, result.transfer.reference) ?? seq;
         return { ok: true, seq: firstSeq, amountMsat: result.transfer.amountMsat, balanceMsat: state.balance, replayed: true };
       }
-      state.balance += direction === 'charge' ? -amountMsat : amountMsat;
       rememberCheckpoint(state, seq, result.transfer.id);
-      const created = event(state, type, { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
-      deliver(state, seq, created);
+      const ack = moved(state, seq, name, type, amountMsat, direction);
       delivered = true;
-      afterMoney(state);
-      return { ok: true, seq, amountMsat, balanceMsat: state.balance, replayed: false };
+      return ack;
     } finally {
       if (!delivered) deliver(state, seq, null);
       state.pendingOps -= 1;
@@ -882,8 +1026,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       amount += (row.rateMsatPerS * BigInt(elapsedMs - wholeSeconds * 1000)) / 1000n;
     }
     if (amount <= 0n) return null;
-    const key = `st:${row.id}:m:${row.meterSegment}:${row.meterSecondsCharged}:${final ? 'final' : chargedSeconds}`;
-    const result = await applyMoney(state, 'meter', 'metered', msat(amount), 'charge', key);
+    const ref = `${METER_REF}${row.meterSegment}:${row.meterSecondsCharged}:${final ? 'final' : chargedSeconds}`;
+    const result = await applyMoney(state, 'meter', 'metered', msat(amount), 'charge', ref);
     if (!result.ok) return result.error;
     row.meterSecondsCharged = chargedSeconds;
     return null;
@@ -965,7 +1109,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         continue;
       }
       const steps = state.ownSteps;
-      const account = await ledger.getAccount(state.row.accountId);
+      const account = await settledLedgerAccount(state.row);
       if (!account) return;
       if (state.pendingOps === 0 && state.ownSteps === steps) {
         state.balance = balanceOf(account);
@@ -1119,7 +1263,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const markSettledUnlessCredited = async (row: StreamRow): Promise<void> => {
     await store.markSettled(row.id, clock.now());
     if (!crediting.has(row.id)) {
-      const account = await ledger.getAccount(row.accountId);
+      const account = await settledLedgerAccount(row);
       if (account && balanceOf(account) <= 0n) return;
     }
     await store.markSettled(row.id, null);
@@ -1180,7 +1324,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       const row: StreamRow = {
         ...input,
         id, appId, accountId, payerTokenHash: hashPayerToken(payerToken), status: 'open', meter: 'stopped',
-        meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0, createdAt: now, closedAt: null,
+        meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0, createdAt: now, closedAt: null, moneyRows: money !== undefined,
       };
       const state = newLiveState(row, 1, 0n, 0n);
       await store.insertStream(row, event(state, 'created', { balance_msat: '0' }, 1));
@@ -1233,7 +1377,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         }
         if (amount === 0n) return { ok: false, error: 'ZeroAmount' };
         if (amount > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
-        return applyMoney(state, name, 'charged', msat(amount), 'charge', `st:${streamId}:c:${input.ref}`);
+        return applyMoney(state, name, 'charged', msat(amount), 'charge', CHARGE_REF + input.ref);
       });
     },
 
@@ -1241,7 +1385,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       return withOpenStream<MoneyAck>(streamId, async (state) => {
         if (input.amountMsat === 0n) return { ok: false, error: 'ZeroAmount' };
         if (input.amountMsat > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
-        return applyMoney(state, 'reward', 'rewarded', input.amountMsat, 'reward', `st:${streamId}:r:${input.ref}`);
+        return applyMoney(state, 'reward', 'rewarded', input.amountMsat, 'reward', REWARD_REF + input.ref);
       });
     },
 
@@ -1336,8 +1480,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         while (from < delivered) {
           const end = Math.min(from + RESUME_EVENTS_MAX, delivered);
           const stored = (await store.listEventsAfter(streamId, from, RESUME_EVENTS_MAX)).filter((event) => event.seq <= end);
-          const money = await moneyEventsBetween(state, from, end);
-          if (stored.length + money.length > 0) return [...stored, ...money].sort((a, b) => a.seq - b.seq);
+          const moneyEvents = await moneyEventsBetween(state, from, end);
+          if (stored.length + moneyEvents.length > 0) return [...stored, ...moneyEvents].sort((a, b) => a.seq - b.seq);
           from = end;
         }
         return [];
@@ -1369,6 +1513,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     async start() {
       stopped = false;
       unsubscribers.push(invoices.beforeCredit(creditHook), invoices.onPaid(onInvoicePaid), payments.onResolved((payment) => onPaymentResolved(payment)));
+      // Charges an earlier run committed and did not sweep reach their apps before anything reads a balance.
+      await settler?.start();
       for (const row of await store.listOpenStreams()) {
         await withStream(row.id, async (state) => {
           // Time while the server was down is not billed: a running meter starts a new segment now.
@@ -1392,9 +1538,17 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       if (timer) clearTimeout(timer);
       for (const unsubscribe of unsubscribers.splice(0)) unsubscribe();
       while (ticking) await new Promise((resolve) => setTimeout(resolve, 5));
+      // What was committed is settled before the process goes (what fails, the next start settles).
+      await money?.drain();
+      await settler?.stop();
     },
 
     liveStreams: () => live.size,
+
+    async settleCharges() {
+      await money?.drain();
+      await settler?.flush();
+    },
 
     async tick() {
       if (ticking) return;

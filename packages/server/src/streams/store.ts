@@ -65,6 +65,7 @@ function streamFromRow(row: Row): StreamRow {
     metadata: row.metadata as string,
     createdAt: num(row.created_at),
     closedAt: row.closed_at === null ? null : num(row.closed_at),
+    moneyRows: num(row.money_rows) === 1,
   };
 }
 
@@ -81,7 +82,7 @@ function eventFromRow(row: Row): StreamEvent {
 const COLUMNS = [
   'id', 'app_id', 'account_id', 'payer_token_hash', 'prices', 'rate_msat_per_s', 'maximum_msat', 'settle_threshold_msat',
   'settle_to_msat', 'max_charge_msat', 'payout_threshold_msat', 'expires_at', 'payout_destination', 'status', 'meter',
-  'meter_segment', 'meter_segment_started_at', 'meter_seconds_charged', 'metadata', 'created_at', 'closed_at',
+  'meter_segment', 'meter_segment_started_at', 'meter_seconds_charged', 'metadata', 'created_at', 'closed_at', 'money_rows',
 ];
 
 function values(row: StreamRow): unknown[] {
@@ -91,6 +92,7 @@ function values(row: StreamRow): unknown[] {
     row.rateMsatPerS, row.maximumMsat, row.settleThresholdMsat, row.settleToMsat, row.maxChargeMsat, row.payoutThresholdMsat,
     row.expiresAt, row.payoutDestination === null ? null : JSON.stringify(row.payoutDestination), row.status, row.meter,
     row.meterSegment, row.meterSegmentStartedAt, row.meterSecondsCharged, row.metadata, row.createdAt, row.closedAt,
+    row.moneyRows ? 1 : 0,
   ];
 }
 

@@ -1,9 +1,9 @@
-// The meter's charge refused because the ledger is overloaded (its queue full: nothing was
-// applied) is not the payer running out of money: the meter runs on and the seconds are
+// The meter's charge refused because the money steps' group commit is overloaded (its queue
+// full: nothing was written) is not the payer running out of money: the meter runs on and the seconds are
 // charged by the next try, never paused as insufficient_funds, never charged twice.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../src/clock.js';
-import type { LedgerOp } from '../../src/ledger/store.js';
+import type { MoneyStep } from '../../src/streams/money-store.js';
 import { balanceOf } from '../../src/ledger/store.js';
 import { streamAccountId } from '../../src/streams/service.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
@@ -14,12 +14,12 @@ describe('meter charges on an overloaded ledger', () => {
   let overloaded = false;
   beforeAll(async () => {
     t = await startTestSluice({ clock });
-    // The ledger answers the meter's charges Overloaded while `overloaded` is set, as a full queue does.
-    const ledger = t.sluice.ledger;
-    const apply = ledger.apply.bind(ledger);
-    ledger.apply = async (op: LedgerOp) => {
-      if (overloaded && op.kind === 'transfer' && op.code === 'charge:meter') return { ok: false, error: 'Overloaded', replayed: false };
-      return apply(op);
+    // The group commit answers the meter's steps Overloaded while `overloaded` is set, as a full queue does.
+    const committer = t.sluice.streamMoney;
+    const submit = committer.submit.bind(committer);
+    committer.submit = async (step: MoneyStep) => {
+      if (overloaded && step.name === 'meter') return 'Overloaded';
+      return submit(step);
     };
   });
   afterAll(async () => t?.close());
@@ -37,7 +37,10 @@ describe('meter charges on an overloaded ledger', () => {
     expect((await t.sluice.streams.meter(streamId, 'start', 'app')).ok).toBe(true);
     return streamId;
   };
-  const ledgerBalance = async (streamId: string): Promise<bigint> => balanceOf((await t.sluice.ledger.getAccount(streamAccountId(streamId)))!);
+  const ledgerBalance = async (streamId: string): Promise<bigint> => {
+    await t.sluice.streams.settleCharges();
+    return balanceOf((await t.sluice.ledger.getAccount(streamAccountId(streamId)))!);
+  };
   const meterEvents = async (streamId: string) => (await t.sluice.streams.eventsAfter(streamId, 0)).filter((e) => ['paused', 'metered'].includes(e.type));
 
   it("keeps the meter running when the clock's charge is refused as overloaded, and charges those seconds at the next tick", async () => {

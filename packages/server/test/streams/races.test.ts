@@ -25,6 +25,7 @@ describe('stream meter races', () => {
   };
 
   const ledgerBalance = async (streamId: string): Promise<bigint> => {
+    await t.sluice.streams.settleCharges();
     const account = await t.sluice.ledger.getAccount(streamAccountId(streamId));
     return balanceOf(account!);
   };

@@ -47,6 +47,8 @@ describe('streams: a refund retried after its Lightning address failed', () => {
     // The payer listens: the stream stays in memory (one epoch) across both tries.
     const events: { type: string }[] = [];
     const unsubscribe = t.sluice.streams.subscribe(id, (event) => events.push(event));
+    // The app is paid for the charges in a sweep: settled now, so the figure below holds them.
+    await t.sluice.streams.settleCharges();
     const appBefore = balanceOf((await t.sluice.ledger.getAccount(appAccountId(app.id)))!);
     const erinBefore = t.sluice.devnet!.nodeBalanceMsat('erin');
     expect((await t.call('POST', `/v1/streams/${id}/close`, { key: token })).status).toBe(200);

@@ -27,7 +27,10 @@ export interface ChainSettler {
 }
 
 export interface ChainSettlerDeps {
-  store: ChainStore;
+  /** Only its sweeps (the streams' money store sweeps its streams' charges through the same settler). */
+  store: Pick<ChainStore, 'settle' | 'listUnsettledChainIds'>;
+  /** What is settled, for the logs (default "chain steps"). */
+  what?: string;
   clock: Clock;
   logger: Logger;
   /** Longest time between a call's commit and the app's credit for it. */
@@ -44,6 +47,7 @@ export interface ChainSettlerDeps {
 
 export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
   const { store, clock, logger, intervalMs, maxBatch } = deps;
+  const what = deps.what ?? 'chain steps';
   const due = new Set<string>();
   let timer: NodeJS.Timeout | null = null;
   let rescanTimer: NodeJS.Timeout | null = null;
@@ -82,7 +86,7 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
       const { failed, error } = await settleAll(ids);
       if (failed.length === 0) return;
       for (const id of failed) due.add(id);
-      logger.error({ err: error, chains: failed.length }, 'could not settle spent chain steps to the apps; retried at the next sweep');
+      logger.error({ err: error, ids: failed.length }, `could not settle ${what} to the apps; retried at the next sweep`);
       arm();
       throw error;
     });
@@ -119,7 +123,7 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
     },
     async start() {
       const ids = await store.listUnsettledChainIds();
-      if (ids.length > 0) logger.info({ chains: ids.length }, 'settling chain steps an earlier run spent but did not settle');
+      if (ids.length > 0) logger.info({ ids: ids.length }, `settling ${what} an earlier run left unsettled`);
       // A chain that cannot be settled now stays due (logged, retried every interval): it
       // must not keep the server from starting.
       await sweep(ids).catch(() => undefined);
@@ -129,7 +133,7 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
           // Swept at once: what fails stays due (and is logged), as in every sweep.
           store.listUnsettledChainIds().then(
             (found) => sweep(found).catch(() => undefined),
-            (error: unknown) => logger.warn({ err: error }, 'could not look for unsettled chains; looked for again later'),
+            (error: unknown) => logger.warn({ err: error }, `could not look for unsettled ${what}; looked for again later`),
           );
         }, rescanMs);
         rescanTimer.unref();

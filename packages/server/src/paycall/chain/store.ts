@@ -12,7 +12,7 @@
  * Sluices) advanced or refunded it, the whole batch is rolled back and the conflicting
  * chains are named, so no link is ever accepted twice and a refunded chain never pays again.
  */
-import type { PostgresSql, PostgresTransaction } from '../../db/postgres.js';
+import { retryTransaction, type PostgresSql, type PostgresTransaction } from '../../db/postgres.js';
 import type { SqliteDatabase } from '../../db/sqlite.js';
 import { migratePostgres, migrateSqlite } from '../../db/migrate.js';
 import { createWalSync, type SyncFile, type WalSync } from '../../ledger/sqlite/wal-sync.js';
@@ -187,9 +187,6 @@ export function createSqliteChainStore(db: SqliteDatabase, applyLedgerOps: Sqlit
   };
 }
 
-/** Serialization failures and deadlocks: the whole batch may simply be tried again. */
-const RETRYABLE_CODES = new Set(['40001', '40P01']);
-const MAX_ATTEMPTS = 5;
 
 export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): Promise<ChainStore> {
   await migratePostgres(sql, postgresChainMigrations);
@@ -233,17 +230,8 @@ export async function createPostgresChainStore(sql: PostgresSql, applyLedgerOps:
       assertLedgerApplied(await applyLedgerOps(tx as unknown as PostgresTransaction, chains.map(settlementOp), now));
       return chains.length;
     }) as Promise<number>;
-  /** Serialization failures and deadlocks: the whole transaction is tried again. */
-  const retried = async <T>(work: () => Promise<T>): Promise<T> => {
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        return await work();
-      } catch (error) {
-        const code = (error as { code?: unknown } | null)?.code;
-        if (error instanceof Conflict || typeof code !== 'string' || !RETRYABLE_CODES.has(code) || attempt >= MAX_ATTEMPTS) throw error;
-      }
-    }
-  };
+  /** Serialization failures and deadlocks: the whole transaction is tried again (a conflict is an answer, not a failure). */
+  const retried = <T>(work: () => Promise<T>): Promise<T> => retryTransaction(work, { final: (error) => error instanceof Conflict });
   return {
     dialect: 'postgres',
     async insertChain(row) {

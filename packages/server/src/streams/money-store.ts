@@ -1,0 +1,280 @@
+/**
+ * A stream's money steps (charges, rewards, meter steps) as compact rows, SQLite and
+ * PostgreSQL. Why not one ledger transfer per step, as before: each one was a transfer row,
+ * two account updates and an idempotency record (the step's ref), about half of what a charge
+ * cost the server. Here a step is one row, unique per stream by seq (resume reads them in
+ * order) and by ref (a retry finds its first answer), and ONE transaction per batch (`commit`)
+ * writes the rows, with one ledger transfer per reward (the app's balance must cover each).
+ * The charges' money follows in sweeps (`settle`, the service's settler): one transfer per
+ * stream for every charge committed since its last one, recorded in the same transaction as
+ * the stream's `charges_settled_seq`, so rows and ledger never disagree, even across a crash:
+ *   app revenue from the stream's charges = the charges with seq <= charges_settled_seq
+ * A stream's steps commit in seq order (the service takes the seq as it submits the step),
+ * so a settled seq never passes a charge still to come.
+ *
+ * The service checks each charge against the payer's limit in memory before it is sent here
+ * (one process owns a stream's live state), counting the charges not yet settled; the ledger
+ * checks the summed transfer again when it is swept.
+ *
+ * A refusal is a row too (`refused`): the ref then answers the same refusal again, as the
+ * ledger's idempotency records did, so a step once refused is never applied by a late retry.
+ *
+ * PostgreSQL here; SQLite, whose commits write whole pages, in money-store-sqlite.ts (two tiers).
+ */
+import { retryTransaction, type PostgresSql, type PostgresTransaction } from '../db/postgres.js';
+import type { LedgerOp } from '../ledger/store.js';
+import { msat, type Msat } from '../money/msat.js';
+import type { PostgresLedgerApply } from '../records/postgres.js';
+import { appAccountId } from '../apps/service.js';
+
+/** The namespaces of a step's ref: the protocol's charge and reward refs, and the meter's own. */
+export const CHARGE_REF = 'c:';
+export const REWARD_REF = 'r:';
+export const METER_REF = 'm:';
+
+export interface MoneyStep {
+  streamId: string;
+  /** The stream's ledger account (the payer's position). */
+  accountId: string;
+  appId: string;
+  seq: number;
+  /** Namespaced: CHARGE_REF, REWARD_REF or METER_REF, then the ref. */
+  ref: string;
+  /** The event name ('hit', 'amount', 'meter', 'reward'). */
+  name: string;
+  amountMsat: Msat;
+  at: number;
+  /** Set when the service refused the step before the ledger (the payer's limit): recorded as refused, nothing moves. */
+  refused?: 'LimitExceeded';
+}
+
+export interface MoneyRow {
+  seq: number;
+  ref: string;
+  name: string;
+  amountMsat: Msat;
+  at: number;
+  /** Why it was refused; null: it moved. */
+  refused: string | null;
+}
+
+export type MoneyOutcome =
+  /** Written and (unless refused) moved, durably. */
+  | { kind: 'written'; refused: string | null }
+  /** The ref was already taken: the first step with it (which may itself be refused). */
+  | { kind: 'replay'; first: MoneyRow };
+
+export interface StreamMoneyStore {
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Writes the steps and moves their money, in one transaction; resolves once it is durable. Outcomes are in step order. */
+  commit(steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]>;
+  /** The stream's steps with seq in (afterSeq, toSeq], in seq order, at most `limit`. */
+  listBetween(streamId: string, afterSeq: number, toSeq: number, limit: number): Promise<MoneyRow[]>;
+  findByRef(streamId: string, ref: string): Promise<MoneyRow | null>;
+  /** The stream's highest step seq (0: none). */
+  maxSeq(streamId: string): Promise<number>;
+  /**
+   * Pays the apps for these streams' charges committed since their last settlement, one
+   * transfer per stream, and records how far each is settled (streams.charges_settled_seq), in
+   * one transaction. Streams with nothing to settle are skipped. Returns how many were settled.
+   */
+  settle(streamIds: readonly string[], now: number): Promise<number>;
+  /** Streams with charges past their settled seq (a crash before a sweep): read at start-up. */
+  listUnsettled(): Promise<string[]>;
+}
+
+export function isReward(ref: string): boolean {
+  return ref.startsWith(REWARD_REF);
+}
+
+export type Row = Record<string, unknown>;
+
+export function moneyFromRow(row: Row): MoneyRow {
+  return {
+    seq: Number(row.seq as bigint | number),
+    ref: row.ref as string,
+    name: row.name as string,
+    amountMsat: msat(BigInt(row.amount_msat as bigint | number)),
+    at: Number(row.at as bigint | number),
+    refused: (row.refused as string | null) ?? null,
+  };
+}
+
+/**
+ * The ledger ops of a commit: one transfer per reward written (not refused, not a replay),
+ * which the app's balance must cover now. `owners[i]` are the step indexes op i moves.
+ * Charges move later, summed per stream, in a sweep (chargesSettlementOp).
+ */
+export function rewardOps(steps: readonly MoneyStep[], written: readonly number[]): { ops: LedgerOp[]; owners: number[][] } {
+  const ops: LedgerOp[] = [];
+  const owners: number[][] = [];
+  for (const index of written) {
+    const step = steps[index] as MoneyStep;
+    if (!isReward(step.ref)) continue;
+    ops.push({
+      kind: 'transfer',
+      debitAccountId: appAccountId(step.appId),
+      creditAccountId: step.accountId,
+      amountMsat: step.amountMsat,
+      code: 'reward:reward',
+      reference: `${step.streamId}/${step.seq}/reward`,
+    });
+    owners.push([index]);
+  }
+  return { ops, owners };
+}
+
+/** What a sweep needs of one stream whose charges passed its settled seq. */
+export interface UnsettledCharges {
+  streamId: string;
+  accountId: string;
+  appId: string;
+  /** The stream's charges_settled_seq before, and after, this settlement. */
+  fromSeq: number;
+  toSeq: number;
+  sumMsat: bigint;
+}
+
+/**
+ * The transfer that pays the app for a stream's charges with seq in (fromSeq, toSeq]. Its
+ * reference names the stream and toSeq (unique: the settled seq only grows), and reads as a
+ * money step's at load (the newest one with a seq).
+ */
+export function chargesSettlementOp(unsettled: UnsettledCharges): LedgerOp {
+  return {
+    kind: 'transfer',
+    debitAccountId: unsettled.accountId,
+    creditAccountId: appAccountId(unsettled.appId),
+    amountMsat: msat(unsettled.sumMsat),
+    code: 'stream_charges',
+    reference: `${unsettled.streamId}/${unsettled.toSeq}/charges`,
+  };
+}
+
+/** A settlement the ledger refused: the stream's cached balance and the ledger disagree (a bug); the sweep keeps it due. */
+export function assertSettled(results: readonly { ok: boolean; error?: string }[]): void {
+  const refused = results.find((result) => !result.ok);
+  if (refused) throw new Error(`a stream's charges settlement was refused by the ledger (${refused.error}): its balance and its rows disagree`);
+}
+
+/** A refused reward: anything but the app's limit is a bug, and aborts the batch. */
+export function refusalOf(result: { ok: boolean; error?: string }): string | null {
+  if (result.ok) return null;
+  if (result.error === 'LimitExceeded') return 'LimitExceeded';
+  throw new Error(`the ledger refused a stream's money step: ${result.error}`);
+}
+
+export const SELECT_COLUMNS = 'seq, ref, name, amount_msat, at, refused';
+
+
+export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): StreamMoneyStore {
+  const commitOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
+    sql.begin(async (tx: PostgresTransaction) => {
+      const outcomes: MoneyOutcome[] = new Array(steps.length);
+      // One statement for the batch; RETURNING names the rows written, the others' refs were taken.
+      const inserted = (await tx.unsafe(
+        `INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused)
+         SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[])
+         ON CONFLICT (stream_id, ref) DO NOTHING RETURNING stream_id, seq`,
+        [
+          steps.map((s) => s.streamId), steps.map((s) => String(s.seq)), steps.map((s) => s.ref), steps.map((s) => s.name),
+          steps.map((s) => s.amountMsat.toString()), steps.map((s) => String(s.at)), steps.map((s) => s.refused ?? null),
+        ] as never[],
+      )) as unknown as Row[];
+      const writtenKeys = new Set(inserted.map((row) => `${row.stream_id as string}/${Number(row.seq as bigint | number)}`));
+      const written: number[] = [];
+      const replays: number[] = [];
+      steps.forEach((step, i) => {
+        if (writtenKeys.has(`${step.streamId}/${step.seq}`)) {
+          outcomes[i] = { kind: 'written', refused: step.refused ?? null };
+          if (step.refused === undefined) written.push(i);
+        } else replays.push(i);
+      });
+      const { ops, owners } = rewardOps(steps, written);
+      const results = ops.length === 0 ? [] : await applyLedgerOps(tx, ops, now);
+      const refusedSteps: { index: number; refused: string }[] = [];
+      results.forEach((result, op) => {
+        const refused = refusalOf(result);
+        if (refused !== null) for (const index of owners[op] as number[]) refusedSteps.push({ index, refused });
+      });
+      if (refusedSteps.length > 0) {
+        await tx.unsafe(
+          `UPDATE stream_money AS m SET refused = u.refused FROM unnest($1::text[], $2::int8[], $3::text[]) AS u(stream_id, seq, refused)
+           WHERE m.stream_id = u.stream_id AND m.seq = u.seq`,
+          [
+            refusedSteps.map(({ index }) => (steps[index] as MoneyStep).streamId), refusedSteps.map(({ index }) => String((steps[index] as MoneyStep).seq)),
+            refusedSteps.map(({ refused }) => refused),
+          ] as never[],
+        );
+        for (const { index, refused } of refusedSteps) outcomes[index] = { kind: 'written', refused };
+      }
+      // Read last: a first step of this same batch answers as the ledger left it.
+      if (replays.length > 0) {
+        const found = (await tx.unsafe(
+          `SELECT m.stream_id, m.seq, m.ref, m.name, m.amount_msat, m.at, m.refused FROM stream_money m
+           JOIN unnest($1::text[], $2::text[]) AS k(stream_id, ref) ON m.stream_id = k.stream_id AND m.ref = k.ref`,
+          [replays.map((i) => (steps[i] as MoneyStep).streamId), replays.map((i) => (steps[i] as MoneyStep).ref)] as never[],
+        )) as unknown as Row[];
+        const firsts = new Map(found.map((row) => [`${row.stream_id as string}/${row.ref as string}`, moneyFromRow(row)]));
+        for (const i of replays) {
+          const step = steps[i] as MoneyStep;
+          const first = firsts.get(`${step.streamId}/${step.ref}`);
+          if (!first) throw new Error(`stream ${step.streamId}: money step ${step.ref} was neither written nor found`);
+          outcomes[i] = { kind: 'replay', first };
+        }
+      }
+      return outcomes;
+    }) as Promise<MoneyOutcome[]>;
+  const unsettledSql = (only: boolean) => `
+    SELECT s.id, s.account_id, s.app_id, s.charges_settled_seq, SUM(m.amount_msat) AS sum, MAX(m.seq) AS to_seq
+    FROM streams s JOIN stream_money m ON m.stream_id = s.id AND m.seq > s.charges_settled_seq
+    WHERE m.refused IS NULL AND m.ref NOT LIKE '${REWARD_REF}%'${only ? ' AND s.id = ANY($1::text[])' : ''}
+    GROUP BY s.id, s.account_id, s.app_id, s.charges_settled_seq ORDER BY s.id`;
+  const settleOnce = (ids: readonly string[], now: number): Promise<number> =>
+    sql.begin(async (tx: PostgresTransaction) => {
+      // Locked in id order: two sweeps cannot deadlock, and a stream is settled from one settled seq once.
+      await tx.unsafe('SELECT id FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[...ids]] as never[]);
+      const rows = (await tx.unsafe(unsettledSql(true), [[...ids]] as never[])) as unknown as Row[];
+      const unsettled = rows.map((row): UnsettledCharges => ({
+        streamId: row.id as string, accountId: row.account_id as string, appId: row.app_id as string,
+        fromSeq: Number(row.charges_settled_seq as bigint | number), toSeq: Number(row.to_seq as bigint | number), sumMsat: BigInt(row.sum as string | bigint),
+      }));
+      if (unsettled.length === 0) return 0;
+      await tx.unsafe(
+        `UPDATE streams AS s SET charges_settled_seq = u.to_seq FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, to_seq, from_seq)
+         WHERE s.id = u.id AND s.charges_settled_seq = u.from_seq`,
+        [unsettled.map((u) => u.streamId), unsettled.map((u) => String(u.toSeq)), unsettled.map((u) => String(u.fromSeq))] as never[],
+      );
+      assertSettled(await applyLedgerOps(tx, unsettled.map(chargesSettlementOp), now));
+      return unsettled.length;
+    }) as Promise<number>;
+  /** Serialization failures and deadlocks: the whole transaction is run again. */
+  const retried = <T>(work: () => Promise<T>): Promise<T> => retryTransaction(work);
+  return {
+    dialect: 'postgres',
+    async settle(ids, now) {
+      return ids.length === 0 ? 0 : retried(() => settleOnce(ids, now));
+    },
+    async listUnsettled() {
+      return ((await sql.unsafe(unsettledSql(false))) as unknown as Row[]).map((row) => row.id as string);
+    },
+    async commit(steps, now) {
+      return steps.length === 0 ? [] : retried(() => commitOnce(steps, now));
+    },
+    async listBetween(streamId, afterSeq, toSeq, limit) {
+      const rows = (await sql.unsafe(
+        `SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4`,
+        [streamId, afterSeq, toSeq, limit],
+      )) as unknown as Row[];
+      return rows.map(moneyFromRow);
+    },
+    async findByRef(streamId, ref) {
+      const [row] = (await sql.unsafe(`SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = $1 AND ref = $2`, [streamId, ref])) as unknown as Row[];
+      return row ? moneyFromRow(row) : null;
+    },
+    async maxSeq(streamId) {
+      const [row] = (await sql.unsafe('SELECT MAX(seq) AS seq FROM stream_money WHERE stream_id = $1', [streamId])) as unknown as Row[];
+      return row?.seq == null ? 0 : Number(row.seq as bigint | number);
+    },
+  };
+}

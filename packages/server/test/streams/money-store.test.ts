@@ -1,0 +1,264 @@
+// The stream money store (streams/money-store.ts), a contract suite on SQLite AND PostgreSQL:
+// one transaction writes a batch's rows (and moves its rewards); the charges move in sweeps,
+// one ledger transfer per stream, exactly once; a ref answers its first outcome, refusals
+// included; a refused reward moves nothing and is recorded as refused; a sweep the ledger
+// refuses moves nothing and stays due; a batch that cannot be written (a seq taken twice)
+// leaves nothing behind, rows or money.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSqlite } from '../../src/db/sqlite.js';
+import { applyOpsInTransaction as applyPostgresOps, createPostgresLedgerStore, migratePostgresLedger } from '../../src/ledger/postgres/store.js';
+import { applyOpsInTransaction as applySqliteOps, createSqliteLedgerStore, migrateSqliteLedger } from '../../src/ledger/sqlite/store.js';
+import { balanceOf, type LedgerStore } from '../../src/ledger/store.js';
+import { msat } from '../../src/money/msat.js';
+import { createPostgresStreamMoneyStore, type MoneyStep, type StreamMoneyStore } from '../../src/streams/money-store.js';
+import { createSqliteStreamMoneyStore } from '../../src/streams/money-store-sqlite.js';
+import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from '../../src/streams/store.js';
+import type { StreamRow } from '../../src/streams/model.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
+
+const usePostgres = await postgresAvailable();
+
+/** The stream's row: a sweep reads its account, app and settled seq there. */
+function streamRow(id: string, appId: string, maximumMsat: bigint): StreamRow {
+  return {
+    id, appId, accountId: `stream:${id}`, payerTokenHash: `hash-${id}`, prices: {}, rateMsatPerS: msat(0n), maximumMsat: msat(maximumMsat),
+    settleThresholdMsat: msat(0n), settleToMsat: msat(0n), maxChargeMsat: msat(10n ** 12n), payoutThresholdMsat: msat(0n), expiresAt: null,
+    payoutDestination: null, status: 'open', meter: 'stopped', meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0,
+    metadata: '', createdAt: 1, closedAt: null, moneyRows: true,
+  };
+}
+
+for (const dialect of ['sqlite', 'postgres'] as const) {
+describe.skipIf(dialect === 'postgres' && !usePostgres)(`stream money store on ${dialect}`, () => {
+  let ledger: LedgerStore;
+  let money: StreamMoneyStore;
+  let streamStore: StreamStore;
+  let database: TestDatabase | null = null;
+  let close: () => Promise<void> = async () => {};
+  let streams = 0;
+
+  beforeAll(async () => {
+    if (dialect === 'postgres') {
+      database = await createTestDatabase('sluice_stream_money');
+      await migratePostgresLedger(database.sql);
+      ledger = createPostgresLedgerStore(database.sql);
+      streamStore = await createPostgresStreamStore(database.sql);
+      money = createPostgresStreamMoneyStore(database.sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));
+      close = () => database!.drop();
+    } else {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-money-'));
+      const db = openSqlite({ path: path.join(dir, 'money.sqlite') });
+      migrateSqliteLedger(db);
+      ledger = createSqliteLedgerStore(db);
+      streamStore = createSqliteStreamStore(db);
+      money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
+      close = async () => {
+        db.close();
+      };
+    }
+    expect((await ledger.createAccount({ id: 'test:source', ownerId: 'system', limitMsat: null, code: 'test' })).ok).toBe(true);
+  });
+  afterAll(async () => close());
+
+  /** A stream account with a debt limit, and its app's account holding `appMsat`. */
+  const setup = async (limitMsat: bigint, appMsat = 0n) => {
+    const n = ++streams;
+    const appId = `app_${dialect}_${n}`;
+    const streamId = `st_${dialect}_${n}`;
+    const accountId = `stream:${streamId}`;
+    await ledger.createAccount({ id: accountId, ownerId: appId, limitMsat: msat(limitMsat), code: 'stream' });
+    await streamStore.insertStream(streamRow(streamId, appId, limitMsat), { streamId, seq: 1, type: 'created', data: {}, at: 1 });
+    await ledger.createAccount({ id: `app:${appId}`, ownerId: appId, limitMsat: msat(0n), code: 'app' });
+    if (appMsat > 0n) {
+      const [funded] = await ledger.applyOps([{ kind: 'transfer', debitAccountId: 'test:source', creditAccountId: `app:${appId}`, amountMsat: msat(appMsat), code: 'test' }]);
+      expect(funded?.ok).toBe(true);
+    }
+    const step = (seq: number, ref: string, amount: bigint, extra: Partial<MoneyStep> = {}): MoneyStep => ({
+      streamId, accountId, appId, seq, ref, name: ref.startsWith('r:') ? 'reward' : 'hit', amountMsat: msat(amount), at: 1_700_000_000_000 + seq, ...extra,
+    });
+    const balance = async (id: string) => balanceOf((await ledger.getAccount(id))!);
+    return { streamId, accountId, appAccount: `app:${appId}`, step, balance };
+  };
+
+  it('writes the rows, moves a reward at once and the charges in a sweep, as one transfer per stream, once', async () => {
+    const a = await setup(100_000n, 5_000n);
+    const b = await setup(100_000n);
+    const outcomes = await money.commit([a.step(2, 'c:a1', 1000n), b.step(2, 'c:b1', 10n), a.step(3, 'c:a2', 500n), a.step(4, 'r:w1', 300n), b.step(3, 'c:b2', 20n)], 1_700_000_000_000);
+    expect(outcomes.map((o) => o.kind)).toEqual(['written', 'written', 'written', 'written', 'written']);
+    // The reward moved with its row; the charges wait for their sweep.
+    expect(await a.balance(a.accountId)).toBe(300n);
+    expect(await a.balance(a.appAccount)).toBe(4700n);
+    expect(await money.listUnsettled()).toEqual(expect.arrayContaining([a.streamId, b.streamId]));
+    expect(await money.settle([a.streamId, b.streamId, 'st_none'], 1_700_000_000_001)).toBe(2);
+    expect(await money.listUnsettled()).not.toContain(a.streamId);
+    // Swept again with nothing new: nothing moves.
+    expect(await money.settle([a.streamId, b.streamId], 1_700_000_000_002)).toBe(0);
+    expect(await a.balance(a.accountId)).toBe(-1200n);
+    expect(await a.balance(a.appAccount)).toBe(6200n);
+    expect(await b.balance(b.accountId)).toBe(-30n);
+    const transfers = await ledger.listTransfers({ accountId: a.accountId, limit: 10 });
+    // Newest first: the stream's summed charges, named by its last charge seq, then the reward.
+    expect(transfers.map((t) => [t.code, t.reference, t.amountMsat])).toEqual([
+      ['stream_charges', `${a.streamId}/3/charges`, 1500n],
+      ['reward:reward', `${a.streamId}/4/reward`, 300n],
+    ]);
+    expect((await money.listBetween(a.streamId, 0, 10, 100)).map((r) => [r.seq, r.ref, r.amountMsat, r.refused])).toEqual([
+      [2, 'c:a1', 1000n, null], [3, 'c:a2', 500n, null], [4, 'r:w1', 300n, null],
+    ]);
+    expect((await money.listBetween(a.streamId, 2, 3, 100)).map((r) => r.seq)).toEqual([3]);
+    expect((await money.listBetween(a.streamId, 0, 10, 2)).map((r) => r.seq)).toEqual([2, 3]);
+    expect(await money.maxSeq(a.streamId)).toBe(4);
+    expect(await money.maxSeq('st_none')).toBe(0);
+    // The next sweep moves only what came after.
+    await money.commit([a.step(5, 'c:a3', 7n)], 1_700_000_000_003);
+    await money.settle([a.streamId], 1_700_000_000_004);
+    expect(await a.balance(a.accountId)).toBe(-1207n);
+    expect(await ledger.sumOfBalances()).toBe(0n);
+  });
+
+  it('answers a ref taken before, in an earlier batch or the same one, with the first step, and moves nothing again', async () => {
+    const a = await setup(100_000n);
+    await money.commit([a.step(1, 'c:x', 700n)], 1);
+    const outcomes = await money.commit([a.step(2, 'c:x', 700n), a.step(3, 'c:y', 50n), a.step(4, 'c:y', 50n)], 2);
+    expect(outcomes[0]).toEqual({ kind: 'replay', first: expect.objectContaining({ seq: 1, ref: 'c:x', amountMsat: 700n, refused: null }) });
+    expect(outcomes[1]).toEqual({ kind: 'written', refused: null });
+    expect(outcomes[2]).toEqual({ kind: 'replay', first: expect.objectContaining({ seq: 3, ref: 'c:y', amountMsat: 50n }) });
+    await money.settle([a.streamId], 3);
+    expect(await a.balance(a.accountId)).toBe(-750n);
+    expect((await money.listBetween(a.streamId, 0, 10, 100)).map((r) => r.seq)).toEqual([1, 3]);
+    expect(await money.findByRef(a.streamId, 'c:y')).toMatchObject({ seq: 3, amountMsat: 50n });
+    expect(await money.findByRef(a.streamId, 'c:none')).toBeNull();
+  });
+
+  it('records a step the service refused, moves nothing, and answers its ref with that refusal', async () => {
+    const a = await setup(1000n);
+    expect(await money.commit([a.step(1, 'c:big', 5000n, { refused: 'LimitExceeded' })], 1)).toEqual([{ kind: 'written', refused: 'LimitExceeded' }]);
+    expect(await money.listUnsettled()).not.toContain(a.streamId);
+    expect(await money.settle([a.streamId], 1)).toBe(0);
+    expect(await a.balance(a.accountId)).toBe(0n);
+    const [again] = await money.commit([a.step(2, 'c:big', 5000n)], 2);
+    expect(again).toEqual({ kind: 'replay', first: expect.objectContaining({ seq: 1, refused: 'LimitExceeded' }) });
+    expect(await a.balance(a.accountId)).toBe(0n);
+  });
+
+  it("refuses a reward the app's balance cannot cover, and only that one", async () => {
+    const a = await setup(0n, 1000n);
+    const outcomes = await money.commit([a.step(1, 'r:ok', 600n), a.step(2, 'r:toomuch', 600n)], 1);
+    expect(outcomes).toEqual([{ kind: 'written', refused: null }, { kind: 'written', refused: 'LimitExceeded' }]);
+    expect(await a.balance(a.accountId)).toBe(600n);
+    expect(await a.balance(a.appAccount)).toBe(400n);
+    expect((await money.listBetween(a.streamId, 0, 10, 100)).map((r) => r.refused)).toEqual([null, 'LimitExceeded']);
+    const [again] = await money.commit([a.step(3, 'r:toomuch', 600n)], 2);
+    expect(again).toMatchObject({ kind: 'replay', first: { seq: 2, refused: 'LimitExceeded' } });
+  });
+
+  it('moves nothing when the ledger refuses a sweep (rows and ledger disagree), and keeps the stream due', async () => {
+    const tight = await setup(1000n);
+    const other = await setup(1000n);
+    // The service checks the payer's limit before a charge is sent; these pass it by, as a bug would.
+    await money.commit([tight.step(1, 'c:1', 600n), other.step(1, 'c:1', 100n), tight.step(2, 'c:2', 600n)], 1);
+    await expect(money.settle([tight.streamId, other.streamId], 2)).rejects.toThrow(/refused/);
+    expect(await tight.balance(tight.accountId)).toBe(0n);
+    expect(await other.balance(other.accountId)).toBe(0n);
+    expect(await money.listUnsettled()).toEqual(expect.arrayContaining([tight.streamId, other.streamId]));
+    // Alone, the other stream settles.
+    expect(await money.settle([other.streamId], 3)).toBe(1);
+    expect(await other.balance(other.accountId)).toBe(-100n);
+    expect(await ledger.sumOfBalances()).toBe(0n);
+  });
+
+  it('writes nothing and moves nothing when a batch cannot be written (a seq taken twice)', async () => {
+    const a = await setup(100_000n);
+    const b = await setup(100_000n);
+    await money.commit([a.step(1, 'c:first', 10n)], 1);
+    await expect(money.commit([b.step(1, 'c:ok', 10n), a.step(1, 'c:second', 10n)], 2)).rejects.toThrow();
+    expect(await money.maxSeq(b.streamId)).toBe(0);
+    expect(await money.settle([a.streamId, b.streamId], 3)).toBe(1);
+    expect(await b.balance(b.accountId)).toBe(0n);
+    expect(await a.balance(a.accountId)).toBe(-10n);
+    expect(await money.findByRef(a.streamId, 'c:second')).toBeNull();
+  });
+});
+}
+
+// SQLite keeps new rows in a recent tier (memory and an unindexed table) and merges them into
+// stream_money stream by stream (money-store-sqlite.ts). With tiny tiers every step crosses
+// them: refs, resume pages and max seqs must read the same from either tier, and a store
+// opened again on the same file (mid-merge or not) must find everything where it was.
+describe('stream money store on sqlite: the recent tier and its merges', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-money-tiers-'));
+  const file = path.join(dir, 'money.sqlite');
+  const open = () => {
+    const db = openSqlite({ path: file });
+    migrateSqliteLedger(db);
+    const ledger = createSqliteLedgerStore(db);
+    createSqliteStreamStore(db);
+    const streamStore = createSqliteStreamStore(db);
+    const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 12, sliceRows: 5 });
+    return { db, ledger, money, streamStore };
+  };
+
+  it('answers refs, resumes and max seqs the same from either tier, across merges and reopens', async () => {
+    let { db, ledger, money, streamStore } = open();
+    const streams = ['st_a', 'st_b', 'st_c'];
+    for (const id of streams) {
+      expect((await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_t', limitMsat: msat(10n ** 12n), code: 'stream' })).ok).toBe(true);
+      await streamStore.insertStream(streamRow(id, 'app_t', 10n ** 12n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+    }
+    expect((await ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' })).ok).toBe(true);
+    const step = (streamId: string, seq: number): MoneyStep => ({
+      streamId, accountId: `stream:${streamId}`, appId: 'app_t', seq, ref: `c:${streamId}-${seq}`, name: 'hit', amountMsat: msat(BigInt(seq)), at: seq,
+    });
+    let sawMerging = false;
+    for (let seq = 1; seq <= 60; seq += 1) {
+      const outcomes = await money.commit(streams.map((id) => step(id, seq)), seq);
+      expect(outcomes.every((o) => o.kind === 'written')).toBe(true);
+      // Only settled rows are merged: a sweep now and then, as the settler's timer does.
+      if (seq % 3 === 0) await money.settle(streams, seq);
+      sawMerging ||= money.tiers().merging;
+      // Reopened now and then, in whatever state the merge is in.
+      if (seq % 17 === 0) {
+        db.close();
+        ({ db, ledger, money, streamStore } = open());
+      }
+    }
+    expect(sawMerging).toBe(true);
+    // Every ref answers its first step, whichever tier it is in; nothing moves again.
+    // Charges not settled before a reopen are found again (they are in the recent tier).
+    await money.commit(streams.map((id) => step(id, 61)), 61);
+    db.close();
+    ({ db, ledger, money, streamStore } = open());
+    expect(await money.listUnsettled()).toEqual(expect.arrayContaining(streams));
+    expect(await money.settle(streams, 999)).toBe(3);
+    expect(await money.listUnsettled()).toEqual([]);
+    const before = balanceOf((await ledger.getAccount('stream:st_b'))!);
+    for (const seq of [1, 7, 30, 59, 60]) {
+      const [again] = await money.commit([{ ...step('st_b', seq), seq: 1000 + seq }], 1000);
+      expect(again).toMatchObject({ kind: 'replay', first: { seq, amountMsat: BigInt(seq), refused: null } });
+      expect(await money.findByRef('st_b', `c:st_b-${seq}`)).toMatchObject({ seq });
+    }
+    expect(balanceOf((await ledger.getAccount('stream:st_b'))!)).toBe(before);
+    expect(before).toBe(-BigInt((61 * 62) / 2));
+    for (const id of streams) {
+      expect((await money.listBetween(id, 0, 100, 1000)).map((r) => r.seq)).toEqual(Array.from({ length: 61 }, (_, i) => i + 1));
+      expect((await money.listBetween(id, 10, 20, 5)).map((r) => r.seq)).toEqual([11, 12, 13, 14, 15]);
+      expect(await money.maxSeq(id)).toBe(61);
+    }
+    // Settle the tiers: keep committing until no merge is under way, then reopen once more.
+    for (let seq = 62; money.tiers().merging || seq <= 62; seq += 1) {
+      await money.commit([step('st_a', seq)], seq);
+      await money.settle(['st_a'], seq);
+    }
+    db.close();
+    ({ db, ledger, money, streamStore } = open());
+    expect((await money.listBetween('st_a', 0, 1000, 1000)).length).toBeGreaterThan(61);
+    expect((await money.listBetween('st_c', 0, 100, 1000)).map((r) => r.seq)).toEqual(Array.from({ length: 61 }, (_, i) => i + 1));
+    expect(await ledger.sumOfBalances()).toBe(0n);
+    const recent = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent').get() as { n: bigint }).n);
+    expect(recent).toBe(money.tiers().recent);
+    db.close();
+  });
+});
