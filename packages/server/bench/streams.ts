@@ -20,8 +20,8 @@
  * Sluice has stopped.
  *
  * What counts as a charge: an `ok` reply with `replayed: false` to a `charge` with a ref
- * never used before; Sluice sends it only after the ledger transaction holding the charge
- * committed (group commit, fsync). Throughput streams are postpaid with a debt limit far
+ * never used before; Sluice sends it only after the transaction holding the charge's row
+ * committed and the WAL was synced (group commit, fdatasync). Throughput streams are postpaid with a debt limit far
  * above what a run can charge (`maximum_msat` 10^15, no invoices), so no charge is refused
  * for money; every refusal is counted by code anyway.
  */
@@ -323,7 +323,7 @@ export function streamsMarkdown(report: StreamsReport): string {
   lines.push(
     `Closed loop, ${report.secondsPerRun} s per run after a 1 s warm-up. One WebSocket connection per ${STREAMS_PER_CONNECTION} streams,`,
     `each keeping ${WINDOW} requests in flight (the SDK's default), charges spread round-robin over its streams; every`,
-    'charge has its own new ref. Sluice acknowledges a charge only after its ledger commit is durable (SQLite, WAL,',
+    'charge has its own new ref. Sluice acknowledges a charge only once the commit holding its row is durable (SQLite, WAL,',
     `synchronous=FULL, data dir on ${report.dataDirFs}). The echo server gets the same messages on the same connections`,
     'and sends each back unread. CPU: share of one core, over the run.',
     '',

@@ -53,8 +53,8 @@ CREATE INDEX streams_closed_unsettled ON streams(id) WHERE status = 'closed' AND
 
 /**
  * Money steps as compact rows (money-store.ts): one row per charge, reward or meter step,
- * unique per stream by seq and by ref, and one ledger transfer per stream per commit for the
- * charges (rewards keep one each: the app's balance must cover every one). `money_rows` marks
+ * unique per stream by seq and by ref; rewards move in the ledger with their rows (the app's
+ * balance must cover each), charges in sweeps, one transfer per stream. `money_rows` marks
  * the streams whose steps are kept so; a stream opened before this migration keeps one ledger
  * transfer per step (its refs are in the ledger's idempotency index) for the rest of its life.
  * `refused`: the step was refused (its ref answers the same refusal again); null: it moved.
@@ -81,7 +81,8 @@ ALTER TABLE streams ADD COLUMN charges_settled_seq ${int8} NOT NULL DEFAULT 0;
  * SQLite only: new rows go to stream_money_recent first, a rowid table without an index, so a
  * commit appends a few pages for a whole batch instead of writing a leaf page per stream in
  * each of stream_money's two B-trees; they are merged into stream_money stream by stream (see
- * money-store.ts). The cursor says how far the generation under way is merged.
+ * money-store.ts). The cursor says how far the generation under way is merged: every stream
+ * below `below_stream`, and that stream's rows below `below_seq`.
  */
 const sqliteRecentTier = `
 CREATE TABLE stream_money_recent (
@@ -96,7 +97,8 @@ CREATE TABLE stream_money_recent (
 CREATE TABLE stream_money_merge (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   through_rowid INTEGER NOT NULL,
-  below_stream TEXT
+  below_stream TEXT,
+  below_seq INTEGER NOT NULL DEFAULT 0
 );
 `;
 

@@ -8,10 +8,11 @@
  * invoices credit the stream account; payouts debit it.
  *
  * Every change of a stream has a sequence number (`seq`), strictly increasing per
- * stream (gaps are possible: a refused operation may have used one). Money events
- * (charge, reward, funding, payout) are ledger transfers whose reference carries the
- * seq; other events (paused, closed, invoice, ...) are rows of stream_events. A client
- * resumes after a reconnect from the last seq it saw.
+ * stream (gaps are possible: a refused operation may have used one). Money steps (charge,
+ * reward, meter) are rows of stream_money (money-store.ts; the charges reach the app's
+ * account in sweeps), or, for a stream opened before those rows existed, ledger transfers
+ * whose reference carries the seq; other events (funded, paused, closed, invoice, ...) are
+ * rows of stream_events. A client resumes after a reconnect from the last seq it saw.
  */
 import type { Msat } from '../money/msat.js';
 
@@ -61,8 +62,8 @@ export interface StreamRow extends StreamTerms {
   createdAt: number;
   closedAt: number | null;
   /**
-   * Where its money steps are kept: true, compact rows (stream_money, with one ledger transfer
-   * per stream per commit for its charges); false, one ledger transfer each (streams opened
+   * Where its money steps are kept: true, compact rows (stream_money; its charges reach the
+   * app in sweeps, one ledger transfer per stream); false, one ledger transfer each (streams opened
    * before the rows existed, or by a service without a money store).
    */
   moneyRows: boolean;

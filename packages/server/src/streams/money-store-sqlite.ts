@@ -14,7 +14,8 @@
  *   `stream_money` one group of whole streams at a time (about `sliceRows` rows), each in its
  *   own transaction right after a commit of steps, so each leaf page of stream_money is written
  *   about once per generation, and no merge holds the event loop for long. The cursor row
- *   (`stream_money_merge`: X and the stream below which the generation is merged) commits with
+ *   (`stream_money_merge`: X, and the stream and seq below which the generation is merged; a
+ *   stream with more rows than a group is merged over several) commits with
  *   each group; the generation's rows leave the recent table in rowid chunks once all of it is
  *   merged, so on open the cursor says which recent rows count;
  * - a ref is looked up in memory, then in stream_money only when a Bloom filter over its keys
@@ -63,12 +64,13 @@ interface RecentRow extends MoneyRow {
   rowid: number;
 }
 
-/** Rows with rowid in [from, through], of the streams in `streams` (sorted), merged from `next` on. */
+/** Rows with rowid in [from, through], of the streams in `streams` (sorted), merged from stream `next`'s seq `nextSeq` on. */
 interface Generation {
   from: number;
   through: number;
   streams: string[];
   next: number;
+  nextSeq: number;
 }
 
 interface StreamRecent {
@@ -97,7 +99,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const mergedByRef = db.prepare(`SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = ? AND ref = ?`);
   const mergedBetween = db.prepare(`SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`);
   const mergedMaxSeq = db.prepare('SELECT MAX(seq) AS seq FROM stream_money WHERE stream_id = ?');
-  const setCursor = db.prepare('INSERT INTO stream_money_merge (id, through_rowid, below_stream) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET through_rowid = excluded.through_rowid, below_stream = excluded.below_stream');
+  const setCursor = db.prepare(`INSERT INTO stream_money_merge (id, through_rowid, below_stream, below_seq) VALUES (1, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET through_rowid = excluded.through_rowid, below_stream = excluded.below_stream, below_seq = excluded.below_seq`);
   const clearCursor = db.prepare('DELETE FROM stream_money_merge WHERE id = 1');
   const deleteRecent = db.prepare('DELETE FROM stream_money_recent WHERE rowid > ? AND rowid <= ?');
   const selectStream = db.prepare('SELECT account_id, app_id, charges_settled_seq FROM streams WHERE id = ?');
@@ -126,20 +129,21 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     }
   };
 
-  const cursor = db.prepare('SELECT through_rowid, below_stream FROM stream_money_merge WHERE id = 1').get() as Row | undefined;
+  const cursor = db.prepare('SELECT through_rowid, below_stream, below_seq FROM stream_money_merge WHERE id = 1').get() as Row | undefined;
   const through = cursor ? Number(cursor.through_rowid as number) : 0;
   const below = cursor ? ((cursor.below_stream as string | null) ?? null) : null;
+  const belowSeq = cursor ? Number(cursor.below_seq as number) : 0;
   for (const row of db.prepare(`SELECT rowid, stream_id, ${SELECT_COLUMNS} FROM stream_money_recent ORDER BY rowid`).iterate() as IterableIterator<Row>) {
     const rowid = Number(row.rowid as number);
     const streamId = row.stream_id as string;
     // Already merged (the cursor covers it): it counts in stream_money.
-    if (cursor && rowid <= through && (below === null || streamId < below)) continue;
+    if (cursor && rowid <= through && (below === null || streamId < below || (streamId === below && Number(row.seq as number) < belowSeq))) continue;
     remember({ ...moneyFromRow(row), streamId, rowid });
   }
   if (cursor && below !== null) {
     const streams = [...byStream.entries()].filter(([id, recent]) => id >= below && recent.rows.some((row) => row.rowid <= through)).map(([id]) => id).sort();
     const first = db.prepare('SELECT MIN(rowid) AS rowid FROM stream_money_recent').get() as Row | undefined;
-    generation = { from: Number(first?.rowid ?? through), through, streams, next: 0 };
+    generation = { from: Number(first?.rowid ?? through), through, streams, next: 0, nextSeq: belowSeq };
   } else if (cursor) {
     const first = db.prepare('SELECT MIN(rowid) AS rowid FROM stream_money_recent').get() as Row | undefined;
     deleting = { through, deletedThrough: first?.rowid == null ? through : Number(first.rowid as number) - 1 };
@@ -209,12 +213,12 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
 
   // ---- merging ----
   type MergeStep =
-    | { kind: 'merged'; rows: RecentRow[]; next: number }
+    | { kind: 'merged'; rows: RecentRow[]; next: number; nextSeq: number }
     | { kind: 'deleted'; through: number };
 
   /**
-   * One step, in its own transaction: the next group of whole streams of the generation
-   * (each stream's rows in seq order, so stream_money's pages are written once per group), or
+   * One step, in its own transaction: the next group of the generation's rows, stream by
+   * stream in seq order (so stream_money's pages are written about once per group), or
    * the next chunk of merged rows deleted from the recent table. Memory follows once it committed.
    */
   const mergeStep = db.transaction((): MergeStep => {
@@ -227,18 +231,30 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     const gen = generation as Generation;
     const rows: RecentRow[] = [];
     let next = gen.next;
+    let nextSeq = gen.nextSeq;
     while (next < gen.streams.length && rows.length < sliceRows) {
       const streamId = gen.streams[next] as string;
-      next += 1;
-      const ofStream = (byStream.get(streamId)?.rows ?? []).filter((row) => row.rowid <= gen.through).sort((a, b) => a.seq - b.seq);
-      for (const row of ofStream) {
+      // A stream's rows are in commit order, which is its seq order (and rowid order): the
+      // generation's are a prefix, and those merged by an earlier step have left memory.
+      const all = byStream.get(streamId)?.rows ?? [];
+      let i = 0;
+      while (i < all.length && (all[i] as RecentRow).seq < nextSeq) i += 1;
+      for (; i < all.length && rows.length < sliceRows; i += 1) {
+        const row = all[i] as RecentRow;
+        if (row.rowid > gen.through) break;
         insertMerged.run(row.streamId, row.seq, row.ref, row.name, row.amountMsat, row.at, row.refused);
         rows.push(row);
       }
+      if (i < all.length && (all[i] as RecentRow).rowid <= gen.through) {
+        nextSeq = (all[i] as RecentRow).seq;
+        break;
+      }
+      next += 1;
+      nextSeq = 0;
     }
     // NULL: the whole generation is merged; its rows are deleted next.
-    setCursor.run(gen.through, gen.streams[next] ?? null);
-    return { kind: 'merged', rows, next };
+    setCursor.run(gen.through, gen.streams[next] ?? null, nextSeq);
+    return { kind: 'merged', rows, next, nextSeq };
   });
 
   /** Merged rows leave memory; their refs enter the filter (a lookup then probes stream_money). */
@@ -255,7 +271,11 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     for (const [streamId, set] of byStreamMerged) {
       const recent = byStream.get(streamId);
       if (!recent) continue;
-      recent.rows = recent.rows.filter((row) => !set.has(row));
+      // Normally the first rows (see mergeStep): cut off without a pass over the rest.
+      let prefix = 0;
+      while (prefix < recent.rows.length && set.has(recent.rows[prefix] as RecentRow)) prefix += 1;
+      if (prefix === set.size) recent.rows.splice(0, prefix);
+      else recent.rows = recent.rows.filter((row) => !set.has(row));
       for (const row of set) recent.seqs.delete(row.seq);
       if (recent.rows.length === 0) byStream.delete(streamId);
     }
@@ -281,7 +301,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       const through = Math.min(max, firstUnsettled - 1);
       if (through < min) return;
       const streams = [...byStream.entries()].filter(([, recent]) => recent.rows.some((row) => row.rowid <= through)).map(([id]) => id).sort();
-      generation = { from: min, through, streams, next: 0 };
+      generation = { from: min, through, streams, next: 0, nextSeq: 0 };
     }
     let step: MergeStep;
     try {
@@ -299,6 +319,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     forget(step.rows);
     const gen = generation as Generation;
     gen.next = step.next;
+    gen.nextSeq = step.nextSeq;
     if (gen.next >= gen.streams.length) {
       generation = null;
       deleting = { through: gen.through, deletedThrough: gen.from - 1 };

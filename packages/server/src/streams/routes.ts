@@ -88,7 +88,7 @@ export const streamJson = (stream: StreamView) => ({
   closed_at: isoTime(stream.closedAt),
 });
 
-/** The answer to a charge or reward: after its transfer is durable. */
+/** The answer to a charge or reward: once it is durable. */
 export const ackJson = (ack: MoneyAck) => ({
   seq: ack.seq,
   amount_msat: ack.amountMsat.toString(),

@@ -1,13 +1,14 @@
 /**
  * The stream service: create streams, move value both ways, meter by the second, ask the
- * payer for top-ups and pay the payer out, all through the ledger's group commit.
+ * payer for top-ups and pay the payer out. Money steps go through their own group commit
+ * (money-commit.ts, as rows); funding and payouts through the ledger's.
  *
  * Threat model: the app (API key) and the payer (payer token) are different parties.
  * The app may charge only up to the terms it set (price list, max charge, the payer's
  * debt limit `maximum_msat`); the payer may pause, close and choose where payouts go,
- * never charge. A charge or reward is acknowledged only after its ledger transfer is
- * durable; a retry with the same ref returns the first result (idempotency key per
- * stream and ref). One process owns a stream's live state (seq counter, cached balance):
+ * never charge. A charge or reward is acknowledged only after it is durable (its row, or its
+ * ledger transfer for a stream from before the rows); a retry with the same ref returns the
+ * first result (unique per stream and ref). One process owns a stream's live state (seq counter, cached balance):
  * with SQLite that is the only process; the cached balance is re-read from the ledger
  * when the stream is loaded.
  */
@@ -124,8 +125,8 @@ export interface StreamServiceDeps {
   /** Resolves a Lightning address to an invoice (default: LNURL-pay over https). */
   lightningAddress?: typeof invoiceFromLightningAddress;
   /**
-   * Where new streams keep their money steps: compact rows, committed in groups with one ledger
-   * transfer per stream (money-store.ts). Without it, new streams keep one ledger transfer per
+   * Where new streams keep their money steps: compact rows, committed in groups, with the
+   * charges paid to the app in sweeps (money-store.ts). Without it, new streams keep one ledger transfer per
    * step, as streams opened before the rows existed do. It must share the ledger's database.
    */
   money?: MoneyCommitter;

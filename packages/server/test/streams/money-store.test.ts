@@ -261,4 +261,33 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
     expect(recent).toBe(money.tiers().recent);
     db.close();
   });
+
+  it('merges one long stream over several steps, and a reopen between any two of them finds every row once', async () => {
+    let { db, ledger, money, streamStore } = open();
+    const id = 'st_long';
+    expect((await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_t', limitMsat: msat(10n ** 12n), code: 'stream' })).ok).toBe(true);
+    await streamStore.insertStream(streamRow(id, 'app_t', 10n ** 12n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+    const step = (seq: number): MoneyStep => ({ streamId: id, accountId: `stream:${id}`, appId: 'app_t', seq, ref: `c:${seq}`, name: 'hit', amountMsat: msat(1n), at: seq });
+    let partial = false;
+    for (let seq = 1; seq <= 80; seq += 1) {
+      await money.commit([step(seq)], seq);
+      await money.settle([id], seq);
+      const cursor = db.prepare('SELECT below_stream, below_seq FROM stream_money_merge').get() as { below_stream: string | null; below_seq: bigint } | undefined;
+      partial ||= cursor?.below_stream === id && Number(cursor.below_seq) > 0;
+      // Reopened after every step: whatever the merge is in the middle of.
+      db.close();
+      ({ db, ledger, money, streamStore } = open());
+      expect(await money.maxSeq(id)).toBe(seq);
+    }
+    expect(partial).toBe(true);
+    expect((await money.listBetween(id, 0, 100, 1000)).map((r) => r.seq)).toEqual(Array.from({ length: 80 }, (_, i) => i + 1));
+    const [again] = await money.commit([{ ...step(3), seq: 81 }], 81);
+    expect(again).toMatchObject({ kind: 'replay', first: { seq: 3 } });
+    expect(balanceOf((await ledger.getAccount(`stream:${id}`))!)).toBe(-80n);
+    const merged = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money WHERE stream_id = ?').get(id) as { n: bigint }).n);
+    const recent = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent WHERE stream_id = ?').get(id) as { n: bigint }).n);
+    expect(merged).toBeGreaterThan(0);
+    expect(merged + recent).toBeGreaterThanOrEqual(80);
+    db.close();
+  });
 });
