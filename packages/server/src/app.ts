@@ -267,9 +267,11 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
   registerHealthRoutes(http, { nodeInfo: () => nodeInfo, store: stores.dialect });
   registerAppRoutes(http, {
     apps, ledger: ledgerStore,
+    // A sweep that fails is logged and kept due, and its money stays where it was: the balance
+    // is read anyway (one stuck stream must not fail every app's balance).
     settleDue: async () => {
-      await streams.settleCharges();
-      await chains.settleSpent();
+      await streams.settleCharges().catch(() => undefined);
+      await chains.settleSpent().catch(() => undefined);
     },
   });
   registerInvoiceRoutes(http, { invoices, defaultExpiryS: config.invoiceExpiryS });

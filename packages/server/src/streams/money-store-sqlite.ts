@@ -367,6 +367,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     async listUnsettled() {
       return [...byStream.entries()].filter(([, recent]) => recent.unsettledMsat > 0n).map(([id]) => id);
     },
+    async unsettledMsat(streamId) {
+      return byStream.get(streamId)?.unsettledMsat ?? 0n;
+    },
     async commit(steps, now) {
       if (steps.length === 0) return [];
       const wal = walSyncOf();

@@ -81,6 +81,8 @@ export interface StreamMoneyStore {
   settle(streamIds: readonly string[], now: number): Promise<number>;
   /** Streams with charges past their settled seq (a crash before a sweep): read at start-up. */
   listUnsettled(): Promise<string[]>;
+  /** The stream's committed charges not yet settled to its app (its ledger account still holds them). */
+  unsettledMsat(streamId: string): Promise<bigint>;
 }
 
 export function isReward(ref: string): boolean {
@@ -240,11 +242,13 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
         fromSeq: Number(row.charges_settled_seq as bigint | number), toSeq: Number(row.to_seq as bigint | number), sumMsat: BigInt(row.sum as string | bigint),
       }));
       if (unsettled.length === 0) return 0;
-      await tx.unsafe(
+      const moved = (await tx.unsafe(
         `UPDATE streams AS s SET charges_settled_seq = u.to_seq FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, to_seq, from_seq)
-         WHERE s.id = u.id AND s.charges_settled_seq = u.from_seq`,
+         WHERE s.id = u.id AND s.charges_settled_seq = u.from_seq RETURNING s.id`,
         [unsettled.map((u) => u.streamId), unsettled.map((u) => String(u.toSeq)), unsettled.map((u) => String(u.fromSeq))] as never[],
-      );
+      )) as unknown as Row[];
+      // The rows are locked: a settled seq that moved anyway is a bug, and nothing may be paid from it.
+      if (moved.length !== unsettled.length) throw new Error('a stream\'s settled seq moved underneath its sweep');
       assertSettled(await applyLedgerOps(tx, unsettled.map(chargesSettlementOp), now));
       return unsettled.length;
     }) as Promise<number>;
@@ -257,6 +261,10 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
     },
     async listUnsettled() {
       return ((await sql.unsafe(unsettledSql(false))) as unknown as Row[]).map((row) => row.id as string);
+    },
+    async unsettledMsat(streamId) {
+      const [row] = (await sql.unsafe(unsettledSql(true), [[streamId]] as never[])) as unknown as Row[];
+      return row ? BigInt(row.sum as string | bigint) : 0n;
     },
     async commit(steps, now) {
       return steps.length === 0 ? [] : retried(() => commitOnce(steps, now));

@@ -18,7 +18,7 @@ import type { Clock } from '../clock.js';
 import { appAccountId } from '../apps/service.js';
 import type { InvoiceService } from '../invoices/service.js';
 import type { Ledger } from '../ledger/group-commit.js';
-import { balanceOf, type Transfer } from '../ledger/store.js';
+import { balanceOf, type Account, type Transfer } from '../ledger/store.js';
 import { msat, type Msat } from '../money/msat.js';
 import { defaultMaxFeeMsat, type PaymentService, type PaymentView } from '../payments/service.js';
 import { randomId } from '../util/fingerprint.js';
@@ -141,6 +141,12 @@ interface LiveStream {
   held: bigint;
   /** Charges sent to the money store and not answered yet (rows streams): the limit check counts them as spent. */
   reserved: bigint;
+  /**
+   * Payouts sized and not yet held in the ledger as far as `held` knows (amount + fee budget),
+   * from the moment decidePayout sizes one until its sender is done: a charge is never admitted
+   * against the balance a payout is about to take (the ledger holds it before pay() returns).
+   */
+  payoutReserved: bigint;
   pendingOps: number;
   topUp: { paymentHash: string; expiresAt: number } | null;
   topUps: number;
@@ -257,7 +263,7 @@ export function validateTerms(terms: StreamTerms): string | null {
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
-    row, seq, balance, held, reserved: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
+    row, seq, balance, held, reserved: 0n, payoutReserved: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
     feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
@@ -289,13 +295,24 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     ? createChainSettler({
       store: { settle: (ids, now) => money.store.settle(ids, now), listUnsettledChainIds: () => money.store.listUnsettled() },
       clock, logger, intervalMs: deps.settleIntervalMs ?? 250, maxBatch: 1000, what: 'stream charges',
+      // Several processes may share PostgreSQL: charges one left unswept when it died are found by the others.
+      rescanMs: money.store.dialect === 'postgres' ? 60_000 : 0,
     })
     : null;
 
-  /** The stream's ledger account with its committed charges settled into it (a sweep of this stream first). */
-  const settledLedgerAccount = async (row: StreamRow) => {
-    if (row.moneyRows && settler) await settler.settleNow([row.id]);
-    return ledger.getAccount(row.accountId);
+  /**
+   * The stream's ledger account and its balance with every committed charge in it: the stream
+   * is swept first, and a charge the sweep could not move (it failed: logged, and kept due) is
+   * taken off the balance here, so a stuck sweep never makes the stream read richer than it is.
+   */
+  const settledLedgerAccount = async (row: StreamRow): Promise<{ account: Account; balance: bigint } | null> => {
+    if (row.moneyRows && settler && money) {
+      await settler.settleNow([row.id]).catch(() => undefined);
+      const account = await ledger.getAccount(row.accountId);
+      return account ? { account, balance: balanceOf(account) - (await money.store.unsettledMsat(row.id)) } : null;
+    }
+    const account = await ledger.getAccount(row.accountId);
+    return account ? { account, balance: balanceOf(account) } : null;
   };
 
   const view = (state: LiveStream): StreamView => ({
@@ -484,13 +501,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const load = async (streamId: string, entry: { joiners: number }): Promise<LiveStream | null> => {
     const row = await store.getStream(streamId);
     if (!row) return null;
-    // Charges not yet swept are settled first: the ledger read below holds them.
-    if (row.moneyRows && settler) await settler.settleNow([row.id]);
+    // Charges not yet swept are settled first, so the walk below finds their transfer.
+    if (row.moneyRows && settler) await settler.settleNow([row.id]).catch(() => undefined);
     const newest = await newestMoneySeq(row);
     const { lentMsat: feeAdvance, feesSpent } = await recoverFeeAdvance(row, newest.newer);
     // Read after the fee budget's return, so the balance holds it.
-    const account = await ledger.getAccount(row.accountId);
-    if (!account) throw new Error(`stream ${streamId} has no ledger account`);
+    const read = await settledLedgerAccount(row);
+    if (!read) throw new Error(`stream ${streamId} has no ledger account`);
     if (row.moneyRows && !money) throw new Error(`stream ${streamId} keeps its money steps as rows, and this service has no money store`);
     const seq = Math.max(await store.maxEventSeq(streamId), newest.seq, row.moneyRows && money ? await money.store.maxSeq(streamId) : 0);
     const unrecorded = await unrecordedOutcomes(row, newest.newer);
@@ -501,7 +518,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       again.busy += entry.joiners;
       return again;
     }
-    const state = newLiveState(row, seq, balanceOf(account), account.debitsPendingMsat);
+    const state = newLiveState(row, seq, read.balance, read.account.debitsPendingMsat);
     state.busy = entry.joiners;
     state.feeAdvance = feeAdvance;
     live.set(streamId, state);
@@ -781,10 +798,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    */
   const decidePayout = async (state: LiveStream, closing: boolean): Promise<{ amountMsat: Msat; maxFeeMsat: Msat } | null> => {
     const row = state.row;
-    const account = await settledLedgerAccount(row);
-    const held = account && account.debitsPendingMsat > state.held ? account.debitsPendingMsat : state.held;
-    if (held > 0n) return null;
-    const balance = account && balanceOf(account) < state.balance ? balanceOf(account) : state.balance;
+    const read = await settledLedgerAccount(row);
+    const held = read && read.account.debitsPendingMsat > state.held ? read.account.debitsPendingMsat : state.held;
+    if (held > 0n || state.payoutReserved > 0n) return null;
+    // Charges still committing were admitted against this balance: not the payer's to take out.
+    const cached = state.balance - state.reserved;
+    const balance = read && read.balance < cached ? read.balance : cached;
     const refund = closing || row.status === 'closed';
     // Until the close is saved, charges submitted before it may still commit: the close's own
     // refund follows its save (closeOnce), sized from what they left.
@@ -793,9 +812,24 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (excess <= 0n) return null;
     if (!refund && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return null;
     const maxFeeMsat = defaultMaxFeeMsat(msat(excess));
-    if (refund && (state.feeAdvance >= maxFeeMsat || (await advanceRefundFee(state, maxFeeMsat)))) return { amountMsat: msat(excess), maxFeeMsat };
+    if (refund && (state.feeAdvance >= maxFeeMsat || (await advanceRefundFee(state, maxFeeMsat)))) return reservePayout(state, msat(excess), maxFeeMsat);
     if (excess <= maxFeeMsat) return null; // dust: paying it out would cost more than it is worth
-    return { amountMsat: msat(excess - maxFeeMsat), maxFeeMsat };
+    return reservePayout(state, msat(excess - maxFeeMsat), maxFeeMsat);
+  };
+
+  /**
+   * Counts a payout just sized against the payer's limit at once, in the same turn as its
+   * sizing (payoutReserved): its ledger hold is made before pay() returns, and a charge
+   * admitted meanwhile would spend the same balance. The caller releases it when its sender
+   * is done (releasePayout), by when the hold is in `held` or the payout did not go.
+   */
+  const reservePayout = (state: LiveStream, amountMsat: Msat, maxFeeMsat: Msat): { amountMsat: Msat; maxFeeMsat: Msat } => {
+    state.payoutReserved += amountMsat + maxFeeMsat;
+    return { amountMsat, maxFeeMsat };
+  };
+
+  const releasePayout = (state: LiveStream, decided: { amountMsat: Msat; maxFeeMsat: Msat } | null): void => {
+    if (decided) state.payoutReserved -= decided.amountMsat + decided.maxFeeMsat;
   };
 
   const maybePayout = async (state: LiveStream, closing: boolean): Promise<void> => {
@@ -807,8 +841,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       return;
     }
     state.payoutBusy = true;
+    let decided: Awaited<ReturnType<typeof decidePayout>> = null;
     try {
-      const decided = await decidePayout(state, closing);
+      decided = await decidePayout(state, closing);
       if (!decided) return;
       const { amountMsat, maxFeeMsat } = decided;
       const destination = row.payoutDestination;
@@ -829,6 +864,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         await sendPayout(state, amountMsat, maxFeeMsat, { kind: 'keysend', destinationPubkey: destination.pubkey, amountMsat });
       }
     } finally {
+      releasePayout(state, decided);
       state.payoutBusy = false;
       resumePayout(state);
     }
@@ -899,18 +935,17 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     let delivered = false;
     try {
       // The app's balance must cover a reward: this stream's charges not yet swept count in it.
-      if (direction === 'reward' && settler) await settler.settleNow([row.id]);
+      if (direction === 'reward' && settler) await settler.settleNow([row.id]).catch(() => undefined);
       if (direction === 'charge') {
-        refused = state.balance - state.held - amountMsat < -row.maximumMsat;
+        const spendable = (): bigint => state.balance - state.held - state.payoutReserved + row.maximumMsat;
+        refused = amountMsat > spendable();
         // Refused only because of charges still committing: some may be replays, which move
-        // nothing. It waits for them, as the ledger's own check came after the steps before it.
-        for (let tries = 0; !refused && state.reserved > 0n && state.balance - state.held - state.reserved - amountMsat < -row.maximumMsat; tries += 1) {
-          if (tries === RESERVED_WAITS) {
-            refused = true;
-            break;
-          }
+        // nothing. It waits for them, as the ledger's own check came after the steps before it;
+        // still so after RESERVED_WAITS commits, it is refused as overloaded (nothing recorded).
+        for (let tries = 0; !refused && state.reserved > 0n && amountMsat > spendable() - state.reserved; tries += 1) {
+          if (tries === RESERVED_WAITS) return { ok: false, error: 'Overloaded', detail: 'charges still committing on this stream may leave no room for this one; try again' };
           await committer.afterQueued();
-          refused = state.balance - state.held - amountMsat < -row.maximumMsat;
+          refused = amountMsat > spendable();
         }
         if (!refused) state.reserved += reserved = amountMsat;
       }
@@ -1110,11 +1145,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         continue;
       }
       const steps = state.ownSteps;
-      const account = await settledLedgerAccount(state.row);
-      if (!account) return;
+      const read = await settledLedgerAccount(state.row);
+      if (!read) return;
       if (state.pendingOps === 0 && state.ownSteps === steps) {
-        state.balance = balanceOf(account);
-        state.held = account.debitsPendingMsat;
+        state.balance = read.balance;
+        state.held = read.account.debitsPendingMsat;
         state.heldHashes.clear(); // every hold out is in the figure just read, whoever sent it
         return;
       }
@@ -1264,8 +1299,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const markSettledUnlessCredited = async (row: StreamRow): Promise<void> => {
     await store.markSettled(row.id, clock.now());
     if (!crediting.has(row.id)) {
-      const account = await settledLedgerAccount(row);
-      if (account && balanceOf(account) <= 0n) return;
+      const read = await settledLedgerAccount(row);
+      if (read && read.balance <= 0n) return;
     }
     await store.markSettled(row.id, null);
   };
@@ -1448,10 +1483,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         }
         state.payoutAsked = null;
         state.payoutBusy = true;
+        let owed: Awaited<ReturnType<typeof decidePayout>> = null;
         try {
           // Sized again now: money moved since the ask (a charge, a top-up) changes what is owed,
           // and a payout of the old amount could pay out more than the payer holds.
-          const owed = await decidePayout(state, state.row.status === 'closed');
+          owed = await decidePayout(state, state.row.status === 'closed');
           if (!owed) return { ok: false, error: 'NoPayoutRequested', detail: asked ? 'nothing is owed to the payer any more: the balance moved since the ask' : 'nothing is owed to the payer' };
           if (owed.amountMsat !== decoded.invoice.amountMsat) {
             state.payoutAsked = { ...owed, askedAt: clock.now() };
@@ -1460,6 +1496,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           }
           await sendPayout(state, owed.amountMsat, owed.maxFeeMsat, { kind: 'invoice', paymentRequest, amountMsat: null });
         } finally {
+          releasePayout(state, owed);
           state.payoutBusy = false;
           resumePayout(state);
         }
@@ -1547,7 +1584,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     liveStreams: () => live.size,
 
     async settleCharges() {
-      await money?.drain();
+      // What was acknowledged before this call (not what keeps arriving under load), then a sweep.
+      await money?.afterQueued();
       await settler?.flush();
     },
 
