@@ -269,8 +269,8 @@ export async function createSluice(config: Config, options: SluiceOptions = {}):
     apps, ledger: ledgerStore,
     // A sweep that fails is logged and kept due, and its money stays where it was: the balance
     // is read anyway (one stuck stream must not fail every app's balance).
-    settleDue: async () => {
-      await streams.settleCharges().catch(() => undefined);
+    settleDue: async (appId) => {
+      await streams.settleCharges(appId).catch(() => undefined);
       await chains.settleSpent().catch(() => undefined);
     },
   });

@@ -37,7 +37,7 @@ export interface AppRouteDeps {
    * Pays the apps what is due to them in sweeps (stream charges, hash-chain spends) before a
    * balance is read, so the balance an app reads holds every charge and call it was answered for.
    */
-  settleDue?: () => Promise<void>;
+  settleDue?: (appId: string) => Promise<void>;
 }
 
 export function registerAppRoutes(app: SluiceFastify, deps: AppRouteDeps): void {
@@ -132,7 +132,7 @@ export function registerAppRoutes(app: SluiceFastify, deps: AppRouteDeps): void 
       },
     },
   }, async (request) => {
-    await deps.settleDue?.();
+    await deps.settleDue?.(appOf(request).id);
     const account = await deps.ledger.getAccount(appOf(request).accountId);
     if (!account) throw new Error(`the account of app ${appOf(request).id} is missing`);
     const balance = balanceOf(account);

@@ -51,9 +51,10 @@ export type InvoicePaidListener = (invoice: InvoiceRow) => void;
 /**
  * Awaited before a settled invoice is credited: what a module must make durable before the
  * money lands (a crash may come between the credit and the paid listeners). Throwing leaves
- * the invoice uncredited (the watcher tries it again).
+ * the invoice uncredited (the watcher tries it again). It may return a function, called once
+ * that credit attempt is over (credited and told, already paid, or failed).
  */
-export type InvoiceCreditHook = (invoice: InvoiceRow) => Promise<void>;
+export type InvoiceCreditHook = (invoice: InvoiceRow) => Promise<void | (() => void)>;
 
 export type CreateInvoiceResult =
   | { ok: true; invoice: InvoiceView; replayed: boolean }
@@ -125,7 +126,20 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
       return;
     }
     if (row.status === 'paid') return;
-    for (const hook of creditHooks) await hook(row);
+    // Each hook may hand back what to do once this credit attempt is over, whatever its outcome.
+    const afterCredit: (() => void)[] = [];
+    try {
+      for (const hook of creditHooks) {
+        const after = await hook(row);
+        if (after) afterCredit.push(after);
+      }
+      await credit(settled, row);
+    } finally {
+      for (const after of afterCredit) after();
+    }
+  };
+
+  const credit = async (settled: SettledInvoice, row: InvoiceRow): Promise<void> => {
     const result = await records.settleInvoice(
       settled.paymentHash,
       { amountPaidMsat: settled.amountPaidMsat, paidAt: settled.settledAt },

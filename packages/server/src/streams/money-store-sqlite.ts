@@ -364,6 +364,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       }
       return settled.length;
     },
+    // One process per SQLite file: every stream with unsettled charges (the app is not known
+    // here, and its sweep is this process's own anyway).
     async listUnsettled() {
       return [...byStream.entries()].filter(([, recent]) => recent.unsettledMsat > 0n).map(([id]) => id);
     },

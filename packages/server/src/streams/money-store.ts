@@ -79,8 +79,8 @@ export interface StreamMoneyStore {
    * one transaction. Streams with nothing to settle are skipped. Returns how many were settled.
    */
   settle(streamIds: readonly string[], now: number): Promise<number>;
-  /** Streams with charges past their settled seq (a crash before a sweep): read at start-up. */
-  listUnsettled(): Promise<string[]>;
+  /** Streams (of this app, when given) with charges past their settled seq: read at start-up, and by a balance read on PostgreSQL (another process's charges). */
+  listUnsettled(appId?: string): Promise<string[]>;
   /** The stream's committed charges not yet settled to its app (its ledger account still holds them). */
   unsettledMsat(streamId: string): Promise<bigint>;
 }
@@ -227,16 +227,16 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
       }
       return outcomes;
     }) as Promise<MoneyOutcome[]>;
-  const unsettledSql = (only: boolean) => `
+  const unsettledSql = (only: 'ids' | 'app' | null) => `
     SELECT s.id, s.account_id, s.app_id, s.charges_settled_seq, SUM(m.amount_msat) AS sum, MAX(m.seq) AS to_seq
     FROM streams s JOIN stream_money m ON m.stream_id = s.id AND m.seq > s.charges_settled_seq
-    WHERE m.refused IS NULL AND m.ref NOT LIKE '${REWARD_REF}%'${only ? ' AND s.id = ANY($1::text[])' : ''}
+    WHERE m.refused IS NULL AND m.ref NOT LIKE '${REWARD_REF}%'${only === 'ids' ? ' AND s.id = ANY($1::text[])' : only === 'app' ? ' AND s.app_id = $1' : ''}
     GROUP BY s.id, s.account_id, s.app_id, s.charges_settled_seq ORDER BY s.id`;
   const settleOnce = (ids: readonly string[], now: number): Promise<number> =>
     sql.begin(async (tx: PostgresTransaction) => {
       // Locked in id order: two sweeps cannot deadlock, and a stream is settled from one settled seq once.
       await tx.unsafe('SELECT id FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[...ids]] as never[]);
-      const rows = (await tx.unsafe(unsettledSql(true), [[...ids]] as never[])) as unknown as Row[];
+      const rows = (await tx.unsafe(unsettledSql('ids'), [[...ids]] as never[])) as unknown as Row[];
       const unsettled = rows.map((row): UnsettledCharges => ({
         streamId: row.id as string, accountId: row.account_id as string, appId: row.app_id as string,
         fromSeq: Number(row.charges_settled_seq as bigint | number), toSeq: Number(row.to_seq as bigint | number), sumMsat: BigInt(row.sum as string | bigint),
@@ -259,11 +259,12 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
     async settle(ids, now) {
       return ids.length === 0 ? 0 : retried(() => settleOnce(ids, now));
     },
-    async listUnsettled() {
-      return ((await sql.unsafe(unsettledSql(false))) as unknown as Row[]).map((row) => row.id as string);
+    async listUnsettled(appId) {
+      const rows = appId === undefined ? await sql.unsafe(unsettledSql(null)) : await sql.unsafe(unsettledSql('app'), [appId]);
+      return (rows as unknown as Row[]).map((row) => row.id as string);
     },
     async unsettledMsat(streamId) {
-      const [row] = (await sql.unsafe(unsettledSql(true), [[streamId]] as never[])) as unknown as Row[];
+      const [row] = (await sql.unsafe(unsettledSql('ids'), [[streamId]] as never[])) as unknown as Row[];
       return row ? BigInt(row.sum as string | bigint) : 0n;
     },
     async commit(steps, now) {

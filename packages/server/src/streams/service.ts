@@ -107,8 +107,12 @@ export interface StreamService {
   tick(): Promise<void>;
   /** Streams held in memory: open ones, and closed ones still settling or listened to (metrics, tests). */
   liveStreams(): number;
-  /** Pays the apps now for every charge acknowledged so far (its sweep would within SLUICE_STREAM_SETTLE_INTERVAL_MS): tests, reports. */
-  settleCharges(): Promise<void>;
+  /**
+   * Pays the apps now for every charge this process acknowledged so far (its sweep would within
+   * SLUICE_STREAM_SETTLE_INTERVAL_MS), and, with `appId` on PostgreSQL, that app's charges
+   * other processes acknowledged: the balance an app reads holds them all.
+   */
+  settleCharges(appId?: string): Promise<void>;
 }
 
 export interface StreamServiceDeps {
@@ -147,6 +151,23 @@ interface LiveStream {
    * against the balance a payout is about to take (the ledger holds it before pay() returns).
    */
   payoutReserved: bigint;
+  /**
+   * Invoice credits to this (open, live) stream begun (creditHook) and not yet over (told to
+   * onInvoicePaid, or found already paid, or failed), by payment hash, with when they began
+   * (Date.now()): a balance re-read in between would find the credit in the ledger, and the
+   * listener would then add it again.
+   */
+  creditsInFlight: Map<string, number>;
+  /**
+   * A meter charge whose commit threw: it may have been written. The next meter charge asks
+   * again under the same ref and amount first (a replay answers what happened), so the same
+   * seconds are never charged under a second ref.
+   */
+  meterPending: MeterAttempt | null;
+  /** What final meter charges took of a second the meter then went on running into: counted against the next charge. */
+  meterCredit: bigint;
+  /** A close's refund that waits for a sweep of the stream's charges that failed: the tick tries it again. */
+  refundWaiting: boolean;
   pendingOps: number;
   topUp: { paymentHash: string; expiresAt: number } | null;
   topUps: number;
@@ -212,6 +233,21 @@ interface LiveStream {
   seqCheckpoints: Map<number, { seq: number; transferId: string }>;
 }
 
+interface MeterAttempt {
+  ref: string;
+  amountMsat: Msat;
+  segment: number;
+  /** meterSecondsCharged before and after it. */
+  fromSeconds: number;
+  toSeconds: number;
+  /** The part second a final charge took (0 otherwise), and the credit it used. */
+  partMsat: bigint;
+  creditMsat: bigint;
+}
+
+/** An invoice credit begun longer ago than this and never told did not happen (refused, told to no one): not waited for. */
+const CREDIT_IN_FLIGHT_MS = 10_000;
+
 /**
  * How long a closed stream waits in memory for the payer's answer to payout_invoice_needed
  * while nobody listens to it: then the ask is dropped (the app's fee budget goes back) and the
@@ -263,7 +299,7 @@ export function validateTerms(terms: StreamTerms): string | null {
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
-    row, seq, balance, held, reserved: 0n, payoutReserved: 0n, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
+    row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Map(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
     feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
@@ -305,14 +341,16 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * is swept first, and a charge the sweep could not move (it failed: logged, and kept due) is
    * taken off the balance here, so a stuck sweep never makes the stream read richer than it is.
    */
-  const settledLedgerAccount = async (row: StreamRow): Promise<{ account: Account; balance: bigint } | null> => {
+  const settledLedgerAccount = async (row: StreamRow): Promise<{ account: Account; balance: bigint; unsettledMsat: bigint } | null> => {
     if (row.moneyRows && settler && money) {
       await settler.settleNow([row.id]).catch(() => undefined);
       const account = await ledger.getAccount(row.accountId);
-      return account ? { account, balance: balanceOf(account) - (await money.store.unsettledMsat(row.id)) } : null;
+      if (!account) return null;
+      const unsettledMsat = await money.store.unsettledMsat(row.id);
+      return { account, balance: balanceOf(account) - unsettledMsat, unsettledMsat };
     }
     const account = await ledger.getAccount(row.accountId);
-    return account ? { account, balance: balanceOf(account) } : null;
+    return account ? { account, balance: balanceOf(account), unsettledMsat: 0n } : null;
   };
 
   const view = (state: LiveStream): StreamView => ({
@@ -567,7 +605,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    */
   const evictable = (state: LiveStream): boolean =>
     state.busy === 0 && state.row.status === 'closed' && state.closeSaved && state.listeners.size === 0 && state.pendingOps === 0 && state.waiting.size === 0
-    && !state.payoutBusy && state.payoutAsked === null && state.feeAdvance === 0n && !state.payoutAgain;
+    && !state.payoutBusy && state.payoutAsked === null && state.feeAdvance === 0n && !state.payoutAgain && !state.refundWaiting;
 
   const release = (state: LiveStream): void => {
     state.busy -= 1;
@@ -808,6 +846,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // Until the close is saved, charges submitted before it may still commit: the close's own
     // refund follows its save (closeOnce), sized from what they left.
     if (refund && !state.closeSaved) return null;
+    // Charges a sweep could not move yet: the refund (and the fee budget the app lends it)
+    // waits for that sweep, which must come first in the ledger (a load finds the budget among
+    // the transfers after the newest money step). The tick tries again.
+    if (refund && read && read.unsettledMsat > 0n) {
+      state.refundWaiting = true;
+      return null;
+    }
     const excess = refund ? balance - state.feeAdvance : balance - row.settleToMsat;
     if (excess <= 0n) return null;
     if (!refund && (row.payoutThresholdMsat === 0n || excess < row.payoutThresholdMsat)) return null;
@@ -934,8 +979,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     let seq = 0;
     let delivered = false;
     try {
-      // The app's balance must cover a reward: this stream's charges not yet swept count in it.
-      if (direction === 'reward' && settler) await settler.settleNow([row.id]).catch(() => undefined);
+      // The app's balance must cover a reward: this stream's charges before it count in it, so
+      // they are answered (committed) and swept first.
+      if (direction === 'reward' && settler) {
+        for (let tries = 0; state.reserved > 0n && tries < RESERVED_WAITS; tries += 1) await committer.afterQueued();
+        await settler.settleNow([row.id]).catch(() => undefined);
+      }
       if (direction === 'charge') {
         const spendable = (): bigint => state.balance - state.held - state.payoutReserved + row.maximumMsat;
         refused = amountMsat > spendable();
@@ -972,7 +1021,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       delivered = true;
       return ack;
     } catch (error) {
-      // The commit's outcome is unknown (it may have happened): the cached balance is read again from the ledger.
+      // The commit's outcome is unknown (it may have happened): a charge it wrote is due to the
+      // app like any other, and the cached balance is read again from the ledger.
+      if (direction === 'charge') settler?.noteCommitted(row.id);
       background(state, 'balance re-read after a failed money commit', () => resyncBalance(state));
       throw error;
     } finally {
@@ -1053,20 +1104,46 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const chargeMeter = async (state: LiveStream, final: boolean): Promise<StreamError | null> => {
     const row = state.row;
     if (row.meter !== 'running' || row.meterSegmentStartedAt === null || row.rateMsatPerS === 0n) return null;
+    const pending = state.meterPending;
+    if (pending && pending.segment === row.meterSegment) {
+      // Its commit threw: asked again as it was (a replay if it was written), before anything else.
+      const refused = await submitMeter(state, pending);
+      if (refused !== null) return refused;
+    }
+    state.meterPending = null;
     const elapsedMs = Math.max(0, clock.now() - row.meterSegmentStartedAt);
     const wholeSeconds = Math.floor(elapsedMs / 1000);
-    let amount = BigInt(wholeSeconds - row.meterSecondsCharged) * row.rateMsatPerS;
-    let chargedSeconds = wholeSeconds;
-    if (final) {
-      // The part second, pro rata and rounded down: the payer never pays for time not used.
-      amount += (row.rateMsatPerS * BigInt(elapsedMs - wholeSeconds * 1000)) / 1000n;
+    const seconds = BigInt(wholeSeconds - row.meterSecondsCharged) * row.rateMsatPerS;
+    // The part second, pro rata and rounded down: the payer never pays for time not used.
+    const partMsat = final ? (row.rateMsatPerS * BigInt(elapsedMs - wholeSeconds * 1000)) / 1000n : 0n;
+    const due = seconds + partMsat;
+    if (due <= 0n) return null;
+    // What an earlier final charge took of these seconds is not charged again.
+    const creditMsat = state.meterCredit < due ? state.meterCredit : due;
+    const attempt: MeterAttempt = {
+      ref: `${METER_REF}${row.meterSegment}:${row.meterSecondsCharged}:${final ? 'final' : wholeSeconds}`,
+      amountMsat: msat(due - creditMsat), segment: row.meterSegment, fromSeconds: row.meterSecondsCharged, toSeconds: wholeSeconds, partMsat, creditMsat,
+    };
+    if (attempt.amountMsat === 0n) {
+      meterCharged(state, attempt);
+      return null;
     }
-    if (amount <= 0n) return null;
-    const ref = `${METER_REF}${row.meterSegment}:${row.meterSecondsCharged}:${final ? 'final' : chargedSeconds}`;
-    const result = await applyMoney(state, 'meter', 'metered', msat(amount), 'charge', ref);
+    return submitMeter(state, attempt);
+  };
+
+  /** Submits a meter charge; kept as pending while its outcome is unknown (the commit threw). */
+  const submitMeter = async (state: LiveStream, attempt: MeterAttempt): Promise<StreamError | null> => {
+    state.meterPending = attempt;
+    const result = await applyMoney(state, 'meter', 'metered', attempt.amountMsat, 'charge', attempt.ref);
+    state.meterPending = null;
     if (!result.ok) return result.error;
-    row.meterSecondsCharged = chargedSeconds;
+    meterCharged(state, attempt);
     return null;
+  };
+
+  const meterCharged = (state: LiveStream, attempt: MeterAttempt): void => {
+    state.row.meterSecondsCharged = attempt.toSeconds;
+    state.meterCredit += attempt.partMsat - attempt.creditMsat;
   };
 
   const setMeter = async (state: LiveStream, meter: StreamRow['meter'], type: StreamEventType, reason: string): Promise<StreamEvent> => {
@@ -1076,6 +1153,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       row.meterSegment += 1;
       row.meterSegmentStartedAt = clock.now();
       row.meterSecondsCharged = 0;
+      state.meterCredit = 0n;
+      state.meterPending = null;
     } else {
       row.meterSegmentStartedAt = null;
     }
@@ -1136,10 +1215,21 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * when none of the stream's own steps overlapped it: a step between its commit and its delta
    * would be counted twice.
    */
+  /** Whether an invoice credit to the stream has begun and not been told (see creditsInFlight); stale ones are dropped. */
+  const creditInFlight = (state: LiveStream): boolean => {
+    // Wall time, not the injected clock: this measures how long a credit's own commit takes.
+    const now = Date.now();
+    for (const [hash, began] of state.creditsInFlight) if (now - began > CREDIT_IN_FLIGHT_MS) state.creditsInFlight.delete(hash);
+    return state.creditsInFlight.size > 0;
+  };
+
   const resyncBalance = async (state: LiveStream): Promise<void> => {
     // Bounded: under a constant stream of steps the cached figures stay as they are (payouts
     // are sized from the ledger anyway, see decidePayout) rather than spin.
     for (let attempt = 0; attempt < 100; attempt += 1) {
+      // A credit under way is waited for without counting: its listener follows its commit, and
+      // a credit that never is told stops counting after CREDIT_IN_FLIGHT_MS (creditInFlight).
+      while (creditInFlight(state)) await new Promise((resolve) => setTimeout(resolve, 10));
       if (state.pendingOps > 0) {
         await new Promise((resolve) => setTimeout(resolve, 1));
         continue;
@@ -1171,6 +1261,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (state) {
       state.balance += amountPaidMsat;
       state.ownSteps += 1; // a re-read under way must not overwrite this
+      state.creditsInFlight.delete(invoice.paymentHash);
       if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
       background(state, 'recording a funding event', async () => {
         try {
@@ -1204,11 +1295,18 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * sweep passed the stream by and the top-up stayed on it for good. A credit that then does
    * not happen leaves the stream unmarked: the next sweep finds nothing to pay and marks it again.
    */
-  const creditHook = async (invoice: { creditAccountId: string }): Promise<void> => {
+  const creditHook = async (invoice: { creditAccountId: string; paymentHash: string }): Promise<void | (() => void)> => {
     const streamId = streamOfAccount(invoice.creditAccountId);
     if (!streamId) return;
     const state = live.get(streamId);
-    if (state && state.row.status === 'open') return; // open in memory: open in the store, never marked
+    if (state && state.row.status === 'open') {
+      // Open in memory: open in the store, never marked. Its balance re-reads wait for the credit's
+      // listener, and one under way now is not used (ownSteps).
+      state.creditsInFlight.set(invoice.paymentHash, Date.now());
+      state.ownSteps += 1;
+      // Over (told, already paid, or failed): no longer waited for.
+      return () => state.creditsInFlight.delete(invoice.paymentHash);
+    }
     crediting.set(streamId, (crediting.get(streamId) ?? 0) + 1);
     await store.markSettled(streamId, null);
   };
@@ -1583,10 +1681,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
     liveStreams: () => live.size,
 
-    async settleCharges() {
+    async settleCharges(appId) {
       // What was acknowledged before this call (not what keeps arriving under load), then a sweep.
       await money?.afterQueued();
       await settler?.flush();
+      if (appId !== undefined && settler && money?.store.dialect === 'postgres') await settler.settleNow(await money.store.listUnsettled(appId));
     },
 
     async tick() {
@@ -1602,6 +1701,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
             } finally {
               release(state);
             }
+            return;
+          }
+          if (state.refundWaiting && !state.payoutBusy) {
+            state.refundWaiting = false;
+            background(state, 'refund payout', () => maybePayout(state, true));
             return;
           }
           const closeUnsaved = state.row.status !== 'open' && !state.closeSaved && !state.closing;
