@@ -8,6 +8,9 @@
  * sweep per interval settles them all in one transaction (settlement.ts). The app's
  * balance lags its chains' calls by at most the interval; a refund, and shutdown, settle
  * at once; start-up settles what a crash left unsettled.
+ *
+ * Nothing here is about chains but the default log wording: the stream service sweeps its
+ * streams' charges with the same settler over its money store (streams/money-store.ts).
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
