@@ -75,8 +75,11 @@ interface Generation {
 
 interface StreamRecent {
   rows: RecentRow[];
-  /** Seqs of `rows`: a seq taken twice is refused before it could stop a merge. */
-  seqs: Set<number>;
+  /**
+   * The highest seq written: a stream's steps are written in seq order (the sweeps rely on it),
+   * so a step at or below it is refused, before a seq taken twice could stop a merge.
+   */
+  lastSeq: number;
   /** streams.charges_settled_seq: the charges up to it are in the ledger (only those are merged). */
   settledSeq: number;
   /** The charges committed past settledSeq (not refused): what the next sweep moves. */
@@ -119,9 +122,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const remember = (row: RecentRow): void => {
     byKey.set(refKey(row.streamId, row.ref), row);
     let recent = byStream.get(row.streamId);
-    if (!recent) byStream.set(row.streamId, (recent = { rows: [], seqs: new Set(), settledSeq: settledSeqOf(row.streamId), unsettledMsat: 0n, unsettledToSeq: 0 }));
+    if (!recent) byStream.set(row.streamId, (recent = { rows: [], lastSeq: 0, settledSeq: settledSeqOf(row.streamId), unsettledMsat: 0n, unsettledToSeq: 0 }));
     recent.rows.push(row);
-    recent.seqs.add(row.seq);
+    if (row.seq > recent.lastSeq) recent.lastSeq = row.seq;
     recentCount += 1;
     if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
       recent.unsettledMsat += row.amountMsat;
@@ -167,7 +170,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const commitSteps = db.transaction((steps: readonly MoneyStep[], now: number): { outcomes: MoneyOutcome[]; written: RecentRow[] } => {
     const outcomes: MoneyOutcome[] = new Array(steps.length);
     const batch = new Map<string, RecentRow>();
-    const batchSeqs = new Set<string>();
+    /** Per stream, the last seq this batch writes. */
+    const batchLast = new Map<string, number>();
     const rows: RecentRow[] = [];
     const movable: number[] = [];
     const rowOf: (RecentRow | undefined)[] = new Array(steps.length);
@@ -180,9 +184,10 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         replays.push({ index: i, first });
         continue;
       }
-      const seqKey = `${step.streamId}\u0000${step.seq}`;
-      if (byStream.get(step.streamId)?.seqs.has(step.seq) || batchSeqs.has(seqKey)) throw new Error(`stream ${step.streamId}: seq ${step.seq} taken twice`);
-      batchSeqs.add(seqKey);
+      if (step.seq <= (batchLast.get(step.streamId) ?? byStream.get(step.streamId)?.lastSeq ?? 0)) {
+        throw new Error(`stream ${step.streamId}: seq ${step.seq} written out of order (taken twice, or after a later one)`);
+      }
+      batchLast.set(step.streamId, step.seq);
       const refused = step.refused ?? null;
       const rowid = Number(insertRecent.run(step.streamId, step.seq, step.ref, step.name, step.amountMsat, step.at, refused).lastInsertRowid);
       const row: RecentRow = { streamId: step.streamId, rowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
@@ -276,7 +281,6 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       while (prefix < recent.rows.length && set.has(recent.rows[prefix] as RecentRow)) prefix += 1;
       if (prefix === set.size) recent.rows.splice(0, prefix);
       else recent.rows = recent.rows.filter((row) => !set.has(row));
-      for (const row of set) recent.seqs.delete(row.seq);
       if (recent.rows.length === 0) byStream.delete(streamId);
     }
     recentCount -= merged.length;
@@ -350,7 +354,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   return {
     dialect: 'sqlite',
     async settle(ids, now) {
-      if (ids.length === 0) return 0;
+      // Nothing to move (the common case for a reward or a read): no transaction.
+      if (!ids.some((id) => (byStream.get(id)?.unsettledMsat ?? 0n) > 0n)) return 0;
       const wal = walSyncOf();
       if (wal?.failure) throw wal.failure;
       // Not waited for on disk: a sweep lost in a crash is made again at the next start (its

@@ -153,11 +153,10 @@ interface LiveStream {
   payoutReserved: bigint;
   /**
    * Invoice credits to this (open, live) stream begun (creditHook) and not yet over (told to
-   * onInvoicePaid, or found already paid, or failed), by payment hash, with when they began
-   * (Date.now()): a balance re-read in between would find the credit in the ledger, and the
-   * listener would then add it again.
+   * onInvoicePaid, found already paid, or failed), by payment hash: a balance re-read in
+   * between would find the credit in the ledger, and the listener would then add it again.
    */
-  creditsInFlight: Map<string, number>;
+  creditsInFlight: Set<string>;
   /**
    * A meter charge whose commit threw: it may have been written. The next meter charge asks
    * again under the same ref and amount first (a replay answers what happened), so the same
@@ -245,9 +244,6 @@ interface MeterAttempt {
   creditMsat: bigint;
 }
 
-/** An invoice credit begun longer ago than this and never told did not happen (refused, told to no one): not waited for. */
-const CREDIT_IN_FLIGHT_MS = 10_000;
-
 /**
  * How long a closed stream waits in memory for the payer's answer to payout_invoice_needed
  * while nobody listens to it: then the ask is dropped (the app's fee budget goes back) and the
@@ -275,6 +271,11 @@ function referenceFor(streamId: string, seq: number, name: string): string {
   return `${streamId}/${seq}/${name}`;
 }
 
+/** The event a money step makes: it follows from its direction and name (the meter charges under 'meter'). */
+function moneyEventType(direction: 'charge' | 'reward', name: string): 'charged' | 'rewarded' | 'metered' {
+  return direction === 'reward' ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
+}
+
 function seqFromReference(streamId: string, reference: string): number | null {
   const parts = reference.split('/');
   if (parts.length < 2 || parts[0] !== streamId) return null;
@@ -299,7 +300,7 @@ export function validateTerms(terms: StreamTerms): string | null {
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
-    row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Map(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
+    row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Set(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
     feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
@@ -344,9 +345,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const settledLedgerAccount = async (row: StreamRow): Promise<{ account: Account; balance: bigint; unsettledMsat: bigint } | null> => {
     if (row.moneyRows && settler && money) {
       await settler.settleNow([row.id]).catch(() => undefined);
-      const account = await ledger.getAccount(row.accountId);
+      // Both asked in one turn: on SQLite both read then, so no sweep falls between the two
+      // (the balance would read its amount twice). On PostgreSQL they are two statements.
+      const [account, unsettledMsat] = await Promise.all([ledger.getAccount(row.accountId), money.store.unsettledMsat(row.id)]);
       if (!account) return null;
-      const unsettledMsat = await money.store.unsettledMsat(row.id);
       return { account, balance: balanceOf(account) - unsettledMsat, unsettledMsat };
     }
     const account = await ledger.getAccount(row.accountId);
@@ -730,7 +732,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       const events: StreamEvent[] = [];
       for (const step of await money.store.listBetween(streamId, from, to, RESUME_EVENTS_MAX)) {
         if (step.refused !== null) continue;
-        const type: StreamEventType = isReward(step.ref) ? 'rewarded' : step.name === 'meter' ? 'metered' : 'charged';
+        const type = moneyEventType(isReward(step.ref) ? 'reward' : 'charge', step.name);
         events.push({ streamId, seq: step.seq, type, data: { event: step.name, amount_msat: step.amountMsat.toString() }, at: step.at });
       }
       return events;
@@ -747,7 +749,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         if (seq <= from) return found;
         if (seq > to) continue;
         const name = transfer.reference.split('/').slice(2).join('/');
-        const type: StreamEventType = transfer.code.startsWith('reward:') ? 'rewarded' : name === 'meter' ? 'metered' : 'charged';
+        const type = moneyEventType(transfer.code.startsWith('reward:') ? 'reward' : 'charge', name);
         found.push({ streamId, seq, type, data: { event: name, amount_msat: transfer.amountMsat.toString() }, at: transfer.createdAt });
       }
       beforeId = transfers[transfers.length - 1]?.id;
@@ -937,19 +939,18 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const applyMoney = (
     state: LiveStream,
     name: string,
-    type: 'charged' | 'rewarded' | 'metered',
     amountMsat: Msat,
     direction: 'charge' | 'reward',
     ref: string,
   ): Promise<MoneyAck | Fail> =>
-    state.row.moneyRows && money ? applyMoneyRow(state, name, type, amountMsat, direction, ref, money) : applyMoneyTransfer(state, name, type, amountMsat, direction, ref);
+    state.row.moneyRows && money ? applyMoneyRow(state, name, amountMsat, direction, ref, money) : applyMoneyTransfer(state, name, amountMsat, direction, ref);
 
   const refusedFor = (direction: 'charge' | 'reward'): Fail => ({ ok: false, error: direction === 'charge' ? 'LimitExceeded' : 'AppInsufficientBalance' });
 
   /** A money step that moved: the cached balance follows, subscribers hear of it in seq order, settlement work starts if due. */
-  const moved = (state: LiveStream, seq: number, name: string, type: 'charged' | 'rewarded' | 'metered', amountMsat: Msat, direction: 'charge' | 'reward'): MoneyAck => {
+  const moved = (state: LiveStream, seq: number, name: string, amountMsat: Msat, direction: 'charge' | 'reward'): MoneyAck => {
     state.balance += direction === 'charge' ? -amountMsat : amountMsat;
-    const created = event(state, type, { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
+    const created = event(state, moneyEventType(direction, name), { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
     deliver(state, seq, created);
     afterMoney(state);
     return { ok: true, seq, amountMsat, balanceMsat: state.balance, replayed: false };
@@ -964,7 +965,6 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const applyMoneyRow = async (
     state: LiveStream,
     name: string,
-    type: 'charged' | 'rewarded' | 'metered',
     amountMsat: Msat,
     direction: 'charge' | 'reward',
     ref: string,
@@ -1002,8 +1002,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       // order, which the sweeps rely on (a settled seq never passes a charge still to come).
       seq = ++state.seq;
       const outcome = await committer.submit({
-        streamId: row.id, accountId: row.accountId, appId: row.appId, seq, ref, name, amountMsat, at: clock.now(),
-        ...(refused ? { refused: 'LimitExceeded' as const } : {}),
+        streamId: row.id, accountId: row.accountId, appId: row.appId, seq, ref, name, amountMsat, at: clock.now(), refused: refused ? 'LimitExceeded' : undefined,
       });
       // Released in the same turn as the balance below moves, so the limit check never counts a charge twice or not at all.
       state.reserved -= reserved;
@@ -1017,7 +1016,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       }
       if (outcome.refused !== null) return refusedFor(direction);
       if (direction === 'charge') settler?.noteCommitted(row.id);
-      const ack = moved(state, seq, name, type, amountMsat, direction);
+      const ack = moved(state, seq, name, amountMsat, direction);
       delivered = true;
       return ack;
     } catch (error) {
@@ -1037,7 +1036,6 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const applyMoneyTransfer = async (
     state: LiveStream,
     name: string,
-    type: 'charged' | 'rewarded' | 'metered',
     amountMsat: Msat,
     direction: 'charge' | 'reward',
     ref: string,
@@ -1071,7 +1069,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         return { ok: true, seq: firstSeq, amountMsat: result.transfer.amountMsat, balanceMsat: state.balance, replayed: true };
       }
       rememberCheckpoint(state, seq, result.transfer.id);
-      const ack = moved(state, seq, name, type, amountMsat, direction);
+      const ack = moved(state, seq, name, amountMsat, direction);
       delivered = true;
       return ack;
     } finally {
@@ -1134,7 +1132,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   /** Submits a meter charge; kept as pending while its outcome is unknown (the commit threw). */
   const submitMeter = async (state: LiveStream, attempt: MeterAttempt): Promise<StreamError | null> => {
     state.meterPending = attempt;
-    const result = await applyMoney(state, 'meter', 'metered', attempt.amountMsat, 'charge', attempt.ref);
+    const result = await applyMoney(state, 'meter', attempt.amountMsat, 'charge', attempt.ref);
     state.meterPending = null;
     if (!result.ok) return result.error;
     meterCharged(state, attempt);
@@ -1215,21 +1213,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * when none of the stream's own steps overlapped it: a step between its commit and its delta
    * would be counted twice.
    */
-  /** Whether an invoice credit to the stream has begun and not been told (see creditsInFlight); stale ones are dropped. */
-  const creditInFlight = (state: LiveStream): boolean => {
-    // Wall time, not the injected clock: this measures how long a credit's own commit takes.
-    const now = Date.now();
-    for (const [hash, began] of state.creditsInFlight) if (now - began > CREDIT_IN_FLIGHT_MS) state.creditsInFlight.delete(hash);
-    return state.creditsInFlight.size > 0;
-  };
-
   const resyncBalance = async (state: LiveStream): Promise<void> => {
     // Bounded: under a constant stream of steps the cached figures stay as they are (payouts
     // are sized from the ledger anyway, see decidePayout) rather than spin.
     for (let attempt = 0; attempt < 100; attempt += 1) {
-      // A credit under way is waited for without counting: its listener follows its commit, and
-      // a credit that never is told stops counting after CREDIT_IN_FLIGHT_MS (creditInFlight).
-      while (creditInFlight(state)) await new Promise((resolve) => setTimeout(resolve, 10));
+      // A credit under way is waited for without counting: the invoice service ends each one it
+      // begins (the hook's callback), credited or not.
+      while (state.creditsInFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
       if (state.pendingOps > 0) {
         await new Promise((resolve) => setTimeout(resolve, 1));
         continue;
@@ -1261,7 +1251,6 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (state) {
       state.balance += amountPaidMsat;
       state.ownSteps += 1; // a re-read under way must not overwrite this
-      state.creditsInFlight.delete(invoice.paymentHash);
       if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
       background(state, 'recording a funding event', async () => {
         try {
@@ -1302,7 +1291,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (state && state.row.status === 'open') {
       // Open in memory: open in the store, never marked. Its balance re-reads wait for the credit's
       // listener, and one under way now is not used (ownSteps).
-      state.creditsInFlight.set(invoice.paymentHash, Date.now());
+      state.creditsInFlight.add(invoice.paymentHash);
       state.ownSteps += 1;
       // Over (told, already paid, or failed): no longer waited for.
       return () => state.creditsInFlight.delete(invoice.paymentHash);
@@ -1511,7 +1500,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         }
         if (amount === 0n) return { ok: false, error: 'ZeroAmount' };
         if (amount > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
-        return applyMoney(state, name, 'charged', msat(amount), 'charge', CHARGE_REF + input.ref);
+        return applyMoney(state, name, msat(amount), 'charge', CHARGE_REF + input.ref);
       });
     },
 
@@ -1519,7 +1508,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       return withOpenStream<MoneyAck>(streamId, async (state) => {
         if (input.amountMsat === 0n) return { ok: false, error: 'ZeroAmount' };
         if (input.amountMsat > state.row.maxChargeMsat) return { ok: false, error: 'ChargeTooLarge', detail: `the largest step is ${state.row.maxChargeMsat} msat` };
-        return applyMoney(state, 'reward', 'rewarded', input.amountMsat, 'reward', REWARD_REF + input.ref);
+        return applyMoney(state, 'reward', input.amountMsat, 'reward', REWARD_REF + input.ref);
       });
     },
 

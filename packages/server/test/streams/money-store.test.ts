@@ -262,6 +262,23 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
     db.close();
   });
 
+  it('refuses a step written out of seq order (the sweeps count on the order), and writes nothing of its batch', async () => {
+    const { db, ledger, money, streamStore } = open();
+    const id = 'st_order';
+    expect((await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_t', limitMsat: msat(10n ** 12n), code: 'stream' })).ok).toBe(true);
+    await streamStore.insertStream(streamRow(id, 'app_t', 10n ** 12n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+    const step = (seq: number): MoneyStep => ({ streamId: id, accountId: `stream:${id}`, appId: 'app_t', seq, ref: `c:${seq}`, name: 'hit', amountMsat: msat(1n), at: seq });
+    await money.commit([step(5)], 5);
+    await expect(money.commit([step(3)], 6)).rejects.toThrow(/out of order/);
+    await expect(money.commit([step(7), step(6)], 7)).rejects.toThrow(/out of order/);
+    expect(await money.maxSeq(id)).toBe(5);
+    expect(await money.listUnsettled()).toContain(id);
+    expect(await money.unsettledMsat(id)).toBe(1n);
+    // Settled, so its row does not hold back the next test's merges (only settled rows merge).
+    expect(await money.settle([id], 8)).toBe(1);
+    db.close();
+  });
+
   it('merges one long stream over several steps, and a reopen between any two of them finds every row once', async () => {
     let { db, ledger, money, streamStore } = open();
     const id = 'st_long';
