@@ -12,8 +12,8 @@
  *
  * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the Sluice process.
  *
- * Processes: Sluice runs as its own process (`node packages/server/dist/cli/main.js start`,
- * SQLite in a fresh temp dir: WAL, synchronous=FULL; devnet Lightning), the echo server as
+ * Processes: Sluice runs as its own process, as `npm start` runs it (`node <SERVER_NODE_FLAGS>
+ * packages/server/dist/cli/main.js start`, SQLite in a fresh temp dir: WAL, synchronous=FULL; devnet Lightning), the echo server as
  * another (streams-echo.ts), and the load generator (streams-load.ts, raw `ws` clients, not
  * the SDK) in this process, so on a 2-core machine the server and the client each have
  * about one core. ILP STREAM runs both of its ends in this process (streams-ilp.ts) after
@@ -32,6 +32,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { runIlpBenchmark, MAX_PACKET_UNITS, type IlpBenchRow } from './streams-ilp.js';
 import { runLightningBenchmark, type GameTerms, type LightningRow } from './streams-lightning.js';
 import { closedLoop, createRequester, openConnection, openLoop, type LoadConnection, type LoadResult, type Target } from './streams-load.js';
@@ -121,7 +122,7 @@ function serverNodeArgs(): string[] {
 async function startSluice(dataDir: string): Promise<Child & { url: string }> {
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
   const port = await freePort();
-  const child = track(spawn(process.execPath, [...serverNodeArgs(), CLI, 'start'], {
+  const child = track(spawn(process.execPath, [...SERVER_NODE_FLAGS, ...serverNodeArgs(), CLI, 'start'], {
     env: {
       ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
       SLUICE_DATA_DIR: dataDir, SLUICE_ADMIN_KEY: ADMIN_KEY, SLUICE_DEVNET_SEED: 'sluice-bench', SLUICE_LIGHTNING: 'devnet',

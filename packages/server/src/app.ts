@@ -134,7 +134,11 @@ async function openStores(config: Config, clock: Clock, logger: Logger): Promise
   const chainStore = createSqliteChainStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
   const webhookStore = createSqliteWebhookStore(db);
   const subscriptionStore = createSqliteSubscriptionStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now));
-  return { dialect: 'sqlite', ledgerStore, records, streamStore, streamMoney, l402Budgets, chainStore, webhookStore, subscriptionStore, close: async () => void db.close() };
+  const close = async (): Promise<void> => {
+    streamMoney.close();
+    db.close();
+  };
+  return { dialect: 'sqlite', ledgerStore, records, streamStore, streamMoney, l402Budgets, chainStore, webhookStore, subscriptionStore, close };
 }
 
 async function openBackend(config: Config, clock: Clock, logger: Logger): Promise<{ backend: LightningBackend; devnet: Devnet | null }> {

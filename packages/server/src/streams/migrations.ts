@@ -61,8 +61,8 @@ CREATE INDEX streams_closed_unsettled ON streams(id) WHERE status = 'closed' AND
  * `charges_settled_seq`: the app has been paid for the stream's charges up to this seq (the
  * charges follow their rows in sweeps).
  */
-const moneyRows = (int8: string, withoutRowid: string) => `
-CREATE TABLE stream_money (
+export const streamMoneyTable = (int8: string, withoutRowid: string, ifNotExists = '') => `
+CREATE TABLE ${ifNotExists}stream_money (
   stream_id TEXT NOT NULL,
   seq ${int8} NOT NULL,
   ref TEXT NOT NULL,
@@ -72,8 +72,9 @@ CREATE TABLE stream_money (
   refused TEXT,
   PRIMARY KEY (stream_id, seq)
 )${withoutRowid};
-CREATE UNIQUE INDEX stream_money_ref ON stream_money(stream_id, ref);
-ALTER TABLE streams ADD COLUMN money_rows INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX ${ifNotExists}stream_money_ref ON stream_money(stream_id, ref);
+`;
+const moneyRows = (int8: string, withoutRowid: string) => `${streamMoneyTable(int8, withoutRowid)}ALTER TABLE streams ADD COLUMN money_rows INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE streams ADD COLUMN charges_settled_seq ${int8} NOT NULL DEFAULT 0;
 `;
 

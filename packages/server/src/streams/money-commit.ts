@@ -1,8 +1,9 @@
 /**
  * Group commit for stream money steps: the steps of every stream, submitted while a commit
  * is in flight, wait here and go to the store together, in ONE transaction (money-store.ts),
- * and each is answered once that transaction is durable. At most one commit is in flight, so
- * under load batches grow by themselves and share one sync, as the ledger's group commit does.
+ * and each is answered once that transaction is durable. At most one commit is in flight (two
+ * on SQLite: one waiting for its sync while the next is written), so under load batches grow
+ * by themselves and share one sync, as the ledger's group commit does.
  *
  * Limits: at most `maxQueue` steps wait; a step that would overflow it is answered at once
  * with 'Overloaded' (nothing written), so a stalled disk shows as errors, not as an unbounded
@@ -48,36 +49,46 @@ export function createMoneyCommitter(deps: MoneyCommitterDeps): MoneyCommitter {
   if (!Number.isSafeInteger(maxBatch) || maxBatch < 1 || !Number.isSafeInteger(maxQueue) || maxQueue < maxBatch) {
     throw new RangeError(`need 1 <= maxBatch <= maxQueue, got ${maxBatch} and ${maxQueue}`);
   }
+  // A store that writes before returning (SQLite) takes the next batch while one waits for its
+  // sync: that one's sync is under way, so the next shares the sync after it, and the event
+  // loop is not idle meanwhile. A third would only wait for the same sync as the second.
+  const maxInFlight = store.writesBeforeReturning ? 2 : 1;
   let queue: Waiting[] = [];
-  let flushing = false;
+  let inFlight = 0;
   let scheduled = false;
   const drainWaiters: (() => void)[] = [];
-  /** Waiting for the batch in flight, or for the next one (afterQueued). */
-  let afterFlight: (() => void)[] = [];
+  /** The newest batch in flight, settled once it is answered (batches are answered in order). */
+  let newest: Promise<void> | null = null;
+  /** Waiting for the next batch to be answered (afterQueued with steps queued). */
   let afterNext: (() => void)[] = [];
 
   const schedule = (): void => {
-    if (scheduled || flushing) return;
+    if (scheduled || inFlight >= maxInFlight) return;
     scheduled = true;
     // setImmediate, not a microtask: callers answered by the previous commit queue their next steps first, and join this batch.
     setImmediate(() => {
       scheduled = false;
-      void flush();
+      if (queue.length > 0) void flush();
+      else if (inFlight === 0) for (const resolve of drainWaiters.splice(0)) resolve();
     });
   };
 
   const flush = async (): Promise<void> => {
-    flushing = true;
+    inFlight += 1;
     const answered = afterNext;
     afterNext = [];
-    afterFlight = answered;
     const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
     queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
+    let done!: () => void;
+    const settled = new Promise<void>((resolve) => (done = resolve));
+    newest = settled;
     try {
-      if (batch.length === 0) return;
       let outcomes: MoneyOutcome[];
       try {
-        outcomes = await store.commit(batch.map((waiting) => waiting.step), clock.now());
+        const committing = store.commit(batch.map((waiting) => waiting.step), clock.now());
+        // Written (writesBeforeReturning): the next batch may go while this one waits for its sync.
+        if (maxInFlight > 1 && queue.length > 0) schedule();
+        outcomes = await committing;
         if (outcomes.length !== batch.length) throw new Error(`the money store answered ${outcomes.length} outcomes for ${batch.length} steps`);
       } catch (error) {
         for (const waiting of batch) waiting.reject(error);
@@ -86,11 +97,12 @@ export function createMoneyCommitter(deps: MoneyCommitterDeps): MoneyCommitter {
       deps.onCommit?.(batch.length);
       for (let i = 0; i < batch.length; i += 1) (batch[i] as Waiting).resolve(outcomes[i] as MoneyOutcome);
     } finally {
-      flushing = false;
-      afterFlight = [];
+      inFlight -= 1;
+      if (newest === settled) newest = null;
+      done();
       for (const resolve of answered) resolve();
       if (queue.length > 0) schedule();
-      else for (const resolve of drainWaiters.splice(0)) resolve();
+      else if (inFlight === 0) for (const resolve of drainWaiters.splice(0)) resolve();
     }
   };
 
@@ -104,12 +116,12 @@ export function createMoneyCommitter(deps: MoneyCommitterDeps): MoneyCommitter {
       });
     },
     afterQueued() {
-      if (queue.length === 0 && !flushing) return Promise.resolve();
-      // Queued steps go in the next batch; with none queued, the batch in flight is all there is.
-      return new Promise<void>((resolve) => (queue.length > 0 ? afterNext : afterFlight).push(resolve));
+      // Queued steps go in the next batch; with none queued, the newest batch in flight is the last to be answered.
+      if (queue.length > 0) return new Promise<void>((resolve) => afterNext.push(resolve));
+      return newest ?? Promise.resolve();
     },
     async drain() {
-      if (queue.length === 0 && !flushing && !scheduled) return;
+      if (queue.length === 0 && inFlight === 0 && !scheduled) return;
       await new Promise<void>((resolve) => {
         drainWaiters.push(resolve);
       });

@@ -10,23 +10,26 @@
  * - new rows are appended to `stream_money_recent`, a rowid table without an index: a batch
  *   writes a few pages, whatever the number of streams;
  * - every recent row is also held in memory, which is how a ref (or a resume) finds it;
- * - once the recent tier holds `compactAt` rows, that generation (rowid <= X) is merged into
- *   `stream_money` one group of whole streams at a time (about `sliceRows` rows), each in its
- *   own transaction right after a commit of steps, so each leaf page of stream_money is written
- *   about once per generation, and no merge holds the event loop for long. The cursor row
- *   (`stream_money_merge`: X, and the stream and seq below which the generation is merged; a
- *   stream with more rows than a group is merged over several) commits with
- *   each group; the generation's rows leave the recent table in rowid chunks once all of it is
- *   merged, so on open the cursor says which recent rows count;
- * - a ref is looked up in memory, then in stream_money only when a Bloom filter over its keys
+ * - once the recent tier holds `compactAt` rows, that generation (rowid <= X, every row of
+ *   it settled) is handed to the archive (money-archive.ts): a file of its own, where a
+ *   worker thread writes the rows into the two B-trees, sorted by stream, off the event loop.
+ *   Once the archive has them on disk, the cursor (`stream_money_merge`: X) is recorded and
+ *   the generation leaves the recent table and memory in chunks, one after each commit;
+ * - a ref is looked up in memory, then in the archive only when a Bloom filter over its keys
  *   says it may be there (a new ref, the common case, costs no B-tree probe).
+ *
+ * `stream_money` in the main database holds the rows merged there before the archive existed
+ * (ADR 0017's first form); it is read, never written.
  *
  * Limit: ONE writing connection per database file, as for the ledger (memory mirrors the
  * recent tier). Sluice's embedded mode is one process.
  */
 import type { SqliteDatabase } from '../db/sqlite.js';
 import { createKeyFilter, type KeyFilter } from '../ledger/sqlite/key-filter.js';
+import { defaultArchivePath, openMoneyArchive } from './money-archive.js';
+import { checkpointerFor } from '../ledger/sqlite/checkpointer.js';
 import { createWalSync, type SyncFile, type WalSync } from '../ledger/sqlite/wal-sync.js';
+import { multiRowStatement } from '../ledger/sqlite/multi-row.js';
 import type { SqliteLedgerApply } from '../records/sqlite.js';
 import type { Logger } from 'pino';
 import {
@@ -38,25 +41,34 @@ export interface SqliteStreamMoneyStoreOptions {
   /** As the chain store's: true (default) syncs the WAL on the thread pool after the commit (ledger/sqlite/wal-sync.ts). */
   syncOffLoop?: boolean;
   syncFile?: SyncFile;
-  /** Recent rows that start a merge (default DEFAULT_MONEY_COMPACT_AT). */
+  /** Recent rows that start a generation for the archive (default DEFAULT_MONEY_COMPACT_AT). */
   compactAt?: number;
-  /** Rows merged after a commit, at least (whole streams; default DEFAULT_MONEY_SLICE_ROWS). */
-  sliceRows?: number;
-  /** A merge that fails is logged (and tried again after the next commit). */
+  /** Archived rows deleted from the recent tier after each commit (default 2,048). */
+  deleteChunkRows?: number;
+  /** The archive's file (default: beside the database, money-archive.ts defaultArchivePath). */
+  archivePath?: string;
+  /** A generation the archive failed is logged (and handed over again ARCHIVE_RETRY_MS later). */
   logger?: Logger;
 }
 
 /** About 250 bytes of memory per recent row. */
 export const DEFAULT_MONEY_COMPACT_AT = 65_536;
-export const DEFAULT_MONEY_SLICE_ROWS = 1024;
-/** Refs the Bloom filter over stream_money is first sized for. */
+/** Refs the Bloom filter over the archive is first sized for. */
 const FILTER_MIN_REFS = 1 << 20;
-/** Merged recent rows deleted per commit. */
-const DELETE_CHUNK = 2048;
+/** Archived recent rows deleted (and dropped from memory) per commit. */
+const DEFAULT_DELETE_CHUNK = 2048;
+/** Rows per multi-row INSERT (8 parameters each). */
+const ROWS_PER_STATEMENT = 128;
+/** After the archive failed a generation, how long before it is handed over again. */
+const ARCHIVE_RETRY_MS = 5000;
 
 export interface SqliteStreamMoneyStore extends StreamMoneyStore {
-  /** Rows in the recent tier (memory), and whether a generation is being merged or deleted (tests, metrics). */
+  /** Rows in the recent tier (memory), and whether a generation is being archived or deleted (tests, metrics). */
   tiers(): { recent: number; merging: boolean };
+  /** Resolves once no generation is with the archive's worker (tests). */
+  archived(): Promise<void>;
+  /** Stops the archive's worker and closes its connection; call before closing the database. */
+  close(): void;
 }
 
 interface RecentRow extends MoneyRow {
@@ -64,23 +76,14 @@ interface RecentRow extends MoneyRow {
   rowid: number;
 }
 
-/** Rows with rowid in [from, through], of the streams in `streams` (sorted), merged from stream `next`'s seq `nextSeq` on. */
-interface Generation {
-  from: number;
-  through: number;
-  streams: string[];
-  next: number;
-  nextSeq: number;
-}
-
 interface StreamRecent {
   rows: RecentRow[];
   /**
    * The highest seq written: a stream's steps are written in seq order (the sweeps rely on it),
-   * so a step at or below it is refused, before a seq taken twice could stop a merge.
+   * so a step at or below it is refused, before a seq taken twice could reach the archive.
    */
   lastSeq: number;
-  /** streams.charges_settled_seq: the charges up to it are in the ledger (only those are merged). */
+  /** streams.charges_settled_seq: the charges up to it are in the ledger (only those are archived). */
   settledSeq: number;
   /** The charges committed past settledSeq (not refused): what the next sweep moves. */
   unsettledMsat: bigint;
@@ -88,82 +91,104 @@ interface StreamRecent {
 }
 
 const refKey = (streamId: string, ref: string): string => `${streamId}\u0000${ref}`;
+const copyRow = ({ seq, ref, name, amountMsat, at, refused }: MoneyRow): MoneyRow => ({ seq, ref, name, amountMsat, at, refused });
 
 export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps: SqliteLedgerApply, options: SqliteStreamMoneyStoreOptions = {}): SqliteStreamMoneyStore {
   const compactAt = options.compactAt ?? DEFAULT_MONEY_COMPACT_AT;
-  const sliceRows = options.sliceRows ?? DEFAULT_MONEY_SLICE_ROWS;
+  const deleteChunkRows = options.deleteChunkRows ?? DEFAULT_DELETE_CHUNK;
   // Built on first use, after the caller configured the connection (journal mode).
   let walSync: WalSync | null | undefined;
   const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = options.syncOffLoop === false ? null : createWalSync(db, options.syncFile)) : walSync);
+  const archive = openMoneyArchive(db, options.archivePath ?? defaultArchivePath(db.name), options.logger);
 
-  const insertRecent = db.prepare('INSERT INTO stream_money_recent (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  // Many rows per statement (multi-row.ts): a batch's rows cost a few statement runs instead of one each.
+  const insertRecent = multiRowStatement(db, 8, ROWS_PER_STATEMENT, (values) => `INSERT INTO stream_money_recent (rowid, stream_id, seq, ref, name, amount_msat, at, refused) VALUES ${values}`);
   const markRefused = db.prepare('UPDATE stream_money_recent SET refused = ? WHERE rowid = ?');
-  const insertMerged = db.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, ?)');
-  const mergedByRef = db.prepare(`SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = ? AND ref = ?`);
-  const mergedBetween = db.prepare(`SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`);
-  const mergedMaxSeq = db.prepare('SELECT MAX(seq) AS seq FROM stream_money WHERE stream_id = ?');
-  const setCursor = db.prepare(`INSERT INTO stream_money_merge (id, through_rowid, below_stream, below_seq) VALUES (1, ?, ?, ?)
-    ON CONFLICT (id) DO UPDATE SET through_rowid = excluded.through_rowid, below_stream = excluded.below_stream, below_seq = excluded.below_seq`);
+  const setCursor = db.prepare(`INSERT INTO stream_money_merge (id, through_rowid, below_stream, below_seq) VALUES (1, ?, NULL, 0)
+    ON CONFLICT (id) DO UPDATE SET through_rowid = excluded.through_rowid, below_stream = NULL, below_seq = 0`);
   const clearCursor = db.prepare('DELETE FROM stream_money_merge WHERE id = 1');
   const deleteRecent = db.prepare('DELETE FROM stream_money_recent WHERE rowid > ? AND rowid <= ?');
   const selectStream = db.prepare('SELECT account_id, app_id, charges_settled_seq FROM streams WHERE id = ?');
   const markChargesSettled = db.prepare('UPDATE streams SET charges_settled_seq = ? WHERE id = ? AND charges_settled_seq = ?');
   const settledSeqOf = (streamId: string): number => Number((selectStream.get(streamId) as Row | undefined)?.charges_settled_seq ?? 0);
 
+  // The archived rows: in the archive, and (merged before the archive existed) in the main
+  // database's stream_money, read only when it holds any.
+  const archivedTables: SqliteDatabase[] = [archive.db];
+  if (db.prepare('SELECT 1 FROM stream_money LIMIT 1').get() !== undefined) archivedTables.push(db);
+  const archivedQueries = archivedTables.map((tables) => ({
+    byRef: tables.prepare(`SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = ? AND ref = ?`),
+    between: tables.prepare(`SELECT ${SELECT_COLUMNS} FROM stream_money WHERE stream_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`),
+    maxSeq: tables.prepare('SELECT MAX(seq) AS seq FROM stream_money WHERE stream_id = ?'),
+  }));
+
   // ---- memory: the recent tier, read back on open ----
   const byKey = new Map<string, RecentRow>();
   const byStream = new Map<string, StreamRecent>();
-  let recentCount = 0;
-  /** The generation being merged: rows with rowid <= through, of the streams in `streams` (sorted; merged from `next`). */
-  let generation: Generation | null = null;
-  /** Merged, its rows being deleted from the recent table: rowids in (deletedThrough, through]. */
+  /** Every recent row in rowid order (from `head` on): archived rows leave memory from the front. */
+  let queue: RecentRow[] = [];
+  let head = 0;
+  /** A generation with the archive's worker: rows with rowid <= through. */
+  let handing: { through: number; done: Promise<void> } | null = null;
+  /** Archived, its rows leaving the recent table and memory: rowids in (deletedThrough, through]. */
   let deleting: { through: number; deletedThrough: number } | null = null;
+  /** When the archive last failed a generation (the next waits ARCHIVE_RETRY_MS). */
+  let archiveFailedAt = 0;
+  let closed = false;
 
   const remember = (row: RecentRow): void => {
     byKey.set(refKey(row.streamId, row.ref), row);
+    queue.push(row);
     let recent = byStream.get(row.streamId);
     if (!recent) byStream.set(row.streamId, (recent = { rows: [], lastSeq: 0, settledSeq: settledSeqOf(row.streamId), unsettledMsat: 0n, unsettledToSeq: 0 }));
     recent.rows.push(row);
     if (row.seq > recent.lastSeq) recent.lastSeq = row.seq;
-    recentCount += 1;
     if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
       recent.unsettledMsat += row.amountMsat;
       if (row.seq > recent.unsettledToSeq) recent.unsettledToSeq = row.seq;
     }
   };
 
-  const cursor = db.prepare('SELECT through_rowid, below_stream, below_seq FROM stream_money_merge WHERE id = 1').get() as Row | undefined;
-  const through = cursor ? Number(cursor.through_rowid as number) : 0;
-  const below = cursor ? ((cursor.below_stream as string | null) ?? null) : null;
-  const belowSeq = cursor ? Number(cursor.below_seq as number) : 0;
+  // The cursor: NULL below_stream, the generation through through_rowid is archived and being
+  // deleted. A cursor with a stream (a merge in ADR 0017's first form, cut short) counts as
+  // none: its rows are read back, and archived again with the next generation.
+  const cursor = db.prepare('SELECT through_rowid, below_stream FROM stream_money_merge WHERE id = 1').get() as Row | undefined;
+  const archivedThrough = cursor && cursor.below_stream === null ? Number(cursor.through_rowid as number) : 0;
+  /**
+   * The rowid the next recent row gets, set here rather than by SQLite so a batch's rows go
+   * out in multi-row statements knowing their rowids (one writer per file: nobody else takes one).
+   */
+  let nextRowid = archivedThrough + 1;
+  let firstRowid = 0;
   for (const row of db.prepare(`SELECT rowid, stream_id, ${SELECT_COLUMNS} FROM stream_money_recent ORDER BY rowid`).iterate() as IterableIterator<Row>) {
     const rowid = Number(row.rowid as number);
-    const streamId = row.stream_id as string;
-    // Already merged (the cursor covers it): it counts in stream_money.
-    if (cursor && rowid <= through && (below === null || streamId < below || (streamId === below && Number(row.seq as number) < belowSeq))) continue;
-    remember({ ...moneyFromRow(row), streamId, rowid });
+    if (firstRowid === 0) firstRowid = rowid;
+    if (rowid >= nextRowid) nextRowid = rowid + 1;
+    if (rowid <= archivedThrough) continue;
+    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid });
   }
-  if (cursor && below !== null) {
-    const streams = [...byStream.entries()].filter(([id, recent]) => id >= below && recent.rows.some((row) => row.rowid <= through)).map(([id]) => id).sort();
-    const first = db.prepare('SELECT MIN(rowid) AS rowid FROM stream_money_recent').get() as Row | undefined;
-    generation = { from: Number(first?.rowid ?? through), through, streams, next: 0, nextSeq: belowSeq };
-  } else if (cursor) {
-    const first = db.prepare('SELECT MIN(rowid) AS rowid FROM stream_money_recent').get() as Row | undefined;
-    deleting = { through, deletedThrough: first?.rowid == null ? through : Number(first.rowid as number) - 1 };
-  }
+  if (cursor && archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
+
   let filter: KeyFilter = createKeyFilter(0);
   const buildFilter = (atLeast: number): void => {
     const built = createKeyFilter(atLeast);
-    for (const row of db.prepare('SELECT stream_id, ref FROM stream_money').iterate() as IterableIterator<Row>) built.add(refKey(row.stream_id as string, row.ref as string));
+    for (const tables of archivedTables) {
+      for (const row of tables.prepare('SELECT stream_id, ref FROM stream_money').iterate() as IterableIterator<Row>) built.add(refKey(row.stream_id as string, row.ref as string));
+    }
+    // Rows archived and still in memory enter it as they leave memory (forget).
     filter = built;
   };
-  // Sized ahead (about 1.3 MB per million refs): a rebuild reads the whole table, a pause the tail latency would show.
-  buildFilter(Math.max(FILTER_MIN_REFS, Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money').get() as { n: bigint | number }).n) * 2));
+  const archivedCount = archivedTables.reduce((sum, tables) => sum + Number((tables.prepare('SELECT COUNT(*) AS n FROM stream_money').get() as { n: bigint | number }).n), 0);
+  // Sized ahead (about 1.3 MB per million refs): a rebuild reads the whole archive, a pause the tail latency would show.
+  buildFilter(Math.max(FILTER_MIN_REFS, archivedCount * 2));
 
-  const mergedFirst = (streamId: string, ref: string): MoneyRow | null => {
+  const archivedFirst = (streamId: string, ref: string): MoneyRow | null => {
     if (!filter.mightContain(refKey(streamId, ref))) return null;
-    const row = mergedByRef.get(streamId, ref) as Row | undefined;
-    return row ? moneyFromRow(row) : null;
+    for (const queries of archivedQueries) {
+      const row = queries.byRef.get(streamId, ref) as Row | undefined;
+      if (row) return moneyFromRow(row);
+    }
+    return null;
   };
 
   // ---- the steps' transaction ----
@@ -176,10 +201,11 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     const movable: number[] = [];
     const rowOf: (RecentRow | undefined)[] = new Array(steps.length);
     const replays: { index: number; first: MoneyRow }[] = [];
+    const values: unknown[] = [];
     for (let i = 0; i < steps.length; i += 1) {
       const step = steps[i] as MoneyStep;
       const key = refKey(step.streamId, step.ref);
-      const first = batch.get(key) ?? byKey.get(key) ?? mergedFirst(step.streamId, step.ref);
+      const first = batch.get(key) ?? byKey.get(key) ?? archivedFirst(step.streamId, step.ref);
       if (first) {
         replays.push({ index: i, first });
         continue;
@@ -189,13 +215,15 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       }
       batchLast.set(step.streamId, step.seq);
       const refused = step.refused ?? null;
-      const rowid = Number(insertRecent.run(step.streamId, step.seq, step.ref, step.name, step.amountMsat, step.at, refused).lastInsertRowid);
+      const rowid = nextRowid + rows.length;
       const row: RecentRow = { streamId: step.streamId, rowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
+      values.push(rowid, step.streamId, step.seq, step.ref, step.name, step.amountMsat, step.at, refused);
       batch.set(key, row);
       rows.push(row);
       rowOf[i] = row;
       if (refused === null) movable.push(i);
     }
+    insertRecent.run(values, rows.length);
     const { ops, owners } = rewardOps(steps, movable);
     const results = ops.length === 0 ? [] : applyLedgerOps(db, ops, now);
     results.forEach((result, op) => {
@@ -211,123 +239,105 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       const row = rowOf[i];
       if (row) outcomes[i] = { kind: 'written', refused: row.refused };
     }
+    // Taken only once everything above held: a batch that throws leaves the next rowid as it was.
+    nextRowid += rows.length;
     // Answered last: a first step of this same batch answers as the ledger left it.
-    for (const { index, first } of replays) outcomes[index] = { kind: 'replay', first: { seq: first.seq, ref: first.ref, name: first.name, amountMsat: first.amountMsat, at: first.at, refused: first.refused } };
+    for (const { index, first } of replays) outcomes[index] = { kind: 'replay', first: copyRow(first) };
     return { outcomes, written: rows };
   });
 
-  // ---- merging ----
-  type MergeStep =
-    | { kind: 'merged'; rows: RecentRow[]; next: number; nextSeq: number }
-    | { kind: 'deleted'; through: number };
+  // ---- the archive ----
 
   /**
-   * One step, in its own transaction: the next group of the generation's rows, stream by
-   * stream in seq order (so stream_money's pages are written about once per group), or
-   * the next chunk of merged rows deleted from the recent table. Memory follows once it committed.
+   * Archived rows leave memory, from the front of the queue through `through`; their refs
+   * enter the filter first (a lookup then probes the archive). A stream's rows are in rowid
+   * order, so each leaves its stream's list from the front.
    */
-  const mergeStep = db.transaction((): MergeStep => {
-    if (deleting) {
-      const to = Math.min(deleting.through, deleting.deletedThrough + DELETE_CHUNK);
-      deleteRecent.run(deleting.deletedThrough, to);
-      if (to >= deleting.through) clearCursor.run();
-      return { kind: 'deleted', through: to };
-    }
-    const gen = generation as Generation;
-    const rows: RecentRow[] = [];
-    let next = gen.next;
-    let nextSeq = gen.nextSeq;
-    while (next < gen.streams.length && rows.length < sliceRows) {
-      const streamId = gen.streams[next] as string;
-      // A stream's rows are in commit order, which is its seq order (and rowid order): the
-      // generation's are a prefix, and those merged by an earlier step have left memory.
-      const all = byStream.get(streamId)?.rows ?? [];
-      let i = 0;
-      while (i < all.length && (all[i] as RecentRow).seq < nextSeq) i += 1;
-      for (; i < all.length && rows.length < sliceRows; i += 1) {
-        const row = all[i] as RecentRow;
-        if (row.rowid > gen.through) break;
-        insertMerged.run(row.streamId, row.seq, row.ref, row.name, row.amountMsat, row.at, row.refused);
-        rows.push(row);
-      }
-      if (i < all.length && (all[i] as RecentRow).rowid <= gen.through) {
-        nextSeq = (all[i] as RecentRow).seq;
-        break;
-      }
-      next += 1;
-      nextSeq = 0;
-    }
-    // NULL: the whole generation is merged; its rows are deleted next.
-    setCursor.run(gen.through, gen.streams[next] ?? null, nextSeq);
-    return { kind: 'merged', rows, next, nextSeq };
-  });
-
-  /** Merged rows leave memory; their refs enter the filter (a lookup then probes stream_money). */
-  const forget = (merged: readonly RecentRow[]): void => {
-    const byStreamMerged = new Map<string, Set<RecentRow>>();
-    for (const row of merged) {
-      byKey.delete(refKey(row.streamId, row.ref));
+  const forget = (through: number): void => {
+    while (head < queue.length && (queue[head] as RecentRow).rowid <= through) {
+      const row = queue[head] as RecentRow;
+      queue[head] = undefined as unknown as RecentRow;
+      head += 1;
+      const key = refKey(row.streamId, row.ref);
       if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
-      filter.add(refKey(row.streamId, row.ref));
-      let set = byStreamMerged.get(row.streamId);
-      if (!set) byStreamMerged.set(row.streamId, (set = new Set()));
-      set.add(row);
-    }
-    for (const [streamId, set] of byStreamMerged) {
-      const recent = byStream.get(streamId);
+      filter.add(key);
+      byKey.delete(key);
+      const recent = byStream.get(row.streamId);
       if (!recent) continue;
-      // Normally the first rows (see mergeStep): cut off without a pass over the rest.
-      let prefix = 0;
-      while (prefix < recent.rows.length && set.has(recent.rows[prefix] as RecentRow)) prefix += 1;
-      if (prefix === set.size) recent.rows.splice(0, prefix);
-      else recent.rows = recent.rows.filter((row) => !set.has(row));
-      if (recent.rows.length === 0) byStream.delete(streamId);
+      if (recent.rows[0] === row) recent.rows.shift();
+      else recent.rows = recent.rows.filter((other) => other !== row);
+      if (recent.rows.length === 0) byStream.delete(row.streamId);
     }
-    recentCount -= merged.length;
+    if (head > 4096 && head * 2 > queue.length) {
+      queue = queue.slice(head);
+      head = 0;
+    }
   };
 
-  /** After a commit of steps: starts a generation once the recent tier is full, and runs one step of the one under way. */
-  const maybeMerge = (): void => {
-    if (!generation && !deleting) {
-      if (recentCount < compactAt) return;
-      // The generation ends before the oldest charge not yet settled: a sweep (or a start) finds
-      // unsettled charges in the recent tier only. Sweeps run every interval, so that is recent.
-      let min = Number.MAX_SAFE_INTEGER;
-      let max = 0;
-      let firstUnsettled = Number.MAX_SAFE_INTEGER;
-      for (const recent of byStream.values()) {
-        for (const row of recent.rows) {
-          if (row.rowid > max) max = row.rowid;
-          if (row.rowid < min) min = row.rowid;
-          if (row.rowid < firstUnsettled && row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) firstUnsettled = row.rowid;
+  /** One chunk of the archived generation leaves the recent table (one transaction), then memory. */
+  const deleteChunk = db.transaction((from: number, to: number, last: boolean): void => {
+    deleteRecent.run(from, to);
+    if (last) clearCursor.run();
+  });
+
+  /**
+   * Hands the oldest settled rows to the archive once the recent tier holds compactAt rows.
+   * The generation ends before the oldest charge not yet settled: a sweep (or a start) finds
+   * unsettled charges in the recent tier only. Sweeps run every interval, so that is recent.
+   */
+  const startGeneration = (): void => {
+    if (queue.length - head < compactAt || Date.now() - archiveFailedAt < ARCHIVE_RETRY_MS) return;
+    const first = (queue[head] as RecentRow).rowid;
+    let through = (queue[queue.length - 1] as RecentRow).rowid;
+    for (const recent of byStream.values()) {
+      for (const row of recent.rows) {
+        if (row.rowid > through) break;
+        if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
+          through = row.rowid - 1;
+          break;
         }
       }
-      const through = Math.min(max, firstUnsettled - 1);
-      if (through < min) return;
-      const streams = [...byStream.entries()].filter(([, recent]) => recent.rows.some((row) => row.rowid <= through)).map(([id]) => id).sort();
-      generation = { from: min, through, streams, next: 0, nextSeq: 0 };
     }
-    let step: MergeStep;
+    if (through < first) return;
+    const wal = walSyncOf();
+    const handOver = async (): Promise<void> => {
+      // Only rows (and sweeps) on disk go to the archive: a crash cannot take back what it holds.
+      if (wal) await wal.afterCommit();
+      await archive.archive(first - 1, through);
+      if (!db.open) return;
+      // Recorded without waiting for the disk: lost in a crash, the generation is handed over
+      // again (the archive checks and skips rows it holds); the deletes come after it in the WAL.
+      if (wal) wal.commitUnsynced(() => setCursor.run(through));
+      else setCursor.run(through);
+      deleting = { through, deletedThrough: first - 1 };
+    };
+    const done = handOver().catch((error: unknown) => {
+      if (closed || !db.open) return;
+      archiveFailedAt = Date.now();
+      options.logger?.error({ err: error, through }, 'archiving stream money rows failed; they stay in the recent tier and are handed over again later');
+    }).finally(() => {
+      handing = null;
+    });
+    handing = { through, done };
+  };
+
+  /** After a commit of steps: the next chunk of an archived generation leaves, or a new generation starts. */
+  const afterCommit = (): void => {
+    if (handing) return;
+    if (!deleting) return startGeneration();
+    const to = Math.min(deleting.through, deleting.deletedThrough + deleteChunkRows);
+    const last = to >= deleting.through;
     try {
-      step = mergeStep.immediate();
+      const wal = walSyncOf();
+      if (wal) wal.commitUnsynced(() => deleteChunk.immediate(deleting!.deletedThrough, to, last));
+      else deleteChunk.immediate(deleting.deletedThrough, to, last);
     } catch (error) {
-      // Nothing of it committed: memory is as it was, and the next commit tries again.
-      options.logger?.error({ err: error }, 'merging stream money rows failed; tried again after the next commit');
+      // Nothing of it committed: the next commit tries again.
+      options.logger?.error({ err: error }, 'deleting archived stream money rows failed; tried again after the next commit');
       return;
     }
-    if (step.kind === 'deleted') {
-      const current = deleting as { through: number; deletedThrough: number };
-      deleting = step.through >= current.through ? null : { through: current.through, deletedThrough: step.through };
-      return;
-    }
-    forget(step.rows);
-    const gen = generation as Generation;
-    gen.next = step.next;
-    gen.nextSeq = step.nextSeq;
-    if (gen.next >= gen.streams.length) {
-      generation = null;
-      deleting = { through: gen.through, deletedThrough: gen.from - 1 };
-    }
+    forget(to);
+    deleting = last ? null : { through: deleting.through, deletedThrough: to };
   };
 
   // ---- sweeps ----
@@ -353,6 +363,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
 
   return {
     dialect: 'sqlite',
+    writesBeforeReturning: true,
     async settle(ids, now) {
       // Nothing to move (the common case for a reward or a read): no transaction.
       if (!ids.some((id) => (byStream.get(id)?.unsettledMsat ?? 0n) > 0n)) return 0;
@@ -384,28 +395,40 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       // IMMEDIATE: the write lock first, so nothing writes between the ref checks and the commit.
       const { outcomes, written } = wal ? wal.commitUnsynced(() => commitSteps.immediate(steps, now)) : commitSteps.immediate(steps, now);
       for (const row of written) remember(row);
-      if (wal) wal.commitUnsynced(maybeMerge);
-      else maybeMerge();
+      if (wal) wal.commitUnsynced(afterCommit);
+      else afterCommit();
+      // Between two commits: checkpoints go to the checkpoint worker once the WAL is long (the
+      // ledger's checkpointer.ts). SQLite's own, inside whichever commit filled 1,000 pages,
+      // copied them and synced two files on the event loop: pauses of 10-40 ms at 1,000 streams.
+      if (wal) checkpointerFor(db)?.afterCommit();
       // Committed, not yet durable: nobody is answered before the sync (which covers the merge too).
       if (wal) await wal.afterCommit();
       return outcomes;
     },
     async listBetween(streamId, afterSeq, toSeq, limit) {
-      const merged = (mergedBetween.all(streamId, afterSeq, toSeq, limit) as Row[]).map(moneyFromRow);
-      const recent = (byStream.get(streamId)?.rows ?? []).filter((row) => row.seq > afterSeq && row.seq <= toSeq);
-      const all: MoneyRow[] = [...merged, ...recent.map(({ seq, ref, name, amountMsat, at, refused }) => ({ seq, ref, name, amountMsat, at, refused }))];
-      return all.sort((a, b) => a.seq - b.seq).slice(0, limit);
+      // By seq: a row may be in memory and archived at once (handed over, not yet forgotten).
+      const bySeq = new Map<number, MoneyRow>();
+      for (const queries of archivedQueries) {
+        for (const row of queries.between.all(streamId, afterSeq, toSeq, limit) as Row[]) bySeq.set(Number(row.seq as bigint), moneyFromRow(row));
+      }
+      for (const row of byStream.get(streamId)?.rows ?? []) if (row.seq > afterSeq && row.seq <= toSeq) bySeq.set(row.seq, copyRow(row));
+      return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, limit);
     },
     async findByRef(streamId, ref) {
       const recent = byKey.get(refKey(streamId, ref));
-      if (recent) return { seq: recent.seq, ref: recent.ref, name: recent.name, amountMsat: recent.amountMsat, at: recent.at, refused: recent.refused };
-      return mergedFirst(streamId, ref);
+      return recent ? copyRow(recent) : archivedFirst(streamId, ref);
     },
     async maxSeq(streamId) {
-      let max = Number((mergedMaxSeq.get(streamId) as Row | undefined)?.seq ?? 0);
+      let max = 0;
+      for (const queries of archivedQueries) max = Math.max(max, Number((queries.maxSeq.get(streamId) as Row | undefined)?.seq ?? 0));
       for (const row of byStream.get(streamId)?.rows ?? []) max = Math.max(max, row.seq);
       return max;
     },
-    tiers: () => ({ recent: recentCount, merging: generation !== null || deleting !== null }),
+    tiers: () => ({ recent: queue.length - head, merging: handing !== null || deleting !== null }),
+    archived: () => handing?.done ?? Promise.resolve(),
+    close() {
+      closed = true;
+      archive.close();
+    },
   };
 }

@@ -66,6 +66,13 @@ export type MoneyOutcome =
 
 export interface StreamMoneyStore {
   readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * True when commit() has written its transaction by the time it returns, and its calls are
+   * answered in call order (SQLite: the transaction runs synchronously, then waits for the
+   * WAL sync, and syncs end in order). The committer then starts the next batch while one
+   * waits for its sync. False (PostgreSQL): one commit at a time, so they land in seq order.
+   */
+  readonly writesBeforeReturning: boolean;
   /** Writes the steps and moves their money, in one transaction; resolves once it is durable. Outcomes are in step order. */
   commit(steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]>;
   /** The stream's steps with seq in (afterSeq, toSeq], in seq order, at most `limit`. */
@@ -256,6 +263,7 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
   const retried = <T>(work: () => Promise<T>): Promise<T> => retryTransaction(work);
   return {
     dialect: 'postgres',
+    writesBeforeReturning: false,
     async settle(ids, now) {
       return ids.length === 0 ? 0 : retried(() => settleOnce(ids, now));
     },

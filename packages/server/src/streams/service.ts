@@ -331,7 +331,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   const settler: ChainSettler | null = money
     ? createChainSettler({
       store: { settle: (ids, now) => money.store.settle(ids, now), listUnsettledChainIds: () => money.store.listUnsettled() },
-      clock, logger, intervalMs: deps.settleIntervalMs ?? 250, maxBatch: 1000, what: 'stream charges',
+      // 100 streams a transaction: about 2 ms of the event loop each on the 2-core VM (1,000 took 19 ms, a p99 of its own).
+      clock, logger, intervalMs: deps.settleIntervalMs ?? 250, maxBatch: 100, what: 'stream charges',
       // Several processes may share PostgreSQL: charges one left unswept when it died are found by the others.
       rescanMs: money.store.dialect === 'postgres' ? 60_000 : 0,
     })

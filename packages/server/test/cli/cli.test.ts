@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const MAIN = path.join(ROOT, 'packages/server/dist/cli/main.js');
@@ -52,6 +53,18 @@ beforeAll(async () => {
   // tsc -b rebuilds only what changed: cheap when dist is fresh.
   await promisify(execFile)('npx', ['tsc', '-b', 'packages/client', 'packages/server'], { cwd: ROOT });
 }, 180_000);
+
+describe('the Node.js flags the server runs with', () => {
+  it('are the same in npm start, the sluice command and src/cli/node-flags.ts, and the command runs with them', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start).toBe(`node ${SERVER_NODE_FLAGS.join(' ')} packages/server/dist/cli/main.js start`);
+    const shebang = fs.readFileSync(path.join(ROOT, 'packages/server/bin/sluice.js'), 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${SERVER_NODE_FLAGS.join(' ')}`);
+    // The shebang as the kernel runs it (env -S splits the flags), on a command that exits at once.
+    const run = await promisify(execFile)(path.join(ROOT, 'packages/server/bin/sluice.js'), ['--help'], { env: cleanEnv({}) }).catch((error: { stdout: string; stderr: string; code: number }) => error);
+    expect(`${run.stdout}${run.stderr}`).toMatch(/decode/);
+  });
+});
 
 describe('sluice decode (local, BOLT 11 examples)', () => {
   const rows = [

@@ -197,7 +197,7 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
     const ledger = createSqliteLedgerStore(db);
     createSqliteStreamStore(db);
     const streamStore = createSqliteStreamStore(db);
-    const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 12, sliceRows: 5 });
+    const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 12 });
     return { db, ledger, money, streamStore };
   };
 
@@ -279,32 +279,161 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
     db.close();
   });
 
-  it('merges one long stream over several steps, and a reopen between any two of them finds every row once', async () => {
-    let { db, ledger, money, streamStore } = open();
+  it('a reopen at any point of a handover to the archive finds every row once', async () => {
+    const chunked = () => {
+      const db = openSqlite({ path: file });
+      migrateSqliteLedger(db);
+      const ledger = createSqliteLedgerStore(db);
+      const streamStore = createSqliteStreamStore(db);
+      const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 4, deleteChunkRows: 2 });
+      return { db, ledger, money, streamStore };
+    };
+    let { db, ledger, money, streamStore } = chunked();
     const id = 'st_long';
     expect((await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_t', limitMsat: msat(10n ** 12n), code: 'stream' })).ok).toBe(true);
     await streamStore.insertStream(streamRow(id, 'app_t', 10n ** 12n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
     const step = (seq: number): MoneyStep => ({ streamId: id, accountId: `stream:${id}`, appId: 'app_t', seq, ref: `c:${seq}`, name: 'hit', amountMsat: msat(1n), at: seq });
-    let partial = false;
-    for (let seq = 1; seq <= 80; seq += 1) {
+    let midDelete = false;
+    for (let seq = 1; seq <= 60; seq += 1) {
       await money.commit([step(seq)], seq);
       await money.settle([id], seq);
-      const cursor = db.prepare('SELECT below_stream, below_seq FROM stream_money_merge').get() as { below_stream: string | null; below_seq: bigint } | undefined;
-      partial ||= cursor?.below_stream === id && Number(cursor.below_seq) > 0;
-      // Reopened after every step: whatever the merge is in the middle of.
-      db.close();
-      ({ db, ledger, money, streamStore } = open());
+      // Reopened while the worker may hold a generation, or once it answered (the deletes then
+      // under way, two rows per commit), or not at all.
+      if (seq % 3 === 1) await money.archived();
+      if (seq % 3 !== 2) {
+        midDelete ||= db.prepare('SELECT 1 FROM stream_money_merge').get() !== undefined;
+        db.close();
+        ({ db, ledger, money, streamStore } = chunked());
+      }
       expect(await money.maxSeq(id)).toBe(seq);
+      expect((await money.listBetween(id, 0, 100, 1000)).map((r) => r.seq)).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
     }
-    expect(partial).toBe(true);
-    expect((await money.listBetween(id, 0, 100, 1000)).map((r) => r.seq)).toEqual(Array.from({ length: 80 }, (_, i) => i + 1));
-    const [again] = await money.commit([{ ...step(3), seq: 81 }], 81);
+    expect(midDelete).toBe(true);
+    const [again] = await money.commit([{ ...step(3), seq: 61 }], 61);
     expect(again).toMatchObject({ kind: 'replay', first: { seq: 3 } });
-    expect(balanceOf((await ledger.getAccount(`stream:${id}`))!)).toBe(-80n);
-    const merged = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money WHERE stream_id = ?').get(id) as { n: bigint }).n);
+    expect(balanceOf((await ledger.getAccount(`stream:${id}`))!)).toBe(-60n);
+    await money.archived();
+    const archive = openSqlite({ path: path.join(dir, 'money.money.sqlite') });
+    const archived = Number((archive.prepare('SELECT COUNT(*) AS n FROM stream_money WHERE stream_id = ?').get(id) as { n: bigint }).n);
     const recent = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent WHERE stream_id = ?').get(id) as { n: bigint }).n);
-    expect(merged).toBeGreaterThan(0);
-    expect(merged + recent).toBeGreaterThanOrEqual(80);
+    expect(archived).toBeGreaterThan(40);
+    expect(archived + recent).toBeGreaterThanOrEqual(60);
+    archive.close();
+    money.close();
     db.close();
+  });
+});
+
+// The handover's rules: rows reach the archive only once synced in the main database; an
+// archive that does not match the database fails the generation loudly and loses nothing;
+// rows merged into the main database before the archive existed are still found.
+describe('stream money store on sqlite: the archive', () => {
+  const fresh = (options: Parameters<typeof createSqliteStreamMoneyStore>[2] = {}) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-money-archive-'));
+    const file = path.join(dir, 'money.sqlite');
+    const db = openSqlite({ path: file });
+    migrateSqliteLedger(db);
+    const ledger = createSqliteLedgerStore(db);
+    const streamStore = createSqliteStreamStore(db);
+    const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), options);
+    const archiveFile = path.join(dir, 'money.money.sqlite');
+    const archivedRows = (): number => {
+      const archive = openSqlite({ path: archiveFile });
+      try {
+        return Number((archive.prepare('SELECT COUNT(*) AS n FROM stream_money').get() as { n: bigint }).n);
+      } finally {
+        archive.close();
+      }
+    };
+    const addStream = async (id: string) => {
+      expect((await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_t', limitMsat: msat(10n ** 12n), code: 'stream' })).ok).toBe(true);
+      await streamStore.insertStream(streamRow(id, 'app_t', 10n ** 12n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+    };
+    const step = (id: string, seq: number, ref = `c:${seq}`): MoneyStep => ({ streamId: id, accountId: `stream:${id}`, appId: 'app_t', seq, ref, name: 'hit', amountMsat: msat(1n), at: seq });
+    return { dir, file, db, ledger, money, archiveFile, archivedRows, addStream, step };
+  };
+
+  it('hands a generation over only once its rows are synced in the main database', async () => {
+    let hold: (() => void)[] | null = null;
+    const syncFile = async (): Promise<void> => {
+      if (hold) await new Promise<void>((resolve) => hold!.push(resolve));
+    };
+    const t = fresh({ compactAt: 2, syncFile });
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    await t.addStream('st_s');
+    await t.money.commit([t.step('st_s', 1), t.step('st_s', 2)], 1);
+    await t.money.settle(['st_s'], 1);
+    hold = [];
+    const committing = t.money.commit([t.step('st_s', 3)], 2);
+    // The generation (seqs 1 and 2, settled) waits for the sync its commit waits for.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(t.money.tiers().merging).toBe(true);
+    expect(t.archivedRows()).toBe(0);
+    const held: (() => void)[] = hold;
+    hold = null;
+    for (const release of held) release();
+    await committing;
+    await t.money.archived();
+    expect(t.archivedRows()).toBe(2);
+    t.money.close();
+    t.db.close();
+  });
+
+  it('fails a generation the archive holds other rows for, loudly, and loses nothing', async () => {
+    const errors: unknown[] = [];
+    const logger = { error: (...args: unknown[]) => errors.push(args), debug: () => {} } as unknown as import('pino').Logger;
+    const t = fresh({ compactAt: 3, logger });
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    await t.addStream('st_x');
+    // Another copy's archive: seq 2 of this stream under another ref.
+    const foreign = openSqlite({ path: t.archiveFile });
+    foreign.prepare("INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) VALUES ('st_x', 2, 'c:other', 'hit', 1, 2, NULL)").run();
+    foreign.close();
+    await t.money.commit([t.step('st_x', 1), t.step('st_x', 2), t.step('st_x', 3)], 1);
+    await t.money.settle(['st_x'], 1);
+    await t.money.commit([t.step('st_x', 4)], 2);
+    expect(t.money.tiers().merging).toBe(true);
+    await t.money.archived();
+    expect(errors.length).toBe(1);
+    expect(((errors[0] as [{ err: Error }])[0].err).message).toMatch(/another row for stream st_x at seq 2/);
+    // Nothing left the recent tier; every ref still answers; money is unchanged.
+    expect(t.money.tiers()).toEqual({ recent: 4, merging: false });
+    expect(t.db.prepare('SELECT 1 FROM stream_money_merge').get()).toBeUndefined();
+    for (const seq of [1, 2, 3, 4]) expect(await t.money.findByRef('st_x', `c:${seq}`)).toMatchObject({ seq });
+    expect((await t.money.listBetween('st_x', 0, 10, 10)).map((r) => r.seq)).toEqual([1, 2, 3, 4]);
+    // Within the retry pause no generation is handed over again.
+    await t.money.commit([t.step('st_x', 5)], 3);
+    expect(t.money.tiers().merging).toBe(false);
+    t.money.close();
+    t.db.close();
+  });
+
+  it("finds rows merged into the main database before the archive existed (ADR 0017's first form), and archives a cut-short merge again", async () => {
+    const t = fresh({ compactAt: 1_000 });
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    await t.addStream('st_old');
+    t.money.close();
+    // As the first form left it: seqs 1-3 merged into stream_money; 3-5 still recent (3 both, the
+    // merge cut short by a stop, its cursor naming the stream it had reached).
+    const insertMerged = t.db.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, NULL)');
+    const insertRecent = t.db.prepare('INSERT INTO stream_money_recent (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, NULL)');
+    for (const seq of [1, 2, 3]) insertMerged.run('st_old', seq, `c:o${seq}`, 'hit', 1, seq);
+    for (const seq of [3, 4, 5]) insertRecent.run('st_old', seq, `c:o${seq}`, 'hit', 1, seq);
+    t.db.prepare("UPDATE streams SET charges_settled_seq = 5 WHERE id = 'st_old'").run();
+    t.db.prepare("INSERT INTO stream_money_merge (id, through_rowid, below_stream, below_seq) VALUES (1, 3, 'st_old', 4)").run();
+    const money = createSqliteStreamMoneyStore(t.db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 3 });
+    expect(money.tiers().recent).toBe(3);
+    expect(await money.findByRef('st_old', 'c:o2')).toMatchObject({ seq: 2 });
+    expect((await money.listBetween('st_old', 0, 10, 10)).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(await money.maxSeq('st_old')).toBe(5);
+    const [replay, written] = await money.commit([t.step('st_old', 6, 'c:o1'), t.step('st_old', 7, 'c:o7')], 7);
+    expect(replay).toMatchObject({ kind: 'replay', first: { seq: 1 } });
+    expect(written).toEqual({ kind: 'written', refused: null });
+    // The cut-short generation went to the archive whole (seq 3 is in both: the same row).
+    await money.archived();
+    expect(t.archivedRows()).toBe(3);
+    expect((await money.listBetween('st_old', 0, 10, 10)).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 7]);
+    money.close();
+    t.db.close();
   });
 });

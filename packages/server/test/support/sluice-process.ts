@@ -1,10 +1,11 @@
 /**
- * Sluice as a real process: `node packages/server/dist/cli/main.js start`, over a real
+ * Sluice as a real process: `node <SERVER_NODE_FLAGS> packages/server/dist/cli/main.js start`, over a real
  * socket, so tests can kill it (SIGKILL) and start it again on the same data dir.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import { SERVER_NODE_FLAGS } from '../../src/cli/node-flags.js';
 
 export const CLI = path.resolve(__dirname, '../../dist/cli/main.js');
 
@@ -31,7 +32,7 @@ export interface SluiceProcess {
 
 export async function startSluiceProcess(env: Record<string, string>, options: { port?: number } = {}): Promise<SluiceProcess> {
   const port = options.port ?? (await freePort());
-  const child = spawn(process.execPath, [CLI, 'start'], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, CLI, 'start'], {
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

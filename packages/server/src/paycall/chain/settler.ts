@@ -69,6 +69,9 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
       firstError ??= error;
     };
     for (let from = 0; from < ids.length; from += maxBatch) {
+      // Between two transactions the event loop runs (a store may settle synchronously, as
+      // SQLite does): a sweep of many ids is then many short pauses, not one long one.
+      if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = ids.slice(from, from + maxBatch);
       try {
         await store.settle(batch, clock.now());

@@ -1,0 +1,175 @@
+/**
+ * The stream money archive on SQLite: where a stream's settled money rows go once they leave
+ * the recent tier (money-store-sqlite.ts), in a database file of its own, written by a worker
+ * thread.
+ *
+ * Why: indexing every charge twice, by (stream, seq) for resumes and by (stream, ref) for
+ * retries, cost about 4 µs of the event loop's time per charge on the 2-core VM, a fifth of
+ * a charge's whole cost, in pauses of several milliseconds (the merges and the checkpoints
+ * of the pages they wrote). The machine's second core was mostly idle. So the main thread
+ * now only appends rows to the recent table; the worker reads a generation of them through
+ * its own connection to the main database, sorted by stream, and writes them into the
+ * archive's two B-trees, checkpoints included, while the event loop goes on.
+ *
+ * Why a second file: SQLite lets one connection write a database at a time. A worker
+ * writing the main file would make the main thread's commits wait for its lock (and
+ * SQLite's busy handler sleeps, holding the event loop). The archive has one writer, the
+ * worker; the main thread only reads it (WAL: readers never wait for the writer).
+ *
+ * Durability and order (the caller's side, money-store-sqlite.ts):
+ * - a generation is handed over only once its rows (and the sweeps that settled them) are
+ *   synced in the main database, so the archive never holds a row a crash could take back;
+ * - the worker commits with synchronous=FULL and answers after the commit, so an answered
+ *   generation is on disk; only then does the main database record it and delete its rows;
+ * - handing a generation over again (after a crash, or a reopen while the worker was busy)
+ *   is harmless: a row already archived is checked equal and skipped. A row that differs
+ *   (the archive belongs to another copy of the database) fails the whole generation, which
+ *   stays in the recent tier, loudly: the two files are backed up and restored together.
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { openSqlite, type SqliteDatabase } from '../db/sqlite.js';
+import { streamMoneyTable } from './migrations.js';
+
+/** The archive's schema: stream_money as in the main database (migration 4), created on first open. */
+const ARCHIVE_SCHEMA = streamMoneyTable('INTEGER', ' WITHOUT ROWID', 'IF NOT EXISTS ');
+
+/**
+ * CommonJS, evaluated in the worker (as the ledger's checkpointer: no loader, no TypeScript).
+ * One message at a time: { id, after, through } archives the main database's recent rows
+ * with after < rowid <= through; the answer is { id, rows } once committed, or { id, error }.
+ */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const archive = new Database(workerData.archivePath, { fileMustExist: true });
+archive.pragma('journal_mode = WAL');
+archive.pragma('synchronous = FULL');
+archive.pragma('busy_timeout = 10000');
+archive.defaultSafeIntegers(true);
+const main = new Database(workerData.mainPath, { fileMustExist: true });
+main.pragma('busy_timeout = 10000');
+main.defaultSafeIntegers(true);
+const read = main.prepare('SELECT stream_id, seq, ref, name, amount_msat, at, refused FROM stream_money_recent WHERE rowid > ? AND rowid <= ? ORDER BY stream_id, seq').raw(true);
+const insert = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
+const existing = archive.prepare('SELECT ref, name, amount_msat, at, refused FROM stream_money WHERE stream_id = ? AND seq = ?').raw(true);
+const write = archive.transaction((rows) => {
+  for (const row of rows) {
+    if (insert.run(...row).changes === 1) continue;
+    // Archived before (a generation handed over again): it must be the same row.
+    const found = existing.get(row[0], row[1]);
+    if (!found || found[0] !== row[2] || found[1] !== row[3] || found[2] !== row[4] || found[3] !== row[5] || found[4] !== row[6]) {
+      throw new Error('the archive holds another row for stream ' + row[0] + ' at seq ' + row[1] + ' or ref ' + JSON.stringify(row[2]) + ': it does not belong to this database (back up and restore the two files together)');
+    }
+  }
+});
+parentPort.on('message', (message) => {
+  if (message === 'stop') {
+    archive.close();
+    main.close();
+    parentPort.close();
+    return;
+  }
+  try {
+    const rows = read.all(BigInt(message.after), BigInt(message.through));
+    write(rows);
+    parentPort.postMessage({ id: message.id, rows: rows.length });
+  } catch (error) {
+    parentPort.postMessage({ id: message.id, error: String((error && error.message) || error) });
+  }
+});
+`;
+
+export interface MoneyArchive {
+  /** The main thread's connection to the archive: reads only (the worker writes). */
+  readonly db: SqliteDatabase;
+  /** Archives the main database's recent rows with after < rowid <= through; resolves with their count once durable there. */
+  archive(after: number, through: number): Promise<number>;
+  /** Stops the worker (a generation under way is dropped: it stays in the recent tier) and closes the connection. */
+  close(): void;
+}
+
+/** `<name>.money.sqlite` beside the main database (`sluice.sqlite` -> `sluice.money.sqlite`). */
+export function defaultArchivePath(mainPath: string): string {
+  return mainPath.endsWith('.sqlite') ? `${mainPath.slice(0, -'.sqlite'.length)}.money.sqlite` : `${mainPath}.money.sqlite`;
+}
+
+/**
+ * Opens (creating it if needed) the archive of the main database `main`, a file database.
+ * The worker starts with the first generation, and again after it failed.
+ */
+export function openMoneyArchive(main: SqliteDatabase, archivePath: string, logger?: Logger): MoneyArchive {
+  if (main.memory || main.name === '') throw new Error('stream money rows on SQLite need a file database: their archive is a second file, written by a worker thread');
+  const db = openSqlite({ path: archivePath });
+  db.exec(ARCHIVE_SCHEMA);
+  let worker: Worker | null = null;
+  let nextId = 0;
+  const waiting = new Map<number, { resolve: (rows: number) => void; reject: (error: Error) => void }>();
+  let watch: NodeJS.Timeout | null = null;
+
+  const failAll = (error: Error): void => {
+    for (const { reject } of waiting.values()) reject(error);
+    waiting.clear();
+  };
+
+  const stopWorker = (): void => {
+    const running = worker;
+    worker = null;
+    if (!running) return;
+    running.postMessage('stop');
+    // Past its transaction (if any), the worker closes; terminate it if it does not.
+    setTimeout(() => void running.terminate(), 5000).unref();
+  };
+
+  const start = (): Worker => {
+    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+    const started = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { driver, archivePath, mainPath: main.name } });
+    started.on('message', (message: { id: number; rows?: number; error?: string }) => {
+      const entry = waiting.get(message.id);
+      if (!entry) return;
+      waiting.delete(message.id);
+      if (typeof message.rows === 'number') entry.resolve(message.rows);
+      else entry.reject(new Error(message.error ?? 'the money archive worker failed'));
+    });
+    const gone = (error?: unknown): void => {
+      if (worker !== started) return;
+      worker = null;
+      failAll(error instanceof Error ? error : new Error('the money archive worker exited'));
+    };
+    started.on('error', gone);
+    started.on('exit', gone);
+    // After the listeners (a 'message' listener refs the worker again): never keeps the process alive.
+    started.unref();
+    if (!watch) {
+      // A database closed without close() (tests, a crash path) takes the worker with it.
+      watch = setInterval(() => {
+        if (!main.open) archive.close();
+      }, 1000);
+      watch.unref();
+    }
+    logger?.debug({ archivePath }, 'stream money archive worker started');
+    return started;
+  };
+
+  const archive: MoneyArchive = {
+    db,
+    archive(after, through) {
+      if (!main.open || !db.open) return Promise.reject(new Error('the stream money store is closed'));
+      worker ??= start();
+      const id = (nextId += 1);
+      return new Promise<number>((resolve, reject) => {
+        waiting.set(id, { resolve, reject });
+        (worker as Worker).postMessage({ id, after, through });
+      });
+    },
+    close() {
+      if (watch) clearInterval(watch);
+      watch = null;
+      stopWorker();
+      failAll(new Error('the stream money store is closed'));
+      if (db.open) db.close();
+    },
+  };
+  return archive;
+}
