@@ -951,8 +951,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   /** A money step that moved: the cached balance follows, subscribers hear of it in seq order, settlement work starts if due. */
   const moved = (state: LiveStream, seq: number, name: string, amountMsat: Msat, direction: 'charge' | 'reward'): MoneyAck => {
     state.balance += direction === 'charge' ? -amountMsat : amountMsat;
-    const created = event(state, moneyEventType(direction, name), { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
-    deliver(state, seq, created);
+    const build = (): StreamEvent =>
+      event(state, moneyEventType(direction, name), { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
+    if (seq === state.nextDelivery && state.waiting.size === 0) {
+      // Its turn (the common case): delivered now, and built only for listeners. A listener
+      // that comes later reads it from history (eventsAfter serves every delivered seq).
+      state.nextDelivery += 1;
+      if (state.listeners.size > 0) emit(state, build());
+    } else deliver(state, seq, build());
     afterMoney(state);
     return { ok: true, seq, amountMsat, balanceMsat: state.balance, replayed: false };
   };
