@@ -106,7 +106,6 @@ export function openMoneyArchive(main: SqliteDatabase, archivePath: string, logg
   let worker: Worker | null = null;
   let nextId = 0;
   const waiting = new Map<number, { resolve: (rows: number) => void; reject: (error: Error) => void }>();
-  let watch: NodeJS.Timeout | null = null;
 
   const failAll = (error: Error): void => {
     for (const { reject } of waiting.values()) reject(error);
@@ -141,13 +140,6 @@ export function openMoneyArchive(main: SqliteDatabase, archivePath: string, logg
     started.on('exit', gone);
     // After the listeners (a 'message' listener refs the worker again): never keeps the process alive.
     started.unref();
-    if (!watch) {
-      // A database closed without close() (tests, a crash path) takes the worker with it.
-      watch = setInterval(() => {
-        if (!main.open) archive.close();
-      }, 1000);
-      watch.unref();
-    }
     logger?.debug({ archivePath }, 'stream money archive worker started');
     return started;
   };
@@ -164,12 +156,16 @@ export function openMoneyArchive(main: SqliteDatabase, archivePath: string, logg
       });
     },
     close() {
-      if (watch) clearInterval(watch);
-      watch = null;
+      clearInterval(watch);
       stopWorker();
       failAll(new Error('the stream money store is closed'));
       if (db.open) db.close();
     },
   };
+  // A database closed without close() (tests, a crash path) takes the worker and this connection with it.
+  const watch = setInterval(() => {
+    if (!main.open) archive.close();
+  }, 1000);
+  watch.unref();
   return archive;
 }

@@ -87,7 +87,7 @@ export function createMoneyCommitter(deps: MoneyCommitterDeps): MoneyCommitter {
       try {
         const committing = store.commit(batch.map((waiting) => waiting.step), clock.now());
         // Written (writesBeforeReturning): the next batch may go while this one waits for its sync.
-        if (maxInFlight > 1 && queue.length > 0) schedule();
+        if (queue.length > 0) schedule();
         outcomes = await committing;
         if (outcomes.length !== batch.length) throw new Error(`the money store answered ${outcomes.length} outcomes for ${batch.length} steps`);
       } catch (error) {

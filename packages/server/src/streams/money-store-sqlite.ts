@@ -167,7 +167,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (rowid <= archivedThrough) continue;
     remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid });
   }
-  if (cursor && archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
+  if (archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
 
   let filter: KeyFilter = createKeyFilter(0);
   const buildFilter = (atLeast: number): void => {
@@ -329,7 +329,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   };
 
   /** After a commit of steps: the next chunk of an archived generation leaves, or a new generation starts. */
-  const afterCommit = (): void => {
+  const archiveStep = (): void => {
     if (handing) return;
     if (!deleting) return startGeneration();
     const to = Math.min(deleting.through, deleting.deletedThrough + deleteChunkRows);
@@ -402,8 +402,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       // IMMEDIATE: the write lock first, so nothing writes between the ref checks and the commit.
       const { outcomes, written } = wal ? wal.commitUnsynced(() => commitSteps.immediate(steps, now)) : commitSteps.immediate(steps, now);
       for (const row of written) remember(row);
-      if (wal) wal.commitUnsynced(afterCommit);
-      else afterCommit();
+      if (wal) wal.commitUnsynced(archiveStep);
+      else archiveStep();
       // Between two commits: checkpoints go to the checkpoint worker once the WAL is long (the
       // ledger's checkpointer.ts). SQLite's own, inside whichever commit filled 1,000 pages,
       // copied them and synced two files on the event loop: pauses of 10-40 ms at 1,000 streams.

@@ -382,6 +382,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   });
 
   const deliver = (state: LiveStream, seq: number, ready: StreamEvent | null): void => {
+    if (seq === state.nextDelivery && state.waiting.size === 0) {
+      // Its turn, nothing held back (the common case): no trip through the map.
+      state.nextDelivery += 1;
+      if (ready) emit(state, ready);
+      return;
+    }
     state.waiting.set(seq, ready);
     while (state.waiting.has(state.nextDelivery)) {
       const next = state.waiting.get(state.nextDelivery) ?? null;
@@ -951,14 +957,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   /** A money step that moved: the cached balance follows, subscribers hear of it in seq order, settlement work starts if due. */
   const moved = (state: LiveStream, seq: number, name: string, amountMsat: Msat, direction: 'charge' | 'reward'): MoneyAck => {
     state.balance += direction === 'charge' ? -amountMsat : amountMsat;
-    const build = (): StreamEvent =>
-      event(state, moneyEventType(direction, name), { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
-    if (seq === state.nextDelivery && state.waiting.size === 0) {
-      // Its turn (the common case): delivered now, and built only for listeners. A listener
-      // that comes later reads it from history (eventsAfter serves every delivered seq).
-      state.nextDelivery += 1;
-      if (state.listeners.size > 0) emit(state, build());
-    } else deliver(state, seq, build());
+    // Delivered in its turn with nobody listening (the common case), the event is not built:
+    // a listener that comes later reads it from history (eventsAfter serves every delivered
+    // seq). One that waits for an earlier seq is built now, with the balance of this moment.
+    const inTurn = seq === state.nextDelivery && state.waiting.size === 0;
+    const created = inTurn && state.listeners.size === 0
+      ? null
+      : event(state, moneyEventType(direction, name), { event: name, amount_msat: amountMsat.toString(), balance_msat: state.balance.toString() }, seq);
+    deliver(state, seq, created);
     afterMoney(state);
     return { ok: true, seq, amountMsat, balanceMsat: state.balance, replayed: false };
   };

@@ -357,7 +357,9 @@ export const MAX_LIST_LIMIT = 1000;
  * of docs/benchmarks.md (alternating runs, 2026-11-23): the ledger was faster this way at 1
  * and 16 callers (about 1.4x: no thread hand-off per commit) and equal at 256; streams were
  * equal within noise. The other modes stay available (and tested) for disks where the sync
- * is long enough to be worth freeing the event loop for.
+ * is long enough to be worth freeing the event loop for. (The stream money store starts the
+ * checkpoint worker on the same connection once its WAL passes 4 MB: with streams, SQLite's
+ * own checkpoints held the event loop 10-40 ms; ADR 0018.)
  */
 export const SERVER_LEDGER_STORE_OPTIONS = { syncOffLoop: false, checkpoints: false } as const satisfies SqliteLedgerStoreOptions;
 
