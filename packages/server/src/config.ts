@@ -84,7 +84,7 @@ export const SETTINGS: readonly SettingDoc[] = [
   { name: 'SLUICE_WEBHOOK_DISABLE_AFTER_S', unit: 'seconds', default: '432000', meaning: '...spanning at least this long (5 days). Its app can enable it again.' },
   { name: 'SLUICE_CHAIN_STEP_MSAT', unit: 'msat', default: '1000', meaning: 'Default price of one step of a hash-chain token (pay per call), when the gate sets none for the app; may be below one satoshi.' },
   { name: 'SLUICE_CHAIN_TTL_S', unit: 'seconds', default: '2592000', meaning: 'Lifetime of a hash-chain token from its purchase; calls are refused after it, a refund is still allowed.' },
-  { name: 'SLUICE_STREAM_SETTLE_INTERVAL_MS', unit: 'milliseconds', default: '250', meaning: "Longest time between a stream charge and the app's credit for it: a charge is acknowledged once its row is durable, and each stream's charges are paid to its app in one sweep per interval (the payer's balance and limit count the charge at once)." },
+  { name: 'SLUICE_STREAM_SETTLE_INTERVAL_MS', unit: 'milliseconds', default: '1000', meaning: "Longest time between a stream charge and the app's credit for it in the ledger: a charge is acknowledged once its row is durable, and each stream's charges are paid to its app in one sweep per interval (the payer's balance and limit count the charge at once; `GET /v1/balance`, rewards, payouts and closes sweep first, so nothing anyone reads waits for it). Each sweep costs one ledger transfer per stream, whatever the number of charges: a shorter interval costs more CPU with many streams." },
   { name: 'SLUICE_CHAIN_SETTLE_INTERVAL_MS', unit: 'milliseconds', default: '250', meaning: "Longest time between a hash-chain call and the app's credit for it: spent steps are paid to the apps in one sweep per interval (a call itself waits only for its chain's index to be durable)." },
   { name: 'SLUICE_L402_CALLS_PER_TOKEN', unit: 'calls', default: '1', meaning: "How many calls one L402 token buys: its invoice asks for the route's price times this, and the token may spend that many msat (caveat `<service>_budget_msat`)." },
   { name: 'SLUICE_L402_TOKEN_TTL_S', unit: 'seconds', default: '2592000', meaning: 'Lifetime of an L402 token from its challenge (caveat `<service>_valid_until`); an expired token gets a 402 with a fresh challenge.' },
@@ -169,7 +169,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ConfigR
     invoiceExpiryS: integer('SLUICE_INVOICE_EXPIRY_S', 3600, 60, 31_536_000),
     shutdownTimeoutMs: integer('SLUICE_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     groupCommitMaxBatch: integer('SLUICE_GROUP_COMMIT_MAX_BATCH', 4096, 1, 65_536),
-    streamSettleIntervalMs: integer('SLUICE_STREAM_SETTLE_INTERVAL_MS', 250, 1, 60_000),
+    streamSettleIntervalMs: integer('SLUICE_STREAM_SETTLE_INTERVAL_MS', 1000, 1, 60_000),
     chain: {
       stepMsat: chainStepMsat(text('SLUICE_CHAIN_STEP_MSAT'), errors),
       ttlS: integer('SLUICE_CHAIN_TTL_S', 2_592_000, 60, 315_360_000),

@@ -74,6 +74,8 @@ export interface SqliteStreamMoneyStore extends StreamMoneyStore {
 interface RecentRow extends MoneyRow {
   streamId: string;
   rowid: number;
+  /** refKey(streamId, ref), built once for the maps and the filter. */
+  key: string;
 }
 
 interface StreamRecent {
@@ -85,6 +87,9 @@ interface StreamRecent {
   lastSeq: number;
   /** streams.charges_settled_seq: the charges up to it are in the ledger (only those are archived). */
   settledSeq: number;
+  /** The stream's ledger account and app, read once with settledSeq (a sweep then reads no stream row). */
+  accountId: string;
+  appId: string;
   /** The charges committed past settledSeq (not refused): what the next sweep moves. */
   unsettledMsat: bigint;
   unsettledToSeq: number;
@@ -109,8 +114,17 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const clearCursor = db.prepare('DELETE FROM stream_money_merge WHERE id = 1');
   const deleteRecent = db.prepare('DELETE FROM stream_money_recent WHERE rowid > ? AND rowid <= ?');
   const selectStream = db.prepare('SELECT account_id, app_id, charges_settled_seq FROM streams WHERE id = ?');
-  const markChargesSettled = db.prepare('UPDATE streams SET charges_settled_seq = ? WHERE id = ? AND charges_settled_seq = ?');
-  const settledSeqOf = (streamId: string): number => Number((selectStream.get(streamId) as Row | undefined)?.charges_settled_seq ?? 0);
+  // A sweep's streams in one statement; each row matches only if its settled seq is where this process left it.
+  const markChargesSettled = multiRowStatement(db, 3, ROWS_PER_STATEMENT, (values) =>
+    `UPDATE streams AS s SET charges_settled_seq = u.column2 FROM (VALUES ${values}) AS u WHERE s.id = u.column1 AND s.charges_settled_seq = u.column3`);
+  // Called after a commit: a stream row missing (a bug) fails that stream's sweeps, not the commit's answers.
+  const newStreamRecent = (streamId: string): StreamRecent => {
+    const row = selectStream.get(streamId) as Row | undefined;
+    return {
+      rows: [], lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
+      unsettledMsat: 0n, unsettledToSeq: 0,
+    };
+  };
 
   // The archived rows: in the archive, and (merged before the archive existed) in the main
   // database's stream_money, read only when it holds any.
@@ -137,10 +151,10 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   let closed = false;
 
   const remember = (row: RecentRow): void => {
-    byKey.set(refKey(row.streamId, row.ref), row);
+    byKey.set(row.key, row);
     queue.push(row);
     let recent = byStream.get(row.streamId);
-    if (!recent) byStream.set(row.streamId, (recent = { rows: [], lastSeq: 0, settledSeq: settledSeqOf(row.streamId), unsettledMsat: 0n, unsettledToSeq: 0 }));
+    if (!recent) byStream.set(row.streamId, (recent = newStreamRecent(row.streamId)));
     recent.rows.push(row);
     if (row.seq > recent.lastSeq) recent.lastSeq = row.seq;
     if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
@@ -165,7 +179,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (firstRowid === 0) firstRowid = rowid;
     if (rowid >= nextRowid) nextRowid = rowid + 1;
     if (rowid <= archivedThrough) continue;
-    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid });
+    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid, key: refKey(row.stream_id as string, row.ref as string) });
   }
   if (archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
 
@@ -216,7 +230,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       batchLast.set(step.streamId, step.seq);
       const refused = step.refused ?? null;
       const rowid = nextRowid + rows.length;
-      const row: RecentRow = { streamId: step.streamId, rowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
+      const row: RecentRow = { streamId: step.streamId, rowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused, key };
       values.push(rowid, step.streamId, step.seq, step.ref, step.name, step.amountMsat, step.at, refused);
       batch.set(key, row);
       rows.push(row);
@@ -260,10 +274,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       const row = queue[head] as RecentRow;
       queue[head] = undefined as unknown as RecentRow;
       head += 1;
-      const key = refKey(row.streamId, row.ref);
       if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
-      filter.add(key);
-      byKey.delete(key);
+      filter.add(row.key);
+      byKey.delete(row.key);
       leaving.set(row.streamId, (leaving.get(row.streamId) ?? 0) + 1);
     }
     for (const [streamId, count] of leaving) {
@@ -351,20 +364,27 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const settleBatch = db.transaction((ids: readonly string[], now: number): { recent: StreamRecent; toSeq: number }[] => {
     const settled: { recent: StreamRecent; toSeq: number }[] = [];
     const unsettled: UnsettledCharges[] = [];
+    const marks: unknown[] = [];
+    const seen = new Set<string>();
     for (const streamId of ids) {
       const recent = byStream.get(streamId);
-      if (!recent || recent.unsettledMsat === 0n) continue;
-      const row = selectStream.get(streamId) as Row | undefined;
-      if (!row) throw new Error(`stream ${streamId} has money rows and no stream row`);
+      if (!recent || recent.unsettledMsat === 0n || seen.has(streamId)) continue;
+      seen.add(streamId);
+      if (recent.accountId === '') throw new Error(`stream ${streamId} has money rows and no stream row`);
       const charges: UnsettledCharges = {
-        streamId, accountId: row.account_id as string, appId: row.app_id as string,
+        streamId, accountId: recent.accountId, appId: recent.appId,
         fromSeq: recent.settledSeq, toSeq: recent.unsettledToSeq, sumMsat: recent.unsettledMsat,
       };
-      if (markChargesSettled.run(charges.toSeq, streamId, charges.fromSeq).changes !== 1) throw new Error(`stream ${streamId}: its settled seq moved underneath this process`);
+      marks.push(streamId, charges.toSeq, charges.fromSeq);
       unsettled.push(charges);
       settled.push({ recent, toSeq: charges.toSeq });
     }
-    if (unsettled.length > 0) assertSettled(applyLedgerOps(db, unsettled.map(chargesSettlementOp), now));
+    if (unsettled.length === 0) return settled;
+    // A sweep that fails is tried again stream by stream (settler.ts), which names the stream.
+    if (markChargesSettled.run(marks, unsettled.length) !== unsettled.length) {
+      throw new Error(unsettled.length === 1 ? `stream ${unsettled[0]!.streamId}: its settled seq moved underneath this process` : 'a stream\'s settled seq moved underneath this process');
+    }
+    assertSettled(applyLedgerOps(db, unsettled.map(chargesSettlementOp), now));
     return settled;
   });
 

@@ -27,8 +27,8 @@ import { ApiError, errorBody, ERROR_CODES, type ErrorCode } from '../errors/code
 import { bearerKey, type SluiceFastify } from '../http/server.js';
 import { isoTime, parseAmount } from '../http/wire.js';
 import type { StreamEvent } from './model.js';
-import { ackJson, createInputFromBody, eventJson, parseDestination, streamError, streamJson, type CreateStreamBody } from './routes.js';
-import type { StreamService } from './service.js';
+import { createInputFromBody, eventJson, parseDestination, streamError, streamJson, type CreateStreamBody } from './routes.js';
+import type { Fail, MoneyAck, StreamService } from './service.js';
 import { CLIENT_MESSAGES, SUBPROTOCOL, type ClientMessageType } from './ws-messages.js';
 
 export { SUBPROTOCOL } from './ws-messages.js';
@@ -120,8 +120,11 @@ interface Connection {
   alive: boolean;
   closed: boolean;
   authTimer: NodeJS.Timeout | null;
-  /** Streams this connection may use: one shared promise per stream, so requests on a stream reach the service in the order received. */
-  visible: Map<string, Promise<void>>;
+  /**
+   * Streams this connection may use: one shared promise per stream while it is checked, so
+   * requests on a stream reach the service in the order received; `true` once checked.
+   */
+  visible: Map<string, Promise<void> | true>;
   subscriptions: Map<string, Subscription>;
   /** The socket is corked until the next tick (see `send`). */
   corked: boolean;
@@ -137,10 +140,22 @@ const uncork = (conn: Connection): void => {
 
 type Message<T extends ClientMessageType> = Static<(typeof CLIENT_MESSAGES)[T]>;
 type Role = WsPrincipal['kind'];
+/**
+ * The fields of an `ok` reply already written as JSON (`"seq":1,...`, no braces): a charge's
+ * ack is the hottest reply, and writing it directly spares an object, a spread and a stringify.
+ */
+export class ReplyFields {
+  constructor(readonly json: string) {}
+}
+
+/** A money step's ack: the same bytes as JSON.stringify of ackJson(ack), in that key order. */
+export const ackFields = (ack: MoneyAck): ReplyFields =>
+  new ReplyFields(`"seq":${ack.seq},"amount_msat":"${ack.amountMsat}","balance_msat":"${ack.balanceMsat}","replayed":${ack.replayed}`);
+
 interface Handler<T extends ClientMessageType> {
   /** Who may send it; 'anyone' includes a connection not yet authenticated. */
   roles: readonly Role[] | 'anyone';
-  run(conn: Connection, message: Message<T>, afterReply: (action: () => void) => void): Promise<Record<string, unknown>>;
+  run(conn: Connection, message: Message<T>, afterReply: (action: () => void) => void): Promise<Record<string, unknown> | ReplyFields>;
 }
 
 const MAX_VISIBLE_STREAMS = 10_000;
@@ -165,7 +180,10 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
 
   // ---- sending ----
 
-  const send = (conn: Connection, message: Record<string, unknown>, written?: (error?: Error) => void): void => {
+  const send = (conn: Connection, message: Record<string, unknown>, written?: (error?: Error) => void): void =>
+    sendText(conn, JSON.stringify(message), written);
+
+  const sendText = (conn: Connection, text: string, written?: (error?: Error) => void): void => {
     if (conn.closed || conn.ws.readyState !== WebSocket.OPEN) {
       written?.();
       return;
@@ -180,7 +198,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
         process.nextTick(uncork, conn);
       }
     }
-    conn.ws.send(JSON.stringify(message), written);
+    conn.ws.send(text, written);
     if (conn.ws.bufferedAmount > limits.maxBufferedBytes) {
       closeConnection(conn, CLOSE_CODES.slowConsumer, `slow consumer: more than ${limits.maxBufferedBytes} bytes unread; reconnect and resume with after_seq`);
     }
@@ -236,22 +254,36 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
   };
 
   /**
-   * Resolves when the connection may use the stream. Every request on a stream awaits the
-   * same promise, so they reach the service in the order they were received (the service
-   * numbers charges as they arrive). Refusals are not remembered.
+   * `true` when the connection may use the stream; otherwise a promise that resolves when it
+   * may. Every request on a stream being checked awaits the same promise, so they reach the
+   * service in the order they were received (the service numbers charges as they arrive);
+   * the check marks the stream `true` before those requests resume, and a request read later
+   * (in a later turn of the event loop) goes straight on. Refusals are not remembered.
    */
-  const gate = (conn: Connection, streamId: string): Promise<void> => {
+  const gateNow = (conn: Connection, streamId: string): Promise<void> | true => {
     const principal = principalOf(conn);
     if (principal.kind === 'payer' && principal.streamId !== streamId) return Promise.reject(new ApiError('stream_not_found'));
     const known = conn.visible.get(streamId);
     if (known) return known;
-    const checking = streams.get(streamId, principal.kind === 'app' ? principal.appId : null).then((stream) => {
+    const checking: Promise<void> = streams.get(streamId, principal.kind === 'app' ? principal.appId : null).then((stream) => {
       if (!stream) throw new ApiError('stream_not_found');
+      if (conn.visible.get(streamId) === checking) conn.visible.set(streamId, true);
     });
     if (conn.visible.size >= MAX_VISIBLE_STREAMS) conn.visible.clear();
     conn.visible.set(streamId, checking);
     checking.catch(() => conn.visible.delete(streamId));
     return checking;
+  };
+
+  const gate = async (conn: Connection, streamId: string): Promise<void> => {
+    const gated = gateNow(conn, streamId);
+    if (gated !== true) await gated;
+  };
+
+  /** A charge's or reward's answer: its ack, or its refusal as the error reply. */
+  const moneyReply = (result: MoneyAck | Fail): ReplyFields => {
+    if (!result.ok) throw streamError(result);
+    return ackFields(result);
   };
 
   const streamView = async (streamId: string) => {
@@ -356,7 +388,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
         const input = createInputFromBody(body as CreateStreamBody, now());
         const created = await streams.create((principalOf(conn) as { appId: string }).appId, input);
         if (!created.ok) throw streamError(created);
-        conn.visible.set(created.stream.id, Promise.resolve());
+        conn.visible.set(created.stream.id, true);
         return { stream: streamJson(created.stream), payer_token: created.payerToken };
       },
     },
@@ -370,17 +402,17 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
     },
     charge: {
       roles: ['app'],
-      async run(conn, message) {
-        const amountMsat = message.amount_msat === undefined ? undefined : parseAmount(message.amount_msat, 'amount_msat');
-        await gate(conn, message.stream_id);
-        const result = await streams.charge(message.stream_id, {
-          ...(message.event === undefined ? {} : { event: message.event }),
-          ...(amountMsat === undefined ? {} : { amountMsat }),
-          ...(message.count === undefined ? {} : { count: message.count }),
+      // Not async, and no await when the stream is known (the common case): this runs per charge.
+      run(conn, message) {
+        const input = {
+          event: message.event,
+          amountMsat: message.amount_msat === undefined ? undefined : parseAmount(message.amount_msat, 'amount_msat'),
+          count: message.count,
           ref: message.ref,
-        });
-        if (!result.ok) throw streamError(result);
-        return ackJson(result);
+        };
+        const charge = (): Promise<ReplyFields> => streams.charge(message.stream_id, input).then(moneyReply);
+        const gated = gateNow(conn, message.stream_id);
+        return gated === true ? charge() : gated.then(charge);
       },
     },
     reward: {
@@ -388,9 +420,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
       async run(conn, message) {
         const amountMsat = parseAmount(message.amount_msat, 'amount_msat');
         await gate(conn, message.stream_id);
-        const result = await streams.reward(message.stream_id, { amountMsat, ref: message.ref });
-        if (!result.ok) throw streamError(result);
-        return ackJson(result);
+        return moneyReply(await streams.reward(message.stream_id, { amountMsat, ref: message.ref }));
       },
     },
     meter: {
@@ -470,7 +500,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
   const limitsJson = () => ({ max_message_bytes: limits.maxMessageBytes, max_in_flight: limits.maxInFlight, max_subscriptions: limits.maxSubscriptions });
 
   const handle = async (conn: Connection, type: ClientMessageType, id: string, message: Record<string, unknown>): Promise<void> => {
-    const deferred: (() => void)[] = [];
+    let deferred: (() => void)[] | null = null;
     try {
       const validator = validators[type];
       if (!validator.Check(message)) throw refusalFor(validator, message);
@@ -479,8 +509,9 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
         if (conn.principal === null) throw new ApiError('unauthorized', 'authenticate first: {"type":"auth","id":"1","api_key":"sk_..."} or with "payer_token"');
         if (!handler.roles.includes(conn.principal.kind)) throw new ApiError('forbidden', `a${conn.principal.kind === 'app' ? 'n app' : ' payer'} may not send ${type}`);
       }
-      const result = await handler.run(conn, message as Message<ClientMessageType>, (action) => deferred.push(action));
-      send(conn, { type: 'ok', id, ...result });
+      const result = await handler.run(conn, message as Message<ClientMessageType>, (action) => (deferred ??= []).push(action));
+      if (result instanceof ReplyFields) sendText(conn, `{"type":"ok","id":${JSON.stringify(id)},${result.json}}`);
+      else send(conn, { type: 'ok', id, ...result });
     } catch (error) {
       if (error instanceof ApiError) replyError(conn, id, error);
       else {
@@ -488,7 +519,8 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
         replyError(conn, id, new ApiError('internal_error'));
       }
     }
-    for (const action of deferred) action();
+    // Assigned inside the afterReply callback, which TypeScript's narrowing does not see.
+    for (const action of (deferred as (() => void)[] | null) ?? []) action();
   };
 
   const onMessage = (conn: Connection, data: RawData, isBinary: boolean): void => {
