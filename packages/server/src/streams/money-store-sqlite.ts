@@ -341,16 +341,17 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     handing = { through, done };
   };
 
-  /** After a commit of steps: the next chunk of an archived generation leaves, or a new generation starts. */
+  /**
+   * After a commit of steps (inside its commitUnsynced: not synced either, the next sync
+   * covers it): the next chunk of an archived generation leaves, or a new generation starts.
+   */
   const archiveStep = (): void => {
     if (handing) return;
     if (!deleting) return startGeneration();
     const to = Math.min(deleting.through, deleting.deletedThrough + deleteChunkRows);
     const last = to >= deleting.through;
     try {
-      const wal = walSyncOf();
-      if (wal) wal.commitUnsynced(() => deleteChunk.immediate(deleting!.deletedThrough, to, last));
-      else deleteChunk.immediate(deleting.deletedThrough, to, last);
+      deleteChunk.immediate(deleting.deletedThrough, to, last);
     } catch (error) {
       // Nothing of it committed: the next commit tries again.
       options.logger?.error({ err: error }, 'deleting archived stream money rows failed; tried again after the next commit');
@@ -419,11 +420,17 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       if (steps.length === 0) return [];
       const wal = walSyncOf();
       if (wal?.failure) throw wal.failure;
-      // IMMEDIATE: the write lock first, so nothing writes between the ref checks and the commit.
-      const { outcomes, written } = wal ? wal.commitUnsynced(() => commitSteps.immediate(steps, now)) : commitSteps.immediate(steps, now);
-      for (const row of written) remember(row);
-      if (wal) wal.commitUnsynced(archiveStep);
-      else archiveStep();
+      const commitAll = (): MoneyOutcome[] => {
+        // IMMEDIATE: the write lock first, so nothing writes between the ref checks and the commit.
+        const { outcomes, written } = commitSteps.immediate(steps, now);
+        for (const row of written) remember(row);
+        // Its own transaction (a failed delete is logged and tried again; it fails no step).
+        archiveStep();
+        return outcomes;
+      };
+      // One window of synchronous=NORMAL for both transactions: its two PRAGMA statements
+      // cost about as much as a small commit's rows, once per commit instead of twice.
+      const outcomes = wal ? wal.commitUnsynced(commitAll) : commitAll();
       // Between two commits: checkpoints go to the checkpoint worker once the WAL is long (the
       // ledger's checkpointer.ts). SQLite's own, inside whichever commit filled 1,000 pages,
       // copied them and synced two files on the event loop: pauses of 10-40 ms at 1,000 streams.

@@ -499,6 +499,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
     principal.kind === 'app' ? { role: 'app', app_id: principal.appId } : { role: 'payer', stream_id: principal.streamId };
   const limitsJson = () => ({ max_message_bytes: limits.maxMessageBytes, max_in_flight: limits.maxInFlight, max_subscriptions: limits.maxSubscriptions });
 
+  /** Answers one request (counted in conn.inFlight by the caller, and uncounted here once answered). Never rejects. */
   const handle = async (conn: Connection, type: ClientMessageType, id: string, message: Record<string, unknown>): Promise<void> => {
     let deferred: (() => void)[] | null = null;
     try {
@@ -518,6 +519,8 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
         logger.error({ err: error, type }, 'a WebSocket request failed');
         replyError(conn, id, new ApiError('internal_error'));
       }
+    } finally {
+      conn.inFlight -= 1;
     }
     // Assigned inside the afterReply callback, which TypeScript's narrowing does not see.
     for (const action of (deferred as (() => void)[] | null) ?? []) action();
@@ -551,9 +554,7 @@ export function registerStreamSocket(target: SluiceFastify | http.Server, deps: 
       return replyError(conn, id, new ApiError('overloaded', `more than ${limits.maxInFlight} requests in flight on this connection; nothing was applied: wait for replies, then retry with the same ref`));
     }
     conn.inFlight += 1;
-    void handle(conn, fields.type as ClientMessageType, id, fields).finally(() => {
-      conn.inFlight -= 1;
-    });
+    void handle(conn, fields.type as ClientMessageType, id, fields);
   };
 
   const onConnection = (ws: WebSocket, principal: WsPrincipal | null): void => {
