@@ -103,6 +103,22 @@ CREATE TABLE stream_money_merge (
 );
 `;
 
+/**
+ * SQLite only: the recent tier as one row per commit instead of one per step (ADR 0019). A
+ * commit's steps take consecutive rowids first_rowid..last_rowid and are written as one JSON
+ * array of [stream_id, seq, ref, name, amount_msat (a string), at, refused], in rowid order:
+ * one statement with one value per commit, where a row per step cost 8 bound values each and
+ * a B-tree insert, and an archived generation leaves with a few deletes instead of one per
+ * step. Rows already in stream_money_recent stay there until archived (read as before).
+ */
+const sqliteRecentLog = `
+CREATE TABLE stream_money_log (
+  first_rowid INTEGER PRIMARY KEY,
+  last_rowid INTEGER NOT NULL CHECK (last_rowid >= first_rowid),
+  rows TEXT NOT NULL
+) STRICT;
+`;
+
 export const sqliteStreamMigrations: ModuleMigrations = {
   module: 'streams',
   migrations: [
@@ -110,6 +126,7 @@ export const sqliteStreamMigrations: ModuleMigrations = {
     { version: 2, name: 'index on closed_at for the webhook catch-up', sql: closedAtIndex },
     { version: 3, name: 'settled_at: closed streams the start-up sweep has found settled', sql: settledAt('INTEGER') },
     { version: 4, name: 'stream_money: money steps as compact rows', sql: moneyRows('INTEGER', ' WITHOUT ROWID') + sqliteRecentTier },
+    { version: 5, name: 'stream_money_log: the recent tier as one row per commit', sql: sqliteRecentLog },
   ],
 };
 

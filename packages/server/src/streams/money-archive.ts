@@ -39,6 +39,9 @@ const ARCHIVE_SCHEMA = streamMoneyTable('INTEGER', ' WITHOUT ROWID', 'IF NOT EXI
  * CommonJS, evaluated in the worker (as the ledger's checkpointer: no loader, no TypeScript).
  * One message at a time: { id, after, through } archives the main database's recent rows
  * with after < rowid <= through; the answer is { id, rows } once committed, or { id, error }.
+ * The recent rows are in stream_money_log, a JSON array per commit (money-store-sqlite.ts
+ * encodeLogRows; a generation takes whole log rows), and, from before the log, one per row
+ * in stream_money_recent. They are written sorted by stream and seq, the archive's key order.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -51,7 +54,19 @@ archive.defaultSafeIntegers(true);
 const main = new Database(workerData.mainPath, { fileMustExist: true });
 main.pragma('busy_timeout = 10000');
 main.defaultSafeIntegers(true);
-const read = main.prepare('SELECT stream_id, seq, ref, name, amount_msat, at, refused FROM stream_money_recent WHERE rowid > ? AND rowid <= ? ORDER BY stream_id, seq').raw(true);
+const readRecent = main.prepare('SELECT stream_id, seq, ref, name, amount_msat, at, refused FROM stream_money_recent WHERE rowid > ? AND rowid <= ?').raw(true);
+const readLog = main.prepare('SELECT first_rowid, last_rowid, rows FROM stream_money_log WHERE first_rowid > ? AND first_rowid <= ?').raw(true);
+const read = (after, through) => {
+  const rows = readRecent.all(after, through);
+  for (const [first, last, text] of readLog.all(after, through)) {
+    if (last > through) throw new Error('stream_money_log row ' + first + ' runs past the generation (' + through + ')');
+    const entries = JSON.parse(text);
+    if (entries.length !== Number(last - first) + 1) throw new Error('stream_money_log row ' + first + ' holds ' + entries.length + ' rows for rowids ' + first + '..' + last);
+    // As SQLite returns them with safe integers: bigints, so the equality check below compares like with like.
+    for (const [streamId, seq, ref, name, amount, at, refused] of entries) rows.push([streamId, BigInt(seq), ref, name, BigInt(amount), BigInt(at), refused]);
+  }
+  return rows.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+};
 const insert = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
 const existing = archive.prepare('SELECT ref, name, amount_msat, at, refused FROM stream_money WHERE stream_id = ? AND seq = ?').raw(true);
 const write = archive.transaction((rows) => {
@@ -72,7 +87,7 @@ parentPort.on('message', (message) => {
     return;
   }
   try {
-    const rows = read.all(BigInt(message.after), BigInt(message.through));
+    const rows = read(BigInt(message.after), BigInt(message.through));
     write(rows);
     parentPort.postMessage({ id: message.id, rows: rows.length });
   } catch (error) {

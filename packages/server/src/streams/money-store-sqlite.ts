@@ -32,6 +32,7 @@ import { createWalSync, type SyncFile, type WalSync } from '../ledger/sqlite/wal
 import { multiRowStatement } from '../ledger/sqlite/multi-row.js';
 import type { SqliteLedgerApply } from '../records/sqlite.js';
 import type { Logger } from 'pino';
+import { msat } from '../money/msat.js';
 import {
   assertSettled, chargesSettlementOp, isReward, moneyFromRow, refusalOf, rewardOps, SELECT_COLUMNS,
   type MoneyOutcome, type MoneyRow, type MoneyStep, type Row, type StreamMoneyStore, type UnsettledCharges,
@@ -57,7 +58,7 @@ export const DEFAULT_MONEY_COMPACT_AT = 65_536;
 const FILTER_MIN_REFS = 1 << 20;
 /** Archived recent rows deleted (and dropped from memory) per commit. */
 const DEFAULT_DELETE_CHUNK = 2048;
-/** Rows per multi-row INSERT (8 parameters each). */
+/** Streams per multi-row UPDATE of a sweep (3 parameters each). */
 const ROWS_PER_STATEMENT = 128;
 /** After the archive failed a generation, how long before it is handed over again. */
 const ARCHIVE_RETRY_MS = 5000;
@@ -74,6 +75,8 @@ export interface SqliteStreamMoneyStore extends StreamMoneyStore {
 interface RecentRow extends MoneyRow {
   streamId: string;
   rowid: number;
+  /** The first rowid of the log row (commit) that holds it: a generation ends on a commit's edge. */
+  batchFirst: number;
   /** refKey(streamId, ref), built once for the maps and the filter. */
   key: string;
 }
@@ -96,6 +99,29 @@ interface StreamRecent {
 }
 
 const refKey = (streamId: string, ref: string): string => `${streamId}\u0000${ref}`;
+
+/**
+ * A commit's rows as the text of one stream_money_log row: a JSON array of
+ * [stream_id, seq, ref, name, amount_msat, at, refused] in rowid order, the amount as a
+ * string (a bigint). The archive's worker reads the same form (money-archive.ts).
+ */
+export function encodeLogRows(rows: readonly (MoneyRow & { streamId: string })[]): string {
+  return JSON.stringify(rows.map((row) => [row.streamId, row.seq, row.ref, row.name, row.amountMsat.toString(), row.at, row.refused]));
+}
+
+/** The rows of a stream_money_log row (encodeLogRows), checked: a malformed row is a corrupt database, never guessed at. */
+export function decodeLogRows(text: string): (MoneyRow & { streamId: string })[] {
+  const decoded: unknown = JSON.parse(text);
+  if (!Array.isArray(decoded)) throw new Error('a stream_money_log row is not a JSON array');
+  return decoded.map((entry: unknown) => {
+    const [streamId, seq, ref, name, amount, at, refused] = (Array.isArray(entry) ? entry : []) as unknown[];
+    if (typeof streamId !== 'string' || !Number.isSafeInteger(seq) || typeof ref !== 'string' || typeof name !== 'string'
+      || typeof amount !== 'string' || !/^[1-9][0-9]*$/.test(amount) || !Number.isSafeInteger(at) || (refused !== null && typeof refused !== 'string')) {
+      throw new Error(`a malformed stream_money_log entry: ${JSON.stringify(entry)}`);
+    }
+    return { streamId, seq: seq as number, ref, name, amountMsat: msat(BigInt(amount)), at: at as number, refused: refused as string | null };
+  });
+}
 const copyRow = ({ seq, ref, name, amountMsat, at, refused }: MoneyRow): MoneyRow => ({ seq, ref, name, amountMsat, at, refused });
 
 export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps: SqliteLedgerApply, options: SqliteStreamMoneyStoreOptions = {}): SqliteStreamMoneyStore {
@@ -106,13 +132,14 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = options.syncOffLoop === false ? null : createWalSync(db, options.syncFile)) : walSync);
   const archive = openMoneyArchive(db, options.archivePath ?? defaultArchivePath(db.name), options.logger);
 
-  // Many rows per statement (multi-row.ts): a batch's rows cost a few statement runs instead of one each.
-  const insertRecent = multiRowStatement(db, 8, ROWS_PER_STATEMENT, (values) => `INSERT INTO stream_money_recent (rowid, stream_id, seq, ref, name, amount_msat, at, refused) VALUES ${values}`);
-  const markRefused = db.prepare('UPDATE stream_money_recent SET refused = ? WHERE rowid = ?');
+  // A commit's rows as one log row (migration 5: encodeLogRows).
+  const insertLog = db.prepare('INSERT INTO stream_money_log (first_rowid, last_rowid, rows) VALUES (?, ?, ?)');
   const setCursor = db.prepare(`INSERT INTO stream_money_merge (id, through_rowid, below_stream, below_seq) VALUES (1, ?, NULL, 0)
     ON CONFLICT (id) DO UPDATE SET through_rowid = excluded.through_rowid, below_stream = NULL, below_seq = 0`);
   const clearCursor = db.prepare('DELETE FROM stream_money_merge WHERE id = 1');
+  // Rows from before the log (stream_money_recent), and log rows wholly archived.
   const deleteRecent = db.prepare('DELETE FROM stream_money_recent WHERE rowid > ? AND rowid <= ?');
+  const deleteLog = db.prepare('DELETE FROM stream_money_log WHERE first_rowid <= ? AND last_rowid <= ?');
   const selectStream = db.prepare('SELECT account_id, app_id, charges_settled_seq FROM streams WHERE id = ?');
   // A sweep's streams in one statement; each row matches only if its settled seq is where this process left it.
   const markChargesSettled = multiRowStatement(db, 3, ROWS_PER_STATEMENT, (values) =>
@@ -174,12 +201,26 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
    */
   let nextRowid = archivedThrough + 1;
   let firstRowid = 0;
+  // Rows from before the log first (their rowids are lower: the log's continue after them).
   for (const row of db.prepare(`SELECT rowid, stream_id, ${SELECT_COLUMNS} FROM stream_money_recent ORDER BY rowid`).iterate() as IterableIterator<Row>) {
     const rowid = Number(row.rowid as number);
     if (firstRowid === 0) firstRowid = rowid;
     if (rowid >= nextRowid) nextRowid = rowid + 1;
     if (rowid <= archivedThrough) continue;
-    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid, key: refKey(row.stream_id as string, row.ref as string) });
+    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid, batchFirst: rowid, key: refKey(row.stream_id as string, row.ref as string) });
+  }
+  for (const log of db.prepare('SELECT first_rowid, last_rowid, rows FROM stream_money_log ORDER BY first_rowid').iterate() as IterableIterator<Row>) {
+    const first = Number(log.first_rowid as number);
+    const last = Number(log.last_rowid as number);
+    if (firstRowid === 0) firstRowid = first;
+    if (last >= nextRowid) nextRowid = last + 1;
+    if (last <= archivedThrough) continue;
+    const decoded = decodeLogRows(log.rows as string);
+    if (decoded.length !== last - first + 1) throw new Error(`stream_money_log row ${first}: ${decoded.length} rows for rowids ${first}..${last}`);
+    decoded.forEach((row, index) => {
+      const rowid = first + index;
+      if (rowid > archivedThrough) remember({ ...row, rowid, batchFirst: first, key: refKey(row.streamId, row.ref) });
+    });
   }
   if (archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
 
@@ -196,8 +237,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   // Sized ahead (about 1.3 MB per million refs): a rebuild reads the whole archive, a pause the tail latency would show.
   buildFilter(Math.max(FILTER_MIN_REFS, archivedCount * 2));
 
-  const archivedFirst = (streamId: string, ref: string): MoneyRow | null => {
-    if (!filter.mightContain(refKey(streamId, ref))) return null;
+  const archivedFirst = (key: string, streamId: string, ref: string): MoneyRow | null => {
+    if (!filter.mightContain(key)) return null;
     for (const queries of archivedQueries) {
       const row = queries.byRef.get(streamId, ref) as Row | undefined;
       if (row) return moneyFromRow(row);
@@ -215,11 +256,10 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     const movable: number[] = [];
     const rowOf: (RecentRow | undefined)[] = new Array(steps.length);
     const replays: { index: number; first: MoneyRow }[] = [];
-    const values: unknown[] = [];
     for (let i = 0; i < steps.length; i += 1) {
       const step = steps[i] as MoneyStep;
       const key = refKey(step.streamId, step.ref);
-      const first = batch.get(key) ?? byKey.get(key) ?? archivedFirst(step.streamId, step.ref);
+      const first = batch.get(key) ?? byKey.get(key) ?? archivedFirst(key, step.streamId, step.ref);
       if (first) {
         replays.push({ index: i, first });
         continue;
@@ -230,25 +270,21 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       batchLast.set(step.streamId, step.seq);
       const refused = step.refused ?? null;
       const rowid = nextRowid + rows.length;
-      const row: RecentRow = { streamId: step.streamId, rowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused, key };
-      values.push(rowid, step.streamId, step.seq, step.ref, step.name, step.amountMsat, step.at, refused);
+      const row: RecentRow = { streamId: step.streamId, rowid, batchFirst: nextRowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused, key };
       batch.set(key, row);
       rows.push(row);
       rowOf[i] = row;
       if (refused === null) movable.push(i);
     }
-    insertRecent.run(values, rows.length);
+    // The rewards move first, so the log row is written once, with their refusals in it.
     const { ops, owners } = rewardOps(steps, movable);
     const results = ops.length === 0 ? [] : applyLedgerOps(db, ops, now);
     results.forEach((result, op) => {
       const refused = refusalOf(result);
       if (refused === null) return;
-      for (const index of owners[op] as number[]) {
-        const row = rowOf[index] as RecentRow;
-        markRefused.run(refused, row.rowid);
-        row.refused = refused;
-      }
+      for (const index of owners[op] as number[]) (rowOf[index] as RecentRow).refused = refused;
     });
+    if (rows.length > 0) insertLog.run(nextRowid, nextRowid + rows.length - 1, encodeLogRows(rows));
     for (let i = 0; i < steps.length; i += 1) {
       const row = rowOf[i];
       if (row) outcomes[i] = { kind: 'written', refused: row.refused };
@@ -297,6 +333,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   /** One chunk of the archived generation leaves the recent table (one transaction), then memory. */
   const deleteChunk = db.transaction((from: number, to: number, last: boolean): void => {
     deleteRecent.run(from, to);
+    // Whole log rows only: one that runs past `to` leaves with a later chunk (a generation ends on a log row's edge).
+    deleteLog.run(to, to);
     if (last) clearCursor.run();
   });
 
@@ -313,7 +351,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       for (const row of recent.rows) {
         if (row.rowid > through) break;
         if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
-          through = row.rowid - 1;
+          // Before the whole commit that wrote it: a generation takes whole log rows.
+          through = row.batchFirst - 1;
           break;
         }
       }
@@ -450,7 +489,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     },
     async findByRef(streamId, ref) {
       const recent = byKey.get(refKey(streamId, ref));
-      return recent ? copyRow(recent) : archivedFirst(streamId, ref);
+      return recent ? copyRow(recent) : archivedFirst(refKey(streamId, ref), streamId, ref);
     },
     async maxSeq(streamId) {
       let max = 0;

@@ -1,11 +1,12 @@
 // The stream money group commit (streams/money-commit.ts): a store that writes before it
-// returns (SQLite) gets the next batch while one waits for its sync, never a third; a store
+// returns (SQLite) gets the next batch while one waits for its sync (once enough steps wait),
+// never a third; a store
 // that does not (PostgreSQL) gets one batch at a time. Steps are answered batch by batch, in
 // order; afterQueued and drain wait for what they should.
 import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { msat } from '../../src/money/msat.js';
-import { createMoneyCommitter } from '../../src/streams/money-commit.js';
+import { createMoneyCommitter, SECOND_COMMIT_MIN_STEPS } from '../../src/streams/money-commit.js';
 import type { MoneyOutcome, MoneyStep, StreamMoneyStore } from '../../src/streams/money-store.js';
 
 /** A store whose commits wait until the test ends them, one by one. */
@@ -26,7 +27,7 @@ const step = (seq: number): MoneyStep => ({ streamId: 's', accountId: 'a', appId
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 describe('money committer', () => {
-  it('writes the next batch while one waits for its sync (SQLite), never a third, and answers in order', async () => {
+  it('writes the next batch while one waits for its sync (SQLite) once enough steps wait, never a third, and answers in order', async () => {
     const { store, commits } = heldStore(true);
     const committer = createMoneyCommitter({ store, clock: systemClock });
     const answered: number[] = [];
@@ -34,10 +35,16 @@ describe('money committer', () => {
     const first = [submit(1), submit(2)];
     await turn();
     expect(commits.map((c) => c.steps.length)).toEqual([2]);
+    // A few steps (a light load) wait for the commit in flight rather than take a commit of their own...
     const second = [submit(3)];
     await turn();
-    expect(commits.map((c) => c.steps.length)).toEqual([2, 1]);
-    const third = [submit(4), submit(5)];
+    await turn();
+    expect(commits.map((c) => c.steps.length)).toEqual([2]);
+    // ...SECOND_COMMIT_MIN_STEPS of them go while it waits for its sync.
+    for (let seq = 4; seq < 3 + SECOND_COMMIT_MIN_STEPS; seq += 1) second.push(submit(seq));
+    await turn();
+    expect(commits.map((c) => c.steps.length)).toEqual([2, SECOND_COMMIT_MIN_STEPS]);
+    const third = [submit(100), submit(101)];
     await turn();
     await turn();
     // Two in flight: the third batch waits for one of them.
@@ -47,16 +54,19 @@ describe('money committer', () => {
     commits[0]!.end();
     await Promise.all(first);
     await turn();
-    expect(commits.length).toBe(3);
+    // One still in flight, and too few waiting to go beside it.
+    expect(commits.length).toBe(2);
     expect(answered).toEqual([1, 2]);
     commits[1]!.end();
     await Promise.all(second);
+    await turn();
+    expect(commits.map((c) => c.steps.length)).toEqual([2, SECOND_COMMIT_MIN_STEPS, 2]);
     expect(queuedDone).toBe(false);
     let drained = false;
     const drain = committer.drain().then(() => (drained = true));
     commits[2]!.end();
     await Promise.all([...third, queued, drain]);
-    expect(answered).toEqual([1, 2, 3, 4, 5]);
+    expect(answered).toEqual([1, 2, ...Array.from({ length: SECOND_COMMIT_MIN_STEPS }, (_, i) => 3 + i), 100, 101]);
     expect(queuedDone && drained).toBe(true);
   });
 

@@ -4,6 +4,7 @@
 // included; a refused reward moves nothing and is recorded as refused; a sweep the ledger
 // refuses moves nothing and stays due; a batch that cannot be written (a seq taken twice)
 // leaves nothing behind, rows or money.
+import fc from 'fast-check';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +15,8 @@ import { applyOpsInTransaction as applySqliteOps, createSqliteLedgerStore, migra
 import { balanceOf, type LedgerStore } from '../../src/ledger/store.js';
 import { msat } from '../../src/money/msat.js';
 import { createPostgresStreamMoneyStore, type MoneyStep, type StreamMoneyStore } from '../../src/streams/money-store.js';
-import { createSqliteStreamMoneyStore } from '../../src/streams/money-store-sqlite.js';
+import { createSqliteStreamMoneyStore, decodeLogRows, encodeLogRows } from '../../src/streams/money-store-sqlite.js';
+import type { SqliteDatabase } from '../../src/db/sqlite.js';
 import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from '../../src/streams/store.js';
 import type { StreamRow } from '../../src/streams/model.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
@@ -22,6 +24,15 @@ import { createTestDatabase, postgresAvailable, type TestDatabase } from '../sup
 const usePostgres = await postgresAvailable();
 
 /** The stream's row: a sweep reads its account, app and settled seq there. */
+/** The recent tier's rows on disk (of one stream, or all): stream_money_recent's and the log's (one JSON array per commit). */
+function recentOnDisk(db: SqliteDatabase, streamId?: string): number {
+  let count = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent WHERE ? IS NULL OR stream_id = ?').get(streamId ?? null, streamId ?? null) as { n: bigint }).n);
+  for (const { rows } of db.prepare('SELECT rows FROM stream_money_log').all() as { rows: string }[]) {
+    count += decodeLogRows(rows).filter((row) => streamId === undefined || row.streamId === streamId).length;
+  }
+  return count;
+}
+
 function streamRow(id: string, appId: string, maximumMsat: bigint): StreamRow {
   return {
     id, appId, accountId: `stream:${id}`, payerTokenHash: `hash-${id}`, prices: {}, rateMsatPerS: msat(0n), maximumMsat: msat(maximumMsat),
@@ -257,8 +268,7 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
     expect((await money.listBetween('st_a', 0, 1000, 1000)).length).toBeGreaterThan(61);
     expect((await money.listBetween('st_c', 0, 100, 1000)).map((r) => r.seq)).toEqual(Array.from({ length: 61 }, (_, i) => i + 1));
     expect(await ledger.sumOfBalances()).toBe(0n);
-    const recent = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent').get() as { n: bigint }).n);
-    expect(recent).toBe(money.tiers().recent);
+    expect(recentOnDisk(db)).toBe(money.tiers().recent);
     db.close();
   });
 
@@ -315,12 +325,26 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
     await money.archived();
     const archive = openSqlite({ path: path.join(dir, 'money.money.sqlite') });
     const archived = Number((archive.prepare('SELECT COUNT(*) AS n FROM stream_money WHERE stream_id = ?').get(id) as { n: bigint }).n);
-    const recent = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent WHERE stream_id = ?').get(id) as { n: bigint }).n);
+    const recent = recentOnDisk(db, id);
     expect(archived).toBeGreaterThan(40);
     expect(archived + recent).toBeGreaterThanOrEqual(60);
     archive.close();
     money.close();
     db.close();
+  });
+});
+
+describe('stream_money_log rows (encodeLogRows, decodeLogRows)', () => {
+  it('round-trip any rows, and a malformed row is refused, never guessed at', () => {
+    fc.assert(fc.property(fc.array(fc.record({
+      streamId: fc.string({ minLength: 1 }), seq: fc.nat(), ref: fc.string({ minLength: 1 }), name: fc.string({ minLength: 1 }),
+      amountMsat: fc.bigInt({ min: 1n, max: (1n << 63n) - 1n }).map((amount) => msat(amount)), at: fc.nat(), refused: fc.option(fc.string(), { nil: null }),
+    })), (rows) => {
+      expect(decodeLogRows(encodeLogRows(rows))).toEqual(rows);
+    }));
+    for (const bad of ['{}', '[1]', '[["st",1,"c:1","hit",1000,1,null]]', '[["st",1,"c:1","hit","0",1,null]]', '[["st",1.5,"c:1","hit","1",1,null]]', '[["st",1,"c:1","hit","1",1,7]]']) {
+      expect(() => decodeLogRows(bad), bad).toThrow(/stream_money_log/);
+    }
   });
 });
 
@@ -405,6 +429,53 @@ describe('stream money store on sqlite: the archive', () => {
     await t.money.commit([t.step('st_x', 5)], 3);
     expect(t.money.tiers().merging).toBe(false);
     t.money.close();
+    t.db.close();
+  });
+
+  it('reads and archives the rows written one per row before the log (migration 5), with the log\'s rows after them, across reopens', async () => {
+    const t = fresh();
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    await t.addStream('st_mix');
+    t.money.close();
+    // As the store left them before the log: one row each in stream_money_recent, settled.
+    const insertRecent = t.db.prepare('INSERT INTO stream_money_recent (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, NULL)');
+    for (const seq of [1, 2, 3]) insertRecent.run('st_mix', seq, `c:${seq}`, 'hit', 1, seq);
+    t.db.prepare("UPDATE streams SET charges_settled_seq = 3 WHERE id = 'st_mix'").run();
+    // No generation before the test asks for one (compactAt 100), then at 6 recent rows.
+    const reopen = (compactAt = 6) => createSqliteStreamMoneyStore(t.db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt, deleteChunkRows: 2 });
+    let money = reopen(100);
+    expect(money.tiers().recent).toBe(3);
+    // Two commits of two rows each go to the log, after the old rows' rowids.
+    await money.commit([t.step('st_mix', 4), t.step('st_mix', 5)], 4);
+    expect(await money.commit([t.step('st_mix', 6), t.step('st_mix', 7, 'c:2')], 6)).toEqual([{ kind: 'written', refused: null }, { kind: 'replay', first: expect.objectContaining({ seq: 2 }) }]);
+    expect(Number((t.db.prepare('SELECT COUNT(*) AS n FROM stream_money_log').get() as { n: bigint }).n)).toBe(2);
+    money.close();
+    money = reopen();
+    expect(money.tiers().recent).toBe(6);
+    expect((await money.listBetween('st_mix', 0, 10, 10)).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    // Settled through 6, then a 6th recent row starts a generation: both kinds leave for the archive.
+    expect(await money.settle(['st_mix'], 7)).toBe(1);
+    await money.commit([t.step('st_mix', 7, 'c:7')], 7);
+    await money.archived();
+    expect(t.archivedRows()).toBe(6);
+    // The deletes, two rowids per commit: the old rows one by one, the log's whole rows only.
+    for (let seq = 8; money.tiers().merging; seq += 1) {
+      await money.commit([t.step('st_mix', seq, `c:${seq}`)], seq);
+      if (seq === 9) {
+        money.close();
+        money = reopen();
+      }
+    }
+    expect(Number((t.db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent').get() as { n: bigint }).n)).toBe(0);
+    expect(recentOnDisk(t.db)).toBe(money.tiers().recent);
+    money.close();
+    money = reopen();
+    const seqs = (await money.listBetween('st_mix', 0, 100, 100)).map((r) => r.seq);
+    expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+    expect(seqs.length).toBeGreaterThanOrEqual(8);
+    for (const seq of [1, 3, 4, 6]) expect(await money.findByRef('st_mix', `c:${seq}`)).toMatchObject({ seq });
+    expect(t.archivedRows() + money.tiers().recent).toBe(seqs.length);
+    money.close();
     t.db.close();
   });
 
