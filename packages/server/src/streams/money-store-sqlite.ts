@@ -7,14 +7,17 @@
  * B-trees, about 800 KB of WAL per commit, and streams were slower with rows than with one
  * ledger transfer per charge. So:
  *
- * - new rows are appended to `stream_money_recent`, a rowid table without an index: a batch
- *   writes a few pages, whatever the number of streams;
+ * - new rows are appended to the recent tier: a commit's rows as ONE row of
+ *   `stream_money_log` (a JSON array, rowids first..last; ADR 0019), so a batch writes a few
+ *   pages in one statement, whatever the number of streams (`stream_money_recent`, one SQL row
+ *   per step, holds what was written before the log, and is read and archived the same way);
  * - every recent row is also held in memory, which is how a ref (or a resume) finds it;
  * - once the recent tier holds `compactAt` rows, that generation (rowid <= X, every row of
- *   it settled) is handed to the archive (money-archive.ts): a file of its own, where a
- *   worker thread writes the rows into the two B-trees, sorted by stream, off the event loop.
- *   Once the archive has them on disk, the cursor (`stream_money_merge`: X) is recorded and
- *   the generation leaves the recent table and memory in chunks, one after each commit;
+ *   it settled, X the end of a commit) is handed to the archive (money-archive.ts): a file of
+ *   its own, where a worker thread writes the rows into the two B-trees, sorted by stream, off
+ *   the event loop. Once the archive has them on disk, the cursor (`stream_money_merge`: X) is
+ *   recorded and the generation leaves the recent tier and memory in chunks, one after each
+ *   commit;
  * - a ref is looked up in memory, then in the archive only when a Bloom filter over its keys
  *   says it may be there (a new ref, the common case, costs no B-tree probe).
  *
