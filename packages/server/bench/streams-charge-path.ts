@@ -1,10 +1,11 @@
 /**
  * The stream charge path without the socket: a working tool for A/B comparisons of the
  * service, the group commit and the SQLite money store (not a recorded benchmark: the issue's
- * figures are the WebSocket ones of streams.ts). On the shared 2-core VM two runs of the
- * WebSocket benchmark can differ by 15%; this one has no load generator in another process,
- * so it moves less with the machine, and its CPU figure counts every thread of the process
- * (the archive worker and the WAL syncs included).
+ * figures are the WebSocket ones of streams.ts). It has no load generator competing for the
+ * cores and no socket, so what it measures is the server's own work; its CPU figure counts
+ * every thread of the process (the archive worker and the WAL syncs included). It still moves
+ * with the shared 2-core VM (two runs of one build differed by up to 20% within an hour on
+ * 2026-11-23): alternate the two builds and repeat, and trust only differences that hold.
  *
  *   npm run build && node --max-semi-space-size=64 --import tsx packages/server/bench/streams-charge-path.ts \
  *     [--streams 100] [--charges 300000] [--window 256]
