@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
+import { SERVER_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { formatChainHeader } from '../src/paycall/chain/math.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -208,7 +209,8 @@ export async function runGatewayBenchmark(options: { seconds?: number; connectio
   const upstream = track(spawn(process.execPath, ['-e', UPSTREAM_SCRIPT, String(upstreamPort)], { stdio: ['ignore', 'pipe', 'pipe'] }));
   // --cpu-prof DIR: a V8 CPU profile of the gateway process (written when it exits) to open in DevTools.
   const profile = options.cpuProfileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.resolve(options.cpuProfileDir)];
-  const gateway = track(spawn(process.execPath, [...profile, CLI, 'gateway', '--config', configFile], {
+  // With the server's Node.js flags, as the `sluice` command's shebang starts it (src/cli/node-flags.ts).
+  const gateway = track(spawn(process.execPath, [...SERVER_NODE_FLAGS, ...profile, CLI, 'gateway', '--config', configFile], {
     env: {
       ...process.env, PORT: String(apiPort), HOST: '127.0.0.1', LOG_LEVEL: 'warn', SLUICE_DATA_DIR: path.join(dataDir, 'data'),
       SLUICE_ADMIN_KEY: ADMIN_KEY, SLUICE_DEVNET_SEED: 'sluice-bench', SLUICE_LIGHTNING: 'devnet',
