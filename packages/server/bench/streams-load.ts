@@ -18,7 +18,8 @@
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 
-export type Target = 'sluice' | 'echo';
+/** `echo` and `durable-echo`: streams-echo.ts without and with `--durable`. */
+export type Target = 'sluice' | 'echo' | 'durable-echo';
 
 export interface LoadConnection {
   ws: WebSocket;
@@ -131,7 +132,7 @@ function tallyReply(target: Target, data: Buffer, tally: Tally, timing: (id: str
   const reply = JSON.parse(data.toString()) as { type: string; id: string | null; replayed?: boolean; error?: { code: string } };
   const { ms, counted } = timing(reply.id ?? '');
   if (!counted) return;
-  const acked = target === 'echo' ? reply.type === 'charge' : reply.type === 'ok' && reply.replayed === false;
+  const acked = target !== 'sluice' ? reply.type === 'charge' : reply.type === 'ok' && reply.replayed === false;
   if (acked) {
     tally.acked += 1;
     tally.latencies.add(ms);

@@ -10,7 +10,11 @@
  * --streams and --targets narrow the throughput and latency runs (for A/B comparisons while
  * working on the charge path; the recorded tables come from a full run).
  *
- * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the Sluice process.
+ * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the Sluice process;
+ * BENCH_SERVER_OUTPUT=FILE appends what each server process printed to FILE when it stops
+ * (with BENCH_SERVER_NODE_ARGS=--trace-gc, its collections). TMPDIR=/dev/shm puts the data
+ * dir on tmpfs, where a sync costs nothing: what is left of the latency is Sluice's own
+ * (never a figure to record: nothing is durable there).
  *
  * Processes: Sluice runs as its own process, as `npm start` runs it (`node <SERVER_NODE_FLAGS>
  * packages/server/dist/cli/main.js start`, SQLite in a fresh temp dir: WAL, synchronous=FULL; devnet Lightning), the echo server as
@@ -99,6 +103,7 @@ function track(child: ChildProcess): Child {
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
+      if (process.env.BENCH_SERVER_OUTPUT) fs.appendFileSync(process.env.BENCH_SERVER_OUTPUT, output);
     },
   };
 }
@@ -147,8 +152,10 @@ async function startSluice(dataDir: string): Promise<Child & { url: string }> {
   return { ...child, url };
 }
 
-async function startEcho(): Promise<Child & { port: number }> {
-  const child = track(spawn(process.execPath, ['--import', 'tsx', ECHO], { stdio: ['ignore', 'pipe', 'pipe'] }));
+/** The bare echo, or with durableDir the echo that replies only after an fdatasync (streams-echo.ts). */
+async function startEcho(durableDir?: string): Promise<Child & { port: number }> {
+  const args = durableDir === undefined ? [] : ['--durable', durableDir];
+  const child = track(spawn(process.execPath, ['--import', 'tsx', ECHO, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
   const until = Date.now() + 30_000;
   for (;;) {
     const match = /port (\d+)/.exec(child.output());
@@ -200,7 +207,11 @@ export async function runStreamsBenchmark(options: {
 } = {}): Promise<StreamsReport> {
   const phases = new Set(options.phases ?? STREAMS_PHASES);
   const counts = (all: readonly number[]) => all.filter((count) => !options.streamCounts || options.streamCounts.includes(count));
-  const targets = (['echo', 'sluice'] as const).filter((target) => !options.targets || options.targets.includes(target));
+  const chosen = (target: Target) => !options.targets || options.targets.includes(target);
+  const targets = (['echo', 'sluice'] as const).filter(chosen);
+  // The durable echo only in the latency runs: at a fixed load it shows what the disk's syncs
+  // alone cost an ack, beside Sluice, which waits for the same syncs.
+  const latencyTargets = (['echo', 'durable-echo', 'sluice'] as const).filter(chosen);
   const seconds = options.secondsPerRun ?? 5;
   const warmupS = options.warmupS ?? 1;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -208,12 +219,14 @@ export async function runStreamsBenchmark(options: {
   const report: StreamsReport = { secondsPerRun: seconds, dataDirFs: filesystemOf(dataDir), throughput: [], latency: [], lightning: [], ilp: [] };
   const sluice = await startSluice(dataDir);
   const echo = await startEcho();
+  // Its file in the same data dir as Sluice's database, so both sync the same filesystem.
+  const durableEcho = await startEcho(dataDir);
   const sockets: { close(): void }[] = [];
   try {
     const app = await http(`${sluice.url}/v1/apps`, 'POST', ADMIN_KEY, { name: 'streams bench' });
     const apiKey = app.api_key as string;
     const wsUrl = sluice.url.replace('http', 'ws') + '/v1/ws';
-    const echoUrl = `ws://127.0.0.1:${echo.port}/v1/ws`;
+    const echoUrl = (target: Target) => `ws://127.0.0.1:${(target === 'echo' ? echo : durableEcho).port}/v1/ws`;
     const setup = createRequester(await openConnection(wsUrl, 'sluice.v1', { authorization: `Bearer ${apiKey}` }));
     sockets.push(setup);
 
@@ -234,12 +247,12 @@ export async function runStreamsBenchmark(options: {
       return Promise.all(Array.from({ length: count }, async (_, index) => {
         const ws = target === 'sluice'
           ? await openConnection(wsUrl, 'sluice.v1', { authorization: `Bearer ${apiKey}` })
-          : await openConnection(echoUrl, 'sluice.v1');
+          : await openConnection(echoUrl(target), 'sluice.v1');
         sockets.push(ws);
         return { ws, streamIds: streamIds.slice(0, streams).filter((_, i) => i % count === index) };
       }));
     };
-    const server = (target: Target) => (target === 'sluice' ? sluice : echo);
+    const server = (target: Target) => (target === 'sluice' ? sluice : target === 'echo' ? echo : durableEcho);
     const closeAll = (connections: LoadConnection[]) => connections.forEach((conn) => conn.ws.close());
 
     let runTag = 0;
@@ -255,7 +268,7 @@ export async function runStreamsBenchmark(options: {
     }
 
     for (const streams of phases.has('latency') ? counts([100, 1000]) : []) {
-      for (const target of targets) {
+      for (const target of latencyTargets) {
         log(`open loop at ${OFFERED_PER_S}/s: ${target}, ${streams} streams`);
         const connections = await connect(target, streams);
         const measured = await measure(server(target), () =>
@@ -265,6 +278,7 @@ export async function runStreamsBenchmark(options: {
       }
     }
     await echo.stop();
+    await durableEcho.stop();
 
     const wallets = await http(`${sluice.url}/v1/devnet/wallets`, 'GET', apiKey);
     const payoutPubkey = (wallets.wallets as { name: string; pubkey: string }[]).find((wallet) => wallet.name === 'carol')?.pubkey;
@@ -287,6 +301,7 @@ export async function runStreamsBenchmark(options: {
   } finally {
     for (const socket of sockets) socket.close();
     await echo.stop();
+    await durableEcho.stop();
     await sluice.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
@@ -307,6 +322,7 @@ const refusalText = (refusals: Record<string, number>) => {
   return entries.length === 0 ? '0' : entries.map(([code, count]) => `${count} ${code}`).join(', ');
 };
 const met = (ok: boolean) => (ok ? '**met**' : '**missed**');
+const serverName = (target: Target) => (target === 'sluice' ? 'Sluice' : target === 'echo' ? 'bare ws echo' : 'ws echo after fdatasync');
 /**
  * Server CPU time per acknowledged message (µs): less noisy than rates on a shared machine.
  * The CPU share covers the warm-up too, so this slightly overstates it (same for every row).
@@ -334,7 +350,7 @@ export function streamsMarkdown(report: StreamsReport): string {
   for (const r of report.throughput) {
     const echo = echoFor(r.streams);
     const ratio = r.target === 'sluice' && echo ? `${((r.result.perSecond / echo.result.perSecond) * 100).toFixed(0)}%` : '';
-    row([int(r.streams), r.connections, r.target === 'sluice' ? 'Sluice' : 'bare ws echo', int(r.result.perSecond), ms(r.result.p50Ms), ms(r.result.p99Ms),
+    row([int(r.streams), r.connections, serverName(r.target), int(r.result.perSecond), ms(r.result.p50Ms), ms(r.result.p99Ms),
       refusalText(r.result.refusals), `${r.serverCpuPercent.toFixed(0)}%`, cpuPerAck(r), `${r.result.clientCpuPercent.toFixed(0)}%`, ratio]);
   }
 
@@ -342,13 +358,16 @@ export function streamsMarkdown(report: StreamsReport): string {
   lines.push(
     `Open loop: charges are sent on a fixed schedule (${int(OFFERED_PER_S)}/s over all connections, round-robin over`,
     'connections and streams, whatever the replies do); latency runs from the scheduled send time to the ack, so it',
-    'includes any delay of the client itself (its timer wakes every ~1 ms and sends what is due).',
+    'includes any delay of the client itself (its timer wakes every ~1 ms and sends what is due). "ws echo after',
+    'fdatasync" is the echo server again, replying only once the messages are synced to a file in Sluice\'s data dir',
+    '(one `fdatasync` at a time, each for everything received while the last one ran): the least any server must',
+    'wait before it acknowledges what is durable, so its p99 is the disk\'s share of Sluice\'s.',
     '',
   );
   row(['streams', 'connections', 'server', 'offered per second', 'acked per second', 'p50 ms', 'p99 ms', 'max ms', 'refused', 'server CPU', 'server CPU µs per ack']);
   row(['---:', '---:', '---', '---:', '---:', '---:', '---:', '---:', '---', '---:', '---:']);
   for (const r of report.latency) {
-    row([int(r.streams), r.connections, r.target === 'sluice' ? 'Sluice' : 'bare ws echo', int(r.result.offered / r.result.seconds), int(r.result.perSecond),
+    row([int(r.streams), r.connections, serverName(r.target), int(r.result.offered / r.result.seconds), int(r.result.perSecond),
       ms(r.result.p50Ms), ms(r.result.p99Ms), ms(r.result.maxMs), refusalText(r.result.refusals), `${r.serverCpuPercent.toFixed(0)}%`, cpuPerAck(r)]);
   }
 
@@ -408,7 +427,9 @@ export function streamsMarkdown(report: StreamsReport): string {
   for (const r of report.latency.filter((r) => r.target === 'sluice')) {
     const refused = Object.values(r.result.refusals).reduce((a, b) => a + b, 0);
     const ok = r.result.p99Ms <= 10 && refused === 0;
-    row([`p99 ≤ 10 ms at ${int(OFFERED_PER_S)} charges/s, ${int(r.streams)} streams`, `p99 ${ms(r.result.p99Ms)} ms${refused ? `, ${refused} refused` : ''}`,
+    const durable = report.latency.find((d) => d.target === 'durable-echo' && d.streams === r.streams);
+    const disk = durable ? ` (the echo after fdatasync: ${ms(durable.result.p99Ms)} ms)` : '';
+    row([`p99 ≤ 10 ms at ${int(OFFERED_PER_S)} charges/s, ${int(r.streams)} streams`, `p99 ${ms(r.result.p99Ms)} ms${refused ? `, ${refused} refused` : ''}${disk}`,
       ok ? met(true) : `${met(false)} (${(r.result.p99Ms / 10).toFixed(1)}× the limit)`]);
   }
   lines.push('');
