@@ -1,14 +1,16 @@
 /**
  * Streams benchmark (issue 3): durable charges acknowledged per second over loopback
  * WebSocket, ack latency at a fixed offered load, Lightning payments per million charges,
- * and, in the same run, the two comparison points: a bare `ws` echo server and
- * ilp-protocol-stream between two in-process plugins. Prints a markdown section.
+ * and, in the same run, the comparison points: a bare `ws` echo server, the same echo replying
+ * only after an fdatasync (latency only), and ilp-protocol-stream between two in-process
+ * plugins. Prints a markdown section.
  *
  *   npm run build && npx tsx packages/server/bench/streams.ts [--seconds 5] [--json out.json]
  *     [--phases throughput,latency,lightning,ilp] [--streams 100] [--targets sluice]
  *
- * --streams and --targets narrow the throughput and latency runs (for A/B comparisons while
- * working on the charge path; the recorded tables come from a full run).
+ * --streams and --targets (echo, durable-echo, sluice) narrow the throughput and latency runs
+ * (for A/B comparisons while working on the charge path; the recorded tables come from a full
+ * run). The durable echo (streams-echo.ts --durable) runs in the latency phase only.
  *
  * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the Sluice process;
  * BENCH_SERVER_OUTPUT=FILE appends what each server process printed to FILE when it stops
