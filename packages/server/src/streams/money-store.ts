@@ -180,6 +180,13 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
   const commitOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
     sql.begin(async (tx: PostgresTransaction) => {
       const outcomes: MoneyOutcome[] = new Array(steps.length);
+      // The batch's streams held in KEY SHARE mode until this transaction ends: a sweep locks
+      // its streams FOR UPDATE first, so it waits for this commit, and its sum (read after the
+      // lock, READ COMMITTED) then sees these rows. Without it a slow commit (a lost connection
+      // after COMMIT, a lock wait) could land after a later batch of the same stream was swept:
+      // its charges would sit below charges_settled_seq, never paid to the app. KEY SHARE does
+      // not conflict with another commit's, nor with the service's updates of a stream's row.
+      await tx.unsafe('SELECT 1 FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE', [[...new Set(steps.map((s) => s.streamId))]] as never[]);
       // One statement for the batch; RETURNING names the rows written, the others' refs were taken.
       const inserted = (await tx.unsafe(
         `INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused)
@@ -239,9 +246,12 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
     FROM streams s JOIN stream_money m ON m.stream_id = s.id AND m.seq > s.charges_settled_seq
     WHERE m.refused IS NULL AND m.ref NOT LIKE '${REWARD_REF}%'${only === 'ids' ? ' AND s.id = ANY($1::text[])' : only === 'app' ? ' AND s.app_id = $1' : ''}
     GROUP BY s.id, s.account_id, s.app_id, s.charges_settled_seq ORDER BY s.id`;
+  // READ COMMITTED whatever the server's default: the sum below must be read after the lock,
+  // in a snapshot of its own, to see the commits the lock waited for (see commitOnce).
   const settleOnce = (ids: readonly string[], now: number): Promise<number> =>
-    sql.begin(async (tx: PostgresTransaction) => {
-      // Locked in id order: two sweeps cannot deadlock, and a stream is settled from one settled seq once.
+    sql.begin('isolation level read committed', async (tx: PostgresTransaction) => {
+      // Locked in id order: two sweeps cannot deadlock, and a stream is settled from one settled
+      // seq once. The lock also waits for every money commit still holding one of these streams.
       await tx.unsafe('SELECT id FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[...ids]] as never[]);
       const rows = (await tx.unsafe(unsettledSql('ids'), [[...ids]] as never[])) as unknown as Row[];
       const unsettled = rows.map((row): UnsettledCharges => ({
