@@ -177,15 +177,17 @@ export const SELECT_COLUMNS = 'seq, ref, name, amount_msat, at, refused';
 
 
 export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): StreamMoneyStore {
+  // READ COMMITTED whatever the server's default: a commit whose lock waited behind a sweep's
+  // must not fail as a serialization conflict (the sweep changed the stream's row).
   const commitOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
-    sql.begin(async (tx: PostgresTransaction) => {
+    sql.begin('isolation level read committed', async (tx: PostgresTransaction) => {
       const outcomes: MoneyOutcome[] = new Array(steps.length);
-      // The batch's streams held in KEY SHARE mode until this transaction ends: a sweep locks
-      // its streams FOR UPDATE first, so it waits for this commit, and its sum (read after the
-      // lock, READ COMMITTED) then sees these rows. Without it a slow commit (a lost connection
-      // after COMMIT, a lock wait) could land after a later batch of the same stream was swept:
-      // its charges would sit below charges_settled_seq, never paid to the app. KEY SHARE does
-      // not conflict with another commit's, nor with the service's updates of a stream's row.
+      // The batch's streams held in KEY SHARE mode until this transaction ends, so a sweep can
+      // wait for this commit (settleOnce). Without it a slow commit (its connection lost after
+      // COMMIT was sent, a lock wait) could land after a later batch of the same stream was
+      // swept: its charges would sit below charges_settled_seq, never paid to the app. KEY SHARE
+      // conflicts only with FOR UPDATE: not with another commit's, nor with the service's
+      // updates of a stream's row, nor with a sweep's own FOR NO KEY UPDATE.
       await tx.unsafe('SELECT 1 FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE', [[...new Set(steps.map((s) => s.streamId))]] as never[]);
       // One statement for the batch; RETURNING names the rows written, the others' refs were taken.
       const inserted = (await tx.unsafe(
@@ -246,14 +248,26 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
     FROM streams s JOIN stream_money m ON m.stream_id = s.id AND m.seq > s.charges_settled_seq
     WHERE m.refused IS NULL AND m.ref NOT LIKE '${REWARD_REF}%'${only === 'ids' ? ' AND s.id = ANY($1::text[])' : only === 'app' ? ' AND s.app_id = $1' : ''}
     GROUP BY s.id, s.account_id, s.app_id, s.charges_settled_seq ORDER BY s.id`;
-  // READ COMMITTED whatever the server's default: the sum below must be read after the lock,
-  // in a snapshot of its own, to see the commits the lock waited for (see commitOnce).
+  /**
+   * A sweep waits for the money commits in progress on its streams, and commits do not wait for
+   * its ledger work:
+   * - FOR NO KEY UPDATE, in id order, for the whole transaction: two sweeps of a stream run one
+   *   after the other (and cannot deadlock), so a stream is settled from one settled seq once;
+   *   commits' KEY SHARE does not conflict with it.
+   * - In a savepoint, FOR UPDATE on the same rows: it waits until every commit holding one of
+   *   them in KEY SHARE has ended, and holds new ones off while the sum is read, in a snapshot
+   *   of its own (READ COMMITTED whatever the server's default) that sees those commits. Then
+   *   the savepoint is rolled back, which releases the FOR UPDATE locks (not the FOR NO KEY
+   *   UPDATE ones): a commit that starts later holds only seqs above the ones summed (a
+   *   stream's steps commit in seq order, one batch in flight), and goes on at once.
+   */
   const settleOnce = (ids: readonly string[], now: number): Promise<number> =>
     sql.begin('isolation level read committed', async (tx: PostgresTransaction) => {
-      // Locked in id order: two sweeps cannot deadlock, and a stream is settled from one settled
-      // seq once. The lock also waits for every money commit still holding one of these streams.
+      await tx.unsafe('SELECT id FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE', [[...ids]] as never[]);
+      await tx.unsafe('SAVEPOINT sweep_waits_for_commits');
       await tx.unsafe('SELECT id FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[...ids]] as never[]);
       const rows = (await tx.unsafe(unsettledSql('ids'), [[...ids]] as never[])) as unknown as Row[];
+      await tx.unsafe('ROLLBACK TO SAVEPOINT sweep_waits_for_commits');
       const unsettled = rows.map((row): UnsettledCharges => ({
         streamId: row.id as string, accountId: row.account_id as string, appId: row.app_id as string,
         fromSeq: Number(row.charges_settled_seq as bigint | number), toSeq: Number(row.to_seq as bigint | number), sumMsat: BigInt(row.sum as string | bigint),

@@ -1,11 +1,14 @@
-// PostgreSQL: a sweep must not pass over a money commit still in progress on the same stream.
+// PostgreSQL: a sweep must not pass over a money commit still in progress on the same stream,
+// and a commit must not wait for a sweep's ledger work.
 //
 // The case (from the notes of ADR 0017's review): a commit holding a stream's charge takes
 // long (its connection lost after COMMIT was sent, or, as here, a lock it waits for), the next
 // batch with a later seq of the same stream commits, and a sweep moves the stream's charges up
 // to that later seq. When the slow commit lands, its charge sits below the stream's
-// charges_settled_seq, and no sweep would ever pay it to the app. Each money commit therefore
-// holds its streams' rows in KEY SHARE mode, which a sweep's FOR UPDATE waits for.
+// charges_settled_seq, and no sweep would ever pay it to the app. So each money commit holds
+// its streams' rows in KEY SHARE mode, and a sweep waits for those locks (FOR UPDATE, in a
+// savepoint) before it reads what to move, in a snapshot of its own (READ COMMITTED, whatever
+// the server's default: the suites below run once with each default).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appAccountId } from '../../src/apps/service.js';
 import { balanceOf } from '../../src/ledger/store.js';
@@ -18,11 +21,14 @@ import { startTestSluice, type TestSluice } from '../support/sluice.js';
 const usePostgres = await postgresAvailable();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe.skipIf(!usePostgres)('money on PostgreSQL: a sweep and a commit still in progress on the same stream', () => {
+for (const isolation of ['read committed', 'repeatable read'] as const) {
+describe.skipIf(!usePostgres)(`money on PostgreSQL (default isolation ${isolation}): sweeps and commits in progress`, () => {
   let t: TestSluice;
   let database: TestDatabase;
   beforeAll(async () => {
-    database = await createTestDatabase('sluice_money_late_commit');
+    database = await createTestDatabase(`sluice_money_late_${isolation.replace(' ', '_')}`);
+    const name = new URL(database.url).pathname.slice(1);
+    await database.sql.unsafe(`ALTER DATABASE "${name}" SET default_transaction_isolation = '${isolation}'`);
     t = await startTestSluice({ env: { SLUICE_DATABASE_URL: database.url } });
   });
   afterAll(async () => {
@@ -30,11 +36,38 @@ describe.skipIf(!usePostgres)('money on PostgreSQL: a sweep and a commit still i
     await database?.drop();
   });
 
-  it('pays the app for a charge whose commit lands after a later batch of the same stream was swept', async () => {
+  /** Waits until `count` sessions of this database wait for a lock (at most 5 s; the assertions after it decide). */
+  const lockWaiters = async (count: number): Promise<void> => {
+    for (let tries = 0; tries < 500; tries += 1) {
+      const [row] = await database.sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`;
+      if ((row!.n as number) >= count) return;
+      await sleep(10);
+    }
+  };
+
+  /** Another transaction runs `hold` and keeps what it locked until `release` is called. */
+  const holdLocks = async (hold: (tx: any) => Promise<unknown>): Promise<{ release(): Promise<void> }> => {
+    let taken!: () => void;
+    const isTaken = new Promise<void>((resolve) => (taken = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const holder = database.sql.begin(async (tx) => {
+      await hold(tx);
+      taken();
+      await released;
+      throw new Error('rolled back on purpose');
+    }).catch(() => undefined);
+    await isTaken;
+    return { release: async () => { release(); await holder; } };
+  };
+
+  const openStream = async (funded = false) => {
     const app = await t.createApp();
-    // The app's balance must cover the reward below.
-    const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '100000', description: 'float' } });
-    expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    if (funded) {
+      // The app's balance covers a reward.
+      const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '100000', description: 'float' } });
+      expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+    }
     const created = await t.call('POST', '/v1/streams', { key: app.apiKey, body: { prices: { hit: '1000' }, maximum_msat: '1000000' } });
     expect(created.status).toBe(201);
     const streamId = created.body.id as string;
@@ -45,37 +78,69 @@ describe.skipIf(!usePostgres)('money on PostgreSQL: a sweep and a commit still i
     const step = (seq: number, ref: string, amount: bigint): MoneyStep => ({
       streamId, accountId, appId: app.id, seq, ref, name: 'hit', amountMsat: msat(amount), at: Date.now(),
     });
-    const before = balanceOf((await t.sluice.ledger.getAccount(accountId))!);
+    const balance = async () => balanceOf((await t.sluice.ledger.getAccount(accountId))!);
+    return { app, streamId, store, step, balance, before: await balance() };
+  };
 
-    // Another transaction holds the app's ledger account, so batch A (a charge, then a reward,
-    // which moves the app's money in the same transaction) waits inside its transaction after
-    // writing its rows.
-    let lockTaken!: () => void;
-    const taken = new Promise<void>((resolve) => (lockTaken = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const holder = database.sql.begin(async (tx) => {
-      await tx`SELECT id FROM ledger_accounts WHERE id = ${appAccountId(app.id)} FOR UPDATE`;
-      lockTaken();
-      await released;
-    });
-    await taken;
+  // Only with READ COMMITTED as the default: paying an invoice (the app's float) fails with
+  // another default, outside the streams' money store.
+  if (isolation === 'read committed') it('pays the app for a charge whose commit lands after a later batch was committed, with a sweep in between (the slow batch moves the app\'s money)', async () => {
+    const { app, streamId, store, step, balance, before } = await openStream(true);
+    // Batch A (a charge, then a reward, which moves the app's money in the same transaction)
+    // waits inside its transaction after writing its rows: another transaction holds the app's account.
+    const lock = await holdLocks((tx) => tx`SELECT id FROM ledger_accounts WHERE id = ${appAccountId(app.id)} FOR UPDATE`);
     const batchA = store.commit([step(1001, 'c:late', 1000n), step(1002, 'r:late', 500n)], Date.now());
-    await sleep(200);
-
-    // Batch B, a later charge of the same stream, commits meanwhile; then a sweep starts.
+    await lockWaiters(1);
+    // Batch B, a later charge of the same stream, commits meanwhile; then a sweep starts, and waits for A.
     expect(await store.commit([step(1003, 'c:later', 2000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
     const sweep = store.settle([streamId], Date.now());
-    await sleep(200);
-
-    release();
-    await holder;
+    await lockWaiters(2);
+    await lock.release();
     expect(await batchA).toEqual([{ kind: 'written', refused: null }, { kind: 'written', refused: null }]);
     await sweep;
     await store.settle([streamId], Date.now());
-
     // Both charges reached the app: the stream's account paid 3,000 and received the reward of 500.
     expect(await store.unsettledMsat(streamId)).toBe(0n);
-    expect(balanceOf((await t.sluice.ledger.getAccount(accountId))!) - before).toBe(-2500n);
+    expect((await balance()) - before).toBe(-2500n);
+  });
+
+  it('pays the app for a charge whose commit lands after a later batch was committed, with a sweep in between (charges only)', async () => {
+    const { streamId, store, step, balance, before } = await openStream();
+    // Batch A waits on a unique ref that another, uncommitted transaction wrote first.
+    const lock = await holdLocks((tx) => tx.unsafe(
+      "INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at) VALUES ($1, 5000, 'c:blocker', 'hit', 1, 0)", [streamId]));
+    const batchA = store.commit([step(1001, 'c:late', 1000n), step(1002, 'c:blocker', 1n)], Date.now());
+    await lockWaiters(1);
+    expect(await store.commit([step(1003, 'c:later', 2000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
+    const sweep = store.settle([streamId], Date.now());
+    await lockWaiters(2);
+    await lock.release();
+    expect(await batchA).toEqual([{ kind: 'written', refused: null }, { kind: 'written', refused: null }]);
+    await sweep;
+    await store.settle([streamId], Date.now());
+    expect(await store.unsettledMsat(streamId)).toBe(0n);
+    expect((await balance()) - before).toBe(-3001n);
+  });
+
+  it("lets a commit go on while a sweep of the same stream waits in its ledger work", async () => {
+    const { app, streamId, store, step, balance, before } = await openStream();
+    expect(await store.commit([step(1001, 'c:first', 1000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
+    // The sweep waits for the app's account, which another transaction holds.
+    const lock = await holdLocks((tx) => tx`SELECT id FROM ledger_accounts WHERE id = ${appAccountId(app.id)} FOR UPDATE`);
+    const sweep = store.settle([streamId], Date.now());
+    await lockWaiters(1);
+    // A commit on the same stream is not held up by it.
+    const second = store.commit([step(1002, 'c:second', 2000n)], Date.now());
+    const first = await Promise.race([second.then(() => 'committed'), sleep(2000).then(() => 'still waiting')]);
+    await lock.release();
+    expect(first).toBe('committed');
+    expect(await second).toEqual([{ kind: 'written', refused: null }]);
+    expect(await sweep).toBe(1);
+    // The sweep moved what it had summed; the charge committed meanwhile goes with the next one.
+    expect(await store.unsettledMsat(streamId)).toBe(2000n);
+    await store.settle([streamId], Date.now());
+    expect(await store.unsettledMsat(streamId)).toBe(0n);
+    expect((await balance()) - before).toBe(-3000n);
   });
 });
+}
