@@ -176,21 +176,26 @@ export function refusalOf(result: { ok: boolean; error?: string }): string | nul
 export const SELECT_COLUMNS = 'seq, ref, name, amount_msat, at, refused';
 
 
+/** The advisory lock key money commits hold shared and a sweep takes exclusively (PostgreSQL). */
+export const MONEY_COMMITS_LOCK = '8317151707346052205'; // the bytes of "sluice$m"
+/** Longest a sweep waits for the money commits in progress (then it fails, and is tried again). */
+const BARRIER_WAIT_MS = 2000;
+
 export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): StreamMoneyStore {
-  // READ COMMITTED whatever the server's default: a commit whose lock waited behind a sweep's
-  // must not fail as a serialization conflict (the sweep changed the stream's row).
+  // READ COMMITTED whatever the server's default, as the sweeps (settleOnce).
   const commitOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
     sql.begin('isolation level read committed', async (tx: PostgresTransaction) => {
       const outcomes: MoneyOutcome[] = new Array(steps.length);
-      // The batch's streams held in KEY SHARE mode until this transaction ends, so a sweep can
-      // wait for this commit (settleOnce). Without it a slow commit (its connection lost after
-      // COMMIT was sent, a lock wait) could land after a later batch of the same stream was
-      // swept: its charges would sit below charges_settled_seq, never paid to the app. KEY SHARE
-      // conflicts only with FOR UPDATE: not with another commit's, nor with the service's
-      // updates of a stream's row, nor with a sweep's own FOR NO KEY UPDATE.
-      await tx.unsafe('SELECT 1 FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR KEY SHARE', [[...new Set(steps.map((s) => s.streamId))]] as never[]);
+      // Held (shared with every other money commit) until this transaction ends, so a sweep
+      // can wait for the commits in progress (settleOnce). Without it a slow commit (its
+      // connection lost after COMMIT was sent, a lock wait) could land after a later batch of
+      // the same stream was swept: its charges would sit below charges_settled_seq, never paid
+      // to the app. An advisory lock (one entry in the server's lock table), not the streams'
+      // rows (a row lock is written into each row: WAL for every stream of every batch). Sent
+      // with the INSERT (pipelined, run in order): no round trip of its own.
+      const locked = tx.unsafe(`SELECT pg_advisory_xact_lock_shared(${MONEY_COMMITS_LOCK})`);
       // One statement for the batch; RETURNING names the rows written, the others' refs were taken.
-      const inserted = (await tx.unsafe(
+      const inserting = tx.unsafe(
         `INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused)
          SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[])
          ON CONFLICT (stream_id, ref) DO NOTHING RETURNING stream_id, seq`,
@@ -198,7 +203,8 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
           steps.map((s) => s.streamId), steps.map((s) => String(s.seq)), steps.map((s) => s.ref), steps.map((s) => s.name),
           steps.map((s) => s.amountMsat.toString()), steps.map((s) => String(s.at)), steps.map((s) => s.refused ?? null),
         ] as never[],
-      )) as unknown as Row[];
+      );
+      const inserted = (await Promise.all([locked, inserting]))[1] as unknown as Row[];
       const writtenKeys = new Set(inserted.map((row) => `${row.stream_id as string}/${Number(row.seq as bigint | number)}`));
       const written: number[] = [];
       const replays: number[] = [];
@@ -249,25 +255,33 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
     WHERE m.refused IS NULL AND m.ref NOT LIKE '${REWARD_REF}%'${only === 'ids' ? ' AND s.id = ANY($1::text[])' : only === 'app' ? ' AND s.app_id = $1' : ''}
     GROUP BY s.id, s.account_id, s.app_id, s.charges_settled_seq ORDER BY s.id`;
   /**
-   * A sweep waits for the money commits in progress on its streams, and commits do not wait for
-   * its ledger work:
-   * - FOR NO KEY UPDATE, in id order, for the whole transaction: two sweeps of a stream run one
-   *   after the other (and cannot deadlock), so a stream is settled from one settled seq once;
-   *   commits' KEY SHARE does not conflict with it.
-   * - In a savepoint, FOR UPDATE on the same rows: it waits until every commit holding one of
-   *   them in KEY SHARE has ended, and holds new ones off while the sum is read, in a snapshot
-   *   of its own (READ COMMITTED whatever the server's default) that sees those commits. Then
-   *   the savepoint is rolled back, which releases the FOR UPDATE locks (not the FOR NO KEY
-   *   UPDATE ones): a commit that starts later holds only seqs above the ones summed (a
-   *   stream's steps commit in seq order, one batch in flight), and goes on at once.
+   * A sweep waits for the money commits in progress, and commits do not wait for its ledger work:
+   * - FOR UPDATE on its streams, in id order, for the whole transaction: two sweeps of a stream
+   *   run one after the other (and cannot deadlock), so a stream is settled from one settled
+   *   seq once. Money commits lock no stream row.
+   * - In a savepoint, the money commits' advisory lock, exclusive: it waits until every commit
+   *   in progress has ended (at most BARRIER_WAIT_MS), and holds new ones off while the sum is
+   *   read, in a snapshot of its own (READ COMMITTED whatever the server's default) that sees
+   *   those commits. Then the savepoint is rolled back, which releases the lock: a commit that
+   *   starts later holds only seqs above the ones summed (a stream's steps commit in seq order,
+   *   one batch in flight per process, one process per stream), and goes on at once.
    */
   const settleOnce = (ids: readonly string[], now: number): Promise<number> =>
     sql.begin('isolation level read committed', async (tx: PostgresTransaction) => {
-      await tx.unsafe('SELECT id FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE', [[...ids]] as never[]);
-      await tx.unsafe('SAVEPOINT sweep_waits_for_commits');
       await tx.unsafe('SELECT id FROM streams WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE', [[...ids]] as never[]);
-      const rows = (await tx.unsafe(unsettledSql('ids'), [[...ids]] as never[])) as unknown as Row[];
-      await tx.unsafe('ROLLBACK TO SAVEPOINT sweep_waits_for_commits');
+      // Sent together (postgres.js pipelines a transaction's queries): the lock is held only
+      // while the server reads the sum, never across a round trip to this process.
+      // A commit left open by a lost client (its COMMIT never arrived) would hold its lock
+      // until the server drops it: the sweep fails instead (logged, tried again), and does not
+      // hold later commits behind it for longer than this. SET LOCAL ends with the savepoint.
+      const [, , , unsettledRows] = await Promise.all([
+        tx.unsafe('SAVEPOINT sweep_waits_for_commits'),
+        tx.unsafe(`SET LOCAL lock_timeout = '${BARRIER_WAIT_MS}ms'`),
+        tx.unsafe(`SELECT pg_advisory_xact_lock(${MONEY_COMMITS_LOCK})`),
+        tx.unsafe(unsettledSql('ids'), [[...ids]] as never[]),
+        tx.unsafe('ROLLBACK TO SAVEPOINT sweep_waits_for_commits'),
+      ]);
+      const rows = unsettledRows as unknown as Row[];
       const unsettled = rows.map((row): UnsettledCharges => ({
         streamId: row.id as string, accountId: row.account_id as string, appId: row.app_id as string,
         fromSeq: Number(row.charges_settled_seq as bigint | number), toSeq: Number(row.to_seq as bigint | number), sumMsat: BigInt(row.sum as string | bigint),

@@ -6,14 +6,14 @@
 // batch with a later seq of the same stream commits, and a sweep moves the stream's charges up
 // to that later seq. When the slow commit lands, its charge sits below the stream's
 // charges_settled_seq, and no sweep would ever pay it to the app. So each money commit holds
-// its streams' rows in KEY SHARE mode, and a sweep waits for those locks (FOR UPDATE, in a
-// savepoint) before it reads what to move, in a snapshot of its own (READ COMMITTED, whatever
-// the server's default: the suites below run once with each default).
+// an advisory lock in shared mode, and a sweep takes it exclusively in a savepoint (waiting
+// for the commits in progress), reads what to move in a snapshot of its own (READ COMMITTED,
+// whatever the server's default: the suites below run once with each default), and lets it go.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appAccountId } from '../../src/apps/service.js';
 import { balanceOf } from '../../src/ledger/store.js';
 import { msat } from '../../src/money/msat.js';
-import type { MoneyStep, StreamMoneyStore } from '../../src/streams/money-store.js';
+import { MONEY_COMMITS_LOCK, type MoneyStep, type StreamMoneyStore } from '../../src/streams/money-store.js';
 import { streamAccountId } from '../../src/streams/service.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
@@ -141,6 +141,26 @@ describe.skipIf(!usePostgres)(`money on PostgreSQL (default isolation ${isolatio
     await store.settle([streamId], Date.now());
     expect(await store.unsettledMsat(streamId)).toBe(0n);
     expect((await balance()) - before).toBe(-3000n);
+  });
+
+  it('gives up a sweep, and holds no commit, when a transaction left open keeps the money commits\' lock', async () => {
+    const { streamId, store, step } = await openStream();
+    expect(await store.commit([step(1001, 'c:first', 1000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
+    // As a money commit whose client was lost before its COMMIT arrived.
+    const lock = await holdLocks((tx) => tx.unsafe(`SELECT pg_advisory_xact_lock_shared(${MONEY_COMMITS_LOCK})`));
+    try {
+      const started = Date.now();
+      const sweep = await store.settle([streamId], Date.now()).then(() => 'settled', (error: { code?: string }) => error.code);
+      expect(sweep).toBe('55P03'); // lock_not_available: tried again at the next sweep
+      expect(Date.now() - started).toBeLessThan(10_000);
+      // Nothing moved, and commits go on.
+      expect(await store.unsettledMsat(streamId)).toBe(1000n);
+      expect(await store.commit([step(1002, 'c:second', 2000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
+    } finally {
+      await lock.release();
+    }
+    expect(await store.settle([streamId], Date.now())).toBe(1);
+    expect(await store.unsettledMsat(streamId)).toBe(0n);
   });
 });
 }
