@@ -175,7 +175,6 @@ export function refusalOf(result: { ok: boolean; error?: string }): string | nul
 
 export const SELECT_COLUMNS = 'seq, ref, name, amount_msat, at, refused';
 
-
 /** The advisory lock key money commits hold shared and a sweep takes exclusively (PostgreSQL). */
 export const MONEY_COMMITS_LOCK = '8317151707346052205'; // the bytes of "sluice$m"
 /** Longest a sweep waits for the money commits in progress (then it fails, and is tried again). */

@@ -15,6 +15,7 @@ import { balanceOf } from '../../src/ledger/store.js';
 import { msat } from '../../src/money/msat.js';
 import { MONEY_COMMITS_LOCK, type MoneyStep, type StreamMoneyStore } from '../../src/streams/money-store.js';
 import { streamAccountId } from '../../src/streams/service.js';
+import type { PostgresTransaction } from '../../src/db/postgres.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
 
@@ -46,7 +47,7 @@ describe.skipIf(!usePostgres)(`money on PostgreSQL (default isolation ${isolatio
   };
 
   /** Another transaction runs `hold` and keeps what it locked until `release` is called. */
-  const holdLocks = async (hold: (tx: any) => Promise<unknown>): Promise<{ release(): Promise<void> }> => {
+  const holdLocks = async (hold: (tx: PostgresTransaction) => Promise<unknown>): Promise<{ release(): Promise<void> }> => {
     let taken!: () => void;
     const isTaken = new Promise<void>((resolve) => (taken = resolve));
     let release!: () => void;
@@ -82,49 +83,54 @@ describe.skipIf(!usePostgres)(`money on PostgreSQL (default isolation ${isolatio
     return { app, streamId, store, step, balance, before: await balance() };
   };
 
+  const written = { kind: 'written', refused: null };
+
+  /**
+   * Batch A waits inside its transaction for what `lock` holds, after writing its rows; batch
+   * B, a later charge of the same stream, commits meanwhile; then a sweep starts, and must wait
+   * for A. Once A and that sweep are done, a second sweep runs: nothing may be left unswept.
+   */
+  const lateCommit = async (
+    { streamId, store, step }: Awaited<ReturnType<typeof openStream>>,
+    lock: { release(): Promise<void> },
+    batchA: MoneyStep[],
+  ): Promise<void> => {
+    const committingA = store.commit(batchA, Date.now());
+    await lockWaiters(1);
+    expect(await store.commit([step(1003, 'c:later', 2000n)], Date.now())).toEqual([written]);
+    const sweep = store.settle([streamId], Date.now());
+    await lockWaiters(2);
+    await lock.release();
+    expect(await committingA).toEqual(batchA.map(() => written));
+    await sweep;
+    await store.settle([streamId], Date.now());
+    expect(await store.unsettledMsat(streamId)).toBe(0n);
+  };
+
   // Only with READ COMMITTED as the default: paying an invoice (the app's float) fails with
   // another default, outside the streams' money store.
   if (isolation === 'read committed') it('pays the app for a charge whose commit lands after a later batch was committed, with a sweep in between (the slow batch moves the app\'s money)', async () => {
-    const { app, streamId, store, step, balance, before } = await openStream(true);
-    // Batch A (a charge, then a reward, which moves the app's money in the same transaction)
-    // waits inside its transaction after writing its rows: another transaction holds the app's account.
-    const lock = await holdLocks((tx) => tx`SELECT id FROM ledger_accounts WHERE id = ${appAccountId(app.id)} FOR UPDATE`);
-    const batchA = store.commit([step(1001, 'c:late', 1000n), step(1002, 'r:late', 500n)], Date.now());
-    await lockWaiters(1);
-    // Batch B, a later charge of the same stream, commits meanwhile; then a sweep starts, and waits for A.
-    expect(await store.commit([step(1003, 'c:later', 2000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
-    const sweep = store.settle([streamId], Date.now());
-    await lockWaiters(2);
-    await lock.release();
-    expect(await batchA).toEqual([{ kind: 'written', refused: null }, { kind: 'written', refused: null }]);
-    await sweep;
-    await store.settle([streamId], Date.now());
+    const opened = await openStream(true);
+    // Batch A is a charge, then a reward, which moves the app's money in the same transaction:
+    // it waits while another transaction holds the app's account.
+    const lock = await holdLocks((tx) => tx`SELECT id FROM ledger_accounts WHERE id = ${appAccountId(opened.app.id)} FOR UPDATE`);
+    await lateCommit(opened, lock, [opened.step(1001, 'c:late', 1000n), opened.step(1002, 'r:late', 500n)]);
     // Both charges reached the app: the stream's account paid 3,000 and received the reward of 500.
-    expect(await store.unsettledMsat(streamId)).toBe(0n);
-    expect((await balance()) - before).toBe(-2500n);
+    expect((await opened.balance()) - opened.before).toBe(-2500n);
   });
 
   it('pays the app for a charge whose commit lands after a later batch was committed, with a sweep in between (charges only)', async () => {
-    const { streamId, store, step, balance, before } = await openStream();
+    const opened = await openStream();
     // Batch A waits on a unique ref that another, uncommitted transaction wrote first.
     const lock = await holdLocks((tx) => tx.unsafe(
-      "INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at) VALUES ($1, 5000, 'c:blocker', 'hit', 1, 0)", [streamId]));
-    const batchA = store.commit([step(1001, 'c:late', 1000n), step(1002, 'c:blocker', 1n)], Date.now());
-    await lockWaiters(1);
-    expect(await store.commit([step(1003, 'c:later', 2000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
-    const sweep = store.settle([streamId], Date.now());
-    await lockWaiters(2);
-    await lock.release();
-    expect(await batchA).toEqual([{ kind: 'written', refused: null }, { kind: 'written', refused: null }]);
-    await sweep;
-    await store.settle([streamId], Date.now());
-    expect(await store.unsettledMsat(streamId)).toBe(0n);
-    expect((await balance()) - before).toBe(-3001n);
+      "INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at) VALUES ($1, 5000, 'c:blocker', 'hit', 1, 0)", [opened.streamId]));
+    await lateCommit(opened, lock, [opened.step(1001, 'c:late', 1000n), opened.step(1002, 'c:blocker', 1n)]);
+    expect((await opened.balance()) - opened.before).toBe(-3001n);
   });
 
   it("lets a commit go on while a sweep of the same stream waits in its ledger work", async () => {
     const { app, streamId, store, step, balance, before } = await openStream();
-    expect(await store.commit([step(1001, 'c:first', 1000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
+    expect(await store.commit([step(1001, 'c:first', 1000n)], Date.now())).toEqual([written]);
     // The sweep waits for the app's account, which another transaction holds.
     const lock = await holdLocks((tx) => tx`SELECT id FROM ledger_accounts WHERE id = ${appAccountId(app.id)} FOR UPDATE`);
     const sweep = store.settle([streamId], Date.now());
@@ -134,7 +140,7 @@ describe.skipIf(!usePostgres)(`money on PostgreSQL (default isolation ${isolatio
     const first = await Promise.race([second.then(() => 'committed'), sleep(2000).then(() => 'still waiting')]);
     await lock.release();
     expect(first).toBe('committed');
-    expect(await second).toEqual([{ kind: 'written', refused: null }]);
+    expect(await second).toEqual([written]);
     expect(await sweep).toBe(1);
     // The sweep moved what it had summed; the charge committed meanwhile goes with the next one.
     expect(await store.unsettledMsat(streamId)).toBe(2000n);
@@ -145,7 +151,7 @@ describe.skipIf(!usePostgres)(`money on PostgreSQL (default isolation ${isolatio
 
   it('gives up a sweep, and holds no commit, when a transaction left open keeps the money commits\' lock', async () => {
     const { streamId, store, step } = await openStream();
-    expect(await store.commit([step(1001, 'c:first', 1000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
+    expect(await store.commit([step(1001, 'c:first', 1000n)], Date.now())).toEqual([written]);
     // As a money commit whose client was lost before its COMMIT arrived.
     const lock = await holdLocks((tx) => tx.unsafe(`SELECT pg_advisory_xact_lock_shared(${MONEY_COMMITS_LOCK})`));
     try {
@@ -155,7 +161,7 @@ describe.skipIf(!usePostgres)(`money on PostgreSQL (default isolation ${isolatio
       expect(Date.now() - started).toBeLessThan(10_000);
       // Nothing moved, and commits go on.
       expect(await store.unsettledMsat(streamId)).toBe(1000n);
-      expect(await store.commit([step(1002, 'c:second', 2000n)], Date.now())).toEqual([{ kind: 'written', refused: null }]);
+      expect(await store.commit([step(1002, 'c:second', 2000n)], Date.now())).toEqual([written]);
     } finally {
       await lock.release();
     }
