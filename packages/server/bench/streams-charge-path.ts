@@ -8,7 +8,13 @@
  * 2026-11-23): alternate the two builds and repeat, and trust only differences that hold.
  *
  *   npm run build && node --max-semi-space-size=64 --import tsx packages/server/bench/streams-charge-path.ts \
- *     [--streams 100] [--charges 300000] [--window 256]
+ *     [--streams 100] [--charges 300000] [--window 256] [--sweeps 0]
+ *
+ * With --sweeps K it measures the sweep instead: K rounds of one charge on every stream, in a
+ * random order (as players charge), then one sweep of them all (settleCharges). Per sweep: its
+ * wall time, the bytes the process wrote meanwhile (/proc/self/io wchar: the WAL frames of the
+ * sweep's transactions, 4,120 bytes a page) and the event loop's longest pause (about its
+ * longest transaction; monitorEventLoopDelay at 1 ms resolution), the medians printed.
  *
  * It loads the built server (packages/server/dist, as `npm start` runs it) relative to this
  * file, so in a second checkout (git worktree) it measures that checkout's build. SQLite in a
@@ -18,6 +24,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import pino from 'pino';
 import type { createSluice as CreateSluice } from '../src/app.js';
@@ -37,6 +44,11 @@ const arg = (name: string, fallback: number): number => {
 const streamCount = arg('--streams', 100);
 const charges = arg('--charges', 300_000);
 const window = arg('--window', 256);
+const sweeps = arg('--sweeps', 0);
+
+/** Bytes this process has passed to write() so far (Linux). */
+const writtenBytes = (): number => Number(/^wchar: (\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'))?.[1] ?? Number.NaN);
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-charge-path-'));
 const loaded = loadConfig({ SLUICE_DATA_DIR: dir, SLUICE_LIGHTNING: 'devnet', SLUICE_DEVNET_SEED: 'charge-path', SLUICE_ADMIN_KEY: 'sa_charge-path-0123456789abcdef', PORT: '0' }, dir);
@@ -50,6 +62,39 @@ try {
     if (!created.ok) throw new Error(`stream.create: ${created.error}`);
     streamIds.push(created.stream.id);
   }
+  if (sweeps > 0) {
+    const ms: number[] = [];
+    const bytes: number[] = [];
+    const longest: number[] = [];
+    // A sweep settles what the timer has not yet: the first round's charges run it first.
+    await sluice.streams.settleCharges();
+    for (let round = 0; round < sweeps; round += 1) {
+      const order = [...streamIds].sort(() => Math.random() - 0.5);
+      await Promise.all(order.map(async (id, i) => {
+        const ack = await sluice.streams.charge(id, { event: 'hit', ref: `s${round}-${i}` });
+        if (!ack.ok) throw new Error(`charge refused: ${ack.error}`);
+      }));
+      const pauses = monitorEventLoopDelay({ resolution: 1 });
+      const b0 = writtenBytes();
+      const t0 = performance.now();
+      pauses.enable();
+      await sluice.streams.settleCharges();
+      pauses.disable();
+      ms.push(performance.now() - t0);
+      bytes.push(writtenBytes() - b0);
+      longest.push(pauses.max / 1e6);
+    }
+    process.stdout.write(`${streamCount} streams, ${sweeps} sweeps: median ${median(ms).toFixed(1)} ms and ${(median(bytes) / 1024).toFixed(0)} KiB written per sweep `
+      + `(${(median(bytes) / streamCount).toFixed(0)} bytes per stream); the event loop's longest pause in a sweep: median ${median(longest).toFixed(1)} ms, max ${Math.max(...longest).toFixed(1)} ms\n`);
+  } else {
+    await chargeLoop(streamIds);
+  }
+} finally {
+  await sluice.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+async function chargeLoop(streamIds: readonly string[]): Promise<void> {
   let sent = 0;
   let answered = 0;
   const cpu0 = process.cpuUsage();
@@ -71,7 +116,4 @@ try {
   const cpu = process.cpuUsage(cpu0);
   process.stdout.write(`${streamCount} streams, ${charges} charges, window ${window}: ${Math.round(charges / (wallUs / 1e6))} charges/s, `
     + `${(wallUs / charges).toFixed(2)} µs wall and ${((cpu.user + cpu.system) / charges).toFixed(2)} µs CPU (all threads) per charge\n`);
-} finally {
-  await sluice.close();
-  fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -15,6 +15,7 @@
  * `replayed: false` (every ref is new, so a replay would be a bug); an `error` is counted
  * by its code. An echo reply counts when it is the request itself (type `charge`).
  */
+import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
 
@@ -227,6 +228,8 @@ export async function openLoop(options: {
   const measureFrom = start + options.warmupS * 1000;
   const listeners: (() => void)[] = [];
   const scheduled = new Map<string, number>();
+  /** BENCH_LATENCY_TRACE (streams.ts): each ack's scheduled time and latency, when asked for. */
+  const trace: string[] | null = process.env.BENCH_LATENCY_TRACE ? [] : null;
   let sent = 0;
   const connCount = options.connections.length;
   for (const conn of options.connections) {
@@ -235,6 +238,7 @@ export async function openLoop(options: {
         const at = scheduled.get(id);
         if (at === undefined) throw new Error(`a reply to an unknown id ${id}`);
         scheduled.delete(id);
+        trace?.push(`${(at - start).toFixed(2)} ${(performance.now() - at).toFixed(2)}`);
         return { ms: performance.now() - at, counted: at >= measureFrom };
       });
       inFlight -= 1;
@@ -271,6 +275,7 @@ export async function openLoop(options: {
   // Replies to requests sent in the window count even when they arrive after it.
   await drain(() => inFlight, 30_000);
   for (const off of listeners) off();
+  if (trace) fs.writeFileSync(`${process.env.BENCH_LATENCY_TRACE}.${options.target}.${connCount}`, `# start ${performance.timeOrigin + start}\n${trace.join('\n')}\n`);
   return {
     acked: tally.acked, seconds, perSecond: tally.acked / seconds, refusals: tally.refusals,
     p50Ms: tally.latencies.quantile(0.5), p99Ms: tally.latencies.quantile(0.99), maxMs: tally.latencies.quantile(1),

@@ -16,7 +16,9 @@
  * BENCH_SERVER_OUTPUT=FILE appends what each server process printed to FILE when it stops
  * (with BENCH_SERVER_NODE_ARGS=--trace-gc, its collections). TMPDIR=/dev/shm puts the data
  * dir on tmpfs, where a sync costs nothing: what is left of the latency is Sluice's own
- * (never a figure to record: nothing is durable there).
+ * (never a figure to record: nothing is durable there). BENCH_LATENCY_TRACE=PREFIX writes each
+ * open-loop run's acks to PREFIX.<target>.<connections>: a `# start <epoch ms>` line, then one
+ * "<scheduled ms since start> <latency ms>" line per ack, to see when the slow ones came.
  *
  * Processes: Sluice runs as its own process, as `npm start` runs it (`node <SERVER_NODE_FLAGS>
  * packages/server/dist/cli/main.js start`, SQLite in a fresh temp dir: WAL, synchronous=FULL; devnet Lightning), the echo server as

@@ -70,6 +70,19 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams over REST on ${st
     expect(await t.sluice.ledger.sumOfBalances()).toBe(0n);
   });
 
+  it('names streams with ids that sort by creation time (the sweeps rely on it for locality)', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const created = await asApp('POST', '/v1/streams', { prices: { hit: '100' } });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      ids.push(created.body.id as string);
+      clock.advanceMs(1);
+    }
+    for (const id of ids) expect(id).toMatch(/^st_[0-9a-f]{12}[A-Za-z0-9_-]{16}$/);
+    expect([...ids].sort()).toEqual(ids);
+    expect(ids[0]!.slice(3, 15)).toBe((clock.now() - 3).toString(16).padStart(12, '0'));
+  });
+
   it('refuses what the terms forbid, and changes nothing', async () => {
     const { id, token } = await fundedStream({ prices: { hit: '10000' }, settle_to_msat: '20000', max_charge_msat: '15000' });
     const before = (await asApp('GET', `/v1/streams/${id}`)).body;
