@@ -352,7 +352,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       // random order wrote 15 MB of WAL in transactions of 25 with random ids, 3.2 MB sorted,
       // 1.5 MB sorted in transactions of 50 (each transaction also rewrites about 20 pages
       // whatever its size: the transfers' right edge, page 1), with pauses of about 2 ms
-      // (docs/benchmarks.md, "Sweeps in id order"). 1,000 in one transaction took 19 ms, a p99 of its own.
+      // (ADR 0020; docs/benchmarks.md, "Sixth session of 2026-11-23"). 1,000 in one transaction took 19 ms, a p99 of its own.
       clock, logger, intervalMs: deps.settleIntervalMs ?? DEFAULT_STREAM_SETTLE_INTERVAL_MS, maxBatch: 50, what: 'stream charges',
       // Several processes may share PostgreSQL: charges one left unswept when it died are found by the others.
       rescanMs: money.store.dialect === 'postgres' ? 60_000 : 0,
@@ -1495,12 +1495,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     async create(appId, input) {
       const problem = validateTerms(input);
       if (problem) return { ok: false, error: 'InvalidTerms', detail: problem };
-      const id = timeOrderedId('st_', clock.now());
+      // One reading of the clock: the id's time is the stream's created_at.
+      const now = clock.now();
+      const id = timeOrderedId('st_', now);
       const payerToken = PAYER_TOKEN_PREFIX + randomBytes(32).toString('base64url');
       const accountId = streamAccountId(id);
       const account = await ledger.createAccount({ id: accountId, ownerId: appId, limitMsat: input.maximumMsat, code: 'stream' });
       if (!account.ok) throw new Error(`stream account ${accountId} exists with another spec`);
-      const now = clock.now();
       const row: StreamRow = {
         ...input,
         id, appId, accountId, payerTokenHash: hashPayerToken(payerToken), status: 'open', meter: 'stopped',

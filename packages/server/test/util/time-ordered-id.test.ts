@@ -12,7 +12,7 @@ describe('timeOrderedId', () => {
   });
 
   it('sorts (as text, as SQLite compares it) by the time it was made', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 47 - 1 }), fc.integer({ min: 0, max: 2 ** 47 - 1 }), (a, b) => {
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 48 - 1 }), fc.integer({ min: 0, max: 2 ** 48 - 1 }), (a, b) => {
       fc.pre(a !== b);
       const [earlier, later] = a < b ? [a, b] : [b, a];
       expect(timeOrderedId('st_', earlier) < timeOrderedId('st_', later)).toBe(true);
@@ -24,7 +24,12 @@ describe('timeOrderedId', () => {
     expect(ids.size).toBe(10_000);
   });
 
-  it('refuses a time that is not a non-negative safe integer', () => {
-    for (const bad of [-1, 1.5, Number.NaN, Number.MAX_SAFE_INTEGER + 1]) expect(() => timeOrderedId('st_', bad)).toThrow(RangeError);
+  it('counts a part millisecond as the millisecond it is in', () => {
+    expect(timeOrderedId('st_', 1_795_000_000_000.75).slice(3, 15)).toBe((1_795_000_000_000).toString(16).padStart(12, '0'));
+  });
+
+  it('refuses a time before 1970, from 2^48 ms on (12 hex digits no longer hold it), or not a number', () => {
+    for (const bad of [-1, 2 ** 48, Number.NaN, Number.POSITIVE_INFINITY]) expect(() => timeOrderedId('st_', bad)).toThrow(RangeError);
+    expect(timeOrderedId('st_', 2 ** 48 - 1)).toMatch(/^st_ffffffffffff/);
   });
 });

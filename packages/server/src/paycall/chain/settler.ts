@@ -83,7 +83,11 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
           fail(batch[0] as string, error);
           continue;
         }
-        for (const id of batch) await store.settle([id], clock.now()).catch((alone: unknown) => fail(id, alone));
+        for (const id of batch) {
+          // The event loop runs between these too (up to maxBatch transactions in a row otherwise).
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          await store.settle([id], clock.now()).catch((alone: unknown) => fail(id, alone));
+        }
       }
     }
     return { failed, error: firstError };
