@@ -238,8 +238,9 @@ export async function openLoop(options: {
         const at = scheduled.get(id);
         if (at === undefined) throw new Error(`a reply to an unknown id ${id}`);
         scheduled.delete(id);
-        trace?.push(`${(at - start).toFixed(2)} ${(performance.now() - at).toFixed(2)}`);
-        return { ms: performance.now() - at, counted: at >= measureFrom };
+        const ms = performance.now() - at;
+        trace?.push(`${(at - start).toFixed(2)} ${ms.toFixed(2)}`);
+        return { ms, counted: at >= measureFrom };
       });
       inFlight -= 1;
     };

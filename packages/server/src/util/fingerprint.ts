@@ -39,8 +39,8 @@ export function randomId(prefix: string): string {
  * bits (base64url). Why: rows keyed or looked up by such ids sit in creation order, which is
  * the order of a table's rowids. A sweep that takes its ids sorted then touches a few
  * neighbouring pages per transaction, in the table and in every index keyed by the id,
- * instead of one page per row (streams/service.ts, paycall/chain/settler.ts).
- * Not a secret, like every id here: it names a row, and access is by key or token.
+ * instead of one page per row (streams/service.ts, paycall/chain/settler.ts; ADR 0020).
+ * Its 96 random bits are randomId's, so it is as hard to guess; the time it adds is public.
  */
 export function timeOrderedId(prefix: string, nowMs: number): string {
   // 12 hex digits hold times below 2^48 ms (the year 10889); a part millisecond (a test's
