@@ -18,7 +18,8 @@
  * dir on tmpfs, where a sync costs nothing: what is left of the latency is Sluice's own
  * (never a figure to record: nothing is durable there). BENCH_LATENCY_TRACE=PREFIX writes each
  * open-loop run's acks to PREFIX.<target>.<connections>: a `# start <epoch ms>` line, then one
- * "<scheduled ms since start> <latency ms>" line per ack, to see when the slow ones came.
+ * "<scheduled ms since start> <latency ms>" line per ack, to see when the slow ones came
+ * (bench/latency-trace.ts lists the slow windows and folds them over a period).
  *
  * Processes: Sluice runs as its own process, as `npm start` runs it (`node <SERVER_NODE_FLAGS>
  * packages/server/dist/cli/main.js start`, SQLite in a fresh temp dir: WAL, synchronous=FULL; devnet Lightning), the echo server as

@@ -47,8 +47,10 @@ export interface SqliteStreamMoneyStoreOptions {
   syncFile?: SyncFile;
   /** Recent rows that start a generation for the archive (default DEFAULT_MONEY_COMPACT_AT). */
   compactAt?: number;
-  /** Archived rows deleted from the recent tier after each commit (default DEFAULT_DELETE_CHUNK). */
+  /** Archived rows deleted from the recent tier after a commit (default DEFAULT_DELETE_CHUNK). */
   deleteChunkRows?: number;
+  /** Least time between two such chunks while the tier is not behind (default DEFAULT_DELETE_GAP_MS). */
+  deleteChunkGapMs?: number;
   /** The archive's file (default: beside the database, money-archive.ts defaultArchivePath). */
   archivePath?: string;
   /** A generation the archive failed is logged (and handed over again ARCHIVE_RETRY_MS later). */
@@ -60,14 +62,24 @@ export const DEFAULT_MONEY_COMPACT_AT = 65_536;
 /** Refs the Bloom filter over the archive is first sized for. */
 const FILTER_MIN_REFS = 1 << 20;
 /**
- * Archived recent rows deleted (and dropped from memory) per commit. Dropping a row from memory
- * (the maps, the Bloom filter) costs about a microsecond: 2,048 a commit held the event loop
- * 2-4 ms in the VM's slow hours, and with 512 the p99 at 10,000 charges/s with 1,000 streams
- * was lower in each of four alternating rounds (ADR 0019). The log's deletes are whole rows.
+ * Archived recent rows deleted (and dropped from memory) per chunk, one chunk after a commit.
+ * Dropping a row from memory (the maps, the Bloom filter) costs 1-2.5 µs with 1,000 streams:
+ * 2,048 a chunk held the event loop 2-4 ms in the VM's slow hours (ADR 0019). The log's
+ * deletes are whole rows.
  */
-const DEFAULT_DELETE_CHUNK = 512;
+const DEFAULT_DELETE_CHUNK = 256;
+/**
+ * Least time between two chunks (ADR 0021): a chunk after every commit took a generation of
+ * 65,536 rows out in about 0.4 s at 10,000 charges/s, the event loop busy with it half of
+ * that time, and the acks of those commits waited behind it. 256 rows every 5 ms is up to
+ * 51,200 rows a second, a generation in 1.3 s at most; a tier that falls behind anyway
+ * (more than twice compactAt rows: a faster load) deletes a chunk after every commit again.
+ */
+const DEFAULT_DELETE_GAP_MS = 5;
 /** Streams per multi-row UPDATE of a sweep (3 parameters each). */
 const ROWS_PER_STATEMENT = 128;
+/** After a generation found its oldest row unsettled, how long before one is looked for again. */
+const GENERATION_RETRY_MS = 100;
 /** After the archive failed a generation, how long before it is handed over again. */
 const ARCHIVE_RETRY_MS = 5000;
 
@@ -90,7 +102,12 @@ interface RecentRow extends MoneyRow {
 }
 
 interface StreamRecent {
+  /**
+   * The stream's recent rows in rowid order, from index `first` on: the rows before it have
+   * left the recent tier (archived) and wait to be cut off the array.
+   */
   rows: RecentRow[];
+  first: number;
   /**
    * The highest seq written: a stream's steps are written in seq order (the sweeps rely on it),
    * so a step at or below it is refused, before a seq taken twice could reach the archive.
@@ -135,6 +152,7 @@ const copyRow = ({ seq, ref, name, amountMsat, at, refused }: MoneyRow): MoneyRo
 export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps: SqliteLedgerApply, options: SqliteStreamMoneyStoreOptions = {}): SqliteStreamMoneyStore {
   const compactAt = options.compactAt ?? DEFAULT_MONEY_COMPACT_AT;
   const deleteChunkRows = options.deleteChunkRows ?? DEFAULT_DELETE_CHUNK;
+  const deleteChunkGapMs = options.deleteChunkGapMs ?? DEFAULT_DELETE_GAP_MS;
   // Built on first use, after the caller configured the connection (journal mode).
   let walSync: WalSync | null | undefined;
   const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = options.syncOffLoop === false ? null : createWalSync(db, options.syncFile)) : walSync);
@@ -156,7 +174,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const newStreamRecent = (streamId: string): StreamRecent => {
     const row = selectStream.get(streamId) as Row | undefined;
     return {
-      rows: [], lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
+      rows: [], first: 0, lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
       unsettledMsat: 0n, unsettledToSeq: 0,
     };
   };
@@ -181,9 +199,19 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   let handing: { through: number; done: Promise<void> } | null = null;
   /** Archived, its rows leaving the recent table and memory: rowids in (deletedThrough, through]. */
   let deleting: { through: number; deletedThrough: number } | null = null;
+  /** A generation found nothing to take (its oldest row unsettled): none is looked for before this performance.now(). */
+  let noGenerationUntil = 0;
+  /** performance.now() at the last chunk deleted (the next waits deleteChunkGapMs). */
+  let lastChunkAt = -Infinity;
   /** When the archive last failed a generation (the next waits ARCHIVE_RETRY_MS). */
   let archiveFailedAt = 0;
   let closed = false;
+
+  /** A stream's rows still in the recent tier. */
+  const recentRows = (streamId: string): readonly RecentRow[] => {
+    const recent = byStream.get(streamId);
+    return recent ? recent.rows.slice(recent.first) : [];
+  };
 
   const remember = (row: RecentRow): void => {
     byKey.set(row.key, row);
@@ -309,8 +337,10 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   /**
    * Archived rows leave memory, from the front of the queue through `through`; their refs
    * enter the filter first (a lookup then probes the archive). A stream's rows are in rowid
-   * order, so those leaving are the front of its list: cut off in one splice per stream (a
-   * shift per row moved the whole list each time: with one long stream, seconds per chunk).
+   * order, so those leaving are the front of its list: its `first` index moves past them, and
+   * the array is cut once half of it has left. A chunk holds a row or two of each of hundreds
+   * of streams, and a splice per stream per chunk moved each stream's whole list every time:
+   * 60 of the 80 ms a generation of 65,536 rows took to leave memory with 1,000 streams.
    */
   const forget = (through: number): void => {
     const leaving = new Map<string, number>();
@@ -326,11 +356,20 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     for (const [streamId, count] of leaving) {
       const recent = byStream.get(streamId);
       if (!recent) continue;
-      const prefix = recent.rows[count - 1]?.rowid ?? Infinity;
-      const next = recent.rows[count]?.rowid ?? Infinity;
-      if (prefix <= through && next > through) recent.rows.splice(0, count);
-      else recent.rows = recent.rows.filter((row) => row.rowid > through);
-      if (recent.rows.length === 0) byStream.delete(streamId);
+      const prefix = recent.rows[recent.first + count - 1]?.rowid ?? Infinity;
+      const next = recent.rows[recent.first + count]?.rowid ?? Infinity;
+      if (prefix <= through && next > through) {
+        recent.first += count;
+      } else {
+        recent.rows = recent.rows.filter((row, index) => index >= recent.first && row.rowid > through);
+        recent.first = 0;
+      }
+      if (recent.first === recent.rows.length) {
+        byStream.delete(streamId);
+      } else if (recent.first >= 64 && recent.first * 2 >= recent.rows.length) {
+        recent.rows = recent.rows.slice(recent.first);
+        recent.first = 0;
+      }
     }
     if (head > 4096 && head * 2 > queue.length) {
       queue = queue.slice(head);
@@ -346,17 +385,34 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (last) clearCursor.run();
   });
 
+  /** The index of the stream's first recent row past its settled seq (its rows are in seq order). */
+  const firstPastSettled = (recent: StreamRecent): number => {
+    let low = recent.first;
+    let high = recent.rows.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if ((recent.rows[middle] as RecentRow).seq > recent.settledSeq) high = middle;
+      else low = middle + 1;
+    }
+    return low;
+  };
+
   /**
    * Hands the oldest settled rows to the archive once the recent tier holds compactAt rows.
    * The generation ends before the oldest charge not yet settled: a sweep (or a start) finds
    * unsettled charges in the recent tier only. Sweeps run every interval, so that is recent.
    */
   const startGeneration = (): void => {
-    if (queue.length - head < compactAt || Date.now() - archiveFailedAt < ARCHIVE_RETRY_MS) return;
+    if (queue.length - head < compactAt || Date.now() - archiveFailedAt < ARCHIVE_RETRY_MS || performance.now() < noGenerationUntil) return;
     const first = (queue[head] as RecentRow).rowid;
     let through = (queue[queue.length - 1] as RecentRow).rowid;
+    // Per stream, from its first row past the settled seq: a scan of every recent row held
+    // the event loop 10 ms with 1,000 streams (a stream's rows are in seq order, and the
+    // charges at or below its settled seq are settled).
     for (const recent of byStream.values()) {
-      for (const row of recent.rows) {
+      if (recent.unsettledMsat === 0n) continue;
+      for (let index = firstPastSettled(recent); index < recent.rows.length; index += 1) {
+        const row = recent.rows[index] as RecentRow;
         if (row.rowid > through) break;
         if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
           // Before the whole commit that wrote it: a generation takes whole log rows.
@@ -365,7 +421,12 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         }
       }
     }
-    if (through < first) return;
+    if (through < first) {
+      // The oldest row is a charge not yet settled (a sweep is due, or stuck): looked at again
+      // after the next sweep that moves something, or a while later, not after every commit.
+      noGenerationUntil = performance.now() + GENERATION_RETRY_MS;
+      return;
+    }
     const wal = walSyncOf();
     const handOver = async (): Promise<void> => {
       // Only rows (and sweeps) on disk go to the archive: a crash cannot take back what it holds.
@@ -395,6 +456,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const archiveStep = (): void => {
     if (handing) return;
     if (!deleting) return startGeneration();
+    const now = performance.now();
+    if (now - lastChunkAt < deleteChunkGapMs && queue.length - head <= 2 * compactAt) return;
+    lastChunkAt = now;
     const to = Math.min(deleting.through, deleting.deletedThrough + deleteChunkRows);
     const last = to >= deleting.through;
     try {
@@ -453,6 +517,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         recent.unsettledMsat = 0n;
         recent.unsettledToSeq = 0;
       }
+      // What held a generation back may be settled now.
+      if (settled.length > 0) noGenerationUntil = 0;
       return settled.length;
     },
     // One process per SQLite file: every stream with unsettled charges (the app is not known
@@ -492,7 +558,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       for (const queries of archivedQueries) {
         for (const row of queries.between.all(streamId, afterSeq, toSeq, limit) as Row[]) bySeq.set(Number(row.seq as bigint), moneyFromRow(row));
       }
-      for (const row of byStream.get(streamId)?.rows ?? []) if (row.seq > afterSeq && row.seq <= toSeq) bySeq.set(row.seq, copyRow(row));
+      for (const row of recentRows(streamId)) if (row.seq > afterSeq && row.seq <= toSeq) bySeq.set(row.seq, copyRow(row));
       return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, limit);
     },
     async findByRef(streamId, ref) {
@@ -502,7 +568,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     async maxSeq(streamId) {
       let max = 0;
       for (const queries of archivedQueries) max = Math.max(max, Number((queries.maxSeq.get(streamId) as Row | undefined)?.seq ?? 0));
-      for (const row of byStream.get(streamId)?.rows ?? []) max = Math.max(max, row.seq);
+      for (const row of recentRows(streamId)) max = Math.max(max, row.seq);
       return max;
     },
     tiers: () => ({ recent: queue.length - head, merging: handing !== null || deleting !== null }),

@@ -332,6 +332,53 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
     money.close();
     db.close();
   });
+
+  it('many streams interleaved leave memory in small chunks: every row is found once, in either tier, at every step', async () => {
+    // Each chunk of 5 rows holds a row of most streams: each stream's rows leave from the front
+    // of its list, a row or two at a time, and the list is cut once half of it has left (the
+    // `first` index in money-store-sqlite.ts). 130 commits take each stream past 64 rows gone.
+    const dbFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-money-interleaved-')), 'money.sqlite');
+    const db = openSqlite({ path: dbFile });
+    migrateSqliteLedger(db);
+    const ledger = createSqliteLedgerStore(db);
+    const streamStore = createSqliteStreamStore(db);
+    const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 40, deleteChunkRows: 5 });
+    const streams = ['st_i0', 'st_i1', 'st_i2', 'st_i3'];
+    expect((await ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' })).ok).toBe(true);
+    for (const id of streams) {
+      expect((await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_t', limitMsat: msat(10n ** 12n), code: 'stream' })).ok).toBe(true);
+      await streamStore.insertStream(streamRow(id, 'app_t', 10n ** 12n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+    }
+    const step = (streamId: string, seq: number): MoneyStep => ({
+      streamId, accountId: `stream:${streamId}`, appId: 'app_t', seq, ref: `c:${seq}`, name: 'hit', amountMsat: msat(1n), at: seq,
+    });
+    for (let seq = 1; seq <= 130; seq += 1) {
+      // One stream charges twice as often as the others: lists of different lengths.
+      const charging = seq % 2 === 0 ? streams : streams.slice(0, 1);
+      await money.commit(charging.map((id) => step(id, seq)), seq);
+      await money.settle(charging, seq);
+      if (seq % 10 === 0) await money.archived();
+      if (seq % 13 === 0) {
+        for (const id of streams) {
+          const seqs = (await money.listBetween(id, 0, 1000, 1000)).map((r) => r.seq);
+          const expected = Array.from({ length: seq }, (_, i) => i + 1).filter((n) => id === 'st_i0' || n % 2 === 0);
+          expect(seqs, id).toEqual(expected);
+          expect(await money.maxSeq(id)).toBe(expected[expected.length - 1]);
+        }
+      }
+    }
+    await money.archived();
+    for (const id of streams) {
+      for (const seq of [2, 64, 66, 128, 130]) {
+        const [again] = await money.commit([{ ...step(id, seq), seq: 1000 }], 1000);
+        expect(again, `${id} ${seq}`).toMatchObject({ kind: 'replay', first: { seq } });
+      }
+    }
+    expect(money.tiers().recent).toBe(recentOnDisk(db));
+    expect(money.tiers().recent).toBeLessThan(130 + 65 * 3);
+    money.close();
+    db.close();
+  });
 });
 
 describe('stream_money_log rows (encodeLogRows, decodeLogRows)', () => {
@@ -376,6 +423,94 @@ describe('stream money store on sqlite: the archive', () => {
     const step = (id: string, seq: number, ref = `c:${seq}`): MoneyStep => ({ streamId: id, accountId: `stream:${id}`, appId: 'app_t', seq, ref, name: 'hit', amountMsat: msat(1n), at: seq });
     return { dir, file, db, ledger, money, archiveFile, archivedRows, addStream, step };
   };
+
+  it('deletes an archived generation a chunk at a time, at most one chunk per deleteChunkGapMs unless the tier falls behind', async () => {
+    const t = fresh({ compactAt: 4, deleteChunkRows: 1, deleteChunkGapMs: 60_000 });
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    await t.addStream('st_g');
+    let seq = 0;
+    const commitOne = async () => {
+      seq += 1;
+      await t.money.commit([t.step('st_g', seq)], seq);
+      await t.money.settle(['st_g'], seq);
+    };
+    // Settled rows make a generation once four wait; a later commit hands it over.
+    while (t.archivedRows() === 0) {
+      await commitOne();
+      await t.money.archived();
+    }
+    const generation = t.archivedRows();
+    expect(generation).toBeGreaterThanOrEqual(3);
+    const handedOver = recentOnDisk(t.db);
+    // The next commit deletes one chunk (a row here), then the gap (a minute) holds the rest...
+    await commitOne();
+    expect(recentOnDisk(t.db)).toBe(handedOver);
+    const trajectory: number[] = [];
+    for (let i = 0; i < 12; i += 1) {
+      await commitOne();
+      trajectory.push(recentOnDisk(t.db));
+      expect(t.money.tiers().recent).toBe(trajectory[i]);
+    }
+    // ...until the tier holds more than twice compactAt rows: then a chunk after every commit,
+    // while the generation lasts; the tier grows again once it is gone (until the next one).
+    const grown = Array.from({ length: 8 - handedOver }, (_, i) => handedOver + 1 + i);
+    const plateau = Array.from({ length: generation - 1 }, () => 8);
+    expect(trajectory.slice(0, grown.length + plateau.length + 1)).toEqual([...grown, ...plateau, 9]);
+    // Every row is found once, in whichever tier it is.
+    expect((await t.money.listBetween('st_g', 0, 100, 100)).map((row) => row.seq)).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+    t.money.close();
+    t.db.close();
+  });
+
+  it('archives only settled charges (and refusals and rewards), whatever the order of commits and sweeps over several streams', async () => {
+    // A generation ends before the oldest charge not yet settled, found per stream from its
+    // first row past the settled seq (money-store-sqlite.ts firstPastSettled).
+    const action = fc.oneof(
+      fc.record({ kind: fc.constant('charge' as const), stream: fc.nat(2), refused: fc.boolean() }),
+      fc.record({ kind: fc.constant('reward' as const), stream: fc.nat(2) }),
+      fc.record({ kind: fc.constant('settle' as const), stream: fc.nat(2) }),
+    );
+    await fc.assert(fc.asyncProperty(fc.array(action, { minLength: 10, maxLength: 60 }), async (actions) => {
+      const t = fresh({ compactAt: 3, deleteChunkRows: 2, deleteChunkGapMs: 0 });
+      await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+      const ids = ['st_p0', 'st_p1', 'st_p2'];
+      for (const id of ids) await t.addStream(id);
+      const seqs = [0, 0, 0];
+      let now = 1;
+      for (const next of actions) {
+        now += 1;
+        const id = ids[next.stream] as string;
+        if (next.kind === 'settle') {
+          await t.money.settle([id], now);
+          continue;
+        }
+        const seq = (seqs[next.stream] as number) + 1;
+        seqs[next.stream] = seq;
+        const step: MoneyStep = next.kind === 'reward'
+          ? t.step(id, seq, `r:${seq}`)
+          : { ...t.step(id, seq), ...(next.refused ? { refused: 'LimitExceeded' as const } : {}) };
+        await t.money.commit([step], now);
+        if (now % 4 === 0) await t.money.archived();
+      }
+      await t.money.archived();
+      const settledSeq = new Map((t.db.prepare('SELECT id, charges_settled_seq FROM streams').all() as { id: string; charges_settled_seq: number }[])
+        .map((row) => [row.id, Number(row.charges_settled_seq)]));
+      const archive = openSqlite({ path: t.archiveFile });
+      try {
+        for (const row of archive.prepare('SELECT stream_id, seq, ref, refused FROM stream_money').all() as { stream_id: string; seq: number; ref: string; refused: string | null }[]) {
+          const settled = Number(row.seq) <= (settledSeq.get(row.stream_id) ?? 0) || row.refused !== null || row.ref.startsWith('r:');
+          expect(settled, `${row.stream_id} seq ${row.seq} archived unsettled`).toBe(true);
+        }
+      } finally {
+        archive.close();
+      }
+      for (const [index, id] of ids.entries()) {
+        expect((await t.money.listBetween(id, 0, 1000, 1000)).map((row) => row.seq)).toEqual(Array.from({ length: seqs[index] as number }, (_, i) => i + 1));
+      }
+      t.money.close();
+      t.db.close();
+    }), { numRuns: 25 });
+  });
 
   it('hands a generation over only once its rows are synced in the main database', async () => {
     let hold: (() => void)[] | null = null;

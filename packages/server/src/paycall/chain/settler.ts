@@ -11,6 +11,13 @@
  *
  * Nothing here is about chains but the default log wording: the stream service sweeps its
  * streams' charges with the same settler over its money store (streams/money-store.ts).
+ *
+ * A timed sweep can be spread (`spreadMs`, ADR 0021): its transactions start evenly over that
+ * time instead of back to back, so a sweep of 1,000 streams is twenty short pauses 25 ms
+ * apart, not forty milliseconds in which every other request waits behind it. Sweeps are
+ * serialized per transaction, not per sweep: a settleNow (a read of one stream's account)
+ * waits for at most the one transaction under way, never for the rest of a spread sweep, and
+ * flush() (shutdown, `GET /v1/balance`) runs what a spread sweep has left at once.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
@@ -46,77 +53,124 @@ export interface ChainSettlerDeps {
    * are found this way; with SQLite there is one process, and its start finds them.
    */
   rescanMs?: number;
+  /**
+   * How long a timed sweep's transactions are spread over (default 0: back to back). The
+   * app's credit then lags a call by up to intervalMs + spreadMs; keep it below intervalMs,
+   * so a sweep has ended before the next starts.
+   */
+  spreadMs?: number;
 }
 
 export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
   const { store, clock, logger, intervalMs, maxBatch } = deps;
   const what = deps.what ?? 'chain steps';
+  const spreadMs = deps.spreadMs ?? 0;
+  if (!(spreadMs >= 0)) throw new RangeError(`spreadMs must be >= 0, got ${spreadMs}`);
   const due = new Set<string>();
   let timer: NodeJS.Timeout | null = null;
   let rescanTimer: NodeJS.Timeout | null = null;
-  /** The sweep under way: sweeps run one at a time, so a retry never races its own batch. */
+  /**
+   * The transaction under way: transactions run one at a time (a batch with its id-by-id
+   * retries counts as one), so a retry never races its own batch, and a settleNow or a
+   * flush waits for one transaction at most.
+   */
   let running: Promise<void> = Promise.resolve();
+  /** Sweeps under way: flush() hurries the spread ones (no more waiting) and waits for them all. */
+  const underWay = new Set<{ hurry: () => void; done: Promise<void> }>();
+
+  const sorted = (unordered: readonly string[]): string[] => [...unordered].sort();
 
   /**
-   * Settles in transactions of at most maxBatch chains. A transaction that fails is tried
-   * again chain by chain, so one chain that cannot be settled holds up no other chain's money.
+   * One batch in one transaction, after the transactions before it. A batch that fails is
+   * tried again id by id, so one id that cannot be settled holds up no other id's money.
    */
-  const settleAll = async (unordered: readonly string[]): Promise<{ failed: string[]; error: unknown }> => {
-    // In id order: with ids that sort by creation time (streams), a transaction's rows then
-    // share pages in every table and index it writes, instead of one page each (util/fingerprint.ts timeOrderedId).
-    const ids = [...unordered].sort();
+  const settleBatch = (batch: readonly string[], fail: (id: string, error: unknown) => void): Promise<void> => {
+    const next = running.then(async () => {
+      try {
+        await store.settle(batch, clock.now());
+      } catch (error) {
+        if (batch.length === 1) {
+          fail(batch[0] as string, error);
+          return;
+        }
+        for (const id of batch) {
+          // The event loop runs between these (up to maxBatch transactions in a row otherwise).
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          await store.settle([id], clock.now()).catch((alone: unknown) => fail(id, alone));
+        }
+      }
+    });
+    running = next.catch(() => undefined);
+    return next;
+  };
+
+  /**
+   * Settles `unordered` in transactions of at most maxBatch ids, in id order: with ids that
+   * sort by creation time (streams), a transaction's rows then share pages in every table and
+   * index it writes, instead of one page each (util/fingerprint.ts timeOrderedId). Between two
+   * transactions the event loop runs (a store may settle synchronously, as SQLite does); with
+   * `spread`, the transactions start evenly over that many ms. The ids that fail stay due
+   * (the next sweep tries again) and the sweep rejects with the first error.
+   */
+  const sweep = async (unordered: readonly string[], spread = 0): Promise<void> => {
+    const ids = sorted(unordered);
     const failed: string[] = [];
     let firstError: unknown = null;
     const fail = (id: string, error: unknown): void => {
       failed.push(id);
       firstError ??= error;
     };
-    for (let from = 0; from < ids.length; from += maxBatch) {
-      // Between two transactions the event loop runs (a store may settle synchronously, as
-      // SQLite does): a sweep of many ids is then many short pauses, not one long one.
-      if (from > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const batch = ids.slice(from, from + maxBatch);
-      try {
-        await store.settle(batch, clock.now());
-      } catch (error) {
-        if (batch.length === 1) {
-          fail(batch[0] as string, error);
-          continue;
+    const batches = Math.ceil(ids.length / maxBatch);
+    const gapMs = batches > 1 ? spread / batches : 0;
+    let hurried = gapMs === 0;
+    let wake: (() => void) | null = null;
+    const entry = {
+      hurry: () => {
+        hurried = true;
+        wake?.();
+      },
+      done: Promise.resolve(),
+    };
+    const run = async (): Promise<void> => {
+      const startedAt = performance.now();
+      for (let index = 0; index < batches; index += 1) {
+        if (index > 0) {
+          const waitMs = hurried ? 0 : startedAt + index * gapMs - performance.now();
+          await new Promise<void>((resolve) => {
+            if (waitMs <= 0) return void setImmediate(resolve);
+            const pause = setTimeout(resolve, waitMs);
+            // A spread sweep does not keep the process alive: stop() hurries it.
+            pause.unref();
+            wake = () => {
+              clearTimeout(pause);
+              resolve();
+            };
+          });
+          wake = null;
         }
-        for (const id of batch) {
-          // The event loop runs between these too (up to maxBatch transactions in a row otherwise).
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          await store.settle([id], clock.now()).catch((alone: unknown) => fail(id, alone));
-        }
+        await settleBatch(ids.slice(index * maxBatch, (index + 1) * maxBatch), fail);
       }
-    }
-    return { failed, error: firstError };
+    };
+    entry.done = run().finally(() => underWay.delete(entry));
+    underWay.add(entry);
+    await entry.done;
+    if (failed.length === 0) return;
+    for (const id of failed) due.add(id);
+    logger.error({ err: firstError, ids: failed.length }, `could not settle ${what} to the apps; retried at the next sweep`);
+    arm();
+    throw firstError;
   };
 
-  /** One sweep after the ones before it; the chains that fail stay due (the next sweep tries again). */
-  const sweep = (ids: readonly string[]): Promise<void> => {
-    const next = running.then(async () => {
-      const { failed, error } = await settleAll(ids);
-      if (failed.length === 0) return;
-      for (const id of failed) due.add(id);
-      logger.error({ err: error, ids: failed.length }, `could not settle ${what} to the apps; retried at the next sweep`);
-      arm();
-      throw error;
-    });
-    running = next.catch(() => undefined);
-    return next;
-  };
-
-  const sweepDue = (): Promise<void> => {
+  const sweepDue = (spread = 0): Promise<void> => {
     timer = null;
     const ids = [...due];
     due.clear();
-    return sweep(ids);
+    return sweep(ids, spread);
   };
 
   function arm(): void {
     if (timer !== null || due.size === 0) return;
-    timer = setTimeout(() => void sweepDue().catch(() => undefined), intervalMs);
+    timer = setTimeout(() => void sweepDue(spreadMs).catch(() => undefined), intervalMs);
     // A pending sweep does not keep the process alive: stop() settles what is due.
     timer.unref();
   }
@@ -132,7 +186,13 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
     },
     async flush() {
       if (timer !== null) clearTimeout(timer);
-      await sweepDue();
+      // The sweeps under way hold ids no longer due: they count as this flush's, and what a
+      // spread one has left runs now.
+      const earlier = [...underWay];
+      for (const sweepUnderWay of earlier) sweepUnderWay.hurry();
+      const results = await Promise.allSettled([sweepDue(), ...earlier.map((sweepUnderWay) => sweepUnderWay.done)]);
+      const rejected = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (rejected) throw rejected.reason;
     },
     async start() {
       const ids = await store.listUnsettledChainIds();
