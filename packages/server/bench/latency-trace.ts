@@ -14,21 +14,24 @@ import fs from 'node:fs';
 
 const args = process.argv.slice(2);
 const file = args.find((arg, index) => !arg.startsWith('--') && !(args[index - 1] ?? '').startsWith('--'));
-const option = (name: string, fallback: number): number => {
+const option = (name: string, fallback: number, least: 'zero' | 'positive'): number => {
   const index = args.indexOf(name);
   const value = index >= 0 ? Number(args[index + 1]) : fallback;
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} takes a number >= 0`);
+  if (!Number.isFinite(value) || value < 0 || (least === 'positive' && value === 0)) {
+    process.stderr.write(`latency-trace.ts: ${name} takes a number ${least === 'zero' ? '>= 0' : '> 0'}\n`);
+    process.exit(2);
+  }
   return value;
 };
 if (!file) {
   process.stderr.write('usage: latency-trace.ts TRACE [--over 10] [--window 100] [--period 1000] [--bin 50] [--from 1000]\n');
   process.exit(2);
 }
-const overMs = option('--over', 10);
-const windowMs = option('--window', 100);
-const periodMs = option('--period', 1000);
-const binMs = option('--bin', 50);
-const fromMs = option('--from', 1000);
+const overMs = option('--over', 10, 'zero');
+const windowMs = option('--window', 100, 'positive');
+const periodMs = option('--period', 1000, 'positive');
+const binMs = option('--bin', 50, 'positive');
+const fromMs = option('--from', 1000, 'zero');
 
 const latencies: number[] = [];
 const windows = new Map<number, { acks: number; slow: number; maxMs: number }>();

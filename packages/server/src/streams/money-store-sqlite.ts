@@ -71,9 +71,10 @@ const DEFAULT_DELETE_CHUNK = 256;
 /**
  * Least time between two chunks (ADR 0021): a chunk after every commit took a generation of
  * 65,536 rows out in about 0.4 s at 10,000 charges/s, the event loop busy with it half of
- * that time, and the acks of those commits waited behind it. 256 rows every 5 ms is up to
- * 51,200 rows a second, a generation in 1.3 s at most; a tier that falls behind anyway
- * (more than twice compactAt rows: a faster load) deletes a chunk after every commit again.
+ * that time, and the acks of those commits waited behind it. 256 rows every 5 ms is at most
+ * 51,200 rows a second: a generation takes 1.3 s at least (256 commits when they come less
+ * often than every 5 ms). A tier that falls behind anyway (more than twice compactAt rows: a
+ * faster load) deletes after every commit again, more than twice what it wrote (archiveStep).
  */
 const DEFAULT_DELETE_GAP_MS = 5;
 /** Streams per multi-row UPDATE of a sweep (3 parameters each). */
@@ -207,11 +208,12 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   let archiveFailedAt = 0;
   let closed = false;
 
-  /** A stream's rows still in the recent tier. */
-  const recentRows = (streamId: string): readonly RecentRow[] => {
+  /** A stream's rows still in the recent tier, oldest first. */
+  function* recentRows(streamId: string): Generator<RecentRow> {
     const recent = byStream.get(streamId);
-    return recent ? recent.rows.slice(recent.first) : [];
-  };
+    if (!recent) return;
+    for (let index = recent.first; index < recent.rows.length; index += 1) yield recent.rows[index] as RecentRow;
+  }
 
   const remember = (row: RecentRow): void => {
     byKey.set(row.key, row);
@@ -359,6 +361,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       const prefix = recent.rows[recent.first + count - 1]?.rowid ?? Infinity;
       const next = recent.rows[recent.first + count]?.rowid ?? Infinity;
       if (prefix <= through && next > through) {
+        // Cleared, so an archived row is not kept alive until the array is cut.
+        recent.rows.fill(undefined as unknown as RecentRow, recent.first, recent.first + count);
         recent.first += count;
       } else {
         recent.rows = recent.rows.filter((row, index) => index >= recent.first && row.rowid > through);
@@ -452,14 +456,19 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   /**
    * After a commit of steps (inside its commitUnsynced: not synced either, the next sync
    * covers it): the next chunk of an archived generation leaves, or a new generation starts.
+   * Behind (more than twice compactAt rows), a chunk leaves after every commit, twice as large
+   * as the rows that commit wrote plus a chunk: the commit that starts each generation deletes
+   * nothing, and a generation's last chunk is short, so the tier still shrinks whatever the
+   * commits' size.
    */
-  const archiveStep = (): void => {
+  const archiveStep = (writtenRows: number): void => {
     if (handing) return;
     if (!deleting) return startGeneration();
     const now = performance.now();
-    if (now - lastChunkAt < deleteChunkGapMs && queue.length - head <= 2 * compactAt) return;
+    const behind = queue.length - head > 2 * compactAt;
+    if (!behind && now - lastChunkAt < deleteChunkGapMs) return;
     lastChunkAt = now;
-    const to = Math.min(deleting.through, deleting.deletedThrough + deleteChunkRows);
+    const to = Math.min(deleting.through, deleting.deletedThrough + deleteChunkRows + (behind ? 2 * writtenRows : 0));
     const last = to >= deleting.through;
     try {
       deleteChunk.immediate(deleting.deletedThrough, to, last);
@@ -538,7 +547,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         const { outcomes, written } = commitSteps.immediate(steps, now);
         for (const row of written) remember(row);
         // Its own transaction (a failed delete is logged and tried again; it fails no step).
-        archiveStep();
+        archiveStep(written.length);
         return outcomes;
       };
       // One window of synchronous=NORMAL for both transactions: its two PRAGMA statements

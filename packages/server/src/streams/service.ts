@@ -149,7 +149,7 @@ export interface StreamServiceDeps {
    * step, as streams opened before the rows existed do. It must share the ledger's database.
    */
   money?: MoneyCommitter;
-  /** Longest time between a charge's commit and the app's credit for it (rows streams; default DEFAULT_STREAM_SETTLE_INTERVAL_MS). */
+  /** How often charges are swept to the app (rows streams; default DEFAULT_STREAM_SETTLE_INTERVAL_MS): a charge reaches the app within about 1.5 × this (ADR 0021). */
   settleIntervalMs?: number;
 }
 

@@ -336,13 +336,14 @@ describe('stream money store on sqlite: the recent tier and its merges', () => {
   it('many streams interleaved leave memory in small chunks: every row is found once, in either tier, at every step', async () => {
     // Each chunk of 5 rows holds a row of most streams: each stream's rows leave from the front
     // of its list, a row or two at a time, and the list is cut once half of it has left (the
-    // `first` index in money-store-sqlite.ts). 130 commits take each stream past 64 rows gone.
+    // `first` index in money-store-sqlite.ts). 130 commits take st_i0 (a row each) past 64
+    // rows gone, the cut's threshold.
     const dbFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-money-interleaved-')), 'money.sqlite');
     const db = openSqlite({ path: dbFile });
     migrateSqliteLedger(db);
     const ledger = createSqliteLedgerStore(db);
     const streamStore = createSqliteStreamStore(db);
-    const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 40, deleteChunkRows: 5 });
+    const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applySqliteOps(tx, ops, now), { compactAt: 40, deleteChunkRows: 5, deleteChunkGapMs: 0 });
     const streams = ['st_i0', 'st_i1', 'st_i2', 'st_i3'];
     expect((await ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' })).ok).toBe(true);
     for (const id of streams) {
@@ -452,10 +453,10 @@ describe('stream money store on sqlite: the archive', () => {
       expect(t.money.tiers().recent).toBe(trajectory[i]);
     }
     // ...until the tier holds more than twice compactAt rows: then a chunk after every commit,
-    // while the generation lasts; the tier grows again once it is gone (until the next one).
+    // larger than what the commit wrote, while the generation lasts.
+    // (Behind, a commit of one row deletes a chunk plus twice that: 3 rows, or what is left.)
     const grown = Array.from({ length: 8 - handedOver }, (_, i) => handedOver + 1 + i);
-    const plateau = Array.from({ length: generation - 1 }, () => 8);
-    expect(trajectory.slice(0, grown.length + plateau.length + 1)).toEqual([...grown, ...plateau, 9]);
+    expect(trajectory.slice(0, grown.length + 1)).toEqual([...grown, 9 - Math.min(generation - 1, 3)]);
     // Every row is found once, in whichever tier it is.
     expect((await t.money.listBetween('st_g', 0, 100, 100)).map((row) => row.seq)).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
     t.money.close();
@@ -477,29 +478,34 @@ describe('stream money store on sqlite: the archive', () => {
       for (const id of ids) await t.addStream(id);
       const seqs = [0, 0, 0];
       let now = 1;
-      for (const next of actions) {
-        now += 1;
-        const id = ids[next.stream] as string;
-        if (next.kind === 'settle') {
-          await t.money.settle([id], now);
-          continue;
-        }
-        const seq = (seqs[next.stream] as number) + 1;
-        seqs[next.stream] = seq;
-        const step: MoneyStep = next.kind === 'reward'
-          ? t.step(id, seq, `r:${seq}`)
-          : { ...t.step(id, seq), ...(next.refused ? { refused: 'LimitExceeded' as const } : {}) };
-        await t.money.commit([step], now);
-        if (now % 4 === 0) await t.money.archived();
-      }
-      await t.money.archived();
-      const settledSeq = new Map((t.db.prepare('SELECT id, charges_settled_seq FROM streams').all() as { id: string; charges_settled_seq: number }[])
-        .map((row) => [row.id, Number(row.charges_settled_seq)]));
       const archive = openSqlite({ path: t.archiveFile });
-      try {
-        for (const row of archive.prepare('SELECT stream_id, seq, ref, refused FROM stream_money').all() as { stream_id: string; seq: number; ref: string; refused: string | null }[]) {
+      const archivedRows = archive.prepare('SELECT stream_id, seq, ref, refused FROM stream_money');
+      const settledSeqs = t.db.prepare('SELECT id, charges_settled_seq FROM streams');
+      // Checked after every action, against the settled seqs of that moment: a charge archived
+      // before its sweep is caught even if a later sweep settles it.
+      const check = async (): Promise<void> => {
+        await t.money.archived();
+        const settledSeq = new Map((settledSeqs.all() as { id: string; charges_settled_seq: number }[]).map((row) => [row.id, Number(row.charges_settled_seq)]));
+        for (const row of archivedRows.all() as { stream_id: string; seq: number; ref: string; refused: string | null }[]) {
           const settled = Number(row.seq) <= (settledSeq.get(row.stream_id) ?? 0) || row.refused !== null || row.ref.startsWith('r:');
           expect(settled, `${row.stream_id} seq ${row.seq} archived unsettled`).toBe(true);
+        }
+      };
+      try {
+        for (const next of actions) {
+          now += 1;
+          const id = ids[next.stream] as string;
+          if (next.kind === 'settle') {
+            await t.money.settle([id], now);
+          } else {
+            const seq = (seqs[next.stream] as number) + 1;
+            seqs[next.stream] = seq;
+            const step: MoneyStep = next.kind === 'reward'
+              ? t.step(id, seq, `r:${seq}`)
+              : { ...t.step(id, seq), ...(next.refused ? { refused: 'LimitExceeded' as const } : {}) };
+            await t.money.commit([step], now);
+          }
+          await check();
         }
       } finally {
         archive.close();
@@ -510,6 +516,36 @@ describe('stream money store on sqlite: the archive', () => {
       t.money.close();
       t.db.close();
     }), { numRuns: 25 });
+  });
+
+  it('once behind, deletes more after a commit than the commit wrote, so the tier shrinks whatever the commits\' size', async () => {
+    const t = fresh({ compactAt: 4, deleteChunkRows: 1, deleteChunkGapMs: 60_000 });
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    const ids = ['st_b0', 'st_b1', 'st_b2', 'st_b3', 'st_b4', 'st_b5'];
+    for (const id of ids) await t.addStream(id);
+    let seq = 0;
+    const commitAll = async () => {
+      seq += 1;
+      await t.money.commit(ids.map((id) => t.step(id, seq)), seq);
+      await t.money.settle(ids, seq);
+    };
+    // Commits of 6 rows, chunks of 1: behind from the first generation on.
+    for (let i = 0; i < 3; i += 1) await commitAll();
+    await t.money.archived();
+    const sizes: number[] = [];
+    for (let i = 0; i < 40; i += 1) {
+      await commitAll();
+      await t.money.archived();
+      sizes.push(t.money.tiers().recent);
+    }
+    // Bounded, not growing: 17-24 rows here, a cycle of three commits. Deleting only a chunk
+    // plus what each commit wrote, the tier grew by about 6 rows every 3 commits (36 after 12).
+    expect(Math.max(...sizes.slice(20))).toBeLessThanOrEqual(Math.max(...sizes.slice(0, 20)));
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(30);
+    expect(sizes[sizes.length - 1]).toBe(recentOnDisk(t.db));
+    expect((await t.money.listBetween('st_b3', 0, 100, 100)).map((row) => row.seq)).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+    t.money.close();
+    t.db.close();
   });
 
   it('hands a generation over only once its rows are synced in the main database', async () => {

@@ -16,8 +16,9 @@
  * time instead of back to back, so a sweep of 1,000 streams is twenty short pauses 25 ms
  * apart, not forty milliseconds in which every other request waits behind it. Sweeps are
  * serialized per transaction, not per sweep: a settleNow (a read of one stream's account)
- * waits for at most the one transaction under way, never for the rest of a spread sweep, and
- * flush() (shutdown, `GET /v1/balance`) runs what a spread sweep has left at once.
+ * waits for the transactions already queued (one per sweep under way, at most), never for
+ * the rest of a spread sweep, and flush() (shutdown, `GET /v1/balance`) runs what a spread
+ * sweep has left at once.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../clock.js';
@@ -28,11 +29,14 @@ export interface ChainSettler {
   noteCommitted(chainId: string): void;
   /** Settles these chains now (a refund reads the chain account only after this). */
   settleNow(chainIds: readonly string[]): Promise<void>;
-  /** Settles everything noted so far, now (shutdown, tests). */
+  /**
+   * Settles everything noted so far, now, with the sweeps under way (`GET /v1/balance`,
+   * shutdown, tests); rejects if any of it failed (those ids stay due).
+   */
   flush(): Promise<void>;
   /** Settles what an earlier run left unsettled. */
   start(): Promise<void>;
-  /** Stops the timer after a last sweep. */
+  /** A last sweep; after it no timer is armed again (what failed is left to the next start). */
   stop(): Promise<void>;
 }
 
@@ -43,7 +47,7 @@ export interface ChainSettlerDeps {
   what?: string;
   clock: Clock;
   logger: Logger;
-  /** Longest time between a call's commit and the app's credit for it. */
+  /** How long after a call's commit its sweep starts, at most (then spreadMs, if any). */
   intervalMs: number;
   /** Most chains settled in one transaction. */
   maxBatch: number;
@@ -55,8 +59,9 @@ export interface ChainSettlerDeps {
   rescanMs?: number;
   /**
    * How long a timed sweep's transactions are spread over (default 0: back to back). The
-   * app's credit then lags a call by up to intervalMs + spreadMs; keep it below intervalMs,
-   * so a sweep has ended before the next starts.
+   * app's credit then lags a call by up to about intervalMs + spreadMs. Keep it below
+   * intervalMs, so a sweep has normally ended before the next starts (not checked: the tests
+   * spread over much longer, to catch a sweep between two of its transactions).
    */
   spreadMs?: number;
 }
@@ -69,6 +74,8 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
   const due = new Set<string>();
   let timer: NodeJS.Timeout | null = null;
   let rescanTimer: NodeJS.Timeout | null = null;
+  /** After stop(): no timer is armed again. */
+  let stopped = false;
   /**
    * The transaction under way: transactions run one at a time (a batch with its id-by-id
    * retries counts as one), so a retry never races its own batch, and a settleNow or a
@@ -109,8 +116,10 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
    * sort by creation time (streams), a transaction's rows then share pages in every table and
    * index it writes, instead of one page each (util/fingerprint.ts timeOrderedId). Between two
    * transactions the event loop runs (a store may settle synchronously, as SQLite does); with
-   * `spread`, the transactions start evenly over that many ms. The ids that fail stay due
-   * (the next sweep tries again) and the sweep rejects with the first error.
+   * `spread`, the transactions start evenly over that many ms (each a gap after the one
+   * before, so a sweep that fell behind, the event loop held, does not catch up in a burst).
+   * The ids that fail are due again (the next sweep tries them) before the sweep leaves
+   * `underWay`, and it rejects with the first error.
    */
   const sweep = async (unordered: readonly string[], spread = 0): Promise<void> => {
     const ids = sorted(unordered);
@@ -132,10 +141,10 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
       done: Promise.resolve(),
     };
     const run = async (): Promise<void> => {
-      const startedAt = performance.now();
+      let batchStartedAt = performance.now();
       for (let index = 0; index < batches; index += 1) {
         if (index > 0) {
-          const waitMs = hurried ? 0 : startedAt + index * gapMs - performance.now();
+          const waitMs = hurried ? 0 : batchStartedAt + gapMs - performance.now();
           await new Promise<void>((resolve) => {
             if (waitMs <= 0) return void setImmediate(resolve);
             const pause = setTimeout(resolve, waitMs);
@@ -147,18 +156,19 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
             };
           });
           wake = null;
+          batchStartedAt = performance.now();
         }
         await settleBatch(ids.slice(index * maxBatch, (index + 1) * maxBatch), fail);
       }
+      if (failed.length === 0) return;
+      for (const id of failed) due.add(id);
+      logger.error({ err: firstError, ids: failed.length }, `could not settle ${what} to the apps; retried at the next sweep`);
+      arm();
+      throw firstError;
     };
     entry.done = run().finally(() => underWay.delete(entry));
     underWay.add(entry);
     await entry.done;
-    if (failed.length === 0) return;
-    for (const id of failed) due.add(id);
-    logger.error({ err: firstError, ids: failed.length }, `could not settle ${what} to the apps; retried at the next sweep`);
-    arm();
-    throw firstError;
   };
 
   const sweepDue = (spread = 0): Promise<void> => {
@@ -169,7 +179,7 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
   };
 
   function arm(): void {
-    if (timer !== null || due.size === 0) return;
+    if (stopped || timer !== null || due.size === 0) return;
     timer = setTimeout(() => void sweepDue(spreadMs).catch(() => undefined), intervalMs);
     // A pending sweep does not keep the process alive: stop() settles what is due.
     timer.unref();
@@ -213,6 +223,7 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
       }
     },
     async stop() {
+      stopped = true;
       if (rescanTimer !== null) clearInterval(rescanTimer);
       rescanTimer = null;
       // What fails stays in the rows: the next start settles it.

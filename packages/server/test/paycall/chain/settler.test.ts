@@ -117,12 +117,30 @@ describe('chain settler sweeps', () => {
       await settler.stop();
     });
 
-    it('keeps what fails due, and stop() ends it at once', async () => {
+    it('flush rejects when a spread sweep it hurried failed, and the failed id is due again', async () => {
+      const failing = new Set(['st_5']);
+      const { batches, store } = recordingStore(failing);
+      const settler = createChainSettler({ store, clock: systemClock, logger, intervalMs: 1, maxBatch: 2, spreadMs: 60_000 });
+      // The timed sweep starts, and flush hurries what is left of it.
+      for (const id of ids) settler.noteCommitted(id);
+      await until(() => batches.length === 1);
+      await expect(settler.flush()).rejects.toThrow('cannot settle st_5');
+      failing.clear();
+      batches.length = 0;
+      await settler.flush();
+      expect(batches).toEqual([['st_5']]);
+      await settler.stop();
+    });
+
+    it('keeps what fails due, and stop() ends it at once, arming no timer after it', async () => {
       const { batches, store } = recordingStore(new Set(['st_5']));
       const settler = createChainSettler({ store, clock: systemClock, logger, intervalMs: 1, maxBatch: 2, spreadMs: 60_000 });
       for (const id of ids) settler.noteCommitted(id);
       await until(() => batches.length === 1);
       await settler.stop();
+      const afterStop = batches.length;
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      expect(batches.length).toBe(afterStop);
       // Every transaction ran, without the minutes of spread; st_4 and st_5 failed together
       // and were tried alone: st_5 is due again (for the rows, the next start settles it).
       expect(batches.filter((batch) => batch.includes('st_5'))).toEqual([['st_4', 'st_5'], ['st_5']]);
