@@ -1,0 +1,88 @@
+// The archive's worker (streams/money-archive.ts) on its own, fed recent rows written straight
+// into the main database: it writes them in (stream, seq) order in chunks of 64 rows per
+// statement; a generation handed over twice is checked row by row and skipped; a row that
+// differs fails the generation; a stream whose rows are out of seq order (written by a build
+// that did not refuse it) is still archived whole (its list is sorted first: the order only
+// matters for the pages written).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openSqlite, type SqliteDatabase } from '../../src/db/sqlite.js';
+import { migrateSqliteLedger } from '../../src/ledger/sqlite/store.js';
+import { msat } from '../../src/money/msat.js';
+import { openMoneyArchive, type MoneyArchive } from '../../src/streams/money-archive.js';
+import { encodeLogRows } from '../../src/streams/money-store-sqlite.js';
+import type { MoneyRow } from '../../src/streams/money-store.js';
+import { createSqliteStreamStore } from '../../src/streams/store.js';
+
+type LogRow = MoneyRow & { streamId: string };
+
+const open: { db: SqliteDatabase; archive: MoneyArchive }[] = [];
+afterEach(() => {
+  for (const { db, archive } of open.splice(0)) {
+    archive.close();
+    db.close();
+  }
+});
+
+function fresh() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-archive-worker-'));
+  const db = openSqlite({ path: path.join(dir, 'main.sqlite') });
+  migrateSqliteLedger(db);
+  createSqliteStreamStore(db);
+  const archivePath = path.join(dir, 'main.money.sqlite');
+  const archive = openMoneyArchive(db, archivePath);
+  open.push({ db, archive });
+  let nextRowid = 1;
+  /** One commit's rows as one log row, as the money store writes them. */
+  const writeLog = (rows: LogRow[]): number => {
+    db.prepare('INSERT INTO stream_money_log (first_rowid, last_rowid, rows) VALUES (?, ?, ?)').run(nextRowid, nextRowid + rows.length - 1, encodeLogRows(rows));
+    nextRowid += rows.length;
+    return nextRowid - 1;
+  };
+  const archived = () => archive.db.prepare('SELECT stream_id, seq, ref FROM stream_money ORDER BY stream_id, seq').all() as { stream_id: string; seq: bigint | number; ref: string }[];
+  return { db, archive, writeLog, archived };
+}
+
+const row = (streamId: string, seq: number, ref = `c:${seq}`): LogRow => ({ streamId, seq, ref, name: 'hit', amountMsat: msat(1000n + BigInt(seq)), at: 1_700_000_000_000 + seq, refused: null });
+
+describe('the stream money archive worker', () => {
+  it('archives a generation of several chunks in (stream, seq) order, and the same generation again changes nothing', async () => {
+    const t = fresh();
+    const streams = ['st_c', 'st_a', 'st_b'];
+    let through = 0;
+    // 3 streams x 100 seqs, interleaved, in commits of 30 rows: 300 rows, several chunks of 64.
+    const all: LogRow[] = [];
+    for (let seq = 1; seq <= 100; seq += 1) for (const id of streams) all.push(row(id, seq));
+    for (let from = 0; from < all.length; from += 30) through = t.writeLog(all.slice(from, from + 30));
+    expect(await t.archive.archive(0, through)).toBe(300);
+    const expected = ['st_a', 'st_b', 'st_c'].flatMap((id) => Array.from({ length: 100 }, (_, i) => ({ stream_id: id, seq: i + 1, ref: `c:${i + 1}` })));
+    const normalize = (rows: { stream_id: string; seq: bigint | number; ref: string }[]) => rows.map((r) => ({ ...r, seq: Number(r.seq) }));
+    expect(normalize(t.archived())).toEqual(expected);
+    const money = t.archive.db.prepare('SELECT amount_msat, at FROM stream_money WHERE stream_id = ? AND seq = ?').get('st_b', 77) as { amount_msat: bigint | number; at: bigint | number };
+    expect(BigInt(money.amount_msat)).toBe(1077n);
+    expect(BigInt(money.at)).toBe(1_700_000_000_077n);
+    // Handed over again (a crash before the cursor was recorded): every full chunk conflicts,
+    // goes row by row, and each row is found equal.
+    expect(await t.archive.archive(0, through)).toBe(300);
+    expect(normalize(t.archived())).toEqual(expected);
+  });
+
+  it('fails a generation that meets a different row in a full chunk, and writes none of it', async () => {
+    const t = fresh();
+    const first = t.writeLog(Array.from({ length: 64 }, (_, i) => row('st_x', i + 1)));
+    expect(await t.archive.archive(0, first)).toBe(64);
+    // Another database's rows for the same stream and seqs, and new ones after them.
+    const through = t.writeLog([...Array.from({ length: 64 }, (_, i) => row('st_x', i + 1, `c:other-${i + 1}`)), ...Array.from({ length: 64 }, (_, i) => row('st_x', 65 + i))]);
+    await expect(t.archive.archive(first, through)).rejects.toThrow(/does not belong to this database/);
+    expect(t.archived()).toHaveLength(64);
+  });
+
+  it('archives a stream whose recent rows are out of seq order whole, instead of failing the generation', async () => {
+    const t = fresh();
+    const through = t.writeLog([row('st_o', 3), row('st_p', 1), row('st_o', 1), row('st_o', 2), row('st_p', 2)]);
+    expect(await t.archive.archive(0, through)).toBe(5);
+    expect(t.archived().map((r) => `${r.stream_id}:${Number(r.seq)}`)).toEqual(['st_o:1', 'st_o:2', 'st_o:3', 'st_p:1', 'st_p:2']);
+  });
+});
