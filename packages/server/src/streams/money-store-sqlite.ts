@@ -341,8 +341,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
    * enter the filter first (a lookup then probes the archive). A stream's rows are in rowid
    * order, so those leaving are the front of its list: its `first` index moves past them, and
    * the array is cut once half of it has left. A chunk holds a row or two of each of hundreds
-   * of streams, and a splice per stream per chunk moved each stream's whole list every time:
-   * 60 of the 80 ms a generation of 65,536 rows took to leave memory with 1,000 streams.
+   * of streams, and a splice per stream per chunk moved each stream's whole list every time
+   * (60 of 82 ms in a micro-benchmark of a generation leaving memory; not measurable in the
+   * server's profile, where the maps and the filter cost most; ADR 0021).
    */
   const forget = (through: number): void => {
     const leaving = new Map<string, number>();
@@ -418,7 +419,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       for (let index = firstPastSettled(recent); index < recent.rows.length; index += 1) {
         const row = recent.rows[index] as RecentRow;
         if (row.rowid > through) break;
-        if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
+        // Past the settled seq from firstPastSettled on: the first charge not refused is unsettled.
+        if (row.refused === null && !isReward(row.ref)) {
           // Before the whole commit that wrote it: a generation takes whole log rows.
           through = row.batchFirst - 1;
           break;

@@ -339,9 +339,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
   let ticking = false;
   /**
    * Rows streams' charges reach the app's account in sweeps (money-store.ts): one transfer per
-   * stream for every charge committed since its last sweep, at most 1.5 × settleIntervalMs
-   * later (a sweep is spread over half the interval). Until then the stream's ledger account still holds them, so every read of it settles the
-   * stream first (settledLedgerAccount); the cached balance, which limits charges, has them at once.
+   * stream for every charge committed since its last sweep, about 1.5 × settleIntervalMs
+   * later at most (a sweep is spread over half the interval). Until then the stream's ledger
+   * account still holds them, so every read of it settles the stream first
+   * (settledLedgerAccount); the cached balance, which limits charges, has them at once.
    */
   const settleIntervalMs = deps.settleIntervalMs ?? DEFAULT_STREAM_SETTLE_INTERVAL_MS;
   const settler: ChainSettler | null = money

@@ -85,8 +85,6 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
   /** Sweeps under way: flush() hurries the spread ones (no more waiting) and waits for them all. */
   const underWay = new Set<{ hurry: () => void; done: Promise<void> }>();
 
-  const sorted = (unordered: readonly string[]): string[] => [...unordered].sort();
-
   /**
    * One batch in one transaction, after the transactions before it. A batch that fails is
    * tried again id by id, so one id that cannot be settled holds up no other id's money.
@@ -122,7 +120,7 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
    * `underWay`, and it rejects with the first error.
    */
   const sweep = async (unordered: readonly string[], spread = 0): Promise<void> => {
-    const ids = sorted(unordered);
+    const ids = [...unordered].sort();
     const failed: string[] = [];
     let firstError: unknown = null;
     const fail = (id: string, error: unknown): void => {

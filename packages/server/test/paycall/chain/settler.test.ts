@@ -53,6 +53,14 @@ describe('chain settler sweeps', () => {
 
   describe('a timed sweep spread over spreadMs (ADR 0021)', () => {
     const ids = Array.from({ length: 8 }, (_, index) => `st_${index}`);
+    /** A timed sweep of `ids` spread over a minute, once its first transaction reached the store. */
+    const spreadSweepUnderWay = async (failing: ReadonlySet<string> = new Set()) => {
+      const recorded = recordingStore(failing);
+      const settler = createChainSettler({ store: recorded.store, clock: systemClock, logger, intervalMs: 1, maxBatch: 2, spreadMs: 60_000 });
+      for (const id of ids) settler.noteCommitted(id);
+      await until(() => recorded.batches.length === 1);
+      return { batches: recorded.batches, settler };
+    };
 
     it('starts its transactions evenly over spreadMs, after the interval', async () => {
       const { batches, times, store } = recordingStore();
@@ -69,20 +77,14 @@ describe('chain settler sweeps', () => {
     });
 
     it('lets settleNow through between two of its transactions', async () => {
-      const { batches, store } = recordingStore();
-      const settler = createChainSettler({ store, clock: systemClock, logger, intervalMs: 1, maxBatch: 2, spreadMs: 60_000 });
-      for (const id of ids) settler.noteCommitted(id);
-      await until(() => batches.length === 1);
+      const { batches, settler } = await spreadSweepUnderWay();
       await settler.settleNow(['other']);
       expect(batches).toEqual([['st_0', 'st_1'], ['other']]);
       await settler.stop();
     });
 
     it('flush runs what a spread sweep has left at once, and waits for it', async () => {
-      const { batches, store } = recordingStore();
-      const settler = createChainSettler({ store, clock: systemClock, logger, intervalMs: 1, maxBatch: 2, spreadMs: 60_000 });
-      for (const id of ids) settler.noteCommitted(id);
-      await until(() => batches.length === 1);
+      const { batches, settler } = await spreadSweepUnderWay();
       const flushedAt = performance.now();
       await settler.flush();
       expect(performance.now() - flushedAt).toBeLessThan(5_000);
@@ -119,11 +121,8 @@ describe('chain settler sweeps', () => {
 
     it('flush rejects when a spread sweep it hurried failed, and the failed id is due again', async () => {
       const failing = new Set(['st_5']);
-      const { batches, store } = recordingStore(failing);
-      const settler = createChainSettler({ store, clock: systemClock, logger, intervalMs: 1, maxBatch: 2, spreadMs: 60_000 });
-      // The timed sweep starts, and flush hurries what is left of it.
-      for (const id of ids) settler.noteCommitted(id);
-      await until(() => batches.length === 1);
+      const { batches, settler } = await spreadSweepUnderWay(failing);
+      // flush hurries what is left of the sweep.
       await expect(settler.flush()).rejects.toThrow('cannot settle st_5');
       failing.clear();
       batches.length = 0;
@@ -133,10 +132,7 @@ describe('chain settler sweeps', () => {
     });
 
     it('keeps what fails due, and stop() ends it at once, arming no timer after it', async () => {
-      const { batches, store } = recordingStore(new Set(['st_5']));
-      const settler = createChainSettler({ store, clock: systemClock, logger, intervalMs: 1, maxBatch: 2, spreadMs: 60_000 });
-      for (const id of ids) settler.noteCommitted(id);
-      await until(() => batches.length === 1);
+      const { batches, settler } = await spreadSweepUnderWay(new Set(['st_5']));
       await settler.stop();
       const afterStop = batches.length;
       await new Promise((resolve) => setTimeout(resolve, 30));
