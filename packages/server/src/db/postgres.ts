@@ -4,6 +4,15 @@
  * int8 columns are read back as bigint (the driver's default would be a string), so
  * amounts never pass through a lossy number. Remember that queries are lazy: a query
  * that is not awaited never runs.
+ *
+ * Every connection runs its transactions at READ COMMITTED, whatever the database's or the
+ * role's `default_transaction_isolation` says (a startup parameter outranks both). Why:
+ * Sluice's PostgreSQL code is written for it. Its transactions lock what they change
+ * (`FOR UPDATE`, conditional UPDATEs, advisory locks) and rely on a statement that waited for
+ * a lock seeing the row as its holder committed it. Under REPEATABLE READ or SERIALIZABLE
+ * the same statement fails with a serialization error (40001) instead, and most of those
+ * paths do not retry: with either default, paying an invoice answered 500 when a concurrent
+ * transaction touched the same account (test/db/postgres-isolation.test.ts).
  */
 import postgres from 'postgres';
 
@@ -19,6 +28,7 @@ export function connectPostgres(options: ConnectPostgresOptions): PostgresSql {
   return postgres(options.url, {
     max: options.maxConnections ?? 10,
     onnotice: () => {},
+    connection: { default_transaction_isolation: 'read committed' },
     types: { bigint: postgres.BigInt },
   }) as unknown as PostgresSql;
 }

@@ -34,7 +34,7 @@ export async function startTestSluice(options: { env?: Record<string, string>; c
   });
   if (!loaded.ok) throw new Error(loaded.errors.join('; '));
   const sluice = await createSluice(loaded.config, {
-    logger: createLogger('silent'),
+    logger: createLogger((process.env.TEST_LOG_LEVEL as 'silent') ?? 'silent'),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.streamSocketLimits ? { streamSocketLimits: options.streamSocketLimits } : {}),
     ...(options.sdkDir ? { sdkDir: options.sdkDir } : {}),
