@@ -239,6 +239,12 @@ interface LiveStream {
   payoutsResolved: Set<string>;
   /** Payouts this state added to `held` when it sent them: only their outcome is applied as a delta (others: resyncBalance). */
   heldHashes: Set<string>;
+  /**
+   * Top-up invoices whose `funded` event is recorded, or being recorded (by payment hash): each
+   * is recorded once, whether the invoice service tells the payment or a load finds it paid
+   * and unrecorded (unrecordedFundings). Their credits are in `balance`.
+   */
+  fundedHashes: Set<string>;
   /** A close's refund (or a payout asked for) waited for a payout that was out: tried again once that one has ended. */
   payoutAgain: boolean;
   /** Changes to the cached figures (own ledger steps, payments in and out), so a ledger read can tell whether one overlapped it. */
@@ -317,7 +323,7 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
   return {
     row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Set(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
-    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
+    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), fundedHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
   };
 }
@@ -574,6 +580,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (row.moneyRows && settler) await settler.settleNow([row.id]).catch(() => undefined);
     const newest = await newestMoneySeq(row);
     const { lentMsat: feeAdvance, feesSpent } = await recoverFeeAdvance(row, newest.newer);
+    // Before the balance read: a payment found here has its credit in that read (an invoice is
+    // marked paid in the credit's transaction).
+    const fundings = await unrecordedFundings(row);
     // Read after the fee budget's return, so the balance holds it.
     const read = await settledLedgerAccount(row);
     if (!read) throw new Error(`stream ${streamId} has no ledger account`);
@@ -590,10 +599,19 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const state = newLiveState(row, seq, read.balance, read.account.debitsPendingMsat);
     state.busy = entry.joiners;
     state.feeAdvance = feeAdvance;
+    for (const hash of fundings.recorded) state.fundedHashes.add(hash);
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
     for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId }, feesSpent.has(payment.paymentHash));
+    // Recorded now, as the invoice service's listener would have; their credits are in the balance read above.
+    for (const paid of fundings.unrecorded) {
+      state.fundedHashes.add(paid.paymentHash);
+      background(state, 'recording a funding event found at load', async () => {
+        await record(state, 'funded', { amount_msat: paid.amountPaidMsat.toString(), payment_hash: paid.paymentHash });
+        afterMoney(state);
+      });
+    }
     return state;
   };
 
@@ -624,6 +642,30 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       if (payment && payment.status !== 'pending') unrecorded.push(payment);
     }
     return unrecorded;
+  };
+
+  /**
+   * The stream's top-up invoices that were paid and never recorded (`funded`): a crash came
+   * between the credit's commit and the invoice service's listener, which tells a payment once
+   * (a payer waiting for `funded`, as docs/protocol.md says to, waited for good). The invoices
+   * looked at are those the log announced (`invoice` events; a stream is credited only through
+   * them) without a `funded` event; the log's non-money events are few per stream. Also returns
+   * the hashes already recorded, so a payment told again later is not recorded twice.
+   */
+  const unrecordedFundings = async (row: StreamRow): Promise<{ recorded: Set<string>; unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] }> => {
+    const announced = new Set<string>();
+    const recorded = new Set<string>();
+    for (const logged of await store.listEventsOfTypes(row.id, ['invoice', 'funded'])) {
+      const hash = logged.data.payment_hash;
+      if (typeof hash === 'string') (logged.type === 'invoice' ? announced : recorded).add(hash);
+    }
+    const unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] = [];
+    for (const hash of announced) {
+      if (recorded.has(hash)) continue;
+      const invoice = await invoices.getInvoice(row.appId, hash);
+      if (invoice?.status === 'paid' && invoice.amountPaidMsat !== null) unrecorded.push({ paymentHash: hash, amountPaidMsat: invoice.amountPaidMsat });
+    }
+    return { recorded, unrecorded };
   };
 
   /**
@@ -1303,10 +1345,19 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       creditTold(streamId);
       return;
     }
-    const fundedEvent = (state: LiveStream): Promise<StreamEvent> =>
-      record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
+    /** Once per invoice (fundedHashes): a load may have found the payment first, and recorded it. */
+    const fundedEvent = async (state: LiveStream): Promise<void> => {
+      if (state.fundedHashes.has(invoice.paymentHash)) return;
+      state.fundedHashes.add(invoice.paymentHash);
+      await record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
+    };
     const state = live.get(streamId);
     if (state) {
+      if (state.fundedHashes.has(invoice.paymentHash)) {
+        // A load found it paid (its credit is in the balance it read) and recorded it: told again now.
+        creditTold(streamId);
+        return;
+      }
       state.balance += amountPaidMsat;
       state.ownSteps += 1; // a re-read under way must not overwrite this
       if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;

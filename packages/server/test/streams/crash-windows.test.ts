@@ -86,23 +86,102 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     };
     await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
     await waitFor('the credit', async () => (await accountBalance()) === 100000n);
-    await settle();
-    expect((await events()).some((e) => e.type === 'funded')).toBe(false);
+    // (Reading the events loads the evicted stream, and that load may record the funding
+    // already: unrecordedFundings. Either way it is recorded once, below.)
 
-    // The next start pays the top-up back to alice.
+    // The next start pays the top-up back to alice, and the funding is recorded.
     const third = await restart(place);
     await waitFor('the top-up to be paid back', async () => (await accountBalance()) === 0n);
     await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
     expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(100000n);
+    expect((await events()).filter((e) => e.type === 'funded')).toEqual([expect.objectContaining({ amount_msat: '100000', payment_hash: invoice?.payment_hash })]);
 
     // And only once: a later start finds nothing to pay.
     const fourth = await restart(place);
     await settle();
     await settle();
     expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
+    expect((await events()).filter((e) => e.type === 'funded')).toHaveLength(1);
     expect(fourth.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(100000n);
     expect(await accountBalance()).toBe(0n);
     expect(await fourth.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+
+  it("records a top-up's payment credited to an open stream just before a crash at the next start, once, and the payer can spend it", async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await first.createApp();
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey, body: { prices: { hit: '1000' }, maximum_msat: '0', settle_to_msat: '50000' },
+    });
+    expect(created.status).toBe(201);
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const invoice = (await events()).find((e) => e.type === 'invoice');
+    expect(invoice?.payment_request).toBeDefined();
+    // Prepaid and not paid yet: a charge is refused.
+    expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: 'before' })).body.error?.code).toBe('stream_limit_exceeded');
+
+    const records = first.sluice.records;
+    const settleInvoice = records.settleInvoice.bind(records);
+    records.settleInvoice = async (...args) => {
+      const result = await settleInvoice(...args);
+      if (result.ok) throw new Error('crash: the credit is durable, nobody was told');
+      return result;
+    };
+    await first.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
+    await waitFor('the credit', async () => (await accountBalance()) === 50000n);
+    await settle();
+    expect((await events()).some((e) => e.type === 'funded')).toBe(false);
+
+    // The next start loads the open stream and records the funding, with the balance it brought.
+    await restart(place);
+    await waitFor('the funded event', async () => (await events()).some((e) => e.type === 'funded'));
+    expect((await events()).filter((e) => e.type === 'funded')).toEqual([
+      expect.objectContaining({ amount_msat: '50000', payment_hash: invoice?.payment_hash, balance_msat: '50000' }),
+    ]);
+    const charged = await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: 'after' });
+    expect(charged.status).toBe(200);
+    expect(charged.body.balance_msat).toBe('49000');
+
+    // A later start finds it recorded.
+    await restart(place);
+    await settle();
+    expect((await events()).filter((e) => e.type === 'funded')).toHaveLength(1);
+    const balance = await asApp('GET', `/v1/streams/${streamId}`);
+    expect(balance.body.balance_msat).toBe('49000');
+  }, 30_000);
+
+  it('records a late top-up once when a load of the closed stream finds it paid before the invoice service tells it', async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await fundedApp(first);
+    const alice = first.sluice.devnet!.nodePubkey('alice');
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey, body: { prices: { hit: '1000' }, settle_to_msat: '100000', payout: { keysend: { pubkey: alice } } },
+    });
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const invoice = (await events()).find((e) => e.type === 'invoice');
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    const second = await restart(place);
+    const aliceBefore = second.sluice.devnet!.nodeBalanceMsat('alice');
+    // The credit commits; before the listener hears of it, a read loads the (evicted) stream,
+    // which finds the invoice paid and records it.
+    const records = second.sluice.records;
+    const settleInvoice = records.settleInvoice.bind(records);
+    records.settleInvoice = async (...args) => {
+      const result = await settleInvoice(...args);
+      expect((await asApp('GET', `/v1/streams/${streamId}`)).status).toBe(200);
+      return result;
+    };
+    await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
+    await waitFor('the top-up to be paid back', async () => (await accountBalance()) === 0n);
+    await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
+    await settle();
+    expect((await events()).filter((e) => e.type === 'funded')).toHaveLength(1);
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
+    expect(second.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(100000n);
   }, 30_000);
 
   /** Makes the payments service's save of an outcome commit and then throw: the process dies before any stream is told. */
