@@ -319,6 +319,9 @@ export function validateTerms(terms: StreamTerms): string | null {
 }
 
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
+/** What a load reads of the stream's log (unrecordedOutcomes, unrecordedFundings). */
+const LOAD_EVENT_TYPES: readonly StreamEventType[] = ['payout_requested', 'settled', 'payout_failed', 'invoice', 'funded'];
+
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
     row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Set(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
@@ -582,13 +585,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const { lentMsat: feeAdvance, feesSpent } = await recoverFeeAdvance(row, newest.newer);
     // Before the balance read: a payment found here has its credit in that read (an invoice is
     // marked paid in the credit's transaction).
-    const fundings = await unrecordedFundings(row);
+    // The log's events a load looks at (payouts and fundings), in one read.
+    const logged = await store.listEventsOfTypes(row.id, LOAD_EVENT_TYPES);
+    const fundings = await unrecordedFundings(row, logged);
     // Read after the fee budget's return, so the balance holds it.
     const read = await settledLedgerAccount(row);
     if (!read) throw new Error(`stream ${streamId} has no ledger account`);
     if (row.moneyRows && !money) throw new Error(`stream ${streamId} keeps its money steps as rows, and this service has no money store`);
     const seq = Math.max(await store.maxEventSeq(streamId), newest.seq, row.moneyRows && money ? await money.store.maxSeq(streamId) : 0);
-    const unrecorded = await unrecordedOutcomes(row, newest.newer);
+    const unrecorded = await unrecordedOutcomes(row, newest.newer, logged);
     // From here on, callers find the state in `live` (synchronously), not this load.
     loading.delete(streamId);
     const again = live.get(streamId);
@@ -624,13 +629,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * payout answered before pay() returned has no `payout_requested`; a closed stream's all are
    * there). A payout with an outcome event of either kind is passed by.
    */
-  const unrecordedOutcomes = async (row: StreamRow, newer: Transfer[]): Promise<PaymentView[]> => {
+  const unrecordedOutcomes = async (row: StreamRow, newer: Transfer[], logged: readonly StreamEvent[]): Promise<PaymentView[]> => {
     const sent = new Set<string>();
     const recorded = new Set<string>();
-    for (const logged of await store.listEventsOfTypes(row.id, ['payout_requested', 'settled', 'payout_failed'])) {
-      const hash = logged.data.payment_hash;
+    for (const event of logged) {
+      if (event.type !== 'payout_requested' && event.type !== 'settled' && event.type !== 'payout_failed') continue;
+      const hash = event.data.payment_hash;
       if (typeof hash !== 'string') continue; // a payout refused before it was sent: no payment
-      (logged.type === 'payout_requested' ? sent : recorded).add(hash);
+      (event.type === 'payout_requested' ? sent : recorded).add(hash);
     }
     for (const transfer of newer) {
       if (transfer.code === 'payment' && transfer.debitAccountId === row.accountId && transfer.state !== 'pending') sent.add(transfer.reference);
@@ -652,12 +658,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * them) without a `funded` event; the log's non-money events are few per stream. Also returns
    * the hashes already recorded, so a payment told again later is not recorded twice.
    */
-  const unrecordedFundings = async (row: StreamRow): Promise<{ recorded: Set<string>; unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] }> => {
+  const unrecordedFundings = async (row: StreamRow, logged: readonly StreamEvent[]): Promise<{ recorded: Set<string>; unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] }> => {
     const announced = new Set<string>();
     const recorded = new Set<string>();
-    for (const logged of await store.listEventsOfTypes(row.id, ['invoice', 'funded'])) {
-      const hash = logged.data.payment_hash;
-      if (typeof hash === 'string') (logged.type === 'invoice' ? announced : recorded).add(hash);
+    for (const event of logged) {
+      if (event.type !== 'invoice' && event.type !== 'funded') continue;
+      const hash = event.data.payment_hash;
+      if (typeof hash === 'string') (event.type === 'invoice' ? announced : recorded).add(hash);
     }
     const unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] = [];
     for (const hash of announced) {
