@@ -42,6 +42,15 @@ const ARCHIVE_SCHEMA = streamMoneyTable('INTEGER', ' WITHOUT ROWID', 'IF NOT EXI
  * The recent rows are in stream_money_log, a JSON array per commit (money-store-sqlite.ts
  * encodeLogRows; a generation takes whole log rows), and, from before the log, one per row
  * in stream_money_recent. They are written sorted by stream and seq, the archive's key order.
+ *
+ * Why SQL does the work: the log rows' JSON texts are joined into one array, which SQLite
+ * turns into its binary JSON once (jsonb) and inserts with one INSERT ... SELECT, sorted by its
+ * own sorter. The rows never become JavaScript values. Parsing them in JavaScript (arrays,
+ * BigInts, 7 bound parameters per row, and the garbage: about 100 ms of collection per
+ * generation) took 520-640 ms of CPU per generation of 64,000 rows; this takes 330-370 ms
+ * (docs/benchmarks.md, "Eighth session"). On a 2-core machine that CPU is taken from the event
+ * loop and the load generator, and V8's collector helpers, which the worker's garbage kept
+ * busy, run on the same cores.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -56,59 +65,54 @@ main.pragma('busy_timeout = 10000');
 main.defaultSafeIntegers(true);
 const readRecent = main.prepare('SELECT stream_id, seq, ref, name, amount_msat, at, refused FROM stream_money_recent WHERE rowid > ? AND rowid <= ? ORDER BY rowid').raw(true);
 const readLog = main.prepare('SELECT first_rowid, last_rowid, rows FROM stream_money_log WHERE first_rowid > ? AND first_rowid <= ? ORDER BY first_rowid').raw(true);
-// Sorted by grouping, not by a comparison sort: rows come in rowid order, and a stream's rows
-// are written in seq order (money-store-sqlite.ts refuses any other), so each stream's list is
-// in seq order already and only the streams need sorting. A comparison sort of 65,536 rows on
-// (stream, seq) took about 100 ms of this thread's CPU, competing with the event loop for the
-// machine's cores. A stream whose list is out of order anyway (rows from a build that did not
-// refuse it) has its list sorted by seq.
-const bySeq = (a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
+// The generation as one JSON array of rows, each [stream_id, seq, ref, name, "amount", at, refused]
+// (encodeLogRows' form): the log rows' arrays joined, without parsing them here.
 const read = (after, through) => {
-  const byStream = new Map();
-  const unordered = new Set();
-  const add = (row) => {
-    const list = byStream.get(row[0]);
-    if (list === undefined) return void byStream.set(row[0], [row]);
-    if (list[list.length - 1][1] >= row[1]) unordered.add(row[0]);
-    list.push(row);
-  };
-  for (const row of readRecent.all(after, through)) add(row);
+  const parts = [];
+  const logRows = [];
+  let count = 0;
+  for (const [streamId, seq, ref, name, amount, at, refused] of readRecent.all(after, through)) {
+    parts.push(JSON.stringify([streamId, Number(seq), ref, name, String(amount), Number(at), refused]));
+    count += 1;
+  }
   for (const [first, last, text] of readLog.all(after, through)) {
     if (last > through) throw new Error('stream_money_log row ' + first + ' runs past the generation (' + through + ')');
-    const entries = JSON.parse(text);
-    if (entries.length !== Number(last - first) + 1) throw new Error('stream_money_log row ' + first + ' holds ' + entries.length + ' rows for rowids ' + first + '..' + last);
-    // As SQLite returns them with safe integers: bigints, so the equality check below compares like with like.
-    for (const [streamId, seq, ref, name, amount, at, refused] of entries) add([streamId, BigInt(seq), ref, name, BigInt(amount), BigInt(at), refused]);
+    if (text.length < 3 || text[0] !== '[' || text[text.length - 1] !== ']') throw new Error('stream_money_log row ' + first + ' is not a JSON array of rows');
+    parts.push(text.slice(1, -1));
+    logRows.push([first, last, text]);
+    count += Number(last - first) + 1;
   }
-  for (const streamId of unordered) byStream.get(streamId).sort(bySeq);
-  const rows = [];
-  for (const streamId of [...byStream.keys()].sort()) for (const row of byStream.get(streamId)) rows.push(row);
-  return rows;
+  return { json: '[' + parts.join(',') + ']', count, logRows };
 };
-const insert = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
-const existing = archive.prepare('SELECT ref, name, amount_msat, at, refused FROM stream_money WHERE stream_id = ? AND seq = ?').raw(true);
-// Whole chunks in one statement each (one call per row: about a tenth more time writing a
-// generation); a chunk that meets a row archived before goes again row by row.
-const CHUNK = 64;
-const insertChunk = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) VALUES '
-  + new Array(CHUNK).fill('(?, ?, ?, ?, ?, ?, ?)').join(', ') + ' ON CONFLICT DO NOTHING');
-const write = archive.transaction((all) => {
-  for (let from = 0; from < all.length; from += CHUNK) {
-    const rows = all.slice(from, from + CHUNK);
-    if (rows.length === CHUNK && insertChunk.run(...rows.flat()).changes === CHUNK) continue;
-    writeRows(rows);
+const toJsonb = archive.prepare('SELECT jsonb(?)').pluck();
+const lengthOf = archive.prepare('SELECT json_array_length(?)').pluck();
+const COLUMNS = "e.value->>0, e.value->>1, e.value->>2, e.value->>3, CAST(e.value->>4 AS INTEGER), e.value->>5, e.value->>6";
+// WHERE true: an upsert after a SELECT needs it (SQLite would read ON CONFLICT as a join's ON).
+const insertAll = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) SELECT '
+  + COLUMNS + ' FROM jsonb_each(?) AS e WHERE true ORDER BY 1, 2 ON CONFLICT DO NOTHING');
+// A row of the generation that the archive does not hold as it is: archived before with other
+// values, or kept out by another row with its ref.
+const firstDifferent = archive.prepare('SELECT e.value->>0, e.value->>1, e.value->>2 FROM jsonb_each(?) AS e WHERE NOT EXISTS ('
+  + 'SELECT 1 FROM stream_money AS a WHERE a.stream_id = e.value->>0 AND a.seq = e.value->>1 AND a.ref = e.value->>2 AND a.name = e.value->>3'
+  + ' AND a.amount_msat = CAST(e.value->>4 AS INTEGER) AND a.at = e.value->>5 AND a.refused IS e.value->>6) LIMIT 1').raw(true);
+const write = archive.transaction(({ json, count, logRows }) => {
+  const rows = toJsonb.get(json);
+  const length = Number(lengthOf.get(rows));
+  if (length !== count) {
+    // Named for whoever has to look: the log row whose array does not match its rowids.
+    for (const [first, last, text] of logRows) {
+      const held = Number(lengthOf.get(text));
+      if (held !== Number(last - first) + 1) throw new Error('stream_money_log row ' + first + ' holds ' + held + ' rows for rowids ' + first + '..' + last);
+    }
+    throw new Error('the generation holds ' + length + ' rows, not ' + count);
+  }
+  if (insertAll.run(rows).changes === count) return;
+  // Some were archived before (a generation handed over again): each must be the same row.
+  const different = firstDifferent.get(rows);
+  if (different) {
+    throw new Error('the archive holds another row for stream ' + different[0] + ' at seq ' + different[1] + ' or ref ' + JSON.stringify(different[2]) + ': it does not belong to this database (back up and restore the two files together)');
   }
 });
-const writeRows = (rows) => {
-  for (const row of rows) {
-    if (insert.run(...row).changes === 1) continue;
-    // Archived before (a generation handed over again): it must be the same row.
-    const found = existing.get(row[0], row[1]);
-    if (!found || found[0] !== row[2] || found[1] !== row[3] || found[2] !== row[4] || found[3] !== row[5] || found[4] !== row[6]) {
-      throw new Error('the archive holds another row for stream ' + row[0] + ' at seq ' + row[1] + ' or ref ' + JSON.stringify(row[2]) + ': it does not belong to this database (back up and restore the two files together)');
-    }
-  }
-};
 parentPort.on('message', (message) => {
   if (message === 'stop') {
     archive.close();
@@ -117,9 +121,9 @@ parentPort.on('message', (message) => {
     return;
   }
   try {
-    const rows = read(BigInt(message.after), BigInt(message.through));
-    write(rows);
-    parentPort.postMessage({ id: message.id, rows: rows.length });
+    const generation = read(BigInt(message.after), BigInt(message.through));
+    write(generation);
+    parentPort.postMessage({ id: message.id, rows: generation.count });
   } catch (error) {
     parentPort.postMessage({ id: message.id, error: String((error && error.message) || error) });
   }

@@ -1,9 +1,9 @@
 // The archive's worker (streams/money-archive.ts) on its own, fed recent rows written straight
-// into the main database: it writes them in (stream, seq) order in chunks of 64 rows per
-// statement; a generation handed over twice is checked row by row and skipped; a row that
-// differs fails the generation; a stream whose rows are out of seq order (written by a build
-// that did not refuse it) is still archived whole (its list is sorted first: the order only
-// matters for the pages written).
+// into the main database: it writes a generation in (stream, seq) order with one INSERT ...
+// SELECT over the log rows' joined JSON; a generation handed over twice is checked and skipped;
+// a row that differs fails the generation; a log row whose array does not match its rowids
+// fails it, named; a stream whose rows are out of seq order (written by a build that did not
+// refuse it) is still archived whole.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,7 +48,7 @@ function fresh() {
 const row = (streamId: string, seq: number, ref = `c:${seq}`): LogRow => ({ streamId, seq, ref, name: 'hit', amountMsat: msat(1000n + BigInt(seq)), at: 1_700_000_000_000 + seq, refused: null });
 
 describe('the stream money archive worker', () => {
-  it('archives a generation of several chunks in (stream, seq) order, and the same generation again changes nothing', async () => {
+  it('archives a generation of several log rows in (stream, seq) order, and the same generation again changes nothing', async () => {
     const t = fresh();
     const streams = ['st_c', 'st_a', 'st_b'];
     let through = 0;
@@ -63,13 +63,13 @@ describe('the stream money archive worker', () => {
     const money = t.archive.db.prepare('SELECT amount_msat, at FROM stream_money WHERE stream_id = ? AND seq = ?').get('st_b', 77) as { amount_msat: bigint | number; at: bigint | number };
     expect(BigInt(money.amount_msat)).toBe(1077n);
     expect(BigInt(money.at)).toBe(1_700_000_000_077n);
-    // Handed over again (a crash before the cursor was recorded): every full chunk conflicts,
-    // goes row by row, and each row is found equal.
+    // Handed over again (a crash before the cursor was recorded): nothing is inserted, and
+    // every row is found equal.
     expect(await t.archive.archive(0, through)).toBe(300);
     expect(normalize(t.archived())).toEqual(expected);
   });
 
-  it('fails a generation that meets a different row in a full chunk, and writes none of it', async () => {
+  it('fails a generation that meets a different row, and writes none of it', async () => {
     const t = fresh();
     const first = t.writeLog(Array.from({ length: 64 }, (_, i) => row('st_x', i + 1)));
     expect(await t.archive.archive(0, first)).toBe(64);
@@ -84,5 +84,27 @@ describe('the stream money archive worker', () => {
     const through = t.writeLog([row('st_o', 3), row('st_p', 1), row('st_o', 1), row('st_o', 2), row('st_p', 2)]);
     expect(await t.archive.archive(0, through)).toBe(5);
     expect(t.archived().map((r) => `${r.stream_id}:${Number(r.seq)}`)).toEqual(['st_o:1', 'st_o:2', 'st_o:3', 'st_p:1', 'st_p:2']);
+  });
+
+  it('fails a generation whose rows are partly archived when one of them holds another ref, and writes none of it', async () => {
+    const t = fresh();
+    const first = t.writeLog([row('st_y', 1), row('st_y', 2)]);
+    expect(await t.archive.archive(0, first)).toBe(2);
+    // Seq 2 again with the same values (skipped), seq 3 new, seq 4 reusing seq 1's ref: kept out by the ref index.
+    const through = t.writeLog([row('st_y', 2), row('st_y', 3), row('st_y', 4, 'c:1')]);
+    await expect(t.archive.archive(first, through)).rejects.toThrow(/stream st_y at seq 4 or ref "c:1".*does not belong to this database/);
+    expect(t.archived().map((r) => Number(r.seq))).toEqual([1, 2]);
+  });
+
+  it('fails a generation with a log row whose array does not match its rowids, naming the row', async () => {
+    const t = fresh();
+    t.writeLog([row('st_z', 1), row('st_z', 2)]);
+    // Rowids 3..5 hold two rows.
+    t.db.prepare('INSERT INTO stream_money_log (first_rowid, last_rowid, rows) VALUES (?, ?, ?)').run(3, 5, encodeLogRows([row('st_z', 3), row('st_z', 4)]));
+    await expect(t.archive.archive(0, 5)).rejects.toThrow('stream_money_log row 3 holds 2 rows for rowids 3..5');
+    // And a row that is not JSON at all.
+    t.db.prepare('INSERT INTO stream_money_log (first_rowid, last_rowid, rows) VALUES (?, ?, ?)').run(6, 6, '[["st_z", 5, "c:5"');
+    await expect(t.archive.archive(5, 6)).rejects.toThrow(/stream_money_log row 6 is not a JSON array/);
+    expect(t.archived()).toHaveLength(0);
   });
 });
