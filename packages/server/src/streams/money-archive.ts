@@ -95,17 +95,30 @@ const insertAll = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref
 const firstDifferent = archive.prepare('SELECT e.value->>0, e.value->>1, e.value->>2 FROM jsonb_each(?) AS e WHERE NOT EXISTS ('
   + 'SELECT 1 FROM stream_money AS a WHERE a.stream_id = e.value->>0 AND a.seq = e.value->>1 AND a.ref = e.value->>2 AND a.name = e.value->>3'
   + ' AND a.amount_msat = CAST(e.value->>4 AS INTEGER) AND a.at = e.value->>5 AND a.refused IS e.value->>6) LIMIT 1').raw(true);
-const write = archive.transaction(({ json, count, logRows }) => {
-  const rows = toJsonb.get(json);
-  const length = Number(lengthOf.get(rows));
-  if (length !== count) {
-    // Named for whoever has to look: the log row whose array does not match its rowids.
-    for (const [first, last, text] of logRows) {
-      const held = Number(lengthOf.get(text));
-      if (held !== Number(last - first) + 1) throw new Error('stream_money_log row ' + first + ' holds ' + held + ' rows for rowids ' + first + '..' + last);
-    }
-    throw new Error('the generation holds ' + length + ' rows, not ' + count);
+const isJson = archive.prepare('SELECT json_valid(?)').pluck();
+// Named for whoever has to look: the log row that is not JSON, or whose array does not match its rowids.
+const badLogRow = (logRows) => {
+  for (const [first, last, text] of logRows) {
+    if (!isJson.get(text)) return 'stream_money_log row ' + first + ' is not a JSON array of rows';
+    const held = Number(lengthOf.get(text));
+    if (held !== Number(last - first) + 1) return 'stream_money_log row ' + first + ' holds ' + held + ' rows for rowids ' + first + '..' + last;
   }
+  return null;
+};
+// The entries' fields are not checked here: every log row this worker is handed was written by
+// encodeLogRows in this run, or decoded and checked by the main thread when it loaded the
+// recent tier at its start (decodeLogRows refuses a malformed entry), so a malformed one would
+// be the database file damaged while the server runs. One that is not a row at all still
+// fails the generation on the table's NOT NULL and CHECK constraints.
+const write = archive.transaction(({ json, count, logRows }) => {
+  let rows;
+  try {
+    rows = toJsonb.get(json);
+  } catch (error) {
+    throw new Error(badLogRow(logRows) || String((error && error.message) || error));
+  }
+  const length = Number(lengthOf.get(rows));
+  if (length !== count) throw new Error(badLogRow(logRows) || 'the generation holds ' + length + ' rows, not ' + count);
   if (insertAll.run(rows).changes === count) return;
   // Some were archived before (a generation handed over again): each must be the same row.
   const different = firstDifferent.get(rows);

@@ -47,6 +47,8 @@ export interface SqliteStreamMoneyStoreOptions {
   syncFile?: SyncFile;
   /** Recent rows that start a generation for the archive (default DEFAULT_MONEY_COMPACT_AT). */
   compactAt?: number;
+  /** The most rows a generation takes (default GENERATION_MAX_COMPACTS × compactAt, and at least DEFAULT_MONEY_COMPACT_AT). */
+  generationMaxRows?: number;
   /** Archived rows deleted from the recent tier after a commit (default DEFAULT_DELETE_CHUNK). */
   deleteChunkRows?: number;
   /** Least time between two such chunks while the tier is not behind (default DEFAULT_DELETE_GAP_MS). */
@@ -79,6 +81,14 @@ const DEFAULT_DELETE_CHUNK = 256;
 const DEFAULT_DELETE_GAP_MS = 5;
 /** Streams per multi-row UPDATE of a sweep (3 parameters each). */
 const ROWS_PER_STATEMENT = 128;
+/**
+ * A generation takes at most this many times compactAt rows (to the end of the commit before):
+ * the archive's worker joins a generation's rows into one text (money-archive.ts), and a tier
+ * that fell far behind (a sweep stuck for a while) must not make one past V8's string limit
+ * (about 536 M characters, some 6 M rows), which would fail every retry. The rest follows in
+ * the next generations.
+ */
+const GENERATION_MAX_COMPACTS = 4;
 /** After a generation found its oldest row unsettled, how long before one is looked for again. */
 const GENERATION_RETRY_MS = 100;
 /** After the archive failed a generation, how long before it is handed over again. */
@@ -153,6 +163,9 @@ const copyRow = ({ seq, ref, name, amountMsat, at, refused }: MoneyRow): MoneyRo
 export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps: SqliteLedgerApply, options: SqliteStreamMoneyStoreOptions = {}): SqliteStreamMoneyStore {
   const compactAt = options.compactAt ?? DEFAULT_MONEY_COMPACT_AT;
   const deleteChunkRows = options.deleteChunkRows ?? DEFAULT_DELETE_CHUNK;
+  // At least a default generation's rows (about 6 MB of text): the cap is about the size of one
+  // text, not the tier's, so a small compactAt (tests) does not make generations small too.
+  const generationMaxRows = options.generationMaxRows ?? Math.max(GENERATION_MAX_COMPACTS * compactAt, DEFAULT_MONEY_COMPACT_AT);
   const deleteChunkGapMs = options.deleteChunkGapMs ?? DEFAULT_DELETE_GAP_MS;
   // Built on first use, after the caller configured the connection (journal mode).
   let walSync: WalSync | null | undefined;
@@ -411,6 +424,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (queue.length - head < compactAt || Date.now() - archiveFailedAt < ARCHIVE_RETRY_MS || performance.now() < noGenerationUntil) return;
     const first = (queue[head] as RecentRow).rowid;
     let through = (queue[queue.length - 1] as RecentRow).rowid;
+    const past = queue[head + generationMaxRows] as RecentRow | undefined;
+    // Whole commits: one larger than the cap (a commit holds maxBatch steps at most) goes whole.
+    if (past && past.batchFirst - 1 >= first) through = past.batchFirst - 1;
     // Per stream, from its first row past the settled seq: a scan of every recent row held
     // the event loop 10 ms with 1,000 streams (a stream's rows are in seq order, and the
     // charges at or below its settled seq are settled).

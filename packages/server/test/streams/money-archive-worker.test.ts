@@ -105,6 +105,9 @@ describe('the stream money archive worker', () => {
     // And a row that is not JSON at all.
     t.db.prepare('INSERT INTO stream_money_log (first_rowid, last_rowid, rows) VALUES (?, ?, ?)').run(6, 6, '[["st_z", 5, "c:5"');
     await expect(t.archive.archive(5, 6)).rejects.toThrow(/stream_money_log row 6 is not a JSON array/);
+    // Bracketed, but not JSON inside.
+    t.db.prepare('INSERT INTO stream_money_log (first_rowid, last_rowid, rows) VALUES (?, ?, ?)').run(7, 7, '[["st_z", 5, "c:5", "hit", "1000", 1, nul]]');
+    await expect(t.archive.archive(6, 7)).rejects.toThrow('stream_money_log row 7 is not a JSON array of rows');
     expect(t.archived()).toHaveLength(0);
   });
 });

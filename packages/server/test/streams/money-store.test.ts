@@ -463,6 +463,36 @@ describe('stream money store on sqlite: the archive', () => {
     t.db.close();
   });
 
+  it('hands a tier that fell far behind to the archive in generations of at most generationMaxRows rows, whole commits each', async () => {
+    const t = fresh({ compactAt: 2, generationMaxRows: 8, deleteChunkRows: 100, deleteChunkGapMs: 0 });
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    await t.addStream('st_c');
+    // 20 charges in commits of 2 with no sweep: the oldest is unsettled, so no generation starts.
+    let seq = 0;
+    for (let commit = 0; commit < 10; commit += 1) {
+      await t.money.commit([t.step('st_c', seq + 1), t.step('st_c', seq + 2)], seq + 2);
+      seq += 2;
+    }
+    await t.money.archived();
+    expect(t.archivedRows()).toBe(0);
+    await t.money.settle(['st_c'], seq);
+    // The next commit starts a generation: 8 rows, not the 20 settled.
+    const sizes: number[] = [];
+    while (t.archivedRows() < 20) {
+      const before = t.archivedRows();
+      seq += 1;
+      await t.money.commit([t.step('st_c', seq)], seq);
+      await t.money.archived();
+      if (t.archivedRows() > before) sizes.push(t.archivedRows() - before);
+      await t.money.settle(['st_c'], seq);
+    }
+    expect(sizes[0]).toBe(8);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(8);
+    expect((await t.money.listBetween('st_c', 0, 100, 100)).map((row) => row.seq)).toEqual(Array.from({ length: seq }, (_, i) => i + 1));
+    t.money.close();
+    t.db.close();
+  });
+
   it('archives only settled charges (and refusals and rewards), whatever the order of commits and sweeps over several streams', async () => {
     // A generation ends before the oldest charge not yet settled, found per stream from its
     // first row past the settled seq (money-store-sqlite.ts firstPastSettled).
