@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { createOffsetClock, isAdvanceable, systemClock, type AdvanceableClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { openSqlite, type SqliteDatabase } from './db/sqlite.js';
-import { connectPostgres, type PostgresSql } from './db/postgres.js';
+import { assertReadCommitted, connectPostgres, type PostgresSql } from './db/postgres.js';
 import { createAppService, type AppService } from './apps/service.js';
 import { registerAppRoutes } from './apps/routes.js';
 import { createInvoiceService, type InvoiceService } from './invoices/service.js';
@@ -113,6 +113,12 @@ interface Stores {
 async function openStores(config: Config, clock: Clock, logger: Logger): Promise<Stores> {
   if (config.databaseUrl !== null) {
     const sql: PostgresSql = connectPostgres({ url: config.databaseUrl });
+    try {
+      await assertReadCommitted(sql);
+    } catch (error) {
+      await sql.end({ timeout: 1 });
+      throw error;
+    }
     await migratePostgresLedger(sql);
     const ledgerStore = createPostgresLedgerStore(sql, { clock });
     const records = await createPostgresRecordStore(sql, (tx, ops, now) => applyPostgresOps(tx, ops, now));

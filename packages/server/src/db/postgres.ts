@@ -33,6 +33,22 @@ export function connectPostgres(options: ConnectPostgresOptions): PostgresSql {
   }) as unknown as PostgresSql;
 }
 
+/**
+ * Refuses to go on unless a session of `sql` runs its transactions at READ COMMITTED. The
+ * startup parameter above sets it, but two things can undo it: the same parameter in the
+ * connection URL's query string (postgres.js applies the URL's parameters after its options),
+ * and a connection pooler in between that drops startup parameters (PgBouncer refuses unknown
+ * ones, or ignores them with `ignore_startup_parameters`).
+ */
+export async function assertReadCommitted(sql: PostgresSql): Promise<void> {
+  const [row] = await sql`SHOW transaction_isolation`;
+  const level = String(row?.transaction_isolation);
+  if (level !== 'read committed') {
+    throw new Error(`PostgreSQL runs this connection's transactions at ${level.toUpperCase()}, and Sluice needs READ COMMITTED (its locking is written for it): `
+      + 'remove default_transaction_isolation from SLUICE_DATABASE_URL, or let a pooler between Sluice and PostgreSQL pass that startup parameter on');
+  }
+}
+
 /** Serialization failures and deadlocks: a transaction that failed with one may simply be run again. */
 const RETRYABLE_CODES = new Set(['40001', '40P01']);
 

@@ -44,6 +44,17 @@ for (const isolation of ['repeatable read', 'serializable'] as const) {
       }
     });
 
+    it('refuses to start when the URL asks for another level (it outranks the startup parameter), closing its connections', async () => {
+      const url = new URL(database.url);
+      url.searchParams.set('default_transaction_isolation', isolation);
+      const level = isolation.toUpperCase();
+      await expect(startTestSluice({ env: { SLUICE_DATABASE_URL: url.toString() } })).rejects.toThrow(`PostgreSQL runs this connection's transactions at ${level}, and Sluice needs READ COMMITTED`);
+      const name = url.pathname.slice(1);
+      const [open] = await database.sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = ${name} AND pid <> pg_backend_pid()`;
+      // The test's own pool (database.sql) may hold a connection or two; none of Sluice's stays.
+      expect(open!.n as number).toBeLessThanOrEqual(1);
+    });
+
     it('pays invoices to one app concurrently, every one credited once', async () => {
       t = await startTestSluice({ env: { SLUICE_DATABASE_URL: database.url } });
       const app = await t.createApp();
