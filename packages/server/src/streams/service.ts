@@ -318,10 +318,10 @@ export function validateTerms(terms: StreamTerms): string | null {
   return null;
 }
 
-/** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 /** What a load reads of the stream's log (unrecordedOutcomes, unrecordedFundings). */
 const LOAD_EVENT_TYPES: readonly StreamEventType[] = ['payout_requested', 'settled', 'payout_failed', 'invoice', 'funded'];
 
+/** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
     row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Set(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
@@ -613,7 +613,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     for (const paid of fundings.unrecorded) {
       state.fundedHashes.add(paid.paymentHash);
       background(state, 'recording a funding event found at load', async () => {
-        await record(state, 'funded', { amount_msat: paid.amountPaidMsat.toString(), payment_hash: paid.paymentHash });
+        await recordFunded(state, paid.paymentHash, paid.amountPaidMsat);
         afterMoney(state);
       });
     }
@@ -1344,6 +1344,20 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     logger.warn({ streamId: state.row.id }, 'could not re-read a stream balance between its steps; kept the cached figures');
   };
 
+  /**
+   * Records a paid invoice's `funded` event; its hash is in fundedHashes already. A record that
+   * failed takes the hash out again, so the next load (of a stream that left memory, or the
+   * next start) finds the payment unrecorded and records it.
+   */
+  const recordFunded = async (state: LiveStream, paymentHash: string, amountPaidMsat: Msat): Promise<void> => {
+    try {
+      await record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: paymentHash });
+    } catch (error) {
+      state.fundedHashes.delete(paymentHash);
+      throw error;
+    }
+  };
+
   const onInvoicePaid = (invoice: { creditAccountId: string; paymentHash: string; amountPaidMsat: Msat | null }): void => {
     const streamId = streamOfAccount(invoice.creditAccountId);
     const amountPaidMsat = invoice.amountPaidMsat;
@@ -1356,7 +1370,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const fundedEvent = async (state: LiveStream): Promise<void> => {
       if (state.fundedHashes.has(invoice.paymentHash)) return;
       state.fundedHashes.add(invoice.paymentHash);
-      await record(state, 'funded', { amount_msat: amountPaidMsat.toString(), payment_hash: invoice.paymentHash });
+      await recordFunded(state, invoice.paymentHash, amountPaidMsat);
     };
     const state = live.get(streamId);
     if (state) {
