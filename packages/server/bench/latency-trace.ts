@@ -11,6 +11,7 @@
  * Windows holding more than 2% slow acks are listed.
  */
 import fs from 'node:fs';
+import { quantileOfSorted } from './quantile.js';
 
 const args = process.argv.slice(2);
 const file = args.find((arg, index) => !arg.startsWith('--') && !(args[index - 1] ?? '').startsWith('--'));
@@ -53,7 +54,7 @@ for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
 }
 if (latencies.length === 0) throw new Error(`no acks in ${file} from ${fromMs} ms on`);
 latencies.sort((a, b) => a - b);
-const quantile = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] as number;
+const quantile = (q: number): number => quantileOfSorted(latencies, q);
 const slow = folded.reduce((sum, count) => sum + count, 0);
 const out: string[] = [
   `${file}: ${latencies.length} acks from ${fromMs} ms on; p50 ${quantile(0.5).toFixed(2)} ms, p99 ${quantile(0.99).toFixed(2)} ms, max ${quantile(1).toFixed(2)} ms`,

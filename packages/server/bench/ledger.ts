@@ -44,6 +44,7 @@ import { idempotencyIndexFor } from '../src/ledger/sqlite/idempotency.js';
 import { createSqliteLedgerStore, migrateSqliteLedger, SERVER_LEDGER_STORE_OPTIONS } from '../src/ledger/sqlite/store.js';
 import type { LedgerOp, LedgerStore } from '../src/ledger/store.js';
 import type { Msat } from '../src/money/msat.js';
+import { quantileOfSorted } from './quantile.js';
 
 export type BenchMode = 'per-transfer' | 'group-commit';
 /**
@@ -178,11 +179,6 @@ async function createAccounts(store: LedgerStore, run: string, callers: number):
   return accounts;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] as number;
-}
-
 async function runOne(
   backend: Backend,
   workload: BenchWorkload,
@@ -249,8 +245,8 @@ async function runOne(
     transfersPerSecond: Math.round(transfers / elapsed),
     commits,
     meanBatch: Number((transfers / Math.max(commits, 1)).toFixed(1)),
-    p50LatencyMs: Number(percentile(latencies, 50).toFixed(2)),
-    p99LatencyMs: Number(percentile(latencies, 99).toFixed(2)),
+    p50LatencyMs: Number(quantileOfSorted(latencies, 0.5).toFixed(2)),
+    p99LatencyMs: Number(quantileOfSorted(latencies, 0.99).toFixed(2)),
     indexMerges,
   };
 }

@@ -18,6 +18,7 @@
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
+import { quantileOfSorted } from './quantile.js';
 
 /** `echo` and `durable-echo`: streams-echo.ts without and with `--durable`. */
 export type Target = 'sluice' | 'echo' | 'durable-echo';
@@ -115,9 +116,7 @@ class Latencies {
     this.count = 0;
   }
   quantile(q: number): number {
-    if (this.count === 0) return Number.NaN;
-    const sorted = this.values.slice(0, this.count).sort();
-    return sorted[Math.min(this.count - 1, Math.ceil(q * this.count) - 1)] as number;
+    return quantileOfSorted(this.values.slice(0, this.count).sort(), q);
   }
 }
 

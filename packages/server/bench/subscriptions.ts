@@ -38,6 +38,7 @@ import { createSqliteSubscriptionStore } from '../src/subscriptions/store.js';
 import { createSubscriptionService, subscriptionAccountId } from '../src/subscriptions/service.js';
 import type { PlanRow, SubscriptionRow } from '../src/subscriptions/model.js';
 import { balanceOf } from '../src/ledger/store.js';
+import { quantile } from './quantile.js';
 
 export interface SubscriptionsBenchReport {
   subscriptions: number;
@@ -50,11 +51,6 @@ export interface SubscriptionsBenchReport {
 
 const PRICE_MSAT = 60_000n; // 1 sat a second, billed per minute
 const INCREMENT_S = 60;
-
-const quantile = (values: number[], q: number): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
-};
 
 export async function runSubscriptionsBenchmark(options: { subscriptions?: number } = {}): Promise<SubscriptionsBenchReport> {
   const count = options.subscriptions ?? 100_000;
