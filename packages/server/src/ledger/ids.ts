@@ -9,6 +9,7 @@
  * interleave but never collide in practice (80 random bits).
  */
 import { randomBytes } from 'node:crypto';
+import { millisecondsHex } from '../util/fingerprint.js';
 import type { TransferId } from './store.js';
 
 export interface TransferIdGenerator {
@@ -37,7 +38,7 @@ export function createTransferIdGenerator(): TransferIdGenerator {
       } else {
         counter += 1n;
       }
-      return lastMs.toString(16).padStart(12, '0') + counter.toString(16).padStart(20, '0');
+      return millisecondsHex(lastMs) + counter.toString(16).padStart(20, '0');
     },
   };
 }

@@ -43,8 +43,16 @@ export function randomId(prefix: string): string {
  * Its 96 random bits are randomId's, so it is as hard to guess; the time it adds is public.
  */
 export function timeOrderedId(prefix: string, nowMs: number): string {
-  // 12 hex digits hold times below 2^48 ms (the year 10889); a part millisecond (a test's
-  // manual clock) counts as the millisecond it is in.
+  return prefix + millisecondsHex(nowMs) + randomBytes(12).toString('base64url');
+}
+
+/**
+ * The time part of the time-ordered ids (these and the ledger's transfer ids, ledger/ids.ts):
+ * 12 lowercase hex digits of Unix milliseconds, so the text sorts as the time. 12 digits hold
+ * times below 2^48 ms (the year 10889); a part millisecond (a test's manual clock) counts as
+ * the millisecond it is in.
+ */
+export function millisecondsHex(nowMs: number): string {
   if (!Number.isFinite(nowMs) || nowMs < 0 || nowMs >= 2 ** 48) throw new RangeError(`bad timestamp ${nowMs}`);
-  return prefix + Math.floor(nowMs).toString(16).padStart(12, '0') + randomBytes(12).toString('base64url');
+  return Math.floor(nowMs).toString(16).padStart(12, '0');
 }
