@@ -1373,12 +1373,11 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       await recordFunded(state, invoice.paymentHash, amountPaidMsat);
     };
     const state = live.get(streamId);
-    if (state) {
-      if (state.fundedHashes.has(invoice.paymentHash)) {
-        // A load found it paid (its credit is in the balance it read) and recorded it: told again now.
-        creditTold(streamId);
-        return;
-      }
+    // A delta only for a credit the hook saw this state through (creditsInFlight: an open
+    // stream in memory, whose re-reads left the credit out). Any other state may have been
+    // loaded after the credit committed, its balance holding it already: a load between the
+    // credit and this call counted it twice. Those are read again from the ledger below.
+    if (state?.creditsInFlight.has(invoice.paymentHash)) {
       state.balance += amountPaidMsat;
       state.ownSteps += 1; // a re-read under way must not overwrite this
       if (state.topUp?.paymentHash === invoice.paymentHash) state.topUp = null;
@@ -1393,7 +1392,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       return;
     }
     // Not in memory (an evicted closed stream, paid late): loaded now, after the credit
-    // committed, its balance already holds the payment.
+    // committed, its balance already holds the payment. In memory but not credited through it
+    // (a closed stream, or one loaded since the hook): its balance is read again.
     void withStream(streamId, async (loaded) => {
       try {
         if (!loaded) return;

@@ -184,6 +184,44 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     expect(second.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(100000n);
   }, 30_000);
 
+  it('counts a late top-up once in a closed stream\'s balance when a load between the credit and the listener read the balance with it', async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await first.createApp();
+    // No payout destination: the late top-up stays on the stream, where its balance shows.
+    const created = await first.call('POST', '/v1/streams', { key: app.apiKey, body: { prices: { hit: '1000' }, settle_to_msat: '100000' } });
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const invoice = (await events()).find((e) => e.type === 'invoice');
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    const second = await restart(place);
+    // The credit commits; before the listener hears of it, a subscriber loads the (evicted)
+    // stream and keeps it in memory. That load read the invoice just before the credit (still
+    // open) and the ledger just after it (the balance holds it).
+    const records = second.sluice.records;
+    const settleInvoice = records.settleInvoice.bind(records);
+    const getInvoice = records.getInvoice.bind(records);
+    let unsubscribe: (() => void) | null = null;
+    records.settleInvoice = async (...args) => {
+      const result = await settleInvoice(...args);
+      records.getInvoice = async (hash) => {
+        const row = await getInvoice(hash);
+        return row && hash === invoice?.payment_hash ? { ...row, status: 'open', amountPaidMsat: null, paidAt: null } : row;
+      };
+      unsubscribe = second.sluice.streams.subscribe(streamId, () => undefined);
+      expect((await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat).toBe('100000');
+      records.getInvoice = getInvoice;
+      return result;
+    };
+    await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
+    await waitFor('the funded event', async () => (await events()).some((e) => e.type === 'funded'));
+    await settle();
+    expect(await accountBalance()).toBe(100000n);
+    expect((await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat).toBe('100000');
+    expect((await events()).filter((e) => e.type === 'funded')).toEqual([expect.objectContaining({ amount_msat: '100000', balance_msat: '100000' })]);
+    (unsubscribe as (() => void) | null)?.();
+  }, 30_000);
+
   /** Makes the payments service's save of an outcome commit and then throw: the process dies before any stream is told. */
   const crashAfterOutcomeSaved = (s: TestSluice): void => {
     const records = s.sluice.records;
