@@ -64,6 +64,8 @@ export interface InvoiceService {
   createInvoice(appId: string, input: CreateInvoiceInput): Promise<CreateInvoiceResult>;
   /** Only the owning app sees an invoice. */
   getInvoice(appId: string, paymentHash: string): Promise<InvoiceView | null>;
+  /** The app's paid invoices among these payment hashes, in any order (one read). */
+  listPaidInvoices(appId: string, paymentHashes: readonly string[]): Promise<InvoiceView[]>;
   listInvoices(appId: string, limit: number): Promise<InvoiceView[]>;
   /** Completes invoices whose creation a crash interrupted, then follows settlements. */
   start(): Promise<void>;
@@ -228,6 +230,10 @@ export function createInvoiceService(deps: InvoiceServiceDeps): InvoiceService {
       const row = await records.getInvoice(paymentHash);
       if (!row || row.appId !== appId || row.paymentRequest === null) return null;
       return view(row);
+    },
+
+    async listPaidInvoices(appId, paymentHashes) {
+      return (await records.listPaidInvoices(paymentHashes)).filter((row) => row.appId === appId && row.paymentRequest !== null).map(view);
     },
 
     async listInvoices(appId, limit) {

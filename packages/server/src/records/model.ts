@@ -120,6 +120,8 @@ export interface RecordStore {
   findInvoiceByKey(appId: string, idempotencyKey: string): Promise<InvoiceRow | null>;
   listInvoices(appId: string, limit: number): Promise<InvoiceRow[]>;
   listCreatingInvoices(): Promise<InvoiceRow[]>;
+  /** The paid invoices among these payment hashes, in any order (one query, however many). */
+  listPaidInvoices(paymentHashes: readonly string[]): Promise<InvoiceRow[]>;
   /** Marks the invoice paid and applies the credit, atomically. */
   settleInvoice(paymentHash: string, paid: { amountPaidMsat: Msat; paidAt: number }, credit: TransferOp): Promise<SettleInvoiceResult>;
 

@@ -132,6 +132,11 @@ export async function createPostgresRecordStore(sql: PostgresSql, applyLedgerOps
     async listCreatingInvoices() {
       return (await q(sql, "SELECT * FROM invoices WHERE status = 'creating'")).map(invoiceFromRow);
     },
+    async listPaidInvoices(paymentHashes) {
+      if (paymentHashes.length === 0) return [];
+      const text = "SELECT * FROM invoices WHERE status = 'paid' AND payment_hash IN (SELECT jsonb_array_elements_text(CAST($1::text AS jsonb)))";
+      return (await q(sql, text, [JSON.stringify(paymentHashes)])).map(invoiceFromRow);
+    },
     async settleInvoice(paymentHash, paid, credit) {
       return rollbackWith(async (tx) => {
         const row = await one(tx, 'SELECT * FROM invoices WHERE payment_hash = $1 FOR UPDATE', [paymentHash]);

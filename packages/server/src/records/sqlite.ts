@@ -109,6 +109,11 @@ export function createSqliteRecordStore(db: SqliteDatabase, applyLedgerOps: Sqli
     async listCreatingInvoices() {
       return all("SELECT * FROM invoices WHERE status = 'creating'").map(invoiceFromRow);
     },
+    async listPaidInvoices(paymentHashes) {
+      if (paymentHashes.length === 0) return [];
+      // A JSON array as one parameter: any number of hashes, one statement text.
+      return all("SELECT * FROM invoices WHERE status = 'paid' AND payment_hash IN (SELECT value FROM json_each(?))", JSON.stringify(paymentHashes)).map(invoiceFromRow);
+    },
     async settleInvoice(paymentHash, paid, credit) {
       return db.transaction(() => {
         const row = one('SELECT * FROM invoices WHERE payment_hash = ?', paymentHash);

@@ -667,10 +667,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       if (typeof hash === 'string') (event.type === 'invoice' ? announced : recorded).add(hash);
     }
     const unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] = [];
-    for (const hash of announced) {
-      if (recorded.has(hash)) continue;
-      const invoice = await invoices.getInvoice(row.appId, hash);
-      if (invoice?.status === 'paid' && invoice.amountPaidMsat !== null) unrecorded.push({ paymentHash: hash, amountPaidMsat: invoice.amountPaidMsat });
+    // One read for them all: a stream the payer left unpaid for long has a top-up announced per expiry.
+    const unfunded = [...announced].filter((hash) => !recorded.has(hash));
+    for (const invoice of unfunded.length === 0 ? [] : await invoices.listPaidInvoices(row.appId, unfunded)) {
+      if (invoice.amountPaidMsat !== null) unrecorded.push({ paymentHash: invoice.paymentHash, amountPaidMsat: invoice.amountPaidMsat });
     }
     return { recorded, unrecorded };
   };

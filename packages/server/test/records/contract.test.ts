@@ -145,6 +145,24 @@ for (const maker of makers) {
       expect(await f.records.settleInvoice(randomHex(32), { amountPaidMsat: msat(1n), paidAt: 1 }, credit(randomHex(32), 1n))).toEqual({ ok: false, error: 'UnknownInvoice' });
     });
 
+    it('lists the paid invoices among many payment hashes in one call', async () => {
+      await fund(1_000n);
+      const [paid] = await f.records.listInvoices(appId, 1);
+      const open = randomHex(32);
+      await f.records.insertInvoice({
+        paymentHash: open, appId, creditAccountId: account(), preimage: randomHex(32), paymentRequest: null, amountMsat: msat(5n), description: '',
+        descriptionHash: null, createdAt: Date.now(), expiresAt: Date.now() + 3600_000, status: 'creating', amountPaidMsat: null, paidAt: null, idempotencyKey: null, requestFingerprint: null,
+      });
+      await f.records.markInvoiceOpen(open, 'lnbcrt-open');
+      // More hashes than SQLite's 999-parameter limit of old: they go as one JSON array.
+      const unknown = Array.from({ length: 1500 }, () => randomHex(32));
+      const found = await f.records.listPaidInvoices([...unknown, open, paid!.paymentHash]);
+      expect(found.map((row) => row.paymentHash)).toEqual([paid!.paymentHash]);
+      expect(found[0]).toMatchObject({ status: 'paid', amountPaidMsat: 1_000n });
+      expect(await f.records.listPaidInvoices([])).toEqual([]);
+      expect(await f.records.listPaidInvoices([open])).toEqual([]);
+    });
+
     it('begins a payment with its hold atomically, and writes nothing when the hold is refused', async () => {
       const before = await balances();
       const refused = await f.records.beginPayment(paymentRow({ amountMsat: msat(10_000_000n) }), hold(10_000_100n));
