@@ -13,6 +13,8 @@
  * run). The durable echo (streams-echo.ts --durable) runs in the latency phase only.
  *
  * BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the Sluice process;
+ * BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test runs Sluice on PostgreSQL (a database
+ * made for the run and dropped after) instead of SQLite.
  * BENCH_SERVER_OUTPUT=FILE appends what each server process printed to FILE when it stops
  * (with BENCH_SERVER_NODE_ARGS=--trace-gc, its collections). TMPDIR=/dev/shm puts the data
  * dir on tmpfs, where a sync costs nothing: what is left of the latency is Sluice's own
@@ -41,6 +43,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import postgres from 'postgres';
 import { SERVER_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { runIlpBenchmark, MAX_PACKET_UNITS, type IlpBenchRow } from './streams-ilp.js';
 import { runLightningBenchmark, type GameTerms, type LightningRow } from './streams-lightning.js';
@@ -76,6 +79,8 @@ export interface ThroughputRow {
 export interface StreamsReport {
   secondsPerRun: number;
   dataDirFs: string;
+  /** Where Sluice kept its rows: SQLite in the data dir, or a PostgreSQL database (BENCH_POSTGRES_URL). */
+  database: 'sqlite' | 'postgres';
   throughput: ThroughputRow[];
   latency: ThroughputRow[];
   lightning: LightningRow[];
@@ -129,20 +134,59 @@ function serverNodeArgs(): string[] {
   return (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
 }
 
+/**
+ * BENCH_POSTGRES_URL (an admin database, e.g. postgres://postgres@127.0.0.1:5432/test): Sluice
+ * runs on a database made there for the run, and dropped after it, instead of SQLite. The
+ * server CPU columns then count Sluice's process only, not PostgreSQL's.
+ */
+async function benchDatabase(): Promise<{ url: string; drop(): Promise<void> } | null> {
+  const adminUrl = process.env.BENCH_POSTGRES_URL;
+  if (!adminUrl) return null;
+  const name = `sluice_bench_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const dropper = postgres(adminUrl, { max: 1, onnotice: () => {} });
+      try {
+        await dropper.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await dropper.end();
+      }
+    },
+  };
+}
+
 async function startSluice(dataDir: string): Promise<Child & { url: string }> {
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
   const port = await freePort();
-  const child = track(spawn(process.execPath, [...SERVER_NODE_FLAGS, ...serverNodeArgs(), CLI, 'start'], {
+  const database = await benchDatabase();
+  const tracked = track(spawn(process.execPath, [...SERVER_NODE_FLAGS, ...serverNodeArgs(), CLI, 'start'], {
     env: {
       ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
       SLUICE_DATA_DIR: dataDir, SLUICE_ADMIN_KEY: ADMIN_KEY, SLUICE_DEVNET_SEED: 'sluice-bench', SLUICE_LIGHTNING: 'devnet',
+      ...(database ? { SLUICE_DATABASE_URL: database.url } : {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   }));
+  const child: Child = { ...tracked, stop: async () => {
+    await tracked.stop();
+    await database?.drop();
+  } };
   const url = `http://127.0.0.1:${port}`;
   const until = Date.now() + 30_000;
   for (;;) {
-    if (child.child.exitCode !== null) throw new Error(`sluice exited before serving:\n${child.output()}`);
+    if (child.child.exitCode !== null) {
+      await child.stop();
+      throw new Error(`sluice exited before serving:\n${child.output()}`);
+    }
     try {
       if ((await fetch(`${url}/v1/health`)).status === 200) break;
     } catch {
@@ -221,7 +265,9 @@ export async function runStreamsBenchmark(options: {
   const warmupS = options.warmupS ?? 1;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-streams-'));
-  const report: StreamsReport = { secondsPerRun: seconds, dataDirFs: filesystemOf(dataDir), throughput: [], latency: [], lightning: [], ilp: [] };
+  const report: StreamsReport = {
+    secondsPerRun: seconds, dataDirFs: filesystemOf(dataDir), database: process.env.BENCH_POSTGRES_URL ? 'postgres' : 'sqlite', throughput: [], latency: [], lightning: [], ilp: [],
+  };
   const sluice = await startSluice(dataDir);
   const echo = await startEcho();
   // Its file in the same data dir as Sluice's database, so both sync the same filesystem.
@@ -345,8 +391,10 @@ export function streamsMarkdown(report: StreamsReport): string {
   lines.push(
     `Closed loop, ${report.secondsPerRun} s per run after a 1 s warm-up. One WebSocket connection per ${STREAMS_PER_CONNECTION} streams,`,
     `each keeping ${WINDOW} requests in flight (the SDK's default), charges spread round-robin over its streams; every`,
-    'charge has its own new ref. Sluice acknowledges a charge only once the commit holding its row is durable (SQLite, WAL,',
-    `synchronous=FULL, data dir on ${report.dataDirFs}). The echo server gets the same messages on the same connections`,
+    'charge has its own new ref. Sluice acknowledges a charge only once the commit holding its row is durable',
+    report.database === 'postgres'
+      ? '(PostgreSQL on this machine, BENCH_POSTGRES_URL: fsync and synchronous_commit as the server has them; the server CPU columns leave out PostgreSQL\'s processes). The echo server gets the same messages on the same connections'
+      : `(SQLite, WAL, synchronous=FULL, data dir on ${report.dataDirFs}). The echo server gets the same messages on the same connections`,
     'and sends each back unread. CPU: share of one core, over the run.',
     '',
   );
