@@ -30,6 +30,7 @@ import pino from 'pino';
 import type { createSluice as CreateSluice } from '../src/app.js';
 import type { loadConfig as LoadConfig } from '../src/config.js';
 import type { createInputFromBody as CreateInputFromBody } from '../src/streams/routes.js';
+import { quantile } from './quantile.js';
 
 const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../dist');
 const load = async <T>(module: string, name: string): Promise<T> => (await import(pathToFileURL(path.join(dist, module)).href))[name] as T;
@@ -48,7 +49,7 @@ const sweeps = arg('--sweeps', 0);
 
 /** Bytes this process has passed to write() so far (Linux). */
 const writtenBytes = (): number => Number(/^wchar: (\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'))?.[1] ?? Number.NaN);
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+const median = (values: number[]): number => quantile(values, 0.5);
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-charge-path-'));
 const loaded = loadConfig({ SLUICE_DATA_DIR: dir, SLUICE_LIGHTNING: 'devnet', SLUICE_DEVNET_SEED: 'charge-path', SLUICE_ADMIN_KEY: 'sa_charge-path-0123456789abcdef', PORT: '0' }, dir);

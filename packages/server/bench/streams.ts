@@ -268,12 +268,16 @@ export async function runStreamsBenchmark(options: {
   const report: StreamsReport = {
     secondsPerRun: seconds, dataDirFs: filesystemOf(dataDir), database: process.env.BENCH_POSTGRES_URL ? 'postgres' : 'sqlite', throughput: [], latency: [], lightning: [], ilp: [],
   };
-  const sluice = await startSluice(dataDir);
-  const echo = await startEcho();
-  // Its file in the same data dir as Sluice's database, so both sync the same filesystem.
-  const durableEcho = await startEcho(dataDir);
+  const started: Child[] = [];
   const sockets: { close(): void }[] = [];
   try {
+    const sluice = await startSluice(dataDir);
+    started.push(sluice);
+    const echo = await startEcho();
+    started.push(echo);
+    // Its file in the same data dir as Sluice's database, so both sync the same filesystem.
+    const durableEcho = await startEcho(dataDir);
+    started.push(durableEcho);
     const app = await http(`${sluice.url}/v1/apps`, 'POST', ADMIN_KEY, { name: 'streams bench' });
     const apiKey = app.api_key as string;
     const wsUrl = sluice.url.replace('http', 'ws') + '/v1/ws';
@@ -351,10 +355,11 @@ export async function runStreamsBenchmark(options: {
     }
   } finally {
     for (const socket of sockets) socket.close();
-    await echo.stop();
-    await durableEcho.stop();
-    await sluice.stop();
+    // Each stopped (Sluice's database dropped) whatever the others do; a failure to stop is
+    // reported after the run's own error, never instead of it.
+    const stopped = await Promise.allSettled(started.reverse().map((child) => child.stop()));
     fs.rmSync(dataDir, { recursive: true, force: true });
+    for (const result of stopped) if (result.status === 'rejected') log(`a benchmark process did not stop cleanly: ${String(result.reason)}`);
   }
 
   for (const connections of phases.has('ilp') ? ILP_CONNECTIONS : []) {

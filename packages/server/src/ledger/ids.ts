@@ -33,11 +33,13 @@ export function createTransferIdGenerator(): TransferIdGenerator {
       if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new RangeError(`bad timestamp ${nowMs}`);
       // A clock that steps backwards keeps the last millisecond, so ids stay ordered.
       if (nowMs > lastMs) {
+        // Checked (it throws past 2^48 ms) before the state moves: a bad time changes nothing.
+        const time = millisecondsHex(nowMs);
         lastMs = nowMs;
         counter = randomStart();
-      } else {
-        counter += 1n;
+        return time + counter.toString(16).padStart(20, '0');
       }
+      counter += 1n;
       return millisecondsHex(lastMs) + counter.toString(16).padStart(20, '0');
     },
   };

@@ -171,7 +171,7 @@ interface LiveStream {
    * onInvoicePaid, found already paid, or failed), by payment hash: a balance re-read in
    * between would find the credit in the ledger, and the listener would then add it again.
    */
-  creditsInFlight: Set<string>;
+  creditsInFlight: Map<string, number>;
   /**
    * A meter charge whose commit threw: it may have been written. The next meter charge asks
    * again under the same ref and amount first (a replay answers what happened), so the same
@@ -324,7 +324,7 @@ const LOAD_EVENT_TYPES: readonly StreamEventType[] = ['payout_requested', 'settl
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
   return {
-    row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Set(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
+    row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Map(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
     feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), fundedHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
@@ -745,14 +745,26 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const amountMsat = msat(row.settleToMsat - state.balance);
     if (amountMsat === 0n) return;
     state.topUps += 1;
-    const created = await invoices.createInvoice(row.appId, {
-      amountMsat,
-      description: `Top-up for stream ${row.id}`,
-      expiryS: deps.topUpExpiryS ?? 3600,
-      idempotencyKey: `st:${row.id}:topup:${state.seq}:${amountMsat}`,
-      creditAccountId: row.accountId,
-    });
+    // Being created: a charge meanwhile (the invoice takes a node round trip and a commit) must
+    // not ask for a second one. Two were asked for on PostgreSQL, and a payer paying both was
+    // funded twice over settle_to_msat.
+    const creating = { paymentHash: '', expiresAt: Number.POSITIVE_INFINITY };
+    state.topUp = creating;
+    let created: Awaited<ReturnType<InvoiceService['createInvoice']>>;
+    try {
+      created = await invoices.createInvoice(row.appId, {
+        amountMsat,
+        description: `Top-up for stream ${row.id}`,
+        expiryS: deps.topUpExpiryS ?? 3600,
+        idempotencyKey: `st:${row.id}:topup:${state.seq}:${amountMsat}`,
+        creditAccountId: row.accountId,
+      });
+    } catch (error) {
+      if (state.topUp === creating) state.topUp = null;
+      throw error;
+    }
     if (!created.ok) {
+      if (state.topUp === creating) state.topUp = null;
       logger.warn({ streamId: row.id, error: created.error }, 'could not create a top-up invoice');
       return;
     }
@@ -1397,6 +1409,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     void withStream(streamId, async (loaded) => {
       try {
         if (!loaded) return;
+        // Paid: a top-up is due again once the balance falls (not only once this one expires).
+        if (loaded.topUp?.paymentHash === invoice.paymentHash) loaded.topUp = null;
         await resyncBalance(loaded);
         await fundedEvent(loaded);
         afterMoney(loaded);
@@ -1421,10 +1435,16 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (state && state.row.status === 'open') {
       // Open in memory: open in the store, never marked. Its balance re-reads wait for the credit's
       // listener, and one under way now is not used (ownSteps).
-      state.creditsInFlight.add(invoice.paymentHash);
+      // Counted: two attempts at once for one payment (the devnet's pay and the watcher) each
+      // end theirs; the one told (onInvoicePaid) must still find it under way.
+      state.creditsInFlight.set(invoice.paymentHash, (state.creditsInFlight.get(invoice.paymentHash) ?? 0) + 1);
       state.ownSteps += 1;
       // Over (told, already paid, or failed): no longer waited for.
-      return () => state.creditsInFlight.delete(invoice.paymentHash);
+      return () => {
+        const left = (state.creditsInFlight.get(invoice.paymentHash) ?? 1) - 1;
+        if (left > 0) state.creditsInFlight.set(invoice.paymentHash, left);
+        else state.creditsInFlight.delete(invoice.paymentHash);
+      };
     }
     crediting.set(streamId, (crediting.get(streamId) ?? 0) + 1);
     await store.markSettled(streamId, null);

@@ -219,6 +219,53 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     (unsubscribe as (() => void) | null)?.();
   }, 30_000);
 
+  it('counts a top-up once, and asks for the next, when two credit attempts of the payment overlap on an open stream', async () => {
+    const place = await newPlace();
+    const s = await restart(place);
+    const app = await s.createApp();
+    const created = await s.call('POST', '/v1/streams', { key: app.apiKey, body: { prices: { hit: '1000' }, settle_to_msat: '100000', settle_threshold_msat: '50000' } });
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const invoice = (await events()).find((e) => e.type === 'invoice');
+    // Attempt A (the devnet's pay) credits; attempt B (as the watcher would) runs beside it,
+    // finds the invoice paid (AlreadyPaid) and ends before A's listener is told.
+    const records = s.sluice.records;
+    const settleInvoice = records.settleInvoice.bind(records);
+    let calls = 0;
+    let reachedB!: () => void;
+    const bAtSettle = new Promise<void>((resolve) => (reachedB = resolve));
+    let releaseB!: () => void;
+    const bGate = new Promise<void>((resolve) => (releaseB = resolve));
+    records.settleInvoice = async (hash, paid, credit) => {
+      calls += 1;
+      if (calls === 1) {
+        const attemptB = s.sluice.invoices.handleSettled({ paymentHash: hash, amountPaidMsat: paid.amountPaidMsat, settledAt: paid.paidAt, settleIndex: '0', state: 'settled' } as never);
+        await bAtSettle;
+        const result = await settleInvoice(hash, paid, credit);
+        releaseB();
+        await attemptB;
+        return result;
+      }
+      if (calls === 2) {
+        reachedB();
+        await bGate;
+      }
+      return settleInvoice(hash, paid, credit);
+    };
+    await s.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
+    await waitFor('the funded event', async () => (await events()).some((e) => e.type === 'funded'));
+    expect(calls).toBeGreaterThanOrEqual(2); // and the watcher may see it too
+    expect(await accountBalance()).toBe(100000n);
+    expect((await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat).toBe('100000');
+    // Spent under the threshold: the next top-up is asked for (the paid one is not awaited any more).
+    for (let i = 0; i < 60; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
+    await waitFor('the next top-up', async () => (await events()).filter((e) => e.type === 'invoice').length >= 2);
+    await settle();
+    // One: a charge while it was being created asked for no second (two were asked for on PostgreSQL).
+    expect((await events()).filter((e) => e.type === 'invoice')).toHaveLength(2);
+    expect((await events()).filter((e) => e.type === 'funded')).toHaveLength(1);
+  }, 30_000);
+
   /** Makes the payments service's save of an outcome commit and then throw: the process dies before any stream is told. */
   const crashAfterOutcomeSaved = (s: TestSluice): void => {
     const records = s.sluice.records;
