@@ -168,8 +168,9 @@ interface LiveStream {
   payoutReserved: bigint;
   /**
    * Invoice credits to this (open, live) stream begun (creditHook) and not yet over (told to
-   * onInvoicePaid, found already paid, or failed), by payment hash: a balance re-read in
-   * between would find the credit in the ledger, and the listener would then add it again.
+   * onInvoicePaid, found already paid, or failed), counted by payment hash (two attempts at
+   * one payment may overlap): a balance re-read in between would find the credit in the
+   * ledger, and the listener would then add it again.
    */
   creditsInFlight: Map<string, number>;
   /**
@@ -316,6 +317,17 @@ export function validateTerms(terms: StreamTerms): string | null {
   if (terms.settleToMsat < terms.settleThresholdMsat) return 'settle_to_msat must be at least settle_threshold_msat';
   if (terms.rateMsatPerS > terms.maxChargeMsat) return 'rate_msat_per_s is above max_charge_msat';
   return null;
+}
+
+/** Counts one more for `key` (countDown takes it back; at 0 the key is gone). */
+function countUp(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+function countDown(counts: Map<string, number>, key: string): void {
+  const left = (counts.get(key) ?? 0) - 1;
+  if (left > 0) counts.set(key, left);
+  else counts.delete(key);
 }
 
 /** What a load reads of the stream's log (unrecordedOutcomes, unrecordedFundings). */
@@ -583,9 +595,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (row.moneyRows && settler) await settler.settleNow([row.id]).catch(() => undefined);
     const newest = await newestMoneySeq(row);
     const { lentMsat: feeAdvance, feesSpent } = await recoverFeeAdvance(row, newest.newer);
-    // Before the balance read: a payment found here has its credit in that read (an invoice is
+    // The log's events a load looks at (payouts and fundings), in one read. The fundings are
+    // read before the balance: a payment found here has its credit in that read (an invoice is
     // marked paid in the credit's transaction).
-    // The log's events a load looks at (payouts and fundings), in one read.
     const logged = await store.listEventsOfTypes(row.id, LOAD_EVENT_TYPES);
     const fundings = await unrecordedFundings(row, logged);
     // Read after the fee budget's return, so the balance holds it.
@@ -604,7 +616,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const state = newLiveState(row, seq, read.balance, read.account.debitsPendingMsat);
     state.busy = entry.joiners;
     state.feeAdvance = feeAdvance;
-    for (const hash of fundings.recorded) state.fundedHashes.add(hash);
+    state.fundedHashes = fundings.recorded;
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
@@ -1437,24 +1449,17 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       // listener, and one under way now is not used (ownSteps).
       // Counted: two attempts at once for one payment (the devnet's pay and the watcher) each
       // end theirs; the one told (onInvoicePaid) must still find it under way.
-      state.creditsInFlight.set(invoice.paymentHash, (state.creditsInFlight.get(invoice.paymentHash) ?? 0) + 1);
+      countUp(state.creditsInFlight, invoice.paymentHash);
       state.ownSteps += 1;
       // Over (told, already paid, or failed): no longer waited for.
-      return () => {
-        const left = (state.creditsInFlight.get(invoice.paymentHash) ?? 1) - 1;
-        if (left > 0) state.creditsInFlight.set(invoice.paymentHash, left);
-        else state.creditsInFlight.delete(invoice.paymentHash);
-      };
+      return () => countDown(state.creditsInFlight, invoice.paymentHash);
     }
-    crediting.set(streamId, (crediting.get(streamId) ?? 0) + 1);
+    countUp(crediting, streamId);
     await store.markSettled(streamId, null);
   };
 
   const creditTold = (streamId: string): void => {
-    const count = crediting.get(streamId);
-    if (count === undefined) return;
-    if (count <= 1) crediting.delete(streamId);
-    else crediting.set(streamId, count - 1);
+    countDown(crediting, streamId);
   };
 
   /**

@@ -58,6 +58,21 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     },
   });
 
+  /** Runs `then` inside each invoice settlement, once its credit committed: before the invoice service tells anyone. */
+  const afterCreditCommits = (s: TestSluice, then: (result: Awaited<ReturnType<TestSluice['sluice']['records']['settleInvoice']>>) => Promise<void>): void => {
+    const records = s.sluice.records;
+    const settleInvoice = records.settleInvoice.bind(records);
+    records.settleInvoice = async (...args) => {
+      const result = await settleInvoice(...args);
+      await then(result);
+      return result;
+    };
+  };
+  /** The credit commits and the process dies before anyone is told. */
+  const crashAfterCredit = (s: TestSluice): void => afterCreditCommits(s, async (result) => {
+    if (result.ok) throw new Error('crash: the credit is durable, nobody was told');
+  });
+
   it('pays back a late top-up credited to a settled closed stream just before a crash, once', async () => {
     const place = await newPlace();
     const first = await restart(place);
@@ -77,13 +92,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     const aliceBefore = second.sluice.devnet!.nodeBalanceMsat('alice');
 
     // The old top-up invoice is paid; the credit commits and the process dies before anyone is told.
-    const records = second.sluice.records;
-    const settleInvoice = records.settleInvoice.bind(records);
-    records.settleInvoice = async (...args) => {
-      const result = await settleInvoice(...args);
-      if (result.ok) throw new Error('crash: the credit is durable, nobody was told');
-      return result;
-    };
+    crashAfterCredit(second);
     await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
     await waitFor('the credit', async () => (await accountBalance()) === 100000n);
     // (Reading the events loads the evicted stream, and that load may record the funding
@@ -122,13 +131,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     // Prepaid and not paid yet: a charge is refused.
     expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: 'before' })).body.error?.code).toBe('stream_limit_exceeded');
 
-    const records = first.sluice.records;
-    const settleInvoice = records.settleInvoice.bind(records);
-    records.settleInvoice = async (...args) => {
-      const result = await settleInvoice(...args);
-      if (result.ok) throw new Error('crash: the credit is durable, nobody was told');
-      return result;
-    };
+    crashAfterCredit(first);
     await first.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
     await waitFor('the credit', async () => (await accountBalance()) === 50000n);
     await settle();
@@ -168,13 +171,9 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     const aliceBefore = second.sluice.devnet!.nodeBalanceMsat('alice');
     // The credit commits; before the listener hears of it, a read loads the (evicted) stream,
     // which finds the invoice paid and records it.
-    const records = second.sluice.records;
-    const settleInvoice = records.settleInvoice.bind(records);
-    records.settleInvoice = async (...args) => {
-      const result = await settleInvoice(...args);
+    afterCreditCommits(second, async () => {
       expect((await asApp('GET', `/v1/streams/${streamId}`)).status).toBe(200);
-      return result;
-    };
+    });
     await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
     await waitFor('the top-up to be paid back', async () => (await accountBalance()) === 0n);
     await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
@@ -199,17 +198,14 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     // stream and keeps it in memory. That load read the invoice just before the credit (still
     // open) and the ledger just after it (the balance holds it).
     const records = second.sluice.records;
-    const settleInvoice = records.settleInvoice.bind(records);
     const listPaidInvoices = records.listPaidInvoices.bind(records);
     let unsubscribe: (() => void) | null = null;
-    records.settleInvoice = async (...args) => {
-      const result = await settleInvoice(...args);
+    afterCreditCommits(second, async () => {
       records.listPaidInvoices = async (hashes) => (await listPaidInvoices(hashes)).filter((row) => row.paymentHash !== invoice?.payment_hash);
       unsubscribe = second.sluice.streams.subscribe(streamId, () => undefined);
       expect((await asApp('GET', `/v1/streams/${streamId}`)).body.balance_msat).toBe('100000');
       records.listPaidInvoices = listPaidInvoices;
-      return result;
-    };
+    });
     await second.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
     await waitFor('the funded event', async () => (await events()).some((e) => e.type === 'funded'));
     await settle();
