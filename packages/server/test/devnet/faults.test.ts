@@ -26,7 +26,7 @@ async function payOnce(devnet: Devnet, timeoutS = 30): Promise<{ outcome: Paymen
 describe('devnet faults', () => {
   it('fails the next N payments with the given reason, records them, then lets payments through', async () => {
     const { devnet } = await open();
-    devnet.faults.failNextPayments(2, 'timeout', 'test says so');
+    devnet.faults.failNextPayments(2, 'timeout', { detail: 'test says so' });
     const before = balances(devnet);
     const first = await payOnce(devnet);
     const second = await payOnce(devnet);
@@ -101,6 +101,23 @@ describe('devnet faults', () => {
     expect(outcome).toMatchObject({ status: 'unknown', paymentHash });
     expect(await devnet.backendFor('alice').lookupPayment(paymentHash)).toMatchObject({ status: 'succeeded' });
     expect(balances(devnet)['sluice']! - before['sluice']!).toBe(1000n);
+  });
+
+  it('leaves a scoped fault to the payments in its scope: others go through and do not use it up', async () => {
+    const { devnet } = await open();
+    // Sluice pays bob; alice pays sluice. Only the payments to bob are in the scope.
+    const payBob = async () => {
+      const created = await devnet.backendFor('bob').createInvoice({ amountMsat: msat(1000), expiryS: 600 });
+      return (await devnet.backendFor('sluice').payInvoice({ paymentRequest: created.paymentRequest, feeLimitMsat: FEE_LIMIT, timeoutS: 30 })).status;
+    };
+    devnet.faults.failNextPayments(1, 'no_route', { payee: 'bob' });
+    expect((await payOnce(devnet)).outcome.status).toBe('succeeded');
+    expect(await payBob()).toBe('failed');
+    expect(await payBob()).toBe('succeeded');
+    devnet.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'bob' });
+    expect((await payOnce(devnet)).outcome.status).toBe('succeeded');
+    expect(await payBob()).toBe('unknown');
+    expect(await payBob()).toBe('succeeded');
   });
 
   it('refuses nonsense fault settings', async () => {

@@ -24,7 +24,7 @@ describe('payments with an unknown outcome', () => {
     t = await startTestSluice();
     const app = await fundedApp(t, '500000');
     const payout = await t.call('POST', '/v1/devnet/invoices', { key: app.apiKey, body: { amount_msat: '100000', wallet: 'dave' } });
-    t.sluice.devnet?.faults.withholdOutcomeNext(1);
+    t.sluice.devnet?.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'dave' });
 
     const sent = await t.call('POST', '/v1/payments', { key: app.apiKey, body: { payment_request: payout.body.payment_request, idempotency_key: 'unknown-1' } });
     expect(sent.status).toBe(202);
@@ -50,7 +50,7 @@ describe('payments with an unknown outcome', () => {
     t = await startTestSluice();
     const app = await fundedApp(t, '500000');
     const payout = await t.call('POST', '/v1/devnet/invoices', { key: app.apiKey, body: { amount_msat: '100000', wallet: 'erin' } });
-    t.sluice.devnet?.faults.withholdOutcomeNext(1);
+    t.sluice.devnet?.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'erin' });
     const sent = await t.call('POST', '/v1/payments', { key: app.apiKey, body: { payment_request: payout.body.payment_request, idempotency_key: 'silent-1' } });
     expect(sent.body.status).toBe('pending');
 
@@ -73,7 +73,7 @@ describe('payments with an unknown outcome', () => {
     t = await startTestSluice();
     const app = await fundedApp(t, '500000');
     const payout = await t.call('POST', '/v1/devnet/invoices', { key: app.apiKey, body: { amount_msat: '100000', wallet: 'bob' } });
-    t.sluice.devnet?.faults.failNextPayments(1, 'no_route');
+    t.sluice.devnet?.faults.failNextPayments(1, 'no_route', { payer: 'sluice', payee: 'bob' });
     const failed = await t.call('POST', '/v1/payments', { key: app.apiKey, body: { payment_request: payout.body.payment_request, idempotency_key: 'fail-1' } });
     expect(failed.status).toBe(200);
     expect(failed.body).toMatchObject({ status: 'failed', failure_reason: 'no_route', fee_msat: null });

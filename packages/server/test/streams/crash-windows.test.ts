@@ -286,7 +286,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
     const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
     // The threshold payout reaches alice unheard (in flight); reconciled, its outcome is saved and the process dies.
-    first.sluice.devnet!.faults.withholdOutcomeNext(1);
+    first.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
     expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
     await waitFor('the payout to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
     crashAfterOutcomeSaved(first);

@@ -43,7 +43,7 @@ describe('loading a closed stream while its refund resolves', () => {
     expect((await first.reward(id, { amountMsat: msat(60_000n), ref: 'r1' })).ok).toBe(true);
     const appBefore = balanceOf((await ledger.getAccount(appAccountId(app.id)))!);
     const aliceBefore = devnet!.nodeBalanceMsat('alice');
-    devnet!.faults.withholdOutcomeNext(1);
+    devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
     expect((await first.close(id, 'payer')).ok).toBe(true);
     for (let i = 0; i < 50 && !(await store.listEventsAfter(id, 0, 100)).some((e) => e.type === 'payout_requested'); i += 1) await settle();
     const lent = appBefore - balanceOf((await ledger.getAccount(appAccountId(app.id)))!);

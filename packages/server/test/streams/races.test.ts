@@ -71,7 +71,7 @@ describe('stream payouts while money moves', () => {
    * msat; the first payout's outcome is withheld, so it stays pending (its hold out) until the
    * payments service reconciles it. Rewards 60,000 and waits for that payout to be sent.
    */
-  async function streamWithPayoutOut(maximumMsat: string, fault: () => void = () => t.sluice.devnet!.faults.withholdOutcomeNext(1)) {
+  async function streamWithPayoutOut(maximumMsat: string, fault: () => void = () => t.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' })) {
     const app = await t.createApp();
     const asApp = (method: string, url: string, body?: unknown) => t.call(method, url, { key: app.apiKey, ...(body === undefined ? {} : { body }) });
     const float = await asApp('POST', '/v1/invoices', { amount_msat: '1000000', description: 'float' });
@@ -151,8 +151,8 @@ describe('stream payouts while money moves', () => {
   it('refunds at a close once the payout that was out has failed', async () => {
     // The first payout fails at its end, and Sluice hears it only by reconciliation.
     const { asApp, streamId, events, aliceBefore } = await streamWithPayoutOut('0', () => {
-      t.sluice.devnet!.faults.failNextPayments(1, 'no_route');
-      t.sluice.devnet!.faults.withholdOutcomeNext(1);
+      t.sluice.devnet!.faults.failNextPayments(1, 'no_route', { payer: 'sluice', payee: 'alice' });
+      t.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
     });
     await untilRequested(events);
     expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);

@@ -78,7 +78,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a restart 
     const { asApp, events, stream } = helpers(() => t!, app.apiKey, streamId);
     const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
     // The threshold payout reaches alice, but Sluice is not told: it stays in flight.
-    first.sluice.devnet!.faults.withholdOutcomeNext(1);
+    first.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
     expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
     await waitFor('the payout to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
     expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '20000', ref: 'r2' })).status).toBe(200);
@@ -107,7 +107,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a restart 
     expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
     const appAfterReward = await appBalance();
     // The refund at close: the app lends its routing-fee budget; the payout reaches alice unheard.
-    first.sluice.devnet!.faults.withholdOutcomeNext(1);
+    first.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
     expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
     await waitFor('the refund to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
     expect(await appBalance()).toBeLessThan(appAfterReward);
@@ -134,7 +134,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a restart 
     const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
     expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
     const appAfterReward = await appBalance();
-    first.sluice.devnet!.faults.failNextPayments(1, 'no_route');
+    first.sluice.devnet!.faults.failNextPayments(1, 'no_route', { payer: 'sluice', payee: 'alice' });
     expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
     await waitFor('the refund to fail', async () => (await events()).some((e) => e.type === 'payout_failed'));
     await waitFor('the fee budget to go back', async () => (await appBalance()) === appAfterReward);

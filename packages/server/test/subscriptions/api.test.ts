@@ -228,8 +228,8 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions over REST o
       const revenueBefore = await accountBalance(appAccountId(app.id));
       const since = t.sluice.clock.now();
       // The refund reaches its end at the node, but Sluice learns it only when it asks again.
-      if (outcome === 'failed') devnet.faults.failNextPayments(1, 'no_route');
-      devnet.faults.withholdOutcomeNext(1);
+      if (outcome === 'failed') devnet.faults.failNextPayments(1, 'no_route', { payer: 'sluice', payee: 'bob' });
+      devnet.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'bob' });
       const cancelled = await as(token, 'POST', `/v1/subscriptions/${id}/cancel`, { refund: { keysend_pubkey: bob } });
       expect(cancelled.body.refund, JSON.stringify(cancelled.body)).toMatchObject({ status: 'pending', amount_msat: String(refund) });
       const late = await t.call('POST', '/v1/devnet/pay', { body: { payment_request: topUp.payment_request, wallet: 'alice' } });

@@ -245,7 +245,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
       const erinBefore = s.sluice.devnet!.nodeBalanceMsat('erin');
       // The payment settles at erin's node but Sluice is not told (as when the connection
       // drops): it stays in flight in this run, so only the next start can learn its outcome.
-      if (begin) s.sluice.devnet!.faults.withholdOutcomeNext(1);
+      if (begin) s.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'erin' });
       const payments = s.sluice.payments as { pay: (...args: never[]) => Promise<unknown> };
       const pay = payments.pay.bind(payments);
       payments.pay = async (...args: never[]) => {
@@ -420,8 +420,8 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`subscriptions across a re
       const bob = devnet.nodePubkey('bob');
       const bobBefore = devnet.nodeBalanceMsat('bob');
       // The refund reaches its end at the node; Sluice learns it only at the next start.
-      if (outcome === 'failed') devnet.faults.failNextPayments(1, 'no_route');
-      devnet.faults.withholdOutcomeNext(1);
+      if (outcome === 'failed') devnet.faults.failNextPayments(1, 'no_route', { payer: 'sluice', payee: 'bob' });
+      devnet.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'bob' });
       const cancelled = await s.call('POST', `/v1/subscriptions/${id}/cancel`, { key: token, body: { refund: { keysend_pubkey: bob } } });
       expect(cancelled.body.refund, JSON.stringify(cancelled.body)).toMatchObject({ status: 'pending', amount_msat: String(refund) });
       await payAndWait(s, id, topUp.payment_request, 'alice');

@@ -9,11 +9,28 @@
 import { createHash } from 'node:crypto';
 import type { PaymentFailureReason } from '../backend.js';
 
-export interface DevnetFailNext {
-  /** How many payments (payInvoice and keysend, from any node) fail, starting with the next one. */
+/**
+ * Which payments a one-shot fault may take, by node name; a field left out matches every
+ * node. Without a scope, a fault armed for one payment can be taken by any other payment
+ * that happens to run first (a top-up paid by a wallet, a payout retried in the
+ * background), which makes a test that aims it at one payment depend on timing.
+ */
+export interface DevnetFaultScope {
+  payer?: string;
+  payee?: string;
+}
+
+export interface DevnetFailNext extends DevnetFaultScope {
+  /** How many payments (payInvoice and keysend) in the scope fail, starting with the next one. */
   count: number;
   reason: PaymentFailureReason;
   detail?: string;
+}
+
+/** The two ends of a payment, as a scope is matched against them. */
+export interface PaymentEnds {
+  payer: string;
+  payee: string;
 }
 
 export interface DevnetFailureRate {
@@ -54,10 +71,10 @@ export interface DevnetFaultOptions {
 /** Run-time control of the faults (tests). The kill fault is deliberately absent. */
 export interface DevnetFaultController {
   setLatencyMs(latencyMs: number): void;
-  failNextPayments(count: number, reason: PaymentFailureReason, detail?: string): void;
+  failNextPayments(count: number, reason: PaymentFailureReason, options?: DevnetFaultScope & { detail?: string }): void;
   /** rate 0 turns random failures off. */
   setFailureRate(rate: number, seed: string, reason?: PaymentFailureReason): void;
-  withholdOutcomeNext(count: number): void;
+  withholdOutcomeNext(count: number, scope?: DevnetFaultScope): void;
   /** Turns off every run-time fault (latency, fail-next, failure rate, withheld outcomes). */
   clear(): void;
 }
@@ -70,10 +87,13 @@ export interface InjectedFailure {
 /** The devnet's own view: the controller plus the decisions the payment path asks for. */
 export interface DevnetFaults extends DevnetFaultController {
   latencyMs(): number;
-  /** Consumes one fail-next slot or one random draw; null means the payment may proceed. */
-  drawFailure(): InjectedFailure | null;
-  /** Consumes one withheld-outcome slot. */
-  drawWithheldOutcome(): boolean;
+  /**
+   * Consumes one fail-next slot (when the payment is in its scope) or one random draw; null
+   * means the payment may proceed.
+   */
+  drawFailure(ends: PaymentEnds): InjectedFailure | null;
+  /** Consumes one withheld-outcome slot when the payment is in its scope. */
+  drawWithheldOutcome(ends: PaymentEnds): boolean;
   /** Counts a settled payment; true when the process must now be killed. */
   shouldKillAfterSettle(payer: string): boolean;
 }
@@ -95,6 +115,14 @@ function assertCount(name: string, count: number): void {
   if (!Number.isSafeInteger(count) || count < 0) throw new RangeError(`${name} must be a non-negative integer, got ${count}`);
 }
 
+function inScope(scope: DevnetFaultScope, ends: PaymentEnds): boolean {
+  return (scope.payer === undefined || scope.payer === ends.payer) && (scope.payee === undefined || scope.payee === ends.payee);
+}
+
+function scopeOf(options: DevnetFaultScope | undefined): DevnetFaultScope {
+  return { payer: options?.payer, payee: options?.payee };
+}
+
 function assertRate(rate: number): void {
   if (!Number.isFinite(rate) || rate < 0 || rate > 1) throw new RangeError(`failure rate must be in [0, 1], got ${rate}`);
 }
@@ -103,10 +131,12 @@ export function createDevnetFaults(options: DevnetFaultOptions = {}): DevnetFaul
   let latency = 0;
   let failNextLeft = 0;
   let failNextReason: InjectedFailure = { reason: 'error', detail: '' };
+  let failNextScope: DevnetFaultScope = {};
   let rate = 0;
   let rateReason: PaymentFailureReason = 'no_route';
   let random: () => number = () => 1;
   let withheldLeft = 0;
+  let withheldScope: DevnetFaultScope = {};
 
   const kill = options.killAfterSettle;
   const killAfter = kill?.afterSettledPayments ?? 1;
@@ -118,10 +148,11 @@ export function createDevnetFaults(options: DevnetFaultOptions = {}): DevnetFaul
       assertCount('latencyMs', latencyMs);
       latency = latencyMs;
     },
-    failNextPayments(count, reason, detail) {
+    failNextPayments(count, reason, options) {
       assertCount('failNext.count', count);
       failNextLeft = count;
-      failNextReason = { reason, detail: detail ?? `devnet fault: injected failure (${reason})` };
+      failNextReason = { reason, detail: options?.detail ?? `devnet fault: injected failure (${reason})` };
+      failNextScope = scopeOf(options);
     },
     setFailureRate(newRate, seed, reason) {
       assertRate(newRate);
@@ -129,9 +160,10 @@ export function createDevnetFaults(options: DevnetFaultOptions = {}): DevnetFaul
       rateReason = reason ?? 'no_route';
       random = createSeededRandom(seed);
     },
-    withholdOutcomeNext(count) {
+    withholdOutcomeNext(count, scope) {
       assertCount('withholdOutcomeNext', count);
       withheldLeft = count;
+      withheldScope = scopeOf(scope);
     },
     clear() {
       latency = 0;
@@ -140,8 +172,8 @@ export function createDevnetFaults(options: DevnetFaultOptions = {}): DevnetFaul
       withheldLeft = 0;
     },
     latencyMs: () => latency,
-    drawFailure() {
-      if (failNextLeft > 0) {
+    drawFailure(ends) {
+      if (failNextLeft > 0 && inScope(failNextScope, ends)) {
         failNextLeft -= 1;
         return failNextReason;
       }
@@ -150,8 +182,8 @@ export function createDevnetFaults(options: DevnetFaultOptions = {}): DevnetFaul
       }
       return null;
     },
-    drawWithheldOutcome() {
-      if (withheldLeft === 0) return false;
+    drawWithheldOutcome(ends) {
+      if (withheldLeft === 0 || !inScope(withheldScope, ends)) return false;
       withheldLeft -= 1;
       return true;
     },
@@ -164,7 +196,7 @@ export function createDevnetFaults(options: DevnetFaultOptions = {}): DevnetFaul
   };
 
   if (options.latencyMs !== undefined) faults.setLatencyMs(options.latencyMs);
-  if (options.failNext) faults.failNextPayments(options.failNext.count, options.failNext.reason, options.failNext.detail);
+  if (options.failNext) faults.failNextPayments(options.failNext.count, options.failNext.reason, options.failNext);
   if (options.failureRate) {
     faults.setFailureRate(options.failureRate.rate, options.failureRate.seed, options.failureRate.reason);
   }

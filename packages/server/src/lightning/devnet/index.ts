@@ -25,7 +25,7 @@ import { createDevnetNodeBackend } from './node-backend.js';
 import { RESTART_FAILURE_DETAIL } from './payments.js';
 import { openDevnetStore, type NodeRow } from './store.js';
 
-export type { DevnetFaultController, DevnetFaultOptions } from './faults.js';
+export type { DevnetFaultController, DevnetFaultOptions, DevnetFaultScope } from './faults.js';
 export type { DevnetTopology, FeePolicy, TopologyChannel } from './network.js';
 export { DEFAULT_TOPOLOGY, HUB_POLICY, forwardingFeeMsat } from './network.js';
 export { KEYSEND_RECORD_TYPE, RESTART_FAILURE_DETAIL } from './payments.js';

@@ -22,6 +22,7 @@
 import { isMsat, type Msat } from '../../money/msat.js';
 import type { KeysendRequest, PayInvoiceRequest, PaymentFailureReason, PaymentLookup, PaymentOutcome } from '../backend.js';
 import type { DevnetCore, DevnetNode } from './core.js';
+import type { PaymentEnds } from './faults.js';
 import { decodeInvoice } from './invoice-codec.js';
 import { bytesFromHex, isHex32, sha256Hex } from './keys.js';
 import { applyRoute, findRoute, localBalanceMsat, type Route } from './network.js';
@@ -46,6 +47,10 @@ interface PaymentPlan {
   paymentSecret: string | null;
   /** TLV records delivered to the payee (keysend: the preimage under KEYSEND_RECORD_TYPE). */
   customRecords: ReadonlyMap<bigint, string>;
+}
+
+function endsOf(plan: PaymentPlan): PaymentEnds {
+  return { payer: plan.payer.name, payee: plan.payee.name };
 }
 
 function failed(paymentHash: string, reason: PaymentFailureReason, detail: string): PaymentOutcome {
@@ -185,7 +190,7 @@ async function run(core: DevnetCore, plan: PaymentPlan): Promise<PaymentOutcome>
     core.notifySettled(plan.payee.name);
     if (core.faults.shouldKillAfterSettle(plan.payer.name)) killThisProcess();
   }
-  if (core.faults.drawWithheldOutcome()) {
+  if (core.faults.drawWithheldOutcome(endsOf(plan))) {
     return { status: 'unknown', paymentHash: plan.paymentHash, detail: 'devnet fault: the outcome was withheld; look the payment up' };
   }
   return outcome;
@@ -252,7 +257,7 @@ function payeeAccepts(core: DevnetCore, plan: PaymentPlan, now: number): PayeeAc
 
 /** Step 4 of the header: synchronous, one transaction when it succeeds. */
 function settleNow(core: DevnetCore, plan: PaymentPlan): PaymentOutcome {
-  const injected = core.faults.drawFailure();
+  const injected = core.faults.drawFailure(endsOf(plan));
   if (injected !== null) return recordFailure(core, plan, injected.reason, injected.detail);
   const now = core.clock.now();
   const acceptance = payeeAccepts(core, plan, now);

@@ -301,7 +301,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
     expect(await spend(id, 4, links[4] as Buffer, 4000n)).toMatchObject({ ok: true });
     const appBefore = await balance(`app:${app.id}`);
     const proof = { index: 5, link: (links[5] as Buffer).toString('hex') };
-    t.sluice.devnet?.faults.failNextPayments(1, 'no_route');
+    t.sluice.devnet?.faults.failNextPayments(1, 'no_route', { payer: 'sluice', payee: 'carol' });
     const first = await t.call('POST', '/v1/devnet/invoices', { body: { amount_msat: '6000', wallet: 'carol' } });
     const failed = await t.call('POST', `/v1/paycall/chains/${id}/refund`, { key: null, body: { ...proof, invoice: first.body.payment_request } });
     expect(failed.status, JSON.stringify(failed.body)).toBe(200);
