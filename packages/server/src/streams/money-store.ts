@@ -198,38 +198,79 @@ export const unsettledChargesSql = (only: 'ids' | 'app' | null): string => `
   ORDER BY s.id`;
 
 export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): StreamMoneyStore {
+  /**
+   * The batch's rows in ONE statement; RETURNING names the rows written (the others' refs were
+   * taken). The statement first takes the money commits' advisory lock, shared with every other
+   * money commit, and holds it until its transaction ends, so a sweep can wait for the commits
+   * in progress (settleOnce). Without it a slow commit (its connection lost after COMMIT was
+   * sent, a lock wait) could land after a later batch of the same stream was swept: its
+   * charges would sit below charges_settled_seq, never paid to the app. An advisory lock (one
+   * entry in the server's lock table), not the streams' rows (a row lock is written into each
+   * row: WAL for every stream of every batch). The CTE is MATERIALIZED and joined to every
+   * row, so the lock is taken once, before the first row is written.
+   */
+  const insertSteps = (runner: PostgresSql | PostgresTransaction, steps: readonly MoneyStep[]): Promise<Row[]> =>
+    runner.unsafe(
+      `WITH barrier AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(${MONEY_COMMITS_LOCK}))
+       INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused)
+       SELECT u.* FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[]) AS u, barrier
+       ON CONFLICT (stream_id, ref) DO NOTHING RETURNING stream_id, seq`,
+      [
+        steps.map((s) => s.streamId), steps.map((s) => String(s.seq)), steps.map((s) => s.ref), steps.map((s) => s.name),
+        steps.map((s) => s.amountMsat.toString()), steps.map((s) => String(s.at)), steps.map((s) => s.refused ?? null),
+      ] as never[],
+    ) as unknown as Promise<Row[]>;
+
+  /** Which steps the INSERT wrote (their outcomes set: written as submitted), and which found their ref taken. */
+  const sortOutcomes = (steps: readonly MoneyStep[], inserted: readonly Row[], outcomes: MoneyOutcome[]): { written: number[]; replays: number[] } => {
+    const writtenKeys = new Set(inserted.map((row) => `${row.stream_id as string}/${Number(row.seq as bigint | number)}`));
+    const written: number[] = [];
+    const replays: number[] = [];
+    steps.forEach((step, i) => {
+      if (writtenKeys.has(`${step.streamId}/${step.seq}`)) {
+        outcomes[i] = { kind: 'written', refused: step.refused ?? null };
+        if (step.refused === undefined) written.push(i);
+      } else replays.push(i);
+    });
+    return { written, replays };
+  };
+
+  /** The first step of each replay's ref, as committed (read after this batch's own refusals). */
+  const answerReplays = async (runner: PostgresSql | PostgresTransaction, steps: readonly MoneyStep[], replays: readonly number[], outcomes: MoneyOutcome[]): Promise<void> => {
+    if (replays.length === 0) return;
+    const found = (await runner.unsafe(
+      `SELECT m.stream_id, m.seq, m.ref, m.name, m.amount_msat, m.at, m.refused FROM stream_money m
+       JOIN unnest($1::text[], $2::text[]) AS k(stream_id, ref) ON m.stream_id = k.stream_id AND m.ref = k.ref`,
+      [replays.map((i) => (steps[i] as MoneyStep).streamId), replays.map((i) => (steps[i] as MoneyStep).ref)] as never[],
+    )) as unknown as Row[];
+    const firsts = new Map(found.map((row) => [`${row.stream_id as string}/${row.ref as string}`, moneyFromRow(row)]));
+    for (const i of replays) {
+      const step = steps[i] as MoneyStep;
+      const first = firsts.get(`${step.streamId}/${step.ref}`);
+      if (!first) throw new Error(`stream ${step.streamId}: money step ${step.ref} was neither written nor found`);
+      outcomes[i] = { kind: 'replay', first };
+    }
+  };
+
+  /**
+   * A batch with no reward to move (charges, meter steps, refusals: the hot path) is one
+   * statement in its own transaction: one round trip, where BEGIN, the INSERT and COMMIT took
+   * three, each waiting for this process's event loop (sampled under load: the server sat
+   * `idle in transaction` between them as often as it ran the INSERT). Its replays are read
+   * after the commit: the rows they name are committed and a charge's row never changes.
+   */
+  const commitChargesOnce = async (steps: readonly MoneyStep[]): Promise<MoneyOutcome[]> => {
+    const outcomes: MoneyOutcome[] = new Array(steps.length);
+    const { replays } = sortOutcomes(steps, await insertSteps(sql, steps), outcomes);
+    await answerReplays(sql, steps, replays, outcomes);
+    return outcomes;
+  };
+
   // READ COMMITTED whatever the server's default, as the sweeps (settleOnce).
-  const commitOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
+  const commitWithRewardsOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
     sql.begin('isolation level read committed', async (tx: PostgresTransaction) => {
       const outcomes: MoneyOutcome[] = new Array(steps.length);
-      // Held (shared with every other money commit) until this transaction ends, so a sweep
-      // can wait for the commits in progress (settleOnce). Without it a slow commit (its
-      // connection lost after COMMIT was sent, a lock wait) could land after a later batch of
-      // the same stream was swept: its charges would sit below charges_settled_seq, never paid
-      // to the app. An advisory lock (one entry in the server's lock table), not the streams'
-      // rows (a row lock is written into each row: WAL for every stream of every batch). Sent
-      // with the INSERT (pipelined, run in order): no round trip of its own.
-      const locked = tx.unsafe(`SELECT pg_advisory_xact_lock_shared(${MONEY_COMMITS_LOCK})`);
-      // One statement for the batch; RETURNING names the rows written, the others' refs were taken.
-      const inserting = tx.unsafe(
-        `INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused)
-         SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::int8[], $7::text[])
-         ON CONFLICT (stream_id, ref) DO NOTHING RETURNING stream_id, seq`,
-        [
-          steps.map((s) => s.streamId), steps.map((s) => String(s.seq)), steps.map((s) => s.ref), steps.map((s) => s.name),
-          steps.map((s) => s.amountMsat.toString()), steps.map((s) => String(s.at)), steps.map((s) => s.refused ?? null),
-        ] as never[],
-      );
-      const inserted = (await Promise.all([locked, inserting]))[1] as unknown as Row[];
-      const writtenKeys = new Set(inserted.map((row) => `${row.stream_id as string}/${Number(row.seq as bigint | number)}`));
-      const written: number[] = [];
-      const replays: number[] = [];
-      steps.forEach((step, i) => {
-        if (writtenKeys.has(`${step.streamId}/${step.seq}`)) {
-          outcomes[i] = { kind: 'written', refused: step.refused ?? null };
-          if (step.refused === undefined) written.push(i);
-        } else replays.push(i);
-      });
+      const { written, replays } = sortOutcomes(steps, await insertSteps(tx, steps), outcomes);
       const { ops, owners } = rewardOps(steps, written);
       const results = ops.length === 0 ? [] : await applyLedgerOps(tx, ops, now);
       const refusedSteps: { index: number; refused: string }[] = [];
@@ -249,22 +290,12 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
         for (const { index, refused } of refusedSteps) outcomes[index] = { kind: 'written', refused };
       }
       // Read last: a first step of this same batch answers as the ledger left it.
-      if (replays.length > 0) {
-        const found = (await tx.unsafe(
-          `SELECT m.stream_id, m.seq, m.ref, m.name, m.amount_msat, m.at, m.refused FROM stream_money m
-           JOIN unnest($1::text[], $2::text[]) AS k(stream_id, ref) ON m.stream_id = k.stream_id AND m.ref = k.ref`,
-          [replays.map((i) => (steps[i] as MoneyStep).streamId), replays.map((i) => (steps[i] as MoneyStep).ref)] as never[],
-        )) as unknown as Row[];
-        const firsts = new Map(found.map((row) => [`${row.stream_id as string}/${row.ref as string}`, moneyFromRow(row)]));
-        for (const i of replays) {
-          const step = steps[i] as MoneyStep;
-          const first = firsts.get(`${step.streamId}/${step.ref}`);
-          if (!first) throw new Error(`stream ${step.streamId}: money step ${step.ref} was neither written nor found`);
-          outcomes[i] = { kind: 'replay', first };
-        }
-      }
+      await answerReplays(tx, steps, replays, outcomes);
       return outcomes;
     }) as Promise<MoneyOutcome[]>;
+
+  const commitOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
+    steps.some((step) => isReward(step.ref) && step.refused === undefined) ? commitWithRewardsOnce(steps, now) : commitChargesOnce(steps);
   /**
    * A sweep waits for the money commits in progress, and commits do not wait for its ledger work:
    * - FOR UPDATE on its streams, in id order, for the whole transaction: two sweeps of a stream
