@@ -86,7 +86,11 @@ export interface StreamMoneyStore {
    * one transaction. Streams with nothing to settle are skipped. Returns how many were settled.
    */
   settle(streamIds: readonly string[], now: number): Promise<number>;
-  /** Streams (of this app, when given) with charges past their settled seq: read at start-up, and by a balance read on PostgreSQL (another process's charges). */
+  /**
+   * Streams with charges past their settled seq: read at start-up and by the minute's catch-up
+   * (every stream), and by a balance read on PostgreSQL (this app's streams that may still
+   * take or hold charges: open, or closed and not marked settled; another process's charges).
+   */
   listUnsettled(appId?: string): Promise<string[]>;
   /** The stream's committed charges not yet settled to its app (its ledger account still holds them). */
   unsettledMsat(streamId: string): Promise<bigint>;
@@ -181,6 +185,17 @@ export const MONEY_COMMITS_LOCK = '8317151707346052205'; // the bytes of "sluice
 const BARRIER_WAIT_MS = 2000;
 
 /**
+ * The streams an app's balance read looks at (on PostgreSQL, GET /v1/balance sweeps the app's
+ * streams wherever they were charged): open ones, and closed ones the start's sweep has not
+ * marked settled. A closed stream is marked only once a load (which sweeps its charges first)
+ * read its balance at zero or below, and a closed stream takes no charge, so a marked one has
+ * none to sweep. Without it, every balance read probed every stream the app ever had (215 ms
+ * with 100,000 closed streams, against 11-13 ms; docs/benchmarks.md, ninth session). The
+ * minute's catch-up and the start (listUnsettled without an app) still look at every stream.
+ */
+const MAY_HOLD_CHARGES = "(s.status = 'open' OR s.settled_at IS NULL)";
+
+/**
  * Each stream's rows past its settled seq, read as one range of the (stream_id, seq) key per
  * stream (LATERAL), never as a join the planner may choose: a sweep runs this while every
  * money commit waits for it (settleOnce), and a join planned on a young table's missing
@@ -194,7 +209,7 @@ export const unsettledChargesSql = (only: 'ids' | 'app' | null): string => `
     SELECT SUM(amount_msat) AS sum, MAX(seq) AS to_seq FROM stream_money
     WHERE stream_id = s.id AND seq > s.charges_settled_seq AND refused IS NULL AND ref NOT LIKE '${REWARD_REF}%'
   ) m
-  WHERE m.to_seq IS NOT NULL${only === 'ids' ? ' AND s.id = ANY($1::text[])' : only === 'app' ? ' AND s.app_id = $1' : ''}
+  WHERE m.to_seq IS NOT NULL${only === 'ids' ? ' AND s.id = ANY($1::text[])' : only === 'app' ? ` AND s.app_id = $1 AND ${MAY_HOLD_CHARGES}` : ''}
   ORDER BY s.id`;
 
 export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps: PostgresLedgerApply): StreamMoneyStore {

@@ -73,6 +73,27 @@ describe.skipIf(!usePostgres)('the sweep\'s read of unsettled charges on Postgre
     });
   }
 
+  it('an app\'s balance read looks at its open streams and its closed ones not marked settled; the catch-up at every stream', async () => {
+    // Rows past the settled seq on each (as a stream that took charges in another process):
+    // open, closed and not marked, closed and marked settled (whose charges a load swept before the mark).
+    const [open, closed, marked] = ['st_900001', 'st_900002', 'st_900003'];
+    await database.sql.unsafe(
+      `INSERT INTO streams (id, app_id, account_id, payer_token_hash, prices, rate_msat_per_s, maximum_msat, settle_threshold_msat, settle_to_msat,
+         max_charge_msat, payout_threshold_msat, status, meter, meter_segment, meter_seconds_charged, metadata, created_at, money_rows, charges_settled_seq, settled_at)
+       SELECT id, 'app_marks', 'stream:' || id, 'hash' || id, '{}', 0, 0, 0, 0, 1000000, 0, status, 'stopped', 0, 0, '', 1, 1, 0, settled_at
+       FROM (VALUES ($1, 'open', NULL::int8), ($2, 'closed', NULL::int8), ($3, 'closed', 5::int8)) AS v(id, status, settled_at)`,
+      [open, closed, marked],
+    );
+    await database.sql.unsafe(
+      `INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) SELECT id, 1, 'c:one', 'hit', 1000, 1, NULL FROM unnest($1::text[]) AS id`,
+      [[open, closed, marked]] as never[],
+    );
+    const ids = async (sql: string, parameters: unknown[]) => ((await database.sql.unsafe(sql, parameters as never[])) as unknown as { id: string }[]).map((row) => row.id);
+    expect(await ids(unsettledChargesSql('app'), ['app_marks'])).toEqual([open, closed]);
+    expect((await ids(unsettledChargesSql(null), [])).filter((id) => id.startsWith('st_9'))).toEqual([open, closed, marked]);
+    expect(await ids(unsettledChargesSql('ids'), [[marked]])).toEqual([marked]);
+  });
+
   it('sums each stream\'s charges past its settled seq, and leaves out rewards, refusals and settled streams', async () => {
     const [first, second, third] = someIds as [string, string, string];
     await database.sql.unsafe(
