@@ -59,7 +59,7 @@ export interface SqliteStreamMoneyStoreOptions {
   logger?: Logger;
 }
 
-/** About 250 bytes of memory per recent row. */
+/** About 210 bytes of heap per recent row (bench/streams-recent-memory.ts). */
 export const DEFAULT_MONEY_COMPACT_AT = 65_536;
 /** Refs the Bloom filter over the archive is first sized for. */
 const FILTER_MIN_REFS = 1 << 20;
@@ -108,8 +108,6 @@ interface RecentRow extends MoneyRow {
   rowid: number;
   /** The first rowid of the log row (commit) that holds it: a generation ends on a commit's edge. */
   batchFirst: number;
-  /** refKey(streamId, ref), built once for the maps and the filter. */
-  key: string;
 }
 
 interface StreamRecent {
@@ -119,6 +117,13 @@ interface StreamRecent {
    */
   rows: RecentRow[];
   first: number;
+  /**
+   * The same rows by ref (a ref is unique per stream). Per stream, not one map keyed by
+   * refKey(stream, ref): that key was one more string per row, kept alive for as long as the
+   * row (about a fifth of a recent row's heap), which every scavenge copied and every
+   * collection traced.
+   */
+  byRef: Map<string, RecentRow>;
   /**
    * The highest seq written: a stream's steps are written in seq order (the sweeps rely on it),
    * so a step at or below it is refused, before a seq taken twice could reach the archive.
@@ -188,7 +193,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const newStreamRecent = (streamId: string): StreamRecent => {
     const row = selectStream.get(streamId) as Row | undefined;
     return {
-      rows: [], first: 0, lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
+      rows: [], first: 0, byRef: new Map(), lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
       unsettledMsat: 0n, unsettledToSeq: 0,
     };
   };
@@ -204,7 +209,6 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   }));
 
   // ---- memory: the recent tier, read back on open ----
-  const byKey = new Map<string, RecentRow>();
   const byStream = new Map<string, StreamRecent>();
   /** Every recent row in rowid order (from `head` on): archived rows leave memory from the front. */
   let queue: RecentRow[] = [];
@@ -229,11 +233,11 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   }
 
   const remember = (row: RecentRow): void => {
-    byKey.set(row.key, row);
     queue.push(row);
     let recent = byStream.get(row.streamId);
     if (!recent) byStream.set(row.streamId, (recent = newStreamRecent(row.streamId)));
     recent.rows.push(row);
+    recent.byRef.set(row.ref, row);
     if (row.seq > recent.lastSeq) recent.lastSeq = row.seq;
     if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
       recent.unsettledMsat += row.amountMsat;
@@ -258,7 +262,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (firstRowid === 0) firstRowid = rowid;
     if (rowid >= nextRowid) nextRowid = rowid + 1;
     if (rowid <= archivedThrough) continue;
-    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid, batchFirst: rowid, key: refKey(row.stream_id as string, row.ref as string) });
+    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid, batchFirst: rowid });
   }
   for (const log of db.prepare('SELECT first_rowid, last_rowid, rows FROM stream_money_log ORDER BY first_rowid').iterate() as IterableIterator<Row>) {
     const first = Number(log.first_rowid as number);
@@ -270,7 +274,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (decoded.length !== last - first + 1) throw new Error(`stream_money_log row ${first}: ${decoded.length} rows for rowids ${first}..${last}`);
     decoded.forEach((row, index) => {
       const rowid = first + index;
-      if (rowid > archivedThrough) remember({ ...row, rowid, batchFirst: first, key: refKey(row.streamId, row.ref) });
+      if (rowid > archivedThrough) remember({ ...row, rowid, batchFirst: first });
     });
   }
   if (archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
@@ -310,7 +314,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     for (let i = 0; i < steps.length; i += 1) {
       const step = steps[i] as MoneyStep;
       const key = refKey(step.streamId, step.ref);
-      const first = batch.get(key) ?? byKey.get(key) ?? archivedFirst(key, step.streamId, step.ref);
+      const first = batch.get(key) ?? byStream.get(step.streamId)?.byRef.get(step.ref) ?? archivedFirst(key, step.streamId, step.ref);
       if (first) {
         replays.push({ index: i, first });
         continue;
@@ -321,7 +325,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       batchLast.set(step.streamId, step.seq);
       const refused = step.refused ?? null;
       const rowid = nextRowid + rows.length;
-      const row: RecentRow = { streamId: step.streamId, rowid, batchFirst: nextRowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused, key };
+      const row: RecentRow = { streamId: step.streamId, rowid, batchFirst: nextRowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
       batch.set(key, row);
       rows.push(row);
       rowOf[i] = row;
@@ -365,8 +369,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       queue[head] = undefined as unknown as RecentRow;
       head += 1;
       if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
-      filter.add(row.key);
-      byKey.delete(row.key);
+      filter.add(refKey(row.streamId, row.ref));
+      byStream.get(row.streamId)?.byRef.delete(row.ref);
       leaving.set(row.streamId, (leaving.get(row.streamId) ?? 0) + 1);
     }
     for (const [streamId, count] of leaving) {
@@ -589,7 +593,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, limit);
     },
     async findByRef(streamId, ref) {
-      const recent = byKey.get(refKey(streamId, ref));
+      const recent = byStream.get(streamId)?.byRef.get(ref);
       return recent ? copyRow(recent) : archivedFirst(refKey(streamId, ref), streamId, ref);
     },
     async maxSeq(streamId) {

@@ -1,0 +1,77 @@
+/**
+ * The heap one recent row of the SQLite stream money store holds (money-store-sqlite.ts): 60,000
+ * charges over 1,000 streams, in commits of 50, each step's ref and event name taken from a
+ * parsed message as the WebSocket path takes them; the heap after a full collection, before
+ * and after, divided by the rows. Every recent row stays in memory until its generation is
+ * archived, so this is what scavenges copy and full collections trace under load
+ * (docs/benchmarks.md, ninth session).
+ *
+ *   node --expose-gc --import tsx packages/server/bench/streams-recent-memory.ts
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openSqlite } from '../src/db/sqlite.js';
+import { applyOpsInTransaction, createSqliteLedgerStore, migrateSqliteLedger } from '../src/ledger/sqlite/store.js';
+import { msat } from '../src/money/msat.js';
+import { CHARGE_REF, type MoneyStep } from '../src/streams/money-store.js';
+import { createSqliteStreamMoneyStore } from '../src/streams/money-store-sqlite.js';
+import type { StreamRow } from '../src/streams/model.js';
+import { createSqliteStreamStore } from '../src/streams/store.js';
+
+const STREAMS = 1000;
+const ROWS = 60_000;
+const PER_COMMIT = 50;
+
+const collect = (globalThis as { gc?: () => void }).gc;
+if (!collect) throw new Error('run with node --expose-gc');
+
+const streamRow = (id: string, index: number): StreamRow => ({
+  id, appId: 'app_b', accountId: `stream:${id}`, payerTokenHash: `hash-${index}`, prices: {}, rateMsatPerS: msat(0n), maximumMsat: msat(10n ** 15n),
+  settleThresholdMsat: msat(0n), settleToMsat: msat(0n), maxChargeMsat: msat(10n ** 12n), payoutThresholdMsat: msat(0n), expiresAt: null,
+  payoutDestination: null, status: 'open', meter: 'stopped', meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0,
+  metadata: '', createdAt: 1, closedAt: null, moneyRows: true,
+});
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-recent-'));
+const db = openSqlite({ path: path.join(dir, 'sluice.sqlite') });
+try {
+  migrateSqliteLedger(db);
+  const ledger = createSqliteLedgerStore(db);
+  const streamStore = createSqliteStreamStore(db);
+  // No generation leaves during the run (compactAt above ROWS); the WAL synced inline.
+  const money = createSqliteStreamMoneyStore(db, (tx, ops, now) => applyOpsInTransaction(tx, ops, now), { compactAt: 1 << 20, syncOffLoop: false });
+  await ledger.createAccount({ id: 'app:app_b', ownerId: 'app_b', limitMsat: msat(0n), code: 'app' });
+  const ids: string[] = [];
+  for (let index = 0; index < STREAMS; index += 1) {
+    // As timeOrderedId makes them: st_, 12 hex digits of time, 16 base64url characters.
+    const id = `st_${(1_763_950_000_000 + index).toString(16).padStart(12, '0')}Ab-_Cd9xYz01QwEr`;
+    ids.push(id);
+    await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_b', limitMsat: msat(10n ** 15n), code: 'stream' });
+    await streamStore.insertStream(streamRow(id, index), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+  }
+  const price = msat(1000n);
+  const seqs = new Map<string, number>();
+  collect();
+  collect();
+  const before = process.memoryUsage().heapUsed;
+  for (let written = 0; written < ROWS; written += PER_COMMIT) {
+    const steps: MoneyStep[] = [];
+    for (let k = 0; k < PER_COMMIT; k += 1) {
+      const id = ids[(written + k * 7) % STREAMS] as string;
+      const seq = (seqs.get(id) ?? 1) + 1;
+      seqs.set(id, seq);
+      const message = JSON.parse(`{"type":"charge","id":${written + k},"stream_id":"${id}","event":"hit","ref":"charge-${written + k}-7f3a9c"}`) as { event: string; ref: string };
+      steps.push({ streamId: id, accountId: `stream:${id}`, appId: 'app_b', seq, ref: CHARGE_REF + message.ref, name: message.event, amountMsat: price, at: Date.now() });
+    }
+    await money.commit(steps, Date.now());
+  }
+  collect();
+  collect();
+  const after = process.memoryUsage().heapUsed;
+  process.stdout.write(`${money.tiers().recent} recent rows: ${((after - before) / ROWS).toFixed(0)} bytes of heap per row (Node ${process.version})\n`);
+  money.close();
+} finally {
+  db.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+}
