@@ -273,11 +273,17 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
    * three, each waiting for this process's event loop (sampled under load: the server sat
    * `idle in transaction` between them as often as it ran the INSERT). Its replays are read
    * after the commit: the rows they name are committed and a charge's row never changes.
+   * The INSERT and the read are each run again on a serialization failure or a deadlock, on
+   * their own: the whole run again after the INSERT committed (the read failing) would find
+   * the batch's own rows and answer each step as a replay of itself, a charge the service
+   * would then not count against the payer's limit. Any other failure leaves the batch's
+   * outcome unknown, as a lost COMMIT does, and the service handles that.
    */
-  const commitChargesOnce = async (steps: readonly MoneyStep[]): Promise<MoneyOutcome[]> => {
+  const commitCharges = async (steps: readonly MoneyStep[]): Promise<MoneyOutcome[]> => {
     const outcomes: MoneyOutcome[] = new Array(steps.length);
-    const { replays } = sortOutcomes(steps, await insertSteps(sql, steps), outcomes);
-    await answerReplays(sql, steps, replays, outcomes);
+    const inserted = await retryTransaction(() => insertSteps(sql, steps));
+    const { replays } = sortOutcomes(steps, inserted, outcomes);
+    await retryTransaction(() => answerReplays(sql, steps, replays, outcomes));
     return outcomes;
   };
 
@@ -309,8 +315,6 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
       return outcomes;
     }) as Promise<MoneyOutcome[]>;
 
-  const commitOnce = (steps: readonly MoneyStep[], now: number): Promise<MoneyOutcome[]> =>
-    steps.some((step) => isReward(step.ref) && step.refused === undefined) ? commitWithRewardsOnce(steps, now) : commitChargesOnce(steps);
   /**
    * A sweep waits for the money commits in progress, and commits do not wait for its ledger work:
    * - FOR UPDATE on its streams, in id order, for the whole transaction: two sweeps of a stream
@@ -371,7 +375,8 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
       return row ? BigInt(row.sum as string | bigint) : 0n;
     },
     async commit(steps, now) {
-      return steps.length === 0 ? [] : retried(() => commitOnce(steps, now));
+      if (steps.length === 0) return [];
+      return steps.some((step) => isReward(step.ref) && step.refused === undefined) ? retried(() => commitWithRewardsOnce(steps, now)) : commitCharges(steps);
     },
     async listBetween(streamId, afterSeq, toSeq, limit) {
       const rows = (await sql.unsafe(

@@ -1542,7 +1542,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     await store.markSettled(row.id, clock.now());
     if (!crediting.has(row.id)) {
       const read = await settledLedgerAccount(row);
-      if (read && read.balance <= 0n) return;
+      // Its charges swept too (the read's sweep may have failed): an app's balance read on
+      // PostgreSQL passes marked streams by (money-store.ts MAY_HOLD_CHARGES).
+      if (read && read.balance <= 0n && read.unsettledMsat === 0n) return;
     }
     await store.markSettled(row.id, null);
   };
