@@ -1817,8 +1817,14 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     async settleCharges(appId) {
       // What was acknowledged before this call (not what keeps arriving under load), then a sweep.
       await money?.afterQueued();
-      await settler?.flush();
+      // A stream whose sweep fails stays due (and is logged); it must not keep the app's other
+      // streams, charged in another process, out of this read: the error is thrown after them.
+      let failure: { error: unknown } | null = null;
+      await settler?.flush().catch((error: unknown) => {
+        failure = { error };
+      });
       if (appId !== undefined && settler && money?.store.dialect === 'postgres') await settler.settleNow(await money.store.listUnsettled(appId));
+      if (failure) throw (failure as { error: unknown }).error;
     },
 
     async tick() {
