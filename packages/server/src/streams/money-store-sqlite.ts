@@ -119,9 +119,9 @@ interface StreamRecent {
   first: number;
   /**
    * The same rows by ref (a ref is unique per stream). Per stream, not one map keyed by
-   * refKey(stream, ref): that key was one more string per row, kept alive for as long as the
-   * row (about a fifth of a recent row's heap), which every scavenge copied and every
-   * collection traced.
+   * `${stream}\u0000${ref}`: that key was one more string per row, kept alive for as long as
+   * the row (about a fifth of a recent row's heap), which every scavenge copied and every
+   * collection traced. The Bloom filter hashes the pair as that text without building it.
    */
   byRef: Map<string, RecentRow>;
   /**
@@ -139,7 +139,6 @@ interface StreamRecent {
   unsettledToSeq: number;
 }
 
-const refKey = (streamId: string, ref: string): string => `${streamId}\u0000${ref}`;
 
 /**
  * A commit's rows as the text of one stream_money_log row: a JSON array of
@@ -283,7 +282,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const buildFilter = (atLeast: number): void => {
     const built = createKeyFilter(atLeast);
     for (const tables of archivedTables) {
-      for (const row of tables.prepare('SELECT stream_id, ref FROM stream_money').iterate() as IterableIterator<Row>) built.add(refKey(row.stream_id as string, row.ref as string));
+      for (const row of tables.prepare('SELECT stream_id, ref FROM stream_money').iterate() as IterableIterator<Row>) built.add(row.stream_id as string, row.ref as string);
     }
     // Rows archived and still in memory enter it as they leave memory (forget).
     filter = built;
@@ -292,8 +291,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   // Sized ahead (about 1.3 MB per million refs): a rebuild reads the whole archive, a pause the tail latency would show.
   buildFilter(Math.max(FILTER_MIN_REFS, archivedCount * 2));
 
-  const archivedFirst = (key: string, streamId: string, ref: string): MoneyRow | null => {
-    if (!filter.mightContain(key)) return null;
+  const archivedFirst = (streamId: string, ref: string): MoneyRow | null => {
+    if (!filter.mightContain(streamId, ref)) return null;
     for (const queries of archivedQueries) {
       const row = queries.byRef.get(streamId, ref) as Row | undefined;
       if (row) return moneyFromRow(row);
@@ -304,7 +303,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   // ---- the steps' transaction ----
   const commitSteps = db.transaction((steps: readonly MoneyStep[], now: number): { outcomes: MoneyOutcome[]; written: RecentRow[] } => {
     const outcomes: MoneyOutcome[] = new Array(steps.length);
-    const batch = new Map<string, RecentRow>();
+    /** This batch's rows by stream, then ref (no string is built per row to key them). */
+    const batch = new Map<string, Map<string, RecentRow>>();
     /** Per stream, the last seq this batch writes. */
     const batchLast = new Map<string, number>();
     const rows: RecentRow[] = [];
@@ -313,8 +313,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     const replays: { index: number; first: MoneyRow }[] = [];
     for (let i = 0; i < steps.length; i += 1) {
       const step = steps[i] as MoneyStep;
-      const key = refKey(step.streamId, step.ref);
-      const first = batch.get(key) ?? byStream.get(step.streamId)?.byRef.get(step.ref) ?? archivedFirst(key, step.streamId, step.ref);
+      const first = batch.get(step.streamId)?.get(step.ref) ?? byStream.get(step.streamId)?.byRef.get(step.ref) ?? archivedFirst(step.streamId, step.ref);
       if (first) {
         replays.push({ index: i, first });
         continue;
@@ -326,7 +325,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       const refused = step.refused ?? null;
       const rowid = nextRowid + rows.length;
       const row: RecentRow = { streamId: step.streamId, rowid, batchFirst: nextRowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
-      batch.set(key, row);
+      let ofStream = batch.get(step.streamId);
+      if (!ofStream) batch.set(step.streamId, (ofStream = new Map()));
+      ofStream.set(step.ref, row);
       rows.push(row);
       rowOf[i] = row;
       if (refused === null) movable.push(i);
@@ -369,7 +370,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       queue[head] = undefined as unknown as RecentRow;
       head += 1;
       if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
-      filter.add(refKey(row.streamId, row.ref));
+      filter.add(row.streamId, row.ref);
       byStream.get(row.streamId)?.byRef.delete(row.ref);
       leaving.set(row.streamId, (leaving.get(row.streamId) ?? 0) + 1);
     }
@@ -594,7 +595,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     },
     async findByRef(streamId, ref) {
       const recent = byStream.get(streamId)?.byRef.get(ref);
-      return recent ? copyRow(recent) : archivedFirst(refKey(streamId, ref), streamId, ref);
+      return recent ? copyRow(recent) : archivedFirst(streamId, ref);
     },
     async maxSeq(streamId) {
       let max = 0;

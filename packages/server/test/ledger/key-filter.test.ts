@@ -15,6 +15,23 @@ describe('key filter', () => {
     );
   });
 
+  it('hashes a key and a suffix as the text key, NUL, suffix (pairs and joined texts find each other)', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.tuple(fc.string({ maxLength: 64 }), fc.string({ maxLength: 64, unit: 'grapheme' })), { maxLength: 200 }), (pairs) => {
+        const byPair = createKeyFilter(pairs.length);
+        const byText = createKeyFilter(pairs.length);
+        for (const [key, suffix] of pairs) {
+          byPair.add(key, suffix);
+          byText.add(`${key}\u0000${suffix}`);
+        }
+        for (const [key, suffix] of pairs) {
+          expect(byPair.mightContain(`${key}\u0000${suffix}`)).toBe(true);
+          expect(byText.mightContain(key, suffix)).toBe(true);
+        }
+      }),
+    );
+  });
+
   it('says "absent" for most keys it was not given, at capacity', () => {
     const filter = createKeyFilter(1 << 16);
     for (let i = 0; i < filter.capacity; i++) filter.add(`present-${i}`);

@@ -12,8 +12,12 @@ const PROBES = 7;
 const MIN_CAPACITY = 1 << 16;
 
 export interface KeyFilter {
-  add(key: string): void;
-  mightContain(key: string): boolean;
+  /**
+   * With `suffix`, the key is `${key}\u0000${suffix}`, hashed as that text without building it
+   * (the stream money store's keys are a stream id and a ref: one string fewer per row).
+   */
+  add(key: string, suffix?: string): void;
+  mightContain(key: string, suffix?: string): boolean;
   readonly size: number;
   /** Keys it was sized for; past it the false-positive rate climbs, so its owner rebuilds it bigger. */
   readonly capacity: number;
@@ -25,8 +29,8 @@ export function createKeyFilter(expectedKeys: number): KeyFilter {
   const bitCount = capacity * BITS_PER_KEY;
   const words = new Uint32Array(Math.ceil(bitCount / 32));
   let size = 0;
-  const probe = (key: string, set: boolean): boolean => {
-    const [h1, h2] = hashes(key);
+  const probe = (key: string, suffix: string | undefined, set: boolean): boolean => {
+    const [h1, h2] = hashes(key, suffix);
     for (let i = 0; i < PROBES; i++) {
       const bit = ((h1 + Math.imul(i, h2)) >>> 0) % bitCount;
       const word = bit >>> 5;
@@ -41,23 +45,30 @@ export function createKeyFilter(expectedKeys: number): KeyFilter {
     get size() {
       return size;
     },
-    add(key) {
-      probe(key, true);
+    add(key, suffix) {
+      probe(key, suffix, true);
       size++;
     },
-    mightContain: (key) => probe(key, false),
+    mightContain: (key, suffix) => probe(key, suffix, false),
   };
 }
 
-/** Two independent 32-bit hashes of the key's UTF-16 code units (FNV-1a and a murmur-style mix). */
-function hashes(key: string): [number, number] {
+/**
+ * Two independent 32-bit hashes of the key's UTF-16 code units (FNV-1a and a murmur-style mix);
+ * with a suffix, of the key, a NUL and the suffix, exactly as of that joined text.
+ */
+function hashes(key: string, suffix?: string): [number, number] {
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
+  const mix = (c: number): void => {
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
+  };
+  for (let i = 0; i < key.length; i++) mix(key.charCodeAt(i));
+  if (suffix !== undefined) {
+    mix(0);
+    for (let i = 0; i < suffix.length; i++) mix(suffix.charCodeAt(i));
   }
   a ^= a >>> 16;
   b = Math.imul(b ^ (b >>> 13), 0xc2b2ae35);
