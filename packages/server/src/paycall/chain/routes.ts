@@ -1,7 +1,7 @@
 /**
  * /v1/paycall/chains: buy a hash-chain token, read it, get the unused part refunded.
  * No API key: the buyer is whoever pays the invoice, and the chain id is unguessable
- * (96 random bits). Spending happens on the priced routes themselves (scheme.ts).
+ * (96 random bits after its creation time). Spending happens on the priced routes themselves (scheme.ts).
  */
 import { Type } from 'typebox';
 import { ApiError } from '../../errors/codes.js';

@@ -33,7 +33,7 @@ import { invoiceFromLightningAddress } from '../../lightning/lnurl.js';
 import { MSAT_MAX, msat, type Msat } from '../../money/msat.js';
 import { defaultMaxFeeMsat, type PayError, type PaymentService, type PaymentView } from '../../payments/service.js';
 import type { InvoiceRow, PaymentRow } from '../../records/model.js';
-import { randomId } from '../../util/fingerprint.js';
+import { timeOrderedId } from '../../util/fingerprint.js';
 import { hashLink, isLinkHex, MAX_CHAIN_STEPS, MAX_STEPS_PER_CALL, stepsForPrice, verifyLink } from './math.js';
 import { CHAIN_ACCOUNT_PREFIX, chainAccountId, type ChainRow, type ChainStatus, type ChainView } from './model.js';
 import type { ChainStore } from './store.js';
@@ -629,11 +629,13 @@ export function createChainService(deps: ChainServiceDeps): ChainService {
       const stepMsat = service.stepMsatFor(input.appId);
       const amount = BigInt(input.steps) * stepMsat;
       if (amount > MSAT_MAX) return { ok: false, error: 'InvalidPurchase', detail: 'steps x step_msat is too large' };
-      const id = randomId('ch_');
+      const now = clock.now();
+      // In creation order, as stream ids (ADR 0020): a sweep takes its chains sorted, so each
+      // transaction touches neighbouring pages of the chains table and the chain accounts.
+      const id = timeOrderedId('ch_', now);
       const accountId = chainAccountId(id);
       const account = await ledger.createAccount({ id: accountId, ownerId: input.appId, limitMsat: msat(0n), code: 'chain' });
       if (!account.ok) throw new Error(`chain account ${accountId} exists with another spec`);
-      const now = clock.now();
       const expiresAt = now + deps.ttlS * 1000;
       const created = await invoices.createInvoice(input.appId, {
         amountMsat: msat(amount),

@@ -75,6 +75,15 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
   const request = (header: string | undefined): GateRequest => ({ method: 'GET', path: '/paid', headers: header === undefined ? {} : { 'sluice-chain': header } });
   const spend = (id: string, index: number, link: Buffer, priceMsat = 1000n) => chains().spend(id, index, link, { appId: app.id, priceMsat: msat(priceMsat) });
 
+  it('names chains in the order they were bought', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      ids.push((await buy(10, { pay: false })).id);
+      clock.advanceMs(1);
+    }
+    expect([...ids].sort()).toEqual(ids);
+  });
+
   it('sells a chain for steps x step price; it is pending until paid, then active with the money on its own account', async () => {
     const appBefore = await balance(`app:${app.id}`);
     const { id, links, body } = await buy(100, { pay: false });
@@ -82,7 +91,9 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`hash-chain tokens on ${st
       app_id: app.id, anchor: (links[0] as Buffer).toString('hex'), steps: 100, step_msat: '1000', amount_msat: '100000',
       status: 'pending', index: 0, remaining_steps: 100, remaining_msat: '100000',
     });
-    expect(body.chain_id).toMatch(/^ch_/);
+    // The creation time, then 96 random bits (ADR 0020, as stream ids).
+    expect(body.chain_id).toBe(`ch_${Math.floor(clock.now()).toString(16).padStart(12, '0')}${(body.chain_id as string).slice(15)}`);
+    expect(body.chain_id).toMatch(/^ch_[0-9a-f]{12}[A-Za-z0-9_-]{16}$/);
     expect(body.expires_at).toBe(Math.floor(clock.now() / 1000) + 2_592_000);
     expect(body.invoice.payment_request).toMatch(/^lnbcrt1/);
     expect(await spend(id, 1, links[1] as Buffer)).toMatchObject({ ok: false, error: 'Unpaid' });

@@ -17,7 +17,10 @@ import { startTestSluice, type TestSluice } from '../../support/sluice.js';
 const plan = vi.hoisted(() => ({ chainIds: [] as string[] }));
 vi.mock('../../../src/util/fingerprint.js', async (importOriginal) => {
   const original = await importOriginal<typeof import('../../../src/util/fingerprint.js')>();
-  return { ...original, randomId: (prefix: string) => (prefix === 'ch_' && plan.chainIds.length > 0 ? (plan.chainIds.shift() as string) : original.randomId(prefix)) };
+  return {
+    ...original,
+    timeOrderedId: (prefix: string, nowMs: number) => (prefix === 'ch_' && plan.chainIds.length > 0 ? (plan.chainIds.shift() as string) : original.timeOrderedId(prefix, nowMs)),
+  };
 });
 
 describe('the unknown-id cache', () => {
