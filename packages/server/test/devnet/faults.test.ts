@@ -120,6 +120,14 @@ describe('devnet faults', () => {
     expect(await payBob()).toBe('succeeded');
   });
 
+  it('takes a scoped withheld outcome from the options too', async () => {
+    const { devnet } = await open({ faults: { withholdOutcomeNext: { count: 1, payer: 'bob' } } });
+    expect((await payOnce(devnet)).outcome.status).toBe('succeeded');
+    const created = await devnet.backendFor('sluice').createInvoice({ amountMsat: msat(1000), expiryS: 600 });
+    expect((await devnet.backendFor('bob').payInvoice({ paymentRequest: created.paymentRequest, feeLimitMsat: FEE_LIMIT, timeoutS: 30 })).status).toBe('unknown');
+    expect((await payOnce(devnet)).outcome.status).toBe('succeeded');
+  });
+
   it('refuses nonsense fault settings', async () => {
     const { devnet } = await open();
     expect(() => devnet.faults.setFailureRate(1.5, 'x')).toThrow(RangeError);

@@ -59,11 +59,11 @@ export interface DevnetFaultOptions {
   failNext?: DevnetFailNext;
   failureRate?: DevnetFailureRate;
   /**
-   * The next N payments run to their real end (settled or failed, and persisted) but the
-   * caller is answered `unknown`, as when the connection to a node drops mid-call.
-   * `lookupPayment` then tells the truth.
+   * The next N payments (in the scope, when given) run to their real end (settled or failed,
+   * and persisted) but the caller is answered `unknown`, as when the connection to a node drops
+   * mid-call. `lookupPayment` then tells the truth.
    */
-  withholdOutcomeNext?: number;
+  withholdOutcomeNext?: number | (DevnetFaultScope & { count: number });
   /** Crash tests only: see DevnetKillAfterSettle. Options-only on purpose. */
   killAfterSettle?: DevnetKillAfterSettle;
 }
@@ -200,6 +200,8 @@ export function createDevnetFaults(options: DevnetFaultOptions = {}): DevnetFaul
   if (options.failureRate) {
     faults.setFailureRate(options.failureRate.rate, options.failureRate.seed, options.failureRate.reason);
   }
-  if (options.withholdOutcomeNext !== undefined) faults.withholdOutcomeNext(options.withholdOutcomeNext);
+  const withheld = options.withholdOutcomeNext;
+  if (typeof withheld === 'number') faults.withholdOutcomeNext(withheld);
+  else if (withheld !== undefined) faults.withholdOutcomeNext(withheld.count, withheld);
   return faults;
 }
