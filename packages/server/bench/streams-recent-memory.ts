@@ -1,12 +1,12 @@
 /**
  * The heap one recent row of the SQLite stream money store holds (money-store-sqlite.ts): 60,000
- * charges over 1,000 streams, in commits of 50, each step's ref and event name taken from a
+ * charges over 1,000 streams (or --streams N), in commits of 50, each step's ref and event name taken from a
  * parsed message as the WebSocket path takes them; the heap after a full collection, before
  * and after, divided by the rows. Every recent row stays in memory until its generation is
  * archived, so this is what scavenges copy and full collections trace under load
  * (docs/benchmarks.md, ninth session).
  *
- *   node --expose-gc --import tsx packages/server/bench/streams-recent-memory.ts
+ *   node --expose-gc --import tsx packages/server/bench/streams-recent-memory.ts [--streams 1000]
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,7 +19,10 @@ import { createSqliteStreamMoneyStore } from '../src/streams/money-store-sqlite.
 import type { StreamRow } from '../src/streams/model.js';
 import { createSqliteStreamStore } from '../src/streams/store.js';
 
-const STREAMS = 1000;
+const streamsAt = process.argv.indexOf('--streams');
+/** --streams N: the rows spread over N streams (60,000 / N rows each). */
+const STREAMS = streamsAt >= 0 ? Number(process.argv[streamsAt + 1]) : 1000;
+if (!Number.isSafeInteger(STREAMS) || STREAMS < 1) throw new Error('--streams takes a whole number >= 1');
 const ROWS = 60_000;
 const PER_COMMIT = 50;
 
@@ -69,7 +72,7 @@ try {
   collect();
   collect();
   const after = process.memoryUsage().heapUsed;
-  process.stdout.write(`${money.tiers().recent} recent rows: ${((after - before) / ROWS).toFixed(0)} bytes of heap per row (Node ${process.version})\n`);
+  process.stdout.write(`${money.tiers().recent} recent rows over ${STREAMS} streams: ${((after - before) / ROWS).toFixed(0)} bytes of heap per row (Node ${process.version})\n`);
   money.close();
 } finally {
   db.close();

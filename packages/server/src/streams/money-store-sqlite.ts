@@ -118,12 +118,15 @@ interface StreamRecent {
   rows: RecentRow[];
   first: number;
   /**
-   * The same rows by ref (a ref is unique per stream). Per stream, not one map keyed by
-   * `${stream}\u0000${ref}`: that key was one more string per row, kept alive for as long as
-   * the row (about a fifth of a recent row's heap), which every scavenge copied and every
-   * collection traced. The Bloom filter hashes the pair as that text without building it.
+   * The same rows by ref (a ref is unique per stream), once the stream holds BY_REF_FROM
+   * recent rows; below that they are searched in `rows` (recentByRef). Per stream, not one map
+   * keyed by `${stream}\u0000${ref}`: that key was one more string per row, kept alive for as
+   * long as the row (about a fifth of a recent row's heap), which every scavenge copied and
+   * every collection traced. Not for every stream: an empty Map is about 180 bytes, more than
+   * the strings it saves for a stream with two rows. The Bloom filter hashes the pair as that
+   * text without building it.
    */
-  byRef: Map<string, RecentRow>;
+  byRef: Map<string, RecentRow> | null;
   /**
    * The highest seq written: a stream's steps are written in seq order (the sweeps rely on it),
    * so a step at or below it is refused, before a seq taken twice could reach the archive.
@@ -162,6 +165,20 @@ export function decodeLogRows(text: string): (MoneyRow & { streamId: string })[]
     return { streamId, seq: seq as number, ref, name, amountMsat: msat(BigInt(amount)), at: at as number, refused: refused as string | null };
   });
 }
+/** Recent rows of one stream from which they are found by ref through a map (StreamRecent.byRef). */
+const BY_REF_FROM = 8;
+
+/** The stream's recent row with this ref, if any. */
+function recentByRef(recent: StreamRecent | undefined, ref: string): RecentRow | undefined {
+  if (!recent) return undefined;
+  if (recent.byRef) return recent.byRef.get(ref);
+  for (let index = recent.first; index < recent.rows.length; index += 1) {
+    const row = recent.rows[index] as RecentRow;
+    if (row.ref === ref) return row;
+  }
+  return undefined;
+}
+
 const copyRow = ({ seq, ref, name, amountMsat, at, refused }: MoneyRow): MoneyRow => ({ seq, ref, name, amountMsat, at, refused });
 
 export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps: SqliteLedgerApply, options: SqliteStreamMoneyStoreOptions = {}): SqliteStreamMoneyStore {
@@ -192,7 +209,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const newStreamRecent = (streamId: string): StreamRecent => {
     const row = selectStream.get(streamId) as Row | undefined;
     return {
-      rows: [], first: 0, byRef: new Map(), lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
+      rows: [], first: 0, byRef: null, lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
       unsettledMsat: 0n, unsettledToSeq: 0,
     };
   };
@@ -231,12 +248,17 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     for (let index = recent.first; index < recent.rows.length; index += 1) yield recent.rows[index] as RecentRow;
   }
 
+  /** A row into memory: a commit's, whose stream's StreamRecent the commit made (commitSteps), or one read back at open. */
   const remember = (row: RecentRow): void => {
     queue.push(row);
     let recent = byStream.get(row.streamId);
     if (!recent) byStream.set(row.streamId, (recent = newStreamRecent(row.streamId)));
     recent.rows.push(row);
-    recent.byRef.set(row.ref, row);
+    if (recent.byRef) recent.byRef.set(row.ref, row);
+    else if (recent.rows.length - recent.first >= BY_REF_FROM) {
+      recent.byRef = new Map();
+      for (let index = recent.first; index < recent.rows.length; index += 1) recent.byRef.set((recent.rows[index] as RecentRow).ref, recent.rows[index] as RecentRow);
+    }
     if (row.seq > recent.lastSeq) recent.lastSeq = row.seq;
     if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
       recent.unsettledMsat += row.amountMsat;
@@ -313,7 +335,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     const replays: { index: number; first: MoneyRow }[] = [];
     for (let i = 0; i < steps.length; i += 1) {
       const step = steps[i] as MoneyStep;
-      const first = batch.get(step.streamId)?.get(step.ref) ?? byStream.get(step.streamId)?.byRef.get(step.ref) ?? archivedFirst(step.streamId, step.ref);
+      const first = batch.get(step.streamId)?.get(step.ref) ?? recentByRef(byStream.get(step.streamId), step.ref) ?? archivedFirst(step.streamId, step.ref);
       if (first) {
         replays.push({ index: i, first });
         continue;
@@ -326,7 +348,13 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       const rowid = nextRowid + rows.length;
       const row: RecentRow = { streamId: step.streamId, rowid, batchFirst: nextRowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
       let ofStream = batch.get(step.streamId);
-      if (!ofStream) batch.set(step.streamId, (ofStream = new Map()));
+      if (!ofStream) {
+        batch.set(step.streamId, (ofStream = new Map()));
+        // Its stream row is read here, in the transaction: read after the commit (remember),
+        // a read that failed left committed rows out of memory, where the ref and seq checks
+        // look, so a retry of the step could be written twice.
+        if (!byStream.has(step.streamId)) byStream.set(step.streamId, newStreamRecent(step.streamId));
+      }
       ofStream.set(step.ref, row);
       rows.push(row);
       rowOf[i] = row;
@@ -371,7 +399,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       head += 1;
       if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
       filter.add(row.streamId, row.ref);
-      byStream.get(row.streamId)?.byRef.delete(row.ref);
+      byStream.get(row.streamId)?.byRef?.delete(row.ref);
       leaving.set(row.streamId, (leaving.get(row.streamId) ?? 0) + 1);
     }
     for (const [streamId, count] of leaving) {
@@ -594,7 +622,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, limit);
     },
     async findByRef(streamId, ref) {
-      const recent = byStream.get(streamId)?.byRef.get(ref);
+      const recent = recentByRef(byStream.get(streamId), ref);
       return recent ? copyRow(recent) : archivedFirst(streamId, ref);
     },
     async maxSeq(streamId) {

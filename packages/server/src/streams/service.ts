@@ -1819,11 +1819,16 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       await money?.afterQueued();
       // A stream whose sweep fails stays due (and is logged); it must not keep the app's other
       // streams, charged in another process, out of this read: the error is thrown after them.
+      // The ids the flush just failed are not swept again here (the next timed sweep retries
+      // them): every balance read would otherwise run their failing transactions twice.
       let failure: { error: unknown } | null = null;
       await settler?.flush().catch((error: unknown) => {
         failure = { error };
       });
-      if (appId !== undefined && settler && money?.store.dialect === 'postgres') await settler.settleNow(await money.store.listUnsettled(appId));
+      if (appId !== undefined && settler && money?.store.dialect === 'postgres') {
+        const unsettled = await money.store.listUnsettled(appId);
+        await settler.settleNow(failure === null ? unsettled : unsettled.filter((id) => !settler.isDue(id)));
+      }
       if (failure) throw (failure as { error: unknown }).error;
     },
 

@@ -2,7 +2,8 @@
 // process's charges too: money-store.ts listUnsettled(appId)). A stream whose sweep keeps
 // failing (a database error, the sweep's lock timeout) stays due; before this fix it also
 // made the read skip that cross-process sweep for every other stream of the app, since the
-// flush of this process's own due streams threw first. Found by the session's review.
+// flush of this process's own due streams threw first; and the stuck stream is not swept a
+// second time by the same read. Found by the session's reviews.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
@@ -35,7 +36,9 @@ describe.skipIf(!usePostgres)('an app\'s balance read on PostgreSQL with one str
     // The stuck stream's sweeps fail from now on; it is charged here, so it is due in this process.
     const money = t.sluice.streamMoney.store;
     const settle = money.settle.bind(money);
+    const sweptTogether: string[][] = [];
     money.settle = async (ids, now) => {
+      if (ids.includes(stuck) && ids.includes(elsewhere)) sweptTogether.push([...ids]);
       if (ids.includes(stuck)) throw new Error('this stream\'s sweep fails (test)');
       return settle(ids, now);
     };
@@ -52,6 +55,8 @@ describe.skipIf(!usePostgres)('an app\'s balance read on PostgreSQL with one str
     expect(balance.body.balance_msat).toBe('7000');
     expect(await money.unsettledMsat(elsewhere)).toBe(0n);
     expect(await money.unsettledMsat(stuck)).toBe(1000n);
+    // The stuck stream, failed by this read's flush, was not swept a second time with the others.
+    expect(sweptTogether).toEqual([]);
 
     money.settle = settle;
     expect((await asApp('GET', '/v1/balance')).body.balance_msat).toBe('8000');

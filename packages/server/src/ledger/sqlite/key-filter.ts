@@ -60,15 +60,14 @@ export function createKeyFilter(expectedKeys: number): KeyFilter {
 function hashes(key: string, suffix?: string): [number, number] {
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
-  const mix = (c: number): void => {
+  // The key's code units, then (with a suffix) a NUL and the suffix's: written out, not a
+  // closure over a and b (this runs for every ledger idempotency key too).
+  const length = suffix === undefined ? key.length : key.length + 1 + suffix.length;
+  for (let i = 0; i < length; i++) {
+    const c = i < key.length ? key.charCodeAt(i) : i === key.length ? 0 : (suffix as string).charCodeAt(i - key.length - 1);
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
-  };
-  for (let i = 0; i < key.length; i++) mix(key.charCodeAt(i));
-  if (suffix !== undefined) {
-    mix(0);
-    for (let i = 0; i < suffix.length; i++) mix(suffix.charCodeAt(i));
   }
   a ^= a >>> 16;
   b = Math.imul(b ^ (b >>> 13), 0xc2b2ae35);

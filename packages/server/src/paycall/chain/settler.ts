@@ -29,6 +29,8 @@ export interface ChainSettler {
   noteCommitted(chainId: string): void;
   /** Settles these chains now (a refund reads the chain account only after this). */
   settleNow(chainIds: readonly string[]): Promise<void>;
+  /** Whether the id waits for the next sweep: noted since the last one, or failed in it and kept due. */
+  isDue(chainId: string): boolean;
   /**
    * Settles everything noted so far, now, with the sweeps under way (`GET /v1/balance`,
    * shutdown, tests); rejects if any of it failed (those ids stay due).
@@ -192,6 +194,7 @@ export function createChainSettler(deps: ChainSettlerDeps): ChainSettler {
       for (const id of chainIds) due.delete(id);
       await sweep(chainIds);
     },
+    isDue: (chainId) => due.has(chainId),
     async flush() {
       if (timer !== null) clearTimeout(timer);
       // The sweeps under way hold ids no longer due: they count as this flush's, and what a

@@ -3,9 +3,9 @@
  * ids costs one database read per id, not one per request.
  *
  * Bounded twice: at most `max` ids (the oldest are dropped first) and each for `ttlMs`.
- * Chain ids are random and handed out only once the chain is written, so a client that
- * got one from a purchase never meets a stale entry: an entry can only shadow a chain
- * created after a guessed id was tried. The service forgets an id the moment it creates
+ * Chain ids hold 96 random bits (after their creation time) and are handed out only once
+ * the chain is written, so a client that got one from a purchase never meets a stale entry:
+ * an entry can only shadow a chain created after a guessed id was tried. The service forgets an id the moment it creates
  * or loads that chain; the time bound covers chains created by another process sharing
  * the database.
  */

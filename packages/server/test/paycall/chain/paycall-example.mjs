@@ -12,7 +12,7 @@ export const EXAMPLE = {
   stepMsat: 250n,
   priceMsat: 500n,
   appId: 'app_demo',
-  chainId: 'ch_3xAmpLe0nLyXyZ12345',
+  chainId: 'ch_0199a1b2c3d4Ex4mpLe0nLyXyZ12',
 };
 
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest();

@@ -2,7 +2,7 @@
 // read, the cache is bounded in size and time, and a chain created after its id was
 // cached as absent still works. The service runs beside a real Sluice on a shared
 // PostgreSQL database, with its store's reads counted; chain ids are planned in advance
-// (randomId is wrapped) so that a test can ask for an id before its chain exists.
+// (timeOrderedId is wrapped) so that a test can ask for an id before its chain exists.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createManualClock } from '../../../src/clock.js';
