@@ -17,8 +17,8 @@ import { msat } from '../src/money/msat.js';
 import { defaultArchivePath } from '../src/streams/money-archive.js';
 import type { MoneyStep } from '../src/streams/money-store.js';
 import { createSqliteStreamMoneyStore } from '../src/streams/money-store-sqlite.js';
-import type { StreamRow } from '../src/streams/model.js';
 import { createSqliteStreamStore } from '../src/streams/store.js';
+import { benchStreamRow } from './stream-rows.js';
 
 const STREAMS = 1000;
 const COMPACT_AT = 65_536;
@@ -28,13 +28,6 @@ const SWEEP_EVERY_ROWS = 2000;
 const roundsAt = process.argv.indexOf('--rounds');
 const rounds = roundsAt >= 0 ? Number(process.argv[roundsAt + 1]) : 3;
 if (!Number.isSafeInteger(rounds) || rounds < 1) throw new Error('--rounds takes a whole number >= 1');
-
-const streamRow = (id: string, index: number): StreamRow => ({
-  id, appId: 'app_b', accountId: `stream:${id}`, payerTokenHash: `hash-${index}`, prices: {}, rateMsatPerS: msat(0n), maximumMsat: msat(10n ** 15n),
-  settleThresholdMsat: msat(0n), settleToMsat: msat(0n), maxChargeMsat: msat(10n ** 12n), payoutThresholdMsat: msat(0n), expiresAt: null,
-  payoutDestination: null, status: 'open', meter: 'stopped', meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0,
-  metadata: '', createdAt: 1, closedAt: null, moneyRows: true,
-});
 
 async function oneRound(): Promise<{ ms: number; cpuMs: number; rows: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-archive-'));
@@ -51,7 +44,7 @@ async function oneRound(): Promise<{ ms: number; cpuMs: number; rows: number }> 
       const id = `st_${index.toString(16).padStart(12, '0')}${'A'.repeat(16)}`;
       ids.push(id);
       await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_b', limitMsat: msat(10n ** 15n), code: 'stream' });
-      await streamStore.insertStream(streamRow(id, index), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+      await streamStore.insertStream(benchStreamRow(id, index), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
     }
     const seqs = new Map<string, number>();
     let written = 0;

@@ -16,8 +16,8 @@ import { applyOpsInTransaction, createSqliteLedgerStore, migrateSqliteLedger } f
 import { msat } from '../src/money/msat.js';
 import { CHARGE_REF, type MoneyStep } from '../src/streams/money-store.js';
 import { createSqliteStreamMoneyStore } from '../src/streams/money-store-sqlite.js';
-import type { StreamRow } from '../src/streams/model.js';
 import { createSqliteStreamStore } from '../src/streams/store.js';
+import { benchStreamRow } from './stream-rows.js';
 
 const streamsAt = process.argv.indexOf('--streams');
 /** --streams N: the rows spread over N streams (60,000 / N rows each). */
@@ -28,13 +28,6 @@ const PER_COMMIT = 50;
 
 const collect = (globalThis as { gc?: () => void }).gc;
 if (!collect) throw new Error('run with node --expose-gc');
-
-const streamRow = (id: string, index: number): StreamRow => ({
-  id, appId: 'app_b', accountId: `stream:${id}`, payerTokenHash: `hash-${index}`, prices: {}, rateMsatPerS: msat(0n), maximumMsat: msat(10n ** 15n),
-  settleThresholdMsat: msat(0n), settleToMsat: msat(0n), maxChargeMsat: msat(10n ** 12n), payoutThresholdMsat: msat(0n), expiresAt: null,
-  payoutDestination: null, status: 'open', meter: 'stopped', meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0,
-  metadata: '', createdAt: 1, closedAt: null, moneyRows: true,
-});
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-recent-'));
 const db = openSqlite({ path: path.join(dir, 'sluice.sqlite') });
@@ -51,7 +44,7 @@ try {
     const id = `st_${(1_763_950_000_000 + index).toString(16).padStart(12, '0')}Ab-_Cd9xYz01QwEr`;
     ids.push(id);
     await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_b', limitMsat: msat(10n ** 15n), code: 'stream' });
-    await streamStore.insertStream(streamRow(id, index), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+    await streamStore.insertStream(benchStreamRow(id, index), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
   }
   const price = msat(1000n);
   const seqs = new Map<string, number>();

@@ -335,25 +335,26 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     const replays: { index: number; first: MoneyRow }[] = [];
     for (let i = 0; i < steps.length; i += 1) {
       const step = steps[i] as MoneyStep;
-      const first = batch.get(step.streamId)?.get(step.ref) ?? recentByRef(byStream.get(step.streamId), step.ref) ?? archivedFirst(step.streamId, step.ref);
+      let ofStream = batch.get(step.streamId);
+      let recent = byStream.get(step.streamId);
+      const first = ofStream?.get(step.ref) ?? recentByRef(recent, step.ref) ?? archivedFirst(step.streamId, step.ref);
       if (first) {
         replays.push({ index: i, first });
         continue;
       }
-      if (step.seq <= (batchLast.get(step.streamId) ?? byStream.get(step.streamId)?.lastSeq ?? 0)) {
+      if (step.seq <= (batchLast.get(step.streamId) ?? recent?.lastSeq ?? 0)) {
         throw new Error(`stream ${step.streamId}: seq ${step.seq} written out of order (taken twice, or after a later one)`);
       }
       batchLast.set(step.streamId, step.seq);
       const refused = step.refused ?? null;
       const rowid = nextRowid + rows.length;
       const row: RecentRow = { streamId: step.streamId, rowid, batchFirst: nextRowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
-      let ofStream = batch.get(step.streamId);
       if (!ofStream) {
         batch.set(step.streamId, (ofStream = new Map()));
         // Its stream row is read here, in the transaction: read after the commit (remember),
         // a read that failed left committed rows out of memory, where the ref and seq checks
         // look, so a retry of the step could be written twice.
-        if (!byStream.has(step.streamId)) byStream.set(step.streamId, newStreamRecent(step.streamId));
+        if (!recent) byStream.set(step.streamId, (recent = newStreamRecent(step.streamId)));
       }
       ofStream.set(step.ref, row);
       rows.push(row);

@@ -358,13 +358,11 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
       assertSettled(await applyLedgerOps(tx, unsettled.map(chargesSettlementOp), now));
       return unsettled.length;
     }) as Promise<number>;
-  /** Serialization failures and deadlocks: the whole transaction is run again. */
-  const retried = <T>(work: () => Promise<T>): Promise<T> => retryTransaction(work);
   return {
     dialect: 'postgres',
     writesBeforeReturning: false,
     async settle(ids, now) {
-      return ids.length === 0 ? 0 : retried(() => settleOnce(ids, now));
+      return ids.length === 0 ? 0 : retryTransaction(() => settleOnce(ids, now));
     },
     async listUnsettled(appId) {
       const rows = appId === undefined ? await sql.unsafe(unsettledChargesSql(null)) : await sql.unsafe(unsettledChargesSql('app'), [appId]);
@@ -376,7 +374,7 @@ export function createPostgresStreamMoneyStore(sql: PostgresSql, applyLedgerOps:
     },
     async commit(steps, now) {
       if (steps.length === 0) return [];
-      return steps.some((step) => isReward(step.ref) && step.refused === undefined) ? retried(() => commitWithRewardsOnce(steps, now)) : commitCharges(steps);
+      return steps.some((step) => isReward(step.ref) && step.refused === undefined) ? retryTransaction(() => commitWithRewardsOnce(steps, now)) : commitCharges(steps);
     },
     async listBetween(streamId, afterSeq, toSeq, limit) {
       const rows = (await sql.unsafe(

@@ -1821,15 +1821,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       // streams, charged in another process, out of this read: the error is thrown after them.
       // The ids the flush just failed are not swept again here (the next timed sweep retries
       // them): every balance read would otherwise run their failing transactions twice.
-      let failure: { error: unknown } | null = null;
-      await settler?.flush().catch((error: unknown) => {
-        failure = { error };
-      });
+      const failure = await settler?.flush().then(() => null, (error: unknown) => ({ error }));
       if (appId !== undefined && settler && money?.store.dialect === 'postgres') {
         const unsettled = await money.store.listUnsettled(appId);
-        await settler.settleNow(failure === null ? unsettled : unsettled.filter((id) => !settler.isDue(id)));
+        await settler.settleNow(failure ? unsettled.filter((id) => !settler.isDue(id)) : unsettled);
       }
-      if (failure) throw (failure as { error: unknown }).error;
+      if (failure) throw failure.error;
     },
 
     async tick() {
