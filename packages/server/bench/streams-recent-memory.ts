@@ -2,9 +2,10 @@
  * The heap one recent row of the SQLite stream money store holds (money-store-sqlite.ts): 60,000
  * charges over 1,000 streams (or --streams N), in commits of 50, each step's ref and event name taken from a
  * parsed message as the WebSocket path takes them; the heap after a full collection, before
- * and after, divided by the rows. Every recent row stays in memory until its generation is
- * archived, so this is what scavenges copy and full collections trace under load
- * (docs/benchmarks.md, ninth session).
+ * and after, divided by the rows, and the same for the memory of ArrayBuffers (outside the
+ * heap: the rows' cells). Every recent row stays in memory until its generation is archived,
+ * so its heap is what scavenges copy and full collections trace under load (docs/benchmarks.md,
+ * ninth and tenth sessions).
  *
  *   node --expose-gc --import tsx packages/server/bench/streams-recent-memory.ts [--streams 1000]
  */
@@ -50,7 +51,7 @@ try {
   const seqs = new Map<string, number>();
   collect();
   collect();
-  const before = process.memoryUsage().heapUsed;
+  const before = process.memoryUsage();
   for (let written = 0; written < ROWS; written += PER_COMMIT) {
     const steps: MoneyStep[] = [];
     for (let k = 0; k < PER_COMMIT; k += 1) {
@@ -64,8 +65,9 @@ try {
   }
   collect();
   collect();
-  const after = process.memoryUsage().heapUsed;
-  process.stdout.write(`${money.tiers().recent} recent rows over ${STREAMS} streams: ${((after - before) / ROWS).toFixed(0)} bytes of heap per row (Node ${process.version})\n`);
+  const after = process.memoryUsage();
+  const perRow = (field: 'heapUsed' | 'arrayBuffers'): string => ((after[field] - before[field]) / ROWS).toFixed(0);
+  process.stdout.write(`${money.tiers().recent} recent rows over ${STREAMS} streams: ${perRow('heapUsed')} bytes of heap and ${perRow('arrayBuffers')} of ArrayBuffers per row (Node ${process.version})\n`);
   money.close();
 } finally {
   db.close();

@@ -11,7 +11,10 @@
  *   `stream_money_log` (a JSON array, rowids first..last; ADR 0019), so a batch writes a few
  *   pages in one statement, whatever the number of streams (`stream_money_recent`, one SQL row
  *   per step, holds what was written before the log, and is read and archived the same way);
- * - every recent row is also held in memory, which is how a ref (or a resume) finds it;
+ * - every recent row is also held in memory, which is how a ref (or a resume) finds it: as
+ *   numbers in its stream's typed array, outside the JS heap, with no object or string of its
+ *   own (ADR 0023: what each row held on the heap made the collector's pauses); its fields
+ *   are read back from its log row when asked for;
  * - once the recent tier holds `compactAt` rows, that generation (rowid <= X, every row of
  *   it settled, X the end of a commit) is handed to the archive (money-archive.ts): a file of
  *   its own, where a worker thread writes the rows into the two B-trees, sorted by stream, off
@@ -28,7 +31,7 @@
  * recent tier). Sluice's embedded mode is one process.
  */
 import type { SqliteDatabase } from '../db/sqlite.js';
-import { createKeyFilter, type KeyFilter } from '../ledger/sqlite/key-filter.js';
+import { createKeyFilter, hashKey, type KeyFilter, type KeyHash } from '../ledger/sqlite/key-filter.js';
 import { defaultArchivePath, openMoneyArchive } from './money-archive.js';
 import { checkpointerFor } from '../ledger/sqlite/checkpointer.js';
 import { createWalSync, type SyncFile, type WalSync } from '../ledger/sqlite/wal-sync.js';
@@ -59,7 +62,7 @@ export interface SqliteStreamMoneyStoreOptions {
   logger?: Logger;
 }
 
-/** About 210 bytes of heap per recent row (bench/streams-recent-memory.ts). */
+/** About 50 bytes of heap and 60 of ArrayBuffers per recent row with 1,000 streams (bench/streams-recent-memory.ts). */
 export const DEFAULT_MONEY_COMPACT_AT = 65_536;
 /** Refs the Bloom filter over the archive is first sized for. */
 const FILTER_MIN_REFS = 1 << 20;
@@ -103,30 +106,64 @@ export interface SqliteStreamMoneyStore extends StreamMoneyStore {
   close(): void;
 }
 
-interface RecentRow extends MoneyRow {
+/** A row of a commit while the commit runs (the recent tier keeps no such object: RecentCells). */
+interface BatchRow extends MoneyRow {
   streamId: string;
   rowid: number;
-  /** The first rowid of the log row (commit) that holds it: a generation ends on a commit's edge. */
-  batchFirst: number;
+  /** hashKey(streamId, ref): the stream's index and the archive's filter both take it. */
+  hash: KeyHash;
+  /** Where its entry is in its log row's text (text.slice(start, end)), once encoded. */
+  start: number;
+  end: number;
 }
 
+/**
+ * A recent row, as ROW_CELLS numbers in its stream's `cells`: no object per row. Objects per
+ * row (the row, its ref and name strings, its bigint, a map entry: about five) lived for the
+ * 6 s or so a row spends in the recent tier, so every scavenge copied the last few thousand
+ * and every full collection traced all of them, and those pauses were the slow acks at
+ * 1,000 streams (ADR 0023; docs/benchmarks.md, tenth session). Nor is its text kept: holding
+ * each commit's log text (one string per commit) still cost a millisecond or two at the 99th
+ * percentile. The row is read back from its log row when asked for (a replay, a resume, a
+ * lookup by ref), which is rare next to the charges that only need the numbers here.
+ */
+const ROWID = 0;
+const SEQ = 1;
+const HASH1 = 2;
+const HASH2 = 3;
+/** 1 for a charge not refused (a sweep moves it), else 0. */
+const MOVABLE = 4;
+/** Where the row's entry is in its log row's text, or NO_OFFSET (a row from before the log, or a log row not in encodeLogRows' exact form). */
+const START = 5;
+const END = 6;
+const ROW_CELLS = 7;
+const NO_OFFSET = -1;
+/** Rows a stream's cells are first made for (they double as it grows). */
+const FIRST_CELL_ROWS = 4;
+/** The first hash's bits that key a stream's index: 30, so keys are small integers (no heap number each). */
+const INDEX_KEY_MASK = 0x3fff_ffff;
+/** An index entry for a key that two recent rows shared at some point: the rows are searched. */
+const SHARED_KEY = -1;
+
 interface StreamRecent {
+  streamId: string;
   /**
-   * The stream's recent rows in rowid order, from index `first` on: the rows before it have
-   * left the recent tier (archived) and wait to be cut off the array.
+   * The stream's recent rows in rowid order, ROW_CELLS numbers each; rows [first, count) are
+   * live, those before `first` left the recent tier (archived) and wait to be cut off.
    */
-  rows: RecentRow[];
+  cells: Float64Array;
   first: number;
+  count: number;
+  /** Rows cut off the front of `cells` so far: a row's position (base + index) stays as it was. */
+  base: number;
   /**
-   * The same rows by ref (a ref is unique per stream), once the stream holds BY_REF_FROM
-   * recent rows; below that they are searched in `rows` (recentByRef). Per stream, not one map
-   * keyed by `${stream}\u0000${ref}`: that key was one more string per row, kept alive for as
-   * long as the row (about a fifth of a recent row's heap), which every scavenge copied and
-   * every collection traced. Not for every stream: an empty Map is about 180 bytes, more than
-   * the strings it saves for a stream with two rows. The Bloom filter hashes the pair as that
-   * text without building it.
+   * Position of the row by INDEX_KEY_MASK bits of its ref's hash (SHARED_KEY when two rows
+   * had them), once the stream holds INDEX_FROM recent rows; below that the rows' hashes are
+   * searched. Per stream, so a key of 30 bits is enough: keys are small integers, and the map
+   * is one table with no object per entry. Not for every stream: an empty Map is about 180
+   * bytes.
    */
-  byRef: Map<string, RecentRow> | null;
+  index: Map<number, number> | null;
   /**
    * The highest seq written: a stream's steps are written in seq order (the sweeps rely on it),
    * so a step at or below it is refused, before a seq taken twice could reach the archive.
@@ -142,42 +179,61 @@ interface StreamRecent {
   unsettledToSeq: number;
 }
 
-
-/**
- * A commit's rows as the text of one stream_money_log row: a JSON array of
- * [stream_id, seq, ref, name, amount_msat, at, refused] in rowid order, the amount as a
- * string (a bigint). The archive's worker reads the same form (money-archive.ts).
- */
-export function encodeLogRows(rows: readonly (MoneyRow & { streamId: string })[]): string {
-  return JSON.stringify(rows.map((row) => [row.streamId, row.seq, row.ref, row.name, row.amountMsat.toString(), row.at, row.refused]));
+/** The recent rows of one commit (one stream_money_log row), or one row from before the log (stream_money_recent). */
+interface LogChunk {
+  /** The rowid of its first row held here; row i has rowid first + i. */
+  first: number;
+  /** The first rowid of the log row (commit) that holds them: a generation ends on a commit's edge. */
+  logFirst: number;
+  /** False for a row of stream_money_recent (from before the log), read back by its rowid. */
+  fromLog: boolean;
+  /** Row i's stream. */
+  streams: StreamRecent[];
 }
 
-/** The rows of a stream_money_log row (encodeLogRows), checked: a malformed row is a corrupt database, never guessed at. */
+/** One row's entry in a stream_money_log row: [stream_id, seq, ref, name, amount_msat, at, refused], the amount as a string (a bigint). */
+function encodeLogEntry(row: MoneyRow & { streamId: string }): string {
+  return JSON.stringify([row.streamId, row.seq, row.ref, row.name, row.amountMsat.toString(), row.at, row.refused]);
+}
+
+/**
+ * A commit's rows as the text of one stream_money_log row: a JSON array of their entries
+ * (encodeLogEntry) in rowid order. The archive's worker reads the same form (money-archive.ts).
+ */
+export function encodeLogRows(rows: readonly (MoneyRow & { streamId: string })[]): string {
+  return logText(rows.map(encodeLogEntry)).text;
+}
+
+/** One entry of a stream_money_log row, checked: a malformed entry is a corrupt database, never guessed at. */
+function decodeLogEntry(entry: unknown): MoneyRow & { streamId: string } {
+  const [streamId, seq, ref, name, amount, at, refused] = (Array.isArray(entry) ? entry : []) as unknown[];
+  if (typeof streamId !== 'string' || !Number.isSafeInteger(seq) || typeof ref !== 'string' || typeof name !== 'string'
+    || typeof amount !== 'string' || !/^[1-9][0-9]*$/.test(amount) || !Number.isSafeInteger(at) || (refused !== null && typeof refused !== 'string')) {
+    throw new Error(`a malformed stream_money_log entry: ${JSON.stringify(entry)}`);
+  }
+  return { streamId, seq: seq as number, ref, name, amountMsat: msat(BigInt(amount)), at: at as number, refused: refused as string | null };
+}
+
+/** The rows of a stream_money_log row (encodeLogRows), checked. */
 export function decodeLogRows(text: string): (MoneyRow & { streamId: string })[] {
   const decoded: unknown = JSON.parse(text);
   if (!Array.isArray(decoded)) throw new Error('a stream_money_log row is not a JSON array');
-  return decoded.map((entry: unknown) => {
-    const [streamId, seq, ref, name, amount, at, refused] = (Array.isArray(entry) ? entry : []) as unknown[];
-    if (typeof streamId !== 'string' || !Number.isSafeInteger(seq) || typeof ref !== 'string' || typeof name !== 'string'
-      || typeof amount !== 'string' || !/^[1-9][0-9]*$/.test(amount) || !Number.isSafeInteger(at) || (refused !== null && typeof refused !== 'string')) {
-      throw new Error(`a malformed stream_money_log entry: ${JSON.stringify(entry)}`);
-    }
-    return { streamId, seq: seq as number, ref, name, amountMsat: msat(BigInt(amount)), at: at as number, refused: refused as string | null };
-  });
+  return decoded.map(decodeLogEntry);
 }
-/** Recent rows of one stream from which they are found by ref through a map (StreamRecent.byRef). */
-const BY_REF_FROM = 8;
 
-/** The stream's recent row with this ref, if any. */
-function recentByRef(recent: StreamRecent | undefined, ref: string): RecentRow | undefined {
-  if (!recent) return undefined;
-  if (recent.byRef) return recent.byRef.get(ref);
-  for (let index = recent.first; index < recent.rows.length; index += 1) {
-    const row = recent.rows[index] as RecentRow;
-    if (row.ref === ref) return row;
-  }
-  return undefined;
+/**
+ * A log row's text (encodeLogRows' form) from its entries, and where each entry is in it:
+ * entry i is text.slice(starts[i], starts[i + 1] - 1).
+ */
+function logText(entries: readonly string[]): { text: string; starts: number[] } {
+  const starts: number[] = new Array(entries.length + 1);
+  starts[0] = 1;
+  for (let i = 0; i < entries.length; i += 1) starts[i + 1] = (starts[i] as number) + (entries[i] as string).length + 1;
+  return { text: `[${entries.join(',')}]`, starts };
 }
+
+/** Recent rows of one stream from which they are found through its index (StreamRecent.index). */
+const INDEX_FROM = 8;
 
 const copyRow = ({ seq, ref, name, amountMsat, at, refused }: MoneyRow): MoneyRow => ({ seq, ref, name, amountMsat, at, refused });
 
@@ -209,7 +265,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const newStreamRecent = (streamId: string): StreamRecent => {
     const row = selectStream.get(streamId) as Row | undefined;
     return {
-      rows: [], first: 0, byRef: null, lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
+      streamId, cells: new Float64Array(FIRST_CELL_ROWS * ROW_CELLS), first: 0, count: 0, base: 0, index: null, lastSeq: 0, settledSeq: Number(row?.charges_settled_seq ?? 0), accountId: (row?.account_id as string | undefined) ?? '', appId: (row?.app_id as string | undefined) ?? '',
       unsettledMsat: 0n, unsettledToSeq: 0,
     };
   };
@@ -226,9 +282,12 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
 
   // ---- memory: the recent tier, read back on open ----
   const byStream = new Map<string, StreamRecent>();
-  /** Every recent row in rowid order (from `head` on): archived rows leave memory from the front. */
-  let queue: RecentRow[] = [];
-  let head = 0;
+  /** Every recent row's commit in rowid order, from `chunkHead` (its rows from `headRow`) on: archived rows leave from the front. */
+  let chunks: LogChunk[] = [];
+  let chunkHead = 0;
+  let headRow = 0;
+  /** Rows in the recent tier. */
+  let recentCount = 0;
   /** A generation with the archive's worker: rows with rowid <= through. */
   let handing: { through: number; done: Promise<void> } | null = null;
   /** Archived, its rows leaving the recent table and memory: rowids in (deletedThrough, through]. */
@@ -241,26 +300,119 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   let archiveFailedAt = 0;
   let closed = false;
 
-  /** A stream's rows still in the recent tier, oldest first. */
-  function* recentRows(streamId: string): Generator<RecentRow> {
-    const recent = byStream.get(streamId);
-    if (!recent) return;
-    for (let index = recent.first; index < recent.rows.length; index += 1) yield recent.rows[index] as RecentRow;
-  }
+  /** The chunk holding a recent row (by binary search: chunks are in rowid order). */
+  const chunkHolding = (rowid: number): LogChunk => {
+    let low = chunkHead;
+    let high = chunks.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if ((chunks[middle] as LogChunk).first <= rowid) low = middle;
+      else high = middle - 1;
+    }
+    return chunks[low] as LogChunk;
+  };
 
-  /** A row into memory: a commit's, whose stream's StreamRecent the commit made (commitSteps), or one read back at open. */
-  const remember = (row: RecentRow): void => {
-    queue.push(row);
+  const selectLogText = db.prepare('SELECT rows FROM stream_money_log WHERE first_rowid = ?').pluck();
+  const selectRecentRow = db.prepare(`SELECT stream_id, ${SELECT_COLUMNS} FROM stream_money_recent WHERE rowid = ?`);
+  /** The log row a decode read last: a resume reads several rows of one commit in a row. */
+  let lastLog: { first: number; text: string } | null = null;
+
+  /**
+   * The stream's recent row at this index, read back from its log row (or its row from before
+   * the log). One that is not the row memory says (another stream's, another seq) is a
+   * damaged database, never answered.
+   */
+  const decodeRecent = (recent: StreamRecent, index: number): MoneyRow => {
+    const at = index * ROW_CELLS;
+    const rowid = recent.cells[at + ROWID] as number;
+    const chunk = chunkHolding(rowid);
+    let row: (MoneyRow & { streamId: string }) | undefined;
+    if (!chunk.fromLog) {
+      const read = selectRecentRow.get(rowid) as Row | undefined;
+      if (read) row = { ...moneyFromRow(read), streamId: read.stream_id as string };
+    } else {
+      const text = lastLog?.first === chunk.logFirst ? lastLog.text : (selectLogText.get(chunk.logFirst) as string | undefined);
+      if (text !== undefined) {
+        lastLog = { first: chunk.logFirst, text };
+        const start = recent.cells[at + START] as number;
+        row = start === NO_OFFSET ? decodeLogRows(text)[rowid - chunk.logFirst] : decodeLogEntry(JSON.parse(text.slice(start, recent.cells[at + END] as number)) as unknown);
+      }
+    }
+    if (!row || row.streamId !== recent.streamId || row.seq !== recent.cells[at + SEQ]) {
+      throw new Error(`stream ${recent.streamId}: recent row ${rowid} is not in the database as it was written`);
+    }
+    return copyRow(row);
+  };
+
+  /** The stream's recent row at this index, if its ref is `ref` (its hash was checked by the caller). */
+  const recentIfRef = (recent: StreamRecent, index: number, ref: string): MoneyRow | undefined => {
+    const row = decodeRecent(recent, index);
+    return row.ref === ref ? row : undefined;
+  };
+
+  /** The stream's recent row with this ref (and this hashKey of stream and ref), if any. */
+  const recentByRef = (recent: StreamRecent | undefined, ref: string, hash: KeyHash): MoneyRow | undefined => {
+    if (!recent) return undefined;
+    const { cells } = recent;
+    if (recent.index) {
+      const position = recent.index.get(hash[0] & INDEX_KEY_MASK);
+      if (position === undefined) return undefined;
+      if (position !== SHARED_KEY) {
+        const index = position - recent.base;
+        const at = index * ROW_CELLS;
+        // A position whose row left (its entry stays when the key was shared) is not recent.
+        if (index < recent.first || index >= recent.count || cells[at + HASH1] !== hash[0] || cells[at + HASH2] !== hash[1]) return undefined;
+        return recentIfRef(recent, index, ref);
+      }
+    }
+    for (let index = recent.first; index < recent.count; index += 1) {
+      const at = index * ROW_CELLS;
+      if (cells[at + HASH1] === hash[0] && cells[at + HASH2] === hash[1]) {
+        const row = recentIfRef(recent, index, ref);
+        if (row) return row;
+      }
+    }
+    return undefined;
+  };
+
+  /** Into the stream's index: the row at this index. */
+  const indexRow = (recent: StreamRecent, index: number): void => {
+    const key = (recent.cells[index * ROW_CELLS + HASH1] as number) & INDEX_KEY_MASK;
+    (recent.index as Map<number, number>).set(key, recent.index?.has(key) ? SHARED_KEY : recent.base + index);
+  };
+
+  /**
+   * A row into memory: a commit's, whose stream's StreamRecent the commit made (commitSteps), or
+   * one read back at open. Its chunk is the last one (rows arrive in rowid order).
+   */
+  const remember = (row: MoneyRow & { streamId: string }, rowid: number, hash: KeyHash, chunk: LogChunk, start: number, end: number): void => {
     let recent = byStream.get(row.streamId);
     if (!recent) byStream.set(row.streamId, (recent = newStreamRecent(row.streamId)));
-    recent.rows.push(row);
-    if (recent.byRef) recent.byRef.set(row.ref, row);
-    else if (recent.rows.length - recent.first >= BY_REF_FROM) {
-      recent.byRef = new Map();
-      for (let index = recent.first; index < recent.rows.length; index += 1) recent.byRef.set((recent.rows[index] as RecentRow).ref, recent.rows[index] as RecentRow);
+    if (recent.count * ROW_CELLS === recent.cells.length) {
+      const grown = new Float64Array(recent.cells.length * 2);
+      grown.set(recent.cells);
+      recent.cells = grown;
+    }
+    const index = recent.count;
+    const at = index * ROW_CELLS;
+    const movable = row.refused === null && !isReward(row.ref);
+    recent.cells[at + ROWID] = rowid;
+    recent.cells[at + SEQ] = row.seq;
+    recent.cells[at + HASH1] = hash[0];
+    recent.cells[at + HASH2] = hash[1];
+    recent.cells[at + MOVABLE] = movable ? 1 : 0;
+    recent.cells[at + START] = start;
+    recent.cells[at + END] = end;
+    recent.count += 1;
+    chunk.streams[rowid - chunk.first] = recent;
+    recentCount += 1;
+    if (recent.index) indexRow(recent, index);
+    else if (recent.count - recent.first >= INDEX_FROM) {
+      recent.index = new Map();
+      for (let i = recent.first; i < recent.count; i += 1) indexRow(recent, i);
     }
     if (row.seq > recent.lastSeq) recent.lastSeq = row.seq;
-    if (row.refused === null && !isReward(row.ref) && row.seq > recent.settledSeq) {
+    if (movable && row.seq > recent.settledSeq) {
       recent.unsettledMsat += row.amountMsat;
       if (row.seq > recent.unsettledToSeq) recent.unsettledToSeq = row.seq;
     }
@@ -277,13 +429,17 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
    */
   let nextRowid = archivedThrough + 1;
   let firstRowid = 0;
-  // Rows from before the log first (their rowids are lower: the log's continue after them).
+  // Rows from before the log first (their rowids are lower: the log's continue after them), a chunk each.
   for (const row of db.prepare(`SELECT rowid, stream_id, ${SELECT_COLUMNS} FROM stream_money_recent ORDER BY rowid`).iterate() as IterableIterator<Row>) {
     const rowid = Number(row.rowid as number);
     if (firstRowid === 0) firstRowid = rowid;
     if (rowid >= nextRowid) nextRowid = rowid + 1;
     if (rowid <= archivedThrough) continue;
-    remember({ ...moneyFromRow(row), streamId: row.stream_id as string, rowid, batchFirst: rowid });
+    const chunk: LogChunk = { first: rowid, logFirst: rowid, fromLog: false, streams: new Array(1) };
+    chunks.push(chunk);
+    const streamId = row.stream_id as string;
+    const money = moneyFromRow(row);
+    remember({ ...money, streamId }, rowid, hashKey(streamId, money.ref), chunk, NO_OFFSET, NO_OFFSET);
   }
   for (const log of db.prepare('SELECT first_rowid, last_rowid, rows FROM stream_money_log ORDER BY first_rowid').iterate() as IterableIterator<Row>) {
     const first = Number(log.first_rowid as number);
@@ -293,10 +449,19 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (last <= archivedThrough) continue;
     const decoded = decodeLogRows(log.rows as string);
     if (decoded.length !== last - first + 1) throw new Error(`stream_money_log row ${first}: ${decoded.length} rows for rowids ${first}..${last}`);
-    decoded.forEach((row, index) => {
-      const rowid = first + index;
-      if (rowid > archivedThrough) remember({ ...row, rowid, batchFirst: first });
-    });
+    // Where each entry is in the text, if the text is in encodeLogRows' exact form (it was
+    // written by it); if not, a decode parses the whole log row.
+    const { text, starts } = logText(decoded.map(encodeLogEntry));
+    const exact = text === log.rows;
+    // The rows past the cursor (all of them: a generation ends on a log row's edge).
+    const from = Math.max(first, archivedThrough + 1);
+    const chunk: LogChunk = { first: from, logFirst: first, fromLog: true, streams: new Array(last - from + 1) };
+    chunks.push(chunk);
+    for (let rowid = from; rowid <= last; rowid += 1) {
+      const row = decoded[rowid - first] as MoneyRow & { streamId: string };
+      const at = rowid - first;
+      remember(row, rowid, hashKey(row.streamId, row.ref), chunk, exact ? (starts[at] as number) : NO_OFFSET, exact ? (starts[at + 1] as number) - 1 : NO_OFFSET);
+    }
   }
   if (archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
 
@@ -313,8 +478,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   // Sized ahead (about 1.3 MB per million refs): a rebuild reads the whole archive, a pause the tail latency would show.
   buildFilter(Math.max(FILTER_MIN_REFS, archivedCount * 2));
 
-  const archivedFirst = (streamId: string, ref: string): MoneyRow | null => {
-    if (!filter.mightContain(streamId, ref)) return null;
+  const archivedFirst = (hash: KeyHash, streamId: string, ref: string): MoneyRow | null => {
+    if (!filter.mightContainHash(hash)) return null;
     for (const queries of archivedQueries) {
       const row = queries.byRef.get(streamId, ref) as Row | undefined;
       if (row) return moneyFromRow(row);
@@ -323,21 +488,22 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   };
 
   // ---- the steps' transaction ----
-  const commitSteps = db.transaction((steps: readonly MoneyStep[], now: number): { outcomes: MoneyOutcome[]; written: RecentRow[] } => {
+  const commitSteps = db.transaction((steps: readonly MoneyStep[], now: number): { outcomes: MoneyOutcome[]; written: BatchRow[]; chunk: LogChunk | null } => {
     const outcomes: MoneyOutcome[] = new Array(steps.length);
     /** This batch's rows by stream, then ref (no string is built per row to key them). */
-    const batch = new Map<string, Map<string, RecentRow>>();
+    const batch = new Map<string, Map<string, BatchRow>>();
     /** Per stream, the last seq this batch writes. */
     const batchLast = new Map<string, number>();
-    const rows: RecentRow[] = [];
+    const rows: BatchRow[] = [];
     const movable: number[] = [];
-    const rowOf: (RecentRow | undefined)[] = new Array(steps.length);
+    const rowOf: (BatchRow | undefined)[] = new Array(steps.length);
     const replays: { index: number; first: MoneyRow }[] = [];
     for (let i = 0; i < steps.length; i += 1) {
       const step = steps[i] as MoneyStep;
       let ofStream = batch.get(step.streamId);
       let recent = byStream.get(step.streamId);
-      const first = ofStream?.get(step.ref) ?? recentByRef(recent, step.ref) ?? archivedFirst(step.streamId, step.ref);
+      const hash = hashKey(step.streamId, step.ref);
+      const first = ofStream?.get(step.ref) ?? recentByRef(recent, step.ref, hash) ?? archivedFirst(hash, step.streamId, step.ref);
       if (first) {
         replays.push({ index: i, first });
         continue;
@@ -348,7 +514,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       batchLast.set(step.streamId, step.seq);
       const refused = step.refused ?? null;
       const rowid = nextRowid + rows.length;
-      const row: RecentRow = { streamId: step.streamId, rowid, batchFirst: nextRowid, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused };
+      const row: BatchRow = { streamId: step.streamId, rowid, hash, seq: step.seq, ref: step.ref, name: step.name, amountMsat: step.amountMsat, at: step.at, refused, start: NO_OFFSET, end: NO_OFFSET };
       if (!ofStream) {
         batch.set(step.streamId, (ofStream = new Map()));
         // Its stream row is read here, in the transaction: read after the commit (remember),
@@ -367,9 +533,19 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     results.forEach((result, op) => {
       const refused = refusalOf(result);
       if (refused === null) return;
-      for (const index of owners[op] as number[]) (rowOf[index] as RecentRow).refused = refused;
+      for (const index of owners[op] as number[]) (rowOf[index] as BatchRow).refused = refused;
     });
-    if (rows.length > 0) insertLog.run(nextRowid, nextRowid + rows.length - 1, encodeLogRows(rows));
+    let chunk: LogChunk | null = null;
+    if (rows.length > 0) {
+      // encodeLogRows' text, and where each row's entry is in it (memory keeps no text).
+      const { text, starts } = logText(rows.map(encodeLogEntry));
+      rows.forEach((row, index) => {
+        row.start = starts[index] as number;
+        row.end = (starts[index + 1] as number) - 1;
+      });
+      insertLog.run(nextRowid, nextRowid + rows.length - 1, text);
+      chunk = { first: nextRowid, logFirst: nextRowid, fromLog: true, streams: new Array(rows.length) };
+    }
     for (let i = 0; i < steps.length; i += 1) {
       const row = rowOf[i];
       if (row) outcomes[i] = { kind: 'written', refused: row.refused };
@@ -378,54 +554,51 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     nextRowid += rows.length;
     // Answered last: a first step of this same batch answers as the ledger left it.
     for (const { index, first } of replays) outcomes[index] = { kind: 'replay', first: copyRow(first) };
-    return { outcomes, written: rows };
+    return { outcomes, written: rows, chunk };
   });
 
   // ---- the archive ----
 
   /**
-   * Archived rows leave memory, from the front of the queue through `through`; their refs
-   * enter the filter first (a lookup then probes the archive). A stream's rows are in rowid
-   * order, so those leaving are the front of its list: its `first` index moves past them, and
-   * the array is cut once half of it has left. A chunk holds a row or two of each of hundreds
-   * of streams, and a splice per stream per chunk moved each stream's whole list every time
-   * (60 of 82 ms in a micro-benchmark of a generation leaving memory; not measurable in the
-   * server's profile, where the maps and the filter cost most; ADR 0021).
+   * Archived rows leave memory, in rowid order through `through`; their keys enter the filter
+   * first (a lookup then probes the archive). A stream's rows are in rowid order, so the row
+   * leaving is its stream's first: its `first` index moves past it, and its cells are cut once
+   * half of them have left (a splice per row moved the stream's whole array every time; ADR 0021).
    */
   const forget = (through: number): void => {
-    const leaving = new Map<string, number>();
-    while (head < queue.length && (queue[head] as RecentRow).rowid <= through) {
-      const row = queue[head] as RecentRow;
-      queue[head] = undefined as unknown as RecentRow;
-      head += 1;
-      if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
-      filter.add(row.streamId, row.ref);
-      byStream.get(row.streamId)?.byRef?.delete(row.ref);
-      leaving.set(row.streamId, (leaving.get(row.streamId) ?? 0) + 1);
-    }
-    for (const [streamId, count] of leaving) {
-      const recent = byStream.get(streamId);
-      if (!recent) continue;
-      const prefix = recent.rows[recent.first + count - 1]?.rowid ?? Infinity;
-      const next = recent.rows[recent.first + count]?.rowid ?? Infinity;
-      if (prefix <= through && next > through) {
-        // Cleared, so an archived row is not kept alive until the array is cut.
-        recent.rows.fill(undefined as unknown as RecentRow, recent.first, recent.first + count);
-        recent.first += count;
-      } else {
-        recent.rows = recent.rows.filter((row, index) => index >= recent.first && row.rowid > through);
-        recent.first = 0;
+    while (chunkHead < chunks.length) {
+      const chunk = chunks[chunkHead] as LogChunk;
+      const rows = chunk.streams.length;
+      for (; headRow < rows && chunk.first + headRow <= through; headRow += 1) {
+        const recent = chunk.streams[headRow] as StreamRecent;
+        const at = recent.first * ROW_CELLS;
+        const { cells } = recent;
+        if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
+        filter.addHash([cells[at + HASH1] as number, cells[at + HASH2] as number]);
+        if (recent.index) {
+          const key = (cells[at + HASH1] as number) & INDEX_KEY_MASK;
+          if (recent.index.get(key) === recent.base + recent.first) recent.index.delete(key);
+        }
+        recent.first += 1;
+        recentCount -= 1;
+        if (recent.first === recent.count) {
+          if (byStream.get(recent.streamId) === recent) byStream.delete(recent.streamId);
+        } else if (recent.first >= 64 && recent.first * 2 >= recent.count) {
+          cells.copyWithin(0, at + ROW_CELLS, recent.count * ROW_CELLS);
+          recent.base += recent.first;
+          recent.count -= recent.first;
+          recent.first = 0;
+        }
       }
-      if (recent.first === recent.rows.length) {
-        byStream.delete(streamId);
-      } else if (recent.first >= 64 && recent.first * 2 >= recent.rows.length) {
-        recent.rows = recent.rows.slice(recent.first);
-        recent.first = 0;
-      }
+      if (headRow < rows) break;
+      // Not kept alive until the array is cut.
+      chunks[chunkHead] = undefined as unknown as LogChunk;
+      chunkHead += 1;
+      headRow = 0;
     }
-    if (head > 4096 && head * 2 > queue.length) {
-      queue = queue.slice(head);
-      head = 0;
+    if (chunkHead > 1024 && chunkHead * 2 > chunks.length) {
+      chunks = chunks.slice(chunkHead);
+      chunkHead = 0;
     }
   };
 
@@ -440,13 +613,24 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   /** The index of the stream's first recent row past its settled seq (its rows are in seq order). */
   const firstPastSettled = (recent: StreamRecent): number => {
     let low = recent.first;
-    let high = recent.rows.length;
+    let high = recent.count;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if ((recent.rows[middle] as RecentRow).seq > recent.settledSeq) high = middle;
+      if ((recent.cells[middle * ROW_CELLS + SEQ] as number) > recent.settledSeq) high = middle;
       else low = middle + 1;
     }
     return low;
+  };
+
+  /** The chunk holding the recent row `rows` rows after the oldest, if the tier holds that many more. */
+  const chunkAfter = (rows: number): LogChunk | undefined => {
+    let left = rows + headRow;
+    for (let index = chunkHead; index < chunks.length; index += 1) {
+      const chunk = chunks[index] as LogChunk;
+      if (left < chunk.streams.length) return chunk;
+      left -= chunk.streams.length;
+    }
+    return undefined;
   };
 
   /**
@@ -455,24 +639,27 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
    * unsettled charges in the recent tier only. Sweeps run every interval, so that is recent.
    */
   const startGeneration = (): void => {
-    if (queue.length - head < compactAt || Date.now() - archiveFailedAt < ARCHIVE_RETRY_MS || performance.now() < noGenerationUntil) return;
-    const first = (queue[head] as RecentRow).rowid;
-    let through = (queue[queue.length - 1] as RecentRow).rowid;
-    const past = queue[head + generationMaxRows] as RecentRow | undefined;
+    if (recentCount < compactAt || Date.now() - archiveFailedAt < ARCHIVE_RETRY_MS || performance.now() < noGenerationUntil) return;
+    const oldest = chunks[chunkHead] as LogChunk;
+    const newest = chunks[chunks.length - 1] as LogChunk;
+    const first = oldest.first + headRow;
+    let through = newest.first + newest.streams.length - 1;
+    const past = recentCount > generationMaxRows ? chunkAfter(generationMaxRows) : undefined;
     // Whole commits: one larger than the cap (a commit holds maxBatch steps at most) goes whole.
-    if (past && past.batchFirst - 1 >= first) through = past.batchFirst - 1;
+    if (past && past.logFirst - 1 >= first) through = past.logFirst - 1;
     // Per stream, from its first row past the settled seq: a scan of every recent row held
     // the event loop 10 ms with 1,000 streams (a stream's rows are in seq order, and the
     // charges at or below its settled seq are settled).
     for (const recent of byStream.values()) {
       if (recent.unsettledMsat === 0n) continue;
-      for (let index = firstPastSettled(recent); index < recent.rows.length; index += 1) {
-        const row = recent.rows[index] as RecentRow;
-        if (row.rowid > through) break;
+      for (let index = firstPastSettled(recent); index < recent.count; index += 1) {
+        const at = index * ROW_CELLS;
+        const rowid = recent.cells[at + ROWID] as number;
+        if (rowid > through) break;
         // Past the settled seq from firstPastSettled on: the first charge not refused is unsettled.
-        if (row.refused === null && !isReward(row.ref)) {
+        if (recent.cells[at + MOVABLE] === 1) {
           // Before the whole commit that wrote it: a generation takes whole log rows.
-          through = row.batchFirst - 1;
+          through = chunkHolding(rowid).logFirst - 1;
           break;
         }
       }
@@ -517,7 +704,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (handing) return;
     if (!deleting) return startGeneration();
     const now = performance.now();
-    const behind = queue.length - head > 2 * compactAt;
+    const behind = recentCount > 2 * compactAt;
     if (!behind && now - lastChunkAt < deleteChunkGapMs) return;
     lastChunkAt = now;
     const to = Math.min(deleting.through, deleting.deletedThrough + deleteChunkRows + (behind ? 2 * writtenRows : 0));
@@ -596,8 +783,11 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       if (wal?.failure) throw wal.failure;
       const commitAll = (): MoneyOutcome[] => {
         // IMMEDIATE: the write lock first, so nothing writes between the ref checks and the commit.
-        const { outcomes, written } = commitSteps.immediate(steps, now);
-        for (const row of written) remember(row);
+        const { outcomes, written, chunk } = commitSteps.immediate(steps, now);
+        if (chunk) {
+          chunks.push(chunk);
+          for (const row of written) remember(row, row.rowid, row.hash, chunk, row.start, row.end);
+        }
         // Its own transaction (a failed delete is logged and tried again; it fails no step).
         archiveStep(written.length);
         return outcomes;
@@ -619,20 +809,25 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       for (const queries of archivedQueries) {
         for (const row of queries.between.all(streamId, afterSeq, toSeq, limit) as Row[]) bySeq.set(Number(row.seq as bigint), moneyFromRow(row));
       }
-      for (const row of recentRows(streamId)) if (row.seq > afterSeq && row.seq <= toSeq) bySeq.set(row.seq, copyRow(row));
+      const recent = byStream.get(streamId);
+      for (let index = recent?.first ?? 0; recent && index < recent.count; index += 1) {
+        const seq = recent.cells[index * ROW_CELLS + SEQ] as number;
+        if (seq > afterSeq && seq <= toSeq) bySeq.set(seq, decodeRecent(recent, index));
+      }
       return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, limit);
     },
     async findByRef(streamId, ref) {
-      const recent = recentByRef(byStream.get(streamId), ref);
-      return recent ? copyRow(recent) : archivedFirst(streamId, ref);
+      const hash = hashKey(streamId, ref);
+      return recentByRef(byStream.get(streamId), ref, hash) ?? archivedFirst(hash, streamId, ref);
     },
     async maxSeq(streamId) {
       let max = 0;
       for (const queries of archivedQueries) max = Math.max(max, Number((queries.maxSeq.get(streamId) as Row | undefined)?.seq ?? 0));
-      for (const row of recentRows(streamId)) max = Math.max(max, row.seq);
+      const recent = byStream.get(streamId);
+      for (let index = recent?.first ?? 0; recent && index < recent.count; index += 1) max = Math.max(max, recent.cells[index * ROW_CELLS + SEQ] as number);
       return max;
     },
-    tiers: () => ({ recent: queue.length - head, merging: handing !== null || deleting !== null }),
+    tiers: () => ({ recent: recentCount, merging: handing !== null || deleting !== null }),
     archived: () => handing?.done ?? Promise.resolve(),
     close() {
       closed = true;

@@ -1,7 +1,7 @@
 /** The Bloom filter in front of the key-ordered idempotency table: it must never miss a key it was given. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createKeyFilter } from '../../src/ledger/sqlite/key-filter.js';
+import { createKeyFilter, hashKey } from '../../src/ledger/sqlite/key-filter.js';
 
 describe('key filter', () => {
   it('finds every key it was given', () => {
@@ -28,6 +28,27 @@ describe('key filter', () => {
           expect(byPair.mightContain(`${key}\u0000${suffix}`)).toBe(true);
           expect(byText.mightContain(key, suffix)).toBe(true);
         }
+      }),
+    );
+  });
+
+  it('takes a hash computed once (hashKey) as it takes the key it was computed from', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.tuple(fc.string({ maxLength: 64 }), fc.string({ maxLength: 64, unit: 'grapheme' })), { maxLength: 200 }), (pairs) => {
+        const byHash = createKeyFilter(pairs.length);
+        const byKey = createKeyFilter(pairs.length);
+        for (const [key, suffix] of pairs) {
+          const hash = hashKey(key, suffix);
+          expect(hash[0]).toBe(hash[0] >>> 0);
+          expect(hash[1] % 2).toBe(1);
+          byHash.addHash(hash);
+          byKey.add(key, suffix);
+        }
+        for (const [key, suffix] of pairs) {
+          expect(byHash.mightContain(key, suffix)).toBe(true);
+          expect(byKey.mightContainHash(hashKey(key, suffix))).toBe(true);
+        }
+        expect(byHash.size).toBe(pairs.length);
       }),
     );
   });

@@ -18,12 +18,11 @@ import { createPostgresStreamMoneyStore, type MoneyStep, type StreamMoneyStore }
 import { createSqliteStreamMoneyStore, decodeLogRows, encodeLogRows } from '../../src/streams/money-store-sqlite.js';
 import type { SqliteDatabase } from '../../src/db/sqlite.js';
 import { createPostgresStreamStore, createSqliteStreamStore, type StreamStore } from '../../src/streams/store.js';
-import type { StreamRow } from '../../src/streams/model.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
+import { moneyStreamRow } from '../support/stream-rows.js';
 
 const usePostgres = await postgresAvailable();
 
-/** The stream's row: a sweep reads its account, app and settled seq there. */
 /** The recent tier's rows on disk (of one stream, or all): stream_money_recent's and the log's (one JSON array per commit). */
 function recentOnDisk(db: SqliteDatabase, streamId?: string): number {
   let count = Number((db.prepare('SELECT COUNT(*) AS n FROM stream_money_recent WHERE ? IS NULL OR stream_id = ?').get(streamId ?? null, streamId ?? null) as { n: bigint }).n);
@@ -33,14 +32,7 @@ function recentOnDisk(db: SqliteDatabase, streamId?: string): number {
   return count;
 }
 
-function streamRow(id: string, appId: string, maximumMsat: bigint): StreamRow {
-  return {
-    id, appId, accountId: `stream:${id}`, payerTokenHash: `hash-${id}`, prices: {}, rateMsatPerS: msat(0n), maximumMsat: msat(maximumMsat),
-    settleThresholdMsat: msat(0n), settleToMsat: msat(0n), maxChargeMsat: msat(10n ** 12n), payoutThresholdMsat: msat(0n), expiresAt: null,
-    payoutDestination: null, status: 'open', meter: 'stopped', meterSegment: 0, meterSegmentStartedAt: null, meterSecondsCharged: 0,
-    metadata: '', createdAt: 1, closedAt: null, moneyRows: true,
-  };
-}
+const streamRow = moneyStreamRow;
 
 for (const dialect of ['sqlite', 'postgres'] as const) {
 describe.skipIf(dialect === 'postgres' && !usePostgres)(`stream money store on ${dialect}`, () => {

@@ -18,6 +18,9 @@ export interface KeyFilter {
    */
   add(key: string, suffix?: string): void;
   mightContain(key: string, suffix?: string): boolean;
+  /** As add and mightContain, with the key's hashKey computed once by the caller (who keeps it). */
+  addHash(hash: KeyHash): void;
+  mightContainHash(hash: KeyHash): boolean;
   readonly size: number;
   /** Keys it was sized for; past it the false-positive rate climbs, so its owner rebuilds it bigger. */
   readonly capacity: number;
@@ -29,8 +32,7 @@ export function createKeyFilter(expectedKeys: number): KeyFilter {
   const bitCount = capacity * BITS_PER_KEY;
   const words = new Uint32Array(Math.ceil(bitCount / 32));
   let size = 0;
-  const probe = (key: string, suffix: string | undefined, set: boolean): boolean => {
-    const [h1, h2] = hashes(key, suffix);
+  const probe = (h1: number, h2: number, set: boolean): boolean => {
     for (let i = 0; i < PROBES; i++) {
       const bit = ((h1 + Math.imul(i, h2)) >>> 0) % bitCount;
       const word = bit >>> 5;
@@ -46,18 +48,32 @@ export function createKeyFilter(expectedKeys: number): KeyFilter {
       return size;
     },
     add(key, suffix) {
-      probe(key, suffix, true);
+      const [h1, h2] = hashKey(key, suffix);
+      probe(h1, h2, true);
       size++;
     },
-    mightContain: (key, suffix) => probe(key, suffix, false),
+    mightContain: (key, suffix) => {
+      const [h1, h2] = hashKey(key, suffix);
+      return probe(h1, h2, false);
+    },
+    addHash(hash) {
+      probe(hash[0], hash[1], true);
+      size++;
+    },
+    mightContainHash: (hash) => probe(hash[0], hash[1], false),
   };
 }
 
+/** A key's two hashes (hashKey): unsigned 32-bit integers, the second odd. */
+export type KeyHash = readonly [number, number];
+
 /**
  * Two independent 32-bit hashes of the key's UTF-16 code units (FNV-1a and a murmur-style mix);
- * with a suffix, of the key, a NUL and the suffix, exactly as of that joined text.
+ * with a suffix, of the key, a NUL and the suffix, exactly as of that joined text. Exported so
+ * a caller that also keeps the hash (the stream money store finds its recent rows by it)
+ * hashes a key once.
  */
-function hashes(key: string, suffix?: string): [number, number] {
+export function hashKey(key: string, suffix?: string): KeyHash {
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
   // The key's code units, then (with a suffix) a NUL and the suffix's. The loop is written
