@@ -31,7 +31,7 @@
  * recent tier). Sluice's embedded mode is one process.
  */
 import type { SqliteDatabase } from '../db/sqlite.js';
-import { createKeyFilter, hashKey, type KeyFilter, type KeyHash } from '../ledger/sqlite/key-filter.js';
+import { createKeyFilter, createLayeredKeyFilter, hashKey, type KeyHash } from '../ledger/sqlite/key-filter.js';
 import { defaultArchivePath, openMoneyArchive } from './money-archive.js';
 import { checkpointerFor } from '../ledger/sqlite/checkpointer.js';
 import { createWalSync, type SyncFile, type WalSync } from '../ledger/sqlite/wal-sync.js';
@@ -96,10 +96,20 @@ const GENERATION_MAX_COMPACTS = 4;
 const GENERATION_RETRY_MS = 100;
 /** After the archive failed a generation, how long before it is handed over again. */
 const ARCHIVE_RETRY_MS = 5000;
+/**
+ * While no commit comes for this long, the archive's work goes on by itself, a step each time
+ * (idleArchiveStep): otherwise a tier left behind by a burst waited for the next commits, and
+ * their acks waited behind its deletes (the streams benchmark's latency runs, after its
+ * throughput runs, found 130,000 rows and a generation's deletes still pending).
+ */
+const IDLE_STEP_MS = 10;
 
 export interface SqliteStreamMoneyStore extends StreamMoneyStore {
-  /** Rows in the recent tier (memory), and whether a generation is being archived or deleted (tests, metrics). */
-  tiers(): { recent: number; merging: boolean };
+  /**
+   * Rows in the recent tier (memory), whether a generation is being archived or deleted, and
+   * the keys in the streams' ref indexes (tests, metrics).
+   */
+  tiers(): { recent: number; merging: boolean; indexKeys: number };
   /** Resolves once no generation is with the archive's worker (tests). */
   archived(): Promise<void>;
   /** Stops the archive's worker and closes its connection; call before closing the database. */
@@ -142,8 +152,10 @@ const NO_OFFSET = -1;
 const FIRST_CELL_ROWS = 4;
 /** The first hash's bits that key a stream's index: 30, so keys are small integers (no heap number each). */
 const INDEX_KEY_MASK = 0x3fff_ffff;
-/** An index entry for a key that two recent rows shared at some point: the rows are searched. */
-const SHARED_KEY = -1;
+/**
+ * An index entry below zero is minus the number of live rows that share its key: the rows are
+ * searched. It counts down as they leave, so it goes once the last does.
+ */
 
 interface StreamRecent {
   streamId: string;
@@ -157,8 +169,8 @@ interface StreamRecent {
   /** Rows cut off the front of `cells` so far: a row's position (base + index) stays as it was. */
   base: number;
   /**
-   * Position of the row by INDEX_KEY_MASK bits of its ref's hash (SHARED_KEY when two rows
-   * had them), once the stream holds INDEX_FROM recent rows; below that the rows' hashes are
+   * Position of the row by INDEX_KEY_MASK bits of its ref's hash (minus the count of rows, when
+   * several share the key), once the stream holds INDEX_FROM recent rows; below that the rows' hashes are
    * searched. Per stream, so a key of 30 bits is enough: keys are small integers, and the map
    * is one table with no object per entry. Not for every stream: an empty Map is about 180
    * bytes.
@@ -179,12 +191,10 @@ interface StreamRecent {
   unsettledToSeq: number;
 }
 
-/** The recent rows of one commit (one stream_money_log row), or one row from before the log (stream_money_recent). */
+/** The recent rows of one commit (one stream_money_log row, whole), or one row from before the log (stream_money_recent). */
 interface LogChunk {
-  /** The rowid of its first row held here; row i has rowid first + i. */
+  /** The rowid of its first row (the log row's first_rowid); row i has rowid first + i. A generation ends on a chunk's edge. */
   first: number;
-  /** The first rowid of the log row (commit) that holds them: a generation ends on a commit's edge. */
-  logFirst: number;
   /** False for a row of stream_money_recent (from before the log), read back by its rowid. */
   fromLog: boolean;
   /** Row i's stream. */
@@ -312,10 +322,12 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     return chunks[low] as LogChunk;
   };
 
+  // substr counts characters, and the offsets are UTF-16 code units: the same for the ASCII a
+  // log row holds (refs and event names are ASCII, and JSON escapes the rest but for
+  // characters past U+FFFF). An entry that does not read back as its row is read whole.
+  const selectLogEntry = db.prepare('SELECT substr(rows, ?, ?) FROM stream_money_log WHERE first_rowid = ?').pluck();
   const selectLogText = db.prepare('SELECT rows FROM stream_money_log WHERE first_rowid = ?').pluck();
   const selectRecentRow = db.prepare(`SELECT stream_id, ${SELECT_COLUMNS} FROM stream_money_recent WHERE rowid = ?`);
-  /** The log row a decode read last: a resume reads several rows of one commit in a row. */
-  let lastLog: { first: number; text: string } | null = null;
 
   /**
    * The stream's recent row at this index, read back from its log row (or its row from before
@@ -325,20 +337,29 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   const decodeRecent = (recent: StreamRecent, index: number): MoneyRow => {
     const at = index * ROW_CELLS;
     const rowid = recent.cells[at + ROWID] as number;
+    const seq = recent.cells[at + SEQ] as number;
     const chunk = chunkHolding(rowid);
+    const isIt = (row: (MoneyRow & { streamId: string }) | undefined): boolean => row !== undefined && row.streamId === recent.streamId && row.seq === seq;
     let row: (MoneyRow & { streamId: string }) | undefined;
     if (!chunk.fromLog) {
       const read = selectRecentRow.get(rowid) as Row | undefined;
       if (read) row = { ...moneyFromRow(read), streamId: read.stream_id as string };
     } else {
-      const text = lastLog?.first === chunk.logFirst ? lastLog.text : (selectLogText.get(chunk.logFirst) as string | undefined);
-      if (text !== undefined) {
-        lastLog = { first: chunk.logFirst, text };
-        const start = recent.cells[at + START] as number;
-        row = start === NO_OFFSET ? decodeLogRows(text)[rowid - chunk.logFirst] : decodeLogEntry(JSON.parse(text.slice(start, recent.cells[at + END] as number)) as unknown);
+      const start = recent.cells[at + START] as number;
+      if (start !== NO_OFFSET) {
+        const entry = selectLogEntry.get(start + 1, (recent.cells[at + END] as number) - start, chunk.first) as string | undefined;
+        try {
+          row = entry === undefined ? undefined : decodeLogEntry(JSON.parse(entry) as unknown);
+        } catch {
+          row = undefined;
+        }
+      }
+      if (!isIt(row)) {
+        const text = selectLogText.get(chunk.first) as string | undefined;
+        row = text === undefined ? undefined : decodeLogRows(text)[rowid - chunk.first];
       }
     }
-    if (!row || row.streamId !== recent.streamId || row.seq !== recent.cells[at + SEQ]) {
+    if (!row || !isIt(row)) {
       throw new Error(`stream ${recent.streamId}: recent row ${rowid} is not in the database as it was written`);
     }
     return copyRow(row);
@@ -357,10 +378,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (recent.index) {
       const position = recent.index.get(hash[0] & INDEX_KEY_MASK);
       if (position === undefined) return undefined;
-      if (position !== SHARED_KEY) {
+      if (position >= 0) {
         const index = position - recent.base;
         const at = index * ROW_CELLS;
-        // A position whose row left (its entry stays when the key was shared) is not recent.
         if (index < recent.first || index >= recent.count || cells[at + HASH1] !== hash[0] || cells[at + HASH2] !== hash[1]) return undefined;
         return recentIfRef(recent, index, ref);
       }
@@ -378,7 +398,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   /** Into the stream's index: the row at this index. */
   const indexRow = (recent: StreamRecent, index: number): void => {
     const key = (recent.cells[index * ROW_CELLS + HASH1] as number) & INDEX_KEY_MASK;
-    (recent.index as Map<number, number>).set(key, recent.index?.has(key) ? SHARED_KEY : recent.base + index);
+    const held = (recent.index as Map<number, number>).get(key);
+    (recent.index as Map<number, number>).set(key, held === undefined ? recent.base + index : held >= 0 ? -2 : held - 1);
   };
 
   /**
@@ -435,7 +456,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (firstRowid === 0) firstRowid = rowid;
     if (rowid >= nextRowid) nextRowid = rowid + 1;
     if (rowid <= archivedThrough) continue;
-    const chunk: LogChunk = { first: rowid, logFirst: rowid, fromLog: false, streams: new Array(1) };
+    const chunk: LogChunk = { first: rowid, fromLog: false, streams: new Array(1) };
     chunks.push(chunk);
     const streamId = row.stream_id as string;
     const money = moneyFromRow(row);
@@ -453,11 +474,13 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     // written by it); if not, a decode parses the whole log row.
     const { text, starts } = logText(decoded.map(encodeLogEntry));
     const exact = text === log.rows;
-    // The rows past the cursor (all of them: a generation ends on a log row's edge).
-    const from = Math.max(first, archivedThrough + 1);
-    const chunk: LogChunk = { first: from, logFirst: first, fromLog: true, streams: new Array(last - from + 1) };
+    // A generation ends on a log row's edge. One the cursor cuts would not be handed to the
+    // archive again (its worker reads whole log rows after the cursor) and its rows would be
+    // lost with it: refused loudly, never guessed at.
+    if (first <= archivedThrough) throw new Error(`stream_money_log row ${first}..${last} is cut by the archive's cursor (${archivedThrough})`);
+    const chunk: LogChunk = { first, fromLog: true, streams: new Array(last - first + 1) };
     chunks.push(chunk);
-    for (let rowid = from; rowid <= last; rowid += 1) {
+    for (let rowid = first; rowid <= last; rowid += 1) {
       const row = decoded[rowid - first] as MoneyRow & { streamId: string };
       const at = rowid - first;
       remember(row, rowid, hashKey(row.streamId, row.ref), chunk, exact ? (starts[at] as number) : NO_OFFSET, exact ? (starts[at + 1] as number) - 1 : NO_OFFSET);
@@ -465,18 +488,16 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   }
   if (archivedThrough > 0) deleting = { through: archivedThrough, deletedThrough: firstRowid === 0 ? archivedThrough : firstRowid - 1 };
 
-  let filter: KeyFilter = createKeyFilter(0);
-  const buildFilter = (atLeast: number): void => {
-    const built = createKeyFilter(atLeast);
-    for (const tables of archivedTables) {
-      for (const row of tables.prepare('SELECT stream_id, ref FROM stream_money').iterate() as IterableIterator<Row>) built.add(row.stream_id as string, row.ref as string);
-    }
-    // Rows archived and still in memory enter it as they leave memory (forget).
-    filter = built;
-  };
+  // Every archived ref, in layers (a full filter gets a bigger successor, never a rebuild that
+  // reads the whole archive on the event loop). The first is sized ahead (about 1.3 MB per
+  // million refs): a layer fewer.
   const archivedCount = archivedTables.reduce((sum, tables) => sum + Number((tables.prepare('SELECT COUNT(*) AS n FROM stream_money').get() as { n: bigint | number }).n), 0);
-  // Sized ahead (about 1.3 MB per million refs): a rebuild reads the whole archive, a pause the tail latency would show.
-  buildFilter(Math.max(FILTER_MIN_REFS, archivedCount * 2));
+  const firstFilter = createKeyFilter(Math.max(FILTER_MIN_REFS, archivedCount * 2));
+  for (const tables of archivedTables) {
+    for (const row of tables.prepare('SELECT stream_id, ref FROM stream_money').iterate() as IterableIterator<Row>) firstFilter.add(row.stream_id as string, row.ref as string);
+  }
+  // Rows archived and still in memory enter it as they leave memory (forget).
+  const filter = createLayeredKeyFilter(firstFilter);
 
   const archivedFirst = (hash: KeyHash, streamId: string, ref: string): MoneyRow | null => {
     if (!filter.mightContainHash(hash)) return null;
@@ -544,7 +565,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         row.end = (starts[index + 1] as number) - 1;
       });
       insertLog.run(nextRowid, nextRowid + rows.length - 1, text);
-      chunk = { first: nextRowid, logFirst: nextRowid, fromLog: true, streams: new Array(rows.length) };
+      chunk = { first: nextRowid, fromLog: true, streams: new Array(rows.length) };
     }
     for (let i = 0; i < steps.length; i += 1) {
       const row = rowOf[i];
@@ -573,18 +594,27 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         const recent = chunk.streams[headRow] as StreamRecent;
         const at = recent.first * ROW_CELLS;
         const { cells } = recent;
-        if (filter.size >= filter.capacity) buildFilter(filter.capacity * 4);
         filter.addHash([cells[at + HASH1] as number, cells[at + HASH2] as number]);
         if (recent.index) {
           const key = (cells[at + HASH1] as number) & INDEX_KEY_MASK;
-          if (recent.index.get(key) === recent.base + recent.first) recent.index.delete(key);
+          const held = recent.index.get(key);
+          // Its own position, or the last of the rows that shared the key; or one fewer of them.
+          if (held === recent.base + recent.first || held === -1) recent.index.delete(key);
+          else if (held !== undefined && held < -1) recent.index.set(key, held + 1);
         }
         recent.first += 1;
         recentCount -= 1;
         if (recent.first === recent.count) {
           if (byStream.get(recent.streamId) === recent) byStream.delete(recent.streamId);
         } else if (recent.first >= 64 && recent.first * 2 >= recent.count) {
-          cells.copyWithin(0, at + ROW_CELLS, recent.count * ROW_CELLS);
+          const live = recent.count - recent.first;
+          if (live * 4 <= cells.length / ROW_CELLS) {
+            // Mostly empty (the stream held many rows once, a sweep stuck for a while): smaller.
+            recent.cells = new Float64Array(Math.max(FIRST_CELL_ROWS, live * 2) * ROW_CELLS);
+            recent.cells.set(cells.subarray(at + ROW_CELLS, recent.count * ROW_CELLS));
+          } else {
+            cells.copyWithin(0, at + ROW_CELLS, recent.count * ROW_CELLS);
+          }
           recent.base += recent.first;
           recent.count -= recent.first;
           recent.first = 0;
@@ -610,17 +640,17 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (last) clearCursor.run();
   });
 
-  /** The index of the stream's first recent row past its settled seq (its rows are in seq order). */
-  const firstPastSettled = (recent: StreamRecent): number => {
+  /** The index of the stream's first recent row with a seq past `seq` (its rows are in seq order). */
+  function firstPast(recent: StreamRecent, seq: number): number {
     let low = recent.first;
     let high = recent.count;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if ((recent.cells[middle * ROW_CELLS + SEQ] as number) > recent.settledSeq) high = middle;
+      if ((recent.cells[middle * ROW_CELLS + SEQ] as number) > seq) high = middle;
       else low = middle + 1;
     }
     return low;
-  };
+  }
 
   /** The chunk holding the recent row `rows` rows after the oldest, if the tier holds that many more. */
   const chunkAfter = (rows: number): LogChunk | undefined => {
@@ -646,20 +676,20 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     let through = newest.first + newest.streams.length - 1;
     const past = recentCount > generationMaxRows ? chunkAfter(generationMaxRows) : undefined;
     // Whole commits: one larger than the cap (a commit holds maxBatch steps at most) goes whole.
-    if (past && past.logFirst - 1 >= first) through = past.logFirst - 1;
+    if (past && past.first - 1 >= first) through = past.first - 1;
     // Per stream, from its first row past the settled seq: a scan of every recent row held
     // the event loop 10 ms with 1,000 streams (a stream's rows are in seq order, and the
     // charges at or below its settled seq are settled).
     for (const recent of byStream.values()) {
       if (recent.unsettledMsat === 0n) continue;
-      for (let index = firstPastSettled(recent); index < recent.count; index += 1) {
+      for (let index = firstPast(recent, recent.settledSeq); index < recent.count; index += 1) {
         const at = index * ROW_CELLS;
         const rowid = recent.cells[at + ROWID] as number;
         if (rowid > through) break;
         // Past the settled seq from firstPastSettled on: the first charge not refused is unsettled.
         if (recent.cells[at + MOVABLE] === 1) {
           // Before the whole commit that wrote it: a generation takes whole log rows.
-          through = chunkHolding(rowid).logFirst - 1;
+          through = chunkHolding(rowid).first - 1;
           break;
         }
       }
@@ -681,6 +711,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       if (wal) wal.commitUnsynced(() => setCursor.run(through));
       else setCursor.run(through);
       deleting = { through, deletedThrough: first - 1 };
+      armIdleStep();
     };
     const done = handOver().catch((error: unknown) => {
       if (closed || !db.open) return;
@@ -701,6 +732,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
    * commits' size.
    */
   const archiveStep = (writtenRows: number): void => {
+    lastStepAt = performance.now();
     if (handing) return;
     if (!deleting) return startGeneration();
     const now = performance.now();
@@ -719,6 +751,37 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     forget(to);
     deleting = last ? null : { through: deleting.through, deletedThrough: to };
   };
+
+  /** When archiveStep last ran (performance.now()): after a commit, or by itself (idleArchiveStep). */
+  let lastStepAt = -Infinity;
+  let idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** A generation being deleted, or one due to start. */
+  const archiveWorkLeft = (): boolean => !closed && db.open && (deleting !== null || (handing === null && recentCount >= compactAt));
+  /** Once no commit came for IDLE_STEP_MS: a step of the archive's work, in the same sync window as a commit's. */
+  const idleArchiveStep = (): void => {
+    idleTimer = null;
+    if (!archiveWorkLeft()) return;
+    if (performance.now() - lastStepAt >= IDLE_STEP_MS) {
+      const wal = walSyncOf();
+      // Not synced here: like a commit's step, it is synced with whatever is synced next, and a
+      // crash can only take it back with what came after it (the WAL is replayed in order).
+      if (wal?.failure) return;
+      try {
+        if (wal) wal.commitUnsynced(() => archiveStep(0));
+        else archiveStep(0);
+      } catch (error) {
+        options.logger?.error({ err: error }, 'a step of the stream money archive failed; tried again later');
+      }
+    }
+    armIdleStep();
+  };
+  function armIdleStep(): void {
+    if (idleTimer || !archiveWorkLeft()) return;
+    idleTimer = setTimeout(idleArchiveStep, IDLE_STEP_MS);
+    idleTimer.unref();
+  }
+  // A generation archived before a restart is deleted whether or not commits come.
+  armIdleStep();
 
   // ---- sweeps ----
   const settleBatch = db.transaction((ids: readonly string[], now: number): { recent: StreamRecent; toSeq: number }[] => {
@@ -790,6 +853,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         }
         // Its own transaction (a failed delete is logged and tried again; it fails no step).
         archiveStep(written.length);
+        armIdleStep();
         return outcomes;
       };
       // One window of synchronous=NORMAL for both transactions: its two PRAGMA statements
@@ -809,10 +873,15 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       for (const queries of archivedQueries) {
         for (const row of queries.between.all(streamId, afterSeq, toSeq, limit) as Row[]) bySeq.set(Number(row.seq as bigint), moneyFromRow(row));
       }
+      // The stream's recent rows are in seq order: from its first past afterSeq, at most `limit`
+      // of them (each is read back from its log row).
       const recent = byStream.get(streamId);
-      for (let index = recent?.first ?? 0; recent && index < recent.count; index += 1) {
-        const seq = recent.cells[index * ROW_CELLS + SEQ] as number;
-        if (seq > afterSeq && seq <= toSeq) bySeq.set(seq, decodeRecent(recent, index));
+      if (recent) {
+        for (let index = firstPast(recent, afterSeq), taken = 0; index < recent.count && taken < limit; index += 1, taken += 1) {
+          const seq = recent.cells[index * ROW_CELLS + SEQ] as number;
+          if (seq > toSeq) break;
+          bySeq.set(seq, decodeRecent(recent, index));
+        }
       }
       return [...bySeq.values()].sort((a, b) => a.seq - b.seq).slice(0, limit);
     },
@@ -827,10 +896,15 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
       for (let index = recent?.first ?? 0; recent && index < recent.count; index += 1) max = Math.max(max, recent.cells[index * ROW_CELLS + SEQ] as number);
       return max;
     },
-    tiers: () => ({ recent: recentCount, merging: handing !== null || deleting !== null }),
+    tiers: () => ({
+      recent: recentCount,
+      merging: handing !== null || deleting !== null,
+      indexKeys: [...byStream.values()].reduce((sum, recent) => sum + (recent.index?.size ?? 0), 0),
+    }),
     archived: () => handing?.done ?? Promise.resolve(),
     close() {
       closed = true;
+      if (idleTimer) clearTimeout(idleTimer);
       archive.close();
     },
   };

@@ -1,7 +1,7 @@
 /** The Bloom filter in front of the key-ordered idempotency table: it must never miss a key it was given. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createKeyFilter, hashKey } from '../../src/ledger/sqlite/key-filter.js';
+import { createKeyFilter, createLayeredKeyFilter, hashKey } from '../../src/ledger/sqlite/key-filter.js';
 
 describe('key filter', () => {
   it('finds every key it was given', () => {
@@ -60,5 +60,25 @@ describe('key filter', () => {
     for (let i = 0; i < 10_000; i++) if (filter.mightContain(`absent-${i}`)) maybe++;
     // ~1% expected at 10 bits per key; 3% leaves room for the hash's unevenness.
     expect(maybe).toBeLessThan(300);
+  });
+
+  it('in layers, grows past its first filter without a rebuild, finds every key, and keeps most absent keys out', () => {
+    const first = createKeyFilter(0);
+    first.add('before');
+    const layered = createLayeredKeyFilter(first);
+    const keys = first.capacity * 5 + 123;
+    for (let i = 0; i < keys; i++) {
+      if (i % 2 === 0) layered.add(`st_${i % 97}`, `c:${i}`);
+      else layered.addHash(hashKey(`st_${i % 97}`, `c:${i}`));
+    }
+    expect(layered.size).toBe(keys + 1);
+    // 65,536, then 262,144 (full), then 1,048,576 keys.
+    expect(layered.layers).toBe(3);
+    expect(layered.mightContain('before')).toBe(true);
+    for (let i = 0; i < keys; i++) expect(layered.mightContainHash(hashKey(`st_${i % 97}`, `c:${i}`))).toBe(true);
+    let maybe = 0;
+    for (let i = 0; i < 10_000; i++) if (layered.mightContain(`st_${i % 97}`, `absent-${i}`)) maybe++;
+    // About 1% per layer, three layers.
+    expect(maybe).toBeLessThan(600);
   });
 });

@@ -455,6 +455,30 @@ describe('stream money store on sqlite: the archive', () => {
     t.db.close();
   });
 
+  it('goes on with the archive while no commit comes: a tier left behind by a burst is archived and deleted by itself', async () => {
+    const t = fresh({ compactAt: 8, deleteChunkRows: 4, deleteChunkGapMs: 0 });
+    await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
+    await t.addStream('st_idle');
+    // A burst: 60 rows in commits of 6, settled once at the end, then nothing.
+    let seq = 0;
+    for (let commit = 0; commit < 10; commit += 1) {
+      await t.money.commit(Array.from({ length: 6 }, () => t.step('st_idle', (seq += 1))), seq);
+    }
+    await t.money.settle(['st_idle'], seq);
+    expect(t.money.tiers().recent).toBe(60);
+    // No commit from here on: generations start, are archived and leave, a step every 10 ms.
+    const deadline = Date.now() + 10_000;
+    while (t.money.tiers().merging || t.money.tiers().recent >= 8) {
+      if (Date.now() > deadline) throw new Error(`the tier stayed at ${JSON.stringify(t.money.tiers())}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(t.archivedRows() + t.money.tiers().recent).toBe(60);
+    expect(recentOnDisk(t.db)).toBe(t.money.tiers().recent);
+    expect((await t.money.listBetween('st_idle', 0, 100, 100)).map((row) => row.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    t.money.close();
+    t.db.close();
+  });
+
   it('hands a tier that fell far behind to the archive in generations of at most generationMaxRows rows, whole commits each', async () => {
     const t = fresh({ compactAt: 2, generationMaxRows: 8, deleteChunkRows: 100, deleteChunkGapMs: 0 });
     await t.ledger.createAccount({ id: 'app:app_t', ownerId: 'app_t', limitMsat: msat(0n), code: 'app' });
@@ -614,7 +638,7 @@ describe('stream money store on sqlite: the archive', () => {
     expect(errors.length).toBe(1);
     expect(((errors[0] as [{ err: Error }])[0].err).message).toMatch(/another row for stream st_x at seq 2/);
     // Nothing left the recent tier; every ref still answers; money is unchanged.
-    expect(t.money.tiers()).toEqual({ recent: 4, merging: false });
+    expect(t.money.tiers()).toMatchObject({ recent: 4, merging: false });
     expect(t.db.prepare('SELECT 1 FROM stream_money_merge').get()).toBeUndefined();
     for (const seq of [1, 2, 3, 4]) expect(await t.money.findByRef('st_x', `c:${seq}`)).toMatchObject({ seq });
     expect((await t.money.listBetween('st_x', 0, 10, 10)).map((r) => r.seq)).toEqual([1, 2, 3, 4]);

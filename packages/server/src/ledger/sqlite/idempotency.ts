@@ -55,7 +55,7 @@ import type { Msat } from '../../money/msat.js';
 import { fingerprintOf, type IdempotencyRecord } from '../planner.js';
 import { idempotencyFromRow } from '../rows.js';
 import { idListQuery, type IdListQuery } from './id-list.js';
-import { createKeyFilter, type KeyFilter } from './key-filter.js';
+import { createKeyFilter, createLayeredKeyFilter, type KeyFilter } from './key-filter.js';
 import { multiRowStatement, type MultiRowStatement } from './multi-row.js';
 
 type Statement = BetterSqlite3.Statement<unknown[], unknown>;
@@ -261,25 +261,10 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number, sliceReco
   // Rowids are handed out here, never reused while this connection lives (a rolled-back
   // transaction leaves a gap), so an entry's rowid names its row or no row at all.
   let lastRowid = BigInt(statements.maxRecentRowid.get() as bigint | number);
-  /**
-   * Every key of the key-ordered table, in layers: keys go to the newest layer, and a full
-   * layer gets a successor four times its size (rebuilding one bigger filter would read the
-   * whole table in one go, a pause that grows with the table). A key is absent when every
-   * layer says so; with ~1% false positives per layer, a few layers stay cheap.
-   */
-  const filters: KeyFilter[] = [buildFilter(0)];
-  const filterAdd = (key: string): void => {
-    let last = filters[filters.length - 1] as KeyFilter;
-    if (last.size >= last.capacity) {
-      last = createKeyFilter(last.capacity * 4);
-      filters.push(last);
-    }
-    last.add(key);
-  };
-  const filterMightContain = (key: string): boolean => {
-    for (const f of filters) if (f.mightContain(key)) return true;
-    return false;
-  };
+  /** Every key of the key-ordered table, in layers (createLayeredKeyFilter): a full filter is never rebuilt. */
+  const filters = createLayeredKeyFilter(buildFilter(0));
+  const filterAdd = (key: string): void => filters.add(key);
+  const filterMightContain = (key: string): boolean => filters.mightContain(key);
   function buildFilter(atLeast: number): KeyFilter {
     const keys = statements.mainKeys.iterate() as IterableIterator<string>;
     const built = createKeyFilter(atLeast);
