@@ -18,7 +18,7 @@ import { defaultArchivePath } from '../src/streams/money-archive.js';
 import type { MoneyStep } from '../src/streams/money-store.js';
 import { createSqliteStreamMoneyStore } from '../src/streams/money-store-sqlite.js';
 import { createSqliteStreamStore } from '../src/streams/store.js';
-import { benchStreamRow } from './stream-rows.js';
+import { moneyStreamRow } from '../test/support/stream-rows.js';
 
 const STREAMS = 1000;
 const COMPACT_AT = 65_536;
@@ -44,7 +44,7 @@ async function oneRound(): Promise<{ ms: number; cpuMs: number; rows: number }> 
       const id = `st_${index.toString(16).padStart(12, '0')}${'A'.repeat(16)}`;
       ids.push(id);
       await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_b', limitMsat: msat(10n ** 15n), code: 'stream' });
-      await streamStore.insertStream(benchStreamRow(id, index), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+      await streamStore.insertStream(moneyStreamRow(id, 'app_b', 10n ** 15n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
     }
     const seqs = new Map<string, number>();
     let written = 0;

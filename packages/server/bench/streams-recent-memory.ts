@@ -18,7 +18,7 @@ import { msat } from '../src/money/msat.js';
 import { CHARGE_REF, type MoneyStep } from '../src/streams/money-store.js';
 import { createSqliteStreamMoneyStore } from '../src/streams/money-store-sqlite.js';
 import { createSqliteStreamStore } from '../src/streams/store.js';
-import { benchStreamRow } from './stream-rows.js';
+import { moneyStreamRow } from '../test/support/stream-rows.js';
 
 const streamsAt = process.argv.indexOf('--streams');
 /** --streams N: the rows spread over N streams (60,000 / N rows each). */
@@ -45,7 +45,7 @@ try {
     const id = `st_${(1_763_950_000_000 + index).toString(16).padStart(12, '0')}Ab-_Cd9xYz01QwEr`;
     ids.push(id);
     await ledger.createAccount({ id: `stream:${id}`, ownerId: 'app_b', limitMsat: msat(10n ** 15n), code: 'stream' });
-    await streamStore.insertStream(benchStreamRow(id, index), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
+    await streamStore.insertStream(moneyStreamRow(id, 'app_b', 10n ** 15n), { streamId: id, seq: 1, type: 'created', data: {}, at: 1 });
   }
   const price = msat(1000n);
   const seqs = new Map<string, number>();

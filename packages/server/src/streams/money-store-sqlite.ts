@@ -116,7 +116,7 @@ export interface SqliteStreamMoneyStore extends StreamMoneyStore {
   close(): void;
 }
 
-/** A row of a commit while the commit runs (the recent tier keeps no such object: RecentCells). */
+/** A row of a commit while the commit runs (the recent tier keeps no such object: StreamRecent.cells). */
 interface BatchRow extends MoneyRow {
   streamId: string;
   rowid: number;
@@ -152,10 +152,6 @@ const NO_OFFSET = -1;
 const FIRST_CELL_ROWS = 4;
 /** The first hash's bits that key a stream's index: 30, so keys are small integers (no heap number each). */
 const INDEX_KEY_MASK = 0x3fff_ffff;
-/**
- * An index entry below zero is minus the number of live rows that share its key: the rows are
- * searched. It counts down as they leave, so it goes once the last does.
- */
 
 interface StreamRecent {
   streamId: string;
@@ -169,11 +165,12 @@ interface StreamRecent {
   /** Rows cut off the front of `cells` so far: a row's position (base + index) stays as it was. */
   base: number;
   /**
-   * Position of the row by INDEX_KEY_MASK bits of its ref's hash (minus the count of rows, when
-   * several share the key), once the stream holds INDEX_FROM recent rows; below that the rows' hashes are
-   * searched. Per stream, so a key of 30 bits is enough: keys are small integers, and the map
-   * is one table with no object per entry. Not for every stream: an empty Map is about 180
-   * bytes.
+   * Position of the row by INDEX_KEY_MASK bits of its ref's hash, once the stream holds
+   * INDEX_FROM recent rows; below that the rows' hashes are searched. An entry below zero is
+   * minus the number of live rows sharing its key: they are searched too, and it counts down as
+   * they leave, so it goes with the last. Per stream, so a key of 30 bits is enough: keys are
+   * small integers, and the map is one table with no object per entry. Not for every stream:
+   * an empty Map is about 180 bytes.
    */
   index: Map<number, number> | null;
   /**
@@ -271,7 +268,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   // A sweep's streams in one statement; each row matches only if its settled seq is where this process left it.
   const markChargesSettled = multiRowStatement(db, 3, ROWS_PER_STATEMENT, (values) =>
     `UPDATE streams AS s SET charges_settled_seq = u.column2 FROM (VALUES ${values}) AS u WHERE s.id = u.column1 AND s.charges_settled_seq = u.column3`);
-  // Called after a commit: a stream row missing (a bug) fails that stream's sweeps, not the commit's answers.
+  // Read in a commit's transaction, or at open: a stream row missing (a bug) fails that stream's sweeps, not the commit's answers.
   const newStreamRecent = (streamId: string): StreamRecent => {
     const row = selectStream.get(streamId) as Row | undefined;
     return {
@@ -339,7 +336,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     const rowid = recent.cells[at + ROWID] as number;
     const seq = recent.cells[at + SEQ] as number;
     const chunk = chunkHolding(rowid);
-    const isIt = (row: (MoneyRow & { streamId: string }) | undefined): boolean => row !== undefined && row.streamId === recent.streamId && row.seq === seq;
+    const isIt = (row: (MoneyRow & { streamId: string }) | undefined): row is MoneyRow & { streamId: string } => row !== undefined && row.streamId === recent.streamId && row.seq === seq;
     let row: (MoneyRow & { streamId: string }) | undefined;
     if (!chunk.fromLog) {
       const read = selectRecentRow.get(rowid) as Row | undefined;
@@ -359,7 +356,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         row = text === undefined ? undefined : decodeLogRows(text)[rowid - chunk.first];
       }
     }
-    if (!row || !isIt(row)) {
+    if (!isIt(row)) {
       throw new Error(`stream ${recent.streamId}: recent row ${rowid} is not in the database as it was written`);
     }
     return copyRow(row);
@@ -468,16 +465,16 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     if (firstRowid === 0) firstRowid = first;
     if (last >= nextRowid) nextRowid = last + 1;
     if (last <= archivedThrough) continue;
+    // A generation ends on a log row's edge. One the cursor cuts would not be handed to the
+    // archive again (its worker reads whole log rows after the cursor) and its rows would be
+    // lost with it: refused loudly, never guessed at.
+    if (first <= archivedThrough) throw new Error(`stream_money_log row ${first}..${last} is cut by the archive's cursor (${archivedThrough})`);
     const decoded = decodeLogRows(log.rows as string);
     if (decoded.length !== last - first + 1) throw new Error(`stream_money_log row ${first}: ${decoded.length} rows for rowids ${first}..${last}`);
     // Where each entry is in the text, if the text is in encodeLogRows' exact form (it was
     // written by it); if not, a decode parses the whole log row.
     const { text, starts } = logText(decoded.map(encodeLogEntry));
     const exact = text === log.rows;
-    // A generation ends on a log row's edge. One the cursor cuts would not be handed to the
-    // archive again (its worker reads whole log rows after the cursor) and its rows would be
-    // lost with it: refused loudly, never guessed at.
-    if (first <= archivedThrough) throw new Error(`stream_money_log row ${first}..${last} is cut by the archive's cursor (${archivedThrough})`);
     const chunk: LogChunk = { first, fromLog: true, streams: new Array(last - first + 1) };
     chunks.push(chunk);
     for (let rowid = first; rowid <= last; rowid += 1) {
@@ -686,7 +683,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
         const at = index * ROW_CELLS;
         const rowid = recent.cells[at + ROWID] as number;
         if (rowid > through) break;
-        // Past the settled seq from firstPastSettled on: the first charge not refused is unsettled.
+        // Past the settled seq from firstPast on: the first charge not refused is unsettled.
         if (recent.cells[at + MOVABLE] === 1) {
           // Before the whole commit that wrote it: a generation takes whole log rows.
           through = chunkHolding(rowid).first - 1;
@@ -732,10 +729,10 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
    * commits' size.
    */
   const archiveStep = (writtenRows: number): void => {
-    lastStepAt = performance.now();
+    const now = performance.now();
+    lastStepAt = now;
     if (handing) return;
     if (!deleting) return startGeneration();
-    const now = performance.now();
     const behind = recentCount > 2 * compactAt;
     if (!behind && now - lastChunkAt < deleteChunkGapMs) return;
     lastChunkAt = now;
@@ -744,8 +741,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     try {
       deleteChunk.immediate(deleting.deletedThrough, to, last);
     } catch (error) {
-      // Nothing of it committed: the next commit tries again.
-      options.logger?.error({ err: error }, 'deleting archived stream money rows failed; tried again after the next commit');
+      // Nothing of it committed: the next step (after a commit, or idle) tries again.
+      options.logger?.error({ err: error }, 'deleting archived stream money rows failed; tried again at the next step');
       return;
     }
     forget(to);
@@ -892,8 +889,9 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     async maxSeq(streamId) {
       let max = 0;
       for (const queries of archivedQueries) max = Math.max(max, Number((queries.maxSeq.get(streamId) as Row | undefined)?.seq ?? 0));
+      // A stream's recent rows are in seq order: its last is its highest.
       const recent = byStream.get(streamId);
-      for (let index = recent?.first ?? 0; recent && index < recent.count; index += 1) max = Math.max(max, recent.cells[index * ROW_CELLS + SEQ] as number);
+      if (recent && recent.count > recent.first) max = Math.max(max, recent.cells[(recent.count - 1) * ROW_CELLS + SEQ] as number);
       return max;
     },
     tiers: () => ({

@@ -189,9 +189,10 @@ const BARRIER_WAIT_MS = 2000;
  * streams wherever they were charged): open ones, and closed ones the start's sweep has not
  * marked settled. A closed stream is marked only once a read (which sweeps its charges first)
  * found its balance at zero or below and nothing unswept (service.ts markSettledUnlessCredited),
- * and a closed stream takes no charge, so a marked one has none to sweep. Without it, every balance read probed every stream the app ever had (215 ms
- * with 100,000 closed streams, against 11-13 ms; docs/benchmarks.md, ninth session). The
- * minute's catch-up and the start (listUnsettled without an app) still look at every stream.
+ * and a closed stream takes no charge, so a marked one has none to sweep. Without it, every
+ * balance read probed every stream the app ever had (215 ms with 100,000 closed streams,
+ * against 11-13 ms; docs/benchmarks.md, ninth session). The minute's catch-up and the start
+ * (listUnsettled without an app) still look at every stream.
  */
 const MAY_HOLD_CHARGES = "(s.status = 'open' OR s.settled_at IS NULL)";
 

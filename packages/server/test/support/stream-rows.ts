@@ -1,4 +1,4 @@
-/** A stream's row for the money store's tests: a sweep reads its account, app and settled seq there. */
+/** A money-rows stream's row, for the money store's tests and the SQLite money benchmarks (streams-archive.ts, streams-recent-memory.ts): a sweep reads its account, app and settled seq there. */
 import { msat } from '../../src/money/msat.js';
 import type { StreamRow } from '../../src/streams/model.js';
 

@@ -262,9 +262,7 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number, sliceReco
   // transaction leaves a gap), so an entry's rowid names its row or no row at all.
   let lastRowid = BigInt(statements.maxRecentRowid.get() as bigint | number);
   /** Every key of the key-ordered table, in layers (createLayeredKeyFilter): a full filter is never rebuilt. */
-  const filters = createLayeredKeyFilter(buildFilter(0));
-  const filterAdd = (key: string): void => filters.add(key);
-  const filterMightContain = (key: string): boolean => filters.mightContain(key);
+  const filter = createLayeredKeyFilter(buildFilter(0));
   function buildFilter(atLeast: number): KeyFilter {
     const keys = statements.mainKeys.iterate() as IterableIterator<string>;
     const built = createKeyFilter(atLeast);
@@ -403,7 +401,7 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number, sliceReco
     return () => {
       // Committed: these keys are now found in the key-ordered table, and only there.
       for (const key of bucket) {
-        filterAdd(key);
+        filter.add(key);
         entries.delete(key);
       }
       g.buckets[g.next] = [];
@@ -450,7 +448,7 @@ function createIdempotencyIndex(db: SqliteDatabase, compactAt: number, sliceReco
           found.set(key, entry.record);
         } else {
           found.set(key, null);
-          if (filterMightContain(key)) missing.push(key);
+          if (filter.mightContain(key)) missing.push(key);
         }
       }
       if (missing.length === 1) {

@@ -22,7 +22,7 @@ export interface KeyFilter {
   addHash(hash: KeyHash): void;
   mightContainHash(hash: KeyHash): boolean;
   readonly size: number;
-  /** Keys it was sized for; past it the false-positive rate climbs, so its owner rebuilds it bigger. */
+  /** Keys it was sized for; past it the false-positive rate climbs, so its owner adds a layer (createLayeredKeyFilter). */
   readonly capacity: number;
 }
 

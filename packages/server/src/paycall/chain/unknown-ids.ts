@@ -5,9 +5,9 @@
  * Bounded twice: at most `max` ids (the oldest are dropped first) and each for `ttlMs`.
  * Chain ids hold 96 random bits (after their creation time) and are handed out only once
  * the chain is written, so a client that got one from a purchase never meets a stale entry:
- * an entry can only shadow a chain created after a guessed id was tried. The service forgets an id the moment it creates
- * or loads that chain; the time bound covers chains created by another process sharing
- * the database.
+ * an entry can only shadow a chain created after a guessed id was tried. The service forgets
+ * an id the moment it creates or loads that chain; the time bound covers chains created by
+ * another process sharing the database.
  */
 import type { Clock } from '../../clock.js';
 
