@@ -19,12 +19,17 @@
  * Durability and order (the caller's side, money-store-sqlite.ts):
  * - a generation is handed over only once its rows (and the sweeps that settled them) are
  *   synced in the main database, so the archive never holds a row a crash could take back;
- * - the worker commits with synchronous=FULL and answers after the commit, so an answered
- *   generation is on disk; only then does the main database record it and delete its rows;
+ * - the worker writes a generation in slices of its key order, each a transaction committed
+ *   with synchronous=FULL (DEFAULT_ARCHIVE_SLICE_ROWS says why), and answers after the last,
+ *   so an answered generation is on disk; only then does the main database record it and
+ *   delete its rows;
  * - handing a generation over again (after a crash, or a reopen while the worker was busy)
  *   is harmless: a row already archived is checked equal and skipped. A row that differs
- *   (the archive belongs to another copy of the database) fails the whole generation, which
- *   stays in the recent tier, loudly: the two files are backed up and restored together.
+ *   (the archive belongs to another copy of the database) fails its slice, and so the
+ *   generation, which stays in the recent tier, loudly: the two files are backed up and
+ *   restored together. The slices before it stay archived: rows of this database, synced in
+ *   it before the handover, which reads take once (a row both in memory and archived is
+ *   found in memory first, and listed once by seq).
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -38,14 +43,16 @@ const ARCHIVE_SCHEMA = streamMoneyTable('INTEGER', ' WITHOUT ROWID', 'IF NOT EXI
 /**
  * CommonJS, evaluated in the worker (as the ledger's checkpointer: no loader, no TypeScript).
  * One message at a time: { id, after, through } archives the main database's recent rows
- * with after < rowid <= through; the answer is { id, rows } once committed, or { id, error }.
+ * with after < rowid <= through; the answer is { id, rows } once all are committed, or
+ * { id, error }.
  * The recent rows are in stream_money_log, a JSON array per commit (money-store-sqlite.ts
  * encodeLogRows; a generation takes whole log rows), and, from before the log, one per row
  * in stream_money_recent. They are written sorted by stream and seq, the archive's key order.
  *
  * Why SQL does the work: the log rows' JSON texts are joined into one array, which SQLite
- * turns into its binary JSON once (jsonb) and inserts with one INSERT ... SELECT, sorted by its
- * own sorter. The rows never become JavaScript values. Parsing them in JavaScript (arrays,
+ * turns into its binary JSON once (jsonb) and sorts with its own sorter into a temporary table
+ * in memory, from which one INSERT ... SELECT per slice writes them. The rows never become
+ * JavaScript values. Parsing them in JavaScript (arrays,
  * BigInts, 7 bound parameters per row, and the garbage: about 100 ms of collection per
  * generation) took 520-640 ms of CPU per generation of 64,000 rows; this takes 330-370 ms
  * (docs/benchmarks.md, "Eighth session"). On a 2-core machine that CPU is taken from the event
@@ -86,15 +93,24 @@ const read = (after, through) => {
 };
 const toJsonb = archive.prepare('SELECT jsonb(?)').pluck();
 const lengthOf = archive.prepare('SELECT json_array_length(?)').pluck();
-const COLUMNS = "e.value->>0, e.value->>1, e.value->>2, e.value->>3, CAST(e.value->>4 AS INTEGER), e.value->>5, e.value->>6";
+// The generation sorted once, in memory (temp_store = MEMORY: no file, no dirty pages), in the
+// archive's key order: inserted in that order into an empty table, its rows take consecutive
+// rowids in it, so a slice is a rowid range and touches a run of streams. (Were the order not
+// kept, slices would only write more pages, never other rows.)
+archive.pragma('temp_store = MEMORY');
+archive.exec('CREATE TEMP TABLE generation (stream_id TEXT NOT NULL, seq INTEGER NOT NULL, ref TEXT NOT NULL, name TEXT NOT NULL, amount_msat INTEGER NOT NULL, at INTEGER NOT NULL, refused TEXT)');
+const clearSorted = archive.prepare('DELETE FROM temp.generation');
+const firstSorted = archive.prepare('SELECT min(rowid) FROM temp.generation').pluck();
+const sortAll = archive.prepare('INSERT INTO temp.generation (stream_id, seq, ref, name, amount_msat, at, refused) SELECT '
+  + "e.value->>0, e.value->>1, e.value->>2, e.value->>3, CAST(e.value->>4 AS INTEGER), e.value->>5, e.value->>6 FROM jsonb_each(?) AS e ORDER BY 1, 2");
 // WHERE true: an upsert after a SELECT needs it (SQLite would read ON CONFLICT as a join's ON).
-const insertAll = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) SELECT '
-  + COLUMNS + ' FROM jsonb_each(?) AS e WHERE true ORDER BY 1, 2 ON CONFLICT DO NOTHING');
-// A row of the generation that the archive does not hold as it is: archived before with other
+const insertSlice = archive.prepare('INSERT INTO stream_money (stream_id, seq, ref, name, amount_msat, at, refused) SELECT '
+  + 'stream_id, seq, ref, name, amount_msat, at, refused FROM temp.generation WHERE rowid BETWEEN ? AND ? ORDER BY rowid ON CONFLICT DO NOTHING');
+// A row of the slice that the archive does not hold as it is: archived before with other
 // values, or kept out by another row with its ref.
-const firstDifferent = archive.prepare('SELECT e.value->>0, e.value->>1, e.value->>2 FROM jsonb_each(?) AS e WHERE NOT EXISTS ('
-  + 'SELECT 1 FROM stream_money AS a WHERE a.stream_id = e.value->>0 AND a.seq = e.value->>1 AND a.ref = e.value->>2 AND a.name = e.value->>3'
-  + ' AND a.amount_msat = CAST(e.value->>4 AS INTEGER) AND a.at = e.value->>5 AND a.refused IS e.value->>6) LIMIT 1').raw(true);
+const firstDifferent = archive.prepare('SELECT g.stream_id, g.seq, g.ref FROM temp.generation AS g WHERE g.rowid BETWEEN ? AND ? AND NOT EXISTS ('
+  + 'SELECT 1 FROM stream_money AS a WHERE a.stream_id = g.stream_id AND a.seq = g.seq AND a.ref = g.ref AND a.name = g.name'
+  + ' AND a.amount_msat = g.amount_msat AND a.at = g.at AND a.refused IS g.refused) LIMIT 1').raw(true);
 const isJson = archive.prepare('SELECT json_valid(?)').pluck();
 // Named for whoever has to look: the log row that is not JSON, or whose array does not match its rowids.
 const badLogRow = (logRows) => {
@@ -110,7 +126,7 @@ const badLogRow = (logRows) => {
 // recent tier at its start (decodeLogRows refuses a malformed entry), so a malformed one would
 // be the database file damaged while the server runs. One that is not a row at all still
 // fails the generation on the table's NOT NULL and CHECK constraints.
-const write = archive.transaction(({ json, count, logRows }) => {
+const sort = ({ json, count, logRows }) => {
   let rows;
   try {
     rows = toJsonb.get(json);
@@ -119,13 +135,27 @@ const write = archive.transaction(({ json, count, logRows }) => {
   }
   const length = Number(lengthOf.get(rows));
   if (length !== count) throw new Error(badLogRow(logRows) || 'the generation holds ' + length + ' rows, not ' + count);
-  if (insertAll.run(rows).changes === count) return;
+  clearSorted.run();
+  sortAll.run(rows);
+  return Number(firstSorted.get());
+};
+const writeSlice = archive.transaction((from, to) => {
+  if (insertSlice.run(from, to).changes === to - from + 1) return;
   // Some were archived before (a generation handed over again): each must be the same row.
-  const different = firstDifferent.get(rows);
+  const different = firstDifferent.get(from, to);
   if (different) {
     throw new Error('the archive holds another row for stream ' + different[0] + ' at seq ' + different[1] + ' or ref ' + JSON.stringify(different[2]) + ': it does not belong to this database (back up and restore the two files together)');
   }
 });
+const write = (generation) => {
+  const first = sort(generation);
+  const last = first + generation.count - 1;
+  try {
+    for (let from = first; from <= last; from += workerData.sliceRows) writeSlice(from, Math.min(last, from + workerData.sliceRows - 1));
+  } finally {
+    clearSorted.run();
+  }
+};
 parentPort.on('message', (message) => {
   if (message === 'stop') {
     archive.close();
@@ -142,6 +172,27 @@ parentPort.on('message', (message) => {
   }
 });
 `;
+
+/**
+ * Rows per transaction of the archive (a generation is written in slices of its key order).
+ *
+ * Why: a generation of 65,536 rows (up to four times that after a burst) in one transaction
+ * left 20-80 MB of dirty pages in the archive's WAL, synced at its commit and again by the
+ * checkpoint after it. A sync (a FLUSH on a virtual disk) waits for every write before it, so
+ * each of those syncs held up the main database's WAL syncs, and with them every ack, for tens
+ * of milliseconds (80-99 MB written in half a second after the streams benchmark's throughput
+ * runs; the durable echo beside it stalled 74 ms). A slice of 4,096 rows leaves about 1 MB.
+ * Sorted once, the generation's slices touch disjoint runs of streams, so slicing writes about
+ * the same pages in all.
+ */
+export const DEFAULT_ARCHIVE_SLICE_ROWS = 4096;
+
+export interface MoneyArchiveOptions {
+  /** A generation that fails is logged by the caller; the worker's start is logged here. */
+  logger?: Logger;
+  /** Rows per transaction (default DEFAULT_ARCHIVE_SLICE_ROWS; tests make it small). */
+  sliceRows?: number;
+}
 
 export interface MoneyArchive {
   /** The main thread's connection to the archive: reads only (the worker writes). */
@@ -161,7 +212,10 @@ export function defaultArchivePath(mainPath: string): string {
  * Opens (creating it if needed) the archive of the main database `main`, a file database.
  * The worker starts with the first generation, and again after it failed.
  */
-export function openMoneyArchive(main: SqliteDatabase, archivePath: string, logger?: Logger): MoneyArchive {
+export function openMoneyArchive(main: SqliteDatabase, archivePath: string, options: MoneyArchiveOptions = {}): MoneyArchive {
+  const { logger } = options;
+  const sliceRows = options.sliceRows ?? DEFAULT_ARCHIVE_SLICE_ROWS;
+  if (!Number.isSafeInteger(sliceRows) || sliceRows < 1) throw new Error(`sliceRows must be a positive integer, not ${sliceRows}`);
   if (main.memory || main.name === '') throw new Error('stream money rows on SQLite need a file database: their archive is a second file, written by a worker thread');
   const db = openSqlite({ path: archivePath });
   db.exec(ARCHIVE_SCHEMA);
@@ -185,7 +239,7 @@ export function openMoneyArchive(main: SqliteDatabase, archivePath: string, logg
 
   const start = (): Worker => {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    const started = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { driver, archivePath, mainPath: main.name } });
+    const started = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { driver, archivePath, mainPath: main.name, sliceRows } });
     started.on('message', (message: { id: number; rows?: number; error?: string }) => {
       const entry = waiting.get(message.id);
       if (!entry) return;

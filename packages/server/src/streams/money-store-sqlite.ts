@@ -254,7 +254,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   // Built on first use, after the caller configured the connection (journal mode).
   let walSync: WalSync | null | undefined;
   const walSyncOf = (): WalSync | null => (walSync === undefined ? (walSync = options.syncOffLoop === false ? null : createWalSync(db, options.syncFile)) : walSync);
-  const archive = openMoneyArchive(db, options.archivePath ?? defaultArchivePath(db.name), options.logger);
+  const archive = openMoneyArchive(db, options.archivePath ?? defaultArchivePath(db.name), { logger: options.logger });
 
   // A commit's rows as one log row (migration 5: encodeLogRows).
   const insertLog = db.prepare('INSERT INTO stream_money_log (first_rowid, last_rowid, rows) VALUES (?, ?, ?)');

@@ -1,9 +1,10 @@
 // The archive's worker (streams/money-archive.ts) on its own, fed recent rows written straight
-// into the main database: it writes a generation in (stream, seq) order with one INSERT ...
-// SELECT over the log rows' joined JSON; a generation handed over twice is checked and skipped;
-// a row that differs fails the generation; a log row whose array does not match its rowids
-// fails it, named; a stream whose rows are out of seq order (written by a build that did not
-// refuse it) is still archived whole.
+// into the main database: it sorts a generation (the log rows' joined JSON) in (stream, seq)
+// order and writes it in slices, a transaction each; a generation handed over twice is checked
+// and skipped; a row that differs fails its slice and the generation (the slices before it
+// stay archived, and the generation handed over again fails the same way); a log row whose
+// array does not match its rowids fails it, named; a stream whose rows are out of seq order
+// (written by a build that did not refuse it) is still archived whole.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,13 +27,13 @@ afterEach(() => {
   }
 });
 
-function fresh() {
+function fresh(sliceRows?: number) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-archive-worker-'));
   const db = openSqlite({ path: path.join(dir, 'main.sqlite') });
   migrateSqliteLedger(db);
   createSqliteStreamStore(db);
   const archivePath = path.join(dir, 'main.money.sqlite');
-  const archive = openMoneyArchive(db, archivePath);
+  const archive = openMoneyArchive(db, archivePath, sliceRows === undefined ? {} : { sliceRows });
   open.push({ db, archive });
   let nextRowid = 1;
   /** One commit's rows as one log row, as the money store writes them. */
@@ -48,8 +49,12 @@ function fresh() {
 const row = (streamId: string, seq: number, ref = `c:${seq}`): LogRow => ({ streamId, seq, ref, name: 'hit', amountMsat: msat(1000n + BigInt(seq)), at: 1_700_000_000_000 + seq, refused: null });
 
 describe('the stream money archive worker', () => {
-  it('archives a generation of several log rows in (stream, seq) order, and the same generation again changes nothing', async () => {
-    const t = fresh();
+  it.each([
+    ['in one slice', undefined],
+    ['in slices of 7 rows', 7],
+    ['in slices of one row', 1],
+  ])('archives a generation of several log rows in (stream, seq) order %s, and the same generation again changes nothing', async (_, sliceRows) => {
+    const t = fresh(sliceRows);
     const streams = ['st_c', 'st_a', 'st_b'];
     let through = 0;
     // 3 streams x 100 seqs, interleaved, in commits of 30 rows: 300 rows, several chunks of 64.
@@ -77,6 +82,33 @@ describe('the stream money archive worker', () => {
     const through = t.writeLog([...Array.from({ length: 64 }, (_, i) => row('st_x', i + 1, `c:other-${i + 1}`)), ...Array.from({ length: 64 }, (_, i) => row('st_x', 65 + i))]);
     await expect(t.archive.archive(first, through)).rejects.toThrow(/does not belong to this database/);
     expect(t.archived()).toHaveLength(64);
+  });
+
+  it('fails a generation at the slice with a different row: the slices before it stay archived, and handed over again it fails the same way', async () => {
+    const t = fresh(10);
+    const first = t.writeLog(Array.from({ length: 5 }, (_, i) => row('st_m', i + 1)));
+    expect(await t.archive.archive(0, first)).toBe(5);
+    // Sorted, the next generation is st_a 1..20 (slices 1 and 2), then st_m 1..10 (slice 3:
+    // seq 3 holds another ref), then st_m 11..20 (slice 4).
+    const rows = [
+      ...Array.from({ length: 20 }, (_, i) => row('st_m', i + 1, i + 1 === 3 ? 'c:other-3' : `c:${i + 1}`)),
+      ...Array.from({ length: 20 }, (_, i) => row('st_a', i + 1)),
+    ];
+    const through = t.writeLog(rows);
+    const refused = /the archive holds another row for stream st_m at seq 3 or ref "c:other-3".*does not belong to this database/;
+    await expect(t.archive.archive(first, through)).rejects.toThrow(refused);
+    const held = () => t.archived().map((r) => `${r.stream_id}:${Number(r.seq)}`);
+    const firstFive = Array.from({ length: 5 }, (_, i) => `st_m:${i + 1}`);
+    expect(held()).toEqual([...Array.from({ length: 20 }, (_, i) => `st_a:${i + 1}`), ...firstFive]);
+    await expect(t.archive.archive(first, through)).rejects.toThrow(refused);
+    expect(held()).toHaveLength(25);
+  });
+
+  it('refuses a slice size that is not a positive whole number', () => {
+    const t = fresh();
+    for (const sliceRows of [0, -1, 1.5, Number.NaN]) {
+      expect(() => openMoneyArchive(t.db, `${t.db.name}.other`, { sliceRows })).toThrow(/sliceRows must be a positive integer/);
+    }
   });
 
   it('archives a stream whose recent rows are out of seq order whole, instead of failing the generation', async () => {
