@@ -250,6 +250,14 @@ interface LiveStream {
   payoutAgain: boolean;
   /** Changes to the cached figures (own ledger steps, payments in and out), so a ledger read can tell whether one overlapped it. */
   ownSteps: number;
+  /**
+   * Set while a balance re-read holds the stream's new steps back (resyncBalance): on a stream
+   * charged without pause, no moment comes by itself with no step under way. Steps wait for it
+   * (passGate), counted in pendingOps (a close waits for them) and in gatedOps (the re-read
+   * does not).
+   */
+  stepGate: Promise<void> | null;
+  gatedOps: number;
   /** Per CHECKPOINT_EVERY seqs, the lowest money seq seen and its transfer, so a resume walks from near its start (moneyEventsBetween). */
   seqCheckpoints: Map<number, { seq: number; transferId: string }>;
 }
@@ -277,6 +285,13 @@ export const PAYOUT_ASK_IDLE_MS = 10 * 60_000;
 const SWEEP_PAGE = 100;
 /** How many commits a charge waits for the charges before it, when only they would put it past the payer's limit (applyMoneyRow). */
 const RESERVED_WAITS = 8;
+/**
+ * A balance re-read (resyncBalance) tries this many times, a millisecond or more apart, to find
+ * a moment with no step of the stream under way; then the stream's new steps wait for it.
+ */
+const RESYNC_GATE_AFTER = 10;
+/** And gives up (keeping the cached figures, logged) after this many: a step stuck on a slow database. */
+const RESYNC_ATTEMPTS = 2000;
 /** Money seqs per remembered transfer (seqCheckpoints), for resume paging. */
 const CHECKPOINT_EVERY = 1000;
 
@@ -338,7 +353,7 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
   return {
     row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Map(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
-    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), fundedHashes: new Set(), payoutAgain: false, ownSteps: 0, seqCheckpoints: new Map(),
+    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), fundedHashes: new Set(), payoutAgain: false, ownSteps: 0, stepGate: null, gatedOps: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
   };
 }
@@ -877,12 +892,23 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
   /** Runs a ledger step of the stream's own and applies its delta, counted for resyncBalance until the delta is in. */
   const ownStep = async <T>(state: LiveStream, step: () => Promise<T>): Promise<T> => {
-    state.ownSteps += 1;
     state.pendingOps += 1;
     try {
+      if (state.stepGate) await passGate(state);
+      state.ownSteps += 1;
       return await step();
     } finally {
       state.pendingOps -= 1;
+    }
+  };
+
+  /** Waits while a balance re-read holds the stream's steps back (LiveStream.stepGate). The caller counted itself in pendingOps. */
+  const passGate = async (state: LiveStream): Promise<void> => {
+    state.gatedOps += 1;
+    try {
+      while (state.stepGate) await state.stepGate;
+    } finally {
+      state.gatedOps -= 1;
     }
   };
 
@@ -1082,7 +1108,6 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     committer: MoneyCommitter,
   ): Promise<MoneyAck | Fail> => {
     const row = state.row;
-    state.ownSteps += 1;
     // Counted before any wait: a close waits for this step (its charge must not follow the close).
     state.pendingOps += 1;
     let refused = false;
@@ -1090,6 +1115,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     let seq = 0;
     let delivered = false;
     try {
+      if (state.stepGate) await passGate(state);
+      state.ownSteps += 1;
       // The app's balance must cover a reward: this stream's charges before it count in it, so
       // they are answered (committed) and swept first.
       if (direction === 'reward' && settler) {
@@ -1151,11 +1178,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     ref: string,
   ): Promise<MoneyAck | Fail> => {
     const row = state.row;
-    const seq = ++state.seq;
-    state.ownSteps += 1;
     state.pendingOps += 1;
+    let seq = 0;
     let delivered = false;
     try {
+      if (state.stepGate) await passGate(state);
+      seq = ++state.seq;
+      state.ownSteps += 1;
       const result = await ledger.apply({
         kind: 'transfer',
         debitAccountId: direction === 'charge' ? row.accountId : appAccountId(row.appId),
@@ -1183,7 +1212,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       delivered = true;
       return ack;
     } finally {
-      if (!delivered) deliver(state, seq, null);
+      if (!delivered && seq !== 0) deliver(state, seq, null);
       state.pendingOps -= 1;
     }
   };
@@ -1345,27 +1374,43 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * would be counted twice.
    */
   const resyncBalance = async (state: LiveStream): Promise<void> => {
-    // Bounded: under a constant stream of steps the cached figures stay as they are (payouts
-    // are sized from the ledger anyway, see decidePayout) rather than spin.
-    for (let attempt = 0; attempt < 100; attempt += 1) {
-      // A credit under way is waited for without counting: the invoice service ends each one it
-      // begins (the hook's callback), credited or not.
-      while (state.creditsInFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-      if (state.pendingOps > 0) {
-        await new Promise((resolve) => setTimeout(resolve, 1));
-        continue;
+    // The read needs a moment with no step of the stream under way. On a stream charged without
+    // pause none comes by itself (the steps overlap), and a stale figure kept would admit
+    // charges past the payer's limit or hold payouts back for good: after RESYNC_GATE_AFTER
+    // tries, the stream's new steps wait until the read is in (stepGate), and the steps under
+    // way finish. Still bounded, for a step stuck on a slow database.
+    const gate: { open: (() => void) | null } = { open: null };
+    try {
+      for (let attempt = 0; attempt < RESYNC_ATTEMPTS; attempt += 1) {
+        // A credit under way is waited for without counting: the invoice service ends each one it
+        // begins (the hook's callback), credited or not.
+        while (state.creditsInFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        if (attempt >= RESYNC_GATE_AFTER && !gate.open && !state.stepGate) {
+          state.stepGate = new Promise<void>((resolve) => {
+            gate.open = resolve;
+          });
+        }
+        if (state.pendingOps > state.gatedOps) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          continue;
+        }
+        const steps = state.ownSteps;
+        const read = await settledLedgerAccount(state.row);
+        if (!read) return;
+        if (state.pendingOps === state.gatedOps && state.ownSteps === steps) {
+          state.balance = read.balance;
+          state.held = read.account.debitsPendingMsat;
+          state.heldHashes.clear(); // every hold out is in the figure just read, whoever sent it
+          return;
+        }
       }
-      const steps = state.ownSteps;
-      const read = await settledLedgerAccount(state.row);
-      if (!read) return;
-      if (state.pendingOps === 0 && state.ownSteps === steps) {
-        state.balance = read.balance;
-        state.held = read.account.debitsPendingMsat;
-        state.heldHashes.clear(); // every hold out is in the figure just read, whoever sent it
-        return;
+      logger.warn({ streamId: state.row.id }, 'could not re-read a stream balance between its steps; kept the cached figures');
+    } finally {
+      if (gate.open) {
+        state.stepGate = null;
+        gate.open();
       }
     }
-    logger.warn({ streamId: state.row.id }, 'could not re-read a stream balance between its steps; kept the cached figures');
   };
 
   /**

@@ -1,0 +1,121 @@
+// A stream's cached balance is read again from the ledger when a delta cannot be trusted (a
+// commit that threw, a payout told before pay() returned). The read needs a moment with no step
+// of the stream under way; on a stream charged without pause there was none, and after 100
+// tries the read gave up and kept the stale figure for good. It now holds the stream's new
+// steps back for that moment (resyncBalance's gate).
+import { describe, expect, it } from 'vitest';
+import { balanceOf } from '../../src/ledger/store.js';
+import { msat } from '../../src/money/msat.js';
+import type { MoneyOutcome, MoneyStep } from '../../src/streams/money-store.js';
+import { streamAccountId } from '../../src/streams/service.js';
+import { startTestSluice, type TestSluice } from '../support/sluice.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+type CommitFn = (steps: readonly MoneyStep[], now: number) => Promise<MoneyOutcome[]>;
+
+/** The next commit writes its rows (durably) and then throws, as a lost connection or a failed sync answers. */
+const commitThenThrowOnce = (t: TestSluice): (() => void) => {
+  const store = t.sluice.streamMoney.store as { commit: CommitFn };
+  const commit = store.commit.bind(store);
+  let armed = true;
+  store.commit = async (steps, now) => {
+    const outcomes = await commit(steps, now);
+    if (armed) {
+      armed = false;
+      throw new Error('connection lost after COMMIT');
+    }
+    return outcomes;
+  };
+  return () => {
+    store.commit = commit;
+  };
+};
+
+/** `loops` callers charging the stream without pause until stop() (each waits for its ack, then charges again). */
+const chargeWithoutPause = (t: TestSluice, streamId: string, loops: number) => {
+  let running = true;
+  let next = 0;
+  let acked = 0;
+  const done = Promise.all(Array.from({ length: loops }, async () => {
+    while (running) {
+      const ack = await t.sluice.streams.charge(streamId, { amountMsat: msat(1000n), ref: `busy-${next++}` }).catch(() => null);
+      if (ack?.ok) acked += 1;
+    }
+  }));
+  return {
+    acked: () => acked,
+    async stop() {
+      running = false;
+      await done;
+    },
+  };
+};
+
+describe('a balance re-read on a stream charged without pause (sqlite)', () => {
+  it('takes the charges of a commit that wrote its rows and then threw into the cached balance, while other charges keep coming', async () => {
+    const t = await startTestSluice();
+    try {
+      const app = await t.createApp();
+      const created = await t.call('POST', '/v1/streams', {
+        key: app.apiKey,
+        body: { prices: { hit: '1000' }, maximum_msat: '100000000000', max_charge_msat: '100000', settle_to_msat: '0', settle_threshold_msat: '0' },
+      });
+      expect(created.status).toBe(201);
+      const streamId = created.body.id as string;
+      const load = chargeWithoutPause(t, streamId, 8);
+      await sleep(100);
+      const restore = commitThenThrowOnce(t);
+      // The re-read starts after the failed commit and must find its moment while the load goes on.
+      await sleep(1000);
+      restore();
+      await load.stop();
+      expect(load.acked()).toBeGreaterThan(100);
+      await sleep(100);
+      await t.sluice.streams.settleCharges();
+      const ledgerBalance = balanceOf((await t.sluice.ledger.getAccount(streamAccountId(streamId)))!);
+      // Every charge written is in the ledger, the failed commit's too (it wrote its rows).
+      expect(ledgerBalance).toBeLessThanOrEqual(-BigInt(load.acked()) * 1000n);
+      // The balance that admits charges is the ledger's: the failed commit's charges are in it.
+      expect((await t.sluice.streams.get(streamId, null))!.balanceMsat).toBe(ledgerBalance);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("takes a payout answered before pay() returned into the cached balance, while other charges keep coming", async () => {
+    const t = await startTestSluice();
+    try {
+      const app = await t.createApp();
+      const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '20000000', description: 'float' } });
+      expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+      const alice = t.sluice.devnet!.nodePubkey('alice');
+      const created = await t.call('POST', '/v1/streams', {
+        key: app.apiKey,
+        body: {
+          prices: { hit: '1000' }, maximum_msat: '100000000000', max_charge_msat: '10000000', settle_to_msat: '0', settle_threshold_msat: '0',
+          payout_threshold_msat: '1000000', payout: { keysend: { pubkey: alice } },
+        },
+      });
+      expect(created.status).toBe(201);
+      const streamId = created.body.id as string;
+      const aliceBefore = t.sluice.devnet!.nodeBalanceMsat('alice');
+      const load = chargeWithoutPause(t, streamId, 8);
+      await sleep(100);
+      // Over the payout threshold: the devnet's keysend is final before pay() returns, so its
+      // outcome is told first and the balance is read again from the ledger.
+      expect(await t.sluice.streams.reward(streamId, { amountMsat: msat(10_000_000n), ref: 'r1' })).toMatchObject({ ok: true });
+      await sleep(1000);
+      await load.stop();
+      expect(load.acked()).toBeGreaterThan(100);
+      const paid = t.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore;
+      expect(paid).toBeGreaterThan(0n);
+      await sleep(100);
+      await t.sluice.streams.settleCharges();
+      const ledgerBalance = balanceOf((await t.sluice.ledger.getAccount(streamAccountId(streamId)))!);
+      expect(ledgerBalance).toBeLessThan(10_000_000n - paid);
+      expect((await t.sluice.streams.get(streamId, null))!.balanceMsat).toBe(ledgerBalance);
+    } finally {
+      await t.close();
+    }
+  });
+});
