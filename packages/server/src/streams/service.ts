@@ -258,6 +258,12 @@ interface LiveStream {
    */
   stepGate: Promise<void> | null;
   gatedOps: number;
+  /**
+   * Balance re-reads applied (resyncBalance). A payout's hold is in the ledger before pay()
+   * returns and only then added to `held` (sendPayout): a re-read applied meanwhile may have
+   * counted it already, so sendPayout then reads again instead of adding it.
+   */
+  reReads: number;
   /** Per CHECKPOINT_EVERY seqs, the lowest money seq seen and its transfer, so a resume walks from near its start (moneyEventsBetween). */
   seqCheckpoints: Map<number, { seq: number; transferId: string }>;
 }
@@ -353,7 +359,7 @@ function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint
   return {
     row, seq, balance, held, reserved: 0n, payoutReserved: 0n, creditsInFlight: new Map(), meterPending: null, meterCredit: 0n, refundWaiting: false, pendingOps: 0, topUp: null, topUps: 0, payouts: 0, feeLoans: 0, feeReturns: 0, payoutBusy: false, payoutAsked: null,
     listeners: new Set(), busy: 1, epoch: randomBytes(6).toString('hex'), nextDelivery: seq + 1, waiting: new Map(),
-    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), fundedHashes: new Set(), payoutAgain: false, ownSteps: 0, stepGate: null, gatedOps: 0, seqCheckpoints: new Map(),
+    feeAdvance: 0n, meterQueue: Promise.resolve(), payoutsResolved: new Set(), heldHashes: new Set(), fundedHashes: new Set(), payoutAgain: false, ownSteps: 0, stepGate: null, gatedOps: 0, reReads: 0, seqCheckpoints: new Map(),
     closeSaved: row.status === 'closed', closedBy: null,
   };
 }
@@ -806,6 +812,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
 
   const sendPayout = async (state: LiveStream, amountMsat: Msat, maxFeeMsat: Msat, target: Parameters<PaymentService['pay']>[1]['target']): Promise<void> => {
     state.payouts += 1;
+    const reReadsBefore = state.reReads;
     let result: Awaited<ReturnType<PaymentService['pay']>>;
     try {
       result = await payments.pay(state.row.appId, {
@@ -828,8 +835,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // until then no other payout is sized from a balance the hold already spoke for. An outcome
     // told before pay() returned (a final answer) has already been read from the ledger.
     if (!state.payoutsResolved.has(result.payment.paymentHash)) {
-      state.held += amountMsat + maxFeeMsat;
-      state.heldHashes.add(result.payment.paymentHash);
+      if (state.reReads === reReadsBefore) {
+        state.held += amountMsat + maxFeeMsat;
+        state.heldHashes.add(result.payment.paymentHash);
+        state.ownSteps += 1; // a re-read under way must not overwrite this
+      } else {
+        // A re-read applied while pay() was out may hold this hold already, or not: the ledger
+        // says, and the outcome is then read from it too (not in heldHashes).
+        await resyncBalance(state);
+      }
     }
     if (result.payment.status === 'pending') {
       await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: result.payment.paymentHash });
@@ -1380,12 +1394,24 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // tries, the stream's new steps wait until the read is in (stepGate), and the steps under
     // way finish. Still bounded, for a step stuck on a slow database.
     const gate: { open: (() => void) | null } = { open: null };
+    const openGate = (): void => {
+      if (!gate.open) return;
+      state.stepGate = null;
+      gate.open();
+      gate.open = null;
+    };
     try {
-      for (let attempt = 0; attempt < RESYNC_ATTEMPTS; attempt += 1) {
-        // A credit under way is waited for without counting: the invoice service ends each one it
-        // begins (the hook's callback), credited or not.
-        while (state.creditsInFlight.size > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        if (attempt >= RESYNC_GATE_AFTER && !gate.open && !state.stepGate) {
+      for (let attempt = 0; attempt < RESYNC_ATTEMPTS;) {
+        // A credit under way is waited for without counting, and with the stream's steps free
+        // meanwhile: the invoice service ends each one it begins (the hook's callback),
+        // credited or not.
+        if (state.creditsInFlight.size > 0) {
+          openGate();
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          continue;
+        }
+        attempt += 1;
+        if (attempt > RESYNC_GATE_AFTER && !gate.open && !state.stepGate) {
           state.stepGate = new Promise<void>((resolve) => {
             gate.open = resolve;
           });
@@ -1401,15 +1427,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
           state.balance = read.balance;
           state.held = read.account.debitsPendingMsat;
           state.heldHashes.clear(); // every hold out is in the figure just read, whoever sent it
+          state.reReads += 1;
           return;
         }
       }
       logger.warn({ streamId: state.row.id }, 'could not re-read a stream balance between its steps; kept the cached figures');
     } finally {
-      if (gate.open) {
-        state.stepGate = null;
-        gate.open();
-      }
+      openGate();
     }
   };
 

@@ -118,4 +118,59 @@ describe('a balance re-read on a stream charged without pause (sqlite)', () => {
       await t.close();
     }
   });
+
+  it("does not count a payout's hold twice when the balance is re-read while pay() has made the hold and not yet returned", async () => {
+    const t = await startTestSluice();
+    try {
+      await t.sluice.payments.stop(); // the payout's outcome only when the test reconciles
+      const app = await t.createApp();
+      const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '20000000', description: 'float' } });
+      expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+      const alice = t.sluice.devnet!.nodePubkey('alice');
+      const created = await t.call('POST', '/v1/streams', {
+        key: app.apiKey,
+        body: {
+          prices: { hit: '1000' }, maximum_msat: '100000000000', max_charge_msat: '10000000', settle_to_msat: '0', settle_threshold_msat: '0',
+          payout_threshold_msat: '1000000', payout: { keysend: { pubkey: alice } },
+        },
+      });
+      const streamId = created.body.id as string;
+      // The payout stays pending (its outcome withheld), and pay() returns 300 ms after its hold committed.
+      t.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
+      const records = t.sluice.records;
+      const beginPayment = records.beginPayment.bind(records);
+      let holdMade = false;
+      records.beginPayment = async (...args) => {
+        const begun = await beginPayment(...args);
+        holdMade = true;
+        await sleep(300);
+        return begun;
+      };
+      const load = chargeWithoutPause(t, streamId, 8);
+      await sleep(100);
+      expect(await t.sluice.streams.reward(streamId, { amountMsat: msat(10_000_000n), ref: 'r1' })).toMatchObject({ ok: true });
+      for (let i = 0; i < 100 && !holdMade; i += 1) await sleep(5);
+      expect(holdMade).toBe(true);
+      // A commit throws while pay() is out: the balance is read again.
+      const restore = commitThenThrowOnce(t);
+      await sleep(1000);
+      restore();
+      await load.stop();
+      records.beginPayment = beginPayment;
+      const pending = await t.sluice.streams.get(streamId, null);
+      // The hold once: amount + fee budget of the one payout out.
+      const account = (await t.sluice.ledger.getAccount(streamAccountId(streamId)))!;
+      expect(account.debitsPendingMsat).toBeGreaterThan(0n);
+      expect(pending!.heldMsat).toBe(account.debitsPendingMsat);
+      // Its outcome releases it: nothing held, and the balance is the ledger's.
+      await t.sluice.payments.reconcileInFlight();
+      await sleep(200);
+      await t.sluice.streams.settleCharges();
+      const after = await t.sluice.streams.get(streamId, null);
+      expect(after!.heldMsat).toBe(0n);
+      expect(after!.balanceMsat).toBe(balanceOf((await t.sluice.ledger.getAccount(streamAccountId(streamId)))!));
+    } finally {
+      await t.close();
+    }
+  });
 });
