@@ -834,19 +834,24 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // The hold (amount + fee budget) is out until the outcome, which takes it back (onPaymentResolved):
     // until then no other payout is sized from a balance the hold already spoke for. An outcome
     // told before pay() returned (a final answer) has already been read from the ledger.
-    if (!state.payoutsResolved.has(result.payment.paymentHash)) {
-      if (state.reReads === reReadsBefore) {
-        state.held += amountMsat + maxFeeMsat;
-        state.heldHashes.add(result.payment.paymentHash);
-        state.ownSteps += 1; // a re-read under way must not overwrite this
-      } else {
-        // A re-read applied while pay() was out may hold this hold already, or not: the ledger
-        // says, and the outcome is then read from it too (not in heldHashes).
-        await resyncBalance(state);
+    const paymentHash = result.payment.paymentHash;
+    const addHold = (): void => {
+      state.held += amountMsat + maxFeeMsat;
+      state.heldHashes.add(paymentHash);
+      state.ownSteps += 1; // a re-read under way must not overwrite this
+    };
+    // A re-read applied while pay() was out may hold this hold already, or not: the ledger says
+    // (after payout_requested is recorded: its seq comes before the outcome's), and the outcome
+    // is then read from the ledger too (not in heldHashes).
+    const readAgain = !state.payoutsResolved.has(paymentHash) && state.reReads !== reReadsBefore;
+    if (!state.payoutsResolved.has(paymentHash) && !readAgain) addHold();
+    try {
+      if (result.payment.status === 'pending') {
+        await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: paymentHash });
       }
-    }
-    if (result.payment.status === 'pending') {
-      await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: result.payment.paymentHash });
+    } finally {
+      // Not read (the re-read gave up): counted as held, so no charge spends it.
+      if (readAgain && !(await resyncBalance(state)) && !state.payoutsResolved.has(paymentHash)) addHold();
     }
     // succeeded and failed outcomes arrive through the payments listener below.
   };
@@ -1174,7 +1179,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       // The commit's outcome is unknown (it may have happened): a charge it wrote is due to the
       // app like any other, and the cached balance is read again from the ledger.
       if (direction === 'charge') settler?.noteCommitted(row.id);
-      background(state, 'balance re-read after a failed money commit', () => resyncBalance(state));
+      background(state, 'balance re-read after a failed money commit', async () => {
+        await resyncBalance(state);
+      });
       throw error;
     } finally {
       state.reserved -= reserved;
@@ -1387,7 +1394,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * when none of the stream's own steps overlapped it: a step between its commit and its delta
    * would be counted twice.
    */
-  const resyncBalance = async (state: LiveStream): Promise<void> => {
+  /** True once the ledger's figures are in the cached ones; false when it gave up (logged) or the account is gone. */
+  const resyncBalance = async (state: LiveStream): Promise<boolean> => {
     // The read needs a moment with no step of the stream under way. On a stream charged without
     // pause none comes by itself (the steps overlap), and a stale figure kept would admit
     // charges past the payer's limit or hold payouts back for good: after RESYNC_GATE_AFTER
@@ -1422,16 +1430,20 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         }
         const steps = state.ownSteps;
         const read = await settledLedgerAccount(state.row);
-        if (!read) return;
+        if (!read) return false;
         if (state.pendingOps === state.gatedOps && state.ownSteps === steps) {
           state.balance = read.balance;
           state.held = read.account.debitsPendingMsat;
           state.heldHashes.clear(); // every hold out is in the figure just read, whoever sent it
           state.reReads += 1;
-          return;
+          // Another re-read whose read overlapped this one may have read before a change this one
+          // saw (on PostgreSQL the reads run on different connections): it reads again.
+          state.ownSteps += 1;
+          return true;
         }
       }
       logger.warn({ streamId: state.row.id }, 'could not re-read a stream balance between its steps; kept the cached figures');
+      return false;
     } finally {
       openGate();
     }

@@ -8,7 +8,10 @@ import { balanceOf } from '../../src/ledger/store.js';
 import { msat } from '../../src/money/msat.js';
 import type { MoneyOutcome, MoneyStep } from '../../src/streams/money-store.js';
 import { streamAccountId } from '../../src/streams/service.js';
+import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
+
+const usePostgres = await postgresAvailable();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 type CommitFn = (steps: readonly MoneyStep[], now: number) => Promise<MoneyOutcome[]>;
@@ -51,9 +54,21 @@ const chargeWithoutPause = (t: TestSluice, streamId: string, loops: number) => {
   };
 };
 
-describe('a balance re-read on a stream charged without pause (sqlite)', () => {
+for (const dialect of ['sqlite', 'postgres'] as const) {
+describe.skipIf(dialect === 'postgres' && !usePostgres)(`a balance re-read on a stream charged without pause (${dialect})`, () => {
+  let database: TestDatabase | null = null;
+  const start = async (): Promise<TestSluice> => {
+    database = dialect === 'postgres' ? await createTestDatabase('sluice_resync_busy') : null;
+    return startTestSluice(database ? { env: { SLUICE_DATABASE_URL: database.url } } : {});
+  };
+  const stop = async (t: TestSluice): Promise<void> => {
+    await t.close();
+    await database?.drop();
+    database = null;
+  };
+
   it('takes the charges of a commit that wrote its rows and then threw into the cached balance, while other charges keep coming', async () => {
-    const t = await startTestSluice();
+    const t = await start();
     try {
       const app = await t.createApp();
       const created = await t.call('POST', '/v1/streams', {
@@ -78,12 +93,12 @@ describe('a balance re-read on a stream charged without pause (sqlite)', () => {
       // The balance that admits charges is the ledger's: the failed commit's charges are in it.
       expect((await t.sluice.streams.get(streamId, null))!.balanceMsat).toBe(ledgerBalance);
     } finally {
-      await t.close();
+      await stop(t);
     }
   });
 
   it("takes a payout answered before pay() returned into the cached balance, while other charges keep coming", async () => {
-    const t = await startTestSluice();
+    const t = await start();
     try {
       const app = await t.createApp();
       const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '20000000', description: 'float' } });
@@ -115,12 +130,12 @@ describe('a balance re-read on a stream charged without pause (sqlite)', () => {
       expect(ledgerBalance).toBeLessThan(10_000_000n - paid);
       expect((await t.sluice.streams.get(streamId, null))!.balanceMsat).toBe(ledgerBalance);
     } finally {
-      await t.close();
+      await stop(t);
     }
   });
 
   it("does not count a payout's hold twice when the balance is re-read while pay() has made the hold and not yet returned", async () => {
-    const t = await startTestSluice();
+    const t = await start();
     try {
       await t.sluice.payments.stop(); // the payout's outcome only when the test reconciles
       const app = await t.createApp();
@@ -168,9 +183,23 @@ describe('a balance re-read on a stream charged without pause (sqlite)', () => {
       await t.sluice.streams.settleCharges();
       const after = await t.sluice.streams.get(streamId, null);
       expect(after!.heldMsat).toBe(0n);
+      // The payer heard of it in order: requested, then settled.
+      const events: { type: string; seq: number }[] = [];
+      for (let page = 0; page < 100; page += 1) {
+        const after = events.length === 0 ? 0 : events[events.length - 1]!.seq;
+        const got = (await t.call('GET', `/v1/streams/${streamId}/events?after_seq=${after}`, { key: app.apiKey })).body.events as { type: string; seq: number }[];
+        if (got.length === 0) break;
+        events.push(...got);
+      }
+      const requested = events.filter((e) => e.type === 'payout_requested');
+      const settled = events.filter((e) => e.type === 'settled');
+      expect(requested).toHaveLength(1);
+      expect(settled).toHaveLength(1);
+      expect(requested[0]!.seq).toBeLessThan(settled[0]!.seq);
       expect(after!.balanceMsat).toBe(balanceOf((await t.sluice.ledger.getAccount(streamAccountId(streamId)))!));
     } finally {
-      await t.close();
+      await stop(t);
     }
   });
 });
+}
