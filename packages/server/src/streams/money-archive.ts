@@ -135,7 +135,7 @@ const sort = ({ json, count, logRows }) => {
   }
   const length = Number(lengthOf.get(rows));
   if (length !== count) throw new Error(badLogRow(logRows) || 'the generation holds ' + length + ' rows, not ' + count);
-  clearSorted.run();
+  // Empty here: write() empties it after each generation, whatever happened.
   sortAll.run(rows);
   return Number(firstSorted.get());
 };
@@ -148,9 +148,9 @@ const writeSlice = archive.transaction((from, to) => {
   }
 });
 const write = (generation) => {
-  const first = sort(generation);
-  const last = first + generation.count - 1;
   try {
+    const first = sort(generation);
+    const last = first + generation.count - 1;
     for (let from = first; from <= last; from += workerData.sliceRows) writeSlice(from, Math.min(last, from + workerData.sliceRows - 1));
   } finally {
     clearSorted.run();

@@ -843,8 +843,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // A re-read applied while pay() was out may hold this hold already, or not: the ledger says
     // (after payout_requested is recorded: its seq comes before the outcome's), and the outcome
     // is then read from the ledger too (not in heldHashes).
-    const readAgain = !state.payoutsResolved.has(paymentHash) && state.reReads !== reReadsBefore;
-    if (!state.payoutsResolved.has(paymentHash) && !readAgain) addHold();
+    const resolved = state.payoutsResolved.has(paymentHash);
+    const readAgain = !resolved && state.reReads !== reReadsBefore;
+    if (!resolved && !readAgain) addHold();
     try {
       if (result.payment.status === 'pending') {
         await record(state, 'payout_requested', { amount_msat: amountMsat.toString(), payment_hash: paymentHash });
@@ -1392,9 +1393,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * Sets balance and holds from the ledger, for a stream loaded while a payment to or from it
    * resolved (the load may have read the ledger just before that commit). The read counts only
    * when none of the stream's own steps overlapped it: a step between its commit and its delta
-   * would be counted twice.
+   * would be counted twice. True once the ledger's figures are in the cached ones; false when
+   * it gave up (logged) or the account is gone.
    */
-  /** True once the ledger's figures are in the cached ones; false when it gave up (logged) or the account is gone. */
   const resyncBalance = async (state: LiveStream): Promise<boolean> => {
     // The read needs a moment with no step of the stream under way. On a stream charged without
     // pause none comes by itself (the steps overlap), and a stale figure kept would admit

@@ -9,32 +9,13 @@ import { balanceOf } from '../../src/ledger/store.js';
 import { msat } from '../../src/money/msat.js';
 import { appAccountId } from '../../src/apps/service.js';
 import { streamAccountId } from '../../src/streams/service.js';
-import type { MoneyOutcome, MoneyStep } from '../../src/streams/money-store.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
+import { commitThenThrowOnce, type CommitFn } from '../support/stream-faults.js';
 
 const usePostgres = await postgresAvailable();
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-type CommitFn = (steps: readonly MoneyStep[], now: number) => Promise<MoneyOutcome[]>;
-
-/** The next commit writes its rows (durably) and then throws, as a lost connection or a failed sync answers. */
-const commitThenThrowOnce = (t: TestSluice): (() => void) => {
-  const store = t.sluice.streamMoney.store as { commit: CommitFn };
-  const commit = store.commit.bind(store);
-  let armed = true;
-  store.commit = async (steps, now) => {
-    const outcomes = await commit(steps, now);
-    if (armed) {
-      armed = false;
-      throw new Error('connection lost after COMMIT');
-    }
-    return outcomes;
-  };
-  return () => {
-    store.commit = commit;
-  };
-};
 
 for (const dialect of ['sqlite', 'postgres'] as const) {
 describe.skipIf(dialect === 'postgres' && !usePostgres)(`money review 2 on ${dialect}`, () => {

@@ -6,33 +6,14 @@
 import { describe, expect, it } from 'vitest';
 import { balanceOf } from '../../src/ledger/store.js';
 import { msat } from '../../src/money/msat.js';
-import type { MoneyOutcome, MoneyStep } from '../../src/streams/money-store.js';
 import { streamAccountId } from '../../src/streams/service.js';
 import { createTestDatabase, postgresAvailable, type TestDatabase } from '../support/postgres.js';
 import { startTestSluice, type TestSluice } from '../support/sluice.js';
+import { commitThenThrowOnce } from '../support/stream-faults.js';
 
 const usePostgres = await postgresAvailable();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-type CommitFn = (steps: readonly MoneyStep[], now: number) => Promise<MoneyOutcome[]>;
-
-/** The next commit writes its rows (durably) and then throws, as a lost connection or a failed sync answers. */
-const commitThenThrowOnce = (t: TestSluice): (() => void) => {
-  const store = t.sluice.streamMoney.store as { commit: CommitFn };
-  const commit = store.commit.bind(store);
-  let armed = true;
-  store.commit = async (steps, now) => {
-    const outcomes = await commit(steps, now);
-    if (armed) {
-      armed = false;
-      throw new Error('connection lost after COMMIT');
-    }
-    return outcomes;
-  };
-  return () => {
-    store.commit = commit;
-  };
-};
 
 /** `loops` callers charging the stream without pause until stop() (each waits for its ack, then charges again). */
 const chargeWithoutPause = (t: TestSluice, streamId: string, loops: number) => {
@@ -52,6 +33,25 @@ const chargeWithoutPause = (t: TestSluice, streamId: string, loops: number) => {
       await done;
     },
   };
+};
+
+/**
+ * An app with 20,000,000 msat (a reward is its money) and a stream charged 1,000 msat a hit,
+ * deep in credit, paid out by keysend to the devnet's alice past 1,000,000 msat.
+ */
+const payoutStream = async (t: TestSluice): Promise<{ app: { apiKey: string }; streamId: string }> => {
+  const app = await t.createApp();
+  const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '20000000', description: 'float' } });
+  expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
+  const created = await t.call('POST', '/v1/streams', {
+    key: app.apiKey,
+    body: {
+      prices: { hit: '1000' }, maximum_msat: '100000000000', max_charge_msat: '10000000', settle_to_msat: '0', settle_threshold_msat: '0',
+      payout_threshold_msat: '1000000', payout: { keysend: { pubkey: t.sluice.devnet!.nodePubkey('alice') } },
+    },
+  });
+  expect(created.status).toBe(201);
+  return { app, streamId: created.body.id as string };
 };
 
 for (const dialect of ['sqlite', 'postgres'] as const) {
@@ -100,19 +100,7 @@ describe.skipIf(dialect === 'postgres' && !usePostgres)(`a balance re-read on a 
   it("takes a payout answered before pay() returned into the cached balance, while other charges keep coming", async () => {
     const t = await start();
     try {
-      const app = await t.createApp();
-      const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '20000000', description: 'float' } });
-      expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
-      const alice = t.sluice.devnet!.nodePubkey('alice');
-      const created = await t.call('POST', '/v1/streams', {
-        key: app.apiKey,
-        body: {
-          prices: { hit: '1000' }, maximum_msat: '100000000000', max_charge_msat: '10000000', settle_to_msat: '0', settle_threshold_msat: '0',
-          payout_threshold_msat: '1000000', payout: { keysend: { pubkey: alice } },
-        },
-      });
-      expect(created.status).toBe(201);
-      const streamId = created.body.id as string;
+      const { streamId } = await payoutStream(t);
       const aliceBefore = t.sluice.devnet!.nodeBalanceMsat('alice');
       const load = chargeWithoutPause(t, streamId, 8);
       await sleep(100);
@@ -138,18 +126,7 @@ describe.skipIf(dialect === 'postgres' && !usePostgres)(`a balance re-read on a 
     const t = await start();
     try {
       await t.sluice.payments.stop(); // the payout's outcome only when the test reconciles
-      const app = await t.createApp();
-      const float = await t.call('POST', '/v1/invoices', { key: app.apiKey, body: { amount_msat: '20000000', description: 'float' } });
-      expect((await t.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: float.body.payment_request, wallet: 'bob' } })).status).toBe(200);
-      const alice = t.sluice.devnet!.nodePubkey('alice');
-      const created = await t.call('POST', '/v1/streams', {
-        key: app.apiKey,
-        body: {
-          prices: { hit: '1000' }, maximum_msat: '100000000000', max_charge_msat: '10000000', settle_to_msat: '0', settle_threshold_msat: '0',
-          payout_threshold_msat: '1000000', payout: { keysend: { pubkey: alice } },
-        },
-      });
-      const streamId = created.body.id as string;
+      const { app, streamId } = await payoutStream(t);
       // The payout stays pending (its outcome withheld), and pay() returns 300 ms after its hold committed.
       t.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
       const records = t.sluice.records;
