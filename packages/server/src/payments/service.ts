@@ -76,6 +76,8 @@ export interface PaymentService {
   /** The app's payment made under this idempotency key, or null (unlike by hash, never another payment of the same invoice). */
   getPaymentByKey(appId: string, idempotencyKey: string): Promise<PaymentView | null>;
   listPayments(appId: string, limit: number): Promise<PaymentView[]>;
+  /** The app's payments paid from this account (a stream's payouts), any status, oldest first. */
+  listPaymentsOf(appId: string, debitAccountId: string): Promise<PaymentView[]>;
   /** Resolves every payment left in flight by an earlier run, then keeps asking about unknown ones. */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -362,6 +364,10 @@ export function createPaymentService(deps: PaymentServiceDeps): PaymentService {
 
     async listPayments(appId, limit) {
       return (await records.listPayments(appId, limit)).map(view);
+    },
+
+    async listPaymentsOf(appId, debitAccountId) {
+      return (await records.listPaymentsOf(debitAccountId)).filter((row) => row.appId === appId).map(view);
     },
 
     async start() {

@@ -83,11 +83,21 @@ CREATE INDEX invoices_paid_at ON invoices(paid_at) WHERE paid_at IS NOT NULL;
 CREATE INDEX payments_resolved_at ON payments(resolved_at) WHERE resolved_at IS NOT NULL;
 `;
 
+/**
+ * A stream's load reads the payments its account paid (streams/service.ts unrecordedOutcomes),
+ * to find payouts whose outcome was saved and never recorded on the stream; without this it
+ * scans the table at every load.
+ */
+const debitAccountIndex = `
+CREATE INDEX payments_debit_account ON payments(debit_account_id, created_at, id);
+`;
+
 export const sqliteRecordMigrations: ModuleMigrations = {
   module: 'records',
   migrations: [
     { version: 1, name: 'apps, keys, invoices, payments, meta', sql: tables('INTEGER') },
     { version: 2, name: 'indexes on paid_at and resolved_at for the webhook catch-up', sql: causeTimeIndexes },
+    { version: 3, name: 'index on debit_account_id for a stream\'s payouts at load', sql: debitAccountIndex },
   ],
 };
 
@@ -96,5 +106,6 @@ export const postgresRecordMigrations: ModuleMigrations = {
   migrations: [
     { version: 1, name: 'apps, keys, invoices, payments, meta', sql: tables('BIGINT') },
     { version: 2, name: 'indexes on paid_at and resolved_at for the webhook catch-up', sql: causeTimeIndexes },
+    { version: 3, name: 'index on debit_account_id for a stream\'s payouts at load', sql: debitAccountIndex },
   ],
 };

@@ -135,6 +135,8 @@ export interface RecordStore {
   latestPaymentByHash(paymentHash: string): Promise<PaymentRow | null>;
   listPayments(appId: string, limit: number): Promise<PaymentRow[]>;
   listInFlightPayments(): Promise<PaymentRow[]>;
+  /** Every payment this account paid (any status), oldest first (created_at, then id). */
+  listPaymentsOf(debitAccountId: string): Promise<PaymentRow[]>;
 
   close(): Promise<void>;
 }

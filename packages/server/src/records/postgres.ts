@@ -203,6 +203,9 @@ export async function createPostgresRecordStore(sql: PostgresSql, applyLedgerOps
     async listInFlightPayments() {
       return (await q(sql, "SELECT * FROM payments WHERE status = 'in_flight' ORDER BY created_at")).map(paymentFromRow);
     },
+    async listPaymentsOf(debitAccountId) {
+      return (await q(sql, 'SELECT * FROM payments WHERE debit_account_id = $1 ORDER BY created_at, id', [debitAccountId])).map(paymentFromRow);
+    },
 
     async close() {
       // The pool is shared with the ledger; whoever opened it ends it.

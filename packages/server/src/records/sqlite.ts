@@ -174,6 +174,9 @@ export function createSqliteRecordStore(db: SqliteDatabase, applyLedgerOps: Sqli
     async listInFlightPayments() {
       return all("SELECT * FROM payments WHERE status = 'in_flight' ORDER BY created_at").map(paymentFromRow);
     },
+    async listPaymentsOf(debitAccountId) {
+      return all('SELECT * FROM payments WHERE debit_account_id = ? ORDER BY created_at, id', debitAccountId).map(paymentFromRow);
+    },
 
     async close() {
       // The connection is shared with the ledger; whoever opened it closes it.

@@ -352,7 +352,7 @@ function countDown(counts: Map<string, number>, key: string): void {
 }
 
 /** What a load reads of the stream's log (unrecordedOutcomes, unrecordedFundings). */
-const LOAD_EVENT_TYPES: readonly StreamEventType[] = ['payout_requested', 'settled', 'payout_failed', 'invoice', 'funded'];
+const LOAD_EVENT_TYPES: readonly StreamEventType[] = ['settled', 'payout_failed', 'invoice', 'funded'];
 
 /** A stream's live state as loaded (or created), taken once (busy 1) by whoever loads it. */
 function newLiveState(row: StreamRow, seq: number, balance: bigint, held: bigint): LiveStream {
@@ -626,7 +626,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (!read) throw new Error(`stream ${streamId} has no ledger account`);
     if (row.moneyRows && !money) throw new Error(`stream ${streamId} keeps its money steps as rows, and this service has no money store`);
     const seq = Math.max(await store.maxEventSeq(streamId), newest.seq, row.moneyRows && money ? await money.store.maxSeq(streamId) : 0);
-    const unrecorded = await unrecordedOutcomes(row, newest.newer, logged);
+    const unrecorded = await unrecordedOutcomes(row, logged);
     // From here on, callers find the state in `live` (synchronously), not this load.
     loading.delete(streamId);
     const again = live.get(streamId);
@@ -657,30 +657,29 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * The stream's payouts whose outcome the payments service saved but the stream never
    * recorded (`settled` / `payout_failed`): a crash came between the two, and the payments
    * service tells an outcome only once. Read at load; telling them to the stream then records
-   * them, and the next load finds them recorded. The payouts looked at: those the log says were
-   * sent (`payout_requested`), and those among the transfers after the newest money step (a
-   * payout answered before pay() returned has no `payout_requested`; a closed stream's all are
-   * there). A payout with an outcome event of either kind is passed by.
+   * them, and the next load finds them recorded. The payouts looked at are every payment the
+   * stream's account paid (payouts are its only payments), whatever the log says: a payout
+   * answered before pay() returned never has a `payout_requested`, and its transfer is older
+   * than the newest money step once a charge committed after it (the ledger walk of an
+   * earlier version missed it, and a payer waiting for `settled` waited for good). Per payment
+   * hash the newest attempt counts, as the payments service's own read by hash: one still
+   * pending is told when it resolves. A hash with an outcome event of either kind is passed by.
+   * Oldest first, so outcomes are recorded in the order they were sent.
    */
-  const unrecordedOutcomes = async (row: StreamRow, newer: Transfer[], logged: readonly StreamEvent[]): Promise<PaymentView[]> => {
-    const sent = new Set<string>();
+  const unrecordedOutcomes = async (row: StreamRow, logged: readonly StreamEvent[]): Promise<PaymentView[]> => {
     const recorded = new Set<string>();
     for (const event of logged) {
-      if (event.type !== 'payout_requested' && event.type !== 'settled' && event.type !== 'payout_failed') continue;
+      if (event.type !== 'settled' && event.type !== 'payout_failed') continue;
       const hash = event.data.payment_hash;
-      if (typeof hash !== 'string') continue; // a payout refused before it was sent: no payment
-      (event.type === 'payout_requested' ? sent : recorded).add(hash);
+      if (typeof hash === 'string') recorded.add(hash); // none: a payout refused before it was sent
     }
-    for (const transfer of newer) {
-      if (transfer.code === 'payment' && transfer.debitAccountId === row.accountId && transfer.state !== 'pending') sent.add(transfer.reference);
+    const newestByHash = new Map<string, PaymentView>();
+    for (const payment of await payments.listPaymentsOf(row.appId, row.accountId)) {
+      if (recorded.has(payment.paymentHash)) continue;
+      newestByHash.delete(payment.paymentHash); // and set again: the order is the newest attempt's
+      newestByHash.set(payment.paymentHash, payment);
     }
-    const unrecorded: PaymentView[] = [];
-    for (const hash of sent) {
-      if (recorded.has(hash)) continue;
-      const payment = await payments.getPayment(row.appId, hash);
-      if (payment && payment.status !== 'pending') unrecorded.push(payment);
-    }
-    return unrecorded;
+    return [...newestByHash.values()].filter((payment) => payment.status !== 'pending');
   };
 
   /**

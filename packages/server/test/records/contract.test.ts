@@ -228,5 +228,31 @@ for (const maker of makers) {
       expect(second.ok).toBe(true);
       expect((await f.records.latestPaymentByHash(paymentHash))?.id).toBe(second.ok && second.payment.id);
     });
+
+    it("lists an account's payments, any status, oldest first", async () => {
+      await fund(5_000n);
+      const begin = async (createdAt: number): Promise<PaymentRow> => {
+        const begun = await f.records.beginPayment(paymentRow({ createdAt }), hold(1100n));
+        if (!begun.ok) throw new Error('begin failed');
+        return begun.payment;
+      };
+      // Begun out of order: the list follows created_at (older than every other test's payment).
+      const newest = await begin(3);
+      const oldest = await begin(1);
+      const middle = await begin(2);
+      await f.records.finishPayment(oldest.id, {
+        status: 'succeeded', feeMsat: msat(0n), failureReason: null, preimage: randomHex(32), resolvedAt: 4,
+        ledgerOp: { kind: 'post', pendingId: oldest.holdTransferId, amountMsat: msat(1000n) },
+      });
+      await f.records.finishPayment(middle.id, {
+        status: 'failed', feeMsat: null, failureReason: 'no_route', preimage: null, resolvedAt: 5,
+        ledgerOp: { kind: 'void', pendingId: middle.holdTransferId },
+      });
+      const listed = await f.records.listPaymentsOf(account());
+      expect(listed.slice(0, 3).map((row) => [row.id, row.status])).toEqual([[oldest.id, 'succeeded'], [middle.id, 'failed'], [newest.id, 'in_flight']]);
+      expect(listed.length).toBe((await f.records.listPayments(appId, 1000)).length);
+      expect(listed.every((row, i) => row.debitAccountId === account() && (i === 0 || listed[i - 1]!.createdAt <= row.createdAt))).toBe(true);
+      expect(await f.records.listPaymentsOf('stream:none')).toEqual([]);
+    });
   });
 }

@@ -262,13 +262,20 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     expect((await events()).filter((e) => e.type === 'funded')).toHaveLength(1);
   }, 30_000);
 
-  /** Makes the payments service's save of an outcome commit and then throw: the process dies before any stream is told. */
-  const crashAfterOutcomeSaved = (s: TestSluice): void => {
+  /**
+   * Makes the payments service's save of an outcome commit and then throw: the process dies
+   * before any stream is told. Returns the function that puts the store's own save back (the
+   * process goes on as a new one would).
+   */
+  const crashAfterOutcomeSaved = (s: TestSluice): (() => void) => {
     const records = s.sluice.records;
     const finishPayment = records.finishPayment.bind(records);
     records.finishPayment = async (...args) => {
       await finishPayment(...args);
       throw new Error('crash: the outcome is durable, nobody was told');
+    };
+    return () => {
+      records.finishPayment = finishPayment;
     };
   };
 
@@ -306,6 +313,49 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     await settle();
     expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
     expect(await accountBalance()).toBe(60000n - paid - BigInt((await events()).find((e) => e.type === 'settled')?.fee_msat ?? '0'));
+    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(paid);
+    expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+
+  it("records a payout answered before pay() returned and saved just before a crash at the next start, once, when charges committed after it", async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await fundedApp(first);
+    const alice = first.sluice.devnet!.nodePubkey('alice');
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey,
+      body: { prices: { hit: '1000' }, settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
+    });
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    // The threshold payout succeeds at once, inside pay() (so no payout_requested is ever
+    // recorded); saving that outcome commits and the process dies before the stream is told.
+    const recovered = crashAfterOutcomeSaved(first);
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    await waitFor('the payout to reach alice', async () => first.sluice.devnet!.nodeBalanceMsat('alice') > aliceBefore);
+    recovered();
+    const paid = first.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore;
+    const [payout] = await first.sluice.payments.listPayments(app.id, 10);
+    expect(payout).toMatchObject({ status: 'succeeded', amountMsat: paid });
+    // Charges commit after it and are swept to the app: the payout's transfer is no longer
+    // among those after the stream's newest money step.
+    for (let i = 0; i < 3; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
+    await first.sluice.streams.settleCharges();
+    await settle();
+    expect((await events()).some((e) => e.type === 'settled' || e.type === 'payout_requested')).toBe(false);
+
+    await restart(place);
+    await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
+    expect((await events()).filter((e) => e.type === 'settled')).toEqual([
+      expect.objectContaining({ amount_msat: paid.toString(), fee_msat: (payout!.feeMsat ?? 0n).toString(), payment_hash: payout!.paymentHash }),
+    ]);
+
+    const third = await restart(place);
+    await third.sluice.streams.get(streamId, null);
+    await settle();
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
+    expect(await accountBalance()).toBe(60000n - paid - (payout!.feeMsat ?? 0n) - 3000n);
     expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(paid);
     expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
