@@ -643,6 +643,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
     for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId }, feesSpent.has(payment.paymentHash));
     // Recorded now, as the invoice service's listener would have; their credits are in the balance read above.
+    // In the order found (the order they were paid): each takes its seq as it starts (record), before the next starts.
     for (const paid of fundings.unrecorded) {
       state.fundedHashes.add(paid.paymentHash);
       background(state, 'recording a funding event found at load', async () => {
@@ -688,7 +689,9 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * (a payer waiting for `funded`, as docs/protocol.md says to, waited for good). The invoices
    * looked at are those the log announced (`invoice` events; a stream is credited only through
    * them) without a `funded` event; the log's non-money events are few per stream. Also returns
-   * the hashes already recorded, so a payment told again later is not recorded twice.
+   * the hashes already recorded, so a payment told again later is not recorded twice. In the
+   * order they were paid (the invoices' paid_at; ties in the order the log announced them), as
+   * the listener would have recorded them: the invoice records answer in any order.
    */
   const unrecordedFundings = async (row: StreamRow, logged: readonly StreamEvent[]): Promise<{ recorded: Set<string>; unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] }> => {
     const announced = new Set<string>();
@@ -701,7 +704,12 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     const unrecorded: { paymentHash: string; amountPaidMsat: Msat }[] = [];
     // One read for them all: a stream the payer left unpaid for long has a top-up announced per expiry.
     const unfunded = [...announced].filter((hash) => !recorded.has(hash));
-    for (const invoice of unfunded.length === 0 ? [] : await invoices.listPaidInvoices(row.appId, unfunded)) {
+    const paid = unfunded.length === 0 ? [] : await invoices.listPaidInvoices(row.appId, unfunded);
+    const announcedAt = new Map(unfunded.map((hash, index) => [hash, index]));
+    // A paid invoice always has its paid_at (set with its status); one without would go last.
+    const paidAt = (invoice: { paidAt: number | null }): number => invoice.paidAt ?? Number.MAX_SAFE_INTEGER;
+    paid.sort((x, y) => paidAt(x) - paidAt(y) || (announcedAt.get(x.paymentHash) ?? 0) - (announcedAt.get(y.paymentHash) ?? 0));
+    for (const invoice of paid) {
       if (invoice.amountPaidMsat !== null) unrecorded.push({ paymentHash: invoice.paymentHash, amountPaidMsat: invoice.amountPaidMsat });
     }
     return { recorded, unrecorded };

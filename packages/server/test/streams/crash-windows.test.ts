@@ -215,6 +215,55 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     (unsubscribe as (() => void) | null)?.();
   }, 30_000);
 
+  it('records top-ups found paid and unrecorded at load in the order they were paid, ties in the order the log announced them', async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await first.createApp();
+    // No payout destination: the late top-ups stay on the stream. A debt limit lets a charge
+    // go through unfunded, and each start's first charge asks for a top-up again: three
+    // announced (A, B, C), none paid.
+    const created = await first.call('POST', '/v1/streams', { key: app.apiKey, body: { prices: { hit: '1000' }, maximum_msat: '10000', settle_to_msat: '100000' } });
+    const streamId = created.body.id as string;
+    const { asApp, events } = helpers(app.apiKey, streamId);
+    for (const ref of ['h1', 'h2']) {
+      await restart(place);
+      expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref })).status).toBe(200);
+      await waitFor('the next top-up', async () => (await events()).filter((e) => e.type === 'invoice').length === Number(ref[1]) + 1);
+    }
+    const [a, b, c] = (await events()).filter((e) => e.type === 'invoice');
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+
+    // Paid C, B, A, each credit committed and the process dying before anyone is told; A is
+    // paid at the same time as B (its paid_at made B's).
+    const s = await restart(place);
+    const records = s.sluice.records;
+    const settleInvoice = records.settleInvoice.bind(records);
+    let paidAtOfB: number | null = null;
+    records.settleInvoice = async (hash, paid, credit) => {
+      const result = await settleInvoice(hash, hash === a?.payment_hash && paidAtOfB !== null ? { ...paid, paidAt: paidAtOfB } : paid, credit);
+      if (result.ok && hash === b?.payment_hash) paidAtOfB = result.invoice.paidAt;
+      if (result.ok) throw new Error('crash: the credit is durable, nobody was told');
+      return result;
+    };
+    for (const invoice of [c, b, a]) {
+      await s.call('POST', '/v1/devnet/pay', { key: app.apiKey, body: { payment_request: invoice?.payment_request, wallet: 'carol' } });
+      await waitFor('the credit', async () => (await records.getInvoice(invoice!.payment_hash!))?.status === 'paid');
+      await settle();
+    }
+    const paidAt = async (invoice: Event | undefined) => (await records.getInvoice(invoice!.payment_hash!))?.paidAt ?? 0;
+    expect(await paidAt(c)).toBeLessThan(await paidAt(b));
+    expect(await paidAt(a)).toBe(await paidAt(b));
+
+    // The closed stream left memory, so nobody recorded them. The records answer in any order:
+    // here the log's, backwards. The load that reading the events makes records the three.
+    expect(s.sluice.streams.liveStreams()).toBe(0);
+    const listPaidInvoices = records.listPaidInvoices.bind(records);
+    const announced = [a, b, c].map((invoice) => invoice?.payment_hash);
+    records.listPaidInvoices = async (hashes) => (await listPaidInvoices(hashes)).sort((x, y) => announced.indexOf(y.paymentHash) - announced.indexOf(x.paymentHash));
+    await waitFor('the funded events', async () => (await events()).filter((e) => e.type === 'funded').length === 3);
+    expect((await events()).filter((e) => e.type === 'funded').map((e) => e.payment_hash)).toEqual([c, a, b].map((invoice) => invoice?.payment_hash));
+  }, 30_000);
+
   it('counts a top-up once, and asks for the next, when two credit attempts of the payment overlap on an open stream', async () => {
     const place = await newPlace();
     const s = await restart(place);
