@@ -665,7 +665,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * earlier version missed it, and a payer waiting for `settled` waited for good). Per payment
    * hash the newest attempt counts, as the payments service's own read by hash: one still
    * pending is told when it resolves. A hash with an outcome event of either kind is passed by.
-   * Oldest first, so outcomes are recorded in the order they were sent.
+   * Oldest first (each is recorded after its own balance re-read, so that order is not kept in the log).
    */
   const unrecordedOutcomes = async (row: StreamRow, logged: readonly StreamEvent[]): Promise<PaymentView[]> => {
     const recorded = new Set<string>();
