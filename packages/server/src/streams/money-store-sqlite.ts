@@ -33,6 +33,7 @@
 import type { SqliteDatabase } from '../db/sqlite.js';
 import { createKeyFilter, createLayeredKeyFilter, hashKey, type KeyHash } from '../ledger/sqlite/key-filter.js';
 import { defaultArchivePath, openMoneyArchive } from './money-archive.js';
+import { RecentIndex } from './recent-index.js';
 import { checkpointerFor } from '../ledger/sqlite/checkpointer.js';
 import { createWalSync, type SyncFile, type WalSync } from '../ledger/sqlite/wal-sync.js';
 import { multiRowStatement } from '../ledger/sqlite/multi-row.js';
@@ -168,11 +169,10 @@ interface StreamRecent {
    * Position of the row by INDEX_KEY_MASK bits of its ref's hash, once the stream holds
    * INDEX_FROM recent rows; below that the rows' hashes are searched. An entry below zero is
    * minus the number of live rows sharing its key: they are searched too, and it counts down as
-   * they leave, so it goes with the last. Per stream, so a key of 30 bits is enough: keys are
-   * small integers, and the map is one table with no object per entry. Not for every stream:
-   * an empty Map is about 180 bytes.
+   * they leave, so it goes with the last. Per stream, so a key of 30 bits is enough. A table off
+   * the JS heap (RecentIndex, ADR 0026), not for every stream: an empty one is a few hundred bytes.
    */
-  index: Map<number, number> | null;
+  index: RecentIndex | null;
   /**
    * The highest seq written: a stream's steps are written in seq order (the sweeps rely on it),
    * so a step at or below it is refused, before a seq taken twice could reach the archive.
@@ -395,8 +395,8 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
   /** Into the stream's index: the row at this index. */
   const indexRow = (recent: StreamRecent, index: number): void => {
     const key = (recent.cells[index * ROW_CELLS + HASH1] as number) & INDEX_KEY_MASK;
-    const held = (recent.index as Map<number, number>).get(key);
-    (recent.index as Map<number, number>).set(key, held === undefined ? recent.base + index : held >= 0 ? -2 : held - 1);
+    const held = (recent.index as RecentIndex).get(key);
+    (recent.index as RecentIndex).set(key, held === undefined ? recent.base + index : held >= 0 ? -2 : held - 1);
   };
 
   /**
@@ -426,7 +426,7 @@ export function createSqliteStreamMoneyStore(db: SqliteDatabase, applyLedgerOps:
     recentCount += 1;
     if (recent.index) indexRow(recent, index);
     else if (recent.count - recent.first >= INDEX_FROM) {
-      recent.index = new Map();
+      recent.index = new RecentIndex();
       for (let i = recent.first; i < recent.count; i += 1) indexRow(recent, i);
     }
     if (row.seq > recent.lastSeq) recent.lastSeq = row.seq;
