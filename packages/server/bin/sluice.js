@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=64
+#!/usr/bin/env -S node --max-semi-space-size=64 --initial-old-space-size=256
 // The flags are the server's (src/cli/node-flags.ts); a test checks they match.
 // The `sluice` command. A committed shim, so npm links it even before `tsc` has built
 // dist/ (npm skips bins whose target is missing at install time).

@@ -8,6 +8,18 @@
  * copies whatever is still alive, which at 1,000 streams is a few thousand charges in flight.
  * Four times fewer scavenges measured +13-19% acknowledged charges per second with 1,000
  * streams and +3-6% with 100 (docs/benchmarks.md, 2026-11-23), for up to about 100 MB more
- * memory under load. To run with other flags, start `node <flags> packages/server/dist/cli/main.js start`.
+ * memory under load.
+ *
+ * --initial-old-space-size=256 (MiB): the old generation's limit, where V8 starts a full
+ * collection (Mark-Compact), is then never below 256 MiB. Without it, V8 sets the limit from how
+ * fast the old generation grows, and under a steady stream load it grows slowly (under 1 MB/s
+ * with 1,000 streams at 10,000 charges/s), so the limit came a few MB above the 30-35 MB that is
+ * live: after a burst, a Mark-Compact every 1.5-3 s, each leaving 200-500 acks over 10 ms, which
+ * was the p99 (ADR 0026, docs/benchmarks.md "Twelfth session"). With it, under that load, the
+ * limit is minutes away. It costs memory: up to 256 MiB of garbage in the old generation
+ * before it is collected, in each thread that makes that much (the main thread under load; the
+ * archive's worker).
+ *
+ * To run with other flags, start `node <flags> packages/server/dist/cli/main.js start`.
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=64'];
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=64', '--initial-old-space-size=256'];
