@@ -27,7 +27,12 @@
  * packages/server/dist/cli/main.js start`, SQLite in a fresh temp dir: WAL, synchronous=FULL; devnet Lightning), the echo server as
  * another (streams-echo.ts), and the load generator (streams-load.ts, raw `ws` clients, not
  * the SDK) in this process, so on a 2-core machine the server and the client each have
- * about one core. ILP STREAM runs both of its ends in this process (streams-ilp.ts) after
+ * about one core. `npm run bench` runs this process with `--initial-old-space-size=256`, as
+ * the server runs (ADR 0026): without it the load generator's own Mark-Compacts, every ~3 s
+ * under the open loop, held its sends and reads for long enough to show as 150-300 acks over
+ * 10 ms in every latency run, Sluice's and the echo servers' alike. Run this file directly as
+ * `node --initial-old-space-size=256 --import tsx packages/server/bench/streams.ts` to measure
+ * the same way. ILP STREAM runs both of its ends in this process (streams-ilp.ts) after
  * Sluice has stopped.
  *
  * What counts as a charge: an `ok` reply with `replayed: false` to a `charge` with a ref
