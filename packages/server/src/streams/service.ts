@@ -281,6 +281,23 @@ interface MeterAttempt {
 }
 
 /**
+ * What a payout's outcome does to a closed stream's refund fee loan (LiveStream.feeAdvance,
+ * refund_fee_advance) when told (onPaymentResolved):
+ * - 'takes-fee': a success's routing fee is spent from the loan and the rest goes back to the
+ *   app (a failure spends none). The live path (payments.onResolved), and a payout told at load
+ *   whose fee the loan read from the ledger did not count (it was pending then).
+ * - 'fee-taken': told at load; the loan read from the ledger (lentFromLedger, which saw the
+ *   payout posted) already spent its fee: the rest goes back, nothing is taken off again.
+ * - 'before-loan': told at load, and not among the payouts after the stream's newest money
+ *   step. A loan is lent only after the close, and only payouts sent after it can use it, all
+ *   of them after that step (lentFromLedger): this one used none, and leaves the loan alone.
+ *   The refund payout that holds it returns it at its own outcome, or recoverFeeAdvance at
+ *   load when none does. (Returning it here would leave the old payout's fee, the app's, on
+ *   the stream for the payer after a success, and return the loan early after a failure.)
+ */
+type FeeLoanPart = 'takes-fee' | 'fee-taken' | 'before-loan';
+
+/**
  * How long a closed stream waits in memory for the payer's answer to payout_invoice_needed
  * while nobody listens to it: then the ask is dropped (the app's fee budget goes back) and the
  * stream may leave memory. The money stays on the stream: the payer's later answer is sized
@@ -641,7 +658,13 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
-    for (const payment of unrecorded) onPaymentResolved({ ...payment, debitAccountId: row.accountId }, feesSpent.has(payment.paymentHash));
+    // Only the payouts after the newest money step can have used a refund's fee loan (FeeLoanPart).
+    const payoutsAfterNewest = new Set(newest.newer.filter((transfer) => transfer.code === 'payment' && transfer.debitAccountId === row.accountId).map((transfer) => transfer.reference));
+    for (const payment of unrecorded) {
+      const hash = payment.paymentHash;
+      const loanPart: FeeLoanPart = !payoutsAfterNewest.has(hash) ? 'before-loan' : feesSpent.has(hash) ? 'fee-taken' : 'takes-fee';
+      onPaymentResolved({ ...payment, debitAccountId: row.accountId }, loanPart);
+    }
     // Recorded now, as the invoice service's listener would have; their credits are in the balance read above.
     // In the order found (the order they were paid): each takes its seq as it starts (record), before the next starts.
     for (const paid of fundings.unrecorded) {
@@ -663,8 +686,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * answered before pay() returned never has a `payout_requested`, and its transfer is older
    * than the newest money step once a charge committed after it (the ledger walk of an
    * earlier version missed it, and a payer waiting for `settled` waited for good). Per payment
-   * hash the newest attempt counts, as the payments service's own read by hash: one still
-   * pending is told when it resolves. A hash with an outcome event of either kind is passed by.
+   * hash the attempt that is not failed counts (at most one is: the payments_live_hash index),
+   * else the newest, so attempts created in the same millisecond (ordered by a random id) read
+   * alike on both dialects; one still pending is told when it resolves. A hash with an outcome
+   * event of either kind is passed by.
    * Oldest first (each is recorded after its own balance re-read, so that order is not kept in the log).
    */
   const unrecordedOutcomes = async (row: StreamRow, logged: readonly StreamEvent[]): Promise<PaymentView[]> => {
@@ -674,13 +699,15 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       const hash = event.data.payment_hash;
       if (typeof hash === 'string') recorded.add(hash); // none: a payout refused before it was sent
     }
-    const newestByHash = new Map<string, PaymentView>();
+    const byHash = new Map<string, PaymentView>();
     for (const payment of await payments.listPaymentsOf(row.appId, row.accountId)) {
       if (recorded.has(payment.paymentHash)) continue;
-      newestByHash.delete(payment.paymentHash); // and set again: the order is the newest attempt's
-      newestByHash.set(payment.paymentHash, payment);
+      const kept = byHash.get(payment.paymentHash);
+      if (kept && kept.status !== 'failed' && payment.status === 'failed') continue;
+      byHash.delete(payment.paymentHash); // and set again: the order is the kept attempt's
+      byHash.set(payment.paymentHash, payment);
     }
-    return [...newestByHash.values()].filter((payment) => payment.status !== 'pending');
+    return [...byHash.values()].filter((payment) => payment.status !== 'pending');
   };
 
   /**
@@ -1551,12 +1578,8 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     countDown(crediting, streamId);
   };
 
-  /**
-   * `feeInLoan`: told at load (unrecordedOutcomes) for a payout whose routing fee the loan
-   * read from the ledger (lentFromLedger, which saw it posted) already spent: not taken off
-   * again. (One still pending when the ledger was read is not in the loan's figure.)
-   */
-  const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; maxFeeMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }, feeInLoan = false): void => {
+  /** `loanPart`: what the outcome does to a closed stream's refund fee loan (FeeLoanPart); the live path's is 'takes-fee'. */
+  const onPaymentResolved = (payment: { debitAccountId: string; status: string; amountMsat: Msat; maxFeeMsat: Msat; feeMsat: Msat | null; paymentHash: string; failureReason: string | null }, loanPart: FeeLoanPart = 'takes-fee'): void => {
     const streamId = streamOfAccount(payment.debitAccountId);
     if (!streamId) return;
     const cached = live.get(streamId);
@@ -1582,7 +1605,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
         state.payoutsResolved.add(payment.paymentHash);
       }
       if (state !== cached || !counted) await resyncBalance(state);
-      if (state.feeAdvance > 0n) await returnFeeAdvance(state, payment.status === 'succeeded' && !feeInLoan ? payment.feeMsat ?? 0n : 0n);
+      if (state.feeAdvance > 0n && loanPart !== 'before-loan') await returnFeeAdvance(state, payment.status === 'succeeded' && loanPart === 'takes-fee' ? payment.feeMsat ?? 0n : 0n);
       if (payment.status === 'succeeded') {
         await record(state, 'settled', { amount_msat: payment.amountMsat.toString(), fee_msat: (payment.feeMsat ?? 0n).toString(), payment_hash: payment.paymentHash });
         // Money that arrived while this payout was out waited for it (a close's refund too):

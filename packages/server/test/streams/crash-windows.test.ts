@@ -409,6 +409,73 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
 
+  it("returns a closed stream's refund fee budget once, when its refund resolves, though the load first records an older payout's lost outcome", async () => {
+    const place = await newPlace();
+    const first = await restart(place);
+    const app = await fundedApp(first);
+    const alice = first.sluice.devnet!.nodePubkey('alice');
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey,
+      body: { prices: { hit: '1000' }, settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
+    });
+    const streamId = created.body.id as string;
+    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const appBalance = async () => {
+      const account = await t!.sluice.ledger.getAccount(`app:${app.id}`);
+      return account!.creditsPostedMsat - account!.debitsPostedMsat;
+    };
+    const streamTransfers = async (code: string) => (await t!.sluice.ledger.listTransfers({ accountId: `stream:${streamId}`, limit: 1000 })).filter((transfer) => transfer.code === code);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    // A threshold payout answered inside pay(), its settled lost to a crash; charges commit after it.
+    const recovered = crashAfterOutcomeSaved(first);
+    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    await waitFor('the payout to reach alice', async () => first.sluice.devnet!.nodeBalanceMsat('alice') > aliceBefore);
+    recovered();
+    const [old] = await first.sluice.payments.listPayments(app.id, 10);
+    expect(old).toMatchObject({ status: 'succeeded' });
+    expect(old!.feeMsat).toBeGreaterThan(0n);
+    for (let i = 0; i < 3; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
+    await first.sluice.streams.settleCharges();
+    await settle();
+    const payerBalance = await accountBalance();
+    expect(payerBalance).toBe(60000n - old!.amountMsat - old!.feeMsat! - 3000n);
+
+    // The close's refund goes out with a fee budget the app lends it, and stays pending across the restart.
+    await first.sluice.payments.stop();
+    first.sluice.devnet!.faults.withholdOutcomeNext(1, { payer: 'sluice', payee: 'alice' });
+    expect((await asApp('POST', `/v1/streams/${streamId}/close`)).status).toBe(200);
+    await waitFor('the refund to be sent', async () => (await events()).some((e) => e.type === 'payout_requested'));
+    const [loan] = await streamTransfers('refund_fee_advance');
+    expect(loan).toBeDefined();
+    const appBefore = await appBalance();
+    expect((await events()).some((e) => e.type === 'settled')).toBe(false);
+
+    // The restart's sweep loads the closed stream, telling the old payout, before payments reconcile the refund.
+    await restart(place);
+    const refundHash = (await events()).find((e) => e.type === 'payout_requested')?.payment_hash;
+    await waitFor('both settled events', async () => (await events()).filter((e) => e.type === 'settled').length >= 2);
+    await settle();
+    const refund = (await t!.sluice.payments.listPayments(app.id, 10)).find((payment) => payment.paymentHash === refundHash);
+    expect(refund).toMatchObject({ status: 'succeeded', amountMsat: payerBalance });
+    // The loan came back once, less the refund's own fee; the payer got every msat of theirs, and nothing more.
+    expect((await streamTransfers('refund_fee_return')).map((transfer) => transfer.amountMsat)).toEqual([loan!.amountMsat - refund!.feeMsat!]);
+    expect(await appBalance()).toBe(appBefore + loan!.amountMsat - refund!.feeMsat!);
+    expect(await accountBalance()).toBe(0n);
+    expect(t!.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(old!.amountMsat + payerBalance!);
+    // Each payout's settled once, the old one's too.
+    expect((await events()).filter((e) => e.type === 'settled').map((e) => e.payment_hash)).toEqual([old!.paymentHash, refundHash]);
+
+    const third = await restart(place);
+    await third.sluice.streams.get(streamId, null);
+    await settle();
+    expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(2);
+    expect(await streamTransfers('refund_fee_return')).toHaveLength(1);
+    expect(await appBalance()).toBe(appBefore + loan!.amountMsat - refund!.feeMsat!);
+    expect(await accountBalance()).toBe(0n);
+    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(old!.amountMsat + payerBalance!);
+    expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
+  }, 30_000);
+
   it("records a close's refund answered before pay() returned and saved just before a crash, once, and pays nothing more", async () => {
     const place = await newPlace();
     const first = await restart(place);
