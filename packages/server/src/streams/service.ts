@@ -288,9 +288,10 @@ interface MeterAttempt {
  *   whose fee the loan read from the ledger did not count (it was pending then).
  * - 'fee-taken': told at load; the loan read from the ledger (lentFromLedger, which saw the
  *   payout posted) already spent its fee: the rest goes back, nothing is taken off again.
- * - 'before-loan': told at load, and not among the payouts after the stream's newest money
- *   step. A loan is lent only after the close, and only payouts sent after it can use it, all
- *   of them after that step (lentFromLedger): this one used none, and leaves the loan alone.
+ * - 'before-loan': told at load, and not the payout that holds the loan: the payout sent after
+ *   the newest advance (lentFromLedger's `holder`; each refund attempt gets its own advance, and
+ *   a payout before it, older than the close or an earlier refund's, used none of this loan).
+ *   It leaves the loan alone.
  *   The refund payout that holds it returns it at its own outcome, or recoverFeeAdvance at
  *   load when none does. (Returning it here would leave the old payout's fee, the app's, on
  *   the stream for the payer after a success, and return the loan early after a failure.)
@@ -537,20 +538,26 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * routing fee from it (a success's fee, none for a failure), and the rest is returned
    * (refund_fee_return). `inUse`: a payout is still out, and its outcome returns the rest.
    * Advances happen only after the close, when no money step (a transfer with a seq) follows,
-   * so the transfers newer than the newest money step hold them all.
+   * so the transfers newer than the newest money step hold them all. `holder`: the payout sent
+   * after the newest advance, the only one whose outcome may spend or return the loan (each
+   * refund attempt gets its own advance, returned at its outcome).
    */
-  const lentFromLedger = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; inUse: boolean; newestId: string | null; feesSpent: Set<string> }> => {
+  const lentFromLedger = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; inUse: boolean; newestId: string | null; feesSpent: Set<string>; holder: string | null }> => {
     let lentMsat = 0n;
     let inUse = false;
     let newestId: string | null = null;
+    let holder: string | null = null;
     /** Payouts (by payment hash) whose routing fee was taken off the loan here. */
     const feesSpent = new Set<string>();
     for (const transfer of [...newer].reverse()) {
       const debit = transfer.debitAccountId === row.accountId;
-      if (transfer.code === 'refund_fee_advance' && !debit) lentMsat += transfer.amountMsat;
-      else if (transfer.code === 'refund_fee_return' && debit) lentMsat -= transfer.amountMsat;
+      if (transfer.code === 'refund_fee_advance' && !debit) {
+        lentMsat += transfer.amountMsat;
+        holder = null;
+      } else if (transfer.code === 'refund_fee_return' && debit) lentMsat -= transfer.amountMsat;
       else if (transfer.code === 'payment' && debit) {
         inUse = transfer.state === 'pending';
+        holder = transfer.reference;
         if (transfer.state === 'posted') {
           const payment = await payments.getPayment(row.appId, transfer.reference);
           if (!payment) throw new Error(`stream ${row.id}: no payment for the posted payout ${transfer.reference}`);
@@ -567,7 +574,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
       }
       newestId = transfer.id;
     }
-    return { lentMsat, inUse, newestId, feesSpent };
+    return { lentMsat, inUse, newestId, feesSpent, holder };
   };
 
   /**
@@ -577,10 +584,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * kept, and that payout's outcome returns what it did not use. The return's key names the
    * newest loan transfer read, so loads that read the same loan return it once.
    */
-  const recoverFeeAdvance = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; feesSpent: Set<string> }> => {
-    if (row.status !== 'closed') return { lentMsat: 0n, feesSpent: new Set() };
-    const { lentMsat, inUse, newestId, feesSpent } = await lentFromLedger(row, newer);
-    if (lentMsat === 0n || inUse) return { lentMsat, feesSpent };
+  const recoverFeeAdvance = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; feesSpent: Set<string>; holder: string | null }> => {
+    if (row.status !== 'closed') return { lentMsat: 0n, feesSpent: new Set(), holder: null };
+    const { lentMsat, inUse, newestId, feesSpent, holder } = await lentFromLedger(row, newer);
+    if (lentMsat === 0n || inUse) return { lentMsat, feesSpent, holder };
     const result = await ledger.apply({
       kind: 'transfer',
       debitAccountId: row.accountId,
@@ -593,10 +600,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     if (!result.ok) {
       // Kept as the stream's loan (never paid to the payer): the next refund uses it, and its outcome returns the rest.
       logger.warn({ streamId: row.id, error: result.error }, 'could not return a refund fee budget left on a closed stream; kept as its loan');
-      return { lentMsat, feesSpent };
+      return { lentMsat, feesSpent, holder };
     }
     logger.warn({ streamId: row.id, amountMsat: lentMsat.toString() }, 'returned a refund fee budget an earlier run left on a closed stream');
-    return { lentMsat: 0n, feesSpent };
+    return { lentMsat: 0n, feesSpent, holder };
   };
 
   /**
@@ -632,7 +639,7 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     // Charges not yet swept are settled first, so the walk below finds their transfer.
     if (row.moneyRows && settler) await settler.settleNow([row.id]).catch(() => undefined);
     const newest = await newestMoneySeq(row);
-    const { lentMsat: feeAdvance, feesSpent } = await recoverFeeAdvance(row, newest.newer);
+    const { lentMsat: feeAdvance, feesSpent, holder: loanHolder } = await recoverFeeAdvance(row, newest.newer);
     // The log's events a load looks at (payouts and fundings), in one read. The fundings are
     // read before the balance: a payment found here has its credit in that read (an invoice is
     // marked paid in the credit's transaction).
@@ -658,11 +665,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
     live.set(streamId, state);
     byAccount.set(row.accountId, streamId);
     // Told now, as the payments service would have: counted once with an outcome told again (payoutsResolved).
-    // Only the payouts after the newest money step can have used a refund's fee loan (FeeLoanPart).
-    const payoutsAfterNewest = new Set(newest.newer.filter((transfer) => transfer.code === 'payment' && transfer.debitAccountId === row.accountId).map((transfer) => transfer.reference));
+    // Only the payout that holds the refund's fee loan (sent after the newest advance) can spend or return it (FeeLoanPart).
     for (const payment of unrecorded) {
       const hash = payment.paymentHash;
-      const loanPart: FeeLoanPart = !payoutsAfterNewest.has(hash) ? 'before-loan' : feesSpent.has(hash) ? 'fee-taken' : 'takes-fee';
+      const loanPart: FeeLoanPart = hash !== loanHolder ? 'before-loan' : feesSpent.has(hash) ? 'fee-taken' : 'takes-fee';
       onPaymentResolved({ ...payment, debitAccountId: row.accountId }, loanPart);
     }
     // Recorded now, as the invoice service's listener would have; their credits are in the balance read above.

@@ -409,14 +409,20 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
 
-  it("returns a closed stream's refund fee budget once, when its refund resolves, though the load first records an older payout's lost outcome", async () => {
+  // The old payout's transfer is older than the newest money step (charges after it), or not
+  // (none: it is among the transfers the loan's walk reads), on a prepaid stream or a postpaid one
+  // (where the ledger would let an early return of the loan through).
+  it.each([
+    { chargesAfter: 3, maximumMsat: '0' },
+    { chargesAfter: 0, maximumMsat: '1000000' },
+  ])("returns a closed stream's refund fee budget once, when its refund resolves, though the load first records an older payout's lost outcome ($chargesAfter charges after it, maximum $maximumMsat)", async ({ chargesAfter, maximumMsat }) => {
     const place = await newPlace();
     const first = await restart(place);
     const app = await fundedApp(first);
     const alice = first.sluice.devnet!.nodePubkey('alice');
     const created = await first.call('POST', '/v1/streams', {
       key: app.apiKey,
-      body: { prices: { hit: '1000' }, settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
+      body: { prices: { hit: '1000' }, maximum_msat: maximumMsat, settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
     });
     const streamId = created.body.id as string;
     const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
@@ -434,11 +440,11 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     const [old] = await first.sluice.payments.listPayments(app.id, 10);
     expect(old).toMatchObject({ status: 'succeeded' });
     expect(old!.feeMsat).toBeGreaterThan(0n);
-    for (let i = 0; i < 3; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
+    for (let i = 0; i < chargesAfter; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
     await first.sluice.streams.settleCharges();
     await settle();
     const payerBalance = await accountBalance();
-    expect(payerBalance).toBe(60000n - old!.amountMsat - old!.feeMsat! - 3000n);
+    expect(payerBalance).toBe(60000n - old!.amountMsat - old!.feeMsat! - BigInt(chargesAfter) * 1000n);
 
     // The close's refund goes out with a fee budget the app lends it, and stays pending across the restart.
     await first.sluice.payments.stop();
