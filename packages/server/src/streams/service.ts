@@ -288,10 +288,9 @@ interface MeterAttempt {
  *   whose fee the loan read from the ledger did not count (it was pending then).
  * - 'fee-taken': told at load; the loan read from the ledger (lentFromLedger, which saw the
  *   payout posted) already spent its fee: the rest goes back, nothing is taken off again.
- * - 'before-loan': told at load, and not the payout that holds the loan: the payout sent after
- *   the newest advance (lentFromLedger's `holder`; each refund attempt gets its own advance, and
- *   a payout before it, older than the close or an earlier refund's, used none of this loan).
- *   It leaves the loan alone.
+ * - 'before-loan': told at load, and not the payout that holds the loan, the newest payout sent
+ *   after the newest advance (lentFromLedger's `holder`); a payout before it, older than the
+ *   close or an earlier refund, has no part in what is lent now. It leaves the loan alone.
  *   The refund payout that holds it returns it at its own outcome, or recoverFeeAdvance at
  *   load when none does. (Returning it here would leave the old payout's fee, the app's, on
  *   the stream for the payer after a success, and return the loan early after a failure.)
@@ -538,9 +537,10 @@ export function createStreamService(deps: StreamServiceDeps): StreamService {
    * routing fee from it (a success's fee, none for a failure), and the rest is returned
    * (refund_fee_return). `inUse`: a payout is still out, and its outcome returns the rest.
    * Advances happen only after the close, when no money step (a transfer with a seq) follows,
-   * so the transfers newer than the newest money step hold them all. `holder`: the payout sent
-   * after the newest advance, the only one whose outcome may spend or return the loan (each
-   * refund attempt gets its own advance, returned at its outcome).
+   * so the transfers newer than the newest money step hold them all. `holder`: the newest payout
+   * sent after the newest advance, the only one whose outcome may spend or return the loan (a
+   * refund takes a new advance, or reuses one still lent; an older payout used none of it, or
+   * its outcome already gave the rest back).
    */
   const lentFromLedger = async (row: StreamRow, newer: Transfer[]): Promise<{ lentMsat: bigint; inUse: boolean; newestId: string | null; feesSpent: Set<string>; holder: string | null }> => {
     let lentMsat = 0n;
