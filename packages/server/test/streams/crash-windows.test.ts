@@ -328,6 +328,33 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     };
   };
 
+  /**
+   * A stream whose threshold payout to alice is answered inside pay() (so no payout_requested
+   * is ever recorded) and whose outcome is saved just before a crash, then `chargesAfter`
+   * charges committed and swept after it. The process goes on as a new one would.
+   */
+  const lostThresholdPayout = async (first: TestSluice, options: { chargesAfter: number; maximumMsat?: string }) => {
+    const app = await fundedApp(first);
+    const alice = first.sluice.devnet!.nodePubkey('alice');
+    const created = await first.call('POST', '/v1/streams', {
+      key: app.apiKey,
+      body: { prices: { hit: '1000' }, maximum_msat: options.maximumMsat ?? '0', settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
+    });
+    const streamId = created.body.id as string;
+    const streamHelpers = helpers(app.apiKey, streamId);
+    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
+    const recovered = crashAfterOutcomeSaved(first);
+    expect((await streamHelpers.asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
+    await waitFor('the payout to reach alice', async () => first.sluice.devnet!.nodeBalanceMsat('alice') > aliceBefore);
+    recovered();
+    const [payout] = await first.sluice.payments.listPayments(app.id, 10);
+    expect(payout).toMatchObject({ status: 'succeeded', amountMsat: first.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore });
+    for (let i = 0; i < options.chargesAfter; i += 1) expect((await streamHelpers.asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
+    await first.sluice.streams.settleCharges();
+    await settle();
+    return { app, streamId, aliceBefore, payout: payout!, ...streamHelpers };
+  };
+
   it("records a payout's outcome saved just before a crash at the next start, once", async () => {
     const place = await newPlace();
     const first = await restart(place);
@@ -369,42 +396,23 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
   it("records a payout answered before pay() returned and saved just before a crash at the next start, once, when charges committed after it", async () => {
     const place = await newPlace();
     const first = await restart(place);
-    const app = await fundedApp(first);
-    const alice = first.sluice.devnet!.nodePubkey('alice');
-    const created = await first.call('POST', '/v1/streams', {
-      key: app.apiKey,
-      body: { prices: { hit: '1000' }, settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
-    });
-    const streamId = created.body.id as string;
-    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
-    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
-    // The threshold payout succeeds at once, inside pay() (so no payout_requested is ever
-    // recorded); saving that outcome commits and the process dies before the stream is told.
-    const recovered = crashAfterOutcomeSaved(first);
-    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
-    await waitFor('the payout to reach alice', async () => first.sluice.devnet!.nodeBalanceMsat('alice') > aliceBefore);
-    recovered();
-    const paid = first.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore;
-    const [payout] = await first.sluice.payments.listPayments(app.id, 10);
-    expect(payout).toMatchObject({ status: 'succeeded', amountMsat: paid });
-    // Charges commit after it and are swept to the app: the payout's transfer is no longer
+    // Charges commit after the lost payout and are swept to the app: its transfer is no longer
     // among those after the stream's newest money step.
-    for (let i = 0; i < 3; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
-    await first.sluice.streams.settleCharges();
-    await settle();
+    const { streamId, events, accountBalance, aliceBefore, payout } = await lostThresholdPayout(first, { chargesAfter: 3 });
+    const paid = payout.amountMsat;
     expect((await events()).some((e) => e.type === 'settled' || e.type === 'payout_requested')).toBe(false);
 
     await restart(place);
     await waitFor('the settled event', async () => (await events()).some((e) => e.type === 'settled'));
     expect((await events()).filter((e) => e.type === 'settled')).toEqual([
-      expect.objectContaining({ amount_msat: paid.toString(), fee_msat: (payout!.feeMsat ?? 0n).toString(), payment_hash: payout!.paymentHash }),
+      expect.objectContaining({ amount_msat: paid.toString(), fee_msat: (payout.feeMsat ?? 0n).toString(), payment_hash: payout.paymentHash }),
     ]);
 
     const third = await restart(place);
     await third.sluice.streams.get(streamId, null);
     await settle();
     expect((await events()).filter((e) => e.type === 'settled')).toHaveLength(1);
-    expect(await accountBalance()).toBe(60000n - paid - (payout!.feeMsat ?? 0n) - 3000n);
+    expect(await accountBalance()).toBe(60000n - paid - (payout.feeMsat ?? 0n) - 3000n);
     expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(paid);
     expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
@@ -418,33 +426,15 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
   ])("returns a closed stream's refund fee budget once, when its refund resolves, though the load first records an older payout's lost outcome ($chargesAfter charges after it, maximum $maximumMsat)", async ({ chargesAfter, maximumMsat }) => {
     const place = await newPlace();
     const first = await restart(place);
-    const app = await fundedApp(first);
-    const alice = first.sluice.devnet!.nodePubkey('alice');
-    const created = await first.call('POST', '/v1/streams', {
-      key: app.apiKey,
-      body: { prices: { hit: '1000' }, maximum_msat: maximumMsat, settle_to_msat: '0', settle_threshold_msat: '0', payout_threshold_msat: '50000', max_charge_msat: '100000', payout: { keysend: { pubkey: alice } } },
-    });
-    const streamId = created.body.id as string;
-    const { asApp, events, accountBalance } = helpers(app.apiKey, streamId);
+    const { app, streamId, asApp, events, accountBalance, aliceBefore, payout: old } = await lostThresholdPayout(first, { chargesAfter, maximumMsat });
     const appBalance = async () => {
       const account = await t!.sluice.ledger.getAccount(`app:${app.id}`);
       return account!.creditsPostedMsat - account!.debitsPostedMsat;
     };
     const streamTransfers = async (code: string) => (await t!.sluice.ledger.listTransfers({ accountId: `stream:${streamId}`, limit: 1000 })).filter((transfer) => transfer.code === code);
-    const aliceBefore = first.sluice.devnet!.nodeBalanceMsat('alice');
-    // A threshold payout answered inside pay(), its settled lost to a crash; charges commit after it.
-    const recovered = crashAfterOutcomeSaved(first);
-    expect((await asApp('POST', `/v1/streams/${streamId}/reward`, { amount_msat: '60000', ref: 'r1' })).status).toBe(200);
-    await waitFor('the payout to reach alice', async () => first.sluice.devnet!.nodeBalanceMsat('alice') > aliceBefore);
-    recovered();
-    const [old] = await first.sluice.payments.listPayments(app.id, 10);
-    expect(old).toMatchObject({ status: 'succeeded' });
-    expect(old!.feeMsat).toBeGreaterThan(0n);
-    for (let i = 0; i < chargesAfter; i += 1) expect((await asApp('POST', `/v1/streams/${streamId}/charge`, { event: 'hit', ref: `h${i}` })).status).toBe(200);
-    await first.sluice.streams.settleCharges();
-    await settle();
+    expect(old.feeMsat).toBeGreaterThan(0n);
     const payerBalance = await accountBalance();
-    expect(payerBalance).toBe(60000n - old!.amountMsat - old!.feeMsat! - BigInt(chargesAfter) * 1000n);
+    expect(payerBalance).toBe(60000n - old.amountMsat - old.feeMsat! - BigInt(chargesAfter) * 1000n);
 
     // The close's refund goes out with a fee budget the app lends it, and stays pending across the restart.
     await first.sluice.payments.stop();
@@ -467,9 +457,9 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     expect((await streamTransfers('refund_fee_return')).map((transfer) => transfer.amountMsat)).toEqual([loan!.amountMsat - refund!.feeMsat!]);
     expect(await appBalance()).toBe(appBefore + loan!.amountMsat - refund!.feeMsat!);
     expect(await accountBalance()).toBe(0n);
-    expect(t!.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(old!.amountMsat + payerBalance!);
+    expect(t!.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(old.amountMsat + payerBalance!);
     // Each payout's settled once, the old one's too.
-    expect((await events()).filter((e) => e.type === 'settled').map((e) => e.payment_hash)).toEqual([old!.paymentHash, refundHash]);
+    expect((await events()).filter((e) => e.type === 'settled').map((e) => e.payment_hash)).toEqual([old.paymentHash, refundHash]);
 
     const third = await restart(place);
     await third.sluice.streams.get(streamId, null);
@@ -478,7 +468,7 @@ describe.skipIf(store === 'postgres' && !usePostgres)(`streams across a crash wi
     expect(await streamTransfers('refund_fee_return')).toHaveLength(1);
     expect(await appBalance()).toBe(appBefore + loan!.amountMsat - refund!.feeMsat!);
     expect(await accountBalance()).toBe(0n);
-    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(old!.amountMsat + payerBalance!);
+    expect(third.sluice.devnet!.nodeBalanceMsat('alice') - aliceBefore).toBe(old.amountMsat + payerBalance!);
     expect(await third.sluice.ledger.sumOfBalances()).toBe(0n);
   }, 30_000);
 
